@@ -1,0 +1,778 @@
+//! Phase two of config loading: check the raw config against the target and build the plan.
+//!
+//! Every check runs, and every failure is kept, so one run of `profilesync check` shows all
+//! the mistakes of a config file, each with its line and what was expected.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::Path;
+
+use toml::Spanned;
+
+use super::raw::{RawConfig, RawLimits, RawMatch, RawTarget};
+use super::{
+    Config, ConfigError, ConfigErrors, EmptyPolicy, Limits, Match, MatchBy, Rate, SourceSettings,
+    Target, WhenMissing,
+};
+use crate::mapping::{DateFormat, FieldRule, Input, PhoneRegion, Transform, parse_template};
+use crate::schema::{self, TargetKind};
+
+/// The transform names that take no argument, for error messages.
+const SIMPLE_TRANSFORMS: &[&str] = &[
+    "trim",
+    "lowercase",
+    "uppercase",
+    "collapse_whitespace",
+    "nfc",
+    "e164",
+    "email",
+];
+/// The transforms written as a one-key table.
+const TABLE_TRANSFORMS: &[&str] = &["date", "map", "default", "split", "e164"];
+
+/// Compiles the text of a config file.
+pub fn compile(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
+    let mut cx = Compiler {
+        file,
+        text,
+        errors: Vec::new(),
+    };
+    let raw: RawConfig = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let line = e.span().map(|s| cx.line(s.start));
+            cx.errors.push(ConfigError {
+                file: file.to_owned(),
+                line,
+                message: e.message().to_owned(),
+            });
+            return Err(ConfigErrors(cx.errors));
+        }
+    };
+    let config = cx.config(raw);
+    if cx.errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(cx.errors))
+    }
+}
+
+struct Compiler<'a> {
+    file: &'a Path,
+    text: &'a str,
+    errors: Vec<ConfigError>,
+}
+
+impl Compiler<'_> {
+    fn line(&self, offset: usize) -> usize {
+        self.text.as_bytes()[..offset.min(self.text.len())]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    fn error(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
+        let line = span.map(|s| self.line(s.start));
+        self.errors.push(ConfigError {
+            file: self.file.to_owned(),
+            line,
+            message: message.into(),
+        });
+    }
+
+    fn config(&mut self, raw: RawConfig) -> Config {
+        let kind = *raw.target.kind.get_ref();
+        let source = self.source(&raw);
+        let target = self.target(raw.target);
+        let matching = self.matching(kind, raw.matching);
+        let limits = self.limits(kind, &raw.limits);
+        let mut rules = Vec::new();
+        for (name, spec) in &raw.fields {
+            if let Some(rule) = self.field(kind, &source, name, spec) {
+                rules.push(rule);
+            }
+        }
+        if rules.is_empty() && raw.fields.is_empty() {
+            self.error(None, "[fields] is empty: map at least one target field");
+        }
+        Config {
+            file: self.file.to_owned(),
+            source,
+            target,
+            matching,
+            limits,
+            rules,
+        }
+    }
+
+    fn source(&mut self, raw: &RawConfig) -> SourceSettings {
+        let s = &raw.source;
+        if s.key.get_ref().trim().is_empty() {
+            self.error(Some(s.key.span()), "[source] key must name a column");
+        }
+        let delimiter = match &s.delimiter {
+            None => b',',
+            Some(d) => match d.get_ref().as_bytes() {
+                [b] if b.is_ascii() && *b != b'"' && *b != b'\n' => *b,
+                _ => {
+                    self.error(Some(d.span()), "[source] delimiter must be one ASCII character, such as \",\", \";\" or \"\\t\"");
+                    b','
+                }
+            },
+        };
+        let phone_region = match &s.phone_region {
+            None => PhoneRegion::parse("US").expect("US is a region"),
+            Some(r) => self.region(r),
+        };
+        SourceSettings {
+            path: s.path.clone(),
+            key: s.key.get_ref().clone(),
+            format: s.format,
+            delimiter,
+            empty: s.empty.unwrap_or_default(),
+            phone_region,
+        }
+    }
+
+    fn region(&mut self, code: &Spanned<String>) -> PhoneRegion {
+        PhoneRegion::parse(code.get_ref()).unwrap_or_else(|| {
+            self.error(
+                Some(code.span()),
+                format!("`{}` is not a region code; expected an ISO 3166 code such as \"US\", \"GB\" or \"DE\"", code.get_ref()),
+            );
+            PhoneRegion::parse("US").expect("US is a region")
+        })
+    }
+
+    fn target(&mut self, raw: RawTarget) -> Target {
+        let kind = *raw.kind.get_ref();
+        let needs = |has: bool| has;
+        // Which keys belong to which target.
+        let owned: [(&str, Option<Range<usize>>, TargetKind); 5] = [
+            (
+                "domain",
+                raw.domain.as_ref().map(Spanned::span),
+                TargetKind::CustomerProfiles,
+            ),
+            (
+                "instance_id",
+                raw.instance_id.as_ref().map(Spanned::span),
+                TargetKind::ConnectUser,
+            ),
+            (
+                "allow_email_change",
+                raw.allow_email_change.as_ref().map(Spanned::span),
+                TargetKind::ConnectUser,
+            ),
+            (
+                "base_url",
+                raw.base_url.as_ref().map(Spanned::span),
+                TargetKind::GenesysUcs,
+            ),
+            (
+                "tenant_id",
+                raw.tenant_id.as_ref().map(Spanned::span),
+                TargetKind::GenesysUcs,
+            ),
+        ];
+        for (key, span, owner) in owned {
+            if let Some(span) = span
+                && owner != kind
+            {
+                self.error(
+                    Some(span),
+                    format!("[target] {key} is for {owner}, not {kind}"),
+                );
+            }
+        }
+        if kind == TargetKind::GenesysUcs {
+            for (key, span) in [
+                ("region", None),
+                ("endpoint_url", raw.endpoint_url.as_ref().map(Spanned::span)),
+            ] {
+                if let Some(span) = span {
+                    self.error(
+                        Some(span),
+                        format!("[target] {key} is for the AWS targets; genesys-ucs uses base_url"),
+                    );
+                }
+            }
+        }
+        let kind_span = raw.kind.span();
+        let require =
+            |cx: &mut Self, key: &str, value: &Option<Spanned<String>>, target: TargetKind| {
+                if kind == target && needs(value.is_none()) {
+                    cx.error(
+                        Some(kind_span.clone()),
+                        format!("{kind} needs [target] {key}"),
+                    );
+                }
+            };
+        require(self, "domain", &raw.domain, TargetKind::CustomerProfiles);
+        require(
+            self,
+            "instance_id",
+            &raw.instance_id,
+            TargetKind::ConnectUser,
+        );
+        require(self, "base_url", &raw.base_url, TargetKind::GenesysUcs);
+        if let Some(domain) = &raw.domain {
+            let d = domain.get_ref();
+            let ok = (1..=64).contains(&d.len())
+                && d.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !ok {
+                self.error(Some(domain.span()), "[target] domain must be 1-64 characters of letters, digits, _ and - (DomainName)");
+            }
+        }
+        if let Some(instance) = &raw.instance_id
+            && !(1..=100).contains(&instance.get_ref().len())
+        {
+            self.error(
+                Some(instance.span()),
+                "[target] instance_id must be 1-100 characters",
+            );
+        }
+        for url in [&raw.base_url, &raw.endpoint_url].into_iter().flatten() {
+            if let Err(why) = check_url(url.get_ref()) {
+                self.error(Some(url.span()), why);
+            }
+        }
+        Target {
+            kind,
+            domain: raw.domain.map(Spanned::into_inner),
+            instance_id: raw.instance_id.map(Spanned::into_inner),
+            base_url: raw
+                .base_url
+                .map(|u| u.into_inner().trim_end_matches('/').to_owned()),
+            tenant_id: raw.tenant_id.map(Spanned::into_inner),
+            region: raw.region,
+            endpoint_url: raw.endpoint_url.map(Spanned::into_inner),
+            allow_email_change: raw.allow_email_change.is_some_and(|b| *b.get_ref()),
+        }
+    }
+
+    fn matching(&mut self, kind: TargetKind, raw: Option<Spanned<RawMatch>>) -> Match {
+        let fallback = Match {
+            by: MatchBy::Id(String::new()),
+            when_missing: WhenMissing::Skip,
+        };
+        let Some(raw) = raw else {
+            self.error(None, format!("[match] is missing: set `id` (the column holding the {}) or `search_key` and `search_column`", kind.id_name()));
+            return fallback;
+        };
+        let span = raw.span();
+        let raw = raw.into_inner();
+        let by = match (raw.id, raw.search_key, raw.search_column) {
+            (Some(id), None, None) => MatchBy::Id(id.into_inner()),
+            (None, Some(key), Some(column)) => {
+                self.search_key(kind, &key);
+                MatchBy::Search {
+                    key: key.into_inner(),
+                    column: column.into_inner(),
+                }
+            }
+            (None, Some(key), None) => {
+                self.error(Some(key.span()), "[match] search_key needs search_column (the column holding the value to search for)");
+                return fallback;
+            }
+            (None, None, _) => {
+                self.error(Some(span), format!("[match] needs `id` (the column holding the {}) or `search_key` with `search_column`", kind.id_name()));
+                return fallback;
+            }
+            (Some(id), _, _) => {
+                self.error(
+                    Some(id.span()),
+                    "[match] takes `id` or `search_key`, not both",
+                );
+                return fallback;
+            }
+        };
+        let when_missing = raw.when_missing.map_or(WhenMissing::Skip, |w| {
+            if *w.get_ref() == WhenMissing::Create && kind == TargetKind::ConnectUser {
+                self.error(Some(w.span()), "[match] when_missing = \"create\" is not possible for connect-user (users are created in Connect)");
+            }
+            w.into_inner()
+        });
+        Match { by, when_missing }
+    }
+
+    fn search_key(&mut self, kind: TargetKind, key: &Spanned<String>) {
+        let name = key.get_ref();
+        let problem = match kind {
+            TargetKind::CustomerProfiles => {
+                let ok = (1..=64).contains(&name.len())
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                (!ok).then(|| "a SearchProfiles KeyName such as \"_email\", \"_phone\", \"_account\" or a custom key (1-64 letters, digits, _ and -)".to_owned())
+            }
+            TargetKind::ConnectUser => (name != "Username").then(|| "\"Username\"".to_owned()),
+            TargetKind::GenesysUcs => {
+                Some("nothing: genesys-ucs matches by [match] id (customer_id)".to_owned())
+            }
+        };
+        if let Some(expected) = problem {
+            self.error(
+                Some(key.span()),
+                format!("[match] search_key `{name}` is not valid for {kind}; expected {expected}"),
+            );
+        }
+    }
+
+    fn limits(&mut self, kind: TargetKind, raw: &RawLimits) -> Limits {
+        let mut limits = default_limits(kind);
+        if let Some(rate) = &raw.rate {
+            match rate.get_ref() {
+                toml::Value::String(s) if s == "auto" => limits.rate = Rate::Auto,
+                toml::Value::Integer(n) if *n > 0 => limits.rate = Rate::PerSecond(*n as f64),
+                toml::Value::Float(f) if *f > 0.0 && f.is_finite() => {
+                    limits.rate = Rate::PerSecond(*f)
+                }
+                _ => self.error(
+                    Some(rate.span()),
+                    "[limits] rate must be a positive number of requests per second, or \"auto\"",
+                ),
+            }
+        }
+        let positive = |cx: &mut Self, key: &str, value: &Option<Spanned<i64>>, max: i64| {
+            value.as_ref().and_then(|v| {
+                let n = *v.get_ref();
+                if (1..=max).contains(&n) {
+                    Some(n)
+                } else {
+                    cx.error(
+                        Some(v.span()),
+                        format!("[limits] {key} must be between 1 and {max}"),
+                    );
+                    None
+                }
+            })
+        };
+        if let Some(n) = positive(self, "burst", &raw.burst, 10_000) {
+            limits.burst = n as u32;
+        }
+        if let Some(n) = positive(self, "concurrency", &raw.concurrency, 1_024) {
+            limits.concurrency = n as usize;
+        }
+        if let Some(n) = positive(self, "max_attempts", &raw.max_attempts, 100) {
+            limits.max_attempts = n as u32;
+        }
+        limits
+    }
+
+    fn field(
+        &mut self,
+        kind: TargetKind,
+        source: &SourceSettings,
+        name: &Spanned<String>,
+        spec: &Spanned<toml::Value>,
+    ) -> Option<FieldRule> {
+        let target = match schema::resolve(kind, name.get_ref()) {
+            Ok(t) => Some(t),
+            Err(unknown) => {
+                self.error(
+                    Some(name.span()),
+                    format!(
+                        "unknown target field: {}; expected one of: {}",
+                        unknown.reason,
+                        unknown.expected.join(", ")
+                    ),
+                );
+                None
+            }
+        };
+        let span = spec.span();
+        let field = name.get_ref();
+        let (input, transforms, empty) = match spec.get_ref() {
+            toml::Value::String(column) => (
+                Some(Input::Column(column.clone())),
+                Vec::new(),
+                source.empty,
+            ),
+            toml::Value::Table(table) => self.field_table(kind, source, field, table, &span)?,
+            _ => {
+                self.error(Some(span), format!("[fields] {field}: expected a column name or a table with `from`, `value` or `template`"));
+                return None;
+            }
+        };
+        Some(FieldRule {
+            name: field.clone(),
+            target: target?,
+            input: input?,
+            transforms,
+            empty,
+        })
+    }
+
+    fn field_table(
+        &mut self,
+        kind: TargetKind,
+        source: &SourceSettings,
+        field: &str,
+        table: &toml::Table,
+        span: &Range<usize>,
+    ) -> Option<(Option<Input>, Vec<Transform>, EmptyPolicy)> {
+        let mut input = None;
+        let mut transforms = Vec::new();
+        let mut empty = source.empty;
+        let mut sources = 0;
+        for (key, value) in table {
+            match (key.as_str(), value) {
+                ("from", toml::Value::String(c)) => {
+                    sources += 1;
+                    input = Some(Input::Column(c.clone()));
+                }
+                ("value", toml::Value::String(v)) => {
+                    sources += 1;
+                    input = Some(Input::Constant(v.clone()));
+                }
+                ("template", toml::Value::String(t)) => {
+                    sources += 1;
+                    match parse_template(t) {
+                        Ok(parts) => input = Some(Input::Template(parts)),
+                        Err(why) => self.error(Some(span.clone()), format!("[fields] {field}: {why}")),
+                    }
+                }
+                ("transform", toml::Value::Array(items)) => {
+                    for item in items {
+                        if let Some(t) = self.transform(kind, source, field, item, span) {
+                            transforms.push(t);
+                        }
+                    }
+                }
+                ("empty", toml::Value::String(p)) if p == "keep" => empty = EmptyPolicy::Keep,
+                ("empty", toml::Value::String(p)) if p == "clear" => empty = EmptyPolicy::Clear,
+                ("empty", _) => self.error(Some(span.clone()), format!("[fields] {field}: empty must be \"keep\" or \"clear\"")),
+                ("from" | "value" | "template", _) => {
+                    self.error(Some(span.clone()), format!("[fields] {field}: `{key}` must be a string"));
+                }
+                ("transform", _) => self.error(Some(span.clone()), format!("[fields] {field}: transform must be a list, such as [\"trim\", \"lowercase\"]")),
+                _ => self.error(
+                    Some(span.clone()),
+                    format!("[fields] {field}: unknown key `{key}`; expected `from`, `value`, `template`, `transform` or `empty`"),
+                ),
+            }
+        }
+        if sources != 1 {
+            self.error(Some(span.clone()), format!("[fields] {field}: give exactly one of `from` (a column), `value` (a constant) or `template`"));
+        }
+        Some((input, transforms, empty))
+    }
+
+    fn transform(
+        &mut self,
+        kind: TargetKind,
+        source: &SourceSettings,
+        field: &str,
+        item: &toml::Value,
+        span: &Range<usize>,
+    ) -> Option<Transform> {
+        let result = match item {
+            toml::Value::String(name) => simple_transform(name, source.phone_region),
+            toml::Value::Table(t) if t.len() == 1 => {
+                let (name, arg) = t.iter().next().expect("one entry");
+                self.table_transform(name, arg)
+            }
+            _ => Err(format!(
+                "a transform is a name ({}) or a one-key table ({})",
+                SIMPLE_TRANSFORMS.join(", "),
+                TABLE_TRANSFORMS.join(", ")
+            )),
+        };
+        let result = result.and_then(|t| match t {
+            Transform::Split(_) if !kind.multi_valued() => Err(format!(
+                "`split` makes several values, but {kind} fields take one"
+            )),
+            t => Ok(t),
+        });
+        result
+            .map_err(|why| self.error(Some(span.clone()), format!("[fields] {field}: {why}")))
+            .ok()
+    }
+
+    fn table_transform(&mut self, name: &str, arg: &toml::Value) -> Result<Transform, String> {
+        match (name, arg) {
+            ("date", toml::Value::Table(t)) => {
+                let get = |k: &str| t.get(k).and_then(toml::Value::as_str);
+                match (get("from"), get("to"), t.len()) {
+                    (Some(from), Some(to), 2) => DateFormat::new(from, to).map(Transform::Date),
+                    _ => Err("date takes { from = \"%m/%d/%Y\", to = \"%Y-%m-%d\" }".to_owned()),
+                }
+            }
+            ("map", toml::Value::Table(t)) => {
+                let mut table = HashMap::new();
+                let mut fallback = None;
+                for (k, v) in t {
+                    let v = v.as_str().ok_or("map values must be strings")?.to_owned();
+                    if k == "*" {
+                        fallback = Some(v);
+                    } else {
+                        table.insert(k.clone(), v);
+                    }
+                }
+                Ok(Transform::Map { table, fallback })
+            }
+            ("default", toml::Value::String(v)) => Ok(Transform::Default(v.clone())),
+            ("split", toml::Value::String(sep)) if !sep.is_empty() => {
+                Ok(Transform::Split(sep.clone()))
+            }
+            ("e164", toml::Value::Table(t)) => {
+                match t.get("region").and_then(toml::Value::as_str) {
+                    Some(code) if t.len() == 1 => PhoneRegion::parse(code)
+                        .map(Transform::E164)
+                        .ok_or_else(|| {
+                            format!("`{code}` is not a region code such as \"US\" or \"GB\"")
+                        }),
+                    _ => Err("e164 takes { region = \"GB\" }".to_owned()),
+                }
+            }
+            ("date" | "map" | "default" | "split" | "e164", _) => Err(format!(
+                "`{name}` has the wrong argument; expected date = {{ from, to }}, map = {{ FROM = \"TO\" }}, \
+                 default = \"value\", split = \";\" or e164 = {{ region = \"GB\" }}"
+            )),
+            _ => Err(format!(
+                "unknown transform `{name}`; expected one of {}",
+                TABLE_TRANSFORMS.join(", ")
+            )),
+        }
+    }
+}
+
+fn simple_transform(name: &str, region: PhoneRegion) -> Result<Transform, String> {
+    Ok(match name {
+        "trim" => Transform::Trim,
+        "lowercase" => Transform::Lowercase,
+        "uppercase" => Transform::Uppercase,
+        "collapse_whitespace" => Transform::CollapseWhitespace,
+        "nfc" => Transform::Nfc,
+        "e164" => Transform::E164(region),
+        "email" => Transform::Email,
+        _ => {
+            return Err(format!(
+                "unknown transform `{name}`; expected one of {} or a table ({})",
+                SIMPLE_TRANSFORMS.join(", "),
+                TABLE_TRANSFORMS.join(", ")
+            ));
+        }
+    })
+}
+
+/// The limits a target gets when `[limits]` leaves them out: under the documented quotas.
+pub fn default_limits(kind: TargetKind) -> Limits {
+    match kind {
+        // 100 TPS account-wide; leave room for other users of the account.
+        TargetKind::CustomerProfiles => Limits {
+            rate: Rate::PerSecond(50.0),
+            burst: 10,
+            concurrency: 16,
+            max_attempts: 8,
+        },
+        // 2 requests/s, burst 5, per operation, account-wide.
+        TargetKind::ConnectUser => Limits {
+            rate: Rate::PerSecond(2.0),
+            burst: 5,
+            concurrency: 2,
+            max_attempts: 8,
+        },
+        // On-premises server with no documented quota.
+        TargetKind::GenesysUcs => Limits {
+            rate: Rate::PerSecond(20.0),
+            burst: 10,
+            concurrency: 8,
+            max_attempts: 8,
+        },
+    }
+}
+
+/// Plain `http://` is only allowed to loopback; credentials would travel in clear otherwise.
+fn check_url(url: &str) -> Result<(), String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("`{url}` is not a URL; expected https://host[:port][/path]"))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    if host.is_empty() {
+        return Err(format!("`{url}` has no host"));
+    }
+    match scheme {
+        "https" => Ok(()),
+        "http" if is_loopback(host) => Ok(()),
+        "http" => Err(format!(
+            "`{url}`: plain http:// is refused for any host but loopback; use https://"
+        )),
+        _ => Err(format!("`{url}`: expected an https:// URL")),
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<String> {
+        match compile(Path::new("t.toml"), text) {
+            Ok(_) => vec![],
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    const GOOD: &str = r#"
+[source]
+key = "crm_id"
+
+[target]
+kind = "customer-profiles"
+domain = "ExampleDomainName"
+
+[match]
+id = "connect_profile_id"
+
+[limits]
+rate = 50
+burst = 10
+concurrency = 16
+max_attempts = 8
+
+[fields]
+FirstName = "first_name"
+LastName = "last_name"
+EmailAddress = { from = "email", transform = ["trim", "lowercase"] }
+PhoneNumber = { from = "phone", transform = ["e164"] }
+BirthDate = { from = "dob", transform = [{ date = { from = "%m/%d/%Y", to = "%Y-%m-%d" } }] }
+"Address.City" = "city"
+"Attributes.LoyaltyPoints" = "points"
+"#;
+
+    #[test]
+    fn the_contract_example_compiles() {
+        let config = compile(Path::new("t.toml"), GOOD).unwrap();
+        assert_eq!(config.target.kind, TargetKind::CustomerProfiles);
+        assert_eq!(config.matching.by, MatchBy::Id("connect_profile_id".into()));
+        assert_eq!(config.rules.len(), 7);
+        assert_eq!(config.limits.rate, Rate::PerSecond(50.0));
+        let email = config
+            .rules
+            .iter()
+            .find(|r| r.name == "EmailAddress")
+            .unwrap();
+        assert_eq!(
+            email.transforms,
+            vec![Transform::Trim, Transform::Lowercase]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_fail_in_phase_one_with_the_expected_keys() {
+        let errs = errors(&GOOD.replace("burst = 10", "burts = 10"));
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].starts_with("t.toml:14:"), "{}", errs[0]);
+        assert!(errs[0].contains("burst"), "{}", errs[0]);
+    }
+
+    #[test]
+    fn every_phase_two_error_is_reported_with_its_line() {
+        let text = GOOD
+            .replace("FirstName = ", "Firstname = ")
+            .replace("[\"e164\"]", "[\"e165\"]")
+            .replace("rate = 50", "rate = -1")
+            .replace("domain = \"ExampleDomainName\"", "domain = \"bad domain\"");
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 4, "{errs:#?}");
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("t.toml:7:") && e.contains("DomainName"))
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("t.toml:13:") && e.contains("rate"))
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("Firstname") && e.contains("FirstName")),
+            "{errs:#?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("t.toml:22:") && e.contains("e165"))
+        );
+    }
+
+    #[test]
+    fn target_keys_must_match_the_kind() {
+        let errs = errors(&GOOD.replace("domain = \"ExampleDomainName\"", "instance_id = \"abc\""));
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("instance_id is for connect-user")),
+            "{errs:#?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("customer-profiles needs [target] domain")),
+            "{errs:#?}"
+        );
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback() {
+        assert!(check_url("http://127.0.0.1:4566").is_ok());
+        assert!(check_url("http://localhost:8080/ucs").is_ok());
+        assert!(check_url("http://[::1]:8080").is_ok());
+        assert!(check_url("https://ucs.example.com:8080/path").is_ok());
+        assert!(check_url("http://ucs.example.com:8080/path").is_err());
+        assert!(check_url("ftp://x").is_err());
+        assert!(check_url("nonsense").is_err());
+    }
+
+    #[test]
+    fn split_is_only_for_multi_valued_targets() {
+        let text = GOOD.replace(
+            "\"Address.City\" = \"city\"",
+            "\"Address.City\" = { from = \"city\", transform = [{ split = \";\" }] }",
+        );
+        let errs = errors(&text);
+        assert!(errs.iter().any(|e| e.contains("split")), "{errs:#?}");
+    }
+
+    #[test]
+    fn field_tables_need_exactly_one_source() {
+        let text = GOOD.replace(
+            "\"Address.City\" = \"city\"",
+            "\"Address.City\" = { from = \"city\", value = \"x\", colour = 1 }",
+        );
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 2, "{errs:#?}");
+        assert!(errs.iter().any(|e| e.contains("unknown key `colour`")));
+        assert!(errs.iter().any(|e| e.contains("exactly one of")));
+    }
+
+    #[test]
+    fn match_rules_per_target() {
+        let text = GOOD.replace(
+            "id = \"connect_profile_id\"",
+            "search_key = \"Username\"\nsearch_column = \"u\"\nwhen_missing = \"create\"",
+        );
+        assert!(errors(&text).is_empty());
+        let connect = text
+            .replace("kind = \"customer-profiles\"", "kind = \"connect-user\"")
+            .replace("domain = \"ExampleDomainName\"", "instance_id = \"i-1\"")
+            .replace("\"Address.City\" = \"city\"\n", "")
+            .replace("\"Attributes.LoyaltyPoints\" = \"points\"\n", "")
+            .replace("EmailAddress", "Email")
+            .replace("PhoneNumber", "Mobile")
+            .replace("BirthDate = { from = \"dob\", transform = [{ date = { from = \"%m/%d/%Y\", to = \"%Y-%m-%d\" } }] }\n", "");
+        let errs = errors(&connect);
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert!(errs[0].contains("not possible for connect-user"));
+    }
+}

@@ -1,0 +1,186 @@
+//! Configuration: the TOML file, loaded in two phases.
+//!
+//! [`raw`] mirrors the file with serde (unknown keys rejected, spans kept); [`compile`] turns
+//! it into a [`Config`], checking everything that needs more than the file's shape and
+//! returning every problem at once, each with the file and line. Nothing downstream sees
+//! the raw form.
+
+pub mod compile;
+pub mod raw;
+pub mod skeleton;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use raw::{EmptyPolicy, SourceFormat, WhenMissing};
+
+use crate::mapping::{FieldRule, PhoneRegion};
+use crate::schema::TargetKind;
+
+/// A compiled config: everything a run needs to know, checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was loaded from.
+    pub file: PathBuf,
+    /// `[source]`.
+    pub source: SourceSettings,
+    /// `[target]`.
+    pub target: Target,
+    /// `[match]`.
+    pub matching: Match,
+    /// `[limits]`.
+    pub limits: Limits,
+    /// `[fields]`, sorted by target field name.
+    pub rules: Vec<FieldRule>,
+}
+
+/// `[source]`, compiled.
+#[derive(Debug, Clone)]
+pub struct SourceSettings {
+    /// Input path from the config (the command line may override it).
+    pub path: Option<String>,
+    /// Column naming each record.
+    pub key: String,
+    /// Format, when set explicitly.
+    pub format: Option<SourceFormat>,
+    /// CSV delimiter byte.
+    pub delimiter: u8,
+    /// Default empty policy.
+    pub empty: EmptyPolicy,
+    /// Default phone region.
+    pub phone_region: PhoneRegion,
+}
+
+/// `[target]`, compiled.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Which API.
+    pub kind: TargetKind,
+    /// Customer Profiles domain name.
+    pub domain: Option<String>,
+    /// Connect instance id.
+    pub instance_id: Option<String>,
+    /// Genesys base URL, without a trailing slash.
+    pub base_url: Option<String>,
+    /// Genesys tenant id.
+    pub tenant_id: Option<i64>,
+    /// AWS region override.
+    pub region: Option<String>,
+    /// AWS endpoint override.
+    pub endpoint_url: Option<String>,
+    /// Connect users: whether a changed login e-mail may be written.
+    pub allow_email_change: bool,
+}
+
+/// How a record finds its target record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MatchBy {
+    /// The column holds the target's own id.
+    Id(String),
+    /// Search the target by `key` for the value of `column`.
+    Search {
+        /// Search key name (`_email`, `Username`, ...).
+        key: String,
+        /// Column holding the value searched for.
+        column: String,
+    },
+}
+
+/// `[match]`, compiled.
+#[derive(Debug, Clone)]
+pub struct Match {
+    /// By id or by search.
+    pub by: MatchBy,
+    /// What to do when nothing matches.
+    pub when_missing: WhenMissing,
+}
+
+impl Match {
+    /// The id column, when matching by id.
+    pub fn id_column(&self) -> Option<&str> {
+        match &self.by {
+            MatchBy::Id(c) => Some(c),
+            MatchBy::Search { .. } => None,
+        }
+    }
+
+    /// The search column, when matching by search.
+    pub fn search_column(&self) -> Option<&str> {
+        match &self.by {
+            MatchBy::Id(_) => None,
+            MatchBy::Search { column, .. } => Some(column),
+        }
+    }
+}
+
+/// Requests per second.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Rate {
+    /// A fixed sustained rate.
+    PerSecond(f64),
+    /// Adapt to an unknown quota.
+    Auto,
+}
+
+/// `[limits]`, compiled.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// Sustained request rate.
+    pub rate: Rate,
+    /// Token-bucket burst.
+    pub burst: u32,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// Attempts per request, the first included.
+    pub max_attempts: u32,
+}
+
+/// One problem in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The config file.
+    pub file: PathBuf,
+    /// 1-based line, when the problem has one.
+    pub line: Option<usize>,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}: {}", self.file.display(), self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+/// Every problem found in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Reads and compiles a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_owned(),
+            line: None,
+            message: format!("cannot read the config: {e}"),
+        }])
+    })?;
+    compile::compile(path, &text)
+}

@@ -1,0 +1,136 @@
+//! Phase one of config loading: a serde mirror of the TOML file.
+//!
+//! Every table rejects unknown keys, so a typo is an error that names the expected keys.
+//! Values keep their byte spans (`Spanned`) so that phase two, [`super::compile`], can point
+//! at the line of each problem. The `[fields]` entries stay as raw TOML values: their many
+//! shapes (a column name, a table with `from`/`value`/`template`, transform lists) are
+//! interpreted by the compile step, which can say precisely what was expected.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::schema::TargetKind;
+
+/// The whole config file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[source]`: where records come from.
+    pub source: RawSource,
+    /// `[target]`: which API they go to.
+    pub target: RawTarget,
+    /// `[match]`: how a record finds its target record.
+    #[serde(rename = "match")]
+    pub matching: Option<Spanned<RawMatch>>,
+    /// `[limits]`: rate, burst, concurrency, attempts.
+    #[serde(default)]
+    pub limits: RawLimits,
+    /// `[fields]`: target field name → source mapping.
+    #[serde(default)]
+    pub fields: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
+}
+
+/// `[source]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    /// Input file; the command line's `INPUT` overrides it.
+    pub path: Option<String>,
+    /// Column (JSONL: dotted field path) naming the record in the ledger and reports.
+    pub key: Spanned<String>,
+    /// `csv` or `jsonl`; default from the file name.
+    pub format: Option<SourceFormat>,
+    /// CSV delimiter, one ASCII character.
+    pub delimiter: Option<Spanned<String>>,
+    /// What an empty source value means, unless a field says otherwise.
+    pub empty: Option<EmptyPolicy>,
+    /// Region for phone numbers written without a country code.
+    pub phone_region: Option<Spanned<String>>,
+}
+
+/// Input formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceFormat {
+    /// Comma-separated values with a header row.
+    Csv,
+    /// JSON Lines, one object per line.
+    #[serde(alias = "ndjson")]
+    Jsonl,
+}
+
+/// What an empty source value means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmptyPolicy {
+    /// Leave the target's current value alone.
+    #[default]
+    Keep,
+    /// Remove the target's current value.
+    Clear,
+}
+
+/// `[target]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    /// Which API.
+    pub kind: Spanned<TargetKind>,
+    /// Customer Profiles domain.
+    pub domain: Option<Spanned<String>>,
+    /// Connect instance id.
+    pub instance_id: Option<Spanned<String>>,
+    /// Genesys base URL.
+    pub base_url: Option<Spanned<String>>,
+    /// Genesys tenant, sent as `X-Genesys-TenantId`.
+    pub tenant_id: Option<Spanned<i64>>,
+    /// AWS region; default from the AWS configuration.
+    pub region: Option<String>,
+    /// AWS endpoint override; default from the AWS configuration.
+    pub endpoint_url: Option<Spanned<String>>,
+    /// Connect users: allow changing a user's login e-mail.
+    pub allow_email_change: Option<Spanned<bool>>,
+}
+
+/// `[match]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatch {
+    /// Column holding the target's own id.
+    pub id: Option<Spanned<String>>,
+    /// Search key name (`_email`, `Username`, ...).
+    pub search_key: Option<Spanned<String>>,
+    /// Column whose value is searched for.
+    pub search_column: Option<Spanned<String>>,
+    /// What to do when nothing matches.
+    pub when_missing: Option<Spanned<WhenMissing>>,
+}
+
+/// What `apply` does when no target record matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WhenMissing {
+    /// The record ends `skipped`.
+    #[default]
+    Skip,
+    /// Create the target record.
+    Create,
+    /// The record ends `failed`.
+    Fail,
+}
+
+/// `[limits]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Requests per second, or `"auto"`.
+    pub rate: Option<Spanned<toml::Value>>,
+    /// Token-bucket burst.
+    pub burst: Option<Spanned<i64>>,
+    /// Requests in flight at once.
+    pub concurrency: Option<Spanned<i64>>,
+    /// Attempts per request, the first included.
+    pub max_attempts: Option<Spanned<i64>>,
+}

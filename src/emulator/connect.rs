@@ -1,0 +1,457 @@
+//! Amazon Connect user operations: UpdateUserIdentityInfo, DescribeUser, ListUsers and
+//! SearchUsers.
+//!
+//! UpdateUserIdentityInfo is strict: the given `IdentityInfo` replaces the stored one, and a
+//! member left out is cleared. Its members are checked as for an instance that manages
+//! identities in Connect: FirstName 1–255 and LastName 1–256 characters, both in NFC; Mobile
+//! E.164; SecondaryEmail the documented pattern. SearchUsers understands `StringCondition`
+//! leaves (Username, FirstName, LastName, resourceId, RoutingProfileId; EXACT, STARTS_WITH,
+//! CONTAINS) combined with `AndConditions` / `OrConditions`.
+
+use std::collections::BTreeMap;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State as Extract};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde_json::{Map, Value, json};
+
+use super::customer_profiles::{page_token, parse_page_token};
+use super::operation::Operation;
+use super::rules::{self, Violations};
+use super::server::{App, Shared};
+use super::state::{Instance, Record};
+use super::wire::{self, ApiError};
+
+/// The members of `UserIdentityInfo` that are stored.
+const IDENTITY_MEMBERS: [&str; 5] = ["FirstName", "LastName", "Email", "SecondaryEmail", "Mobile"];
+/// The account and Region used in ARNs.
+const ARN_PREFIX: &str = "arn:aws:connect:us-east-1:123456789012:instance";
+
+/// The Connect routes.
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route(
+            "/users/{instance}/{user}/identity-info",
+            post(update_identity),
+        )
+        .route("/users/{instance}/{user}", get(describe))
+        .route("/users-summary/{instance}", get(list))
+        .route("/search-users", post(search))
+}
+
+async fn update_identity(
+    Extract(app): Extract<App>,
+    Path((instance, user)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    app.serve(Operation::UpdateUserIdentityInfo, &headers, |app| {
+        update_user_identity_info(app, &instance, &user, &body)
+    })
+    .await
+}
+
+async fn describe(
+    Extract(app): Extract<App>,
+    Path((instance, user)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    app.serve(Operation::DescribeUser, &headers, |app| {
+        describe_user(app, &instance, &user)
+    })
+    .await
+}
+
+async fn list(
+    Extract(app): Extract<App>,
+    Path(instance): Path<String>,
+    Query(query): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    app.serve(Operation::ListUsers, &headers, |app| {
+        list_users(app, &instance, &query)
+    })
+    .await
+}
+
+async fn search(Extract(app): Extract<App>, headers: HeaderMap, body: Bytes) -> Response {
+    app.serve(Operation::SearchUsers, &headers, |app| {
+        search_users(app, &body)
+    })
+    .await
+}
+
+fn invalid_parameter(message: impl Into<String>) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "InvalidParameterException",
+        message,
+    )
+}
+
+fn invalid_request(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "InvalidRequestException", message)
+}
+
+fn not_found(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "ResourceNotFoundException", message)
+}
+
+fn check(violations: &Violations) -> Result<(), ApiError> {
+    match violations.message() {
+        Some(message) => Err(invalid_parameter(message)),
+        None => Ok(()),
+    }
+}
+
+fn instance_mut<'a>(
+    instances: &'a mut BTreeMap<String, Instance>,
+    id: &str,
+) -> Result<&'a mut Instance, ApiError> {
+    instances
+        .get_mut(id)
+        .ok_or_else(|| not_found(format!("Instance {id} does not exist")))
+}
+
+fn user_mut<'a>(instance: &'a mut Instance, id: &str) -> Result<&'a mut Record, ApiError> {
+    instance
+        .users
+        .get_mut(id)
+        .ok_or_else(|| not_found(format!("User {id} does not exist")))
+}
+
+fn check_instance_id(id: &str, violations: &mut Violations) {
+    violations.length("instanceId", id, 1, 100);
+}
+
+fn update_user_identity_info(
+    app: &Shared,
+    instance: &str,
+    user: &str,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let body = wire::parse_object(body).map_err(invalid_request)?;
+    let mut violations = Violations::default();
+    check_instance_id(instance, &mut violations);
+    let identity = check_identity(body.get("IdentityInfo"), &mut violations);
+    check(&violations)?;
+    let identity = identity.unwrap_or_default();
+    app.with_state(|state| {
+        let record = user_mut(instance_mut(&mut state.instances, instance)?, user)?;
+        record.insert("IdentityInfo".to_string(), Value::Object(identity));
+        Ok::<_, ApiError>(())
+    })?;
+    Ok(wire::empty_ok())
+}
+
+/// Checks an `IdentityInfo` and returns its known members.
+fn check_identity(
+    value: Option<&Value>,
+    violations: &mut Violations,
+) -> Option<Map<String, Value>> {
+    let Some(value) = value else {
+        violations.missing("identityInfo");
+        return None;
+    };
+    let Some(info) = value.as_object() else {
+        violations.add("identityInfo", "Member must be a structure");
+        return None;
+    };
+    check_name(
+        info.get("FirstName"),
+        "identityInfo.firstName",
+        255,
+        violations,
+    );
+    check_name(
+        info.get("LastName"),
+        "identityInfo.lastName",
+        256,
+        violations,
+    );
+    if let Some(value) = info.get("Email") {
+        violations.string("identityInfo.email", value, 0, usize::MAX);
+    }
+    if let Some(text) = info
+        .get("SecondaryEmail")
+        .and_then(|v| violations.string("identityInfo.secondaryEmail", v, 0, usize::MAX))
+    {
+        violations.pattern(
+            "identityInfo.secondaryEmail",
+            rules::is_connect_email(text),
+            r"(?=^.{0,265}$)[a-zA-Z0-9._%+-]+@[a-zA-Z0-9.-]+\.[a-zA-Z]{2,63}",
+        );
+    }
+    if let Some(text) = info
+        .get("Mobile")
+        .and_then(|v| violations.string("identityInfo.mobile", v, 0, usize::MAX))
+    {
+        violations.pattern(
+            "identityInfo.mobile",
+            rules::is_e164(text),
+            r"^\+[1-9]\d{1,14}$",
+        );
+    }
+    let known = IDENTITY_MEMBERS
+        .iter()
+        .filter_map(|m| info.get(*m).map(|v| (m.to_string(), v.clone())))
+        .collect();
+    Some(known)
+}
+
+fn check_name(value: Option<&Value>, path: &str, max: usize, violations: &mut Violations) {
+    if let Some(text) = value.and_then(|v| violations.string(path, v, 1, max)) {
+        violations.nfc(path, text);
+    }
+}
+
+fn arn(instance: &str, user: &str) -> String {
+    format!("{ARN_PREFIX}/{instance}/agent/{user}")
+}
+
+/// A stored user as DescribeUser's `User`: the stored members plus `Id` and `Arn`.
+fn user_json(instance: &str, id: &str, record: &Record) -> Value {
+    let mut user: Map<String, Value> = record.clone().into_iter().collect();
+    user.insert("Id".to_string(), Value::String(id.to_string()));
+    user.insert("Arn".to_string(), Value::String(arn(instance, id)));
+    Value::Object(user)
+}
+
+fn describe_user(app: &Shared, instance: &str, user: &str) -> Result<Response, ApiError> {
+    let mut violations = Violations::default();
+    check_instance_id(instance, &mut violations);
+    check(&violations)?;
+    let body = app.with_state(|state| {
+        let record = user_mut(instance_mut(&mut state.instances, instance)?, user)?;
+        Ok::<_, ApiError>(json!({ "User": user_json(instance, user, record) }))
+    })?;
+    Ok(wire::json_response(StatusCode::OK, &body))
+}
+
+/// Reads a page size (`1..=max`, or `default`) and a token from an earlier answer.
+fn check_page(
+    size: Option<&Value>,
+    token: Option<&Value>,
+    (path, max, default): (&str, usize, usize),
+    violations: &mut Violations,
+) -> (usize, usize) {
+    let size = match size {
+        None => default,
+        Some(value) => match value.as_u64().and_then(|n| usize::try_from(n).ok()) {
+            Some(n) if (1..=max).contains(&n) => n,
+            _ => {
+                violations.add(
+                    path,
+                    &format!("Member must be an integer between 1 and {max}"),
+                );
+                default
+            }
+        },
+    };
+    let offset = match token.map(|t| t.as_str().and_then(parse_page_token)) {
+        None => 0,
+        Some(Some(offset)) => offset,
+        Some(None) => {
+            violations.add(
+                "nextToken",
+                "Member must be a token returned by this operation",
+            );
+            0
+        }
+    };
+    (size, offset)
+}
+
+/// One page of `items` and the token of the next page, if any.
+fn paginate(items: Vec<Value>, size: usize, offset: usize) -> (Vec<Value>, Option<String>) {
+    let more = offset + size < items.len();
+    let page = items.into_iter().skip(offset).take(size).collect();
+    (page, more.then(|| page_token(offset + size)))
+}
+
+fn list_users(
+    app: &Shared,
+    instance: &str,
+    query: &BTreeMap<String, String>,
+) -> Result<Response, ApiError> {
+    let mut violations = Violations::default();
+    check_instance_id(instance, &mut violations);
+    let size = query
+        .get("maxResults")
+        .map(|text| text.parse::<u64>().map(Value::from).unwrap_or(Value::Null));
+    let token = query.get("nextToken").map(|t| Value::String(t.clone()));
+    let (size, offset) = check_page(
+        size.as_ref(),
+        token.as_ref(),
+        ("maxResults", 1000, 100),
+        &mut violations,
+    );
+    check(&violations)?;
+    let summaries = app.with_state(|state| {
+        let instance_data = instance_mut(&mut state.instances, instance)?;
+        let list: Vec<Value> = instance_data
+            .users
+            .iter()
+            .map(|(id, record)| summary(instance, id, record))
+            .collect();
+        Ok::<_, ApiError>(list)
+    })?;
+    let (page, next) = paginate(summaries, size, offset);
+    let mut body = json!({ "UserSummaryList": page });
+    if let Some(next) = next {
+        body["NextToken"] = Value::String(next);
+    }
+    Ok(wire::json_response(StatusCode::OK, &body))
+}
+
+fn summary(instance: &str, id: &str, record: &Record) -> Value {
+    let mut item = json!({ "Id": id, "Arn": arn(instance, id) });
+    if let Some(username) = record.get("Username") {
+        item["Username"] = username.clone();
+    }
+    item
+}
+
+fn search_users(app: &Shared, body: &[u8]) -> Result<Response, ApiError> {
+    let body = wire::parse_object(body).map_err(invalid_request)?;
+    let mut violations = Violations::default();
+    let instance = match body.get("InstanceId") {
+        None => {
+            violations.missing("instanceId");
+            None
+        }
+        Some(value) => violations
+            .string("instanceId", value, 1, 100)
+            .map(str::to_string),
+    };
+    let (size, offset) = check_page(
+        body.get("MaxResults"),
+        body.get("NextToken"),
+        ("maxResults", 500, 100),
+        &mut violations,
+    );
+    check(&violations)?;
+    let instance = instance.unwrap_or_default();
+    let criteria = body.get("SearchCriteria").cloned().unwrap_or(Value::Null);
+    let found = app.with_state(|state| {
+        let data = instance_mut(&mut state.instances, &instance)?;
+        let list: Vec<Value> = data
+            .users
+            .iter()
+            .filter(|(id, record)| matches_criteria(&criteria, id, record))
+            .map(|(id, record)| search_summary(&instance, id, record))
+            .collect();
+        Ok::<_, ApiError>(list)
+    })?;
+    let total = found.len();
+    let (page, next) = paginate(found, size, offset);
+    let mut body = json!({ "Users": page, "ApproximateTotalCount": total });
+    if let Some(next) = next {
+        body["NextToken"] = Value::String(next);
+    }
+    Ok(wire::json_response(StatusCode::OK, &body))
+}
+
+/// A `UserSearchSummary`: like `User`, with `IdentityInfo` cut to first and last name.
+fn search_summary(instance: &str, id: &str, record: &Record) -> Value {
+    let mut user = user_json(instance, id, record);
+    if let Some(info) = record.get("IdentityInfo").and_then(Value::as_object) {
+        let lite: Map<String, Value> = ["FirstName", "LastName"]
+            .iter()
+            .filter_map(|m| info.get(*m).map(|v| (m.to_string(), v.clone())))
+            .collect();
+        user["IdentityInfo"] = Value::Object(lite);
+    }
+    user
+}
+
+/// Evaluates a `UserSearchCriteria`; every part present must hold (none: everything matches).
+fn matches_criteria(criteria: &Value, id: &str, record: &Record) -> bool {
+    let Some(criteria) = criteria.as_object() else {
+        return true;
+    };
+    let list = |key: &str| criteria.get(key).and_then(Value::as_array);
+    let or_ok = list("OrConditions")
+        .is_none_or(|items| items.iter().any(|c| matches_criteria(c, id, record)));
+    let and_ok = list("AndConditions")
+        .is_none_or(|items| items.iter().all(|c| matches_criteria(c, id, record)));
+    let leaf_ok = criteria
+        .get("StringCondition")
+        .is_none_or(|c| matches_string_condition(c, id, record));
+    or_ok && and_ok && leaf_ok
+}
+
+fn matches_string_condition(condition: &Value, id: &str, record: &Record) -> bool {
+    let text = |key: &str| condition.get(key).and_then(Value::as_str).unwrap_or("");
+    let Some(field) = user_field(text("FieldName"), id, record) else {
+        return false;
+    };
+    let value = text("Value");
+    match text("ComparisonType") {
+        "STARTS_WITH" => field.starts_with(value),
+        "CONTAINS" => field.contains(value),
+        _ => field == value,
+    }
+}
+
+fn user_field(name: &str, id: &str, record: &Record) -> Option<String> {
+    let member = |m: &str| record.get(m).and_then(Value::as_str).map(str::to_string);
+    let identity = |m: &str| {
+        record
+            .get("IdentityInfo")
+            .and_then(|info| info.get(m))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    match name {
+        "Username" => member("Username"),
+        "FirstName" => identity("FirstName"),
+        "LastName" => identity("LastName"),
+        "RoutingProfileId" => member("RoutingProfileId"),
+        "resourceId" => Some(id.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_rules() {
+        let mut v = Violations::default();
+        let info = json!({"FirstName": "Mary", "LastName": "Major", "Mobile": "+14155550100",
+                          "SecondaryEmail": "m@example.com", "Other": "x"});
+        let known = check_identity(Some(&info), &mut v);
+        assert_eq!(v.message(), None);
+        assert_eq!(known.map(|k| k.len()), Some(4));
+
+        let mut v = Violations::default();
+        let bad = json!({"FirstName": "", "LastName": "e\u{301}", "Mobile": "555"});
+        check_identity(Some(&bad), &mut v);
+        let message = v.message().unwrap_or_default();
+        assert!(message.starts_with("3 validation errors"), "{message}");
+    }
+
+    #[test]
+    fn criteria_combine() {
+        let record: Record = [
+            ("Username".to_string(), json!("mary")),
+            ("IdentityInfo".to_string(), json!({"FirstName": "Mary"})),
+        ]
+        .into_iter()
+        .collect();
+        let exact = json!({"StringCondition": {"FieldName": "Username", "Value": "mary", "ComparisonType": "EXACT"}});
+        assert!(matches_criteria(&exact, "u1", &record));
+        let or = json!({"OrConditions": [
+            {"StringCondition": {"FieldName": "Username", "Value": "bob", "ComparisonType": "EXACT"}},
+            {"StringCondition": {"FieldName": "FirstName", "Value": "Ma", "ComparisonType": "STARTS_WITH"}}
+        ]});
+        assert!(matches_criteria(&or, "u1", &record));
+        let and = json!({"AndConditions": [exact, {"StringCondition": {"FieldName": "LastName", "Value": "x"}}]});
+        assert!(!matches_criteria(&and, "u1", &record));
+    }
+}

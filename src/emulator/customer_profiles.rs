@@ -1,0 +1,652 @@
+//! Amazon Connect Customer Profiles: UpdateProfile, CreateProfile and SearchProfiles.
+//!
+//! - UpdateProfile (`PUT /domains/{DomainName}/profiles`): an absent member keeps the stored
+//!   value, `""` removes it; the four addresses merge per sub-field and `Attributes` per key
+//!   the same way; `EngagementPreferences` is replaced whole.
+//! - CreateProfile (`POST /domains/{DomainName}/profiles`): every string needs 1 character at
+//!   least; answers a new 32-hex `ProfileId`.
+//! - SearchProfiles (`POST /domains/{DomainName}/profiles/search?max-results=&next-token=`):
+//!   `_profileId`, `_email` (the three e-mail members), `_phone` (the four phone members),
+//!   `_account` (AccountNumber), `_fullName` (First Middle Last); any other key that does not
+//!   start with `_` is looked up in `Attributes`; other predefined keys find nothing.
+//!   Results come in ProfileId order, 20 per page by default.
+
+use std::collections::BTreeMap;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State as Extract};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::{post, put};
+use serde_json::{Map, Value, json};
+
+use super::operation::Operation;
+use super::rules::{self, Violations, camel};
+use super::server::{App, Shared};
+use super::state::{Domain, Record};
+use super::wire::{self, ApiError};
+
+/// String members with the 0–255 (update) or 1–255 (create) length rule.
+const STRING_MEMBERS: [&str; 15] = [
+    "AccountNumber",
+    "BusinessName",
+    "FirstName",
+    "MiddleName",
+    "LastName",
+    "BirthDate",
+    "PhoneNumber",
+    "MobilePhoneNumber",
+    "HomePhoneNumber",
+    "BusinessPhoneNumber",
+    "EmailAddress",
+    "PersonalEmailAddress",
+    "BusinessEmailAddress",
+    "PartyTypeString",
+    "GenderString",
+];
+/// The one string member with a 1000-character limit.
+const LONG_MEMBER: &str = "AdditionalInformation";
+/// Enum members and their values.
+const ENUM_MEMBERS: [(&str, &[&str]); 3] = [
+    ("PartyType", &["INDIVIDUAL", "BUSINESS", "OTHER"]),
+    ("Gender", &["MALE", "FEMALE", "UNSPECIFIED"]),
+    ("ProfileType", &["ACCOUNT_PROFILE", "PROFILE"]),
+];
+/// The four address members and the sub-fields of an address.
+const ADDRESS_MEMBERS: [&str; 4] = [
+    "Address",
+    "ShippingAddress",
+    "MailingAddress",
+    "BillingAddress",
+];
+const ADDRESS_FIELDS: [&str; 10] = [
+    "Address1",
+    "Address2",
+    "Address3",
+    "Address4",
+    "City",
+    "County",
+    "State",
+    "Province",
+    "Country",
+    "PostalCode",
+];
+const EMAIL_MEMBERS: [&str; 3] = [
+    "EmailAddress",
+    "PersonalEmailAddress",
+    "BusinessEmailAddress",
+];
+const PHONE_MEMBERS: [&str; 4] = [
+    "PhoneNumber",
+    "MobilePhoneNumber",
+    "HomePhoneNumber",
+    "BusinessPhoneNumber",
+];
+const DEFAULT_PAGE: usize = 20;
+
+/// Whether a body is an update (empty strings allowed) or a create (1 character at least).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Update,
+    Create,
+}
+
+impl Mode {
+    fn min(self) -> usize {
+        match self {
+            Mode::Update => 0,
+            Mode::Create => 1,
+        }
+    }
+}
+
+/// The Customer Profiles routes.
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/domains/{domain}/profiles", put(update).post(create))
+        .route("/domains/{domain}/profiles/search", post(search))
+}
+
+async fn update(
+    Extract(app): Extract<App>,
+    Path(domain): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    app.serve(Operation::UpdateProfile, &headers, |app| {
+        update_profile(app, &domain, &body)
+    })
+    .await
+}
+
+async fn create(
+    Extract(app): Extract<App>,
+    Path(domain): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    app.serve(Operation::CreateProfile, &headers, |app| {
+        create_profile(app, &domain, &body)
+    })
+    .await
+}
+
+async fn search(
+    Extract(app): Extract<App>,
+    Path(domain): Path<String>,
+    Query(query): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    app.serve(Operation::SearchProfiles, &headers, |app| {
+        search_profiles(app, &domain, &query, &body)
+    })
+    .await
+}
+
+fn bad_request(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "BadRequestException", message)
+}
+
+fn not_found(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "ResourceNotFoundException", message)
+}
+
+fn check(violations: &Violations) -> Result<(), ApiError> {
+    match violations.message() {
+        Some(message) => Err(bad_request(message)),
+        None => Ok(()),
+    }
+}
+
+fn parse_body(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    wire::parse_object(body).map_err(bad_request)
+}
+
+fn check_domain_name(domain: &str, violations: &mut Violations) {
+    violations.length("domainName", domain, 1, 64);
+    violations.pattern("domainName", rules::is_name(domain), "^[a-zA-Z0-9_-]+$");
+}
+
+fn domain_mut<'a>(
+    domains: &'a mut BTreeMap<String, Domain>,
+    name: &str,
+) -> Result<&'a mut Domain, ApiError> {
+    domains
+        .get_mut(name)
+        .ok_or_else(|| not_found(format!("Domain {name} does not exist")))
+}
+
+fn update_profile(app: &Shared, domain: &str, body: &[u8]) -> Result<Response, ApiError> {
+    let body = parse_body(body)?;
+    let mut violations = Violations::default();
+    check_domain_name(domain, &mut violations);
+    let id = check_profile_id(body.get("ProfileId"), &mut violations);
+    check_members(&body, Mode::Update, &mut violations);
+    check(&violations)?;
+    let id = id.unwrap_or_default();
+    app.with_state(|state| {
+        let profiles = &mut domain_mut(&mut state.domains, domain)?.profiles;
+        let profile = profiles
+            .get_mut(&id)
+            .ok_or_else(|| not_found(format!("Profile {id} does not exist in domain {domain}")))?;
+        apply_update(profile, &body);
+        Ok(())
+    })?;
+    Ok(wire::json_response(
+        StatusCode::OK,
+        &json!({ "ProfileId": id }),
+    ))
+}
+
+fn check_profile_id(value: Option<&Value>, violations: &mut Violations) -> Option<String> {
+    let Some(value) = value else {
+        violations.missing("profileId");
+        return None;
+    };
+    let id = violations.string("profileId", value, 0, usize::MAX)?;
+    violations.pattern("profileId", rules::is_profile_id(id), "[a-f0-9]{32}");
+    Some(id.to_string())
+}
+
+fn create_profile(app: &Shared, domain: &str, body: &[u8]) -> Result<Response, ApiError> {
+    let body = parse_body(body)?;
+    let mut violations = Violations::default();
+    check_domain_name(domain, &mut violations);
+    check_members(&body, Mode::Create, &mut violations);
+    check(&violations)?;
+    let mut profile = Record::new();
+    apply_update(&mut profile, &body);
+    let id = app.with_state(|state| {
+        let domain = domain_mut(&mut state.domains, domain)?;
+        let mut id = app.new_hex_id();
+        while domain.profiles.contains_key(&id) {
+            id = app.new_hex_id();
+        }
+        domain.profiles.insert(id.clone(), profile);
+        Ok::<_, ApiError>(id)
+    })?;
+    Ok(wire::json_response(
+        StatusCode::OK,
+        &json!({ "ProfileId": id }),
+    ))
+}
+
+/// Checks every known member of a profile body against the model's constraints.
+fn check_members(body: &Map<String, Value>, mode: Mode, violations: &mut Violations) {
+    for member in STRING_MEMBERS {
+        if let Some(value) = body.get(member) {
+            violations.string(&camel(member), value, mode.min(), 255);
+        }
+    }
+    if let Some(value) = body.get(LONG_MEMBER) {
+        violations.string(&camel(LONG_MEMBER), value, mode.min(), 1000);
+    }
+    for (member, allowed) in ENUM_MEMBERS {
+        if let Some(value) = body.get(member) {
+            let path = camel(member);
+            if let Some(text) = violations.string(&path, value, 0, usize::MAX) {
+                violations.one_of(&path, text, allowed);
+            }
+        }
+    }
+    for member in ADDRESS_MEMBERS {
+        if let Some(value) = body.get(member) {
+            check_address(&camel(member), value, mode, violations);
+        }
+    }
+    if let Some(value) = body.get("Attributes") {
+        check_attributes(value, mode, violations);
+    }
+    if let Some(value) = body.get("EngagementPreferences")
+        && !value.is_object()
+    {
+        violations.add("engagementPreferences", "Member must be a structure");
+    }
+}
+
+fn check_address(path: &str, value: &Value, mode: Mode, violations: &mut Violations) {
+    let Some(address) = value.as_object() else {
+        violations.add(path, "Member must be a structure");
+        return;
+    };
+    for field in ADDRESS_FIELDS {
+        if let Some(value) = address.get(field) {
+            violations.string(&format!("{path}.{}", camel(field)), value, mode.min(), 255);
+        }
+    }
+}
+
+fn check_attributes(value: &Value, mode: Mode, violations: &mut Violations) {
+    let Some(attributes) = value.as_object() else {
+        violations.add("attributes", "Member must be a map");
+        return;
+    };
+    for (key, value) in attributes {
+        let count = key.chars().count();
+        if !(1..=255).contains(&count) {
+            violations.add(
+                "attributes",
+                "Map keys must satisfy constraint: [Member must have length between 1 and 255]",
+            );
+        }
+        violations.string(&format!("attributes.{key}"), value, mode.min(), 255);
+    }
+}
+
+/// Applies a checked body: absent keeps, `""` removes, addresses and attributes merge.
+fn apply_update(profile: &mut Record, body: &Map<String, Value>) {
+    let scalars = STRING_MEMBERS
+        .into_iter()
+        .chain([LONG_MEMBER])
+        .chain(ENUM_MEMBERS.map(|(member, _)| member));
+    for member in scalars {
+        if let Some(Value::String(text)) = body.get(member) {
+            if text.is_empty() {
+                profile.remove(member);
+            } else {
+                profile.insert(member.to_string(), Value::String(text.clone()));
+            }
+        }
+    }
+    for member in ADDRESS_MEMBERS {
+        if let Some(Value::Object(fields)) = body.get(member) {
+            let allowed = ADDRESS_FIELDS.as_slice();
+            merge_map(profile, member, fields, |key| allowed.contains(&key));
+        }
+    }
+    if let Some(Value::Object(attributes)) = body.get("Attributes") {
+        merge_map(profile, "Attributes", attributes, |_| true);
+    }
+    if let Some(value) = body.get("EngagementPreferences") {
+        profile.insert("EngagementPreferences".to_string(), value.clone());
+    }
+}
+
+fn set_or_remove(record: &mut Map<String, Value>, key: &str, text: &str) {
+    if text.is_empty() {
+        record.remove(key);
+    } else {
+        record.insert(key.to_string(), Value::String(text.to_string()));
+    }
+}
+
+/// Merges string `changes` into the object `member` of `profile`, per key; drops it if empty.
+fn merge_map(
+    profile: &mut Record,
+    member: &str,
+    changes: &Map<String, Value>,
+    keep_key: impl Fn(&str) -> bool,
+) {
+    let mut current = match profile.remove(member) {
+        Some(Value::Object(map)) => map,
+        _ => Map::new(),
+    };
+    for (key, value) in changes {
+        if let Value::String(text) = value
+            && keep_key(key)
+        {
+            set_or_remove(&mut current, key, text);
+        }
+    }
+    if !current.is_empty() {
+        profile.insert(member.to_string(), Value::Object(current));
+    }
+}
+
+/// One search key and its values.
+struct SearchKey {
+    name: String,
+    values: Vec<String>,
+}
+
+fn search_profiles(
+    app: &Shared,
+    domain: &str,
+    query: &BTreeMap<String, String>,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let body = parse_body(body)?;
+    let mut violations = Violations::default();
+    check_domain_name(domain, &mut violations);
+    let page = check_page(query, &mut violations);
+    let keys = check_search_keys(&body, &mut violations);
+    let all = check_logical_operator(&body, &mut violations);
+    check(&violations)?;
+    let (max, offset) = page.unwrap_or((DEFAULT_PAGE, 0));
+    let found = app.with_state(|state| {
+        let domain = domain_mut(&mut state.domains, domain)?;
+        Ok::<_, ApiError>(find_profiles(domain, &keys, all))
+    })?;
+    let items: Vec<Value> = found.iter().skip(offset).take(max).cloned().collect();
+    let mut response = json!({ "Items": items });
+    if offset + max < found.len() {
+        response["NextToken"] = Value::String(page_token(offset + max));
+    }
+    Ok(wire::json_response(StatusCode::OK, &response))
+}
+
+/// Reads `max-results` (1–100, default 20) and `next-token` (from an earlier answer).
+fn check_page(
+    query: &BTreeMap<String, String>,
+    violations: &mut Violations,
+) -> Option<(usize, usize)> {
+    let max = match query.get("max-results") {
+        None => DEFAULT_PAGE,
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=100).contains(&n) => n,
+            _ => {
+                violations.add("maxResults", "Member must be an integer between 1 and 100");
+                return None;
+            }
+        },
+    };
+    let offset = match query.get("next-token") {
+        None => 0,
+        Some(token) => match parse_page_token(token) {
+            Some(offset) => offset,
+            None => {
+                violations.add(
+                    "nextToken",
+                    "Member must be a token returned by SearchProfiles",
+                );
+                return None;
+            }
+        },
+    };
+    Some((max, offset))
+}
+
+/// Page tokens are opaque to clients; here they encode the offset of the next page.
+pub(crate) fn page_token(offset: usize) -> String {
+    format!("page-{offset:08x}")
+}
+
+pub(crate) fn parse_page_token(token: &str) -> Option<usize> {
+    let hex = token.strip_prefix("page-")?;
+    usize::from_str_radix(hex, 16).ok()
+}
+
+fn check_search_keys(body: &Map<String, Value>, violations: &mut Violations) -> Vec<SearchKey> {
+    let mut keys = Vec::new();
+    if let Some(key) = check_search_key(body, "", violations) {
+        keys.push(key);
+    }
+    let Some(extra) = body.get("AdditionalSearchKeys") else {
+        return keys;
+    };
+    let Some(extra) = extra.as_array() else {
+        violations.add("additionalSearchKeys", "Member must be a list");
+        return keys;
+    };
+    if !(1..=4).contains(&extra.len()) {
+        violations.add(
+            "additionalSearchKeys",
+            "Member must have length between 1 and 4",
+        );
+    }
+    for (i, item) in extra.iter().enumerate() {
+        let prefix = format!("additionalSearchKeys.{}.", i + 1);
+        match item.as_object() {
+            Some(item) => keys.extend(check_search_key(item, &prefix, violations)),
+            None => violations.add(&prefix, "Member must be a structure"),
+        }
+    }
+    keys
+}
+
+fn check_search_key(
+    object: &Map<String, Value>,
+    prefix: &str,
+    violations: &mut Violations,
+) -> Option<SearchKey> {
+    let name_path = format!("{prefix}keyName");
+    let values_path = format!("{prefix}values");
+    let name = match object.get("KeyName") {
+        None => {
+            violations.missing(&name_path);
+            None
+        }
+        Some(value) => violations.string(&name_path, value, 1, 64).map(|name| {
+            violations.pattern(&name_path, rules::is_name(name), "^[a-zA-Z0-9_-]+$");
+            name.to_string()
+        }),
+    };
+    let values = match object.get("Values") {
+        None => {
+            violations.missing(&values_path);
+            None
+        }
+        Some(value) => check_values(&values_path, value, violations),
+    };
+    Some(SearchKey {
+        name: name?,
+        values: values?,
+    })
+}
+
+fn check_values(path: &str, value: &Value, violations: &mut Violations) -> Option<Vec<String>> {
+    let Some(list) = value.as_array() else {
+        violations.add(path, "Member must be a list");
+        return None;
+    };
+    let mut values = Vec::new();
+    for (i, item) in list.iter().enumerate() {
+        let path = format!("{path}.{}", i + 1);
+        values.extend(violations.string(&path, item, 1, 255).map(str::to_string));
+    }
+    Some(values)
+}
+
+/// True for AND, false for OR (the default).
+fn check_logical_operator(body: &Map<String, Value>, violations: &mut Violations) -> bool {
+    let Some(value) = body.get("LogicalOperator") else {
+        return false;
+    };
+    match violations.string("logicalOperator", value, 0, usize::MAX) {
+        Some(text) => {
+            violations.one_of("logicalOperator", text, &["AND", "OR"]);
+            text == "AND"
+        }
+        None => false,
+    }
+}
+
+/// Every profile matching the keys (all of them when `all`, else any), in ProfileId order,
+/// as SearchProfiles returns it.
+fn find_profiles(domain: &Domain, keys: &[SearchKey], all: bool) -> Vec<Value> {
+    let mut found = Vec::new();
+    for (id, profile) in &domain.profiles {
+        let hits: Vec<Value> = keys
+            .iter()
+            .filter_map(|key| found_by(id, profile, key))
+            .collect();
+        let matched = if all {
+            hits.len() == keys.len()
+        } else {
+            !hits.is_empty()
+        };
+        if matched && !keys.is_empty() {
+            found.push(profile_item(id, profile, hits));
+        }
+    }
+    found
+}
+
+fn profile_item(id: &str, profile: &Record, hits: Vec<Value>) -> Value {
+    let mut item: Map<String, Value> = profile.clone().into_iter().collect();
+    item.insert("ProfileId".to_string(), Value::String(id.to_string()));
+    item.insert("FoundByItems".to_string(), Value::Array(hits));
+    Value::Object(item)
+}
+
+/// The `FoundByItems` entry for `key` if the profile matches it.
+fn found_by(id: &str, profile: &Record, key: &SearchKey) -> Option<Value> {
+    let candidates = key_values(id, profile, &key.name);
+    let matched: Vec<&String> = key
+        .values
+        .iter()
+        .filter(|value| candidates.iter().any(|c| c == *value))
+        .collect();
+    if matched.is_empty() {
+        return None;
+    }
+    Some(json!({ "KeyName": key.name, "Values": matched }))
+}
+
+/// The values a profile holds under a search key.
+fn key_values(id: &str, profile: &Record, key: &str) -> Vec<String> {
+    let text = |member: &str| {
+        profile
+            .get(member)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    match key {
+        "_profileId" => vec![id.to_string()],
+        "_email" => EMAIL_MEMBERS.iter().filter_map(|m| text(m)).collect(),
+        "_phone" => PHONE_MEMBERS.iter().filter_map(|m| text(m)).collect(),
+        "_account" => text("AccountNumber").into_iter().collect(),
+        "_fullName" => full_name(profile).into_iter().collect(),
+        custom if !custom.starts_with('_') => profile
+            .get("Attributes")
+            .and_then(|attributes| attributes.get(custom))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .into_iter()
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn full_name(profile: &Record) -> Option<String> {
+    let parts: Vec<&str> = ["FirstName", "MiddleName", "LastName"]
+        .iter()
+        .filter_map(|m| profile.get(*m).and_then(Value::as_str))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        }
+    }
+
+    #[test]
+    fn update_keeps_removes_and_merges() {
+        let mut profile: Record = object(json!({
+            "FirstName": "Ann", "LastName": "Lee",
+            "Address": {"City": "Paris", "PostalCode": "75001"},
+            "Attributes": {"a": "1", "b": "2"}
+        }))
+        .into_iter()
+        .collect();
+        apply_update(
+            &mut profile,
+            &object(json!({
+                "FirstName": "Anne", "LastName": "",
+                "Address": {"City": ""},
+                "Attributes": {"a": "", "c": "3"}
+            })),
+        );
+        let expected: Record = object(json!({
+            "FirstName": "Anne",
+            "Address": {"PostalCode": "75001"},
+            "Attributes": {"b": "2", "c": "3"}
+        }))
+        .into_iter()
+        .collect();
+        assert_eq!(profile, expected);
+    }
+
+    #[test]
+    fn create_refuses_empty_strings() {
+        let mut violations = Violations::default();
+        check_members(
+            &object(json!({"FirstName": ""})),
+            Mode::Create,
+            &mut violations,
+        );
+        assert!(violations.message().is_some());
+        let mut violations = Violations::default();
+        check_members(
+            &object(json!({"FirstName": ""})),
+            Mode::Update,
+            &mut violations,
+        );
+        assert!(violations.message().is_none());
+    }
+
+    #[test]
+    fn page_tokens_round_trip() {
+        assert_eq!(parse_page_token(&page_token(40)), Some(40));
+        assert_eq!(parse_page_token("nonsense"), None);
+    }
+}

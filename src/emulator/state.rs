@@ -1,0 +1,139 @@
+//! The emulator's data: Customer Profiles domains, Connect instances and Genesys profiles,
+//! read from a seed and written back in the same shape.
+//!
+//! ```json
+//! {"domains":   {"<DomainName>": {"profiles": {"<32 hex ProfileId>": {"FirstName": "..."}}}},
+//!  "instances": {"<InstanceId>": {"users": {"<UserId>": {"Username": "...", "IdentityInfo": {}}}}},
+//!  "genesys":   {"tenant_id": 1, "profiles": {"<customer_id>": {"FirstName": "..."}}}}
+//! ```
+//!
+//! Every map is ordered, so the state reads back the same way every time.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::rules;
+
+/// A record: member name to JSON value (a profile, a user, a Genesys profile body).
+pub type Record = BTreeMap<String, Value>;
+
+/// The Customer Profiles domain that exists when no seed is given.
+pub const DEFAULT_DOMAIN: &str = "ExampleDomainName";
+/// The Connect instance that exists when no seed is given (the id of the AWS examples).
+pub const DEFAULT_INSTANCE: &str = "a1b2c3d4-5678-90ab-cdef-EXAMPLE11111";
+
+/// Everything the emulator stores.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct State {
+    /// Customer Profiles domains by DomainName.
+    pub domains: BTreeMap<String, Domain>,
+    /// Connect instances by InstanceId.
+    pub instances: BTreeMap<String, Instance>,
+    /// The Genesys UCS tenant.
+    pub genesys: Genesys,
+}
+
+/// One Customer Profiles domain.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Domain {
+    /// Profiles by ProfileId; members as in UpdateProfile (no `ProfileId` member inside).
+    pub profiles: BTreeMap<String, Record>,
+}
+
+/// One Connect instance.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Instance {
+    /// Users by UserId; members as in DescribeUser's `User` (`Id` and `Arn` are derived).
+    pub users: BTreeMap<String, Record>,
+}
+
+/// The Genesys tenant.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Genesys {
+    /// When set, `X-Genesys-TenantId` must carry this value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<i64>,
+    /// Profiles by customer_id, as their JSON bodies (without `customer_id`).
+    pub profiles: BTreeMap<String, Record>,
+}
+
+impl State {
+    /// The state used when no seed is given: one empty domain `ExampleDomainName`, one
+    /// empty instance `a1b2c3d4-5678-90ab-cdef-EXAMPLE11111`, Genesys with no tenant check.
+    pub fn default_seed() -> State {
+        let mut state = State::default();
+        state
+            .domains
+            .insert(DEFAULT_DOMAIN.to_string(), Domain::default());
+        state
+            .instances
+            .insert(DEFAULT_INSTANCE.to_string(), Instance::default());
+        state
+    }
+
+    /// Reads a seed, checking its shape and ids.
+    pub fn from_seed(seed: Value) -> Result<State, String> {
+        let state: State = serde_json::from_value(seed).map_err(|e| e.to_string())?;
+        state.check()?;
+        Ok(state)
+    }
+
+    /// The state as JSON, in the seed's shape.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        for (name, domain) in &self.domains {
+            if !rules::is_name(name) {
+                return Err(format!(
+                    "domain name {name:?} must match ^[a-zA-Z0-9_-]+$ (1-64)"
+                ));
+            }
+            if let Some(id) = domain.profiles.keys().find(|id| !rules::is_profile_id(id)) {
+                return Err(format!(
+                    "profile id {id:?} in domain {name} must be 32 lowercase hex characters"
+                ));
+            }
+        }
+        for (id, instance) in &self.instances {
+            if id.is_empty() || id.chars().count() > 100 {
+                return Err(format!("instance id {id:?} must have 1-100 characters"));
+            }
+            if instance.users.keys().any(String::is_empty) {
+                return Err(format!("instance {id} has a user with an empty id"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn seed_round_trips() {
+        let seed = json!({
+            "domains": {"D": {"profiles": {"0123456789abcdef0123456789abcdef": {"FirstName": "A", "Address": {"City": "B"}}}}},
+            "instances": {"i": {"users": {"u": {"Username": "x", "IdentityInfo": {"FirstName": "A"}}}}},
+            "genesys": {"tenant_id": 1, "profiles": {"c1": {"EmailAddress": ["a@x.com"]}}}
+        });
+        let state = State::from_seed(seed.clone()).expect("valid seed");
+        assert_eq!(state.to_json(), seed);
+    }
+
+    #[test]
+    fn bad_seeds_are_refused() {
+        assert!(State::from_seed(json!({"domain": {}})).is_err());
+        assert!(State::from_seed(json!({"domains": {"D": {"profiles": {"xyz": {}}}}})).is_err());
+        assert!(State::from_seed(json!({})).is_ok());
+    }
+}

@@ -1,0 +1,206 @@
+//! What the three APIs look like on the wire: JSON responses, error shapes, authentication.
+//!
+//! AWS errors carry the status of the model, an `x-amzn-ErrorType: <Code>` header and a JSON
+//! body with the message (`message` for Customer Profiles, `Message` for Connect), which is
+//! what both the Rust SDK and botocore read to classify an error. Genesys errors are
+//! `{"message": ..., "exception": ...}`.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use super::operation::Api;
+
+/// The Java package Genesys puts in front of exception names in error bodies.
+const GENESYS_EXCEPTION_PACKAGE: &str = "com.genesyslab.gsg.services.contextservices.exceptions.";
+
+/// The prefix a SigV4 `Authorization` header starts with.
+const SIGV4_PREFIX: &str = "AWS4-HMAC-SHA256 Credential=";
+
+/// An error answer, rendered in the shape of the API that gives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Error code (AWS) or exception name (Genesys).
+    pub code: &'static str,
+    /// Human-readable message.
+    pub message: String,
+    /// When set, `Retry-After` (seconds) and `x-amz-retry-after` (milliseconds) are sent.
+    pub retry_after: Option<Duration>,
+}
+
+impl ApiError {
+    /// An error with `status`, `code` and `message`.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// The 500 of fault injection, named as the API names it.
+    pub fn internal(api: Api) -> ApiError {
+        let code = match api {
+            Api::CustomerProfiles => "InternalServerException",
+            Api::Connect => "InternalServiceException",
+            Api::Genesys => "InternalServerErrorException",
+        };
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            code,
+            "Injected fault: internal error",
+        )
+    }
+
+    /// The 429 of an exhausted quota.
+    pub fn throttled(api: Api, wait: Option<Duration>) -> ApiError {
+        let message = match api {
+            Api::CustomerProfiles => "You exceeded the maximum number of requests.",
+            Api::Connect => "The throttling limit has been exceeded.",
+            Api::Genesys => "Too many requests.",
+        };
+        ApiError {
+            retry_after: wait,
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "ThrottlingException",
+                message,
+            )
+        }
+    }
+
+    /// Renders the error for `api`.
+    pub fn render(&self, api: Api) -> Response {
+        let (body, aws) = match api {
+            Api::CustomerProfiles => (json!({ "message": self.message }), true),
+            Api::Connect => (json!({ "Message": self.message }), true),
+            Api::Genesys => (
+                json!({
+                    "message": self.message,
+                    "exception": format!("{GENESYS_EXCEPTION_PACKAGE}{}", self.code),
+                }),
+                false,
+            ),
+        };
+        let mut response = json_response(self.status, &body);
+        let headers = response.headers_mut();
+        if aws {
+            headers.insert("x-amzn-ErrorType", HeaderValue::from_static(self.code));
+        }
+        if let Some(wait) = self.retry_after {
+            insert_retry_after(headers, wait);
+        }
+        response
+    }
+}
+
+fn insert_retry_after(headers: &mut HeaderMap, wait: Duration) {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    let millis = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+    headers.insert("x-amz-retry-after", HeaderValue::from(millis));
+}
+
+/// A response with a JSON body.
+pub fn json_response(status: StatusCode, body: &Value) -> Response {
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// A 200 with an empty body, as UpdateUserIdentityInfo answers.
+pub fn empty_ok() -> Response {
+    Response::new(Body::empty())
+}
+
+/// Checks an AWS request for a SigV4-shaped `Authorization` header; signatures are not verified.
+pub fn check_sigv4(headers: &HeaderMap) -> Result<(), ApiError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if value.starts_with(SIGV4_PREFIX) {
+        return Ok(());
+    }
+    let message = if value.is_empty() {
+        "Missing Authentication Token"
+    } else {
+        "Authorization header is not a valid AWS Signature Version 4 header"
+    };
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "AccessDeniedException",
+        message,
+    ))
+}
+
+/// Checks Genesys basic authentication against the expected `Basic ...` header value.
+pub fn check_basic(headers: &HeaderMap, expected: Option<&str>) -> Result<(), ApiError> {
+    let Some(expected) = expected else {
+        return Ok(());
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if given == Some(expected) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "AuthenticationException",
+        "Credentials are missing or incorrect",
+    ))
+}
+
+/// The `Authorization` value that basic authentication with `user` and `password` sends.
+pub fn basic_header(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {encoded}")
+}
+
+/// Parses a JSON request body that must be an object.
+pub fn parse_object(body: &[u8]) -> Result<serde_json::Map<String, Value>, String> {
+    if body.is_empty() {
+        return Ok(serde_json::Map::new());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err("The request body must be a JSON object".to_string()),
+        Err(e) => Err(format!("The request body is not valid JSON: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_header_encodes_user_and_password() {
+        assert_eq!(
+            basic_header("Aladdin", "open sesame"),
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
+    }
+
+    #[test]
+    fn sigv4_shape_is_required() {
+        let mut headers = HeaderMap::new();
+        assert!(check_sigv4(&headers).is_err());
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/profile/aws4_request, SignedHeaders=host, Signature=00"),
+        );
+        assert!(check_sigv4(&headers).is_ok());
+    }
+}

@@ -1,0 +1,223 @@
+//! The ledger: one JSON line per input record, saying how it ended. The only writer of it.
+//!
+//! Entries are written as records settle and flushed batch by batch, so a crash loses at
+//! most the records still in flight. Values (names, e-mails, phone numbers) never appear:
+//! entries hold the record's position, key, target id, status, field names and errors.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::mapping::Problem;
+
+/// How a record ended. The names are the contract's; see `product.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// `check`: the record maps and validates.
+    Valid,
+    /// The record cannot be read, mapped or validated; it is never sent.
+    Invalid,
+    /// `plan`: the target record would change.
+    WouldUpdate,
+    /// `plan`: a target record would be created.
+    WouldCreate,
+    /// The target record already holds these values.
+    Unchanged,
+    /// `plan`: no target record matches.
+    NotFound,
+    /// `apply`: the target record was changed.
+    Updated,
+    /// `apply`: a target record was created.
+    Created,
+    /// `apply`: nothing matched and `when_missing = "skip"`.
+    Skipped,
+    /// The target refused the record, or it could not be sent.
+    Failed,
+}
+
+impl Status {
+    /// Every status, in the order summaries print them.
+    pub const ALL: [Status; 10] = [
+        Self::Valid,
+        Self::WouldUpdate,
+        Self::WouldCreate,
+        Self::Updated,
+        Self::Created,
+        Self::Unchanged,
+        Self::NotFound,
+        Self::Skipped,
+        Self::Invalid,
+        Self::Failed,
+    ];
+
+    /// The name written in the ledger.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Valid => "valid",
+            Self::Invalid => "invalid",
+            Self::WouldUpdate => "would_update",
+            Self::WouldCreate => "would_create",
+            Self::Unchanged => "unchanged",
+            Self::NotFound => "not_found",
+            Self::Updated => "updated",
+            Self::Created => "created",
+            Self::Skipped => "skipped",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Whether this status makes the run exit 1.
+    pub fn is_failure(self) -> bool {
+        matches!(self, Self::Invalid | Self::Failed)
+    }
+}
+
+/// Why a record is `invalid` or `failed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryError {
+    /// Machine-readable code: `invalid_record`, `column_count`, `invalid_json`, an API error
+    /// code such as `BadRequestException`, ...
+    pub code: String,
+    /// A sentence a person can act on: file, line, field and what was wrong.
+    pub message: String,
+    /// Each broken field rule, for `invalid` records.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", skip_deserializing)]
+    pub problems: Vec<Problem>,
+}
+
+/// One ledger line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// 1-based record number in the input.
+    pub record: u64,
+    /// Line of the input where the record starts.
+    pub line: u64,
+    /// The `[source] key` value, when it could be read.
+    pub key: Option<String>,
+    /// ProfileId / UserId / customer_id, once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_id: Option<String>,
+    /// How the record ended.
+    pub status: Status,
+    /// Names of the fields that differ or were sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<String>,
+    /// Requests made for this record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    /// Why, for `invalid` and `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<EntryError>,
+}
+
+impl Entry {
+    /// Appends the entry as one JSON line.
+    pub fn write_line(&self, out: &mut Vec<u8>) {
+        // Serializing plain strings and numbers into memory cannot fail.
+        serde_json::to_writer(&mut *out, self).expect("ledger entries serialize");
+        out.push(b'\n');
+    }
+}
+
+/// Appends entries to a ledger file.
+pub struct Ledger {
+    path: PathBuf,
+    out: BufWriter<File>,
+}
+
+impl Ledger {
+    /// Creates the ledger file (and its folder); refuses to overwrite an existing one.
+    pub fn create(path: &Path) -> io::Result<Ledger> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot create the ledger {}: {e}", path.display()),
+                )
+            })?;
+        Ok(Ledger {
+            path: path.to_owned(),
+            out: BufWriter::with_capacity(1 << 16, file),
+        })
+    }
+
+    /// The ledger's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes already-serialized entries (whole lines) and flushes them to the file.
+    pub fn write_lines(&mut self, lines: &[u8]) -> io::Result<()> {
+        self.out.write_all(lines)?;
+        self.out.flush()
+    }
+}
+
+/// A new ledger path under `./ledgers/`, named by time and command.
+pub fn default_path(command: &str) -> PathBuf {
+    let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
+    let base = PathBuf::from("ledgers");
+    let mut path = base.join(format!("{stamp}-{command}.jsonl"));
+    let mut n = 2;
+    while path.exists() {
+        path = base.join(format!("{stamp}-{command}-{n}.jsonl"));
+        n += 1;
+    }
+    path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_are_one_json_line_with_contract_members() {
+        let entry = Entry {
+            record: 3,
+            line: 4,
+            key: Some("C0003".into()),
+            target_id: None,
+            status: Status::Invalid,
+            changed: vec![],
+            attempts: None,
+            error: Some(EntryError {
+                code: "invalid_record".into(),
+                message: "x.csv:4: PhoneNumber (column phone): not a phone number".into(),
+                problems: vec![
+                    Problem::new("PhoneNumber", "e164", "not a phone number")
+                        .in_column(Some("phone")),
+                ],
+            }),
+        };
+        let mut out = Vec::new();
+        entry.write_line(&mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.ends_with("}\n") && text.matches('\n').count() == 1);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["record"], 3);
+        assert_eq!(v["status"], "invalid");
+        assert_eq!(v["error"]["problems"][0]["rule"], "e164");
+        assert!(v.get("target_id").is_none());
+        let back: Entry = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.status, Status::Invalid);
+    }
+
+    #[test]
+    fn create_refuses_to_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/l.jsonl");
+        let mut ledger = Ledger::create(&path).unwrap();
+        ledger.write_lines(b"{}\n").unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "{}\n");
+        assert!(Ledger::create(&path).is_err());
+    }
+}

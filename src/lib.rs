@@ -1,0 +1,21 @@
+//! profilesync: bulk-sync customer profiles from CRM exports into contact-center systems.
+//!
+//! # Layout
+//!
+//! The modules follow the data: a record is read by [`source`], turned into target fields by
+//! [`mapping`], checked by [`validate`] against [`schema`] (the APIs' own constraints), and
+//! its outcome written by [`ledger`]; [`report`] prints progress and the summary.
+//! [`pipeline`] is the one module that wires threads and channels; [`config`] turns the TOML
+//! file into the compiled plan every stage reads; [`cli`] maps commands to exit codes.
+//! [`emulator`] is a loopback stand-in for the three target APIs.
+
+pub mod cli;
+pub mod config;
+pub mod emulator;
+pub mod ledger;
+pub mod mapping;
+pub mod pipeline;
+pub mod report;
+pub mod schema;
+pub mod source;
+pub mod validate;

@@ -1,0 +1,124 @@
+//! CSV: a header row, then one record per row (quoted fields may span lines).
+//!
+//! Reading goes through the `csv` crate's `ByteRecord`s: the crate handles quoting and the
+//! UTF-8 byte-order mark, and reports the line each record starts on. Records end at `\n`
+//! only, and a `\r` before it is dropped here: with the crate's default CRLF terminator, the
+//! `\n` of a `\r\n` is only consumed with the next record, which would report every record
+//! of a Windows file one line too early. This module also adds the checks that turn bad rows
+//! into [`Broken`] records instead of errors.
+
+use std::io::{self, Read};
+
+use csv::{ByteRecord, ReaderBuilder, Terminator};
+
+use super::{Body, Broken, MAX_FIELD_BYTES, SourceRecord};
+
+/// Reads the header and returns it with an iterator over the records.
+pub fn open(
+    reader: Box<dyn Read + Send>,
+    delimiter: u8,
+) -> io::Result<(
+    Vec<String>,
+    impl Iterator<Item = io::Result<SourceRecord>> + Send,
+)> {
+    let mut csv = ReaderBuilder::new()
+        .delimiter(delimiter)
+        .terminator(Terminator::Any(b'\n'))
+        .flexible(true)
+        .has_headers(true)
+        .buffer_capacity(1 << 16)
+        .from_reader(reader);
+    let header = csv.byte_headers().map_err(to_io)?.clone();
+    let names = header
+        .iter()
+        .map(|h| {
+            let name = String::from_utf8_lossy(h);
+            name.trim_start_matches('\u{feff}').trim().to_owned()
+        })
+        .collect::<Vec<_>>();
+    let width = names.len();
+    let mut number = 0u64;
+    let records = std::iter::from_fn(move || {
+        let mut record = ByteRecord::new();
+        loop {
+            match csv.read_byte_record(&mut record) {
+                Ok(true) if is_blank(&record) => continue,
+                Ok(true) => break,
+                Ok(false) => return None,
+                Err(e) => return Some(Err(to_io(e))),
+            }
+        }
+        strip_cr(&mut record);
+        number += 1;
+        let line = record.position().map_or(0, |p| p.line());
+        let body = match check(&record, width) {
+            Ok(()) => Body::Csv(record),
+            Err(broken) => Body::Broken(broken),
+        };
+        Some(Ok(SourceRecord {
+            record: number,
+            line,
+            body,
+        }))
+    });
+    Ok((names, records))
+}
+
+/// A `\r\n` blank line reads as one field holding `\r`.
+fn is_blank(record: &ByteRecord) -> bool {
+    record.len() == 1 && record[0] == *b"\r"
+}
+
+/// Drops the `\r` of a `\r\n` line end from the last field.
+fn strip_cr(record: &mut ByteRecord) {
+    let Some(last) = record.iter().next_back() else {
+        return;
+    };
+    if let Some(kept) = last.strip_suffix(b"\r") {
+        let kept = kept.to_vec();
+        record.truncate(record.len() - 1);
+        record.push_field(&kept);
+    }
+}
+
+fn check(record: &ByteRecord, width: usize) -> Result<(), Broken> {
+    if record.len() != width {
+        return Err(Broken {
+            code: "column_count",
+            message: format!("has {} fields, the header has {width}", record.len()),
+        });
+    }
+    for (index, field) in record.iter().enumerate() {
+        if field.len() > MAX_FIELD_BYTES {
+            return Err(Broken {
+                code: "too_large",
+                message: format!(
+                    "field {} is {} bytes, over the {MAX_FIELD_BYTES}-byte limit \
+                     (an unclosed quote?)",
+                    index + 1,
+                    field.len()
+                ),
+            });
+        }
+    }
+    if let Err(e) = std::str::from_utf8(record.as_slice()) {
+        let bad = e.valid_up_to();
+        let column = (0..record.len())
+            .find(|&i| record.range(i).is_some_and(|r| r.end > bad))
+            .map_or(0, |i| i + 1);
+        return Err(Broken {
+            code: "invalid_utf8",
+            message: format!(
+                "field {column} is not valid UTF-8 (is the file in another encoding?)"
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn to_io(e: csv::Error) -> io::Error {
+    match e.into_kind() {
+        csv::ErrorKind::Io(e) => e,
+        other => io::Error::other(format!("{other:?}")),
+    }
+}

@@ -1,0 +1,353 @@
+//! `profilesync check`: every broken input ends in the ledger with its reason and line, and
+//! the exit code tells the truth.
+
+use std::io::Write;
+
+use serde_json::Value;
+
+use crate::support::{Dir, pid, profiles_config, repo};
+
+const FIELDS: &str = r#"FirstName = { from = "first", transform = ["trim", "nfc"] }
+EmailAddress = { from = "email", transform = ["trim", "lowercase", "email"] }
+PhoneNumber = { from = "phone", transform = ["e164"] }
+BirthDate = { from = "dob", transform = [{ date = { from = "%m/%d/%Y", to = "%Y-%m-%d" } }] }
+Gender = { from = "gender", transform = [{ map = { M = "MALE", F = "FEMALE" } }] }
+"#;
+
+fn check(dir: &Dir, input: &str) -> crate::support::Run {
+    dir.write("c.toml", profiles_config(FIELDS));
+    dir.run(&[
+        "check",
+        "--config",
+        "c.toml",
+        input,
+        "--ledger",
+        "l.jsonl",
+        "--no-progress",
+    ])
+}
+
+fn statuses(ledger: &[Value]) -> Vec<&str> {
+    ledger
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn clean_csv_is_valid_and_exits_0() {
+    let dir = Dir::new();
+    let csv = format!(
+        "\u{feff}crm_id,profile_id,first,email,phone,dob,gender\r\n\
+         C1,{},Jose\u{301},  Ana@Example.COM ,(206) 555-0147,07/12/1980,M\r\n\
+         C2,{},\"Lopez, Ana\",b@example.com,,,\r\n",
+        pid(1),
+        pid(2)
+    );
+    dir.write("in.csv", csv);
+    let run = check(&dir, "in.csv");
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let ledger = run.ledger("l.jsonl");
+    assert_eq!(statuses(&ledger), ["valid", "valid"]);
+    assert_eq!(ledger[0]["record"], 1);
+    assert_eq!(ledger[0]["line"], 2);
+    assert_eq!(ledger[0]["key"], "C1");
+    assert_eq!(ledger[0]["target_id"], pid(1));
+    assert!(run.stdout().contains("valid"), "{}", run.stdout());
+    assert!(run.stdout().contains("ledger: l.jsonl"));
+}
+
+#[test]
+fn each_broken_csv_case_is_invalid_with_line_and_reason() {
+    let dir = Dir::new();
+    let mut csv = b"crm_id,profile_id,first,email,phone,dob,gender\n".to_vec();
+    csv.extend(
+        format!(
+            "C1,{},Ana,a@example.com,206-555-0147,07/12/1980,F\n",
+            pid(1)
+        )
+        .as_bytes(),
+    );
+    // 2: one column short.
+    csv.extend(format!("C2,{},Ana,a@example.com,206-555-0147,07/12/1980\n", pid(2)).as_bytes());
+    // 3: invalid UTF-8 (Latin-1 é) in the first name.
+    csv.extend(format!("C3,{},", pid(3)).as_bytes());
+    csv.extend(b"Jos\xE9,a@example.com,,,\n");
+    // 4: a quoted field with a newline and a comma, then a phone that is not a number.
+    csv.extend(format!("C4,{},\"Ana,\nMaria\",a@example.com,555-01,,\n", pid(4)).as_bytes());
+    // 6: a field over the size limit.
+    csv.extend(format!("C5,{},{},a@example.com,,,\n", pid(5), "x".repeat(70_000)).as_bytes());
+    // 7: several problems at once.
+    csv.extend(b"C6,NOT-A-PROFILE-ID,Ana,no-at-sign,,02/30/1985,X\n");
+    // 8: empty key.
+    csv.extend(format!(",{},Ana,,,,\n", pid(7)).as_bytes());
+    dir.write("in.csv", &csv);
+    let run = check(&dir, "in.csv");
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    let ledger = run.ledger("l.jsonl");
+    assert_eq!(
+        statuses(&ledger),
+        [
+            "valid", "invalid", "invalid", "invalid", "invalid", "invalid", "invalid"
+        ]
+    );
+    let lines: Vec<u64> = ledger.iter().map(|e| e["line"].as_u64().unwrap()).collect();
+    assert_eq!(lines, [2, 3, 4, 5, 7, 8, 9]);
+    let code = |i: usize| ledger[i]["error"]["code"].as_str().unwrap().to_owned();
+    let message = |i: usize| ledger[i]["error"]["message"].as_str().unwrap().to_owned();
+    assert_eq!(code(1), "column_count");
+    assert_eq!(
+        message(1),
+        "in.csv:3: record 2 has 6 fields, the header has 7"
+    );
+    assert_eq!(code(2), "invalid_utf8");
+    assert!(
+        message(2).contains("field 3 is not valid UTF-8"),
+        "{}",
+        message(2)
+    );
+    assert_eq!(code(3), "invalid_record");
+    assert_eq!(
+        message(3),
+        "in.csv:5: PhoneNumber (column phone): not a valid phone number (default region US)"
+    );
+    assert_eq!(code(4), "too_large");
+    let rules: Vec<(&str, &str)> = ledger[5]["error"]["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["field"].as_str().unwrap(), p["rule"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            ("BirthDate", "date"),
+            ("EmailAddress", "email"),
+            ("[match] id (ProfileId)", "pattern"),
+            ("Gender", "enum"),
+        ]
+    );
+    assert_eq!(ledger[6]["error"]["problems"][0]["rule"], "required");
+    // Values never reach the ledger.
+    let text = std::fs::read_to_string(dir.path("l.jsonl")).unwrap();
+    for value in ["no-at-sign", "555-01", "02/30/1985", "Jos"] {
+        assert!(!text.contains(value), "the ledger leaks {value}");
+    }
+}
+
+#[test]
+fn broken_jsonl_lines_are_invalid_and_the_run_goes_on() {
+    let dir = Dir::new();
+    let jsonl = format!(
+        "{{\"crm_id\":\"J1\",\"profile_id\":\"{}\",\"first\":\"Ana\",\"phone\":null}}\n\
+         \n\
+         {{\"crm_id\":\"J2\",\"profile_id\":\"{}\",\"first\":\n\
+         [1,2]\n\
+         {{\"crm_id\":\"J4\",\"profile_id\":\"{}\",\"first\":{{\"x\":1}}}}\n\
+         {{\"crm_id\":\"J5\",\"profile_id\":\"{}\",\"first\":\"Ana\",\"email\":\"\"}}\n",
+        pid(1),
+        pid(2),
+        pid(4),
+        pid(5)
+    );
+    dir.write("in.jsonl", jsonl);
+    let run = check(&dir, "in.jsonl");
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    let ledger = run.ledger("l.jsonl");
+    assert_eq!(
+        statuses(&ledger),
+        ["valid", "invalid", "invalid", "invalid", "valid"]
+    );
+    assert_eq!(ledger[1]["line"], 3);
+    assert_eq!(ledger[1]["error"]["code"], "invalid_json");
+    assert_eq!(
+        ledger[2]["error"]["message"],
+        "in.jsonl:4: record 3 the line is JSON but not an object"
+    );
+    assert_eq!(ledger[3]["error"]["problems"][0]["rule"], "type");
+    assert_eq!(ledger[3]["key"], "J4");
+}
+
+#[test]
+fn gzip_and_stdin_inputs() {
+    let dir = Dir::new();
+    let csv = format!(
+        "crm_id,profile_id,first,email,phone,dob,gender\nC1,{},Ana,,,,\n",
+        pid(1)
+    );
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(csv.as_bytes()).unwrap();
+    dir.write("in.csv.gz", gz.finish().unwrap());
+    let run = check(&dir, "in.csv.gz");
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert_eq!(statuses(&run.ledger("l.jsonl")), ["valid"]);
+
+    // Standard input needs the format from the config.
+    let config =
+        profiles_config(FIELDS).replace("key = \"crm_id\"", "key = \"crm_id\"\nformat = \"csv\"");
+    dir.write("stdin.toml", config);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_profilesync"))
+        .args([
+            "check",
+            "--config",
+            "stdin.toml",
+            "-",
+            "--ledger",
+            "s.jsonl",
+            "--quiet",
+        ])
+        .current_dir(dir.path(""))
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(csv.as_bytes())
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(
+        statuses(&crate::support::read_ledger(&dir.path("s.jsonl"))),
+        ["valid"]
+    );
+}
+
+#[test]
+fn config_errors_exit_2_and_name_file_line_and_expected() {
+    let dir = Dir::new();
+    dir.write("in.csv", "crm_id,profile_id\n");
+    dir.write("bad.toml", profiles_config("Firstname = \"first\"\nEmailAddress = { from = \"email\", transform = [\"trim\", \"lowercse\"] }\n"));
+    let run = dir.run(&[
+        "check", "--config", "bad.toml", "in.csv", "--ledger", "l.jsonl",
+    ]);
+    assert_eq!(run.code(), 2);
+    let err = run.stderr();
+    assert!(err.contains("bad.toml:12: unknown target field"), "{err}");
+    assert!(err.contains("expected one of: AccountNumber"), "{err}");
+    assert!(
+        err.contains("bad.toml:13:") && err.contains("unknown transform `lowercse`"),
+        "{err}"
+    );
+    assert!(
+        !dir.path("l.jsonl").exists(),
+        "nothing is processed on a config error"
+    );
+
+    // A column the input does not have is also a configuration error.
+    dir.write("c.toml", profiles_config("FirstName = \"first\""));
+    let run = dir.run(&[
+        "check", "--config", "c.toml", "in.csv", "--ledger", "l.jsonl",
+    ]);
+    assert_eq!(run.code(), 2);
+    assert!(
+        run.stderr().contains("does not have: first"),
+        "{}",
+        run.stderr()
+    );
+
+    let run = dir.run(&["check", "--config", "c.toml", "missing.csv"]);
+    assert_eq!(run.code(), 2);
+    assert!(run.stderr().contains("cannot open `missing.csv`"));
+}
+
+#[test]
+fn bundled_samples_check_as_documented() {
+    // samples/README.md lists the deliberately broken records of each file.
+    let cases: [(&str, &str, &[u64]); 5] = [
+        (
+            "config/customer-profiles.toml",
+            "samples/customers.csv",
+            &[17, 46, 83, 121, 158, 199, 236, 274],
+        ),
+        (
+            "config/customer-profiles-jsonl.toml",
+            "samples/customers.jsonl",
+            &[17, 46, 83, 121, 158, 199, 236, 274],
+        ),
+        (
+            "config/connect-user.toml",
+            "samples/agents.csv",
+            &[7, 22, 35],
+        ),
+        ("config/genesys-ucs.toml", "samples/genesys.csv", &[41]),
+        (
+            "config/customer-profiles.toml",
+            "samples/customers.csv",
+            &[17, 46, 83, 121, 158, 199, 236, 274],
+        ),
+    ];
+    for (config, input, invalid) in cases {
+        let dir = Dir::new();
+        let root = repo();
+        let run = dir.run(&[
+            "check",
+            "--config",
+            root.join(config).to_str().unwrap(),
+            root.join(input).to_str().unwrap(),
+            "--ledger",
+            "l.jsonl",
+            "--quiet",
+        ]);
+        assert_eq!(run.code(), 1, "{config}: {}", run.stderr());
+        let ledger = run.ledger("l.jsonl");
+        let got: Vec<u64> = ledger
+            .iter()
+            .filter(|e| e["status"] == "invalid")
+            .map(|e| e["record"].as_u64().unwrap())
+            .collect();
+        assert_eq!(got, invalid, "{config} on {input}");
+        let records: Vec<u64> = ledger
+            .iter()
+            .map(|e| e["record"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            records,
+            (1..=ledger.len() as u64).collect::<Vec<_>>(),
+            "every record, in order"
+        );
+    }
+}
+
+#[test]
+fn default_ledger_goes_under_ledgers() {
+    let dir = Dir::new();
+    dir.write(
+        "in.csv",
+        format!(
+            "crm_id,profile_id,first,email,phone,dob,gender\nC1,{},Ana,,,,\n",
+            pid(1)
+        ),
+    );
+    let run = check_default_ledger(&dir);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let out = run.stdout();
+    let path = out
+        .lines()
+        .find_map(|l| l.strip_prefix("ledger: "))
+        .expect("the ledger path is printed");
+    assert!(
+        path.starts_with("ledgers/") && path.ends_with("-check.jsonl"),
+        "{path}"
+    );
+    assert_eq!(run.ledger(path).len(), 1);
+}
+
+fn check_default_ledger(dir: &Dir) -> crate::support::Run {
+    dir.write("c.toml", profiles_config(FIELDS));
+    dir.run(&["check", "--config", "c.toml", "in.csv", "--no-progress"])
+}
+
+#[test]
+fn skeleton_prints_a_config_per_target() {
+    let dir = Dir::new();
+    for target in ["customer-profiles", "connect-user", "genesys-ucs"] {
+        let run = dir.run(&["skeleton", target]);
+        assert_eq!(run.code(), 0);
+        assert!(run.stdout().contains(&format!("kind = \"{target}\"")));
+    }
+    let run = dir.run(&["skeleton", "customer-profiles"]);
+    assert!(run.stdout().contains("# \"BillingAddress.PostalCode\""));
+    assert_eq!(dir.run(&["skeleton", "zendesk"]).code(), 2);
+    assert_eq!(dir.run(&["frobnicate"]).code(), 2);
+}

@@ -1,0 +1,1019 @@
+//! The emulator against clients nobody here wrote: the official AWS SDK for Customer
+//! Profiles, the AWS CLI (Customer Profiles and Connect), and plain HTTP for Genesys; plus
+//! faults, quotas and statistics.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use aws_sdk_customerprofiles::Client;
+use aws_sdk_customerprofiles::config::retry::RetryConfig;
+use aws_sdk_customerprofiles::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_customerprofiles::error::ProvideErrorMetadata;
+use aws_sdk_customerprofiles::types::UpdateAddress;
+use profilesync::emulator::{Emulator, EmulatorConfig, EmulatorHandle, FaultConfig};
+use serde_json::{Value, json};
+
+const DOMAIN: &str = "TestDomain";
+const P1: &str = "0123456789abcdef0123456789abcdef";
+const P2: &str = "11111111111111111111111111111111";
+const MISSING: &str = "ffffffffffffffffffffffffffffffff";
+const INSTANCE: &str = "a1b2c3d4-5678-90ab-cdef-EXAMPLE11111";
+const USER: &str = "87654321-2222-1234-1234-111234567891";
+const FAKE_SIGV4: &str = "AWS4-HMAC-SHA256 Credential=AKIDTEST/20260101/us-east-1/profile/aws4_request, SignedHeaders=host, Signature=00";
+
+fn seed() -> Value {
+    json!({
+        "domains": {DOMAIN: {"profiles": {
+            P1: {"FirstName": "Ann", "LastName": "Lee", "EmailAddress": "ann@example.com",
+                 "Address": {"City": "Paris", "PostalCode": "75001"},
+                 "Attributes": {"Tier": "gold", "Points": "10"}},
+            P2: {"FirstName": "Bob", "PersonalEmailAddress": "bob@example.com"}
+        }}},
+        "instances": {INSTANCE: {"users": {
+            USER: {"Username": "mary", "IdentityInfo": {"FirstName": "Mary", "LastName": "Major",
+                   "Email": "mary@example.com", "Mobile": "+14155550100"}}
+        }}},
+        "genesys": {"tenant_id": 1, "profiles": {
+            "00027a52JCGY000M": {"FirstName": "Bruce", "LastName": "Banner", "DOB": "1962-05-10",
+                                 "EmailAddress": ["bruce@example.com"],
+                                 "Address": {"Type": 1, "City": "Hollywood"}}
+        }}
+    })
+}
+
+async fn start(config: EmulatorConfig) -> EmulatorHandle {
+    Emulator::start(config).await.expect("emulator starts")
+}
+
+async fn seeded() -> EmulatorHandle {
+    start(EmulatorConfig::default().with_seed(seed())).await
+}
+
+fn sdk(handle: &EmulatorHandle, retries: bool) -> Client {
+    let retry = if retries {
+        RetryConfig::standard()
+    } else {
+        RetryConfig::disabled()
+    };
+    let config = aws_sdk_customerprofiles::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
+        .endpoint_url(handle.endpoint_url())
+        .retry_config(retry)
+        .build();
+    Client::from_conf(config)
+}
+
+fn profile(handle: &EmulatorHandle, id: &str) -> Value {
+    handle.state()["domains"][DOMAIN]["profiles"][id].clone()
+}
+
+// ---- Customer Profiles through the official Rust SDK ----
+
+#[tokio::test]
+async fn sdk_update_sets_keeps_and_removes_with_empty_string() {
+    let handle = seeded().await;
+    let client = sdk(&handle, false);
+    let out = client
+        .update_profile()
+        .domain_name(DOMAIN)
+        .profile_id(P1)
+        .first_name("Anne")
+        .last_name("")
+        .address(UpdateAddress::builder().city("").country("FR").build())
+        .attributes("Points", "")
+        .attributes("Since", "2020")
+        .send()
+        .await
+        .expect("update succeeds");
+    assert_eq!(out.profile_id(), P1);
+    assert_eq!(
+        profile(&handle, P1),
+        json!({"FirstName": "Anne", "EmailAddress": "ann@example.com",
+               "Address": {"PostalCode": "75001", "Country": "FR"},
+               "Attributes": {"Tier": "gold", "Since": "2020"}})
+    );
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn sdk_unknown_profile_is_resource_not_found() {
+    let handle = seeded().await;
+    let client = sdk(&handle, false);
+    let err = client
+        .update_profile()
+        .domain_name(DOMAIN)
+        .profile_id(MISSING)
+        .first_name("X")
+        .send()
+        .await
+        .expect_err("unknown profile")
+        .into_service_error();
+    assert!(err.is_resource_not_found_exception(), "{err:?}");
+    let err = client
+        .update_profile()
+        .domain_name("NoSuchDomain")
+        .profile_id(P1)
+        .send()
+        .await
+        .expect_err("unknown domain")
+        .into_service_error();
+    assert!(err.is_resource_not_found_exception(), "{err:?}");
+    assert!(err.message().is_some_and(|m| m.contains("NoSuchDomain")));
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn sdk_validation_error_is_bad_request_naming_member_and_rule() {
+    let handle = seeded().await;
+    let client = sdk(&handle, false);
+    let err = client
+        .update_profile()
+        .domain_name(DOMAIN)
+        .profile_id(P1)
+        .first_name("x".repeat(256))
+        .send()
+        .await
+        .expect_err("too long")
+        .into_service_error();
+    assert!(err.is_bad_request_exception(), "{err:?}");
+    assert_eq!(
+        err.message(),
+        Some(
+            "1 validation error detected: Value at 'firstName' failed to satisfy constraint: Member must have length less than or equal to 255"
+        )
+    );
+    let err = client
+        .update_profile()
+        .domain_name(DOMAIN)
+        .profile_id("NOT-HEX")
+        .send()
+        .await
+        .expect_err("bad id")
+        .into_service_error();
+    assert!(err.is_bad_request_exception(), "{err:?}");
+    assert!(err.message().is_some_and(|m| m.contains("[a-f0-9]{32}")));
+    assert_eq!(profile(&handle, P1)["FirstName"], "Ann");
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn sdk_throttle_is_throttling_exception() {
+    let handle = start(EmulatorConfig::default().with_seed(seed()).with_quota(
+        "UpdateProfile",
+        1.0,
+        1,
+    ))
+    .await;
+    let client = sdk(&handle, false);
+    let update = || {
+        client
+            .update_profile()
+            .domain_name(DOMAIN)
+            .profile_id(P1)
+            .first_name("Z")
+            .send()
+    };
+    update().await.expect("first request fits the burst");
+    let err = update()
+        .await
+        .expect_err("second is throttled")
+        .into_service_error();
+    assert!(err.is_throttling_exception(), "{err:?}");
+    assert_eq!(err.code(), Some("ThrottlingException"));
+    let stats = handle.stats().operation("UpdateProfile");
+    assert_eq!(
+        (stats.status(200), stats.status(429), stats.accepted),
+        (1, 1, 1)
+    );
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn sdk_retries_a_throttle_because_its_code_says_throttling() {
+    let handle = start(EmulatorConfig::default().with_seed(seed()).with_quota(
+        "UpdateProfile",
+        2.0,
+        1,
+    ))
+    .await;
+    let client = sdk(&handle, true);
+    for _ in 0..2 {
+        client
+            .update_profile()
+            .domain_name(DOMAIN)
+            .profile_id(P1)
+            .first_name("Z")
+            .send()
+            .await
+            .expect("retried until accepted");
+    }
+    let stats = handle.stats().operation("UpdateProfile");
+    assert_eq!(stats.status(200), 2);
+    assert!(stats.status(429) >= 1, "{stats:?}");
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn sdk_create_returns_hex_id_and_refuses_empty_strings() {
+    let handle = seeded().await;
+    let client = sdk(&handle, false);
+    let out = client
+        .create_profile()
+        .domain_name(DOMAIN)
+        .first_name("Cy")
+        .email_address("cy@example.com")
+        .send()
+        .await
+        .expect("create succeeds");
+    let id = out.profile_id().to_string();
+    assert_eq!(id.len(), 32);
+    assert!(
+        id.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+        "{id}"
+    );
+    assert_eq!(
+        profile(&handle, &id),
+        json!({"FirstName": "Cy", "EmailAddress": "cy@example.com"})
+    );
+    let err = client
+        .create_profile()
+        .domain_name(DOMAIN)
+        .first_name("")
+        .send()
+        .await
+        .expect_err("empty first name")
+        .into_service_error();
+    assert!(err.is_bad_request_exception(), "{err:?}");
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn sdk_search_by_email_pages_through_all_e_mail_members() {
+    let mut seed = seed();
+    let profiles = &mut seed["domains"][DOMAIN]["profiles"];
+    let members = [
+        "EmailAddress",
+        "PersonalEmailAddress",
+        "BusinessEmailAddress",
+    ];
+    for i in 0..5u32 {
+        let id = format!("{:032x}", 0xa0 + i);
+        profiles[&id] = json!({ members[i as usize % 3]: "same@example.com" });
+    }
+    let handle = start(EmulatorConfig::default().with_seed(seed)).await;
+    let client = sdk(&handle, false);
+    let mut found = Vec::new();
+    let mut token: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let out = client
+            .search_profiles()
+            .domain_name(DOMAIN)
+            .key_name("_email")
+            .values("same@example.com")
+            .max_results(2)
+            .set_next_token(token.clone())
+            .send()
+            .await
+            .expect("search succeeds");
+        pages += 1;
+        for item in out.items() {
+            found.push(item.profile_id().unwrap_or_default().to_string());
+            assert_eq!(item.found_by_items()[0].key_name(), Some("_email"));
+        }
+        token = out.next_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(found.len(), 5);
+    let by_attribute = client
+        .search_profiles()
+        .domain_name(DOMAIN)
+        .key_name("Tier")
+        .values("gold")
+        .send()
+        .await
+        .expect("custom key search");
+    assert_eq!(by_attribute.items().len(), 1);
+    assert_eq!(by_attribute.items()[0].profile_id(), Some(P1));
+    handle.shutdown().await;
+}
+
+// ---- Raw protocol checks ----
+
+#[tokio::test]
+async fn unsigned_aws_request_is_access_denied() {
+    let handle = seeded().await;
+    let response = reqwest::Client::new()
+        .put(format!(
+            "{}/domains/{DOMAIN}/profiles",
+            handle.endpoint_url()
+        ))
+        .json(&json!({"ProfileId": P1, "FirstName": "X"}))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 403);
+    assert_eq!(
+        response.headers()["x-amzn-ErrorType"],
+        "AccessDeniedException"
+    );
+    let body: Value = response.json().await.expect("json");
+    assert!(body["message"].is_string());
+    assert_eq!(profile(&handle, P1)["FirstName"], "Ann");
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn state_and_stats_are_readable_over_http() {
+    let handle = seeded().await;
+    let http = reqwest::Client::new();
+    let url = handle.endpoint_url();
+    let state: Value = http
+        .get(format!("{url}/_emulator/state"))
+        .send()
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(state, seed());
+    sdk(&handle, false)
+        .update_profile()
+        .domain_name(DOMAIN)
+        .profile_id(P2)
+        .send()
+        .await
+        .expect("update");
+    let stats: Value = http
+        .get(format!("{url}/_emulator/stats"))
+        .send()
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(stats["operations"]["UpdateProfile"]["by_status"]["200"], 1);
+    assert_eq!(
+        stats,
+        serde_json::to_value(handle.stats()).expect("serializable")
+    );
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn default_state_has_example_domain_and_instance() {
+    let handle = start(EmulatorConfig::default()).await;
+    assert_eq!(
+        handle.state(),
+        json!({"domains": {"ExampleDomainName": {"profiles": {}}},
+               "instances": {INSTANCE: {"users": {}}},
+               "genesys": {"profiles": {}}})
+    );
+    handle.shutdown().await;
+}
+
+// ---- Quotas, statistics and faults ----
+
+async fn signed_update(http: &reqwest::Client, handle: &EmulatorHandle) -> reqwest::Result<u16> {
+    let response = http
+        .put(format!(
+            "{}/domains/{DOMAIN}/profiles",
+            handle.endpoint_url()
+        ))
+        .header("Authorization", FAKE_SIGV4)
+        .json(&json!({"ProfileId": P1, "FirstName": "Q"}))
+        .send()
+        .await?;
+    Ok(response.status().as_u16())
+}
+
+#[tokio::test]
+async fn stats_prove_accepted_requests_stay_within_the_quota() {
+    let handle = start(EmulatorConfig::default().with_seed(seed()).with_quota(
+        "UpdateProfile",
+        5.0,
+        5,
+    ))
+    .await;
+    let http = reqwest::Client::new();
+    let until = tokio::time::Instant::now() + Duration::from_millis(2300);
+    while tokio::time::Instant::now() < until {
+        signed_update(&http, &handle).await.expect("answered");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stats = handle.stats().operation("UpdateProfile");
+    assert!(stats.status(429) > 0, "{stats:?}");
+    assert_eq!(stats.accepted, stats.status(200));
+    assert_eq!(
+        stats.accepted_per_second.iter().sum::<u64>(),
+        stats.accepted
+    );
+    // A bucket of 5 refilled at 5/s lets at most 5 + 5 through in any one-second window.
+    assert!(stats.max_accepted_in_any_second <= 10, "{stats:?}");
+    assert!(stats.max_accepted_in_any_second >= 5, "{stats:?}");
+    assert!(
+        stats.accepted_per_second.iter().all(|n| *n <= 10),
+        "{stats:?}"
+    );
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn connect_default_quota_is_two_per_second_with_burst_five() {
+    let handle = seeded().await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/users/{INSTANCE}/{USER}", handle.endpoint_url());
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let response = http
+            .get(&url)
+            .header("Authorization", FAKE_SIGV4)
+            .send()
+            .await
+            .expect("answered");
+        statuses.push(response.status().as_u16());
+        if response.status() == 429 {
+            assert_eq!(response.headers()["x-amzn-ErrorType"], "ThrottlingException");
+            assert!(response.headers().get("Retry-After").is_none());
+            let body: Value = response.json().await.expect("json");
+            assert!(body["Message"].is_string());
+        }
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429]);
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn throttle_carries_retry_after_when_asked() {
+    let config = EmulatorConfig {
+        retry_after: true,
+        ..EmulatorConfig::default()
+            .with_seed(seed())
+            .with_quota("UpdateProfile", 0.5, 1)
+    };
+    let handle = start(config).await;
+    let http = reqwest::Client::new();
+    assert_eq!(signed_update(&http, &handle).await.expect("answered"), 200);
+    let response = http
+        .put(format!("{}/domains/{DOMAIN}/profiles", handle.endpoint_url()))
+        .header("Authorization", FAKE_SIGV4)
+        .json(&json!({"ProfileId": P1}))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()["Retry-After"], "2");
+    let millis: u64 = response.headers()["x-amz-retry-after"]
+        .to_str()
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .expect("milliseconds");
+    assert!((1500..=2000).contains(&millis), "{millis}");
+    handle.shutdown().await;
+}
+
+async fn count_500s(seed_value: u64) -> u64 {
+    let faults = FaultConfig {
+        error_rate: 0.5,
+        seed: seed_value,
+        ..FaultConfig::default()
+    };
+    let handle = start(
+        EmulatorConfig::default()
+            .with_seed(seed())
+            .with_faults(faults),
+    )
+    .await;
+    let http = reqwest::Client::new();
+    for _ in 0..40 {
+        signed_update(&http, &handle).await.expect("answered");
+    }
+    let stats = handle.stats().operation("UpdateProfile");
+    assert_eq!(stats.requests, 40);
+    handle.shutdown().await;
+    stats.status(500)
+}
+
+#[tokio::test]
+async fn injected_errors_repeat_with_the_same_seed() {
+    let first = count_500s(42).await;
+    assert_eq!(first, count_500s(42).await);
+    assert!((8..=32).contains(&first), "{first} of 40");
+}
+
+#[tokio::test]
+async fn injected_500_is_classified_by_the_sdk() {
+    let faults = FaultConfig {
+        error_rate: 1.0,
+        ..FaultConfig::default()
+    };
+    let handle = start(
+        EmulatorConfig::default()
+            .with_seed(seed())
+            .with_faults(faults),
+    )
+    .await;
+    let err = sdk(&handle, false)
+        .update_profile()
+        .domain_name(DOMAIN)
+        .profile_id(P1)
+        .send()
+        .await
+        .expect_err("fault")
+        .into_service_error();
+    assert!(err.is_internal_server_exception(), "{err:?}");
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn dropped_connection_is_a_connection_error_and_latency_is_added() {
+    let faults = FaultConfig {
+        drop_rate: 1.0,
+        latency: Duration::from_millis(150),
+        ..FaultConfig::default()
+    };
+    let handle = start(
+        EmulatorConfig::default()
+            .with_seed(seed())
+            .with_faults(faults),
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    let err = signed_update(&http, &handle).await.expect_err("dropped");
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    assert!(err.is_request() || err.is_connect(), "{err:?}");
+    let stats = handle.stats().operation("UpdateProfile");
+    assert_eq!((stats.requests, stats.dropped), (1, 1));
+    // Read-back routes never see faults.
+    let state = http
+        .get(format!("{}/_emulator/state", handle.endpoint_url()))
+        .send()
+        .await
+        .expect("state is not faulted");
+    assert_eq!(state.status(), 200);
+    handle.shutdown().await;
+}
+
+// ---- Genesys UCS profiles over plain HTTP ----
+
+const GENESYS_ID: &str = "00027a52JCGY000M";
+
+struct Genesys {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl Genesys {
+    fn new(handle: &EmulatorHandle) -> Genesys {
+        Genesys {
+            http: reqwest::Client::new(),
+            url: format!("{}/profiles", handle.endpoint_url()),
+        }
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.url))
+            .header("X-Genesys-TenantId", "1")
+    }
+
+    async fn put(&self, id: &str, body: Value) -> reqwest::Response {
+        self.request(reqwest::Method::PUT, &format!("/{id}"))
+            .json(&body)
+            .send()
+            .await
+            .expect("answered")
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .request(reqwest::Method::GET, path)
+            .send()
+            .await
+            .expect("answered");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+fn genesys_profile(handle: &EmulatorHandle) -> Value {
+    handle.state()["genesys"]["profiles"][GENESYS_ID].clone()
+}
+
+#[tokio::test]
+async fn genesys_put_overwrites_every_attribute_and_keeps_extensions_when_absent() {
+    let handle = seeded().await;
+    let genesys = Genesys::new(&handle);
+    let response = genesys
+        .put(GENESYS_ID, json!({"FirstName": "Robert"}))
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        genesys_profile(&handle),
+        json!({"FirstName": "Robert", "Address": {"Type": 1, "City": "Hollywood"}})
+    );
+    let (status, body) = genesys.get(&format!("/{GENESYS_ID}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        json!({"customer_id": GENESYS_ID, "FirstName": "Robert"})
+    );
+    let (_, body) = genesys
+        .get(&format!("/{GENESYS_ID}?extensions=Address"))
+        .await;
+    assert_eq!(body["Address"]["City"], "Hollywood");
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn genesys_put_with_extensions_replaces_the_whole_set() {
+    let handle = seeded().await;
+    let genesys = Genesys::new(&handle);
+    let body = json!({"FirstName": "Bruce", "EmailAddress": ["b1@x.com", "b2@x.com"],
+                      "Phones": [{"Number": "1"}, {"Number": "2"}]});
+    assert_eq!(genesys.put(GENESYS_ID, body.clone()).await.status(), 200);
+    assert_eq!(genesys_profile(&handle), body);
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn genesys_create_then_duplicate() {
+    let handle = seeded().await;
+    let genesys = Genesys::new(&handle);
+    let create = |body: Value| {
+        genesys
+            .request(reqwest::Method::POST, "")
+            .json(&body)
+            .send()
+    };
+    let response = create(json!({"customer_id": "NEW1", "FirstName": "N"}))
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 201);
+    assert_eq!(
+        handle.state()["genesys"]["profiles"]["NEW1"],
+        json!({"FirstName": "N"})
+    );
+    let again = create(json!({"customer_id": "NEW1"}))
+        .await
+        .expect("answered");
+    assert_eq!(again.status(), 400);
+    let too_long = create(json!({"customer_id": "x".repeat(17)}))
+        .await
+        .expect("answered");
+    assert_eq!(too_long.status(), 400);
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn genesys_errors_have_the_documented_statuses() {
+    let handle = start(
+        EmulatorConfig::default()
+            .with_seed(seed())
+            .with_genesys_auth("agent", "s3cret"),
+    )
+    .await;
+    let genesys = Genesys::new(&handle);
+    let path = format!("/{GENESYS_ID}");
+    // 401: credentials missing, then wrong.
+    let (status, body) = genesys.get(&path).await;
+    assert_eq!(status, 401);
+    assert!(body["exception"].is_string() && body["message"].is_string());
+    let wrong = genesys
+        .request(reqwest::Method::GET, &path)
+        .basic_auth("agent", Some("nope"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(wrong.status(), 401);
+    let authed = |method: reqwest::Method, path: &str| {
+        genesys
+            .request(method, path)
+            .basic_auth("agent", Some("s3cret"))
+    };
+    let ok = authed(reqwest::Method::GET, &path)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(ok.status(), 200);
+    // 400: wrong tenant, with the documented message.
+    let tenant = genesys
+        .http
+        .get(format!("{}{path}", genesys.url))
+        .basic_auth("agent", Some("s3cret"))
+        .header("X-Genesys-TenantId", "7")
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(tenant.status(), 400);
+    let body: Value = tenant.json().await.expect("json");
+    assert_eq!(body["message"], "Invalid tenant specified : 7");
+    // 404, 405, 415.
+    let missing = authed(reqwest::Method::GET, "/NOPE")
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(missing.status(), 404);
+    let delete = authed(reqwest::Method::DELETE, &path)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(delete.status(), 405);
+    let text = authed(reqwest::Method::PUT, &path)
+        .header("Content-Type", "text/plain")
+        .body("FirstName=X")
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(text.status(), 415);
+    assert_eq!(genesys_profile(&handle)["FirstName"], "Bruce");
+    handle.shutdown().await;
+}
+
+// ---- The AWS CLI, a client nobody here wrote ----
+
+fn aws_cli() -> String {
+    if let Ok(path) = std::env::var("PROFILESYNC_AWS_CLI") {
+        return path;
+    }
+    let found = Command::new("aws")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "the AWS CLI is needed for these tests: install it with `python3 -m pip install awscli` \
+         (or point PROFILESYNC_AWS_CLI at it)"
+    );
+    "aws".to_string()
+}
+
+/// Runs the AWS CLI against the emulator; returns (success, stdout, stderr).
+async fn aws(handle: &EmulatorHandle, args: &[&str]) -> (bool, String, String) {
+    let program = aws_cli();
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .args(["--endpoint-url", &handle.endpoint_url(), "--output", "json"])
+        .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
+        .env("AWS_SECRET_ACCESS_KEY", "secret")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/nonexistent/profilesync-test-config")
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/profilesync-test-credentials",
+        )
+        .env("AWS_PAGER", "")
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_ENDPOINT_URL");
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("joined")
+        .expect("the aws command runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn aws_cli_customer_profiles_update_and_search() {
+    let handle = seeded().await;
+    let (ok, stdout, stderr) = aws(
+        &handle,
+        &[
+            "customer-profiles",
+            "update-profile",
+            "--domain-name",
+            DOMAIN,
+            "--profile-id",
+            P1,
+            "--first-name",
+            "Annie",
+            "--middle-name",
+            "",
+            "--attributes",
+            "Tier=platinum",
+        ],
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    let out: Value = serde_json::from_str(&stdout).expect("json output");
+    assert_eq!(out["ProfileId"], P1);
+    assert_eq!(profile(&handle, P1)["FirstName"], "Annie");
+    assert_eq!(
+        profile(&handle, P1)["Attributes"],
+        json!({"Tier": "platinum", "Points": "10"})
+    );
+
+    let (ok, stdout, stderr) = aws(
+        &handle,
+        &[
+            "customer-profiles",
+            "search-profiles",
+            "--domain-name",
+            DOMAIN,
+            "--key-name",
+            "_email",
+            "--values",
+            "bob@example.com",
+        ],
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    let out: Value = serde_json::from_str(&stdout).expect("json output");
+    assert_eq!(out["Items"][0]["ProfileId"], P2);
+    assert_eq!(out["Items"][0]["FirstName"], "Bob");
+
+    let (ok, _, stderr) = aws(
+        &handle,
+        &[
+            "customer-profiles",
+            "update-profile",
+            "--domain-name",
+            DOMAIN,
+            "--profile-id",
+            MISSING,
+        ],
+    )
+    .await;
+    assert!(!ok);
+    assert!(stderr.contains("ResourceNotFoundException"), "{stderr}");
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn aws_cli_connect_identity_replaces_whole_identity_and_describes() {
+    let handle = seeded().await;
+    let (ok, stdout, stderr) = aws(
+        &handle,
+        &[
+            "connect",
+            "update-user-identity-info",
+            "--identity-info",
+            "FirstName=Mary,LastName=Major,Email=marym@example.com",
+            "--user-id",
+            USER,
+            "--instance-id",
+            INSTANCE,
+        ],
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.trim(), "");
+    // Mobile was left out, so it is cleared.
+    assert_eq!(
+        handle.state()["instances"][INSTANCE]["users"][USER]["IdentityInfo"],
+        json!({"FirstName": "Mary", "LastName": "Major", "Email": "marym@example.com"})
+    );
+
+    let (ok, stdout, stderr) = aws(
+        &handle,
+        &[
+            "connect",
+            "describe-user",
+            "--user-id",
+            USER,
+            "--instance-id",
+            INSTANCE,
+        ],
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    let out: Value = serde_json::from_str(&stdout).expect("json output");
+    assert_eq!(out["User"]["Id"], USER);
+    assert_eq!(out["User"]["Username"], "mary");
+    assert_eq!(out["User"]["IdentityInfo"]["Email"], "marym@example.com");
+
+    let (ok, _, stderr) = aws(
+        &handle,
+        &[
+            "connect",
+            "update-user-identity-info",
+            "--identity-info",
+            "FirstName=Mary,LastName=Major,Mobile=555-0100",
+            "--user-id",
+            USER,
+            "--instance-id",
+            INSTANCE,
+        ],
+    )
+    .await;
+    assert!(!ok);
+    assert!(stderr.contains("InvalidParameterException"), "{stderr}");
+    assert!(stderr.contains("identityInfo.mobile"), "{stderr}");
+
+    let (ok, _, stderr) = aws(
+        &handle,
+        &[
+            "connect",
+            "describe-user",
+            "--user-id",
+            "nobody",
+            "--instance-id",
+            INSTANCE,
+        ],
+    )
+    .await;
+    assert!(!ok);
+    assert!(stderr.contains("ResourceNotFoundException"), "{stderr}");
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn aws_cli_connect_list_and_search_users() {
+    let handle = seeded().await;
+    let (ok, stdout, stderr) = aws(
+        &handle,
+        &["connect", "list-users", "--instance-id", INSTANCE],
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    let out: Value = serde_json::from_str(&stdout).expect("json output");
+    assert_eq!(out["UserSummaryList"][0]["Username"], "mary");
+    let (ok, stdout, stderr) = aws(
+        &handle,
+        &[
+            "connect", "search-users",
+            "--instance-id", INSTANCE,
+            "--search-criteria",
+            r#"{"StringCondition":{"FieldName":"Username","Value":"mary","ComparisonType":"EXACT"}}"#,
+        ],
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    let out: Value = serde_json::from_str(&stdout).expect("json output");
+    assert_eq!(out["Users"][0]["Id"], USER);
+    assert_eq!(
+        out["Users"][0]["IdentityInfo"],
+        json!({"FirstName": "Mary", "LastName": "Major"})
+    );
+    handle.shutdown().await;
+}
+
+// ---- The command line ----
+
+#[test]
+fn cli_refuses_bad_arguments_with_exit_2() {
+    let bin = env!("CARGO_BIN_EXE_profilesync");
+    for args in [
+        vec!["emulator", "--quota", "NoSuchOperation=1"],
+        vec!["emulator", "--error-rate", "2"],
+        vec!["emulator", "--seed", "/nonexistent/seed.json"],
+    ] {
+        let output = Command::new(bin).args(&args).output().expect("runs");
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(!output.stderr.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn cli_prints_the_endpoint_and_serves_the_seed() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seed_path = dir.path().join("seed.json");
+    std::fs::write(&seed_path, seed().to_string()).expect("seed written");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_profilesync"))
+        .args(["emulator", "--seed"])
+        .arg(&seed_path)
+        .args(["--quota", "UpdateProfile=10:20"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("a line");
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("listening line")
+        .to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let state: Value = runtime.block_on(async {
+        reqwest::get(format!("{url}/_emulator/state"))
+            .await
+            .expect("answered")
+            .json()
+            .await
+            .expect("json")
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(state, seed());
+}

@@ -1,0 +1,5 @@
+//! The one integration-test binary; each module covers one command or component.
+
+mod check;
+mod emulator;
+mod support;

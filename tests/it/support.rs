@@ -1,0 +1,106 @@
+//! Shared fixtures: run the binary in a scratch folder, write inputs, read the ledger.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// The repository root, for the bundled samples and configs.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A scratch folder with helpers to write files and run `profilesync` inside it.
+pub struct Dir {
+    dir: tempfile::TempDir,
+}
+
+impl Dir {
+    pub fn new() -> Dir {
+        Dir {
+            dir: tempfile::tempdir().expect("a temp dir"),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes a file and returns its path.
+    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, contents).expect("write a fixture");
+        path
+    }
+
+    /// Runs `profilesync ARGS` with this folder as the working directory.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let output = Command::new(env!("CARGO_BIN_EXE_profilesync"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .expect("run profilesync");
+        Run {
+            output,
+            dir: self.dir.path().to_owned(),
+        }
+    }
+}
+
+/// The outcome of one run.
+pub struct Run {
+    pub output: Output,
+    dir: PathBuf,
+}
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.output.status.code().expect("an exit code")
+    }
+
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    /// The ledger entries in the file at `path` (relative to the run's folder).
+    pub fn ledger(&self, path: &str) -> Vec<Value> {
+        read_ledger(&self.dir.join(path))
+    }
+}
+
+/// Reads a JSON Lines ledger.
+pub fn read_ledger(path: &Path) -> Vec<Value> {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON ledger line"))
+        .collect()
+}
+
+/// A Customer Profiles config over the given fields, reading `input`.
+pub fn profiles_config(fields: &str) -> String {
+    format!(
+        r#"[source]
+key = "crm_id"
+
+[target]
+kind = "customer-profiles"
+domain = "ExampleDomainName"
+
+[match]
+id = "profile_id"
+
+[fields]
+{fields}
+"#
+    )
+}
+
+/// A valid ProfileId derived from a number.
+pub fn pid(n: u32) -> String {
+    format!("{n:032x}")
+}
