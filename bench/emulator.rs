@@ -86,7 +86,8 @@ fn main() {
     let concurrency = env_number("EMULATOR_BENCH_CONCURRENCY", 32).max(1);
     let dir = tempfile::tempdir().expect("temporary directory");
     let seed = dir.path().join("seed.json");
-    let seed_json = json!({"domains": {"BenchDomain": {"profiles": {PROFILE_ID: {"FirstName": "Start"}}}}});
+    let seed_json =
+        json!({"domains": {"BenchDomain": {"profiles": {PROFILE_ID: {"FirstName": "Start"}}}}});
     std::fs::write(&seed, seed_json.to_string()).expect("seed written");
     let (mut child, url) = start_emulator(&seed);
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -248,11 +248,13 @@ pub async fn run(listener: TcpListener, router: Router, mut stop: watch::Receive
     loop {
         tokio::select! {
             _ = stop.changed() => break,
-            accepted = listener.accept() => {
-                if let Ok((stream, _)) = accepted {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
                     connections.spawn(serve_connection(stream, router.clone()));
                 }
-            }
+                // Out of file descriptors and the like: back off instead of spinning.
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }

@@ -351,3 +351,25 @@ fn skeleton_prints_a_config_per_target() {
     assert_eq!(dir.run(&["skeleton", "zendesk"]).code(), 2);
     assert_eq!(dir.run(&["frobnicate"]).code(), 2);
 }
+
+#[test]
+fn an_oversized_jsonl_line_is_invalid_and_reading_resumes_after_it() {
+    let dir = Dir::new();
+    let huge = "x".repeat(1_100_000);
+    let jsonl = format!(
+        "{{\"crm_id\":\"J1\",\"profile_id\":\"{}\",\"first\":\"{huge}\"}}\n\
+         {{\"crm_id\":\"J2\",\"profile_id\":\"{}\",\"first\":\"Ana\"}}\n",
+        pid(1),
+        pid(2)
+    );
+    dir.write("in.jsonl", jsonl);
+    let run = check(&dir, "in.jsonl");
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    let ledger = run.ledger("l.jsonl");
+    assert_eq!(statuses(&ledger), ["invalid", "valid"]);
+    assert_eq!(ledger[0]["error"]["code"], "too_large");
+    assert_eq!(
+        (ledger[1]["line"].as_u64(), ledger[1]["key"].as_str()),
+        (Some(2), Some("J2"))
+    );
+}

@@ -439,7 +439,10 @@ async fn connect_default_quota_is_two_per_second_with_burst_five() {
             .expect("answered");
         statuses.push(response.status().as_u16());
         if response.status() == 429 {
-            assert_eq!(response.headers()["x-amzn-ErrorType"], "ThrottlingException");
+            assert_eq!(
+                response.headers()["x-amzn-ErrorType"],
+                "ThrottlingException"
+            );
             assert!(response.headers().get("Retry-After").is_none());
             let body: Value = response.json().await.expect("json");
             assert!(body["Message"].is_string());
@@ -461,7 +464,10 @@ async fn throttle_carries_retry_after_when_asked() {
     let http = reqwest::Client::new();
     assert_eq!(signed_update(&http, &handle).await.expect("answered"), 200);
     let response = http
-        .put(format!("{}/domains/{DOMAIN}/profiles", handle.endpoint_url()))
+        .put(format!(
+            "{}/domains/{DOMAIN}/profiles",
+            handle.endpoint_url()
+        ))
         .header("Authorization", FAKE_SIGV4)
         .json(&json!({"ProfileId": P1}))
         .send()
