@@ -5,17 +5,22 @@
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
+use aws_config::BehaviorVersion;
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{self, Config};
+use crate::config::{self, Config, Rate};
 use crate::ledger::{self, Ledger};
+use crate::limiter::{Limiter, RateSetting};
 use crate::mapping::Plan;
-use crate::pipeline::{self, Context};
-use crate::report::{self, Progress};
+use crate::pipeline::{self, Context, SyncOptions, SyncResult};
+use crate::report::{self, Progress, Tally};
+use crate::retry::RetryPolicy;
 use crate::schema::TargetKind;
 use crate::source::Source;
+use crate::target::{Mode, Target, customer_profiles::CustomerProfiles};
 
 /// Every record ended well.
 pub const EXIT_OK: i32 = 0;
@@ -38,6 +43,12 @@ pub struct Cli {
 enum Command {
     /// Parse, map and validate every record; no network. The ledger says valid or invalid.
     Check(RunArgs),
+    /// Dry run: read each record's current state, diff field by field; write nothing.
+    Plan(SyncArgs),
+    /// Send the changes, rate-limited, retrying throttles and transient faults.
+    Apply(SyncArgs),
+    /// The whole job on the bundled samples against an in-process emulator: plan, then apply.
+    Demo,
     /// Print a commented config for a target with every field it takes.
     Skeleton {
         /// customer-profiles, connect-user or genesys-ucs.
@@ -67,6 +78,32 @@ struct RunArgs {
     no_progress: bool,
 }
 
+/// Arguments of `plan` and `apply`.
+#[derive(Debug, Args)]
+struct SyncArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// Same as `plan` (apply only).
+    #[arg(long)]
+    dry_run: bool,
+    /// Continue an interrupted run from its ledger (--ledger, else the newest in ./ledgers/):
+    /// records that already settled are not sent again.
+    #[arg(long, conflicts_with = "retry_failed")]
+    resume: bool,
+    /// Send only the records that failed in this ledger.
+    #[arg(long, value_name = "LEDGER")]
+    retry_failed: Option<PathBuf>,
+    /// Requests per second (overrides [limits] rate); a number or "auto".
+    #[arg(long)]
+    rate: Option<String>,
+    /// Requests in flight (overrides [limits] concurrency).
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Abort (exit 3) after this many failed records.
+    #[arg(long, value_name = "N")]
+    max_errors: Option<u64>,
+}
+
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
@@ -78,6 +115,16 @@ pub fn main() -> i32 {
     };
     match cli.command {
         Command::Check(args) => check(&args),
+        Command::Plan(args) => sync_command(&args, Mode::Plan),
+        Command::Apply(args) => sync_command(
+            &args,
+            if args.dry_run {
+                Mode::Plan
+            } else {
+                Mode::Apply
+            },
+        ),
+        Command::Demo => crate::demo::run(),
         Command::Skeleton { target } => skeleton(&target),
         Command::Emulator(args) => crate::emulator::run_cli(args),
     }
@@ -151,6 +198,230 @@ fn check(args: &RunArgs) -> i32 {
     }
 }
 
+fn command_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Plan => "plan",
+        Mode::Apply => "apply",
+    }
+}
+
+fn sync_command(args: &SyncArgs, mode: Mode) -> i32 {
+    let started = Instant::now();
+    let command = command_name(mode);
+    let (mut cx, source) = match prepare(&args.run) {
+        Ok(prepared) => prepared,
+        Err(message) => {
+            eprintln!("{message}");
+            return EXIT_USAGE;
+        }
+    };
+    if let Err(message) = apply_overrides(&mut cx.config, args) {
+        eprintln!("profilesync: {message}");
+        return EXIT_USAGE;
+    }
+    let (ledger, options) = match open_ledger(args, mode, &cx.config) {
+        Ok(opened) => opened,
+        Err(message) => {
+            eprintln!("profilesync: {message}");
+            return EXIT_USAGE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("profilesync: cannot start the async runtime: {e}");
+            return EXIT_ABORTED;
+        }
+    };
+    let quiet = args.run.quiet;
+    let progress = Progress::new(!quiet && !args.run.no_progress, command);
+    let result = runtime.block_on(async {
+        let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        let target = match connect_target(&cx.config, &sdk) {
+            Ok(target) => target,
+            Err(message) => return Err(message),
+        };
+        run_sync(cx, source, ledger, target, options, progress).await
+    });
+    finish(command, result, started, quiet)
+}
+
+/// Applies `--rate` and `--concurrency`.
+fn apply_overrides(config: &mut Config, args: &SyncArgs) -> Result<(), String> {
+    if let Some(rate) = &args.rate {
+        config.limits.rate = match rate.as_str() {
+            "auto" => Rate::Auto {
+                start: config::compile::default_start_rate(config.target.kind),
+            },
+            n => match n.parse::<f64>() {
+                Ok(r) if r > 0.0 && r.is_finite() => Rate::PerSecond(r),
+                _ => {
+                    return Err(format!(
+                        "--rate {rate}: expected a positive number or \"auto\""
+                    ));
+                }
+            },
+        };
+    }
+    if let Some(n) = args.concurrency {
+        if n == 0 {
+            return Err("--concurrency must be at least 1".to_owned());
+        }
+        config.limits.concurrency = n;
+    }
+    Ok(())
+}
+
+/// The ledger to write and what it says about the records to send.
+fn open_ledger(
+    args: &SyncArgs,
+    mode: Mode,
+    config: &Config,
+) -> Result<(Ledger, SyncOptions), String> {
+    let command = command_name(mode);
+    let mut options = SyncOptions {
+        mode,
+        skip: None,
+        only: None,
+        max_errors: args.max_errors,
+        concurrency: config.limits.concurrency,
+        carried: Tally::default(),
+    };
+    if args.resume {
+        let path = args
+            .run
+            .ledger
+            .clone()
+            .or_else(|| ledger::newest(command))
+            .ok_or_else(|| {
+                "--resume found no ledger: give the interrupted run's ledger with --ledger PATH"
+                    .to_owned()
+            })?;
+        let previous = ledger::read_previous(&path).map_err(|e| e.to_string())?;
+        let ledger = Ledger::append(&path).map_err(|e| e.to_string())?;
+        if !args.run.quiet {
+            eprintln!(
+                "resuming {}: {} records already settled",
+                path.display(),
+                previous.settled.len()
+            );
+        }
+        options.skip = Some(previous.settled);
+        options.carried = previous.tally;
+        return Ok((ledger, options));
+    }
+    if let Some(failed) = &args.retry_failed {
+        let previous = ledger::read_previous(failed).map_err(|e| e.to_string())?;
+        options.only = Some(previous.failed);
+    }
+    let path = args
+        .run
+        .ledger
+        .clone()
+        .unwrap_or_else(|| ledger::default_path(command));
+    let ledger = Ledger::create(&path).map_err(|e| e.to_string())?;
+    Ok((ledger, options))
+}
+
+/// The client for the configured target.
+pub(crate) fn connect_target(
+    config: &Config,
+    sdk: &aws_types::SdkConfig,
+) -> Result<Target, String> {
+    match config.target.kind {
+        TargetKind::CustomerProfiles => {
+            Ok(Target::CustomerProfiles(CustomerProfiles::new(sdk, config)))
+        }
+        other => Err(format!(
+            "profilesync: plan and apply do not support {other} yet; check works"
+        )),
+    }
+}
+
+/// Runs `plan` or `apply` with the config's limiter and retry policy.
+pub(crate) async fn run_sync(
+    cx: Context,
+    source: Source,
+    ledger: Ledger,
+    target: Target,
+    options: SyncOptions,
+    progress: Progress,
+) -> Result<(SyncResult, PathBuf), String> {
+    let limits = cx.config.limits;
+    let setting = match limits.rate {
+        Rate::PerSecond(rate) => RateSetting::Fixed {
+            rate,
+            burst: limits.burst,
+        },
+        Rate::Auto { start } => RateSetting::Auto {
+            start,
+            burst: limits.burst,
+        },
+    };
+    let path = ledger.path().to_owned();
+    let progress = Arc::new(progress);
+    let result = pipeline::sync(
+        Arc::new(cx),
+        source.records(),
+        ledger,
+        Arc::new(target),
+        Arc::new(Limiter::new(setting)),
+        RetryPolicy::new(limits.max_attempts),
+        options,
+        Arc::clone(&progress),
+    )
+    .await;
+    progress.finish();
+    match result {
+        Ok(result) => Ok((result, path)),
+        Err(e) => Err(format!(
+            "profilesync: the run stopped: {e}; the ledger {} holds the records settled so far",
+            path.display()
+        )),
+    }
+}
+
+/// Prints the summary and picks the exit code of a `plan` or `apply` run.
+pub(crate) fn finish(
+    command: &str,
+    result: Result<(SyncResult, PathBuf), String>,
+    started: Instant,
+    quiet: bool,
+) -> i32 {
+    match result {
+        Ok((result, path)) => {
+            if !quiet {
+                let _ = report::summary(
+                    &mut io::stdout().lock(),
+                    command,
+                    &result.tally,
+                    started.elapsed(),
+                    &path,
+                );
+            }
+            if let Some(reason) = result.aborted {
+                eprintln!(
+                    "profilesync: {command} aborted: {reason}. Records not in the ledger were not sent; \
+                     continue with: profilesync {command} --resume --ledger {}",
+                    path.display()
+                );
+                EXIT_ABORTED
+            } else if result.tally.failures() > 0 {
+                EXIT_RECORDS_FAILED
+            } else {
+                EXIT_OK
+            }
+        }
+        Err(message) => {
+            eprintln!("{message}");
+            EXIT_ABORTED
+        }
+    }
+}
+
 /// Loads the config, opens the input and binds the columns: everything that must work
 /// before a single record is processed. Errors here exit 2.
 fn prepare(args: &RunArgs) -> Result<(Context, Source), String> {
@@ -158,6 +429,15 @@ fn prepare(args: &RunArgs) -> Result<(Context, Source), String> {
     let input = input_path(args.input.as_deref(), &config, &args.config)?;
     let source = Source::open(&input, config.source.format, config.source.delimiter)
         .map_err(|e| format!("profilesync: {e}"))?;
+    bind(config, source, &args.config.display().to_string())
+}
+
+/// Binds the config's columns to the input's: a column the input lacks is a config error.
+pub(crate) fn bind(
+    config: Config,
+    source: Source,
+    config_name: &str,
+) -> Result<(Context, Source), String> {
     let plan = Plan::bind(
         &config.source.key,
         config.matching.id_column(),
@@ -167,8 +447,7 @@ fn prepare(args: &RunArgs) -> Result<(Context, Source), String> {
     )
     .map_err(|missing| {
         format!(
-            "{}: the config names columns that `{}` does not have: {}; its columns are: {}",
-            args.config.display(),
+            "{config_name}: the config names columns that `{}` does not have: {}; its columns are: {}",
             source.name,
             missing.join(", "),
             source.header.join(", ")

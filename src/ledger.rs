@@ -5,12 +5,13 @@
 //! entries hold the record's position, key, target id, status, field names and errors.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::mapping::Problem;
+use crate::report::Tally;
 
 /// How a record ended. The names are the contract's; see `product.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -150,6 +151,39 @@ impl Ledger {
         })
     }
 
+    /// Reopens the ledger of an interrupted run to append to it. A last line cut short by a
+    /// crash is removed first (its record was not settled, so it will be sent again).
+    pub fn append(path: &Path) -> io::Result<Ledger> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot open the ledger {}: {e}", path.display()),
+                )
+            })?;
+        let len = file.metadata()?.len();
+        // Entries are far shorter than this window, so the last newline is inside it.
+        let window = len.min(1 << 20);
+        file.seek(SeekFrom::Start(len - window))?;
+        let mut tail = Vec::with_capacity(window as usize);
+        (&mut file).take(window).read_to_end(&mut tail)?;
+        let complete = tail
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(len - window, |i| len - window + i as u64 + 1);
+        if complete < len {
+            file.set_len(complete)?;
+        }
+        file.seek(SeekFrom::End(0))?;
+        Ok(Ledger {
+            path: path.to_owned(),
+            out: BufWriter::with_capacity(1 << 16, file),
+        })
+    }
+
     /// The ledger's path.
     pub fn path(&self) -> &Path {
         &self.path
@@ -160,6 +194,110 @@ impl Ledger {
         self.out.write_all(lines)?;
         self.out.flush()
     }
+}
+
+/// A set of record numbers, one bit each: a million records take 125 KB.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordSet {
+    bits: Vec<u64>,
+    len: u64,
+}
+
+impl RecordSet {
+    /// Adds a record number.
+    pub fn insert(&mut self, record: u64) {
+        let (word, bit) = ((record / 64) as usize, record % 64);
+        if word >= self.bits.len() {
+            self.bits.resize(word + 1, 0);
+        }
+        if self.bits[word] & (1 << bit) == 0 {
+            self.bits[word] |= 1 << bit;
+            self.len += 1;
+        }
+    }
+
+    /// Whether a record number is in the set.
+    pub fn contains(&self, record: u64) -> bool {
+        let (word, bit) = ((record / 64) as usize, record % 64);
+        self.bits.get(word).is_some_and(|w| w & (1 << bit) != 0)
+    }
+
+    /// How many record numbers the set holds.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// What an earlier ledger says: which records settled, which failed, and the counts.
+#[derive(Debug, Clone, Default)]
+pub struct Previous {
+    /// Records with an entry.
+    pub settled: RecordSet,
+    /// Records whose entry is `failed`.
+    pub failed: RecordSet,
+    /// Entries per status.
+    pub tally: Tally,
+}
+
+/// Reads an earlier ledger, streaming. A last line cut short by a crash is ignored; any
+/// other unreadable line is an error, since the file is then not a ledger.
+pub fn read_previous(path: &Path) -> io::Result<Previous> {
+    #[derive(Deserialize)]
+    struct Brief {
+        record: u64,
+        status: Status,
+    }
+    let file = File::open(path).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot read the ledger {}: {e}", path.display()),
+        )
+    })?;
+    let mut previous = Previous::default();
+    let mut lines = BufReader::new(file).split(b'\n').enumerate().peekable();
+    while let Some((index, line)) = lines.next() {
+        let line = line?;
+        match serde_json::from_slice::<Brief>(&line) {
+            Ok(brief) => {
+                if !previous.settled.contains(brief.record) {
+                    previous.settled.insert(brief.record);
+                    previous.tally.add(brief.status);
+                }
+                if brief.status == Status::Failed {
+                    previous.failed.insert(brief.record);
+                }
+            }
+            Err(_) if lines.peek().is_none() => {} // a torn last line
+            Err(e) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}:{}: not a ledger line: {e}", path.display(), index + 1),
+                ));
+            }
+        }
+    }
+    Ok(previous)
+}
+
+/// The newest ledger of a command under `./ledgers/`, for `--resume` without `--ledger`.
+pub fn newest(command: &str) -> Option<PathBuf> {
+    let suffix = format!("-{command}.jsonl");
+    let mut found: Vec<PathBuf> = fs::read_dir("ledgers")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(&suffix))
+        })
+        .collect();
+    found.sort();
+    found.pop()
 }
 
 /// A new ledger path under `./ledgers/`, named by time and command.
@@ -209,6 +347,58 @@ mod tests {
         assert!(v.get("target_id").is_none());
         let back: Entry = serde_json::from_str(&text).unwrap();
         assert_eq!(back.status, Status::Invalid);
+    }
+
+    #[test]
+    fn previous_ledgers_survive_a_torn_last_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.jsonl");
+        fs::write(
+            &path,
+            "{\"record\":1,\"line\":2,\"key\":\"a\",\"status\":\"updated\"}\n\
+             {\"record\":3,\"line\":4,\"key\":\"c\",\"status\":\"failed\"}\n\
+             {\"record\":2,\"li",
+        )
+        .unwrap();
+        let previous = read_previous(&path).unwrap();
+        assert!(previous.settled.contains(1) && previous.settled.contains(3));
+        assert!(!previous.settled.contains(2));
+        assert_eq!(previous.failed.len(), 1);
+        assert_eq!(previous.tally.get(Status::Updated), 1);
+        let mut ledger = Ledger::append(&path).unwrap();
+        ledger
+            .write_lines(b"{\"record\":2,\"line\":3,\"key\":\"b\",\"status\":\"updated\"}\n")
+            .unwrap();
+        let previous = read_previous(&path).unwrap();
+        assert_eq!(previous.settled.len(), 3);
+        assert_eq!(fs::read_to_string(&path).unwrap().lines().count(), 3);
+    }
+
+    #[test]
+    fn a_broken_line_in_the_middle_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.jsonl");
+        fs::write(
+            &path,
+            "nonsense\n{\"record\":1,\"line\":2,\"key\":null,\"status\":\"updated\"}\n",
+        )
+        .unwrap();
+        assert!(
+            read_previous(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("l.jsonl:1")
+        );
+    }
+
+    #[test]
+    fn record_sets() {
+        let mut set = RecordSet::default();
+        for n in [1, 64, 65, 1_000_000, 64] {
+            set.insert(n);
+        }
+        assert_eq!(set.len(), 4);
+        assert!(set.contains(64) && set.contains(1_000_000) && !set.contains(2));
     }
 
     #[test]

@@ -11,11 +11,15 @@
 
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod emulator;
 pub mod ledger;
+pub mod limiter;
 pub mod mapping;
 pub mod pipeline;
 pub mod report;
+pub mod retry;
 pub mod schema;
 pub mod source;
+pub mod target;
 pub mod validate;

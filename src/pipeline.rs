@@ -1,4 +1,4 @@
-//! The pipeline: the one module that wires threads and channels.
+//! The pipeline: the one module that wires threads, tasks and channels.
 //!
 //! `check` runs on plain threads, since it is CPU-bound:
 //!
@@ -10,6 +10,20 @@
 //! flat whatever the input size. Batches carry a sequence number; the writer puts them back
 //! in input order, so the ledger follows the input. Shutdown is by dropping senders: the
 //! reader's end closes the workers' input, the workers' ends close the writer's.
+//!
+//! `plan` and `apply` are network-bound and run on tokio:
+//!
+//! ```text
+//! reader (blocking thread) ──records──▶ dispatcher ──spawns, one permit each──▶ record tasks
+//!                                                                                   │ entries
+//!                                                   ledger writer task ◀────────────┘
+//! ```
+//!
+//! The dispatcher takes one of `concurrency` semaphore permits before it starts a record; the
+//! permit travels with the task and is freed when the record settles. Every request of a task
+//! goes through the shared limiter and retry policy (see [`crate::target`]). A stop (Ctrl-C,
+//! `--max-errors`, an error that is not about one record) ends the dispatching; the records
+//! in flight still settle, the ledger is flushed, and the reader notices its closed channel.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -17,11 +31,16 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
+use tokio::sync::{Semaphore, mpsc, watch};
+
 use crate::config::Config;
-use crate::ledger::{Entry, EntryError, Ledger, Status};
+use crate::ledger::{Entry, EntryError, Ledger, RecordSet, Status};
+use crate::limiter::Limiter;
 use crate::mapping::{self, Mapped, Plan};
 use crate::report::{Progress, Tally};
+use crate::retry::RetryPolicy;
 use crate::source::{Body, SourceRecord};
+use crate::target::{Mode, Outcome, Pace, Target};
 use crate::validate::{self, Operation};
 
 /// Records per batch: large enough to make channel traffic negligible, small enough to keep
@@ -150,36 +169,54 @@ fn write_in_order(
 
 /// Maps and validates one record into its `check` ledger entry.
 pub fn check_record(cx: &Context, record: &SourceRecord) -> Entry {
-    let mut entry = Entry {
+    match prepare(cx, record) {
+        Ok(mapped) => Entry {
+            key: Some(mapped.key),
+            target_id: mapped.target_id,
+            ..new_entry(record, Status::Valid)
+        },
+        Err(invalid) => *invalid,
+    }
+}
+
+fn new_entry(record: &SourceRecord, status: Status) -> Entry {
+    Entry {
         record: record.record,
         line: record.line,
         key: None,
         target_id: None,
-        status: Status::Valid,
+        status,
         changed: Vec::new(),
         attempts: None,
         error: None,
-    };
+    }
+}
+
+/// A record that is ready to send, or its `invalid` ledger entry.
+fn prepare(cx: &Context, record: &SourceRecord) -> Result<Mapped, Box<Entry>> {
     if let Body::Broken(broken) = &record.body {
-        entry.status = Status::Invalid;
-        entry.error = Some(EntryError {
-            code: broken.code.to_owned(),
-            message: format!(
-                "{}:{}: record {} {}",
-                cx.input, record.line, record.record, broken.message
-            ),
-            problems: Vec::new(),
-        });
-        return entry;
+        return Err(Box::new(Entry {
+            error: Some(EntryError {
+                code: broken.code.to_owned(),
+                message: format!(
+                    "{}:{}: record {} {}",
+                    cx.input, record.line, record.record, broken.message
+                ),
+                problems: Vec::new(),
+            }),
+            ..new_entry(record, Status::Invalid)
+        }));
     }
     let mapped = map_and_validate(cx, record);
-    entry.key = Some(mapped.key.clone()).filter(|k| !k.is_empty());
-    entry.target_id = mapped.target_id.clone();
-    if !mapped.problems.is_empty() {
-        entry.status = Status::Invalid;
-        entry.error = Some(invalid_error(&cx.input, record.line, mapped.problems));
+    if mapped.problems.is_empty() {
+        return Ok(mapped);
     }
-    entry
+    Err(Box::new(Entry {
+        key: Some(mapped.key.clone()).filter(|k| !k.is_empty()),
+        target_id: mapped.target_id.clone(),
+        error: Some(invalid_error(&cx.input, record.line, mapped.problems)),
+        ..new_entry(record, Status::Invalid)
+    }))
 }
 
 /// Maps a readable record and validates it for an update.
@@ -204,4 +241,214 @@ fn invalid_error(input: &str, line: u64, problems: Vec<mapping::Problem>) -> Ent
         message: format!("{input}:{line}: {}", parts.join("; ")),
         problems,
     }
+}
+
+/// What a `plan` or `apply` run does, beyond the config.
+pub struct SyncOptions {
+    /// Plan or apply.
+    pub mode: Mode,
+    /// Records to leave out (`--resume`: the ones already settled).
+    pub skip: Option<RecordSet>,
+    /// The only records to send (`--retry-failed`).
+    pub only: Option<RecordSet>,
+    /// Stop after this many `failed` records.
+    pub max_errors: Option<u64>,
+    /// Records in flight at once.
+    pub concurrency: usize,
+    /// Counts carried over from an earlier ledger (`--resume`).
+    pub carried: Tally,
+}
+
+/// How a `plan` or `apply` run ended.
+#[derive(Debug)]
+pub struct SyncResult {
+    /// Records per status, carried-over counts included.
+    pub tally: Tally,
+    /// Why the run stopped early, if it did.
+    pub aborted: Option<String>,
+}
+
+/// The run's stop signal: the first reason given wins.
+#[derive(Clone)]
+struct Stop(Arc<watch::Sender<Option<String>>>);
+
+impl Stop {
+    fn new() -> Stop {
+        Stop(Arc::new(watch::channel(None).0))
+    }
+
+    fn stop(&self, reason: String) {
+        self.0.send_if_modified(|current| {
+            let first = current.is_none();
+            if first {
+                *current = Some(reason);
+            }
+            first
+        });
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.0.borrow().is_some()
+    }
+
+    async fn stopped(&self) {
+        let mut rx = self.0.subscribe();
+        let _ = rx.wait_for(Option::is_some).await;
+    }
+
+    fn reason(&self) -> Option<String> {
+        self.0.borrow().clone()
+    }
+}
+
+/// Runs `plan` or `apply`: every wanted record is prepared, sent under the limiter, and
+/// settled in the ledger. Returns the tally and, if the run stopped early, why.
+#[allow(clippy::too_many_arguments)]
+pub async fn sync(
+    cx: Arc<Context>,
+    records: Box<dyn Iterator<Item = io::Result<SourceRecord>> + Send>,
+    ledger: Ledger,
+    target: Arc<Target>,
+    limiter: Arc<Limiter>,
+    policy: RetryPolicy,
+    options: SyncOptions,
+    progress: Arc<Progress>,
+) -> io::Result<SyncResult> {
+    let stop = Stop::new();
+    let concurrency = options.concurrency.max(1);
+    let (record_tx, mut record_rx) = mpsc::channel::<SourceRecord>(concurrency * 2);
+    let (entry_tx, entry_rx) = mpsc::channel::<Entry>(concurrency * 2);
+
+    // Stage 1: read, on a blocking thread, leaving out what this run does not send.
+    let (skip, only) = (options.skip, options.only);
+    let reader_stop = stop.clone();
+    let reader = tokio::task::spawn_blocking(move || -> io::Result<()> {
+        for record in records {
+            let record = record?;
+            let wanted = !skip.as_ref().is_some_and(|s| s.contains(record.record))
+                && only.as_ref().is_none_or(|o| o.contains(record.record));
+            if reader_stop.is_stopped() || (wanted && record_tx.blocking_send(record).is_err()) {
+                break;
+            }
+        }
+        Ok(())
+    });
+
+    // Stage 3: write each entry as it settles.
+    let writer = tokio::spawn(write_entries(
+        entry_rx,
+        ledger,
+        options.carried,
+        options.max_errors,
+        stop.clone(),
+        progress,
+    ));
+
+    // Stage 2: dispatch records, one permit each.
+    let permits = Arc::new(Semaphore::new(concurrency));
+    let interrupt = tokio::signal::ctrl_c();
+    tokio::pin!(interrupt);
+    loop {
+        let record = tokio::select! {
+            biased;
+            _ = &mut interrupt => {
+                stop.stop("interrupted".to_owned());
+                break;
+            }
+            () = stop.stopped() => break,
+            record = record_rx.recv() => match record {
+                Some(record) => record,
+                None => break,
+            },
+        };
+        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+            break;
+        };
+        let (cx, target, limiter, entry_tx, stop) = (
+            Arc::clone(&cx),
+            Arc::clone(&target),
+            Arc::clone(&limiter),
+            entry_tx.clone(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            let pace = Pace {
+                limiter: &limiter,
+                policy: &policy,
+            };
+            match settle(&cx, &target, &record, options.mode, &pace).await {
+                Ok(entry) => {
+                    let _ = entry_tx.send(entry).await;
+                }
+                Err(reason) => stop.stop(reason),
+            }
+            drop(permit);
+        });
+    }
+    drop(record_rx);
+    // Let every record in flight settle.
+    let _ = permits.acquire_many(concurrency as u32).await;
+    drop(entry_tx);
+    let tally = writer.await.map_err(io::Error::other)??;
+    reader.await.map_err(io::Error::other)??;
+    Ok(SyncResult {
+        tally,
+        aborted: stop.reason(),
+    })
+}
+
+/// One record's trip: prepare, then the target. `Err` is a reason to stop the run.
+async fn settle(
+    cx: &Context,
+    target: &Target,
+    record: &SourceRecord,
+    mode: Mode,
+    pace: &Pace<'_>,
+) -> Result<Entry, String> {
+    let mapped = match prepare(cx, record) {
+        Ok(mapped) => mapped,
+        Err(invalid) => return Ok(*invalid),
+    };
+    match target.sync(&cx.config, &mapped, mode, pace).await {
+        Outcome::Settled(settled) => Ok(Entry {
+            key: Some(mapped.key),
+            target_id: settled.target_id.or(mapped.target_id),
+            status: settled.status,
+            changed: settled.changed,
+            attempts: Some(settled.attempts),
+            error: settled.error.map(|e| EntryError {
+                message: format!("{}:{}: {}", cx.input, record.line, e.message),
+                ..e
+            }),
+            ..new_entry(record, settled.status)
+        }),
+        Outcome::Abort(reason) => Err(reason),
+    }
+}
+
+/// The ledger writer task: writes and flushes each entry, counts, enforces `--max-errors`.
+async fn write_entries(
+    mut rx: mpsc::Receiver<Entry>,
+    mut ledger: Ledger,
+    mut tally: Tally,
+    max_errors: Option<u64>,
+    stop: Stop,
+    progress: Arc<Progress>,
+) -> io::Result<Tally> {
+    let mut line = Vec::with_capacity(256);
+    let mut failed = 0;
+    while let Some(entry) = rx.recv().await {
+        line.clear();
+        entry.write_line(&mut line);
+        ledger.write_lines(&line)?;
+        tally.add(entry.status);
+        progress.advance(1, &tally);
+        if entry.status == Status::Failed {
+            failed += 1;
+            if max_errors.is_some_and(|max| failed >= max) {
+                stop.stop(format!("--max-errors reached: {failed} records failed"));
+            }
+        }
+    }
+    Ok(tally)
 }

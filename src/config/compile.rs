@@ -293,6 +293,9 @@ impl Compiler<'_> {
             if *w.get_ref() == WhenMissing::Create && kind == TargetKind::ConnectUser {
                 self.error(Some(w.span()), "[match] when_missing = \"create\" is not possible for connect-user (users are created in Connect)");
             }
+            if *w.get_ref() == WhenMissing::Create && kind == TargetKind::CustomerProfiles && matches!(by, MatchBy::Id(_)) {
+                self.error(Some(w.span()), "[match] when_missing = \"create\" needs search_key for customer-profiles: CreateProfile assigns a new ProfileId, so an id column cannot name a profile that does not exist yet");
+            }
             w.into_inner()
         });
         Match { by, when_missing }
@@ -323,16 +326,35 @@ impl Compiler<'_> {
 
     fn limits(&mut self, kind: TargetKind, raw: &RawLimits) -> Limits {
         let mut limits = default_limits(kind);
+        let number = |v: &toml::Value| match v {
+            toml::Value::Integer(n) if *n > 0 => Some(*n as f64),
+            toml::Value::Float(f) if *f > 0.0 && f.is_finite() => Some(*f),
+            _ => None,
+        };
         if let Some(rate) = &raw.rate {
-            match rate.get_ref() {
-                toml::Value::String(s) if s == "auto" => limits.rate = Rate::Auto,
-                toml::Value::Integer(n) if *n > 0 => limits.rate = Rate::PerSecond(*n as f64),
-                toml::Value::Float(f) if *f > 0.0 && f.is_finite() => {
-                    limits.rate = Rate::PerSecond(*f)
+            match (rate.get_ref(), number(rate.get_ref())) {
+                (toml::Value::String(s), _) if s == "auto" => {
+                    limits.rate = Rate::Auto {
+                        start: default_start_rate(kind),
+                    };
                 }
+                (_, Some(n)) => limits.rate = Rate::PerSecond(n),
                 _ => self.error(
                     Some(rate.span()),
                     "[limits] rate must be a positive number of requests per second, or \"auto\"",
+                ),
+            }
+        }
+        if let Some(start) = &raw.start_rate {
+            match (limits.rate, number(start.get_ref())) {
+                (Rate::Auto { .. }, Some(n)) => limits.rate = Rate::Auto { start: n },
+                (Rate::Auto { .. }, None) => self.error(
+                    Some(start.span()),
+                    "[limits] start_rate must be a positive number",
+                ),
+                _ => self.error(
+                    Some(start.span()),
+                    "[limits] start_rate only goes with rate = \"auto\"",
                 ),
             }
         }
@@ -583,6 +605,15 @@ pub fn default_limits(kind: TargetKind) -> Limits {
             concurrency: 8,
             max_attempts: 8,
         },
+    }
+}
+
+/// Where `rate = "auto"` starts: the documented quota of the target's write operation.
+pub fn default_start_rate(kind: TargetKind) -> f64 {
+    match kind {
+        TargetKind::CustomerProfiles => 100.0,
+        TargetKind::ConnectUser => 2.0,
+        TargetKind::GenesysUcs => 50.0,
     }
 }
 

@@ -118,8 +118,11 @@ impl Match {
 pub enum Rate {
     /// A fixed sustained rate.
     PerSecond(f64),
-    /// Adapt to an unknown quota.
-    Auto,
+    /// Adapt to an unknown quota, starting at this rate.
+    Auto {
+        /// Requests per second to start from.
+        start: f64,
+    },
 }
 
 /// `[limits]`, compiled.

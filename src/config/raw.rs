@@ -127,6 +127,8 @@ pub enum WhenMissing {
 pub struct RawLimits {
     /// Requests per second, or `"auto"`.
     pub rate: Option<Spanned<toml::Value>>,
+    /// With `rate = "auto"`: the rate to start from.
+    pub start_rate: Option<Spanned<toml::Value>>,
     /// Token-bucket burst.
     pub burst: Option<Spanned<i64>>,
     /// Requests in flight at once.

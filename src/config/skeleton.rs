@@ -14,7 +14,7 @@ pub fn skeleton(kind: TargetKind) -> String {
     let limits = default_limits(kind);
     let rate = match limits.rate {
         Rate::PerSecond(r) => format!("{r}"),
-        Rate::Auto => "\"auto\"".to_owned(),
+        Rate::Auto { .. } => "\"auto\"".to_owned(),
     };
     let _ = write!(
         out,
@@ -35,6 +35,7 @@ kind = "{kind}"
 {matching}
 [limits]
 rate = {rate}                  # requests per second, sustained (or "auto")
+# start_rate = 100              # with rate = "auto": where to start
 burst = {burst}
 concurrency = {concurrency}
 max_attempts = {attempts}

@@ -129,6 +129,16 @@ impl Source {
         } else {
             raw
         };
+        Self::from_reader(name, format, reader, delimiter)
+    }
+
+    /// Reads an already open, uncompressed stream (the demo's built-in sample).
+    pub fn from_reader(
+        name: String,
+        format: SourceFormat,
+        reader: Box<dyn Read + Send>,
+        delimiter: u8,
+    ) -> Result<Source, String> {
         match format {
             SourceFormat::Csv => {
                 let (header, records) = csv::open(reader, delimiter)

@@ -1,5 +1,6 @@
 //! The one integration-test binary; each module covers one command or component.
 
+mod apply;
 mod check;
 mod emulator;
 mod support;

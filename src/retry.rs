@@ -1,0 +1,513 @@
+//! Retries: what to do after a failed API call, and how long to wait before the next one.
+//!
+//! # Design
+//!
+//! Two questions are kept apart:
+//!
+//! - **Should we retry?** [`RetryPolicy::decide`] looks only at the error's [`ErrorClass`] and
+//!   the attempts made: throttling and transient failures (5xx, timeouts, connection errors)
+//!   are retried while attempts remain; a permanent error (400, 404, ...) fails the record at
+//!   once with the API's message; a fatal one (403, missing credentials) is never retried.
+//! - **How long to wait?** [`Backoff::delay`] is capped exponential backoff with full jitter:
+//!   `random(0, min(cap, base × 2^retry))`, `retry` counting from 0. A `Retry-After` from the
+//!   server is a floor: the wait is `max(jitter delay, retry_after)`, itself capped at
+//!   [`Backoff::max_wait`] so a bogus header cannot park a worker.
+//!
+//! [`send`] ties them to the [`Limiter`]: it takes a token before *every* attempt, retries
+//! included, tells the limiter about throttles and successes, and counts attempts for the
+//! ledger.
+//!
+//! # Constants
+//!
+//! The AWS Rust SDK's standard mode (api-facts §4.1) uses a base of 1 s for every retryable
+//! error, a 20 s cap and 3 attempts; retry behaviour 2.1 uses 1 s for throttling and 50 ms for
+//! other errors. Ours are shorter for throttling — **250 ms** ([`THROTTLE_BASE`]) — because
+//! our own limiter already paces requests and slows down on every throttle, so the backoff
+//! only has to spread the retries of requests throttled together, not to find the quota.
+//! Transient failures start at **100 ms** ([`TRANSIENT_BASE`]), the cap is the SDK's **20 s**
+//! ([`CAP`]), and `Retry-After` waits are capped at **60 s** ([`MAX_WAIT`]).
+
+use std::future::Future;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, RngExt, SeedableRng};
+
+use crate::limiter::Limiter;
+
+/// Base delay after a throttle.
+pub const THROTTLE_BASE: Duration = Duration::from_millis(250);
+/// Base delay after a transient failure.
+pub const TRANSIENT_BASE: Duration = Duration::from_millis(100);
+/// Longest jittered delay.
+pub const CAP: Duration = Duration::from_secs(20);
+/// Longest wait of all, `Retry-After` included.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// What kind of failure an API call had; decides whether it is retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// 429 / ThrottlingException: retry, and slow down.
+    Throttled,
+    /// 5xx, timeout, connection error: retry.
+    Transient,
+    /// 4xx about this record (400, 404, 409, ...): fail the record at once.
+    Permanent,
+    /// Not about this record (403 AccessDenied, missing credentials): abort the run.
+    Fatal,
+}
+
+/// A failed API call, classified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// How to react.
+    pub class: ErrorClass,
+    /// The API's error code (`ThrottlingException`, `BadRequestException`, `timeout`, ...).
+    pub code: String,
+    /// The API's message.
+    pub message: String,
+    /// HTTP status, when there was a response.
+    pub status: Option<u16>,
+    /// The server's `Retry-After`, if any.
+    pub retry_after: Option<Duration>,
+}
+
+/// Why a request is retried; picks the backoff base.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryReason {
+    /// The server throttled it.
+    Throttled,
+    /// 5xx, timeout or connection error.
+    Transient,
+}
+
+/// The decision after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryAction {
+    /// Send the request again, after a backoff.
+    Retry(RetryReason),
+    /// Keep the error: it is not retryable, or the attempts are used up.
+    DontRetry,
+}
+
+/// Capped exponential backoff with full jitter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// Base delay after a throttle.
+    pub throttle_base: Duration,
+    /// Base delay after a transient failure.
+    pub transient_base: Duration,
+    /// Longest jittered delay.
+    pub cap: Duration,
+    /// Longest wait of all, `Retry-After` included.
+    pub max_wait: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            throttle_base: THROTTLE_BASE,
+            transient_base: TRANSIENT_BASE,
+            cap: CAP,
+            max_wait: MAX_WAIT,
+        }
+    }
+}
+
+impl Backoff {
+    /// The upper bound of the jittered delay before retry number `retry` (0 for the first
+    /// retry): `min(cap, base × 2^retry)`.
+    pub fn ceiling(&self, reason: RetryReason, retry: u32) -> Duration {
+        let base = match reason {
+            RetryReason::Throttled => self.throttle_base,
+            RetryReason::Transient => self.transient_base,
+        };
+        let factor = 1u32 << retry.min(30);
+        base.saturating_mul(factor).min(self.cap)
+    }
+
+    /// The wait before retry number `retry`: a uniform draw in `[0, ceiling]`, raised to
+    /// `retry_after` when the server sent one, and at most `max_wait`.
+    pub fn delay<R: Rng + ?Sized>(
+        &self,
+        reason: RetryReason,
+        retry: u32,
+        retry_after: Option<Duration>,
+        rng: &mut R,
+    ) -> Duration {
+        let ceiling = self.ceiling(reason, retry);
+        let jitter = ceiling.mul_f64(rng.random_range(0.0..=1.0));
+        jitter
+            .max(retry_after.unwrap_or(Duration::ZERO))
+            .min(self.max_wait)
+    }
+}
+
+/// The retry policy of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts per request, the first included (0 counts as 1).
+    pub max_attempts: u32,
+    /// How long to wait between attempts.
+    pub backoff: Backoff,
+}
+
+impl RetryPolicy {
+    /// A policy of `max_attempts` with the default [`Backoff`].
+    pub fn new(max_attempts: u32) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts,
+            backoff: Backoff::default(),
+        }
+    }
+
+    /// Whether to retry after `error`, with `attempts` requests made so far.
+    pub fn decide(&self, error: &ApiError, attempts: u32) -> RetryAction {
+        let reason = match error.class {
+            ErrorClass::Throttled => RetryReason::Throttled,
+            ErrorClass::Transient => RetryReason::Transient,
+            ErrorClass::Permanent | ErrorClass::Fatal => return RetryAction::DontRetry,
+        };
+        if attempts < self.max_attempts.max(1) {
+            RetryAction::Retry(reason)
+        } else {
+            RetryAction::DontRetry
+        }
+    }
+}
+
+/// The result of one request with its retries.
+#[derive(Debug)]
+pub struct Sent<T> {
+    /// The last outcome.
+    pub result: Result<T, ApiError>,
+    /// Requests made.
+    pub attempts: u32,
+}
+
+/// Sends one request through the limiter, retrying as the policy says.
+///
+/// Jitter comes from a generator seeded from the thread's; see [`send_with_rng`].
+pub async fn send<T, F, Fut>(policy: &RetryPolicy, limiter: &Limiter, call: F) -> Sent<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ApiError>>,
+{
+    let mut rng = StdRng::from_rng(&mut rand::rng());
+    send_with_rng(policy, limiter, &mut rng, call).await
+}
+
+/// [`send`] with the jitter drawn from `rng` (seed it for deterministic tests).
+///
+/// Before every attempt it waits for the limiter. A throttled attempt calls
+/// [`Limiter::on_throttle`]; an attempt that got past the server's quota, a success or a
+/// permanent error (a 400 or 404 still used the quota), calls [`Limiter::on_success`].
+pub async fn send_with_rng<T, F, Fut, R>(
+    policy: &RetryPolicy,
+    limiter: &Limiter,
+    rng: &mut R,
+    mut call: F,
+) -> Sent<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ApiError>>,
+    R: Rng + ?Sized,
+{
+    let mut attempts = 0;
+    loop {
+        limiter.acquire().await;
+        attempts += 1;
+        let error = match call().await {
+            Ok(value) => {
+                limiter.on_success();
+                return Sent {
+                    result: Ok(value),
+                    attempts,
+                };
+            }
+            Err(error) => error,
+        };
+        report_to_limiter(limiter, error.class);
+        match policy.decide(&error, attempts) {
+            RetryAction::DontRetry => {
+                return Sent {
+                    result: Err(error),
+                    attempts,
+                };
+            }
+            RetryAction::Retry(reason) => {
+                let wait = policy
+                    .backoff
+                    .delay(reason, attempts - 1, error.retry_after, rng);
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// Tells the limiter what a failed attempt says about the server's quota.
+fn report_to_limiter(limiter: &Limiter, class: ErrorClass) {
+    match class {
+        ErrorClass::Throttled => limiter.on_throttle(),
+        ErrorClass::Permanent => limiter.on_success(),
+        ErrorClass::Transient | ErrorClass::Fatal => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limiter::RateSetting;
+    use std::cell::Cell;
+    use tokio::time::Instant;
+
+    fn error(class: ErrorClass) -> ApiError {
+        ApiError {
+            class,
+            code: format!("{class:?}"),
+            message: "the API's message".to_string(),
+            status: None,
+            retry_after: None,
+        }
+    }
+
+    fn fast_limiter() -> Limiter {
+        Limiter::new(RateSetting::Fixed {
+            rate: 1000.0,
+            burst: 100,
+        })
+    }
+
+    /// A call that fails with `failures` in order, then succeeds; counts its calls.
+    fn scripted(
+        failures: Vec<ApiError>,
+        calls: &Cell<u32>,
+    ) -> impl FnMut() -> std::future::Ready<Result<u32, ApiError>> + '_ {
+        let mut failures = failures.into_iter();
+        move || {
+            calls.set(calls.get() + 1);
+            std::future::ready(match failures.next() {
+                Some(error) => Err(error),
+                None => Ok(calls.get()),
+            })
+        }
+    }
+
+    #[test]
+    fn decide_retries_throttles_and_transients_while_attempts_remain() {
+        let policy = RetryPolicy::new(3);
+        let throttled = error(ErrorClass::Throttled);
+        let transient = error(ErrorClass::Transient);
+        assert_eq!(
+            policy.decide(&throttled, 1),
+            RetryAction::Retry(RetryReason::Throttled)
+        );
+        assert_eq!(
+            policy.decide(&transient, 2),
+            RetryAction::Retry(RetryReason::Transient)
+        );
+        assert_eq!(policy.decide(&transient, 3), RetryAction::DontRetry);
+        assert_eq!(
+            policy.decide(&error(ErrorClass::Permanent), 1),
+            RetryAction::DontRetry
+        );
+        assert_eq!(
+            policy.decide(&error(ErrorClass::Fatal), 1),
+            RetryAction::DontRetry
+        );
+        assert_eq!(
+            RetryPolicy::new(0).decide(&throttled, 1),
+            RetryAction::DontRetry
+        );
+    }
+
+    #[test]
+    fn delays_stay_within_the_capped_ceiling_and_grow() {
+        let backoff = Backoff::default();
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut previous_mean = Duration::ZERO;
+        for retry in 0..12 {
+            let ceiling = backoff.ceiling(RetryReason::Throttled, retry);
+            assert!(ceiling <= CAP);
+            let delays: Vec<Duration> = (0..400)
+                .map(|_| backoff.delay(RetryReason::Throttled, retry, None, &mut rng))
+                .collect();
+            assert!(delays.iter().all(|d| *d <= ceiling), "retry {retry}");
+            let mean = delays.iter().sum::<Duration>() / 400;
+            if ceiling < CAP {
+                assert!(mean > previous_mean, "retry {retry}: {mean:?}");
+            }
+            previous_mean = mean;
+        }
+        assert_eq!(
+            backoff.ceiling(RetryReason::Throttled, 0),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            backoff.ceiling(RetryReason::Transient, 3),
+            Duration::from_millis(800)
+        );
+        assert_eq!(backoff.ceiling(RetryReason::Transient, 40), CAP);
+    }
+
+    #[test]
+    fn retry_after_is_a_floor_and_capped() {
+        let backoff = Backoff::default();
+        let mut rng = StdRng::seed_from_u64(1);
+        let wait = Some(Duration::from_secs(3));
+        for _ in 0..100 {
+            let delay = backoff.delay(RetryReason::Throttled, 0, wait, &mut rng);
+            assert_eq!(delay, Duration::from_secs(3));
+        }
+        let hour = Some(Duration::from_secs(3600));
+        assert_eq!(
+            backoff.delay(RetryReason::Throttled, 0, hour, &mut rng),
+            MAX_WAIT
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttles_are_retried_until_success() {
+        let limiter = fast_limiter();
+        let calls = Cell::new(0);
+        let failures = vec![error(ErrorClass::Throttled), error(ErrorClass::Throttled)];
+        let mut rng = StdRng::seed_from_u64(3);
+        let sent = send_with_rng(
+            &RetryPolicy::new(5),
+            &limiter,
+            &mut rng,
+            scripted(failures, &calls),
+        )
+        .await;
+        assert_eq!(sent.result, Ok(3));
+        assert_eq!(sent.attempts, 3);
+        let stats = limiter.stats();
+        assert_eq!(
+            (stats.throttled, stats.succeeded, stats.acquired),
+            (2, 1, 3)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn transients_stop_at_max_attempts() {
+        let limiter = fast_limiter();
+        let calls = Cell::new(0);
+        let failures = vec![error(ErrorClass::Transient); 10];
+        let sent = send(&RetryPolicy::new(4), &limiter, scripted(failures, &calls)).await;
+        assert_eq!(sent.result, Err(error(ErrorClass::Transient)));
+        assert_eq!(sent.attempts, 4);
+        assert_eq!(calls.get(), 4);
+        let stats = limiter.stats();
+        assert_eq!(
+            (stats.throttled, stats.succeeded, stats.acquired),
+            (0, 0, 4)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn permanent_and_fatal_errors_are_not_retried() {
+        for class in [ErrorClass::Permanent, ErrorClass::Fatal] {
+            let limiter = fast_limiter();
+            let calls = Cell::new(0);
+            let sent = send(
+                &RetryPolicy::new(5),
+                &limiter,
+                scripted(vec![error(class)], &calls),
+            )
+            .await;
+            assert_eq!(sent.result, Err(error(class)));
+            assert_eq!(sent.attempts, 1);
+            assert_eq!(calls.get(), 1);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_is_honoured() {
+        let limiter = fast_limiter();
+        let calls = Cell::new(0);
+        let throttled = ApiError {
+            retry_after: Some(Duration::from_secs(3)),
+            ..error(ErrorClass::Throttled)
+        };
+        let start = Instant::now();
+        let sent = send(
+            &RetryPolicy::new(3),
+            &limiter,
+            scripted(vec![throttled], &calls),
+        )
+        .await;
+        assert_eq!(sent.result, Ok(2));
+        let elapsed = start.elapsed();
+        assert!(elapsed >= Duration::from_secs(3), "{elapsed:?}");
+        assert!(elapsed < Duration::from_millis(3_100), "{elapsed:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_follow_the_backoff_of_a_seeded_rng() {
+        let limiter = fast_limiter();
+        let calls = Cell::new(0);
+        let policy = RetryPolicy::new(4);
+        let failures = vec![error(ErrorClass::Transient); 3];
+        let start = Instant::now();
+        let sent = send_with_rng(
+            &policy,
+            &limiter,
+            &mut StdRng::seed_from_u64(11),
+            scripted(failures, &calls),
+        )
+        .await;
+        assert_eq!(sent.attempts, 4);
+        // The same draws, replayed: the run waited exactly their sum (the limiter had tokens).
+        let mut rng = StdRng::seed_from_u64(11);
+        let expected: Duration = (0..3)
+            .map(|retry| {
+                policy
+                    .backoff
+                    .delay(RetryReason::Transient, retry, None, &mut rng)
+            })
+            .sum();
+        let elapsed = start.elapsed();
+        assert!(elapsed >= expected, "{elapsed:?} < {expected:?}");
+        assert!(
+            elapsed <= expected + Duration::from_millis(5),
+            "{elapsed:?}"
+        );
+        assert!(expected <= Duration::from_millis(100 + 200 + 400));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_attempt_waits_for_the_limiter() {
+        // One token per second and a negligible backoff: 3 attempts need 2 s of tokens.
+        let limiter = Limiter::new(RateSetting::Fixed {
+            rate: 1.0,
+            burst: 1,
+        });
+        let policy = RetryPolicy {
+            max_attempts: 3,
+            backoff: Backoff {
+                transient_base: Duration::from_millis(1),
+                ..Backoff::default()
+            },
+        };
+        let calls = Cell::new(0);
+        let start = Instant::now();
+        let failures = vec![error(ErrorClass::Transient); 2];
+        let sent = send(&policy, &limiter, scripted(failures, &calls)).await;
+        assert_eq!(sent.attempts, 3);
+        assert!(sent.result.is_ok());
+        let elapsed = start.elapsed();
+        assert!(elapsed >= Duration::from_secs(2), "{elapsed:?}");
+        assert!(elapsed < Duration::from_millis(2_010), "{elapsed:?}");
+        assert_eq!(limiter.stats().acquired, 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_permanent_error_counts_as_through_the_quota() {
+        let limiter = fast_limiter();
+        let calls = Cell::new(0);
+        let failures = vec![error(ErrorClass::Permanent)];
+        let _ = send(&RetryPolicy::new(3), &limiter, scripted(failures, &calls)).await;
+        assert_eq!(limiter.stats().succeeded, 1);
+        assert_eq!(limiter.throttled_count(), 0);
+    }
+}

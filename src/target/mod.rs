@@ -1,0 +1,228 @@
+//! Targets: the APIs profilesync writes to. Each target turns one mapped, valid record into
+//! requests (read, diff, update or create) and says how the record settled.
+//!
+//! Targets do not pace or retry on their own: every request goes through
+//! [`crate::retry::send`], which takes a permit from the shared [`crate::limiter::Limiter`]
+//! before each attempt. A target only classifies what the API answered
+//! ([`crate::retry::ApiError`]), so the retry policy lives in one place.
+
+pub mod customer_profiles;
+
+use std::collections::BTreeMap;
+
+use crate::config::{Config, WhenMissing};
+use crate::ledger::{EntryError, Status};
+use crate::limiter::Limiter;
+use crate::mapping::{Mapped, Value};
+use crate::retry::{ApiError, ErrorClass, RetryPolicy, Sent};
+
+/// What the run does with the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Read current state and report the differences; write nothing.
+    Plan,
+    /// Write the changes.
+    Apply,
+}
+
+/// How one record settled at the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    /// The ledger status.
+    pub status: Status,
+    /// ProfileId / UserId / customer_id, once known.
+    pub target_id: Option<String>,
+    /// Names of the fields that differ or were sent.
+    pub changed: Vec<String>,
+    /// Requests made for this record.
+    pub attempts: u32,
+    /// Why, for `failed`.
+    pub error: Option<EntryError>,
+}
+
+/// The end of one record's trip to the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The record settled.
+    Settled(Settled),
+    /// A failure that is not about this record (access denied, no credentials): stop the
+    /// run. The record is not settled, so a resumed run sends it again.
+    Abort(String),
+}
+
+/// The shared pacing of a run: the limiter and the retry policy.
+pub struct Pace<'a> {
+    /// The run's token bucket.
+    pub limiter: &'a Limiter,
+    /// The run's retry policy.
+    pub policy: &'a RetryPolicy,
+}
+
+impl Pace<'_> {
+    /// Sends one request through the limiter with retries, adding its attempts to `attempts`.
+    pub async fn send<T, F, Fut>(&self, attempts: &mut u32, call: F) -> Result<T, ApiError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ApiError>>,
+    {
+        let Sent {
+            result,
+            attempts: made,
+        } = crate::retry::send(self.policy, self.limiter, call).await;
+        *attempts += made;
+        result
+    }
+}
+
+/// A connected target.
+pub enum Target {
+    /// Amazon Connect Customer Profiles.
+    CustomerProfiles(customer_profiles::CustomerProfiles),
+}
+
+impl Target {
+    /// Syncs one mapped, valid record.
+    pub async fn sync(
+        &self,
+        config: &Config,
+        mapped: &Mapped,
+        mode: Mode,
+        pace: &Pace<'_>,
+    ) -> Outcome {
+        match self {
+            Self::CustomerProfiles(t) => t.sync(config, mapped, mode, pace).await,
+        }
+    }
+}
+
+/// The values a record sets, by target field name (`""` clears).
+pub type Changes = BTreeMap<String, String>;
+
+/// The changes of a record for a single-valued target: field name → value, `""` to clear.
+pub fn changes(config: &Config, mapped: &Mapped) -> Changes {
+    mapped
+        .fields
+        .iter()
+        .map(|(index, value)| {
+            let text = match value {
+                Value::Set(v) => v.clone(),
+                Value::Clear => String::new(),
+                Value::Many(values) => values.join(","),
+            };
+            (config.rules[*index].name.clone(), text)
+        })
+        .collect()
+}
+
+/// The fields whose desired value differs from the current one (absent counts as `""`).
+pub fn diff(current: &BTreeMap<String, String>, desired: &Changes) -> Vec<String> {
+    desired
+        .iter()
+        .filter(|(name, value)| current.get(*name).map_or("", String::as_str) != value.as_str())
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+/// A settled record with no error.
+pub fn settled(
+    status: Status,
+    target_id: Option<String>,
+    changed: Vec<String>,
+    attempts: u32,
+) -> Outcome {
+    Outcome::Settled(Settled {
+        status,
+        target_id,
+        changed,
+        attempts,
+        error: None,
+    })
+}
+
+/// A `failed` record, or an abort when the error is not about the record.
+pub fn failed(error: ApiError, target_id: Option<String>, attempts: u32) -> Outcome {
+    if error.class == ErrorClass::Fatal {
+        return Outcome::Abort(format!("{}: {}", error.code, error.message));
+    }
+    let message = match error.class {
+        ErrorClass::Throttled | ErrorClass::Transient => {
+            format!("{} (gave up after {attempts} attempts)", error.message)
+        }
+        _ => error.message,
+    };
+    Outcome::Settled(Settled {
+        status: Status::Failed,
+        target_id,
+        changed: Vec::new(),
+        attempts,
+        error: Some(EntryError {
+            code: error.code,
+            message,
+            problems: Vec::new(),
+        }),
+    })
+}
+
+/// What happens when no target record matches, as a settled outcome (`create` aside).
+pub fn missing(when: WhenMissing, mode: Mode, what: &str, attempts: u32) -> Outcome {
+    let status = match (mode, when) {
+        (Mode::Plan, _) => Status::NotFound,
+        (Mode::Apply, WhenMissing::Skip) => Status::Skipped,
+        (Mode::Apply, WhenMissing::Fail | WhenMissing::Create) => {
+            return Outcome::Settled(Settled {
+                status: Status::Failed,
+                target_id: None,
+                changed: Vec::new(),
+                attempts,
+                error: Some(EntryError {
+                    code: "not_found".to_owned(),
+                    message: format!("{what}, and [match] when_missing = \"fail\""),
+                    problems: Vec::new(),
+                }),
+            });
+        }
+    };
+    settled(status, None, Vec::new(), attempts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diff_treats_absent_as_empty() {
+        let current: BTreeMap<String, String> = [
+            ("FirstName".into(), "Ana".into()),
+            ("LastName".into(), "Lopez".into()),
+        ]
+        .into();
+        let desired: Changes = [
+            ("FirstName".into(), "Ana".into()),
+            ("LastName".into(), "López".into()),
+            ("MiddleName".into(), String::new()),
+            ("Address.City".into(), "Lyon".into()),
+        ]
+        .into();
+        assert_eq!(diff(&current, &desired), vec!["Address.City", "LastName"]);
+    }
+
+    #[test]
+    fn fatal_errors_abort_and_others_fail_the_record() {
+        let error = |class| ApiError {
+            class,
+            code: "X".into(),
+            message: "m".into(),
+            status: None,
+            retry_after: None,
+        };
+        assert!(matches!(
+            failed(error(ErrorClass::Fatal), None, 1),
+            Outcome::Abort(_)
+        ));
+        let Outcome::Settled(s) = failed(error(ErrorClass::Transient), None, 8) else {
+            panic!()
+        };
+        assert_eq!(s.status, Status::Failed);
+        assert!(s.error.unwrap().message.contains("after 8 attempts"));
+    }
+}

@@ -1,0 +1,629 @@
+//! `profilesync apply`, `plan` and `demo` against the emulator, through the real AWS SDK:
+//! the binary runs as a user would run it, configured only by the standard AWS environment.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use profilesync::emulator::{Emulator, EmulatorConfig, EmulatorHandle, FaultConfig};
+use serde_json::{Value, json};
+
+use crate::support::{Dir, pid, read_ledger};
+
+const DOMAIN: &str = "ExampleDomainName";
+
+/// A CSV of `n` customers: record i sets FirstName "First{i}", City "City{i}", and a tier.
+fn customers(n: u32) -> String {
+    let mut csv = String::from("crm_id,profile_id,first,city,tier,email\n");
+    for i in 1..=n {
+        csv.push_str(&format!(
+            "C{i},{},First{i},City{i},Gold,c{i}@example.com\n",
+            pid(i)
+        ));
+    }
+    csv
+}
+
+/// A seed with profiles 1..=n, each with an old first name and an attribute the CSV does not map.
+fn seed(n: u32) -> Value {
+    let profiles: serde_json::Map<String, Value> = (1..=n)
+        .map(|i| (pid(i), json!({"FirstName": format!("Old{i}"), "LastName": "Kept", "Attributes": {"Other": "x"}})))
+        .collect();
+    json!({"domains": {DOMAIN: {"profiles": profiles}}})
+}
+
+fn config(limits: &str, matching: &str) -> String {
+    format!(
+        r#"[source]
+key = "crm_id"
+
+[target]
+kind = "customer-profiles"
+domain = "{DOMAIN}"
+
+[match]
+{matching}
+
+[limits]
+{limits}
+
+[fields]
+FirstName = "first"
+"Address.City" = "city"
+"Attributes.Tier" = "tier"
+"#
+    )
+}
+
+const BY_ID: &str = "id = \"profile_id\"";
+
+/// Runs the binary with the AWS environment pointing at the emulator.
+async fn run(dir: &Dir, emulator: &EmulatorHandle, args: &[&str]) -> std::process::Output {
+    command(dir, emulator, args)
+        .output()
+        .await
+        .expect("run profilesync")
+}
+
+fn command(dir: &Dir, emulator: &EmulatorHandle, args: &[&str]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_profilesync"));
+    cmd.args(args)
+        .current_dir(dir.path(""))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
+        .env("AWS_SECRET_ACCESS_KEY", "test-secret")
+        .env("AWS_REGION", "us-east-1")
+        .env(
+            "AWS_ENDPOINT_URL_CUSTOMER_PROFILES",
+            emulator.endpoint_url(),
+        )
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+fn profile(emulator: &EmulatorHandle, id: &str) -> Value {
+    emulator.state()["domains"][DOMAIN]["profiles"][id].clone()
+}
+
+/// Statuses in record order (apply writes entries as records settle).
+fn statuses(ledger: &[Value]) -> Vec<String> {
+    by_record(ledger)
+        .iter()
+        .map(|e| e["status"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn by_record(ledger: &[Value]) -> Vec<Value> {
+    let mut sorted = ledger.to_vec();
+    sorted.sort_by_key(|e| e["record"].as_u64());
+    sorted
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_sync_reaches_the_expected_state_and_keeps_what_it_does_not_map() {
+    let emulator = Emulator::start(EmulatorConfig::default().with_seed(seed(20)))
+        .await
+        .unwrap();
+    let dir = Dir::new();
+    dir.write("in.csv", customers(20));
+    dir.write(
+        "c.toml",
+        config("rate = 100\nburst = 10\nconcurrency = 8", BY_ID),
+    );
+    let out = run(
+        &dir,
+        &emulator,
+        &[
+            "apply",
+            "--config",
+            "c.toml",
+            "in.csv",
+            "--ledger",
+            "l.jsonl",
+            "--no-progress",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let ledger = by_record(&read_ledger(&dir.path("l.jsonl")));
+    assert_eq!(statuses(&ledger), vec!["updated"; 20]);
+    assert_eq!(
+        ledger[0]["changed"],
+        json!(["Address.City", "Attributes.Tier", "FirstName"])
+    );
+    assert_eq!(ledger[0]["attempts"], 1);
+    for i in 1..=20 {
+        assert_eq!(
+            profile(&emulator, &pid(i)),
+            json!({"FirstName": format!("First{i}"), "LastName": "Kept", "Address": {"City": format!("City{i}")},
+                   "Attributes": {"Other": "x", "Tier": "Gold"}})
+        );
+    }
+    let summary = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        summary.contains("updated") && summary.contains("ledger: l.jsonl"),
+        "{summary}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quota_below_the_rate_slows_the_run_and_loses_nothing() {
+    let emulator = Emulator::start(EmulatorConfig::default().with_seed(seed(60)).with_quota(
+        "UpdateProfile",
+        20.0,
+        5,
+    ))
+    .await
+    .unwrap();
+    let dir = Dir::new();
+    dir.write("in.csv", customers(60));
+    dir.write(
+        "c.toml",
+        config("rate = 100\nburst = 10\nconcurrency = 8", BY_ID),
+    );
+    let out = run(
+        &dir,
+        &emulator,
+        &[
+            "apply",
+            "--config",
+            "c.toml",
+            "in.csv",
+            "--ledger",
+            "l.jsonl",
+            "--no-progress",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let ledger = read_ledger(&dir.path("l.jsonl"));
+    assert_eq!(statuses(&ledger), vec!["updated"; 60]);
+    let stats = emulator.stats().operation("UpdateProfile");
+    assert!(stats.status(429) > 0, "the quota was hit: {stats:?}");
+    assert_eq!(stats.status(200), 60);
+    let attempts: u64 = ledger.iter().map(|e| e["attempts"].as_u64().unwrap()).sum();
+    assert_eq!(
+        attempts, stats.requests,
+        "every request is counted in the ledger"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_and_dropped_connections_are_retried_until_every_record_lands() {
+    let faults = FaultConfig {
+        error_rate: 0.05,
+        drop_rate: 0.01,
+        latency: Duration::ZERO,
+        seed: 7,
+    };
+    let emulator = Emulator::start(
+        EmulatorConfig::default()
+            .with_seed(seed(200))
+            .with_faults(faults),
+    )
+    .await
+    .unwrap();
+    let dir = Dir::new();
+    dir.write("in.csv", customers(200));
+    dir.write(
+        "c.toml",
+        config("rate = 90\nburst = 10\nconcurrency = 8", BY_ID),
+    );
+    let out = run(
+        &dir,
+        &emulator,
+        &[
+            "apply",
+            "--config",
+            "c.toml",
+            "in.csv",
+            "--ledger",
+            "l.jsonl",
+            "--no-progress",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let ledger = read_ledger(&dir.path("l.jsonl"));
+    assert_eq!(statuses(&ledger), vec!["updated"; 200]);
+    let stats = emulator.stats().operation("UpdateProfile");
+    assert!(
+        stats.status(500) > 0 && stats.dropped > 0,
+        "faults were injected: {stats:?}"
+    );
+    assert!(ledger.iter().any(|e| e["attempts"].as_u64().unwrap() > 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_run_resumes_without_sending_settled_records_again() {
+    let n = 150;
+    let faults = FaultConfig {
+        latency: Duration::from_millis(20),
+        ..FaultConfig::default()
+    };
+    let emulator = Emulator::start(
+        EmulatorConfig::default()
+            .with_seed(seed(n))
+            .with_faults(faults),
+    )
+    .await
+    .unwrap();
+    let dir = Dir::new();
+    dir.write("in.csv", customers(n));
+    let concurrency = 4;
+    dir.write(
+        "c.toml",
+        config(
+            &format!("rate = 50\nburst = 5\nconcurrency = {concurrency}"),
+            BY_ID,
+        ),
+    );
+    let args = [
+        "apply",
+        "--config",
+        "c.toml",
+        "in.csv",
+        "--ledger",
+        "l.jsonl",
+        "--no-progress",
+    ];
+    let mut child = command(&dir, &emulator, &args).spawn().unwrap();
+    // Kill it mid-run, once some records have settled.
+    let ledger_path = dir.path("l.jsonl");
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        if std::fs::read_to_string(&ledger_path).map_or(0, |t| t.lines().count()) >= 40 {
+            break;
+        }
+    }
+    child.start_kill().unwrap(); // SIGKILL
+    child.wait().await.unwrap();
+    let first = std::fs::read_to_string(&ledger_path).unwrap();
+    let settled_first = first.lines().filter(|l| l.ends_with('}')).count();
+    assert!(
+        settled_first >= 40 && settled_first < n as usize,
+        "killed mid-run: {settled_first} settled"
+    );
+    let sent_first = emulator.stats().operation("UpdateProfile").status(200);
+
+    let out = run(
+        &dir,
+        &emulator,
+        &[
+            "apply",
+            "--config",
+            "c.toml",
+            "in.csv",
+            "--ledger",
+            "l.jsonl",
+            "--resume",
+            "--no-progress",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let ledger = read_ledger(&ledger_path);
+    let mut records: Vec<u64> = ledger
+        .iter()
+        .map(|e| e["record"].as_u64().unwrap())
+        .collect();
+    records.sort_unstable();
+    assert_eq!(
+        records,
+        (1..=n as u64).collect::<Vec<_>>(),
+        "every record settled exactly once"
+    );
+    assert!(ledger.iter().all(|e| e["status"] == "updated"));
+    // Only records that had not settled were sent again: at most the ones in flight at the kill.
+    let sent_total = emulator.stats().operation("UpdateProfile").status(200);
+    let resent = sent_total - n as u64;
+    assert!(
+        resent <= concurrency as u64,
+        "{resent} settled records were sent again"
+    );
+    assert!(sent_first >= settled_first as u64);
+    for i in 1..=n {
+        assert_eq!(
+            profile(&emulator, &pid(i))["FirstName"],
+            format!("First{i}")
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upserts_update_one_match_create_none_and_refuse_ambiguity() {
+    let seed = json!({"domains": {DOMAIN: {"profiles": {
+        pid(1): {"FirstName": "Old", "EmailAddress": "c1@example.com"},
+        pid(2): {"FirstName": "Twin", "EmailAddress": "c2@example.com"},
+        pid(3): {"FirstName": "Twin", "PersonalEmailAddress": "c2@example.com"},
+        pid(4): {"FirstName": "First4", "Address": {"City": "City4"}, "Attributes": {"Tier": "Gold"}, "EmailAddress": "c4@example.com"},
+    }}}});
+    let emulator = Emulator::start(EmulatorConfig::default().with_seed(seed))
+        .await
+        .unwrap();
+    let dir = Dir::new();
+    // c1: one match; c2: two; c3: none; c4: one match, already equal.
+    dir.write("in.csv", customers(4));
+    let matching = "search_key = \"_email\"\nsearch_column = \"email\"\nwhen_missing = \"create\"";
+    dir.write("c.toml", config("rate = 50", matching));
+    let out = run(
+        &dir,
+        &emulator,
+        &[
+            "apply",
+            "--config",
+            "c.toml",
+            "in.csv",
+            "--ledger",
+            "l.jsonl",
+            "--no-progress",
+        ],
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the ambiguous record fails: {}",
+        stderr(&out)
+    );
+    let ledger = by_record(&read_ledger(&dir.path("l.jsonl")));
+    assert_eq!(
+        statuses(&ledger),
+        ["updated", "failed", "created", "unchanged"]
+    );
+    assert_eq!(ledger[0]["target_id"], pid(1));
+    assert_eq!(profile(&emulator, &pid(1))["FirstName"], "First1");
+    assert_eq!(ledger[1]["error"]["code"], "ambiguous");
+    assert!(
+        ledger[1]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ambiguous: 2 profiles match _email")
+    );
+    let created = ledger[2]["target_id"].as_str().unwrap();
+    assert_eq!(created.len(), 32);
+    assert_eq!(profile(&emulator, created)["FirstName"], "First3");
+    assert_eq!(emulator.stats().operation("CreateProfile").status(200), 1);
+    assert_eq!(
+        emulator.stats().operation("UpdateProfile").status(200),
+        1,
+        "unchanged records are not written"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_profiles_follow_when_missing() {
+    let emulator = Emulator::start(EmulatorConfig::default().with_seed(seed(2)))
+        .await
+        .unwrap();
+    let dir = Dir::new();
+    dir.write("in.csv", customers(4));
+    dir.write("skip.toml", config("rate = 50", BY_ID));
+    let out = run(
+        &dir,
+        &emulator,
+        &[
+            "apply",
+            "--config",
+            "skip.toml",
+            "in.csv",
+            "--ledger",
+            "skip.jsonl",
+            "--no-progress",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        statuses(&read_ledger(&dir.path("skip.jsonl"))),
+        ["updated", "updated", "skipped", "skipped"]
+    );
+
+    dir.write(
+        "fail.toml",
+        config("rate = 50", &format!("{BY_ID}\nwhen_missing = \"fail\"")),
+    );
+    let out = run(
+        &dir,
+        &emulator,
+        &[
+            "apply",
+            "--config",
+            "fail.toml",
+            "in.csv",
+            "--ledger",
+            "fail.jsonl",
+            "--no-progress",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let ledger = by_record(&read_ledger(&dir.path("fail.jsonl")));
+    assert_eq!(
+        statuses(&ledger),
+        ["updated", "updated", "failed", "failed"]
+    );
+    assert_eq!(ledger[2]["error"]["code"], "not_found");
+
+    // --retry-failed sends only those two again.
+    emulator.reset_stats();
+    let out = run(
+        &dir,
+        &emulator,
+        &[
+            "apply",
+            "--config",
+            "fail.toml",
+            "in.csv",
+            "--ledger",
+            "retry.jsonl",
+            "--retry-failed",
+            "fail.jsonl",
+            "--no-progress",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let retried = by_record(&read_ledger(&dir.path("retry.jsonl")));
+    assert_eq!(
+        retried
+            .iter()
+            .map(|e| e["record"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [3, 4]
+    );
+    assert_eq!(emulator.stats().operation("UpdateProfile").requests, 2);
+
+    // --max-errors stops the run: exit 3.
+    let out = run(
+        &dir,
+        &emulator,
+        &[
+            "apply",
+            "--config",
+            "fail.toml",
+            "in.csv",
+            "--ledger",
+            "max.jsonl",
+            "--max-errors",
+            "1",
+            "--concurrency",
+            "1",
+            "--no-progress",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--max-errors"), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_is_not_about_one_record_aborts_the_run_with_exit_3() {
+    let emulator = Emulator::start(EmulatorConfig::default().with_seed(seed(50)))
+        .await
+        .unwrap();
+    let dir = Dir::new();
+    dir.write("in.csv", customers(50));
+    // No credentials anywhere in the chain.
+    dir.write("c.toml", config("rate = 50", BY_ID));
+    let out = command(
+        &dir,
+        &emulator,
+        &[
+            "apply",
+            "--config",
+            "c.toml",
+            "in.csv",
+            "--ledger",
+            "l.jsonl",
+            "--no-progress",
+        ],
+    )
+    .env_remove("AWS_ACCESS_KEY_ID")
+    .env_remove("AWS_SECRET_ACCESS_KEY")
+    .output()
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("aborted"), "{}", stderr(&out));
+    assert!(
+        read_ledger(&dir.path("l.jsonl")).is_empty(),
+        "no record is failed one by one"
+    );
+    assert_eq!(emulator.stats().operation("UpdateProfile").requests, 0);
+
+    // A domain that does not exist.
+    dir.write(
+        "d.toml",
+        config("rate = 50", BY_ID).replace(DOMAIN, "NoSuchDomain"),
+    );
+    let out = run(
+        &dir,
+        &emulator,
+        &[
+            "apply",
+            "--config",
+            "d.toml",
+            "in.csv",
+            "--ledger",
+            "d.jsonl",
+            "--no-progress",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("NoSuchDomain"), "{}", stderr(&out));
+    assert!(read_ledger(&dir.path("d.jsonl")).len() < 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_reports_differences_and_writes_nothing() {
+    let emulator = Emulator::start(EmulatorConfig::default().with_seed(seed(3)))
+        .await
+        .unwrap();
+    let before = emulator.state();
+    let dir = Dir::new();
+    let mut csv = customers(4);
+    csv = csv.replace("First2", "Old2");
+    dir.write("in.csv", csv);
+    dir.write(
+        "c.toml",
+        config("rate = 50", BY_ID).replace(
+            "\"Address.City\" = \"city\"\n\"Attributes.Tier\" = \"tier\"\n",
+            "",
+        ),
+    );
+    let out = run(
+        &dir,
+        &emulator,
+        &[
+            "plan",
+            "--config",
+            "c.toml",
+            "in.csv",
+            "--ledger",
+            "p.jsonl",
+            "--no-progress",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let ledger = by_record(&read_ledger(&dir.path("p.jsonl")));
+    assert_eq!(
+        statuses(&ledger),
+        ["would_update", "unchanged", "would_update", "not_found"]
+    );
+    assert_eq!(ledger[0]["changed"], json!(["FirstName"]));
+    assert_eq!(emulator.state(), before);
+    assert_eq!(emulator.stats().operation("UpdateProfile").requests, 0);
+}
+
+#[test]
+fn demo_runs_from_any_directory() {
+    let dir = Dir::new();
+    let run = dir.run(&["demo"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let out = run.stdout();
+    assert!(out.contains("plan: 300 records"), "{out}");
+    assert!(out.contains("apply: 300 records"), "{out}");
+    assert!(!out.contains("failed"), "{out}");
+    let apply = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("ledger: "))
+        .next_back()
+        .unwrap();
+    let ledger = run.ledger(apply);
+    assert_eq!(ledger.len(), 300);
+    assert_eq!(
+        ledger.iter().filter(|e| e["status"] == "invalid").count(),
+        8
+    );
+}
