@@ -17,22 +17,30 @@
 //! - **Decrease on a throttle, once per episode.** Many in-flight requests come back throttled
 //!   together; the first one decreases the rate and starts a cool-down of
 //!   `max(150 ms, 2 request intervals)` during which further throttles are only counted.
-//!   The new rate is `0.95 × min(rate, accepted)` where `accepted` is the rate of successes
-//!   measured since the previous decrease (at most the last second, longer at low rates): the
-//!   server's bucket was empty at that decrease, so what it let through since is its refill
-//!   rate, the quota. When too few successes were seen for that estimate (8 in 100 ms or
-//!   more) the rate is multiplied by 0.7 instead.
-//! - **Increase while throttle-free.** After the cool-down the rate grows by 5 % per second
-//!   (at least 0.25 req/s per second), evaluated every `max(100 ms, 4 request intervals)`,
-//!   and only when the workers actually used at least 75 % of the current rate (so an idle
-//!   or concurrency-bound run does not inflate the rate). Before the first throttle, and
-//!   after 10 s without one, it grows by 50 % per second instead ("slow start"), so that a
-//!   low start or the end of an outage is recovered from quickly.
+//!   The new rate is `0.95 × min(rate, accepted)`, where `accepted` is the rate of successes
+//!   since the previous decrease, over at most the last `max(1 s, 16 request intervals)`
+//!   (10 s at most): the server's bucket was empty at that decrease, so what it let through
+//!   since is its refill rate, the quota. With too few successes for that estimate (fewer
+//!   than 8, or under 100 ms) the rate is multiplied by 0.7 instead.
+//! - **Increase while throttle-free.** After the cool-down the rate grows by 3 % per second
+//!   (at least 0.05 req/s per second), decided every `max(100 ms, 4 request intervals)`,
+//!   and only when the workers used at least 75 % of the current rate, so that an idle or
+//!   concurrency-bound run does not inflate it. Probing is slow on purpose: each probe above
+//!   the quota costs a throttle, so a slower climb means fewer of them.
+//! - **Slow start.** Before the first throttle the rate grows by 50 % per second, so a low
+//!   start is corrected quickly. After 10 s without a decrease it does so again, but only up
+//!   to `0.95 ×` the last accepted-rate estimate (unbounded if there is none), so the end of
+//!   an outage is recovered from in seconds without overshooting the known quota.
 //! - **Never stall.** The rate never goes below 1 req/s (or the start rate, if lower).
 //!
+//! In a simulation of the apply bench (6,000 requests, quota 200/s with burst 10, start
+//! 1000/s, 16 workers, through `retry::send`; see its tests) the run takes 30.0 s with 41
+//! throttles (0.7 %); at a fixed 200/s it takes 29.95 s with none.
+//!
 //! A governor quota cannot be changed in place, so a rate change builds a new governor
-//! limiter and swaps it in behind a mutex. The new bucket is given the old one's fill, rounded
-//! to whole tokens, so a swap neither grants a fresh burst nor loses the pacing phase.
+//! limiter and swaps it in behind a mutex. After an increase the new bucket is given the old
+//! one's fill, rounded to whole tokens, so a swap neither grants a fresh burst nor loses the
+//! pacing phase; after a decrease it starts empty, like the server's bucket that throttled.
 
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
@@ -78,8 +86,9 @@ const BUSY_SHARE: f64 = 0.75;
 const MIN_SAMPLES: usize = 8;
 /// Shortest span for a meaningful accepted rate.
 const MIN_SPAN: Duration = Duration::from_millis(100);
-/// Shortest and longest window over which the accepted rate is measured.
+/// Shortest window over which the accepted rate is measured.
 const MIN_WINDOW: Duration = Duration::from_secs(1);
+/// Longest window over which the accepted rate is measured.
 const MAX_WINDOW: Duration = Duration::from_secs(10);
 /// Most success times kept (bounds memory at very high rates).
 const MAX_KEPT: usize = 4096;
@@ -235,7 +244,8 @@ impl Limiter {
             Mode::Auto(auto) => auto.on_throttle(now),
         };
         if changed {
-            self.replace_bucket(&mut state);
+            // The server's bucket is empty now: ours starts empty too.
+            self.replace_bucket(&mut state, 0.0);
         }
     }
 
@@ -277,14 +287,14 @@ impl Limiter {
             Mode::Auto(auto) => auto.tick(now, acquired),
         };
         if changed {
-            self.replace_bucket(&mut state);
+            let fill = remaining_tokens(&state.bucket, self.clock, self.burst);
+            self.replace_bucket(&mut state, fill);
         }
         Arc::clone(&state.bucket)
     }
 
-    /// Swaps in a bucket at the mode's current rate with the old bucket's fill.
-    fn replace_bucket(&self, state: &mut State) {
-        let fill = remaining_tokens(&state.bucket, self.clock, self.burst);
+    /// Swaps in a bucket at the mode's current rate holding `fill` tokens.
+    fn replace_bucket(&self, state: &mut State, fill: f64) {
         let bucket = new_bucket(state.mode.rate(), self.burst, self.clock);
         // Rounding keeps the pacing phase unbiased: a bucket at 0.6 of its next token gets it.
         let keep = (fill.round() as u32).min(self.burst.get());
@@ -392,13 +402,6 @@ impl AutoRate {
             None => self.rate * DECREASE,
         };
         self.ceiling = accepted.or(self.ceiling);
-        eprintln!(
-            "DEC at {:?} from {} to {} (acc {:?})",
-            now,
-            self.rate,
-            target.max(self.floor),
-            self.successes.rate(now, window)
-        );
         self.rate = target.max(self.floor);
         self.last_decrease = Some(now);
         self.quiet_until = now + self.cooldown();
@@ -592,13 +595,6 @@ mod tests {
         while let Some(joined) = tasks.join_next().await {
             assert!(joined.is_ok(), "a worker panicked");
         }
-        eprintln!(
-            "DIAG elapsed {:?} throttles {} rate {} stats {:?}",
-            start.elapsed(),
-            limiter.throttled_count(),
-            limiter.current_rate(),
-            limiter.stats()
-        );
         Run {
             elapsed: start.elapsed(),
             throttles: limiter.throttled_count(),
@@ -688,6 +684,20 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn auto_rate_copes_with_a_slow_network() {
+        // 40 ms round trips and 32 workers: many requests in flight when the quota bites.
+        let limiter = Arc::new(Limiter::new(RateSetting::Auto {
+            start: 1000.0,
+            burst: 10,
+        }));
+        let server = Arc::new(ServerQuota::new(200.0, 10));
+        let run = simulate(limiter, server, 6_000, 32, Duration::from_millis(40)).await;
+        let secs = run.elapsed.as_secs_f64();
+        assert!(secs < 1.15 * 30.0, "took {secs} s");
+        assert!(run.throttles < 300, "{} throttles", run.throttles);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn auto_rate_climbs_from_a_low_start() {
         let limiter = Arc::new(Limiter::new(RateSetting::Auto {
             start: 20.0,
@@ -710,8 +720,9 @@ mod tests {
         let server = Arc::new(ServerQuota::new(2.0, 5));
         let run = simulate(limiter, server, 200, 4, Duration::from_millis(50)).await;
         let secs = run.elapsed.as_secs_f64();
-        assert!(secs < 1.15 * 100.0, "took {secs} s");
-        assert!(run.throttles < 20, "{} throttles", run.throttles);
+        assert!(secs < 1.05 * 100.0, "took {secs} s");
+        // Probing a quota this small costs about one throttle per 15 requests.
+        assert!(run.throttles < 25, "{} throttles", run.throttles);
     }
 
     #[tokio::test(start_paused = true)]
@@ -807,6 +818,32 @@ mod tests {
             auto.tick(Duration::from_millis(ms), acquired);
         }
         let rate = auto.rate();
-        assert!((76.0..=78.0).contains(&rate), "{rate}");
+        assert!((74.0..=74.5).contains(&rate), "{rate}");
+    }
+
+    #[test]
+    fn slow_start_resumes_after_a_long_quiet_time_up_to_the_estimate() {
+        let mut auto = AutoRate::new(1000.0, Duration::ZERO);
+        assert!(auto.on_throttle(Duration::ZERO));
+        for i in 1..=60 {
+            auto.on_success(Duration::from_millis(5 * i));
+        }
+        // 200/s accepted: the estimate of the quota.
+        assert!(auto.on_throttle(Duration::from_millis(300)));
+        // Then a throttle with nothing accepted: multiplicative decrease.
+        assert!(auto.on_throttle(Duration::from_secs(1)));
+        assert!((auto.rate() - 133.0).abs() < 1.0, "{}", auto.rate());
+        let mut acquired = 0;
+        let mut rates = Vec::new();
+        for ms in (1_000..=12_000).step_by(10) {
+            acquired += 10;
+            auto.tick(Duration::from_millis(ms), acquired);
+            rates.push(auto.rate());
+        }
+        // Additive for 10 s (3 % of the rate per second), then slow start up to 0.95 × 200.
+        let at_11s = rates[999];
+        assert!((170.0..185.0).contains(&at_11s), "{at_11s}");
+        let at_12s = rates[1099];
+        assert!((190.0..196.0).contains(&at_12s), "{at_12s}");
     }
 }

@@ -47,6 +47,10 @@ use crate::validate::{self, Operation};
 /// the ledger close behind the input.
 const BATCH: usize = 512;
 
+/// Records that fail to connect, with no record reaching the target before them, after
+/// which a run stops (exit 3).
+const UNREACHABLE_LIMIT: u32 = 3;
+
 /// What a run needs to turn a record into a ledger entry.
 pub struct Context {
     /// The compiled config.
@@ -437,16 +441,33 @@ async fn write_entries(
 ) -> io::Result<Tally> {
     let mut line = Vec::with_capacity(256);
     let mut failed = 0;
+    let (mut reached, mut unreachable) = (false, 0);
     while let Some(entry) = rx.recv().await {
         line.clear();
         entry.write_line(&mut line);
         ledger.write_lines(&line)?;
         tally.add(entry.status);
         progress.advance(1, &tally);
+        let code = entry.error.as_ref().map(|e| e.code.as_str());
+        let no_answer =
+            entry.status == Status::Failed && matches!(code, Some("connection" | "timeout"));
+        reached |= entry.status != Status::Invalid && !no_answer;
         if entry.status == Status::Failed {
             failed += 1;
             if max_errors.is_some_and(|max| failed >= max) {
                 stop.stop(format!("--max-errors reached: {failed} records failed"));
+            }
+            // A target that never answered is not a per-record problem: stop early rather
+            // than retry every record of the input against it.
+            if !reached && no_answer {
+                unreachable += 1;
+                if unreachable >= UNREACHABLE_LIMIT {
+                    stop.stop(format!(
+                        "the target could not be reached: the first {unreachable} records failed to connect \
+                         after every retry ({})",
+                        entry.error.as_ref().map_or("", |e| e.message.as_str())
+                    ));
+                }
             }
         }
     }

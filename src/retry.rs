@@ -501,6 +501,91 @@ mod tests {
         assert_eq!(limiter.stats().acquired, 3);
     }
 
+    /// The apply bench in paused time: `records` requests from 16 workers through `send`
+    /// to a server quota of 200/s with a burst of 10, 2 ms round trip. Returns the time taken
+    /// and the throttles.
+    async fn bench(setting: RateSetting, records: u64) -> (f64, u64) {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use std::sync::{Arc, Mutex};
+
+        let limiter = Arc::new(Limiter::new(setting));
+        // The server's bucket: (tokens, last refill).
+        let server = Arc::new(Mutex::new((10.0_f64, Instant::now())));
+        let next = Arc::new(AtomicU64::new(0));
+        let start = Instant::now();
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..16 {
+            let (limiter, server, next) = (limiter.clone(), server.clone(), next.clone());
+            workers.spawn(async move {
+                while next.fetch_add(1, Ordering::Relaxed) < records {
+                    let call = || {
+                        let server = server.clone();
+                        async move {
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                            let ok = {
+                                let mut bucket = server.lock().unwrap_or_else(|e| e.into_inner());
+                                let now = Instant::now();
+                                let refill = (now - bucket.1).as_secs_f64() * 200.0;
+                                *bucket = ((bucket.0 + refill).min(10.0), now);
+                                bucket.0 >= 1.0 && {
+                                    bucket.0 -= 1.0;
+                                    true
+                                }
+                            };
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                            if ok {
+                                Ok(())
+                            } else {
+                                Err(error(ErrorClass::Throttled))
+                            }
+                        }
+                    };
+                    let sent = send(&RetryPolicy::new(10), &limiter, call).await;
+                    assert!(sent.result.is_ok(), "gave up after {}", sent.attempts);
+                }
+            });
+        }
+        while let Some(joined) = workers.join_next().await {
+            assert!(joined.is_ok(), "a worker panicked");
+        }
+        (start.elapsed().as_secs_f64(), limiter.throttled_count())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bench_auto_rate_from_far_above_the_quota() {
+        let setting = RateSetting::Auto {
+            start: 1000.0,
+            burst: 10,
+        };
+        let (secs, throttles) = bench(setting, 6_000).await;
+        // Limits: 1.15 × N/Q + 5 s = 39.5 s, under 5 % (300) throttled.
+        assert!(secs < 1.15 * 30.0, "took {secs} s");
+        assert!(throttles < 150, "{throttles} throttles");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bench_fixed_rate_at_the_quota() {
+        let setting = RateSetting::Fixed {
+            rate: 200.0,
+            burst: 10,
+        };
+        let (secs, throttles) = bench(setting, 6_000).await;
+        // Limits: 1.05 × N/Q + 2 s = 33.5 s, under 1 % (60) throttled.
+        assert!(secs < 1.05 * 30.0, "took {secs} s");
+        assert!(throttles < 10, "{throttles} throttles");
+    }
+
+    #[test]
+    fn the_limiter_and_sending_work_across_tasks() {
+        fn assert_send_sync<T: Send + Sync>(_: &T) {}
+        fn assert_send<T: Send>(_: &T) {}
+        let limiter = fast_limiter();
+        assert_send_sync(&limiter);
+        let policy = RetryPolicy::new(3);
+        let future = send(&policy, &limiter, || async { Ok::<_, ApiError>(()) });
+        assert_send(&future);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_permanent_error_counts_as_through_the_quota() {
         let limiter = fast_limiter();

@@ -540,6 +540,36 @@ async fn what_is_not_about_one_record_aborts_the_run_with_exit_3() {
     );
     assert_eq!(emulator.stats().operation("UpdateProfile").requests, 0);
 
+    // An endpoint that never answers.
+    dir.write(
+        "u.toml",
+        config("rate = 50\nconcurrency = 2\nmax_attempts = 2", BY_ID),
+    );
+    let out = command(
+        &dir,
+        &emulator,
+        &[
+            "apply",
+            "--config",
+            "u.toml",
+            "in.csv",
+            "--ledger",
+            "u.jsonl",
+            "--no-progress",
+        ],
+    )
+    .env("AWS_ENDPOINT_URL_CUSTOMER_PROFILES", "http://127.0.0.1:9")
+    .output()
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("could not be reached"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(read_ledger(&dir.path("u.jsonl")).len() < 10);
+
     // A domain that does not exist.
     dir.write(
         "d.toml",
@@ -625,5 +655,63 @@ fn demo_runs_from_any_directory() {
     assert_eq!(
         ledger.iter().filter(|e| e["status"] == "invalid").count(),
         8
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_lets_records_in_flight_settle_and_exits_3() {
+    let n = 100;
+    let faults = FaultConfig {
+        latency: Duration::from_millis(50),
+        ..FaultConfig::default()
+    };
+    let emulator = Emulator::start(
+        EmulatorConfig::default()
+            .with_seed(seed(n))
+            .with_faults(faults),
+    )
+    .await
+    .unwrap();
+    let dir = Dir::new();
+    dir.write("in.csv", customers(n));
+    dir.write(
+        "c.toml",
+        config("rate = 20\nburst = 2\nconcurrency = 4", BY_ID),
+    );
+    let args = [
+        "apply",
+        "--config",
+        "c.toml",
+        "in.csv",
+        "--ledger",
+        "l.jsonl",
+        "--no-progress",
+    ];
+    let child = command(&dir, &emulator, &args).spawn().unwrap();
+    let pid = child.id().unwrap().to_string();
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        if std::fs::read_to_string(dir.path("l.jsonl")).map_or(0, |t| t.lines().count()) >= 10 {
+            break;
+        }
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
+    let ledger = read_ledger(&dir.path("l.jsonl"));
+    assert!(
+        ledger.len() >= 10 && ledger.len() < n as usize,
+        "{} settled",
+        ledger.len()
+    );
+    // Every request that reached the emulator belongs to a settled record: in-flight ones finished.
+    assert_eq!(
+        emulator.stats().operation("UpdateProfile").status(200),
+        ledger.len() as u64
     );
 }
