@@ -167,7 +167,11 @@ fn check(args: &RunArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let progress = Progress::new(!args.quiet && !args.no_progress, "check");
+    let progress = Progress::new(
+        !args.quiet && !args.no_progress,
+        "check",
+        source.progress.clone(),
+    );
     let result = pipeline::check(cx, source.records(), &mut ledger, &progress);
     progress.finish();
     match result {
@@ -237,7 +241,11 @@ fn sync_command(args: &SyncArgs, mode: Mode) -> i32 {
         }
     };
     let quiet = args.run.quiet;
-    let progress = Progress::new(!quiet && !args.run.no_progress, command);
+    let progress = Progress::new(
+        !quiet && !args.run.no_progress,
+        command,
+        source.progress.clone(),
+    );
     let result = runtime.block_on(async {
         let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
         let target = match connect_target(&cx.config, &sdk) {

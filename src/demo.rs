@@ -97,15 +97,8 @@ async fn demo() -> Result<(), String> {
             concurrency: config.limits.concurrency,
             carried: Tally::default(),
         };
-        let (result, path) = run_sync(
-            cx,
-            source,
-            ledger,
-            target,
-            options,
-            Progress::new(true, command),
-        )
-        .await?;
+        let progress = Progress::new(true, command, source.progress.clone());
+        let (result, path) = run_sync(cx, source, ledger, target, options, progress).await?;
         report::summary(
             &mut io::stdout().lock(),
             command,

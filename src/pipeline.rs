@@ -164,7 +164,7 @@ fn write_in_order(
         while let Some(done) = pending.remove(&next) {
             ledger.write_lines(&done.lines)?;
             tally.merge(&done.tally);
-            progress.advance(done.tally.total(), &tally);
+            progress.advance(done.tally.total(), &tally, None);
             next += 1;
         }
     }
@@ -345,7 +345,7 @@ pub async fn sync(
         options.carried,
         options.max_errors,
         stop.clone(),
-        progress,
+        (progress, Arc::clone(&limiter)),
     ));
 
     // Stage 2: dispatch records, one permit each.
@@ -437,7 +437,7 @@ async fn write_entries(
     mut tally: Tally,
     max_errors: Option<u64>,
     stop: Stop,
-    progress: Arc<Progress>,
+    (progress, limiter): (Arc<Progress>, Arc<Limiter>),
 ) -> io::Result<Tally> {
     let mut line = Vec::with_capacity(256);
     let mut failed = 0;
@@ -447,7 +447,7 @@ async fn write_entries(
         entry.write_line(&mut line);
         ledger.write_lines(&line)?;
         tally.add(entry.status);
-        progress.advance(1, &tally);
+        progress.advance(1, &tally, Some(limiter.current_rate()));
         let code = entry.error.as_ref().map(|e| e.code.as_str());
         let no_answer =
             entry.status == Status::Failed && matches!(code, Some("connection" | "timeout"));

@@ -3,6 +3,8 @@
 
 use std::io::{self, IsTerminal, Write};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -55,37 +57,68 @@ fn index(status: Status) -> usize {
         .expect("every status is in ALL")
 }
 
-/// A progress line on standard error, shown only on a terminal.
+/// A progress line on standard error, shown only on a terminal: a bar with an ETA when the
+/// input's size is known, else a spinner; records, records/s, outcomes and the current rate.
 pub struct Progress {
     bar: Option<ProgressBar>,
+    input: Option<Arc<AtomicU64>>,
+    records: AtomicU64,
 }
 
 impl Progress {
     /// A progress line, unless it is switched off or standard error is not a terminal.
-    pub fn new(enabled: bool, command: &str) -> Progress {
+    /// `input` is (bytes read so far, total bytes) of the input, when known.
+    pub fn new(enabled: bool, command: &str, input: (Arc<AtomicU64>, Option<u64>)) -> Progress {
+        let off = Progress {
+            bar: None,
+            input: None,
+            records: AtomicU64::new(0),
+        };
         if !enabled || !io::stderr().is_terminal() {
-            return Progress { bar: None };
+            return off;
         }
-        let bar = ProgressBar::new_spinner();
-        let style = ProgressStyle::with_template(
-            "{spinner} {prefix}: {human_pos} records, {per_sec}, {elapsed} {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        let (read, size) = input;
+        let (bar, template) = match size {
+            Some(size) => (
+                ProgressBar::new(size),
+                "{prefix} [{wide_bar}] {percent:>3}% ETA {eta:<4} {msg}",
+            ),
+            None => (
+                ProgressBar::new_spinner(),
+                "{spinner} {prefix} {elapsed} {msg}",
+            ),
+        };
+        let style = ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
         bar.set_style(style);
         bar.set_prefix(command.to_owned());
         bar.enable_steady_tick(Duration::from_millis(200));
-        Progress { bar: Some(bar) }
+        Progress {
+            bar: Some(bar),
+            input: size.map(|_| read),
+            records: AtomicU64::new(0),
+        }
     }
 
-    /// Moves the counter on and shows the problem count.
-    pub fn advance(&self, records: u64, tally: &Tally) {
-        if let Some(bar) = &self.bar {
-            bar.inc(records);
-            let failed = tally.failures();
-            if failed > 0 {
-                bar.set_message(format!("({failed} invalid or failed)"));
+    /// Counts settled records and refreshes the line; `rate` is the limiter's current rate.
+    pub fn advance(&self, records: u64, tally: &Tally, rate: Option<f64>) {
+        let Some(bar) = &self.bar else { return };
+        let total = self.records.fetch_add(records, Ordering::Relaxed) + records;
+        if let Some(read) = &self.input {
+            bar.set_position(read.load(Ordering::Relaxed));
+        }
+        let secs = bar.elapsed().as_secs_f64().max(0.001);
+        let mut msg = format!("{total} records, {:.0}/s", total as f64 / secs);
+        for status in Status::ALL {
+            let n = tally.get(status);
+            if n > 0 && status != Status::Valid {
+                msg.push_str(&format!(", {n} {}", status.name()));
             }
         }
+        if let Some(rate) = rate {
+            msg.push_str(&format!(", limit {rate:.0}/s"));
+        }
+        bar.set_message(msg);
     }
 
     /// Removes the progress line.

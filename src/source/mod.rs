@@ -12,6 +12,8 @@ use std::borrow::Cow;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use flate2::read::MultiGzDecoder;
 
@@ -105,6 +107,9 @@ pub struct Source {
     pub format: SourceFormat,
     /// CSV header names (empty for JSON Lines).
     pub header: Vec<String>,
+    /// How far reading has got: bytes of the file read so far, and the file's size (for a
+    /// progress bar and its ETA; compressed bytes for `.gz`). No size for standard input.
+    pub progress: (Arc<AtomicU64>, Option<u64>),
     records: Box<dyn Iterator<Item = io::Result<SourceRecord>> + Send>,
 }
 
@@ -118,18 +123,26 @@ impl Source {
                  (optionally .gz), or set [source] format"
             )
         })?;
-        let (name, raw): (String, Box<dyn Read + Send>) = if path == "-" {
-            ("<stdin>".to_owned(), Box::new(io::stdin()))
+        let read = Arc::new(AtomicU64::new(0));
+        let (name, raw, size): (String, Box<dyn Read + Send>, Option<u64>) = if path == "-" {
+            ("<stdin>".to_owned(), Box::new(io::stdin()), None)
         } else {
             let file = File::open(path).map_err(|e| format!("cannot open `{path}`: {e}"))?;
-            (path.to_owned(), Box::new(file))
+            let size = file.metadata().ok().map(|m| m.len());
+            let counted = Counted {
+                inner: file,
+                read: Arc::clone(&read),
+            };
+            (path.to_owned(), Box::new(counted), size)
         };
         let reader: Box<dyn Read + Send> = if path.ends_with(".gz") {
             Box::new(MultiGzDecoder::new(BufReader::with_capacity(1 << 16, raw)))
         } else {
             raw
         };
-        Self::from_reader(name, format, reader, delimiter)
+        let mut source = Self::from_reader(name, format, reader, delimiter)?;
+        source.progress = (read, size);
+        Ok(source)
     }
 
     /// Reads an already open, uncompressed stream (the demo's built-in sample).
@@ -147,6 +160,7 @@ impl Source {
                     name,
                     format,
                     header,
+                    progress: Default::default(),
                     records: Box::new(records),
                 })
             }
@@ -154,6 +168,7 @@ impl Source {
                 name,
                 format,
                 header: Vec::new(),
+                progress: Default::default(),
                 records: Box::new(jsonl::open(reader)),
             }),
         }
@@ -176,6 +191,20 @@ impl Source {
     /// The records, in input order.
     pub fn records(self) -> Box<dyn Iterator<Item = io::Result<SourceRecord>> + Send> {
         self.records
+    }
+}
+
+/// A reader that counts the bytes read through it.
+struct Counted<R> {
+    inner: R,
+    read: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
     }
 }
 
