@@ -223,6 +223,13 @@ fn sync_command(args: &SyncArgs, mode: Mode) -> i32 {
         eprintln!("profilesync: {message}");
         return EXIT_USAGE;
     }
+    if cx.config.target.kind != TargetKind::CustomerProfiles {
+        eprintln!(
+            "profilesync: {command} does not support {} yet (check does); nothing was sent",
+            cx.config.target.kind
+        );
+        return EXIT_USAGE;
+    }
     let (ledger, options) = match open_ledger(args, mode, &cx.config) {
         Ok(opened) => opened,
         Err(message) => {
@@ -248,10 +255,7 @@ fn sync_command(args: &SyncArgs, mode: Mode) -> i32 {
     );
     let result = runtime.block_on(async {
         let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
-        let target = match connect_target(&cx.config, &sdk) {
-            Ok(target) => target,
-            Err(message) => return Err(message),
-        };
+        let target = connect_target(&cx.config, &sdk)?;
         run_sync(cx, source, ledger, target, options, progress).await
     });
     finish(command, result, started, quiet)

@@ -11,6 +11,7 @@
 //!   start with `_` is looked up in `Attributes`; other predefined keys find nothing.
 //!   Results come in ProfileId order, 20 per page by default.
 
+use crate::schema::{ADDRESS_MEMBERS, ADDRESS_PARTS, GENDER, PARTY_TYPE, PROFILE_TYPE};
 use std::collections::BTreeMap;
 
 use axum::Router;
@@ -47,30 +48,11 @@ const STRING_MEMBERS: [&str; 15] = [
 ];
 /// The one string member with a 1000-character limit.
 const LONG_MEMBER: &str = "AdditionalInformation";
-/// Enum members and their values.
+/// Enum members and their values, as the model states them.
 const ENUM_MEMBERS: [(&str, &[&str]); 3] = [
-    ("PartyType", &["INDIVIDUAL", "BUSINESS", "OTHER"]),
-    ("Gender", &["MALE", "FEMALE", "UNSPECIFIED"]),
-    ("ProfileType", &["ACCOUNT_PROFILE", "PROFILE"]),
-];
-/// The four address members and the sub-fields of an address.
-const ADDRESS_MEMBERS: [&str; 4] = [
-    "Address",
-    "ShippingAddress",
-    "MailingAddress",
-    "BillingAddress",
-];
-const ADDRESS_FIELDS: [&str; 10] = [
-    "Address1",
-    "Address2",
-    "Address3",
-    "Address4",
-    "City",
-    "County",
-    "State",
-    "Province",
-    "Country",
-    "PostalCode",
+    ("PartyType", PARTY_TYPE),
+    ("Gender", GENDER),
+    ("ProfileType", PROFILE_TYPE),
 ];
 const EMAIL_MEMBERS: [&str; 3] = [
     "EmailAddress",
@@ -252,7 +234,7 @@ fn check_members(body: &Map<String, Value>, mode: Mode, violations: &mut Violati
         }
     }
     for member in ADDRESS_MEMBERS {
-        if let Some(value) = body.get(member) {
+        if let Some(value) = body.get(*member) {
             check_address(&camel(member), value, mode, violations);
         }
     }
@@ -271,8 +253,8 @@ fn check_address(path: &str, value: &Value, mode: Mode, violations: &mut Violati
         violations.add(path, "Member must be a structure");
         return;
     };
-    for field in ADDRESS_FIELDS {
-        if let Some(value) = address.get(field) {
+    for field in ADDRESS_PARTS {
+        if let Some(value) = address.get(*field) {
             violations.string(&format!("{path}.{}", camel(field)), value, mode.min(), 255);
         }
     }
@@ -311,8 +293,8 @@ fn apply_update(profile: &mut Record, body: &Map<String, Value>) {
         }
     }
     for member in ADDRESS_MEMBERS {
-        if let Some(Value::Object(fields)) = body.get(member) {
-            let allowed = ADDRESS_FIELDS.as_slice();
+        if let Some(Value::Object(fields)) = body.get(*member) {
+            let allowed = ADDRESS_PARTS;
             merge_map(profile, member, fields, |key| allowed.contains(&key));
         }
     }

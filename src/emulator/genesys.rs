@@ -226,6 +226,7 @@ fn put_profile(
 ) -> Result<Response, ApiError> {
     app.with_state(|state| {
         check_tenant(&state.genesys, headers)?;
+        check_schema(&state.genesys)?;
         check_content_type(headers)?;
         let body = parse_body(body)?;
         if body.customer_id.as_deref().is_some_and(|given| given != id) {
@@ -266,9 +267,23 @@ fn overwrite(stored: &Record, body: Body) -> Record {
     result
 }
 
+/// UCS refuses writes before a profile schema exists (403).
+fn check_schema(genesys: &Genesys) -> Result<(), ApiError> {
+    if genesys.schema {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "ForbiddenException",
+            "Attempt to add customer profiles prior to the definition of a profile schema",
+        ))
+    }
+}
+
 fn create_profile(app: &Shared, headers: &HeaderMap, body: &[u8]) -> Result<Response, ApiError> {
     let id = app.with_state(|state| {
         check_tenant(&state.genesys, headers)?;
+        check_schema(&state.genesys)?;
         check_content_type(headers)?;
         let body = parse_body(body)?;
         let id = check_new_id(body.customer_id.as_deref())?;

@@ -124,15 +124,7 @@ pub fn is_name(text: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-/// `^\+[1-9]\d{1,14}$`: an E.164 phone number.
-pub fn is_e164(text: &str) -> bool {
-    let Some(digits) = text.strip_prefix('+') else {
-        return false;
-    };
-    (2..=15).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && !digits.starts_with('0')
-}
+pub use crate::validate::is_e164;
 
 /// `(?=^.{0,265}$)[a-zA-Z0-9._%+-]+@[a-zA-Z0-9.-]+\.[a-zA-Z]{2,63}`, matched whole.
 pub fn is_connect_email(text: &str) -> bool {

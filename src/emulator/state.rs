@@ -53,7 +53,7 @@ pub struct Instance {
 }
 
 /// The Genesys tenant.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Genesys {
     /// When set, `X-Genesys-TenantId` must carry this value.
@@ -61,6 +61,24 @@ pub struct Genesys {
     pub tenant_id: Option<i64>,
     /// Profiles by customer_id, as their JSON bodies (without `customer_id`).
     pub profiles: BTreeMap<String, Record>,
+    /// Whether a profile schema is defined; without one, UCS answers 403 to every write.
+    /// Seeded as `"schema": false`; absent means defined.
+    #[serde(skip_serializing_if = "is_true")]
+    pub schema: bool,
+}
+
+impl Default for Genesys {
+    fn default() -> Self {
+        Genesys {
+            tenant_id: None,
+            profiles: BTreeMap::new(),
+            schema: true,
+        }
+    }
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
 }
 
 impl State {

@@ -56,6 +56,28 @@ FirstName = "first"
 
 const BY_ID: &str = "id = \"profile_id\"";
 
+/// `profilesync COMMAND --config CONFIG in.csv --ledger LEDGER --no-progress EXTRA...`.
+async fn sync(
+    dir: &Dir,
+    emulator: &EmulatorHandle,
+    command: &str,
+    config: &str,
+    ledger: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut args = vec![
+        command,
+        "--config",
+        config,
+        "in.csv",
+        "--ledger",
+        ledger,
+        "--no-progress",
+    ];
+    args.extend_from_slice(extra);
+    run(dir, emulator, &args).await
+}
+
 /// Runs the binary with the AWS environment pointing at the emulator.
 async fn run(dir: &Dir, emulator: &EmulatorHandle, args: &[&str]) -> std::process::Output {
     command(dir, emulator, args)
@@ -118,20 +140,7 @@ async fn a_full_sync_reaches_the_expected_state_and_keeps_what_it_does_not_map()
         "c.toml",
         config("rate = 100\nburst = 10\nconcurrency = 8", BY_ID),
     );
-    let out = run(
-        &dir,
-        &emulator,
-        &[
-            "apply",
-            "--config",
-            "c.toml",
-            "in.csv",
-            "--ledger",
-            "l.jsonl",
-            "--no-progress",
-        ],
-    )
-    .await;
+    let out = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &[]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let ledger = by_record(&read_ledger(&dir.path("l.jsonl")));
     assert_eq!(statuses(&ledger), vec!["updated"; 20]);
@@ -169,20 +178,7 @@ async fn a_quota_below_the_rate_slows_the_run_and_loses_nothing() {
         "c.toml",
         config("rate = 100\nburst = 10\nconcurrency = 8", BY_ID),
     );
-    let out = run(
-        &dir,
-        &emulator,
-        &[
-            "apply",
-            "--config",
-            "c.toml",
-            "in.csv",
-            "--ledger",
-            "l.jsonl",
-            "--no-progress",
-        ],
-    )
-    .await;
+    let out = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &[]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let ledger = read_ledger(&dir.path("l.jsonl"));
     assert_eq!(statuses(&ledger), vec!["updated"; 60]);
@@ -217,20 +213,7 @@ async fn server_errors_and_dropped_connections_are_retried_until_every_record_la
         "c.toml",
         config("rate = 90\nburst = 10\nconcurrency = 8", BY_ID),
     );
-    let out = run(
-        &dir,
-        &emulator,
-        &[
-            "apply",
-            "--config",
-            "c.toml",
-            "in.csv",
-            "--ledger",
-            "l.jsonl",
-            "--no-progress",
-        ],
-    )
-    .await;
+    let out = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &[]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let ledger = read_ledger(&dir.path("l.jsonl"));
     assert_eq!(statuses(&ledger), vec!["updated"; 200]);
@@ -294,21 +277,7 @@ async fn a_killed_run_resumes_without_sending_settled_records_again() {
     );
     let sent_first = emulator.stats().operation("UpdateProfile").status(200);
 
-    let out = run(
-        &dir,
-        &emulator,
-        &[
-            "apply",
-            "--config",
-            "c.toml",
-            "in.csv",
-            "--ledger",
-            "l.jsonl",
-            "--resume",
-            "--no-progress",
-        ],
-    )
-    .await;
+    let out = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &["--resume"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let ledger = read_ledger(&ledger_path);
     let mut records: Vec<u64> = ledger
@@ -354,20 +323,7 @@ async fn upserts_update_one_match_create_none_and_refuse_ambiguity() {
     dir.write("in.csv", customers(4));
     let matching = "search_key = \"_email\"\nsearch_column = \"email\"\nwhen_missing = \"create\"";
     dir.write("c.toml", config("rate = 50", matching));
-    let out = run(
-        &dir,
-        &emulator,
-        &[
-            "apply",
-            "--config",
-            "c.toml",
-            "in.csv",
-            "--ledger",
-            "l.jsonl",
-            "--no-progress",
-        ],
-    )
-    .await;
+    let out = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &[]).await;
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -407,20 +363,7 @@ async fn missing_profiles_follow_when_missing() {
     let dir = Dir::new();
     dir.write("in.csv", customers(4));
     dir.write("skip.toml", config("rate = 50", BY_ID));
-    let out = run(
-        &dir,
-        &emulator,
-        &[
-            "apply",
-            "--config",
-            "skip.toml",
-            "in.csv",
-            "--ledger",
-            "skip.jsonl",
-            "--no-progress",
-        ],
-    )
-    .await;
+    let out = sync(&dir, &emulator, "apply", "skip.toml", "skip.jsonl", &[]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(
         statuses(&read_ledger(&dir.path("skip.jsonl"))),
@@ -431,20 +374,7 @@ async fn missing_profiles_follow_when_missing() {
         "fail.toml",
         config("rate = 50", &format!("{BY_ID}\nwhen_missing = \"fail\"")),
     );
-    let out = run(
-        &dir,
-        &emulator,
-        &[
-            "apply",
-            "--config",
-            "fail.toml",
-            "in.csv",
-            "--ledger",
-            "fail.jsonl",
-            "--no-progress",
-        ],
-    )
-    .await;
+    let out = sync(&dir, &emulator, "apply", "fail.toml", "fail.jsonl", &[]).await;
     assert_eq!(out.status.code(), Some(1));
     let ledger = by_record(&read_ledger(&dir.path("fail.jsonl")));
     assert_eq!(
@@ -455,20 +385,13 @@ async fn missing_profiles_follow_when_missing() {
 
     // --retry-failed sends only those two again.
     emulator.reset_stats();
-    let out = run(
+    let out = sync(
         &dir,
         &emulator,
-        &[
-            "apply",
-            "--config",
-            "fail.toml",
-            "in.csv",
-            "--ledger",
-            "retry.jsonl",
-            "--retry-failed",
-            "fail.jsonl",
-            "--no-progress",
-        ],
+        "apply",
+        "fail.toml",
+        "retry.jsonl",
+        &["--retry-failed", "fail.jsonl"],
     )
     .await;
     assert_eq!(out.status.code(), Some(1));
@@ -483,22 +406,13 @@ async fn missing_profiles_follow_when_missing() {
     assert_eq!(emulator.stats().operation("UpdateProfile").requests, 2);
 
     // --max-errors stops the run: exit 3.
-    let out = run(
+    let out = sync(
         &dir,
         &emulator,
-        &[
-            "apply",
-            "--config",
-            "fail.toml",
-            "in.csv",
-            "--ledger",
-            "max.jsonl",
-            "--max-errors",
-            "1",
-            "--concurrency",
-            "1",
-            "--no-progress",
-        ],
+        "apply",
+        "fail.toml",
+        "max.jsonl",
+        &["--max-errors", "1", "--concurrency", "1"],
     )
     .await;
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
@@ -575,20 +489,7 @@ async fn what_is_not_about_one_record_aborts_the_run_with_exit_3() {
         "d.toml",
         config("rate = 50", BY_ID).replace(DOMAIN, "NoSuchDomain"),
     );
-    let out = run(
-        &dir,
-        &emulator,
-        &[
-            "apply",
-            "--config",
-            "d.toml",
-            "in.csv",
-            "--ledger",
-            "d.jsonl",
-            "--no-progress",
-        ],
-    )
-    .await;
+    let out = sync(&dir, &emulator, "apply", "d.toml", "d.jsonl", &[]).await;
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(stderr(&out).contains("NoSuchDomain"), "{}", stderr(&out));
     assert!(read_ledger(&dir.path("d.jsonl")).len() < 50);
@@ -611,20 +512,7 @@ async fn plan_reports_differences_and_writes_nothing() {
             "",
         ),
     );
-    let out = run(
-        &dir,
-        &emulator,
-        &[
-            "plan",
-            "--config",
-            "c.toml",
-            "in.csv",
-            "--ledger",
-            "p.jsonl",
-            "--no-progress",
-        ],
-    )
-    .await;
+    let out = sync(&dir, &emulator, "plan", "c.toml", "p.jsonl", &[]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let ledger = by_record(&read_ledger(&dir.path("p.jsonl")));
     assert_eq!(
@@ -714,4 +602,27 @@ async fn ctrl_c_lets_records_in_flight_settle_and_exits_3() {
         emulator.stats().operation("UpdateProfile").status(200),
         ledger.len() as u64
     );
+}
+
+#[test]
+fn targets_without_apply_yet_are_a_usage_error_before_anything_is_written() {
+    let dir = Dir::new();
+    let root = crate::support::repo();
+    let config = root.join("config/genesys-ucs.toml");
+    let input = root.join("samples/genesys.csv");
+    let run = dir.run(&[
+        "apply",
+        "--config",
+        config.to_str().unwrap(),
+        input.to_str().unwrap(),
+        "--ledger",
+        "l.jsonl",
+    ]);
+    assert_eq!(run.code(), 2, "{}", run.stderr());
+    assert!(
+        run.stderr().contains("does not support genesys-ucs yet"),
+        "{}",
+        run.stderr()
+    );
+    assert!(!dir.path("l.jsonl").exists());
 }

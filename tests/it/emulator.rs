@@ -679,6 +679,34 @@ async fn genesys_create_then_duplicate() {
 }
 
 #[tokio::test]
+async fn genesys_writes_before_a_profile_schema_are_forbidden() {
+    let mut seed = seed();
+    seed["genesys"]["schema"] = json!(false);
+    let handle = start(EmulatorConfig::default().with_seed(seed)).await;
+    let genesys = Genesys::new(&handle);
+    let response = genesys
+        .put(GENESYS_ID, json!({"FirstName": "Robert"}))
+        .await;
+    assert_eq!(response.status(), 403);
+    let body: Value = response.json().await.expect("a JSON error");
+    assert!(
+        body["message"].as_str().unwrap().contains("profile schema"),
+        "{body}"
+    );
+    let create = genesys
+        .request(reqwest::Method::POST, "")
+        .json(&json!({"customer_id": "NEW1"}))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(create.status(), 403);
+    assert_eq!(handle.state()["genesys"]["schema"], json!(false));
+    let (status, _) = genesys.get(&format!("/{GENESYS_ID}")).await;
+    assert_eq!(status, 200, "reads still work");
+    handle.shutdown().await;
+}
+
+#[tokio::test]
 async fn genesys_errors_have_the_documented_statuses() {
     let handle = start(
         EmulatorConfig::default()
