@@ -321,7 +321,7 @@ fn open_ledger(
                 previous.settled.len()
             );
         }
-        options.skip = Some(previous.settled);
+        options.skip = Some((previous.settled, previous.keys));
         options.carried = previous.tally;
         return Ok((ledger, options));
     }

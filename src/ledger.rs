@@ -233,11 +233,47 @@ impl RecordSet {
     }
 }
 
+/// The `key` of each record of an earlier ledger, hashed, to check that a resumed run reads
+/// the same input: record numbers alone would silently skip the wrong records of a re-export.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyIndex {
+    hashes: Vec<u64>,
+}
+
+impl KeyIndex {
+    fn hash(key: &str) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut hasher);
+        // 0 marks "no key known".
+        hasher.finish().max(1)
+    }
+
+    /// Remembers a record's key.
+    pub fn insert(&mut self, record: u64, key: &str) {
+        let index = record as usize;
+        if index >= self.hashes.len() {
+            self.hashes.resize(index + 1, 0);
+        }
+        self.hashes[index] = Self::hash(key);
+    }
+
+    /// Whether `key` is the key remembered for `record` (true when none is remembered).
+    pub fn matches(&self, record: u64, key: &str) -> bool {
+        match self.hashes.get(record as usize) {
+            Some(&known) if known != 0 => known == Self::hash(key),
+            _ => true,
+        }
+    }
+}
+
 /// What an earlier ledger says: which records settled, which failed, and the counts.
 #[derive(Debug, Clone, Default)]
 pub struct Previous {
     /// Records with an entry.
     pub settled: RecordSet,
+    /// The key of each settled record.
+    pub keys: KeyIndex,
     /// Records whose entry is `failed`.
     pub failed: RecordSet,
     /// Entries per status.
@@ -250,6 +286,7 @@ pub fn read_previous(path: &Path) -> io::Result<Previous> {
     #[derive(Deserialize)]
     struct Brief {
         record: u64,
+        key: Option<String>,
         status: Status,
     }
     let file = File::open(path).map_err(|e| {
@@ -267,6 +304,9 @@ pub fn read_previous(path: &Path) -> io::Result<Previous> {
                 if !previous.settled.contains(brief.record) {
                     previous.settled.insert(brief.record);
                     previous.tally.add(brief.status);
+                }
+                if let Some(key) = &brief.key {
+                    previous.keys.insert(brief.record, key);
                 }
                 if brief.status == Status::Failed {
                     previous.failed.insert(brief.record);
@@ -389,6 +429,15 @@ mod tests {
                 .to_string()
                 .contains("l.jsonl:1")
         );
+    }
+
+    #[test]
+    fn key_index_tells_a_different_input_apart() {
+        let mut keys = KeyIndex::default();
+        keys.insert(3, "C0003");
+        assert!(keys.matches(3, "C0003"));
+        assert!(!keys.matches(3, "C0004"));
+        assert!(keys.matches(4, "anything"), "no key known");
     }
 
     #[test]

@@ -34,7 +34,7 @@ use std::thread;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::config::Config;
-use crate::ledger::{Entry, EntryError, Ledger, RecordSet, Status};
+use crate::ledger::{Entry, EntryError, KeyIndex, Ledger, RecordSet, Status};
 use crate::limiter::Limiter;
 use crate::mapping::{self, Mapped, Plan};
 use crate::report::{Progress, Tally};
@@ -252,7 +252,7 @@ pub struct SyncOptions {
     /// Plan or apply.
     pub mode: Mode,
     /// Records to leave out (`--resume`: the ones already settled).
-    pub skip: Option<RecordSet>,
+    pub skip: Option<(RecordSet, KeyIndex)>,
     /// The only records to send (`--retry-failed`).
     pub only: Option<RecordSet>,
     /// Stop after this many `failed` records.
@@ -325,12 +325,18 @@ pub async fn sync(
 
     // Stage 1: read, on a blocking thread, leaving out what this run does not send.
     let (skip, only) = (options.skip, options.only);
-    let reader_stop = stop.clone();
+    let (reader_stop, reader_cx) = (stop.clone(), Arc::clone(&cx));
     let reader = tokio::task::spawn_blocking(move || -> io::Result<()> {
         for record in records {
             let record = record?;
-            let wanted = !skip.as_ref().is_some_and(|s| s.contains(record.record))
-                && only.as_ref().is_none_or(|o| o.contains(record.record));
+            let settled = match &skip {
+                Some((settled, keys)) if settled.contains(record.record) => {
+                    check_same_input(&reader_cx, &record, keys)?;
+                    true
+                }
+                _ => false,
+            };
+            let wanted = !settled && only.as_ref().is_none_or(|o| o.contains(record.record));
             if reader_stop.is_stopped() || (wanted && record_tx.blocking_send(record).is_err()) {
                 break;
             }
@@ -399,6 +405,25 @@ pub async fn sync(
         tally,
         aborted: stop.reason(),
     })
+}
+
+/// A resumed run must read the input its ledger was written from: a settled record's key
+/// must be the one the ledger has for that record number.
+fn check_same_input(cx: &Context, record: &SourceRecord, keys: &KeyIndex) -> io::Result<()> {
+    let Some(key) = cx.plan.key(record) else {
+        return Ok(());
+    };
+    if keys.matches(record.record, &key) {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "{}:{}: record {} has another key than in the ledger being resumed: \
+             resume with the same input, or start a new run",
+            cx.input, record.line, record.record
+        ),
+    ))
 }
 
 /// One record's trip: prepare, then the target. `Err` is a reason to stop the run.

@@ -249,6 +249,16 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// The row's `[source] key` value, trimmed, when it has one.
+    pub fn key(&self, row: &dyn Row) -> Option<String> {
+        match single_text(row.cell(&self.key.1)) {
+            Ok(Some(key)) if !key.trim().is_empty() => Some(key.trim().to_owned()),
+            _ => None,
+        }
+    }
+}
+
 /// Maps one row: reads the key and match columns, runs each rule's transforms, and applies
 /// the empty policy. `multi_valued` says whether the target takes several values per field.
 pub fn map_row(plan: &Plan, rules: &[FieldRule], row: &dyn Row, multi_valued: bool) -> Mapped {

@@ -626,3 +626,32 @@ fn targets_without_apply_yet_are_a_usage_error_before_anything_is_written() {
     );
     assert!(!dir.path("l.jsonl").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_against_another_input_is_refused() {
+    let emulator = Emulator::start(EmulatorConfig::default().with_seed(seed(3)))
+        .await
+        .unwrap();
+    let dir = Dir::new();
+    dir.write("in.csv", customers(3));
+    dir.write("c.toml", config("rate = 50", BY_ID));
+    let out = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // A re-export in another order: record 1 is now another customer.
+    let csv = customers(3);
+    let lines: Vec<&str> = csv.lines().collect();
+    dir.write(
+        "in.csv",
+        format!("{}\n{}\n{}\n{}\n", lines[0], lines[2], lines[1], lines[3]),
+    );
+    emulator.reset_stats();
+    let out = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &["--resume"]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("another key than in the ledger"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(emulator.stats().operation("UpdateProfile").requests, 0);
+    assert_eq!(read_ledger(&dir.path("l.jsonl")).len(), 3);
+}
