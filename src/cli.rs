@@ -16,7 +16,7 @@ use crate::ledger::{self, Ledger};
 use crate::limiter::{Limiter, RateSetting};
 use crate::mapping::Plan;
 use crate::pipeline::{self, Context, SyncOptions, SyncResult};
-use crate::report::{self, Progress, Tally};
+use crate::report::{self, DiffReport, Progress, Tally};
 use crate::retry::RetryPolicy;
 use crate::schema::TargetKind;
 use crate::source::Source;
@@ -102,6 +102,12 @@ struct SyncArgs {
     /// Abort (exit 3) after this many failed records.
     #[arg(long, value_name = "N")]
     max_errors: Option<u64>,
+    /// Write the field-by-field diff report into DIR (plan: default ./reports).
+    #[arg(long, value_name = "DIR")]
+    report: Option<PathBuf>,
+    /// Put current and new values in the diff report (they are personal data).
+    #[arg(long)]
+    show_values: bool,
 }
 
 /// Runs the command line and returns the process exit code.
@@ -301,7 +307,18 @@ fn open_ledger(
         max_errors: args.max_errors,
         concurrency: config.limits.concurrency,
         carried: Tally::default(),
+        report: None,
     };
+    let report_dir = match (mode, &args.report) {
+        (_, Some(dir)) => Some(dir.clone()),
+        (Mode::Plan, None) => Some(PathBuf::from("reports")),
+        (Mode::Apply, None) => None,
+    };
+    if let Some(dir) = report_dir {
+        let report =
+            DiffReport::create(&dir, command, args.show_values).map_err(|e| e.to_string())?;
+        options.report = Some(report);
+    }
     if args.resume {
         let path = args
             .run
@@ -406,13 +423,11 @@ pub(crate) fn finish(
     match result {
         Ok((result, path)) => {
             if !quiet {
-                let _ = report::summary(
-                    &mut io::stdout().lock(),
-                    command,
-                    &result.tally,
-                    started.elapsed(),
-                    &path,
-                );
+                let mut out = io::stdout().lock();
+                let _ = report::summary(&mut out, command, &result.tally, started.elapsed(), &path);
+                if let Some(report) = &result.report {
+                    let _ = writeln!(out, "diff report: {}", report.display());
+                }
             }
             if let Some(reason) = result.aborted {
                 eprintln!(

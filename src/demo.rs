@@ -18,7 +18,7 @@ use crate::config::compile::compile;
 use crate::emulator::{Emulator, EmulatorConfig};
 use crate::ledger::{self, Ledger};
 use crate::pipeline::SyncOptions;
-use crate::report::{self, Progress, Tally};
+use crate::report::{self, DiffReport, Progress, Tally};
 use crate::source::{Source, SourceFormat};
 use crate::target::Mode;
 
@@ -96,6 +96,13 @@ async fn demo() -> Result<(), String> {
             max_errors: None,
             concurrency: config.limits.concurrency,
             carried: Tally::default(),
+            report: match mode {
+                Mode::Plan => Some(
+                    DiffReport::create(Path::new("reports"), "demo-plan", false)
+                        .map_err(|e| e.to_string())?,
+                ),
+                Mode::Apply => None,
+            },
         };
         let progress = Progress::new(true, command, source.progress.clone());
         let (result, path) = run_sync(cx, source, ledger, target, options, progress).await?;
@@ -107,6 +114,12 @@ async fn demo() -> Result<(), String> {
             &path,
         )
         .map_err(|e| e.to_string())?;
+        if let Some(report) = &result.report {
+            println!(
+                "diff report: {} (field names; add --show-values to a plan for values)",
+                report.display()
+            );
+        }
         println!();
         if let Some(reason) = result.aborted {
             return Err(format!("{command} aborted: {reason}"));

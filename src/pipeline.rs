@@ -27,6 +27,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -37,10 +38,10 @@ use crate::config::Config;
 use crate::ledger::{Entry, EntryError, KeyIndex, Ledger, RecordSet, Status};
 use crate::limiter::Limiter;
 use crate::mapping::{self, Mapped, Plan};
-use crate::report::{Progress, Tally};
+use crate::report::{DiffReport, Progress, Tally};
 use crate::retry::RetryPolicy;
 use crate::source::{Body, SourceRecord};
-use crate::target::{Mode, Outcome, Pace, Target};
+use crate::target::{FieldChange, Mode, Outcome, Pace, Target};
 use crate::validate::{self, Operation};
 
 /// Records per batch: large enough to make channel traffic negligible, small enough to keep
@@ -261,6 +262,8 @@ pub struct SyncOptions {
     pub concurrency: usize,
     /// Counts carried over from an earlier ledger (`--resume`).
     pub carried: Tally,
+    /// Where to write the diff report, if anywhere.
+    pub report: Option<DiffReport>,
 }
 
 /// How a `plan` or `apply` run ended.
@@ -270,6 +273,8 @@ pub struct SyncResult {
     pub tally: Tally,
     /// Why the run stopped early, if it did.
     pub aborted: Option<String>,
+    /// The diff report written, if any.
+    pub report: Option<PathBuf>,
 }
 
 /// The run's stop signal: the first reason given wins.
@@ -321,7 +326,7 @@ pub async fn sync(
     let stop = Stop::new();
     let concurrency = options.concurrency.max(1);
     let (record_tx, mut record_rx) = mpsc::channel::<SourceRecord>(concurrency * 2);
-    let (entry_tx, entry_rx) = mpsc::channel::<Entry>(concurrency * 2);
+    let (entry_tx, entry_rx) = mpsc::channel::<Settlement>(concurrency * 2);
 
     // Stage 1: read, on a blocking thread, leaving out what this run does not send.
     let (skip, only) = (options.skip, options.only);
@@ -345,14 +350,16 @@ pub async fn sync(
     });
 
     // Stage 3: write each entry as it settles.
-    let writer = tokio::spawn(write_entries(
-        entry_rx,
+    let writer = Writer {
         ledger,
-        options.carried,
-        options.max_errors,
-        stop.clone(),
-        (progress, Arc::clone(&limiter)),
-    ));
+        report: options.report,
+        tally: options.carried,
+        max_errors: options.max_errors,
+        stop: stop.clone(),
+        progress,
+        limiter: Arc::clone(&limiter),
+    };
+    let writer = tokio::spawn(writer.run(entry_rx));
 
     // Stage 2: dispatch records, one permit each.
     let permits = Arc::new(Semaphore::new(concurrency));
@@ -387,8 +394,8 @@ pub async fn sync(
                 policy: &policy,
             };
             match settle(&cx, &target, &record, options.mode, &pace).await {
-                Ok(entry) => {
-                    let _ = entry_tx.send(entry).await;
+                Ok(settlement) => {
+                    let _ = entry_tx.send(settlement).await;
                 }
                 Err(reason) => stop.stop(reason),
             }
@@ -399,11 +406,12 @@ pub async fn sync(
     // Let every record in flight settle.
     let _ = permits.acquire_many(concurrency as u32).await;
     drop(entry_tx);
-    let tally = writer.await.map_err(io::Error::other)??;
+    let (tally, report) = writer.await.map_err(io::Error::other)??;
     reader.await.map_err(io::Error::other)??;
     Ok(SyncResult {
         tally,
         aborted: stop.reason(),
+        report: report.map(|r| r.path().to_owned()),
     })
 }
 
@@ -426,6 +434,12 @@ fn check_same_input(cx: &Context, record: &SourceRecord, keys: &KeyIndex) -> io:
     ))
 }
 
+/// A settled record on its way to the writer: its ledger entry and the fields it changes.
+struct Settlement {
+    entry: Entry,
+    changes: Vec<FieldChange>,
+}
+
 /// One record's trip: prepare, then the target. `Err` is a reason to stop the run.
 async fn settle(
     cx: &Context,
@@ -433,68 +447,94 @@ async fn settle(
     record: &SourceRecord,
     mode: Mode,
     pace: &Pace<'_>,
-) -> Result<Entry, String> {
+) -> Result<Settlement, String> {
     let mapped = match prepare(cx, record) {
         Ok(mapped) => mapped,
-        Err(invalid) => return Ok(*invalid),
+        Err(invalid) => {
+            return Ok(Settlement {
+                entry: *invalid,
+                changes: Vec::new(),
+            });
+        }
     };
     match target.sync(&cx.config, &mapped, mode, pace).await {
-        Outcome::Settled(settled) => Ok(Entry {
-            key: Some(mapped.key),
-            target_id: settled.target_id.or(mapped.target_id),
-            status: settled.status,
-            changed: settled.changed,
-            attempts: Some(settled.attempts),
-            error: settled.error.map(|e| EntryError {
-                message: format!("{}:{}: {}", cx.input, record.line, e.message),
-                ..e
-            }),
-            ..new_entry(record, settled.status)
+        Outcome::Settled(settled) => Ok(Settlement {
+            entry: Entry {
+                key: Some(mapped.key),
+                target_id: settled.target_id.or(mapped.target_id),
+                status: settled.status,
+                changed: settled.changed.iter().map(|c| c.field.clone()).collect(),
+                attempts: Some(settled.attempts),
+                error: settled.error.map(|e| EntryError {
+                    message: format!("{}:{}: {}", cx.input, record.line, e.message),
+                    ..e
+                }),
+                ..new_entry(record, settled.status)
+            },
+            changes: settled.changed,
         }),
         Outcome::Abort(reason) => Err(reason),
     }
 }
 
-/// The ledger writer task: writes and flushes each entry, counts, enforces `--max-errors`.
-async fn write_entries(
-    mut rx: mpsc::Receiver<Entry>,
-    mut ledger: Ledger,
-    mut tally: Tally,
+/// The writer stage: the only place that writes the ledger (and the diff report) during a
+/// `plan` or `apply` run. It also counts, shows progress, and stops the run on
+/// `--max-errors` or when the target never answers.
+struct Writer {
+    ledger: Ledger,
+    report: Option<DiffReport>,
+    tally: Tally,
     max_errors: Option<u64>,
     stop: Stop,
-    (progress, limiter): (Arc<Progress>, Arc<Limiter>),
-) -> io::Result<Tally> {
-    let mut line = Vec::with_capacity(256);
-    let mut failed = 0;
-    let (mut reached, mut unreachable) = (false, 0);
-    while let Some(entry) = rx.recv().await {
-        line.clear();
-        entry.write_line(&mut line);
-        ledger.write_lines(&line)?;
-        tally.add(entry.status);
-        progress.advance(1, &tally, Some(limiter.current_rate()));
-        let code = entry.error.as_ref().map(|e| e.code.as_str());
-        let no_answer =
-            entry.status == Status::Failed && matches!(code, Some("connection" | "timeout"));
-        reached |= entry.status != Status::Invalid && !no_answer;
-        if entry.status == Status::Failed {
-            failed += 1;
-            if max_errors.is_some_and(|max| failed >= max) {
-                stop.stop(format!("--max-errors reached: {failed} records failed"));
+    progress: Arc<Progress>,
+    limiter: Arc<Limiter>,
+}
+
+impl Writer {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Settlement>,
+    ) -> io::Result<(Tally, Option<DiffReport>)> {
+        let mut line = Vec::with_capacity(256);
+        let mut failed = 0;
+        let (mut reached, mut unreachable) = (false, 0);
+        while let Some(Settlement { entry, changes }) = rx.recv().await {
+            line.clear();
+            entry.write_line(&mut line);
+            self.ledger.write_lines(&line)?;
+            if let Some(report) = &mut self.report {
+                report.write(&entry, &changes)?;
             }
-            // A target that never answered is not a per-record problem: stop early rather
-            // than retry every record of the input against it.
-            if !reached && no_answer {
-                unreachable += 1;
-                if unreachable >= UNREACHABLE_LIMIT {
-                    stop.stop(format!(
-                        "the target could not be reached: the first {unreachable} records failed to connect \
-                         after every retry ({})",
-                        entry.error.as_ref().map_or("", |e| e.message.as_str())
-                    ));
+            self.tally.add(entry.status);
+            self.progress
+                .advance(1, &self.tally, Some(self.limiter.current_rate()));
+            let code = entry.error.as_ref().map(|e| e.code.as_str());
+            let no_answer =
+                entry.status == Status::Failed && matches!(code, Some("connection" | "timeout"));
+            reached |= entry.status != Status::Invalid && !no_answer;
+            if entry.status == Status::Failed {
+                failed += 1;
+                if self.max_errors.is_some_and(|max| failed >= max) {
+                    self.stop
+                        .stop(format!("--max-errors reached: {failed} records failed"));
+                }
+                // A target that never answered is not a per-record problem: stop early rather
+                // than retry every record of the input against it.
+                if !reached && no_answer {
+                    unreachable += 1;
+                    if unreachable >= UNREACHABLE_LIMIT {
+                        self.stop.stop(format!(
+                            "the target could not be reached: the first {unreachable} records \
+                             failed to connect after every retry ({})",
+                            entry.error.as_ref().map_or("", |e| e.message.as_str())
+                        ));
+                    }
                 }
             }
         }
+        if let Some(report) = &mut self.report {
+            report.flush()?;
+        }
+        Ok((self.tally, self.report))
     }
-    Ok(tally)
 }

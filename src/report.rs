@@ -1,15 +1,17 @@
-//! Reporting: the progress line while a run goes, and the summary at its end. The only
-//! module that prints run results.
+//! Reporting: the progress line while a run goes, the summary at its end, and the diff
+//! report of `plan` (and of `apply --report`). The only module that prints run results.
 
+use std::fs::{self, File};
 use std::io::{self, IsTerminal, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::ledger::Status;
+use crate::ledger::{Entry, Status};
+use crate::target::FieldChange;
 
 /// Counts of records per status.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -157,9 +159,115 @@ pub fn summary(
     writeln!(out, "ledger: {}", ledger.display())
 }
 
+/// The diff report: one CSV row per changed field of each record that changes (or would).
+///
+/// Field values are personal data, so the `from` and `to` columns are only written when the
+/// user asks for them (`--show-values`); without them the report still says which field of
+/// which record changes.
+pub struct DiffReport {
+    out: csv::Writer<File>,
+    path: PathBuf,
+    values: bool,
+}
+
+impl DiffReport {
+    /// Creates `DIR/<time>-<command>-diff.csv` (and `DIR`).
+    pub fn create(dir: &Path, command: &str, values: bool) -> io::Result<DiffReport> {
+        fs::create_dir_all(dir)?;
+        let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
+        let mut path = dir.join(format!("{stamp}-{command}-diff.csv"));
+        let mut n = 2;
+        while path.exists() {
+            path = dir.join(format!("{stamp}-{command}-diff-{n}.csv"));
+            n += 1;
+        }
+        let file = File::create_new(&path).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot create the report {}: {e}", path.display()),
+            )
+        })?;
+        let mut out = csv::Writer::from_writer(file);
+        let mut header = vec!["record", "line", "key", "target_id", "status", "field"];
+        if values {
+            header.extend(["from", "to"]);
+        }
+        out.write_record(&header)?;
+        Ok(DiffReport { out, path, values })
+    }
+
+    /// The report's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes the rows of one settled record.
+    pub fn write(&mut self, entry: &Entry, changes: &[FieldChange]) -> io::Result<()> {
+        for change in changes {
+            let (record, line) = (entry.record.to_string(), entry.line.to_string());
+            let mut row = vec![
+                record.as_str(),
+                line.as_str(),
+                entry.key.as_deref().unwrap_or(""),
+                entry.target_id.as_deref().unwrap_or(""),
+                entry.status.name(),
+                change.field.as_str(),
+            ];
+            if self.values {
+                row.push(change.from.as_deref().unwrap_or("(not read)"));
+                row.push(&change.to);
+            }
+            self.out.write_record(&row)?;
+        }
+        Ok(())
+    }
+
+    /// Flushes the report to its file.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn diff_reports_show_values_only_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = Entry {
+            record: 2,
+            line: 3,
+            key: Some("C2".into()),
+            target_id: Some("abc".into()),
+            status: Status::WouldUpdate,
+            changed: vec!["FirstName".into()],
+            attempts: Some(1),
+            error: None,
+        };
+        let changes = [FieldChange {
+            field: "FirstName".into(),
+            from: Some("Ana".into()),
+            to: "Anna".into(),
+        }];
+        for values in [false, true] {
+            let mut report = DiffReport::create(dir.path(), "plan", values).unwrap();
+            report.write(&entry, &changes).unwrap();
+            report.flush().unwrap();
+            let text = fs::read_to_string(report.path()).unwrap();
+            if values {
+                assert_eq!(
+                    text,
+                    "record,line,key,target_id,status,field,from,to\n2,3,C2,abc,would_update,FirstName,Ana,Anna\n"
+                );
+            } else {
+                assert_eq!(
+                    text,
+                    "record,line,key,target_id,status,field\n2,3,C2,abc,would_update,FirstName\n"
+                );
+            }
+        }
+    }
 
     #[test]
     fn summary_lists_nonzero_statuses_and_the_ledger() {

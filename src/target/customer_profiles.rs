@@ -31,7 +31,10 @@ use aws_sdk_customerprofiles::types::{
 };
 use aws_types::SdkConfig;
 
-use super::{Changes, Mode, Outcome, Pace, changes, diff, failed, missing, settled};
+use super::{
+    Changes, FieldChange, Mode, Outcome, Pace, changes, diff, failed, missing, settled, unread,
+    values,
+};
 use crate::config::{Config, MatchBy, WhenMissing};
 use crate::ledger::Status;
 use crate::mapping::Mapped;
@@ -85,7 +88,13 @@ impl CustomerProfiles {
         let (key, value, profile_id) = match (&config.matching.by, &mapped.target_id) {
             (MatchBy::Id(_), Some(id)) if mode == Mode::Apply => {
                 return self
-                    .update(id, &desired, config.matching.when_missing, pace, attempts)
+                    .update(
+                        id,
+                        unread(&desired),
+                        config.matching.when_missing,
+                        pace,
+                        attempts,
+                    )
                     .await;
             }
             (MatchBy::Id(_), Some(id)) => ("_profileId", id.as_str(), Some(id)),
@@ -105,12 +114,8 @@ impl CustomerProfiles {
                 self.create(config, mapped, &desired, pace, attempts).await
             }
             [] if mode == Mode::Plan && config.matching.when_missing == WhenMissing::Create => {
-                settled(
-                    Status::WouldCreate,
-                    None,
-                    desired.keys().cloned().collect(),
-                    attempts,
-                )
+                let present: Changes = desired.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+                settled(Status::WouldCreate, None, unread(&present), attempts)
             }
             [] => missing(
                 config.matching.when_missing,
@@ -126,11 +131,7 @@ impl CustomerProfiles {
                         settled(Status::WouldUpdate, Some(id.clone()), changed, attempts)
                     }
                     (false, Mode::Apply) => {
-                        let only: Changes = changed
-                            .iter()
-                            .map(|n| (n.clone(), desired[n].clone()))
-                            .collect();
-                        self.update(id, &only, config.matching.when_missing, pace, attempts)
+                        self.update(id, changed, config.matching.when_missing, pace, attempts)
                             .await
                     }
                 }
@@ -152,11 +153,12 @@ impl CustomerProfiles {
     async fn update(
         &self,
         id: &str,
-        desired: &Changes,
+        changes: Vec<FieldChange>,
         when_missing: WhenMissing,
         pace: &Pace<'_>,
         mut attempts: u32,
     ) -> Outcome {
+        let desired = &values(&changes);
         let result = pace
             .send(&mut attempts, || {
                 let request = update_request(
@@ -170,12 +172,7 @@ impl CustomerProfiles {
             })
             .await;
         match result {
-            Ok(_) => settled(
-                Status::Updated,
-                Some(id.to_owned()),
-                desired.keys().cloned().collect(),
-                attempts,
-            ),
+            Ok(_) => settled(Status::Updated, Some(id.to_owned()), changes, attempts),
             Err(e) if e.code == NOT_FOUND && names_the_profile(&e, id) => missing(
                 when_missing,
                 Mode::Apply,
@@ -237,7 +234,7 @@ impl CustomerProfiles {
             Ok(out) => settled(
                 Status::Created,
                 Some(out.profile_id().to_owned()),
-                present.keys().cloned().collect(),
+                unread(&present),
                 attempts,
             ),
             Err(e) => failed(e, None, attempts),

@@ -32,8 +32,8 @@ pub struct Settled {
     pub status: Status,
     /// ProfileId / UserId / customer_id, once known.
     pub target_id: Option<String>,
-    /// Names of the fields that differ or were sent.
-    pub changed: Vec<String>,
+    /// The fields that differ or were sent.
+    pub changed: Vec<FieldChange>,
     /// Requests made for this record.
     pub attempts: u32,
     /// Why, for `failed`.
@@ -95,6 +95,17 @@ impl Target {
     }
 }
 
+/// One field a record changes, or would change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldChange {
+    /// The target field name.
+    pub field: String,
+    /// The target's current value (`""` when it has none), when it was read.
+    pub from: Option<String>,
+    /// The value sent, or to send (`""` clears).
+    pub to: String,
+}
+
 /// The values a record sets, by target field name (`""` clears).
 pub type Changes = BTreeMap<String, String>;
 
@@ -115,11 +126,37 @@ pub fn changes(config: &Config, mapped: &Mapped) -> Changes {
 }
 
 /// The fields whose desired value differs from the current one (absent counts as `""`).
-pub fn diff(current: &BTreeMap<String, String>, desired: &Changes) -> Vec<String> {
+pub fn diff(current: &BTreeMap<String, String>, desired: &Changes) -> Vec<FieldChange> {
     desired
         .iter()
-        .filter(|(name, value)| current.get(*name).map_or("", String::as_str) != value.as_str())
-        .map(|(name, _)| name.clone())
+        .filter_map(|(field, to)| {
+            let from = current.get(field).map_or("", String::as_str);
+            (from != to.as_str()).then(|| FieldChange {
+                field: field.clone(),
+                from: Some(from.to_owned()),
+                to: to.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Every desired value as a change whose current value was not read.
+pub fn unread(desired: &Changes) -> Vec<FieldChange> {
+    desired
+        .iter()
+        .map(|(field, to)| FieldChange {
+            field: field.clone(),
+            from: None,
+            to: to.clone(),
+        })
+        .collect()
+}
+
+/// The values of a list of changes, by field name.
+pub fn values(changes: &[FieldChange]) -> Changes {
+    changes
+        .iter()
+        .map(|c| (c.field.clone(), c.to.clone()))
         .collect()
 }
 
@@ -127,7 +164,7 @@ pub fn diff(current: &BTreeMap<String, String>, desired: &Changes) -> Vec<String
 pub fn settled(
     status: Status,
     target_id: Option<String>,
-    changed: Vec<String>,
+    changed: Vec<FieldChange>,
     attempts: u32,
 ) -> Outcome {
     Outcome::Settled(Settled {
@@ -203,7 +240,12 @@ mod tests {
             ("Address.City".into(), "Lyon".into()),
         ]
         .into();
-        assert_eq!(diff(&current, &desired), vec!["Address.City", "LastName"]);
+        let changes = diff(&current, &desired);
+        let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(fields, vec!["Address.City", "LastName"]);
+        assert_eq!(changes[0].from.as_deref(), Some(""));
+        assert_eq!(changes[1].from.as_deref(), Some("Lopez"));
+        assert_eq!(changes[1].to, "López");
     }
 
     #[test]

@@ -521,6 +521,43 @@ async fn plan_reports_differences_and_writes_nothing() {
     );
     assert_eq!(ledger[0]["changed"], json!(["FirstName"]));
     assert_eq!(emulator.state(), before);
+    // The diff report: field names by default, values when asked.
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let report = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("diff report: "))
+        .expect("a report");
+    assert!(report.starts_with("reports/"), "{report}");
+    let text = std::fs::read_to_string(dir.path(report)).unwrap();
+    let mut rows: Vec<&str> = text.lines().skip(1).collect();
+    rows.sort_unstable();
+    assert_eq!(
+        rows,
+        [
+            "1,2,C1,00000000000000000000000000000001,would_update,FirstName",
+            "3,4,C3,00000000000000000000000000000003,would_update,FirstName"
+        ]
+    );
+    let out = sync(
+        &dir,
+        &emulator,
+        "plan",
+        "c.toml",
+        "p2.jsonl",
+        &["--report", "rep", "--show-values"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let report = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("diff report: "))
+        .expect("a report");
+    let text = std::fs::read_to_string(dir.path(report)).unwrap();
+    assert!(
+        text.contains("would_update,FirstName,Old1,First1"),
+        "{text}"
+    );
     assert_eq!(emulator.stats().operation("UpdateProfile").requests, 0);
 }
 
