@@ -15,7 +15,7 @@ use crate::config::{self, Config, Rate};
 use crate::ledger::{self, Ledger};
 use crate::limiter::{Limiter, RateSetting};
 use crate::mapping::Plan;
-use crate::pipeline::{self, Context, SyncOptions, SyncResult};
+use crate::pipeline::{self, Context, Selection, Sender, SyncOptions, SyncResult};
 use crate::report::{self, DiffReport, Progress, Tally};
 use crate::retry::RetryPolicy;
 use crate::schema::TargetKind;
@@ -96,9 +96,9 @@ struct SyncArgs {
     /// Requests per second (overrides [limits] rate); a number or "auto".
     #[arg(long)]
     rate: Option<String>,
-    /// Requests in flight (overrides [limits] concurrency).
-    #[arg(long)]
-    concurrency: Option<usize>,
+    /// Requests in flight, 1-1024 (overrides [limits] concurrency).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    concurrency: Option<u16>,
     /// Abort (exit 3) after this many failed records.
     #[arg(long, value_name = "N")]
     max_errors: Option<u64>,
@@ -285,10 +285,7 @@ fn apply_overrides(config: &mut Config, args: &SyncArgs) -> Result<(), String> {
         };
     }
     if let Some(n) = args.concurrency {
-        if n == 0 {
-            return Err("--concurrency must be at least 1".to_owned());
-        }
-        config.limits.concurrency = n;
+        config.limits.concurrency = usize::from(n);
     }
     Ok(())
 }
@@ -302,8 +299,7 @@ fn open_ledger(
     let command = command_name(mode);
     let mut options = SyncOptions {
         mode,
-        skip: None,
-        only: None,
+        selection: Selection::All,
         max_errors: args.max_errors,
         concurrency: config.limits.concurrency,
         carried: Tally::default(),
@@ -338,13 +334,19 @@ fn open_ledger(
                 previous.settled.len()
             );
         }
-        options.skip = Some((previous.settled, previous.keys));
+        options.selection = Selection::Resume {
+            settled: previous.settled,
+            keys: previous.keys,
+        };
         options.carried = previous.tally;
         return Ok((ledger, options));
     }
     if let Some(failed) = &args.retry_failed {
         let previous = ledger::read_previous(failed).map_err(|e| e.to_string())?;
-        options.only = Some(previous.failed);
+        options.selection = Selection::Failed {
+            failed: previous.failed,
+            keys: previous.keys,
+        };
     }
     let path = args
         .run
@@ -392,13 +394,16 @@ pub(crate) async fn run_sync(
     };
     let path = ledger.path().to_owned();
     let progress = Arc::new(progress);
+    let sender = Sender {
+        target,
+        limiter: Limiter::new(setting),
+        policy: RetryPolicy::new(limits.max_attempts),
+    };
     let result = pipeline::sync(
         Arc::new(cx),
         source.records(),
         ledger,
-        Arc::new(target),
-        Arc::new(Limiter::new(setting)),
-        RetryPolicy::new(limits.max_attempts),
+        Arc::new(sender),
         options,
         Arc::clone(&progress),
     )

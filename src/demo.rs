@@ -17,7 +17,7 @@ use crate::cli::{EXIT_ABORTED, EXIT_OK, bind, connect_target, run_sync};
 use crate::config::compile::compile;
 use crate::emulator::{Emulator, EmulatorConfig};
 use crate::ledger::{self, Ledger};
-use crate::pipeline::SyncOptions;
+use crate::pipeline::{Selection, SyncOptions};
 use crate::report::{self, DiffReport, Progress, Tally};
 use crate::source::{Source, SourceFormat};
 use crate::target::Mode;
@@ -91,8 +91,7 @@ async fn demo() -> Result<(), String> {
         let target = connect_target(&config, &sdk)?;
         let options = SyncOptions {
             mode,
-            skip: None,
-            only: None,
+            selection: Selection::All,
             max_errors: None,
             concurrency: config.limits.concurrency,
             carried: Tally::default(),

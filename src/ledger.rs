@@ -4,7 +4,9 @@
 //! most the records still in flight. Values (names, e-mails, phone numbers) never appear:
 //! entries hold the record's position, key, target id, status, field names and errors.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
+use std::hash::{Hash, Hasher};
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -196,6 +198,10 @@ impl Ledger {
     }
 }
 
+/// The largest record number a ledger may name (4 billion records), which bounds the memory
+/// a corrupt ledger line could make [`RecordSet`] take (512 MB).
+pub const MAX_RECORD: u64 = 1 << 32;
+
 /// A set of record numbers, one bit each: a million records take 125 KB.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecordSet {
@@ -237,33 +243,26 @@ impl RecordSet {
 /// the same input: record numbers alone would silently skip the wrong records of a re-export.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyIndex {
-    hashes: Vec<u64>,
+    hashes: HashMap<u64, u64>,
 }
 
 impl KeyIndex {
     fn hash(key: &str) -> u64 {
-        use std::hash::{Hash, Hasher};
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         key.hash(&mut hasher);
-        // 0 marks "no key known".
-        hasher.finish().max(1)
+        hasher.finish()
     }
 
     /// Remembers a record's key.
     pub fn insert(&mut self, record: u64, key: &str) {
-        let index = record as usize;
-        if index >= self.hashes.len() {
-            self.hashes.resize(index + 1, 0);
-        }
-        self.hashes[index] = Self::hash(key);
+        self.hashes.insert(record, Self::hash(key));
     }
 
     /// Whether `key` is the key remembered for `record` (true when none is remembered).
     pub fn matches(&self, record: u64, key: &str) -> bool {
-        match self.hashes.get(record as usize) {
-            Some(&known) if known != 0 => known == Self::hash(key),
-            _ => true,
-        }
+        self.hashes
+            .get(&record)
+            .is_none_or(|&known| known == Self::hash(key))
     }
 }
 
@@ -300,6 +299,17 @@ pub fn read_previous(path: &Path) -> io::Result<Previous> {
     while let Some((index, line)) = lines.next() {
         let line = line?;
         match serde_json::from_slice::<Brief>(&line) {
+            Ok(brief) if brief.record > MAX_RECORD => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "{}:{}: record number {} is out of range",
+                        path.display(),
+                        index + 1,
+                        brief.record
+                    ),
+                ));
+            }
             Ok(brief) => {
                 if !previous.settled.contains(brief.record) {
                     previous.settled.insert(brief.record);

@@ -27,12 +27,15 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
 use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
 
 use crate::config::Config;
 use crate::ledger::{Entry, EntryError, KeyIndex, Ledger, RecordSet, Status};
@@ -47,10 +50,6 @@ use crate::validate::{self, Operation};
 /// Records per batch: large enough to make channel traffic negligible, small enough to keep
 /// the ledger close behind the input.
 const BATCH: usize = 512;
-
-/// Records that fail to connect, with no record reaching the target before them, after
-/// which a run stops (exit 3).
-const UNREACHABLE_LIMIT: u32 = 3;
 
 /// What a run needs to turn a record into a ledger entry.
 pub struct Context {
@@ -85,16 +84,18 @@ pub fn check(
         .map_or(2, |n| n.get())
         .clamp(1, 8);
     let (batch_tx, batch_rx) = sync_channel::<Batch>(workers * 2);
-    let (done_tx, done_rx) = sync_channel::<Done>(workers * 2);
+    let (done_tx, done_rx) = sync_channel::<Result<Done, String>>(workers * 2);
     let cx = Arc::new(cx);
     let batch_rx = Arc::new(Mutex::new(batch_rx));
+    let interrupted = interrupt_flag();
 
-    let reader = thread::spawn(move || read_batches(records, batch_tx));
+    let reader = thread::spawn(move || read_batches(records, batch_tx, &interrupted));
     for _ in 0..workers {
         let (cx, rx, tx) = (Arc::clone(&cx), Arc::clone(&batch_rx), done_tx.clone());
         thread::spawn(move || check_batches(&cx, &rx, &tx));
     }
-    drop(done_tx);
+    // Only the stages hold channel ends now: when one stops, the others see it.
+    drop((batch_rx, done_tx));
 
     let tally = write_in_order(done_rx, ledger, progress);
     let read = reader
@@ -104,15 +105,52 @@ pub fn check(
     read.map(|()| tally)
 }
 
+/// A flag that turns true on Ctrl-C, for the threads of `check`. A small thread waits for
+/// the signal; after the first Ctrl-C, the process keeps its handler, so the run can still
+/// flush its ledger.
+fn interrupt_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = Arc::clone(&flag);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build();
+    if let Ok(runtime) = runtime {
+        thread::spawn(move || {
+            if runtime.block_on(tokio::signal::ctrl_c()).is_ok() {
+                set.store(true, Ordering::Relaxed);
+            }
+        });
+    }
+    flag
+}
+
 /// The reader stage: groups records into batches. Stops at the first I/O error.
 fn read_batches(
     records: Box<dyn Iterator<Item = io::Result<SourceRecord>> + Send>,
     tx: SyncSender<Batch>,
+    interrupted: &AtomicBool,
 ) -> io::Result<()> {
     let mut batch = Vec::with_capacity(BATCH);
     let mut seq = 0;
     for record in records {
-        batch.push(record?);
+        let record = match record {
+            Ok(_) if interrupted.load(Ordering::Relaxed) => {
+                Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"))
+            }
+            other => other,
+        };
+        let record = match record {
+            Ok(record) => record,
+            Err(e) => {
+                // Stop reading; what was read still gets its entries.
+                let _ = tx.send(Batch {
+                    seq,
+                    records: batch,
+                });
+                return Err(e);
+            }
+        };
+        batch.push(record);
         if batch.len() == BATCH {
             let records = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
             if tx.send(Batch { seq, records }).is_err() {
@@ -130,30 +168,38 @@ fn read_batches(
     Ok(())
 }
 
-/// A worker: takes batches until the reader is done, checks each record.
-fn check_batches(cx: &Context, rx: &Mutex<Receiver<Batch>>, tx: &SyncSender<Done>) {
+/// A worker: takes batches until the reader is done, checks each record. A panic (a bug)
+/// is reported to the writer, which stops the run rather than leave a hole in the ledger.
+fn check_batches(cx: &Context, rx: &Mutex<Receiver<Batch>>, tx: &SyncSender<Result<Done, String>>) {
     loop {
         let next = rx.lock().map(|rx| rx.recv());
         let Ok(Ok(batch)) = next else { return };
-        let mut done = Done {
-            seq: batch.seq,
-            lines: Vec::with_capacity(batch.records.len() * 96),
-            tally: Tally::default(),
-        };
-        for record in &batch.records {
-            let entry = check_record(cx, record);
-            done.tally.add(entry.status);
-            entry.write_line(&mut done.lines);
-        }
+        let seq = batch.seq;
+        let done = panic::catch_unwind(AssertUnwindSafe(|| check_batch(cx, batch)))
+            .map_err(|_| format!("internal error while checking batch {seq}"));
         if tx.send(done).is_err() {
             return;
         }
     }
 }
 
+fn check_batch(cx: &Context, batch: Batch) -> Done {
+    let mut done = Done {
+        seq: batch.seq,
+        lines: Vec::with_capacity(batch.records.len() * 96),
+        tally: Tally::default(),
+    };
+    for record in &batch.records {
+        let entry = check_record(cx, record);
+        done.tally.add(entry.status);
+        entry.write_line(&mut done.lines);
+    }
+    done
+}
+
 /// The writer stage: writes finished batches to the ledger in input order.
 fn write_in_order(
-    rx: Receiver<Done>,
+    rx: Receiver<Result<Done, String>>,
     ledger: &mut Ledger,
     progress: &Progress,
 ) -> io::Result<Tally> {
@@ -161,6 +207,7 @@ fn write_in_order(
     let mut next = 0;
     let mut tally = Tally::default();
     for done in rx {
+        let done = done.map_err(io::Error::other)?;
         pending.insert(done.seq, done);
         while let Some(done) = pending.remove(&next) {
             ledger.write_lines(&done.lines)?;
@@ -252,10 +299,8 @@ fn invalid_error(input: &str, line: u64, problems: Vec<mapping::Problem>) -> Ent
 pub struct SyncOptions {
     /// Plan or apply.
     pub mode: Mode,
-    /// Records to leave out (`--resume`: the ones already settled).
-    pub skip: Option<(RecordSet, KeyIndex)>,
-    /// The only records to send (`--retry-failed`).
-    pub only: Option<RecordSet>,
+    /// Which records of the input to send.
+    pub selection: Selection,
     /// Stop after this many `failed` records.
     pub max_errors: Option<u64>,
     /// Records in flight at once.
@@ -264,6 +309,63 @@ pub struct SyncOptions {
     pub carried: Tally,
     /// Where to write the diff report, if anywhere.
     pub report: Option<DiffReport>,
+}
+
+/// Which records of the input a run sends. Both ledger-based selections check that the
+/// input is the one the ledger was written from: a selected record's key must be the key the
+/// ledger has for its record number, or the run stops.
+pub enum Selection {
+    /// Every record.
+    All,
+    /// All but those already settled in the ledger being resumed (`--resume`).
+    Resume {
+        /// Records with an entry in the ledger.
+        settled: RecordSet,
+        /// Their keys.
+        keys: KeyIndex,
+    },
+    /// Only those that failed in an earlier ledger (`--retry-failed`).
+    Failed {
+        /// Records whose entry is `failed`.
+        failed: RecordSet,
+        /// Their keys.
+        keys: KeyIndex,
+    },
+}
+
+impl Selection {
+    /// Whether to send `record`; an error when the input is not the ledger's.
+    fn wants(&self, cx: &Context, record: &SourceRecord) -> io::Result<bool> {
+        let (listed, keys, send_listed) = match self {
+            Selection::All => return Ok(true),
+            Selection::Resume { settled, keys } => (settled, keys, false),
+            Selection::Failed { failed, keys } => (failed, keys, true),
+        };
+        if !listed.contains(record.record) {
+            return Ok(!send_listed);
+        }
+        check_same_input(cx, record, keys)?;
+        Ok(send_listed)
+    }
+}
+
+/// What sends records: the target, the limiter every request waits on, the retry policy.
+pub struct Sender {
+    /// The target's client.
+    pub target: Target,
+    /// The run's token bucket.
+    pub limiter: Limiter,
+    /// The run's retry policy.
+    pub policy: RetryPolicy,
+}
+
+impl Sender {
+    fn pace(&self) -> Pace<'_> {
+        Pace {
+            limiter: &self.limiter,
+            policy: &self.policy,
+        }
+    }
 }
 
 /// How a `plan` or `apply` run ended.
@@ -310,44 +412,33 @@ impl Stop {
     }
 }
 
-/// Runs `plan` or `apply`: every wanted record is prepared, sent under the limiter, and
+/// Runs `plan` or `apply`: every selected record is prepared, sent under the limiter, and
 /// settled in the ledger. Returns the tally and, if the run stopped early, why.
-#[allow(clippy::too_many_arguments)]
 pub async fn sync(
     cx: Arc<Context>,
     records: Box<dyn Iterator<Item = io::Result<SourceRecord>> + Send>,
     ledger: Ledger,
-    target: Arc<Target>,
-    limiter: Arc<Limiter>,
-    policy: RetryPolicy,
+    sender: Arc<Sender>,
     options: SyncOptions,
     progress: Arc<Progress>,
 ) -> io::Result<SyncResult> {
     let stop = Stop::new();
     let concurrency = options.concurrency.max(1);
-    let (record_tx, mut record_rx) = mpsc::channel::<SourceRecord>(concurrency * 2);
-    let (entry_tx, entry_rx) = mpsc::channel::<Settlement>(concurrency * 2);
+    let (record_tx, record_rx) = mpsc::channel::<SourceRecord>(concurrency * 2);
+    let (settled_tx, settled_rx) = mpsc::channel::<Settlement>(concurrency * 2);
+
+    // Stage 0: what every record depends on (the domain, the credentials), checked once.
+    if let Err(reason) = sender.target.preflight(&sender.pace()).await {
+        stop.stop(reason);
+    }
 
     // Stage 1: read, on a blocking thread, leaving out what this run does not send.
-    let (skip, only) = (options.skip, options.only);
-    let (reader_stop, reader_cx) = (stop.clone(), Arc::clone(&cx));
-    let reader = tokio::task::spawn_blocking(move || -> io::Result<()> {
-        for record in records {
-            let record = record?;
-            let settled = match &skip {
-                Some((settled, keys)) if settled.contains(record.record) => {
-                    check_same_input(&reader_cx, &record, keys)?;
-                    true
-                }
-                _ => false,
-            };
-            let wanted = !settled && only.as_ref().is_none_or(|o| o.contains(record.record));
-            if reader_stop.is_stopped() || (wanted && record_tx.blocking_send(record).is_err()) {
-                break;
-            }
-        }
-        Ok(())
-    });
+    let reader = {
+        let (cx, stop, selection) = (Arc::clone(&cx), stop.clone(), options.selection);
+        tokio::task::spawn_blocking(move || {
+            read_records(records, &selection, &cx, &record_tx, &stop)
+        })
+    };
 
     // Stage 3: write each entry as it settles.
     let writer = Writer {
@@ -357,55 +448,22 @@ pub async fn sync(
         max_errors: options.max_errors,
         stop: stop.clone(),
         progress,
-        limiter: Arc::clone(&limiter),
+        sender: Arc::clone(&sender),
     };
-    let writer = tokio::spawn(writer.run(entry_rx));
+    let writer = tokio::spawn(writer.run(settled_rx));
 
-    // Stage 2: dispatch records, one permit each.
-    let permits = Arc::new(Semaphore::new(concurrency));
-    let interrupt = tokio::signal::ctrl_c();
-    tokio::pin!(interrupt);
-    loop {
-        let record = tokio::select! {
-            biased;
-            _ = &mut interrupt => {
-                stop.stop("interrupted".to_owned());
-                break;
-            }
-            () = stop.stopped() => break,
-            record = record_rx.recv() => match record {
-                Some(record) => record,
-                None => break,
-            },
-        };
-        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
-            break;
-        };
-        let (cx, target, limiter, entry_tx, stop) = (
-            Arc::clone(&cx),
-            Arc::clone(&target),
-            Arc::clone(&limiter),
-            entry_tx.clone(),
-            stop.clone(),
-        );
-        tokio::spawn(async move {
-            let pace = Pace {
-                limiter: &limiter,
-                policy: &policy,
-            };
-            match settle(&cx, &target, &record, options.mode, &pace).await {
-                Ok(settlement) => {
-                    let _ = entry_tx.send(settlement).await;
-                }
-                Err(reason) => stop.stop(reason),
-            }
-            drop(permit);
-        });
-    }
-    drop(record_rx);
-    // Let every record in flight settle.
-    let _ = permits.acquire_many(concurrency as u32).await;
-    drop(entry_tx);
+    // Stage 2: dispatch records, one permit each, until the input ends or the run stops.
+    dispatch(
+        &cx,
+        &sender,
+        record_rx,
+        settled_tx,
+        options.mode,
+        concurrency,
+        &stop,
+    )
+    .await;
+
     let (tally, report) = writer.await.map_err(io::Error::other)??;
     reader.await.map_err(io::Error::other)??;
     Ok(SyncResult {
@@ -413,6 +471,104 @@ pub async fn sync(
         aborted: stop.reason(),
         report: report.map(|r| r.path().to_owned()),
     })
+}
+
+/// The reader stage. An error (unreadable input, a resumed ledger from another input) stops
+/// the run before it is returned.
+fn read_records(
+    records: Box<dyn Iterator<Item = io::Result<SourceRecord>> + Send>,
+    selection: &Selection,
+    cx: &Context,
+    tx: &mpsc::Sender<SourceRecord>,
+    stop: &Stop,
+) -> io::Result<()> {
+    for record in records {
+        let wanted = record.and_then(|r| Ok((selection.wants(cx, &r)?, r)));
+        let (wanted, record) = match wanted {
+            Ok(pair) => pair,
+            Err(e) => {
+                stop.stop(format!("reading the input failed: {e}"));
+                return Err(e);
+            }
+        };
+        if stop.is_stopped() || (wanted && tx.blocking_send(record).is_err()) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The dispatcher: takes a permit, then a record, and spawns the record's task with the
+/// permit. Ctrl-C (or any stop) ends the dispatching; the records in flight still settle.
+async fn dispatch(
+    cx: &Arc<Context>,
+    sender: &Arc<Sender>,
+    mut records: mpsc::Receiver<SourceRecord>,
+    settled: mpsc::Sender<Settlement>,
+    mode: Mode,
+    concurrency: usize,
+    stop: &Stop,
+) {
+    let permits = Arc::new(Semaphore::new(concurrency));
+    let mut tasks = JoinSet::new();
+    let interrupt = tokio::signal::ctrl_c();
+    tokio::pin!(interrupt);
+    let mut interrupted = false;
+    loop {
+        let permit = tokio::select! {
+            biased;
+            _ = &mut interrupt => { interrupted = true; break }
+            () = stop.stopped() => break,
+            permit = Arc::clone(&permits).acquire_owned() => permit,
+        };
+        let record = tokio::select! {
+            biased;
+            _ = &mut interrupt => { interrupted = true; break }
+            () = stop.stopped() => break,
+            record = records.recv() => record,
+        };
+        let (Ok(permit), Some(record)) = (permit, record) else {
+            break;
+        };
+        while let Some(done) = tasks.try_join_next() {
+            note_panic(done, stop);
+        }
+        let (cx, sender, settled, stop) = (
+            Arc::clone(cx),
+            Arc::clone(sender),
+            settled.clone(),
+            stop.clone(),
+        );
+        tasks.spawn(async move {
+            let _permit = permit;
+            match settle(&cx, &sender.target, &record, mode, &sender.pace()).await {
+                Ok(settlement) => {
+                    if settled.send(settlement).await.is_err() {
+                        stop.stop("the ledger writer stopped".to_owned());
+                    }
+                }
+                Err(reason) => stop.stop(reason),
+            }
+        });
+    }
+    if interrupted {
+        stop.stop("interrupted".to_owned());
+    }
+    drop(records);
+    // Let every record in flight settle.
+    while let Some(done) = tasks.join_next().await {
+        note_panic(done, stop);
+    }
+}
+
+/// A record task that panicked left its record unsettled: stop the run (exit 3), so that
+/// the record is neither lost silently nor counted.
+fn note_panic(done: Result<(), tokio::task::JoinError>, stop: &Stop) {
+    if let Err(e) = done {
+        stop.stop(format!(
+            "internal error: a record's task failed ({e}); resume to send it again"
+        ));
+    }
 }
 
 /// A resumed run must read the input its ledger was written from: a settled record's key
@@ -479,7 +635,7 @@ async fn settle(
 
 /// The writer stage: the only place that writes the ledger (and the diff report) during a
 /// `plan` or `apply` run. It also counts, shows progress, and stops the run on
-/// `--max-errors` or when the target never answers.
+/// `--max-errors`.
 struct Writer {
     ledger: Ledger,
     report: Option<DiffReport>,
@@ -487,17 +643,27 @@ struct Writer {
     max_errors: Option<u64>,
     stop: Stop,
     progress: Arc<Progress>,
-    limiter: Arc<Limiter>,
+    sender: Arc<Sender>,
 }
 
 impl Writer {
-    async fn run(
+    /// Writes every settlement; an error stops the run, so that nothing more is sent
+    /// without its entry.
+    async fn run(self, rx: mpsc::Receiver<Settlement>) -> io::Result<(Tally, Option<DiffReport>)> {
+        let stop = self.stop.clone();
+        let result = self.write_all(rx).await;
+        if let Err(e) = &result {
+            stop.stop(format!("writing the ledger failed: {e}"));
+        }
+        result
+    }
+
+    async fn write_all(
         mut self,
         mut rx: mpsc::Receiver<Settlement>,
     ) -> io::Result<(Tally, Option<DiffReport>)> {
         let mut line = Vec::with_capacity(256);
         let mut failed = 0;
-        let (mut reached, mut unreachable) = (false, 0);
         while let Some(Settlement { entry, changes }) = rx.recv().await {
             line.clear();
             entry.write_line(&mut line);
@@ -507,28 +673,12 @@ impl Writer {
             }
             self.tally.add(entry.status);
             self.progress
-                .advance(1, &self.tally, Some(self.limiter.current_rate()));
-            let code = entry.error.as_ref().map(|e| e.code.as_str());
-            let no_answer =
-                entry.status == Status::Failed && matches!(code, Some("connection" | "timeout"));
-            reached |= entry.status != Status::Invalid && !no_answer;
+                .advance(1, &self.tally, Some(self.sender.limiter.current_rate()));
             if entry.status == Status::Failed {
                 failed += 1;
                 if self.max_errors.is_some_and(|max| failed >= max) {
                     self.stop
                         .stop(format!("--max-errors reached: {failed} records failed"));
-                }
-                // A target that never answered is not a per-record problem: stop early rather
-                // than retry every record of the input against it.
-                if !reached && no_answer {
-                    unreachable += 1;
-                    if unreachable >= UNREACHABLE_LIMIT {
-                        self.stop.stop(format!(
-                            "the target could not be reached: the first {unreachable} records \
-                             failed to connect after every retry ({})",
-                            entry.error.as_ref().map_or("", |e| e.message.as_str())
-                        ));
-                    }
                 }
             }
         }

@@ -121,6 +121,17 @@ pub enum WhenMissing {
     Fail,
 }
 
+impl WhenMissing {
+    /// The name used in configs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Skip => "skip",
+            Self::Create => "create",
+            Self::Fail => "fail",
+        }
+    }
+}
+
 /// `[limits]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

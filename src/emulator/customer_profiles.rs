@@ -1,4 +1,4 @@
-//! Amazon Connect Customer Profiles: UpdateProfile, CreateProfile and SearchProfiles.
+//! Amazon Connect Customer Profiles: GetDomain, UpdateProfile, CreateProfile and SearchProfiles.
 //!
 //! - UpdateProfile (`PUT /domains/{DomainName}/profiles`): an absent member keeps the stored
 //!   value, `""` removes it; the four addresses merge per sub-field and `Attributes` per key
@@ -19,7 +19,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State as Extract};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::routing::{post, put};
+use axum::routing::{get, post, put};
 use serde_json::{Map, Value, json};
 
 use super::operation::Operation;
@@ -86,8 +86,20 @@ impl Mode {
 /// The Customer Profiles routes.
 pub fn routes() -> Router<App> {
     Router::new()
+        .route("/domains/{domain}", get(describe_domain))
         .route("/domains/{domain}/profiles", put(update).post(create))
         .route("/domains/{domain}/profiles/search", post(search))
+}
+
+async fn describe_domain(
+    Extract(app): Extract<App>,
+    Path(domain): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    app.serve(Operation::GetDomain, &headers, |app| {
+        get_domain(app, &domain)
+    })
+    .await
 }
 
 async fn update(
@@ -158,6 +170,27 @@ fn domain_mut<'a>(
     domains
         .get_mut(name)
         .ok_or_else(|| not_found(format!("Domain {name} does not exist")))
+}
+
+/// The emulator's domains were all created at one fixed instant (2026-01-01T00:00:00Z).
+const CREATED_AT: i64 = 1_767_225_600;
+
+fn get_domain(app: &Shared, domain: &str) -> Result<Response, ApiError> {
+    let mut violations = Violations::default();
+    check_domain_name(domain, &mut violations);
+    check(&violations)?;
+    let profiles =
+        app.with_state(|state| Ok(domain_mut(&mut state.domains, domain)?.profiles.len()))?;
+    Ok(wire::json_response(
+        StatusCode::OK,
+        &json!({
+            "DomainName": domain,
+            "DefaultExpirationDays": 366,
+            "CreatedAt": CREATED_AT,
+            "LastUpdatedAt": CREATED_AT,
+            "Stats": {"ProfileCount": profiles},
+        }),
+    ))
 }
 
 fn update_profile(app: &Shared, domain: &str, body: &[u8]) -> Result<Response, ApiError> {

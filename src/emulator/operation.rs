@@ -16,6 +16,7 @@ pub enum Api {
 /// One operation, named as the API names it (Genesys ones carry a `Genesys` prefix).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Operation {
+    GetDomain,
     UpdateProfile,
     CreateProfile,
     SearchProfiles,
@@ -30,7 +31,8 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation, in a fixed order.
-    pub const ALL: [Operation; 10] = [
+    pub const ALL: [Operation; 11] = [
+        Operation::GetDomain,
         Operation::UpdateProfile,
         Operation::CreateProfile,
         Operation::SearchProfiles,
@@ -46,6 +48,7 @@ impl Operation {
     /// The operation's name, as used by `--quota` and in the statistics.
     pub fn name(self) -> &'static str {
         match self {
+            Operation::GetDomain => "GetDomain",
             Operation::UpdateProfile => "UpdateProfile",
             Operation::CreateProfile => "CreateProfile",
             Operation::SearchProfiles => "SearchProfiles",
@@ -67,9 +70,10 @@ impl Operation {
     /// The API the operation belongs to.
     pub fn api(self) -> Api {
         match self {
-            Operation::UpdateProfile | Operation::CreateProfile | Operation::SearchProfiles => {
-                Api::CustomerProfiles
-            }
+            Operation::GetDomain
+            | Operation::UpdateProfile
+            | Operation::CreateProfile
+            | Operation::SearchProfiles => Api::CustomerProfiles,
             Operation::UpdateUserIdentityInfo
             | Operation::DescribeUser
             | Operation::ListUsers
@@ -82,9 +86,13 @@ impl Operation {
 
     /// The documented default quota as `(requests per second, burst)`, if the API has one.
     ///
-    /// Customer Profiles: 100 TPS, no separate burst documented, so the burst is 100.
-    /// Connect user operations: `RateLimit` 2, `BurstLimit` 5. Genesys: none documented.
+    /// Customer Profiles: 100 TPS (GetDomain 5), no separate burst documented, so the burst
+    /// equals the rate. Connect user operations: `RateLimit` 2, `BurstLimit` 5. Genesys: none
+    /// documented.
     pub fn default_quota(self) -> Option<(f64, u32)> {
+        if self == Operation::GetDomain {
+            return Some((5.0, 5));
+        }
         match self.api() {
             Api::CustomerProfiles => Some((100.0, 100)),
             Api::Connect => Some((2.0, 5)),

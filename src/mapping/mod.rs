@@ -263,19 +263,18 @@ impl Plan {
 /// the empty policy. `multi_valued` says whether the target takes several values per field.
 pub fn map_row(plan: &Plan, rules: &[FieldRule], row: &dyn Row, multi_valued: bool) -> Mapped {
     let mut mapped = Mapped::default();
-    mapped.key = match single_text(row.cell(&plan.key.1)) {
-        Ok(Some(key)) if !key.trim().is_empty() => key.trim().to_owned(),
-        Ok(_) => {
-            mapped.problems.push(
-                Problem::new("[source] key", "required", "the record's key is empty")
-                    .in_column(Some(&plan.key.0)),
-            );
-            String::new()
-        }
-        Err(why) => {
+    mapped.key = match plan.key(row) {
+        Some(key) => key,
+        None => {
+            let why = match row.cell(&plan.key.1) {
+                Cell::Many(_) | Cell::Invalid(_) => {
+                    ("type", "the record's key is not a single value")
+                }
+                _ => ("required", "the record's key is empty"),
+            };
             mapped
                 .problems
-                .push(Problem::new("[source] key", "type", why).in_column(Some(&plan.key.0)));
+                .push(Problem::new("[source] key", why.0, why.1).in_column(Some(&plan.key.0)));
             String::new()
         }
     };
@@ -401,22 +400,28 @@ fn apply_all(transforms: &[Transform], mut work: Work) -> Result<Work, Failure> 
     })
 }
 
-/// Renders a template; empty when every column it reads is empty or absent.
+/// Renders a template: absent when every column it reads is absent (so it keeps, like any
+/// absent value), empty when they are all empty.
 fn render(parts: &[BoundPart], row: &dyn Row) -> Result<Option<Work>, String> {
     let mut out = String::new();
-    let mut any = false;
+    let (mut present, mut filled) = (false, false);
     for part in parts {
         match part {
             BoundPart::Literal(l) => out.push_str(l),
             BoundPart::Column(col) => {
                 if let Some(text) = single_text(row.cell(col))? {
-                    any |= !text.is_empty();
+                    present = true;
+                    filled |= !text.is_empty();
                     out.push_str(&text);
                 }
             }
         }
     }
-    Ok(Some(Work::One(if any { out } else { String::new() })))
+    Ok(match (present, filled) {
+        (false, _) => None,
+        (true, false) => Some(Work::One(String::new())),
+        (true, true) => Some(Work::One(out)),
+    })
 }
 
 fn single_text(cell: Cell<'_>) -> Result<Option<Cow<'_, str>>, String> {
@@ -555,6 +560,28 @@ mod tests {
             mapped.fields,
             vec![(1, Value::Clear), (3, Value::Set("US".into()))]
         );
+    }
+
+    #[test]
+    fn a_template_over_absent_columns_keeps() {
+        let row = TestRow(vec![("id", Some("C1")), ("a", None), ("b", Some(""))]);
+        let rules = vec![
+            rule(
+                "MiddleName",
+                Input::Template(parse_template("{a}-").unwrap()),
+                vec![],
+                EmptyPolicy::Clear,
+            ),
+            rule(
+                "LastName",
+                Input::Template(parse_template("{b}-").unwrap()),
+                vec![],
+                EmptyPolicy::Clear,
+            ),
+        ];
+        let plan = Plan::bind("id", None, None, &rules, row.resolve()).unwrap();
+        let mapped = map_row(&plan, &rules, &row, false);
+        assert_eq!(mapped.fields, vec![(1, Value::Clear)]);
     }
 
     #[test]

@@ -8,10 +8,17 @@
 //! into [`Broken`] records instead of errors.
 
 use std::io::{self, Read};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use csv::{ByteRecord, ReaderBuilder, Terminator};
 
 use super::{Body, Broken, MAX_FIELD_BYTES, SourceRecord};
+
+/// The most bytes one record may take. The `csv` crate holds a whole record in memory, so an
+/// unclosed quote would otherwise pull the rest of the file into one field; past this, the
+/// input is reported as unreadable from that record on.
+pub const MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
 
 /// Reads the header and returns it with an iterator over the records.
 pub fn open(
@@ -21,6 +28,11 @@ pub fn open(
     Vec<String>,
     impl Iterator<Item = io::Result<SourceRecord>> + Send,
 )> {
+    let budget = Arc::new(AtomicUsize::new(0));
+    let reader = Budgeted {
+        inner: reader,
+        used: Arc::clone(&budget),
+    };
     let mut csv = ReaderBuilder::new()
         .delimiter(delimiter)
         .terminator(Terminator::Any(b'\n'))
@@ -41,11 +53,13 @@ pub fn open(
     let records = std::iter::from_fn(move || {
         let mut record = ByteRecord::new();
         loop {
+            let line = csv.position().line();
+            budget.store(0, Ordering::Relaxed);
             match csv.read_byte_record(&mut record) {
                 Ok(true) if is_blank(&record) => continue,
                 Ok(true) => break,
                 Ok(false) => return None,
-                Err(e) => return Some(Err(to_io(e))),
+                Err(e) => return Some(Err(over_budget(to_io(e), line))),
             }
         }
         strip_cr(&mut record);
@@ -62,6 +76,42 @@ pub fn open(
         }))
     });
     Ok((names, records))
+}
+
+/// A reader that fails once more than [`MAX_RECORD_BYTES`] were read since `used` was reset
+/// (before each record).
+struct Budgeted {
+    inner: Box<dyn Read + Send>,
+    used: Arc<AtomicUsize>,
+}
+
+impl Read for Budgeted {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.used.load(Ordering::Relaxed) > MAX_RECORD_BYTES {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, OVER_BUDGET));
+        }
+        let n = self.inner.read(buf)?;
+        self.used.fetch_add(n, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+const OVER_BUDGET: &str = "record too large";
+
+/// Says where an oversized record starts.
+fn over_budget(e: io::Error, line: u64) -> io::Error {
+    if e.kind() == io::ErrorKind::InvalidData && e.to_string() == OVER_BUDGET {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "the record starting at line {line} is over {} MiB: an unclosed quote? \
+                 Nothing after it can be read reliably",
+                MAX_RECORD_BYTES >> 20
+            ),
+        )
+    } else {
+        e
+    }
 }
 
 /// A `\r\n` blank line reads as one field holding `\r`.

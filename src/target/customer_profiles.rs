@@ -32,12 +32,12 @@ use aws_sdk_customerprofiles::types::{
 use aws_types::SdkConfig;
 
 use super::{
-    Changes, FieldChange, Mode, Outcome, Pace, changes, diff, failed, missing, settled, unread,
-    values,
+    Changes, FieldChange, Mode, Outcome, Pace, Settled, changes, diff, failed, missing, settled,
+    unread, values,
 };
 use crate::config::{Config, MatchBy, WhenMissing};
-use crate::ledger::Status;
-use crate::mapping::Mapped;
+use crate::ledger::{EntryError, Status};
+use crate::mapping::{Mapped, Value};
 use crate::retry::{ApiError, ErrorClass};
 use crate::schema::{ADDRESS_MEMBERS, ADDRESS_PARTS};
 use crate::validate::{self, Operation};
@@ -75,6 +75,32 @@ impl CustomerProfiles {
         }
     }
 
+    /// Checks, once before any record, that the domain exists and the credentials work
+    /// (`GetDomain`), so that a wrong domain or missing access stops the run at once.
+    pub async fn preflight(&self, pace: &Pace<'_>) -> Result<(), String> {
+        let mut attempts = 0;
+        let result = pace
+            .send(&mut attempts, || {
+                let request = self.client.get_domain().domain_name(&self.domain);
+                async move { request.send().await.map_err(classify) }
+            })
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.code == NOT_FOUND => Err(format!(
+                "the domain {} does not exist ({}); is [target] domain right?",
+                self.domain, e.message
+            )),
+            Err(e) if matches!(e.class, ErrorClass::Transient | ErrorClass::Throttled) => {
+                Err(format!(
+                    "the target could not be reached after {attempts} attempts: {}: {}",
+                    e.code, e.message
+                ))
+            }
+            Err(e) => Err(format!("{}: {}", e.code, e.message)),
+        }
+    }
+
     /// Syncs one mapped, valid record.
     pub async fn sync(
         &self,
@@ -103,17 +129,28 @@ impl CustomerProfiles {
                 mapped.search_value.as_deref().unwrap_or_default(),
                 None,
             ),
-            (MatchBy::Id(_), None) => unreachable!("validation requires the id"),
+            (MatchBy::Id(_), None) => {
+                // Mapping reports an empty id as a problem, so valid records have one.
+                return missing(
+                    config.matching.when_missing,
+                    mode,
+                    "the record has no id",
+                    attempts,
+                );
+            }
         };
         let found = match self.search(key, value, pace, &mut attempts).await {
             Ok(found) => found,
-            Err(e) => return failed(domain_missing(e), profile_id.cloned(), attempts),
+            Err(e) => return failed(e, profile_id.cloned(), attempts),
         };
         match found.as_slice() {
             [] if mode == Mode::Apply && config.matching.when_missing == WhenMissing::Create => {
                 self.create(config, mapped, &desired, pace, attempts).await
             }
             [] if mode == Mode::Plan && config.matching.when_missing == WhenMissing::Create => {
+                if let Some(invalid) = invalid_for_create(config, mapped) {
+                    return invalid;
+                }
                 let present: Changes = desired.into_iter().filter(|(_, v)| !v.is_empty()).collect();
                 settled(Status::WouldCreate, None, unread(&present), attempts)
             }
@@ -173,13 +210,14 @@ impl CustomerProfiles {
             .await;
         match result {
             Ok(_) => settled(Status::Updated, Some(id.to_owned()), changes, attempts),
-            Err(e) if e.code == NOT_FOUND && names_the_profile(&e, id) => missing(
+            // The domain was checked before the run, so a 404 here is about the profile.
+            Err(e) if e.code == NOT_FOUND => missing(
                 when_missing,
                 Mode::Apply,
                 "no profile has this ProfileId",
                 attempts,
             ),
-            Err(e) => failed(domain_missing(e), Some(id.to_owned()), attempts),
+            Err(e) => failed(e, Some(id.to_owned()), attempts),
         }
     }
 
@@ -191,30 +229,8 @@ impl CustomerProfiles {
         pace: &Pace<'_>,
         mut attempts: u32,
     ) -> Outcome {
-        // CreateProfile takes no empty strings: cleared members are left out, and what is
-        // left is checked against the create rules.
-        let mut check = mapped.clone();
-        check
-            .fields
-            .retain(|(_, v)| *v != crate::mapping::Value::Clear);
-        validate::validate(
-            config.target.kind,
-            &config.rules,
-            &mut check,
-            Operation::Create,
-        );
-        if let Some(problem) = check.problems.first() {
-            return failed(
-                ApiError {
-                    class: ErrorClass::Permanent,
-                    code: "invalid_for_create".to_owned(),
-                    message: format!("{}: {}", problem.field, problem.message),
-                    status: None,
-                    retry_after: None,
-                },
-                None,
-                attempts,
-            );
+        if let Some(invalid) = invalid_for_create(config, mapped) {
+            return invalid;
         }
         let present: Changes = desired
             .iter()
@@ -280,24 +296,39 @@ impl CustomerProfiles {
 
 const NOT_FOUND: &str = "ResourceNotFoundException";
 
-/// Whether a `ResourceNotFoundException` is about the profile (a per-record outcome) rather
-/// than the domain. The API uses one error code for both; its message names the resource.
-fn names_the_profile(error: &ApiError, id: &str) -> bool {
-    error.message.contains(id) || error.message.to_ascii_lowercase().contains("profile")
-}
-
-/// A missing domain is not about one record: every record would fail the same way, so it
-/// stops the run instead of failing (or skipping) a million records one by one.
-fn domain_missing(error: ApiError) -> ApiError {
-    if error.code == NOT_FOUND {
-        ApiError {
-            class: ErrorClass::Fatal,
-            message: format!("{} (is [target] domain right?)", error.message),
-            ..error
-        }
-    } else {
-        error
+/// CreateProfile takes no empty strings: cleared members are left out, and what is left is
+/// checked against the create rules. A record that breaks them ends `invalid`, in `plan` and
+/// `apply` alike, with every problem.
+fn invalid_for_create(config: &Config, mapped: &Mapped) -> Option<Outcome> {
+    let mut check = mapped.clone();
+    check.fields.retain(|(_, v)| *v != Value::Clear);
+    check.problems.clear();
+    validate::validate(
+        config.target.kind,
+        &config.rules,
+        &mut check,
+        Operation::Create,
+    );
+    if check.problems.is_empty() {
+        return None;
     }
+    let message = check
+        .problems
+        .iter()
+        .map(|p| format!("{}: {}", p.field, p.message))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Some(Outcome::Settled(Settled {
+        status: Status::Invalid,
+        target_id: None,
+        changed: Vec::new(),
+        attempts: 0,
+        error: Some(EntryError {
+            code: "invalid_for_create".to_owned(),
+            message: format!("cannot create the profile: {message}"),
+            problems: check.problems,
+        }),
+    }))
 }
 
 /// Sets one top-level string member on an UpdateProfile or CreateProfile builder.
@@ -471,8 +502,7 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
                 .raw()
                 .headers()
                 .get("retry-after")
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .map(Duration::from_secs_f64);
+                .and_then(parse_retry_after);
             (
                 class_of(status, &code),
                 code,
@@ -533,6 +563,14 @@ fn lacks_credentials(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// `Retry-After` in seconds; anything else (a date, a negative or huge number) is ignored.
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    let secs = value.trim().parse::<f64>().ok()?;
+    (secs.is_finite() && secs >= 0.0)
+        .then(|| Duration::try_from_secs_f64(secs).ok())
+        .flatten()
+}
+
 /// An error and its sources, one clause each, without repeats.
 fn describe(error: &dyn std::error::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
@@ -576,6 +614,15 @@ fn class_of(status: u16, code: &str) -> ErrorClass {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_takes_only_sane_seconds() {
+        assert_eq!(parse_retry_after(" 2 "), Some(Duration::from_secs(2)));
+        assert_eq!(parse_retry_after("0.5"), Some(Duration::from_millis(500)));
+        for junk in ["-1", "inf", "NaN", "1e300", "Wed, 21 Oct 2015 07:28:00 GMT"] {
+            assert_eq!(parse_retry_after(junk), None, "{junk}");
+        }
+    }
 
     #[test]
     fn classes_by_status_and_code() {

@@ -81,6 +81,14 @@ pub enum Target {
 }
 
 impl Target {
+    /// Checks what every record depends on (the domain exists, the credentials work) before
+    /// the first record is sent. An error stops the run.
+    pub async fn preflight(&self, pace: &Pace<'_>) -> Result<(), String> {
+        match self {
+            Self::CustomerProfiles(t) => t.preflight(pace).await,
+        }
+    }
+
     /// Syncs one mapped, valid record.
     pub async fn sync(
         &self,
@@ -213,7 +221,7 @@ pub fn missing(when: WhenMissing, mode: Mode, what: &str, attempts: u32) -> Outc
                 attempts,
                 error: Some(EntryError {
                     code: "not_found".to_owned(),
-                    message: format!("{what}, and [match] when_missing = \"fail\""),
+                    message: format!("{what}, and [match] when_missing = \"{}\"", when.name()),
                     problems: Vec::new(),
                 }),
             });

@@ -79,7 +79,7 @@ pub fn check_id(kind: TargetKind, id: &str) -> Result<(), Problem> {
                 Err(Problem::new(
                     field,
                     "pattern",
-                    "must be a user id (letters, digits and -)",
+                    "must be a user id: up to 256 printable ASCII characters, no spaces",
                 ))
             }
         }

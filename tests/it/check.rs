@@ -373,3 +373,90 @@ fn an_oversized_jsonl_line_is_invalid_and_reading_resumes_after_it() {
         (Some(2), Some("J2"))
     );
 }
+
+#[test]
+fn an_unclosed_quote_stops_the_run_instead_of_reading_the_file_into_memory() {
+    let dir = Dir::new();
+    let mut csv = format!(
+        "crm_id,profile_id,first,email,phone,dob,gender\nC1,{},Ana,,,,\n",
+        pid(1)
+    );
+    csv.push_str(&format!("C2,{},\"Ana,,,,\n", pid(2)));
+    let row = format!("C3,{},Ana,,,,\n", pid(3));
+    while csv.len() < 20 * 1024 * 1024 {
+        csv.push_str(&row);
+    }
+    dir.write("in.csv", csv);
+    let run = check(&dir, "in.csv");
+    assert_eq!(run.code(), 3, "{}", run.stderr());
+    assert!(
+        run.stderr()
+            .contains("line 3 is over 16 MiB: an unclosed quote?"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(statuses(&run.ledger("l.jsonl")), ["valid"]);
+}
+
+#[test]
+fn bad_concurrency_is_a_usage_error() {
+    let dir = Dir::new();
+    let run = dir.run(&["apply", "--config", "c.toml", "--concurrency", "100000"]);
+    assert_eq!(run.code(), 2);
+}
+
+#[test]
+fn ctrl_c_stops_check_with_exit_3_and_keeps_what_was_read() {
+    let dir = Dir::new();
+    let config =
+        profiles_config(FIELDS).replace("key = \"crm_id\"", "key = \"crm_id\"\nformat = \"csv\"");
+    dir.write("stdin.toml", config);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_profilesync"))
+        .args([
+            "check",
+            "--config",
+            "stdin.toml",
+            "-",
+            "--ledger",
+            "s.jsonl",
+            "--quiet",
+        ])
+        .current_dir(dir.path(""))
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"crm_id,profile_id,first,email,phone,dob,gender\n")
+        .unwrap();
+    for i in 1..=3 {
+        stdin
+            .write_all(format!("C{i},{},Ana,,,,\n", pid(i)).as_bytes())
+            .unwrap();
+    }
+    stdin.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let pid_text = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid_text])
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // The next record wakes the reader, which then stops.
+    let _ = stdin.write_all(format!("C4,{},Ana,,,,\n", pid(4)).as_bytes());
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
+    let ledger = crate::support::read_ledger(&dir.path("s.jsonl"));
+    assert_eq!(statuses(&ledger), ["valid", "valid", "valid"]);
+}
