@@ -87,8 +87,9 @@ struct SyncArgs {
     #[arg(long)]
     dry_run: bool,
     /// Continue an interrupted run from its ledger (--ledger, else the newest in ./ledgers/):
-    /// records that already settled are not sent again.
-    #[arg(long, conflicts_with = "retry_failed")]
+    /// records that already settled are not sent again. With --retry-failed, continues an
+    /// interrupted re-drive.
+    #[arg(long)]
     resume: bool,
     /// Send only the records that failed in this ledger.
     #[arg(long, value_name = "LEDGER")]
@@ -229,20 +230,6 @@ fn sync_command(args: &SyncArgs, mode: Mode) -> i32 {
         eprintln!("profilesync: {message}");
         return EXIT_USAGE;
     }
-    if cx.config.target.kind != TargetKind::CustomerProfiles {
-        eprintln!(
-            "profilesync: {command} does not support {} yet (check does); nothing was sent",
-            cx.config.target.kind
-        );
-        return EXIT_USAGE;
-    }
-    let (ledger, options) = match open_ledger(args, mode, &cx.config) {
-        Ok(opened) => opened,
-        Err(message) => {
-            eprintln!("profilesync: {message}");
-            return EXIT_USAGE;
-        }
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -253,18 +240,75 @@ fn sync_command(args: &SyncArgs, mode: Mode) -> i32 {
             return EXIT_ABORTED;
         }
     };
-    let quiet = args.run.quiet;
-    let progress = Progress::new(
-        !quiet && !args.run.no_progress,
-        command,
-        source.progress.clone(),
-    );
-    let result = runtime.block_on(async {
+    runtime.block_on(async {
         let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
-        let target = connect_target(&cx.config, &sdk)?;
-        run_sync(cx, source, ledger, target, options, progress).await
-    });
-    finish(command, result, started, quiet)
+        let sender = match connect(&cx.config, &sdk).await {
+            Ok(sender) => sender,
+            Err((code, message)) => {
+                eprintln!("profilesync: {command}: {message}; nothing was sent");
+                return code;
+            }
+        };
+        let (ledger, options, resume_hint) = match open_ledger(args, mode, &cx.config) {
+            Ok(opened) => opened,
+            Err(message) => {
+                eprintln!("profilesync: {message}");
+                return EXIT_USAGE;
+            }
+        };
+        let quiet = args.run.quiet;
+        let progress = Progress::new(
+            !quiet && !args.run.no_progress,
+            command,
+            source.progress.clone(),
+        );
+        let result = run_sync(cx, source, ledger, sender, options, progress).await;
+        finish(command, result, started, quiet, &resume_hint)
+    })
+}
+
+/// The client for the configured target with the config's limiter and retry policy, once
+/// its preflight passed. Errors carry their exit code: 2 for configuration, 3 otherwise.
+pub(crate) async fn connect(
+    config: &Config,
+    sdk: &aws_types::SdkConfig,
+) -> Result<Sender, (i32, String)> {
+    let target = match config.target.kind {
+        TargetKind::CustomerProfiles => {
+            Target::CustomerProfiles(CustomerProfiles::new(sdk, config))
+        }
+        other => {
+            return Err((
+                EXIT_USAGE,
+                format!("plan and apply do not support {other} yet (check does)"),
+            ));
+        }
+    };
+    let limits = config.limits;
+    let setting = match limits.rate {
+        Rate::PerSecond(rate) => RateSetting::Fixed {
+            rate,
+            burst: limits.burst,
+        },
+        Rate::Auto { start } => RateSetting::Auto {
+            start,
+            burst: limits.burst,
+        },
+    };
+    let sender = Sender {
+        target,
+        limiter: Limiter::new(setting),
+        policy: RetryPolicy::new(limits.max_attempts),
+    };
+    match sender.preflight().await {
+        Ok(warnings) => {
+            for warning in warnings {
+                eprintln!("profilesync: warning: {warning}");
+            }
+            Ok(sender)
+        }
+        Err(e) => Err((if e.config { EXIT_USAGE } else { EXIT_ABORTED }, e.message)),
+    }
 }
 
 /// Applies `--rate` and `--concurrency`.
@@ -290,12 +334,12 @@ fn apply_overrides(config: &mut Config, args: &SyncArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// The ledger to write and what it says about the records to send.
+/// The ledger to write, which records to send, and how to continue the run if it stops.
 fn open_ledger(
     args: &SyncArgs,
     mode: Mode,
     config: &Config,
-) -> Result<(Ledger, SyncOptions), String> {
+) -> Result<(Ledger, SyncOptions, String), String> {
     let command = command_name(mode);
     let mut options = SyncOptions {
         mode,
@@ -311,97 +355,93 @@ fn open_ledger(
         (Mode::Apply, None) => None,
     };
     if let Some(dir) = report_dir {
-        let report =
-            DiffReport::create(&dir, command, args.show_values).map_err(|e| e.to_string())?;
-        options.report = Some(report);
+        options.report =
+            Some(DiffReport::create(&dir, command, args.show_values).map_err(|e| e.to_string())?);
     }
-    if args.resume {
-        let path = args
-            .run
-            .ledger
-            .clone()
-            .or_else(|| ledger::newest(command))
-            .ok_or_else(|| {
-                "--resume found no ledger: give the interrupted run's ledger with --ledger PATH"
-                    .to_owned()
-            })?;
-        let previous = ledger::read_previous(&path).map_err(|e| e.to_string())?;
-        let ledger = Ledger::append(&path).map_err(|e| e.to_string())?;
-        if !args.run.quiet {
-            eprintln!(
-                "resuming {}: {} records already settled",
-                path.display(),
-                previous.settled.len()
-            );
+    let resumed = match args.resume {
+        false => None,
+        true => {
+            let path = args
+                .run
+                .ledger
+                .clone()
+                .or_else(|| ledger::newest(command))
+                .ok_or_else(|| {
+                    "--resume found no ledger: give the interrupted run's ledger with --ledger PATH"
+                        .to_owned()
+                })?;
+            let previous = ledger::read_previous(&path).map_err(|e| e.to_string())?;
+            if !args.run.quiet {
+                eprintln!(
+                    "resuming {}: {} records already settled",
+                    path.display(),
+                    previous.settled.len()
+                );
+            }
+            Some((path, previous))
         }
-        options.selection = Selection::Resume {
-            settled: previous.settled,
-            keys: previous.keys,
-        };
-        options.carried = previous.tally;
-        return Ok((ledger, options));
+    };
+    options.selection = match (&args.retry_failed, &resumed) {
+        (Some(earlier), resumed) => {
+            let earlier = ledger::read_previous(earlier).map_err(|e| e.to_string())?;
+            let mut failed = earlier.failed;
+            if let Some((_, resumed)) = resumed {
+                failed.remove_all(&resumed.settled);
+            }
+            Selection::Failed {
+                failed,
+                keys: earlier.keys,
+            }
+        }
+        (None, Some((_, resumed))) => Selection::Resume {
+            settled: resumed.settled.clone(),
+            keys: resumed.keys.clone(),
+        },
+        (None, None) => Selection::All,
+    };
+    let ledger = match resumed {
+        Some((path, resumed)) => {
+            options.carried = resumed.tally;
+            Ledger::append(&path)
+        }
+        None => Ledger::create(
+            &args
+                .run
+                .ledger
+                .clone()
+                .unwrap_or_else(|| ledger::default_path(command)),
+        ),
     }
-    if let Some(failed) = &args.retry_failed {
-        let previous = ledger::read_previous(failed).map_err(|e| e.to_string())?;
-        options.selection = Selection::Failed {
-            failed: previous.failed,
-            keys: previous.keys,
-        };
-    }
-    let path = args
-        .run
-        .ledger
-        .clone()
-        .unwrap_or_else(|| ledger::default_path(command));
-    let ledger = Ledger::create(&path).map_err(|e| e.to_string())?;
-    Ok((ledger, options))
+    .map_err(|e| e.to_string())?;
+    let hint = match &args.retry_failed {
+        Some(earlier) => format!(
+            "profilesync {command} --resume --retry-failed {} --ledger {}",
+            earlier.display(),
+            ledger.path().display()
+        ),
+        None => format!(
+            "profilesync {command} --resume --ledger {}",
+            ledger.path().display()
+        ),
+    };
+    Ok((ledger, options, hint))
 }
 
-/// The client for the configured target.
-pub(crate) fn connect_target(
-    config: &Config,
-    sdk: &aws_types::SdkConfig,
-) -> Result<Target, String> {
-    match config.target.kind {
-        TargetKind::CustomerProfiles => {
-            Ok(Target::CustomerProfiles(CustomerProfiles::new(sdk, config)))
-        }
-        other => Err(format!(
-            "profilesync: plan and apply do not support {other} yet; check works"
-        )),
-    }
-}
-
-/// Runs `plan` or `apply` with the config's limiter and retry policy.
+/// Runs `plan` or `apply`.
 pub(crate) async fn run_sync(
     cx: Context,
     source: Source,
     ledger: Ledger,
-    target: Target,
+    sender: Sender,
     options: SyncOptions,
     progress: Progress,
 ) -> Result<(SyncResult, PathBuf), String> {
-    let limits = cx.config.limits;
-    let setting = match limits.rate {
-        Rate::PerSecond(rate) => RateSetting::Fixed {
-            rate,
-            burst: limits.burst,
-        },
-        Rate::Auto { start } => RateSetting::Auto {
-            start,
-            burst: limits.burst,
-        },
-    };
     let path = ledger.path().to_owned();
     let progress = Arc::new(progress);
-    let sender = Sender {
-        target,
-        limiter: Limiter::new(setting),
-        policy: RetryPolicy::new(limits.max_attempts),
-    };
+    let records = source.records();
     let result = pipeline::sync(
         Arc::new(cx),
-        source.records(),
+        records,
         ledger,
         Arc::new(sender),
         options,
@@ -424,6 +464,7 @@ pub(crate) fn finish(
     result: Result<(SyncResult, PathBuf), String>,
     started: Instant,
     quiet: bool,
+    resume_hint: &str,
 ) -> i32 {
     match result {
         Ok((result, path)) => {
@@ -436,9 +477,8 @@ pub(crate) fn finish(
             }
             if let Some(reason) = result.aborted {
                 eprintln!(
-                    "profilesync: {command} aborted: {reason}. Records not in the ledger were not sent; \
-                     continue with: profilesync {command} --resume --ledger {}",
-                    path.display()
+                    "profilesync: {command} aborted: {reason}. Records not in the ledger were not \
+                     sent; continue with: {resume_hint}"
                 );
                 EXIT_ABORTED
             } else if result.tally.failures() > 0 {

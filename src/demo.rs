@@ -13,7 +13,7 @@ use std::time::Instant;
 use aws_config::BehaviorVersion;
 use aws_sdk_customerprofiles::config::Credentials;
 
-use crate::cli::{EXIT_ABORTED, EXIT_OK, bind, connect_target, run_sync};
+use crate::cli::{EXIT_ABORTED, EXIT_OK, bind, connect, run_sync};
 use crate::config::compile::compile;
 use crate::emulator::{Emulator, EmulatorConfig};
 use crate::ledger::{self, Ledger};
@@ -86,9 +86,11 @@ async fn demo() -> Result<(), String> {
             b',',
         )?;
         let (cx, source) = bind(config.clone(), source, CONFIG_NAME)?;
+        let sender = connect(&config, &sdk)
+            .await
+            .map_err(|(_, message)| message)?;
         let ledger = Ledger::create(&ledger::default_path(&format!("demo-{command}")))
             .map_err(|e| e.to_string())?;
-        let target = connect_target(&config, &sdk)?;
         let options = SyncOptions {
             mode,
             selection: Selection::All,
@@ -104,7 +106,7 @@ async fn demo() -> Result<(), String> {
             },
         };
         let progress = Progress::new(true, command, source.progress.clone());
-        let (result, path) = run_sync(cx, source, ledger, target, options, progress).await?;
+        let (result, path) = run_sync(cx, source, ledger, sender, options, progress).await?;
         report::summary(
             &mut io::stdout().lock(),
             command,

@@ -228,6 +228,14 @@ impl RecordSet {
         self.bits.get(word).is_some_and(|w| w & (1 << bit) != 0)
     }
 
+    /// Removes every record number that `other` holds.
+    pub fn remove_all(&mut self, other: &RecordSet) {
+        for (word, remove) in self.bits.iter_mut().zip(&other.bits) {
+            *word &= !remove;
+        }
+        self.len = self.bits.iter().map(|w| u64::from(w.count_ones())).sum();
+    }
+
     /// How many record numbers the set holds.
     pub fn len(&self) -> u64 {
         self.len
@@ -458,6 +466,12 @@ mod tests {
         }
         assert_eq!(set.len(), 4);
         assert!(set.contains(64) && set.contains(1_000_000) && !set.contains(2));
+        let mut other = RecordSet::default();
+        other.insert(64);
+        other.insert(7);
+        set.remove_all(&other);
+        assert_eq!(set.len(), 3);
+        assert!(!set.contains(64) && set.contains(65));
     }
 
     #[test]

@@ -42,14 +42,18 @@ use crate::ledger::{Entry, EntryError, KeyIndex, Ledger, RecordSet, Status};
 use crate::limiter::Limiter;
 use crate::mapping::{self, Mapped, Plan};
 use crate::report::{DiffReport, Progress, Tally};
+use crate::retry::Halt;
 use crate::retry::RetryPolicy;
 use crate::source::{Body, SourceRecord};
-use crate::target::{FieldChange, Mode, Outcome, Pace, Target};
+use crate::target::{FieldChange, Mode, Outcome, Pace, PreflightError, Target};
 use crate::validate::{self, Operation};
 
 /// Records per batch: large enough to make channel traffic negligible, small enough to keep
 /// the ledger close behind the input.
 const BATCH: usize = 512;
+
+/// Records in a row that fail to connect after every retry, after which a run stops (exit 3).
+const UNANSWERED_LIMIT: u32 = 20;
 
 /// What a run needs to turn a record into a ledger entry.
 pub struct Context {
@@ -105,9 +109,8 @@ pub fn check(
     read.map(|()| tally)
 }
 
-/// A flag that turns true on Ctrl-C, for the threads of `check`. A small thread waits for
-/// the signal; after the first Ctrl-C, the process keeps its handler, so the run can still
-/// flush its ledger.
+/// A flag that turns true on Ctrl-C, for the threads of `check`; a second Ctrl-C exits at
+/// once with code 3. A small thread waits for the signals.
 fn interrupt_flag() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     let set = Arc::clone(&flag);
@@ -116,9 +119,14 @@ fn interrupt_flag() -> Arc<AtomicBool> {
         .build();
     if let Ok(runtime) = runtime {
         thread::spawn(move || {
-            if runtime.block_on(tokio::signal::ctrl_c()).is_ok() {
-                set.store(true, Ordering::Relaxed);
-            }
+            runtime.block_on(async {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    set.store(true, Ordering::Relaxed);
+                    if tokio::signal::ctrl_c().await.is_ok() {
+                        std::process::exit(3);
+                    }
+                }
+            });
         });
     }
     flag
@@ -164,6 +172,11 @@ fn read_batches(
             seq,
             records: batch,
         });
+    }
+    // A Ctrl-C that also ended the input (it reaches the producer of a pipe too) still
+    // makes the run an interrupted one, not a complete one.
+    if interrupted.load(Ordering::Relaxed) {
+        return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
     }
     Ok(())
 }
@@ -360,11 +373,18 @@ pub struct Sender {
 }
 
 impl Sender {
-    fn pace(&self) -> Pace<'_> {
+    /// The pacing of requests that give up, unsent, when `halt` comes.
+    pub fn pace(&self, halt: Halt) -> Pace<'_> {
         Pace {
             limiter: &self.limiter,
             policy: &self.policy,
+            halt,
         }
+    }
+
+    /// Checks what every record depends on; see [`Target::preflight`].
+    pub async fn preflight(&self) -> Result<Vec<String>, PreflightError> {
+        self.target.preflight(&self.pace(Halt::never())).await
     }
 }
 
@@ -410,6 +430,11 @@ impl Stop {
     fn reason(&self) -> Option<String> {
         self.0.borrow().clone()
     }
+
+    /// The signal that makes requests not yet sent give up.
+    fn halt(&self) -> Halt {
+        Halt::on(self.0.subscribe())
+    }
 }
 
 /// Runs `plan` or `apply`: every selected record is prepared, sent under the limiter, and
@@ -427,10 +452,8 @@ pub async fn sync(
     let (record_tx, record_rx) = mpsc::channel::<SourceRecord>(concurrency * 2);
     let (settled_tx, settled_rx) = mpsc::channel::<Settlement>(concurrency * 2);
 
-    // Stage 0: what every record depends on (the domain, the credentials), checked once.
-    if let Err(reason) = sender.target.preflight(&sender.pace()).await {
-        stop.stop(reason);
-    }
+    // Ctrl-C: the first stops the run gently, a second one ends the process at once.
+    let signals = tokio::spawn(watch_interrupts(stop.clone()));
 
     // Stage 1: read, on a blocking thread, leaving out what this run does not send.
     let reader = {
@@ -465,12 +488,32 @@ pub async fn sync(
     .await;
 
     let (tally, report) = writer.await.map_err(io::Error::other)??;
-    reader.await.map_err(io::Error::other)??;
+    signals.abort();
+    // A reader error has already stopped the run; say it too when something else stopped it first.
+    let mut aborted = stop.reason();
+    if let Ok(Err(e)) = reader.await {
+        let also = format!("reading the input failed: {e}");
+        if aborted.as_deref() != Some(also.as_str()) {
+            aborted = Some(aborted.map_or(also.clone(), |first| format!("{first}; also {also}")));
+        }
+    }
     Ok(SyncResult {
         tally,
-        aborted: stop.reason(),
+        aborted,
         report: report.map(|r| r.path().to_owned()),
     })
+}
+
+/// The first Ctrl-C stops the run (records in flight settle, the ledger is flushed); a second
+/// one exits at once with code 3. Entries are flushed one by one, so the ledger stays whole
+/// but for the records in flight, which a resumed run sends again.
+async fn watch_interrupts(stop: Stop) {
+    if tokio::signal::ctrl_c().await.is_ok() {
+        stop.stop("interrupted".to_owned());
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(3);
+        }
+    }
 }
 
 /// The reader stage. An error (unreadable input, a resumed ledger from another input) stops
@@ -511,19 +554,14 @@ async fn dispatch(
 ) {
     let permits = Arc::new(Semaphore::new(concurrency));
     let mut tasks = JoinSet::new();
-    let interrupt = tokio::signal::ctrl_c();
-    tokio::pin!(interrupt);
-    let mut interrupted = false;
     loop {
         let permit = tokio::select! {
             biased;
-            _ = &mut interrupt => { interrupted = true; break }
             () = stop.stopped() => break,
             permit = Arc::clone(&permits).acquire_owned() => permit,
         };
         let record = tokio::select! {
             biased;
-            _ = &mut interrupt => { interrupted = true; break }
             () = stop.stopped() => break,
             record = records.recv() => record,
         };
@@ -541,21 +579,27 @@ async fn dispatch(
         );
         tasks.spawn(async move {
             let _permit = permit;
-            match settle(&cx, &sender.target, &record, mode, &sender.pace()).await {
+            match settle(
+                &cx,
+                &sender.target,
+                &record,
+                mode,
+                &sender.pace(stop.halt()),
+            )
+            .await
+            {
                 Ok(settlement) => {
                     if settled.send(settlement).await.is_err() {
                         stop.stop("the ledger writer stopped".to_owned());
                     }
                 }
+                // The record stays unsettled: no entry, so a resumed run sends it.
                 Err(reason) => stop.stop(reason),
             }
         });
     }
-    if interrupted {
-        stop.stop("interrupted".to_owned());
-    }
     drop(records);
-    // Let every record in flight settle.
+    // Let every record in flight settle; those still waiting to send give up on a stop.
     while let Some(done) = tasks.join_next().await {
         note_panic(done, stop);
     }
@@ -635,7 +679,7 @@ async fn settle(
 
 /// The writer stage: the only place that writes the ledger (and the diff report) during a
 /// `plan` or `apply` run. It also counts, shows progress, and stops the run on
-/// `--max-errors`.
+/// `--max-errors` or when the target stops answering.
 struct Writer {
     ledger: Ledger,
     report: Option<DiffReport>,
@@ -663,7 +707,7 @@ impl Writer {
         mut rx: mpsc::Receiver<Settlement>,
     ) -> io::Result<(Tally, Option<DiffReport>)> {
         let mut line = Vec::with_capacity(256);
-        let mut failed = 0;
+        let (mut failed, mut unanswered) = (0, 0);
         while let Some(Settlement { entry, changes }) = rx.recv().await {
             line.clear();
             entry.write_line(&mut line);
@@ -680,6 +724,20 @@ impl Writer {
                     self.stop
                         .stop(format!("--max-errors reached: {failed} records failed"));
                 }
+            }
+            // A target that stopped answering is not a per-record problem: stop rather than
+            // retry every remaining record against it.
+            let code = entry.error.as_ref().map(|e| e.code.as_str());
+            if entry.status == Status::Failed && matches!(code, Some("connection" | "timeout")) {
+                unanswered += 1;
+                if unanswered == UNANSWERED_LIMIT {
+                    self.stop.stop(format!(
+                        "the target stopped answering: the last {unanswered} records failed to \
+                         connect after every retry"
+                    ));
+                }
+            } else if entry.status != Status::Invalid {
+                unanswered = 0;
             }
         }
         if let Some(report) = &mut self.report {

@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, RngExt, SeedableRng};
+use tokio::sync::watch;
 
 use crate::limiter::Limiter;
 
@@ -198,14 +199,61 @@ where
 }
 
 /// [`send`] with the jitter drawn from `rng` (seed it for deterministic tests).
-///
-/// Before every attempt it waits for the limiter. A throttled attempt calls
-/// [`Limiter::on_throttle`]; an attempt that got past the server's quota, a success or a
-/// permanent error (a 400 or 404 still used the quota), calls [`Limiter::on_success`].
 pub async fn send_with_rng<T, F, Fut, R>(
     policy: &RetryPolicy,
     limiter: &Limiter,
     rng: &mut R,
+    call: F,
+) -> Sent<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ApiError>>,
+    R: Rng + ?Sized,
+{
+    send_unless_halted(policy, limiter, rng, &Halt::never(), call).await
+}
+
+/// A run's "send nothing more" signal, seen by requests waiting for the limiter or a backoff.
+#[derive(Debug, Clone, Default)]
+pub struct Halt(Option<watch::Receiver<Option<String>>>);
+
+impl Halt {
+    /// A signal that never comes.
+    pub fn never() -> Halt {
+        Halt(None)
+    }
+
+    /// Halts once the watched value is `Some` (a stop reason).
+    pub fn on(reason: watch::Receiver<Option<String>>) -> Halt {
+        Halt(Some(reason))
+    }
+
+    /// Waits for the signal (forever, for [`Halt::never`]).
+    async fn halted(&self) {
+        match &self.0 {
+            Some(rx) => {
+                let _ = rx.clone().wait_for(Option::is_some).await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// The error of a request that was not sent because the run halted.
+pub const HALTED: &str = "halted";
+
+/// [`send_with_rng`] that gives up, without sending, when `halt` comes while it waits for
+/// the limiter or a backoff. A request already on the wire is never cancelled: its answer
+/// decides the record, so nothing is half-sent.
+///
+/// Before every attempt it waits for the limiter. A throttled attempt calls
+/// [`Limiter::on_throttle`]; an attempt that got past the server's quota, a success or a
+/// permanent error (a 400 or 404 still used the quota), calls [`Limiter::on_success`].
+pub async fn send_unless_halted<T, F, Fut, R>(
+    policy: &RetryPolicy,
+    limiter: &Limiter,
+    rng: &mut R,
+    halt: &Halt,
     mut call: F,
 ) -> Sent<T>
 where
@@ -215,7 +263,9 @@ where
 {
     let mut attempts = 0;
     loop {
-        limiter.acquire().await;
+        if !unless_halted(halt, limiter.acquire()).await {
+            return halted(attempts);
+        }
         attempts += 1;
         let error = match call().await {
             Ok(value) => {
@@ -239,9 +289,34 @@ where
                 let wait = policy
                     .backoff
                     .delay(reason, attempts - 1, error.retry_after, rng);
-                tokio::time::sleep(wait).await;
+                if !unless_halted(halt, tokio::time::sleep(wait)).await {
+                    return halted(attempts);
+                }
             }
         }
+    }
+}
+
+/// Runs `wait` to its end (true), unless `halt` comes first (false).
+async fn unless_halted(halt: &Halt, wait: impl Future<Output = ()>) -> bool {
+    tokio::select! {
+        biased;
+        () = halt.halted() => false,
+        () = wait => true,
+    }
+}
+
+fn halted<T>(attempts: u32) -> Sent<T> {
+    let error = ApiError {
+        class: ErrorClass::Fatal,
+        code: HALTED.to_owned(),
+        message: "the run stopped before this request was sent".to_owned(),
+        status: None,
+        retry_after: None,
+    };
+    Sent {
+        result: Err(error),
+        attempts,
     }
 }
 
@@ -291,6 +366,35 @@ mod tests {
                 None => Ok(calls.get()),
             })
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_halt_stops_requests_waiting_for_the_limiter_but_not_one_on_the_wire() {
+        let limiter = Limiter::new(RateSetting::Fixed {
+            rate: 1.0,
+            burst: 1,
+        });
+        let policy = RetryPolicy::new(5);
+        let (tx, rx) = watch::channel(None);
+        let halt = Halt::on(rx);
+        let mut rng = StdRng::seed_from_u64(1);
+        // The first request takes the only token and is on the wire when the halt comes.
+        let first = send_unless_halted(&policy, &limiter, &mut rng, &halt, || async {
+            tx.send_replace(Some("stop".to_owned()));
+            Ok::<_, ApiError>(1)
+        })
+        .await;
+        assert_eq!((first.result, first.attempts), (Ok(1), 1));
+        // The next one would wait a second for a token: it gives up without sending.
+        let mut sent = false;
+        let second = send_unless_halted(&policy, &limiter, &mut rng, &halt, || {
+            sent = true;
+            async { Ok::<_, ApiError>(2) }
+        })
+        .await;
+        assert!(!sent);
+        assert_eq!(second.attempts, 0);
+        assert_eq!(second.result.unwrap_err().code, HALTED);
     }
 
     #[test]

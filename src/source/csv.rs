@@ -65,6 +65,15 @@ pub fn open(
         strip_cr(&mut record);
         number += 1;
         let line = record.position().map_or(0, |p| p.line());
+        if swallowed_lines(&record) {
+            return Some(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the record starting at line {line} has a field over {MAX_FIELD_BYTES} bytes \
+                     that spans lines: an unclosed quote? Nothing after it can be read reliably"
+                ),
+            )));
+        }
         let body = match check(&record, width) {
             Ok(()) => Body::Csv(record),
             Err(broken) => Body::Broken(broken),
@@ -112,6 +121,14 @@ fn over_budget(e: io::Error, line: u64) -> io::Error {
     } else {
         e
     }
+}
+
+/// An oversized field that spans lines is an unclosed quote that swallowed the rows after
+/// it: reporting it as one invalid record would silently drop those rows.
+fn swallowed_lines(record: &ByteRecord) -> bool {
+    record
+        .iter()
+        .any(|field| field.len() > MAX_FIELD_BYTES && field.contains(&b'\n'))
 }
 
 /// A `\r\n` blank line reads as one field holding `\r`.

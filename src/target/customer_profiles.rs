@@ -32,8 +32,8 @@ use aws_sdk_customerprofiles::types::{
 use aws_types::SdkConfig;
 
 use super::{
-    Changes, FieldChange, Mode, Outcome, Pace, Settled, changes, diff, failed, missing, settled,
-    unread, values,
+    Changes, FieldChange, Mode, Outcome, Pace, PreflightError, Settled, changes, diff, failed,
+    missing, settled, unread, values,
 };
 use crate::config::{Config, MatchBy, WhenMissing};
 use crate::ledger::{EntryError, Status};
@@ -76,8 +76,9 @@ impl CustomerProfiles {
     }
 
     /// Checks, once before any record, that the domain exists and the credentials work
-    /// (`GetDomain`), so that a wrong domain or missing access stops the run at once.
-    pub async fn preflight(&self, pace: &Pace<'_>) -> Result<(), String> {
+    /// (`GetDomain`), so that a wrong domain or missing access stops the run at once. A role
+    /// without `profile:GetDomain` gets a warning instead, and the run goes on.
+    pub async fn preflight(&self, pace: &Pace<'_>) -> Result<Vec<String>, PreflightError> {
         let mut attempts = 0;
         let result = pace
             .send(&mut attempts, || {
@@ -85,19 +86,31 @@ impl CustomerProfiles {
                 async move { request.send().await.map_err(classify) }
             })
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if e.code == NOT_FOUND => Err(format!(
-                "the domain {} does not exist ({}); is [target] domain right?",
-                self.domain, e.message
-            )),
-            Err(e) if matches!(e.class, ErrorClass::Transient | ErrorClass::Throttled) => {
-                Err(format!(
+        let error = match result {
+            Ok(_) => return Ok(Vec::new()),
+            Err(e) => e,
+        };
+        let fail = |config, message| Err(PreflightError { config, message });
+        match error.class {
+            _ if error.code == NOT_FOUND => fail(
+                true,
+                format!(
+                    "the domain {} does not exist ({}); is [target] domain right?",
+                    self.domain, error.message
+                ),
+            ),
+            _ if error.code == "AccessDeniedException" => Ok(vec![format!(
+                "cannot check the domain {} first (GetDomain: {}); going on without the check",
+                self.domain, error.message
+            )]),
+            ErrorClass::Transient | ErrorClass::Throttled => fail(
+                false,
+                format!(
                     "the target could not be reached after {attempts} attempts: {}: {}",
-                    e.code, e.message
-                ))
-            }
-            Err(e) => Err(format!("{}: {}", e.code, e.message)),
+                    error.code, error.message
+                ),
+            ),
+            _ => fail(false, format!("{}: {}", error.code, error.message)),
         }
     }
 
@@ -148,7 +161,7 @@ impl CustomerProfiles {
                 self.create(config, mapped, &desired, pace, attempts).await
             }
             [] if mode == Mode::Plan && config.matching.when_missing == WhenMissing::Create => {
-                if let Some(invalid) = invalid_for_create(config, mapped) {
+                if let Some(invalid) = invalid_for_create(config, mapped, attempts) {
                     return invalid;
                 }
                 let present: Changes = desired.into_iter().filter(|(_, v)| !v.is_empty()).collect();
@@ -229,7 +242,7 @@ impl CustomerProfiles {
         pace: &Pace<'_>,
         mut attempts: u32,
     ) -> Outcome {
-        if let Some(invalid) = invalid_for_create(config, mapped) {
+        if let Some(invalid) = invalid_for_create(config, mapped, attempts) {
             return invalid;
         }
         let present: Changes = desired
@@ -299,7 +312,7 @@ const NOT_FOUND: &str = "ResourceNotFoundException";
 /// CreateProfile takes no empty strings: cleared members are left out, and what is left is
 /// checked against the create rules. A record that breaks them ends `invalid`, in `plan` and
 /// `apply` alike, with every problem.
-fn invalid_for_create(config: &Config, mapped: &Mapped) -> Option<Outcome> {
+fn invalid_for_create(config: &Config, mapped: &Mapped, attempts: u32) -> Option<Outcome> {
     let mut check = mapped.clone();
     check.fields.retain(|(_, v)| *v != Value::Clear);
     check.problems.clear();
@@ -322,7 +335,7 @@ fn invalid_for_create(config: &Config, mapped: &Mapped) -> Option<Outcome> {
         status: Status::Invalid,
         target_id: None,
         changed: Vec::new(),
-        attempts: 0,
+        attempts,
         error: Some(EntryError {
             code: "invalid_for_create".to_owned(),
             message: format!("cannot create the profile: {message}"),

@@ -14,7 +14,10 @@ use crate::config::{Config, WhenMissing};
 use crate::ledger::{EntryError, Status};
 use crate::limiter::Limiter;
 use crate::mapping::{Mapped, Value};
-use crate::retry::{ApiError, ErrorClass, RetryPolicy, Sent};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use crate::retry::{ApiError, ErrorClass, Halt, RetryPolicy, send_unless_halted};
 
 /// What the run does with the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +59,8 @@ pub struct Pace<'a> {
     pub limiter: &'a Limiter,
     /// The run's retry policy.
     pub policy: &'a RetryPolicy,
+    /// The run's stop signal: requests not yet sent give up when it comes.
+    pub halt: Halt,
 }
 
 impl Pace<'_> {
@@ -65,13 +70,20 @@ impl Pace<'_> {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, ApiError>>,
     {
-        let Sent {
-            result,
-            attempts: made,
-        } = crate::retry::send(self.policy, self.limiter, call).await;
-        *attempts += made;
-        result
+        let mut rng = StdRng::from_rng(&mut rand::rng());
+        let sent = send_unless_halted(self.policy, self.limiter, &mut rng, &self.halt, call).await;
+        *attempts += sent.attempts;
+        sent.result
     }
+}
+
+/// Why a run cannot start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreflightError {
+    /// The configuration is wrong (exit 2), rather than access or reachability (exit 3).
+    pub config: bool,
+    /// What is wrong.
+    pub message: String,
 }
 
 /// A connected target.
@@ -82,8 +94,8 @@ pub enum Target {
 
 impl Target {
     /// Checks what every record depends on (the domain exists, the credentials work) before
-    /// the first record is sent. An error stops the run.
-    pub async fn preflight(&self, pace: &Pace<'_>) -> Result<(), String> {
+    /// the first record is sent. Returns warnings for what it could not check.
+    pub async fn preflight(&self, pace: &Pace<'_>) -> Result<Vec<String>, PreflightError> {
         match self {
             Self::CustomerProfiles(t) => t.preflight(pace).await,
         }

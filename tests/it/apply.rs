@@ -447,9 +447,13 @@ async fn what_is_not_about_one_record_aborts_the_run_with_exit_3() {
     .await
     .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert!(stderr(&out).contains("aborted"), "{}", stderr(&out));
     assert!(
-        read_ledger(&dir.path("l.jsonl")).is_empty(),
+        stderr(&out).contains("nothing was sent"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !dir.path("l.jsonl").exists(),
         "no record is failed one by one"
     );
     assert_eq!(emulator.stats().operation("UpdateProfile").requests, 0);
@@ -482,7 +486,7 @@ async fn what_is_not_about_one_record_aborts_the_run_with_exit_3() {
         "{}",
         stderr(&out)
     );
-    assert!(read_ledger(&dir.path("u.jsonl")).len() < 10);
+    assert!(!dir.path("u.jsonl").exists());
 
     // A domain that does not exist.
     dir.write(
@@ -490,9 +494,18 @@ async fn what_is_not_about_one_record_aborts_the_run_with_exit_3() {
         config("rate = 50", BY_ID).replace(DOMAIN, "NoSuchDomain"),
     );
     let out = sync(&dir, &emulator, "apply", "d.toml", "d.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert!(stderr(&out).contains("NoSuchDomain"), "{}", stderr(&out));
-    assert!(read_ledger(&dir.path("d.jsonl")).len() < 50);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a configuration error: {}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("the domain NoSuchDomain does not exist"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dir.path("d.jsonl").exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -657,7 +670,7 @@ fn targets_without_apply_yet_are_a_usage_error_before_anything_is_written() {
     ]);
     assert_eq!(run.code(), 2, "{}", run.stderr());
     assert!(
-        run.stderr().contains("does not support genesys-ucs yet"),
+        run.stderr().contains("do not support genesys-ucs yet"),
         "{}",
         run.stderr()
     );
@@ -691,4 +704,90 @@ async fn resuming_against_another_input_is_refused() {
     );
     assert_eq!(emulator.stats().operation("UpdateProfile").requests, 0);
     assert_eq!(read_ledger(&dir.path("l.jsonl")).len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_stops_answering_mid_run_stops_the_run() {
+    let n = 300;
+    let emulator = Emulator::start(EmulatorConfig::default().with_seed(seed(n)))
+        .await
+        .unwrap();
+    let dir = Dir::new();
+    dir.write("in.csv", customers(n));
+    dir.write(
+        "c.toml",
+        config(
+            "rate = 40\nburst = 2\nconcurrency = 2\nmax_attempts = 2",
+            BY_ID,
+        ),
+    );
+    let child = command(
+        &dir,
+        &emulator,
+        &[
+            "apply",
+            "--config",
+            "c.toml",
+            "in.csv",
+            "--ledger",
+            "l.jsonl",
+            "--no-progress",
+        ],
+    )
+    .spawn()
+    .unwrap();
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        if std::fs::read_to_string(dir.path("l.jsonl")).map_or(0, |t| t.lines().count()) >= 20 {
+            break;
+        }
+    }
+    emulator.shutdown().await;
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("stopped answering"),
+        "{}",
+        stderr(&out)
+    );
+    let ledger = read_ledger(&dir.path("l.jsonl"));
+    assert!(ledger.len() < 100, "{} records settled", ledger.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_retry_of_failed_records_resumes_with_the_same_selection() {
+    let emulator = Emulator::start(EmulatorConfig::default().with_seed(seed(2)))
+        .await
+        .unwrap();
+    let dir = Dir::new();
+    dir.write("in.csv", customers(6));
+    dir.write(
+        "c.toml",
+        config("rate = 50", &format!("{BY_ID}\nwhen_missing = \"fail\"")),
+    );
+    let out = sync(&dir, &emulator, "apply", "c.toml", "first.jsonl", &[]).await;
+    assert_eq!(out.status.code(), Some(1));
+    // Records 3-6 failed. A re-drive settled record 3, then stopped (its ledger says so).
+    std::fs::write(
+        dir.path("retry.jsonl"),
+        "{\"record\":3,\"line\":4,\"key\":\"C3\",\"status\":\"failed\",\"attempts\":1}\n",
+    )
+    .unwrap();
+    emulator.reset_stats();
+    let out = sync(
+        &dir,
+        &emulator,
+        "apply",
+        "c.toml",
+        "retry.jsonl",
+        &["--retry-failed", "first.jsonl", "--resume"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let records: Vec<u64> = by_record(&read_ledger(&dir.path("retry.jsonl")))
+        .iter()
+        .map(|e| e["record"].as_u64().unwrap())
+        .collect();
+    assert_eq!(records, [3, 4, 5, 6], "only the failed records, none twice");
+    assert_eq!(emulator.stats().operation("UpdateProfile").requests, 3);
 }
