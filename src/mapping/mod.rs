@@ -247,9 +247,7 @@ impl Plan {
             Err(missing)
         }
     }
-}
 
-impl Plan {
     /// The row's `[source] key` value, trimmed, when it has one.
     pub fn key(&self, row: &dyn Row) -> Option<String> {
         match single_text(row.cell(&self.key.1)) {

@@ -107,6 +107,16 @@ fn command(dir: &Dir, emulator: &EmulatorHandle, args: &[&str]) -> tokio::proces
     cmd
 }
 
+/// Waits (up to 5 s) until a ledger being written has at least `n` entries.
+async fn wait_for_entries(ledger: &std::path::Path, n: usize) {
+    for _ in 0..200 {
+        if std::fs::read_to_string(ledger).map_or(0, |t| t.lines().count()) >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 fn profile(emulator: &EmulatorHandle, id: &str) -> Value {
     emulator.state()["domains"][DOMAIN]["profiles"][id].clone()
 }
@@ -261,12 +271,7 @@ async fn a_killed_run_resumes_without_sending_settled_records_again() {
     let mut child = command(&dir, &emulator, &args).spawn().unwrap();
     // Kill it mid-run, once some records have settled.
     let ledger_path = dir.path("l.jsonl");
-    for _ in 0..200 {
-        tokio::time::sleep(Duration::from_millis(25)).await;
-        if std::fs::read_to_string(&ledger_path).map_or(0, |t| t.lines().count()) >= 40 {
-            break;
-        }
-    }
+    wait_for_entries(&ledger_path, 40).await;
     child.start_kill().unwrap(); // SIGKILL
     child.wait().await.unwrap();
     let first = std::fs::read_to_string(&ledger_path).unwrap();
@@ -627,12 +632,7 @@ async fn ctrl_c_lets_records_in_flight_settle_and_exits_3() {
     ];
     let child = command(&dir, &emulator, &args).spawn().unwrap();
     let pid = child.id().unwrap().to_string();
-    for _ in 0..200 {
-        tokio::time::sleep(Duration::from_millis(25)).await;
-        if std::fs::read_to_string(dir.path("l.jsonl")).map_or(0, |t| t.lines().count()) >= 10 {
-            break;
-        }
-    }
+    wait_for_entries(&dir.path("l.jsonl"), 10).await;
     let kill = std::process::Command::new("kill")
         .args(["-INT", &pid])
         .status()
@@ -736,12 +736,7 @@ async fn a_target_that_stops_answering_mid_run_stops_the_run() {
     )
     .spawn()
     .unwrap();
-    for _ in 0..200 {
-        tokio::time::sleep(Duration::from_millis(25)).await;
-        if std::fs::read_to_string(dir.path("l.jsonl")).map_or(0, |t| t.lines().count()) >= 20 {
-            break;
-        }
-    }
+    wait_for_entries(&dir.path("l.jsonl"), 20).await;
     emulator.shutdown().await;
     let out = child.wait_with_output().await.unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));

@@ -27,6 +27,28 @@ fn check(dir: &Dir, input: &str) -> crate::support::Run {
     ])
 }
 
+/// `check` reading standard input (the format comes from the config), into `s.jsonl`.
+fn check_stdin(dir: &Dir) -> std::process::Child {
+    let config =
+        profiles_config(FIELDS).replace("key = \"crm_id\"", "key = \"crm_id\"\nformat = \"csv\"");
+    dir.write("stdin.toml", config);
+    std::process::Command::new(env!("CARGO_BIN_EXE_profilesync"))
+        .args([
+            "check",
+            "--config",
+            "stdin.toml",
+            "-",
+            "--ledger",
+            "s.jsonl",
+            "--quiet",
+        ])
+        .current_dir(dir.path(""))
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn statuses(ledger: &[Value]) -> Vec<&str> {
     ledger
         .iter()
@@ -183,23 +205,7 @@ fn gzip_and_stdin_inputs() {
     assert_eq!(statuses(&run.ledger("l.jsonl")), ["valid"]);
 
     // Standard input needs the format from the config.
-    let config =
-        profiles_config(FIELDS).replace("key = \"crm_id\"", "key = \"crm_id\"\nformat = \"csv\"");
-    dir.write("stdin.toml", config);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_profilesync"))
-        .args([
-            "check",
-            "--config",
-            "stdin.toml",
-            "-",
-            "--ledger",
-            "s.jsonl",
-            "--quiet",
-        ])
-        .current_dir(dir.path(""))
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = check_stdin(&dir);
     child
         .stdin
         .take()
@@ -408,24 +414,7 @@ fn bad_concurrency_is_a_usage_error() {
 #[test]
 fn ctrl_c_stops_check_with_exit_3_and_keeps_what_was_read() {
     let dir = Dir::new();
-    let config =
-        profiles_config(FIELDS).replace("key = \"crm_id\"", "key = \"crm_id\"\nformat = \"csv\"");
-    dir.write("stdin.toml", config);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_profilesync"))
-        .args([
-            "check",
-            "--config",
-            "stdin.toml",
-            "-",
-            "--ledger",
-            "s.jsonl",
-            "--quiet",
-        ])
-        .current_dir(dir.path(""))
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = check_stdin(&dir);
     let mut stdin = child.stdin.take().unwrap();
     stdin
         .write_all(b"crm_id,profile_id,first,email,phone,dob,gender\n")
