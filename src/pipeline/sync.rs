@@ -1,312 +1,35 @@
-//! The pipeline: the one module that wires threads, tasks and channels.
-//!
-//! `check` runs on plain threads, since it is CPU-bound:
-//!
-//! ```text
-//! reader thread ──batches──▶ N workers (map + validate + serialize) ──▶ writer (this thread)
-//! ```
-//!
-//! Every channel is bounded, so a slow stage holds back the ones before it and memory stays
-//! flat whatever the input size. Batches carry a sequence number; the writer puts them back
-//! in input order, so the ledger follows the input. Shutdown is by dropping senders: the
-//! reader's end closes the workers' input, the workers' ends close the writer's.
-//!
-//! `plan` and `apply` are network-bound and run on tokio:
+//! `plan` and `apply`: the network-bound pipeline, on tokio.
 //!
 //! ```text
 //! reader (blocking thread) ──records──▶ dispatcher ──spawns, one permit each──▶ record tasks
-//!                                                                                   │ entries
-//!                                                   ledger writer task ◀────────────┘
+//!                                                                                   │ settlements
+//!                                     writer task (ledger + diff report) ◀──────────┘
 //! ```
 //!
 //! The dispatcher takes one of `concurrency` semaphore permits before it starts a record; the
 //! permit travels with the task and is freed when the record settles. Every request of a task
 //! goes through the shared limiter and retry policy (see [`crate::target`]). A stop (Ctrl-C,
-//! `--max-errors`, an error that is not about one record) ends the dispatching; the records
-//! in flight still settle, the ledger is flushed, and the reader notices its closed channel.
+//! `--max-errors`, an error that is not about one record) ends the dispatching; requests on
+//! the wire finish and their records settle, those not yet sent give up, the ledger is
+//! flushed, and the reader notices its closed channel.
 
-use std::collections::BTreeMap;
 use std::io;
-use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Arc, Mutex};
-use std::thread;
+use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::config::Config;
+use super::{Context, new_entry, prepare};
 use crate::ledger::{Entry, EntryError, KeyIndex, Ledger, RecordSet, Status};
 use crate::limiter::Limiter;
-use crate::mapping::{self, Mapped, Plan};
 use crate::report::{DiffReport, Progress, Tally};
-use crate::retry::Halt;
-use crate::retry::RetryPolicy;
-use crate::source::{Body, SourceRecord};
+use crate::retry::{Halt, RetryPolicy};
+use crate::source::SourceRecord;
 use crate::target::{FieldChange, Mode, Outcome, Pace, PreflightError, Target};
-use crate::validate::{self, Operation};
-
-/// Records per batch: large enough to make channel traffic negligible, small enough to keep
-/// the ledger close behind the input.
-const BATCH: usize = 512;
 
 /// Records in a row that fail to connect after every retry, after which a run stops (exit 3).
 const UNANSWERED_LIMIT: u32 = 20;
-
-/// What a run needs to turn a record into a ledger entry.
-pub struct Context {
-    /// The compiled config.
-    pub config: Config,
-    /// The column bindings for this input.
-    pub plan: Plan,
-    /// The input's name, for messages.
-    pub input: String,
-}
-
-struct Batch {
-    seq: u64,
-    records: Vec<SourceRecord>,
-}
-
-struct Done {
-    seq: u64,
-    lines: Vec<u8>,
-    tally: Tally,
-}
-
-/// Runs `check`: maps and validates every record, writes one ledger entry per record.
-/// Returns the tally, or the I/O error that stopped the input or the ledger.
-pub fn check(
-    cx: Context,
-    records: Box<dyn Iterator<Item = io::Result<SourceRecord>> + Send>,
-    ledger: &mut Ledger,
-    progress: &Progress,
-) -> io::Result<Tally> {
-    let workers = thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .clamp(1, 8);
-    let (batch_tx, batch_rx) = sync_channel::<Batch>(workers * 2);
-    let (done_tx, done_rx) = sync_channel::<Result<Done, String>>(workers * 2);
-    let cx = Arc::new(cx);
-    let batch_rx = Arc::new(Mutex::new(batch_rx));
-    let interrupted = interrupt_flag();
-
-    let reader = thread::spawn(move || read_batches(records, batch_tx, &interrupted));
-    for _ in 0..workers {
-        let (cx, rx, tx) = (Arc::clone(&cx), Arc::clone(&batch_rx), done_tx.clone());
-        thread::spawn(move || check_batches(&cx, &rx, &tx));
-    }
-    // Only the stages hold channel ends now: when one stops, the others see it.
-    drop((batch_rx, done_tx));
-
-    let tally = write_in_order(done_rx, ledger, progress);
-    let read = reader
-        .join()
-        .unwrap_or_else(|_| Err(io::Error::other("the reader thread panicked")));
-    let tally = tally?;
-    read.map(|()| tally)
-}
-
-/// A flag that turns true on Ctrl-C, for the threads of `check`; a second Ctrl-C exits at
-/// once with code 3. A small thread waits for the signals.
-fn interrupt_flag() -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let set = Arc::clone(&flag);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build();
-    if let Ok(runtime) = runtime {
-        thread::spawn(move || {
-            runtime.block_on(async {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    set.store(true, Ordering::Relaxed);
-                    if tokio::signal::ctrl_c().await.is_ok() {
-                        std::process::exit(3);
-                    }
-                }
-            });
-        });
-    }
-    flag
-}
-
-/// The reader stage: groups records into batches. Stops at the first I/O error.
-fn read_batches(
-    records: Box<dyn Iterator<Item = io::Result<SourceRecord>> + Send>,
-    tx: SyncSender<Batch>,
-    interrupted: &AtomicBool,
-) -> io::Result<()> {
-    let mut batch = Vec::with_capacity(BATCH);
-    let mut seq = 0;
-    for record in records {
-        let record = match record {
-            Ok(_) if interrupted.load(Ordering::Relaxed) => {
-                Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"))
-            }
-            other => other,
-        };
-        let record = match record {
-            Ok(record) => record,
-            Err(e) => {
-                // Stop reading; what was read still gets its entries.
-                let _ = tx.send(Batch {
-                    seq,
-                    records: batch,
-                });
-                return Err(e);
-            }
-        };
-        batch.push(record);
-        if batch.len() == BATCH {
-            let records = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-            if tx.send(Batch { seq, records }).is_err() {
-                return Ok(()); // The writer stopped; its error is reported there.
-            }
-            seq += 1;
-        }
-    }
-    if !batch.is_empty() {
-        let _ = tx.send(Batch {
-            seq,
-            records: batch,
-        });
-    }
-    // A Ctrl-C that also ended the input (it reaches the producer of a pipe too) still
-    // makes the run an interrupted one, not a complete one.
-    if interrupted.load(Ordering::Relaxed) {
-        return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
-    }
-    Ok(())
-}
-
-/// A worker: takes batches until the reader is done, checks each record. A panic (a bug)
-/// is reported to the writer, which stops the run rather than leave a hole in the ledger.
-fn check_batches(cx: &Context, rx: &Mutex<Receiver<Batch>>, tx: &SyncSender<Result<Done, String>>) {
-    loop {
-        let next = rx.lock().map(|rx| rx.recv());
-        let Ok(Ok(batch)) = next else { return };
-        let seq = batch.seq;
-        let done = panic::catch_unwind(AssertUnwindSafe(|| check_batch(cx, batch)))
-            .map_err(|_| format!("internal error while checking batch {seq}"));
-        if tx.send(done).is_err() {
-            return;
-        }
-    }
-}
-
-fn check_batch(cx: &Context, batch: Batch) -> Done {
-    let mut done = Done {
-        seq: batch.seq,
-        lines: Vec::with_capacity(batch.records.len() * 96),
-        tally: Tally::default(),
-    };
-    for record in &batch.records {
-        let entry = check_record(cx, record);
-        done.tally.add(entry.status);
-        entry.write_line(&mut done.lines);
-    }
-    done
-}
-
-/// The writer stage: writes finished batches to the ledger in input order.
-fn write_in_order(
-    rx: Receiver<Result<Done, String>>,
-    ledger: &mut Ledger,
-    progress: &Progress,
-) -> io::Result<Tally> {
-    let mut pending = BTreeMap::new();
-    let mut next = 0;
-    let mut tally = Tally::default();
-    for done in rx {
-        let done = done.map_err(io::Error::other)?;
-        pending.insert(done.seq, done);
-        while let Some(done) = pending.remove(&next) {
-            ledger.write_lines(&done.lines)?;
-            tally.merge(&done.tally);
-            progress.advance(done.tally.total(), &tally, None);
-            next += 1;
-        }
-    }
-    Ok(tally)
-}
-
-/// Maps and validates one record into its `check` ledger entry.
-pub fn check_record(cx: &Context, record: &SourceRecord) -> Entry {
-    match prepare(cx, record) {
-        Ok(mapped) => Entry {
-            key: Some(mapped.key),
-            target_id: mapped.target_id,
-            ..new_entry(record, Status::Valid)
-        },
-        Err(invalid) => *invalid,
-    }
-}
-
-fn new_entry(record: &SourceRecord, status: Status) -> Entry {
-    Entry {
-        record: record.record,
-        line: record.line,
-        key: None,
-        target_id: None,
-        status,
-        changed: Vec::new(),
-        attempts: None,
-        error: None,
-    }
-}
-
-/// A record that is ready to send, or its `invalid` ledger entry.
-fn prepare(cx: &Context, record: &SourceRecord) -> Result<Mapped, Box<Entry>> {
-    if let Body::Broken(broken) = &record.body {
-        return Err(Box::new(Entry {
-            error: Some(EntryError {
-                code: broken.code.to_owned(),
-                message: format!(
-                    "{}:{}: record {} {}",
-                    cx.input, record.line, record.record, broken.message
-                ),
-                problems: Vec::new(),
-            }),
-            ..new_entry(record, Status::Invalid)
-        }));
-    }
-    let mapped = map_and_validate(cx, record);
-    if mapped.problems.is_empty() {
-        return Ok(mapped);
-    }
-    Err(Box::new(Entry {
-        key: Some(mapped.key.clone()).filter(|k| !k.is_empty()),
-        target_id: mapped.target_id.clone(),
-        error: Some(invalid_error(&cx.input, record.line, mapped.problems)),
-        ..new_entry(record, Status::Invalid)
-    }))
-}
-
-/// Maps a readable record and validates it for an update.
-pub fn map_and_validate(cx: &Context, record: &SourceRecord) -> Mapped {
-    let kind = cx.config.target.kind;
-    let mut mapped = mapping::map_row(&cx.plan, &cx.config.rules, record, kind.multi_valued());
-    validate::validate(kind, &cx.config.rules, &mut mapped, Operation::Update);
-    mapped
-}
-
-/// The ledger error of an invalid record: one sentence naming each field and rule.
-fn invalid_error(input: &str, line: u64, problems: Vec<mapping::Problem>) -> EntryError {
-    let parts: Vec<String> = problems
-        .iter()
-        .map(|p| match &p.column {
-            Some(column) => format!("{} (column {column}): {}", p.field, p.message),
-            None => format!("{}: {}", p.field, p.message),
-        })
-        .collect();
-    EntryError {
-        code: "invalid_record".to_owned(),
-        message: format!("{input}:{line}: {}", parts.join("; ")),
-        problems,
-    }
-}
 
 /// What a `plan` or `apply` run does, beyond the config.
 pub struct SyncOptions {
