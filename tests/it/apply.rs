@@ -786,3 +786,51 @@ async fn an_interrupted_retry_of_failed_records_resumes_with_the_same_selection(
     assert_eq!(records, [3, 4, 5, 6], "only the failed records, none twice");
     assert_eq!(emulator.stats().operation("UpdateProfile").requests, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plans_of_the_bundled_samples_match_their_documented_outcomes() {
+    // samples/README.md: 8 invalid, 167 unchanged, 76 would_update, 49 not_found, for the CSV
+    // and the JSONL export alike.
+    let seed: Value = serde_json::from_str(include_str!("../../samples/seed.json")).unwrap();
+    let emulator = Emulator::start(EmulatorConfig::default().with_seed(seed))
+        .await
+        .unwrap();
+    let root = crate::support::repo();
+    for (config, input) in [
+        ("config/customer-profiles.toml", "samples/customers.csv"),
+        (
+            "config/customer-profiles-jsonl.toml",
+            "samples/customers.jsonl",
+        ),
+    ] {
+        let dir = Dir::new();
+        let (config, input) = (root.join(config), root.join(input));
+        let args = [
+            "plan",
+            "--config",
+            config.to_str().unwrap(),
+            input.to_str().unwrap(),
+            "--ledger",
+            "p.jsonl",
+            "--no-progress",
+            "--rate",
+            "90",
+        ];
+        let out = run(&dir, &emulator, &args).await;
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "the invalid rows: {}",
+            stderr(&out)
+        );
+        let ledger = read_ledger(&dir.path("p.jsonl"));
+        let count = |status: &str| ledger.iter().filter(|e| e["status"] == status).count();
+        let counts = [
+            count("invalid"),
+            count("unchanged"),
+            count("would_update"),
+            count("not_found"),
+        ];
+        assert_eq!(counts, [8, 167, 76, 49], "{}", config.display());
+    }
+}
