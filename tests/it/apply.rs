@@ -107,6 +107,22 @@ fn command(dir: &Dir, emulator: &EmulatorHandle, args: &[&str]) -> tokio::proces
     cmd
 }
 
+/// An emulator seeded with profiles 1..=n that answers every request after `latency_ms`, so
+/// that a run lasts long enough to be interrupted.
+async fn slow_emulator(n: u32, latency_ms: u64) -> EmulatorHandle {
+    let faults = FaultConfig {
+        latency: Duration::from_millis(latency_ms),
+        ..FaultConfig::default()
+    };
+    Emulator::start(
+        EmulatorConfig::default()
+            .with_seed(seed(n))
+            .with_faults(faults),
+    )
+    .await
+    .unwrap()
+}
+
 /// Waits (up to 5 s) until a ledger being written has at least `n` entries.
 async fn wait_for_entries(ledger: &std::path::Path, n: usize) {
     for _ in 0..200 {
@@ -238,17 +254,7 @@ async fn server_errors_and_dropped_connections_are_retried_until_every_record_la
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_run_resumes_without_sending_settled_records_again() {
     let n = 150;
-    let faults = FaultConfig {
-        latency: Duration::from_millis(20),
-        ..FaultConfig::default()
-    };
-    let emulator = Emulator::start(
-        EmulatorConfig::default()
-            .with_seed(seed(n))
-            .with_faults(faults),
-    )
-    .await
-    .unwrap();
+    let emulator = slow_emulator(n, 20).await;
     let dir = Dir::new();
     dir.write("in.csv", customers(n));
     let concurrency = 4;
@@ -604,17 +610,7 @@ fn demo_runs_from_any_directory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_lets_records_in_flight_settle_and_exits_3() {
     let n = 100;
-    let faults = FaultConfig {
-        latency: Duration::from_millis(50),
-        ..FaultConfig::default()
-    };
-    let emulator = Emulator::start(
-        EmulatorConfig::default()
-            .with_seed(seed(n))
-            .with_faults(faults),
-    )
-    .await
-    .unwrap();
+    let emulator = slow_emulator(n, 50).await;
     let dir = Dir::new();
     dir.write("in.csv", customers(n));
     dir.write(
