@@ -107,6 +107,23 @@ fn command(dir: &Dir, emulator: &EmulatorHandle, args: &[&str]) -> tokio::proces
     cmd
 }
 
+/// Applies `customers(n)` by id with these `[limits]`, and checks that the run exits 0 with
+/// every record `updated`. Returns the output and the ledger in record order.
+async fn apply_all(
+    emulator: &EmulatorHandle,
+    n: u32,
+    limits: &str,
+) -> (std::process::Output, Vec<Value>) {
+    let dir = Dir::new();
+    dir.write("in.csv", customers(n));
+    dir.write("c.toml", config(limits, BY_ID));
+    let out = sync(&dir, emulator, "apply", "c.toml", "l.jsonl", &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let ledger = by_record(&read_ledger(&dir.path("l.jsonl")));
+    assert_eq!(statuses(&ledger), vec!["updated"; n as usize]);
+    (out, ledger)
+}
+
 /// An emulator seeded with profiles 1..=n that answers every request after `latency_ms`, so
 /// that a run lasts long enough to be interrupted.
 async fn slow_emulator(n: u32, latency_ms: u64) -> EmulatorHandle {
@@ -160,16 +177,7 @@ async fn a_full_sync_reaches_the_expected_state_and_keeps_what_it_does_not_map()
     let emulator = Emulator::start(EmulatorConfig::default().with_seed(seed(20)))
         .await
         .unwrap();
-    let dir = Dir::new();
-    dir.write("in.csv", customers(20));
-    dir.write(
-        "c.toml",
-        config("rate = 100\nburst = 10\nconcurrency = 8", BY_ID),
-    );
-    let out = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let ledger = by_record(&read_ledger(&dir.path("l.jsonl")));
-    assert_eq!(statuses(&ledger), vec!["updated"; 20]);
+    let (out, ledger) = apply_all(&emulator, 20, "rate = 100\nburst = 10\nconcurrency = 8").await;
     assert_eq!(
         ledger[0]["changed"],
         json!(["Address.City", "Attributes.Tier", "FirstName"])
@@ -198,16 +206,7 @@ async fn a_quota_below_the_rate_slows_the_run_and_loses_nothing() {
     ))
     .await
     .unwrap();
-    let dir = Dir::new();
-    dir.write("in.csv", customers(60));
-    dir.write(
-        "c.toml",
-        config("rate = 100\nburst = 10\nconcurrency = 8", BY_ID),
-    );
-    let out = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let ledger = read_ledger(&dir.path("l.jsonl"));
-    assert_eq!(statuses(&ledger), vec!["updated"; 60]);
+    let (_, ledger) = apply_all(&emulator, 60, "rate = 100\nburst = 10\nconcurrency = 8").await;
     let stats = emulator.stats().operation("UpdateProfile");
     assert!(stats.status(429) > 0, "the quota was hit: {stats:?}");
     assert_eq!(stats.status(200), 60);
@@ -233,16 +232,7 @@ async fn server_errors_and_dropped_connections_are_retried_until_every_record_la
     )
     .await
     .unwrap();
-    let dir = Dir::new();
-    dir.write("in.csv", customers(200));
-    dir.write(
-        "c.toml",
-        config("rate = 90\nburst = 10\nconcurrency = 8", BY_ID),
-    );
-    let out = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let ledger = read_ledger(&dir.path("l.jsonl"));
-    assert_eq!(statuses(&ledger), vec!["updated"; 200]);
+    let (_, ledger) = apply_all(&emulator, 200, "rate = 90\nburst = 10\nconcurrency = 8").await;
     let stats = emulator.stats().operation("UpdateProfile");
     assert!(
         stats.status(500) > 0 && stats.dropped > 0,
