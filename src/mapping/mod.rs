@@ -104,21 +104,6 @@ pub fn parse_template(template: &str) -> Result<Vec<TemplatePart>, String> {
     Ok(parts)
 }
 
-/// The columns a rule reads.
-pub fn columns_of(input: &Input) -> Vec<&str> {
-    match input {
-        Input::Column(c) => vec![c],
-        Input::Constant(_) => vec![],
-        Input::Template(parts) => parts
-            .iter()
-            .filter_map(|p| match p {
-                TemplatePart::Column(c) => Some(c.as_str()),
-                TemplatePart::Literal(_) => None,
-            })
-            .collect(),
-    }
-}
-
 /// A value to send for one target field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {

@@ -81,7 +81,7 @@ pub(crate) fn prepare(cx: &Context, record: &SourceRecord) -> Result<Mapped, Box
 }
 
 /// Maps a readable record and validates it for an update.
-pub fn map_and_validate(cx: &Context, record: &SourceRecord) -> Mapped {
+fn map_and_validate(cx: &Context, record: &SourceRecord) -> Mapped {
     let kind = cx.config.target.kind;
     let mut mapped = mapping::map_row(&cx.plan, &cx.config.rules, record, kind.multi_valued());
     validate::validate(kind, &cx.config.rules, &mut mapped, Operation::Update);

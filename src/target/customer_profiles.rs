@@ -33,7 +33,7 @@ use aws_types::SdkConfig;
 
 use super::{
     Changes, FieldChange, Mode, Outcome, Pace, PreflightError, Settled, changes, diff, failed,
-    missing, settled, unread, values,
+    missing, settled, unread,
 };
 use crate::config::{Config, MatchBy, WhenMissing};
 use crate::ledger::{EntryError, Status};
@@ -164,8 +164,12 @@ impl CustomerProfiles {
                 if let Some(invalid) = invalid_for_create(config, mapped, attempts) {
                     return invalid;
                 }
-                let present: Changes = desired.into_iter().filter(|(_, v)| !v.is_empty()).collect();
-                settled(Status::WouldCreate, None, unread(&present), attempts)
+                settled(
+                    Status::WouldCreate,
+                    None,
+                    create_members(&desired),
+                    attempts,
+                )
             }
             [] => missing(
                 config.matching.when_missing,
@@ -208,7 +212,6 @@ impl CustomerProfiles {
         pace: &Pace<'_>,
         mut attempts: u32,
     ) -> Outcome {
-        let desired = &values(&changes);
         let result = pace
             .send(&mut attempts, || {
                 let request = update_request(
@@ -216,7 +219,7 @@ impl CustomerProfiles {
                         .update_profile()
                         .domain_name(&self.domain)
                         .profile_id(id),
-                    desired,
+                    &changes,
                 );
                 async move { request.send().await.map_err(classify) }
             })
@@ -245,11 +248,7 @@ impl CustomerProfiles {
         if let Some(invalid) = invalid_for_create(config, mapped, attempts) {
             return invalid;
         }
-        let present: Changes = desired
-            .iter()
-            .filter(|(_, v)| !v.is_empty())
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let present = create_members(desired);
         let result = pace
             .send(&mut attempts, || {
                 let request = create_request(
@@ -263,7 +262,7 @@ impl CustomerProfiles {
             Ok(out) => settled(
                 Status::Created,
                 Some(out.profile_id().to_owned()),
-                unread(&present),
+                present,
                 attempts,
             ),
             Err(e) => failed(e, None, attempts),
@@ -344,6 +343,14 @@ fn invalid_for_create(config: &Config, mapped: &Mapped, attempts: u32) -> Option
     }))
 }
 
+/// The members CreateProfile is sent: the non-empty ones (it takes no empty strings).
+fn create_members(desired: &Changes) -> Vec<FieldChange> {
+    unread(desired)
+        .into_iter()
+        .filter(|c| !c.to.is_empty())
+        .collect()
+}
+
 /// Sets one top-level string member on an UpdateProfile or CreateProfile builder.
 macro_rules! set_member {
     ($builder:expr, $name:expr, $value:expr) => {
@@ -400,7 +407,7 @@ macro_rules! fill_request {
             let prefix = format!("{member}.");
             let parts: Vec<(&str, &str)> = $changes
                 .iter()
-                .filter_map(|(name, value)| Some((name.strip_prefix(&prefix)?, value.as_str())))
+                .filter_map(|c| Some((c.field.strip_prefix(&prefix)?, c.to.as_str())))
                 .collect();
             if parts.is_empty() {
                 continue;
@@ -417,11 +424,11 @@ macro_rules! fill_request {
                 _ => builder.billing_address(address),
             };
         }
-        for (name, value) in $changes {
-            if let Some(key) = name.strip_prefix("Attributes.") {
-                builder = builder.attributes(key, value.as_str());
-            } else if !name.contains('.') {
-                builder = set_member!(builder, name.as_str(), value.as_str());
+        for FieldChange { field, to, .. } in $changes {
+            if let Some(key) = field.strip_prefix("Attributes.") {
+                builder = builder.attributes(key, to.as_str());
+            } else if !field.contains('.') {
+                builder = set_member!(builder, field.as_str(), to.as_str());
             }
         }
         builder
@@ -430,14 +437,14 @@ macro_rules! fill_request {
 
 fn update_request(
     builder: UpdateProfileFluentBuilder,
-    changes: &Changes,
+    changes: &[FieldChange],
 ) -> UpdateProfileFluentBuilder {
     fill_request!(builder, changes, UpdateAddress::builder)
 }
 
 fn create_request(
     builder: CreateProfileFluentBuilder,
-    changes: &Changes,
+    changes: &[FieldChange],
 ) -> CreateProfileFluentBuilder {
     fill_request!(builder, changes, Address::builder)
 }

@@ -172,14 +172,6 @@ pub fn unread(desired: &Changes) -> Vec<FieldChange> {
         .collect()
 }
 
-/// The values of a list of changes, by field name.
-pub fn values(changes: &[FieldChange]) -> Changes {
-    changes
-        .iter()
-        .map(|c| (c.field.clone(), c.to.clone()))
-        .collect()
-}
-
 /// A settled record with no error.
 pub fn settled(
     status: Status,
