@@ -51,7 +51,9 @@ async fn seeded() -> EmulatorHandle {
 
 fn sdk(handle: &EmulatorHandle, retries: bool) -> Client {
     let retry = if retries {
-        RetryConfig::standard()
+        // Enough attempts that full jitter cannot, by chance, spend them
+        // all before the emulator's bucket refills.
+        RetryConfig::standard().with_max_attempts(10)
     } else {
         RetryConfig::disabled()
     };
@@ -194,7 +196,7 @@ async fn sdk_throttle_is_throttling_exception() {
 async fn sdk_retries_a_throttle_because_its_code_says_throttling() {
     let handle = start(EmulatorConfig::default().with_seed(seed()).with_quota(
         "UpdateProfile",
-        2.0,
+        5.0,
         1,
     ))
     .await;
