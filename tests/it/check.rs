@@ -425,7 +425,7 @@ fn ctrl_c_stops_check_with_exit_3_and_keeps_what_was_read() {
             .unwrap();
     }
     stdin.flush().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    std::thread::sleep(std::time::Duration::from_millis(1000));
     let pid_text = child.id().to_string();
     assert!(
         std::process::Command::new("kill")
