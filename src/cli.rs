@@ -188,6 +188,7 @@ fn check(args: &RunArgs) -> i32 {
                     &mut io::stdout().lock(),
                     "check",
                     &tally,
+                    0,
                     started.elapsed(),
                     ledger.path(),
                 );
@@ -274,9 +275,9 @@ pub(crate) async fn connect(
     sdk: &aws_types::SdkConfig,
 ) -> Result<Sender, (i32, String)> {
     let target = match config.target.kind {
-        TargetKind::CustomerProfiles => {
-            Target::CustomerProfiles(CustomerProfiles::new(sdk, config))
-        }
+        TargetKind::CustomerProfiles => Target::CustomerProfiles(
+            CustomerProfiles::new(sdk, config).map_err(|e| (EXIT_USAGE, e))?,
+        ),
         other => {
             return Err((
                 EXIT_USAGE,
@@ -315,8 +316,12 @@ pub(crate) async fn connect(
 fn apply_overrides(config: &mut Config, args: &SyncArgs) -> Result<(), String> {
     if let Some(rate) = &args.rate {
         config.limits.rate = match rate.as_str() {
+            // Start from what the config says: its `start_rate`, or its fixed rate.
             "auto" => Rate::Auto {
-                start: config::compile::default_start_rate(config.target.kind),
+                start: match config.limits.rate {
+                    Rate::Auto { start } => start,
+                    Rate::PerSecond(rate) => rate,
+                },
             },
             n => match n.parse::<f64>() {
                 Ok(r) if r > 0.0 && r.is_finite() => Rate::PerSecond(r),
@@ -470,7 +475,14 @@ pub(crate) fn finish(
         Ok((result, path)) => {
             if !quiet {
                 let mut out = io::stdout().lock();
-                let _ = report::summary(&mut out, command, &result.tally, started.elapsed(), &path);
+                let _ = report::summary(
+                    &mut out,
+                    command,
+                    &result.tally,
+                    result.carried,
+                    started.elapsed(),
+                    &path,
+                );
                 if let Some(report) = &result.report {
                     let _ = writeln!(out, "diff report: {}", report.display());
                 }

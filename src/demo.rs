@@ -7,7 +7,7 @@
 //! made-up ones, since the emulator checks their shape, not their signature.
 
 use std::io::{self, Cursor};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use aws_config::BehaviorVersion;
@@ -50,6 +50,23 @@ pub fn run() -> i32 {
     }
 }
 
+/// Where the demo writes `ledgers/` and `reports/`: the working directory, like every
+/// command, unless it is not writable; then the system's temporary directory.
+fn output_dir() -> PathBuf {
+    let here = PathBuf::new();
+    if std::fs::create_dir_all(here.join("ledgers")).is_ok()
+        && std::fs::create_dir_all(here.join("reports")).is_ok()
+    {
+        return here;
+    }
+    let elsewhere = std::env::temp_dir().join("profilesync-demo");
+    eprintln!(
+        "profilesync demo: the working directory is not writable; writing to {}",
+        elsewhere.display()
+    );
+    elsewhere
+}
+
 async fn demo() -> Result<(), String> {
     let seed = serde_json::from_str(SEED).map_err(|e| format!("the built-in seed: {e}"))?;
     let emulator = Emulator::start(EmulatorConfig::default().with_seed(seed))
@@ -70,6 +87,7 @@ async fn demo() -> Result<(), String> {
         ))
         .load()
         .await;
+    let out = output_dir();
     println!("profilesync demo: {INPUT_NAME} → Customer Profiles domain ExampleDomainName");
     println!("emulator (seeded with samples/seed.json) at {url}\n");
 
@@ -89,8 +107,8 @@ async fn demo() -> Result<(), String> {
         let sender = connect(&config, &sdk)
             .await
             .map_err(|(_, message)| message)?;
-        let ledger = Ledger::create(&ledger::default_path(&format!("demo-{command}")))
-            .map_err(|e| e.to_string())?;
+        let path = ledger::default_path_in(&out.join("ledgers"), &format!("demo-{command}"));
+        let ledger = Ledger::create(&path).map_err(|e| e.to_string())?;
         let options = SyncOptions {
             mode,
             selection: Selection::All,
@@ -99,7 +117,7 @@ async fn demo() -> Result<(), String> {
             carried: Tally::default(),
             report: match mode {
                 Mode::Plan => Some(
-                    DiffReport::create(Path::new("reports"), "demo-plan", false)
+                    DiffReport::create(&out.join("reports"), "demo-plan", false)
                         .map_err(|e| e.to_string())?,
                 ),
                 Mode::Apply => None,
@@ -111,6 +129,7 @@ async fn demo() -> Result<(), String> {
             &mut io::stdout().lock(),
             command,
             &result.tally,
+            result.carried,
             started.elapsed(),
             &path,
         )
@@ -131,7 +150,7 @@ async fn demo() -> Result<(), String> {
         .map_or(0, |p| p.len());
     println!(
         "The domain now holds {profiles} profiles. The 8 `invalid` records are the sample's deliberately \
-         broken rows (see samples/README.md); each ledger entry names the line, field and rule."
+         broken rows (see samples/README.md); each ledger entry names the line and what is wrong."
     );
     emulator.shutdown().await;
     Ok(())

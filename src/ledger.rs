@@ -342,26 +342,59 @@ pub fn read_previous(path: &Path) -> io::Result<Previous> {
     Ok(previous)
 }
 
-/// The newest ledger of a command under `./ledgers/`, for `--resume` without `--ledger`.
+/// The newest ledger of a command under `./ledgers/`, for `--resume` without `--ledger`:
+/// the newest of the names [`default_path`] gives that command (so `apply` never picks a
+/// `demo-apply` ledger).
 pub fn newest(command: &str) -> Option<PathBuf> {
-    let suffix = format!("-{command}.jsonl");
-    let mut found: Vec<PathBuf> = fs::read_dir("ledgers")
+    fs::read_dir("ledgers")
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
+        .filter_map(|path| {
+            let order = path
+                .file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(|n| n.ends_with(&suffix))
+                .and_then(|n| default_name_order(n, command))?;
+            Some((order, path))
         })
-        .collect();
-    found.sort();
-    found.pop()
+        .max()
+        .map(|(_, path)| path)
 }
+
+/// For a name `default_path(command)` could have made (`STAMP-COMMAND[-N].jsonl`), its
+/// place in time: the stamp, then the collision number.
+fn default_name_order(name: &str, command: &str) -> Option<(String, u32)> {
+    let stem = name.strip_suffix(".jsonl")?;
+    let (stamp, rest) = stem.split_at_checked(STAMP_LEN)?;
+    let stamp_ok = stamp.bytes().enumerate().all(|(i, b)| {
+        if i == 8 {
+            b == b'-'
+        } else {
+            b.is_ascii_digit()
+        }
+    });
+    if !stamp_ok {
+        return None;
+    }
+    let rest = rest.strip_prefix('-')?.strip_prefix(command)?;
+    let n = match rest.strip_prefix('-') {
+        None if rest.is_empty() => 1,
+        Some(n) => n.parse().ok().filter(|n| *n >= 2)?,
+        None => return None,
+    };
+    Some((stamp.to_owned(), n))
+}
+
+/// `YYYYmmdd-HHMMSS`.
+const STAMP_LEN: usize = 15;
 
 /// A new ledger path under `./ledgers/`, named by time and command.
 pub fn default_path(command: &str) -> PathBuf {
+    default_path_in(Path::new("ledgers"), command)
+}
+
+/// A new ledger path under `base`, named by time and command.
+pub fn default_path_in(base: &Path, command: &str) -> PathBuf {
     let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
-    let base = PathBuf::from("ledgers");
     let mut path = base.join(format!("{stamp}-{command}.jsonl"));
     let mut n = 2;
     while path.exists() {
@@ -374,6 +407,31 @@ pub fn default_path(command: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn newest_reads_only_the_commands_own_names() {
+        let order = |n| default_name_order(n, "apply");
+        assert_eq!(
+            order("20261130-101500-apply.jsonl"),
+            Some(("20261130-101500".into(), 1))
+        );
+        assert_eq!(
+            order("20261130-101500-apply-3.jsonl"),
+            Some(("20261130-101500".into(), 3))
+        );
+        for other in [
+            "20261130-101500-demo-apply.jsonl",
+            "20261130-101500-apply-x.jsonl",
+            "20261130-101500-applyx.jsonl",
+            "20261130-101500-plan.jsonl",
+            "notes-apply.jsonl",
+            "20261130-101500-apply.csv",
+        ] {
+            assert_eq!(order(other), None, "{other}");
+        }
+        assert!(order("20261130-101500-apply-2.jsonl") > order("20261130-101500-apply.jsonl"));
+        assert!(order("20261130-101501-apply.jsonl") > order("20261130-101500-apply-9.jsonl"));
+    }
 
     #[test]
     fn entries_are_one_json_line_with_contract_members() {

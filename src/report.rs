@@ -132,24 +132,27 @@ impl Progress {
 }
 
 /// Writes the end-of-run summary: counts per status, time, rate, and the ledger's path.
+/// `carried` of the counted records settled in an earlier run (`--resume`): they are in the
+/// counts, but not in this run's records/s.
 pub fn summary(
     out: &mut dyn Write,
     command: &str,
     tally: &Tally,
+    carried: u64,
     elapsed: Duration,
     ledger: &Path,
 ) -> io::Result<()> {
     let secs = elapsed.as_secs_f64();
-    let rate = if secs > 0.0 {
-        tally.total() as f64 / secs
-    } else {
-        0.0
-    };
-    writeln!(
+    let done = tally.total().saturating_sub(carried);
+    let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
+    write!(
         out,
-        "{command}: {} records in {secs:.2} s ({rate:.0} records/s)",
-        tally.total()
+        "{command}: {done} records in {secs:.2} s ({rate:.0} records/s)"
     )?;
+    if carried > 0 {
+        write!(out, ", {carried} more settled earlier")?;
+    }
+    writeln!(out)?;
     for status in Status::ALL {
         let n = tally.get(status);
         if n > 0 {
@@ -283,6 +286,7 @@ mod tests {
             &mut out,
             "check",
             &tally,
+            0,
             Duration::from_secs(2),
             Path::new("l.jsonl"),
         )
@@ -291,6 +295,22 @@ mod tests {
         assert!(
             text.starts_with("check: 4 records in 2.00 s (2 records/s)\n"),
             "{text}"
+        );
+        let mut resumed = Vec::new();
+        summary(
+            &mut resumed,
+            "apply",
+            &tally,
+            3,
+            Duration::from_secs(2),
+            Path::new("l.jsonl"),
+        )
+        .unwrap();
+        let resumed = String::from_utf8(resumed).unwrap();
+        assert!(
+            resumed
+                .starts_with("apply: 1 records in 2.00 s (0 records/s), 3 more settled earlier\n"),
+            "{resumed}"
         );
         assert!(text.contains("  valid                 3\n"));
         assert!(text.contains("  invalid               1\n"));

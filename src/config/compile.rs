@@ -618,7 +618,8 @@ pub fn default_start_rate(kind: TargetKind) -> f64 {
 }
 
 /// Plain `http://` is only allowed to loopback; credentials would travel in clear otherwise.
-fn check_url(url: &str) -> Result<(), String> {
+/// Also applied to endpoints that come from the AWS configuration rather than the file.
+pub fn check_url(url: &str) -> Result<(), String> {
     let (scheme, rest) = url
         .split_once("://")
         .ok_or_else(|| format!("`{url}` is not a URL; expected https://host[:port][/path]"))?;

@@ -32,6 +32,7 @@
 //! - **Order of checks** for every API request: authentication (AWS: an `Authorization`
 //!   header starting `AWS4-HMAC-SHA256 Credential=`, else 403 `AccessDeniedException`;
 //!   signatures are not verified. Genesys: basic auth when configured, else 401), then
+//!   permissions (`--deny OPERATION`: 403 `AccessDeniedException`, as IAM), then
 //!   fault injection (latency, dropped connection, 500), then the quota (429
 //!   `ThrottlingException`), then validation (400) and the resource (404).
 //! - **Quotas**: Customer Profiles operations 100/s with a bucket of 100; Connect user
@@ -63,7 +64,7 @@ mod state;
 mod stats;
 mod wire;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -98,6 +99,9 @@ pub struct EmulatorConfig {
     pub genesys_auth: Option<(String, String)>,
     /// Sends `Retry-After` / `x-amz-retry-after` with every 429.
     pub retry_after: bool,
+    /// Operations the caller is not allowed to call (by name): 403 `AccessDeniedException`
+    /// to every signed request, as IAM answers a role that lacks the permission.
+    pub denied: Vec<String>,
 }
 
 impl EmulatorConfig {
@@ -123,6 +127,12 @@ impl EmulatorConfig {
     /// Sets fault injection.
     pub fn with_faults(mut self, faults: FaultConfig) -> Self {
         self.faults = faults;
+        self
+    }
+
+    /// Refuses `operation` with 403 `AccessDeniedException`, as IAM does without the permission.
+    pub fn with_denied(mut self, operation: &str) -> Self {
+        self.denied.push(operation.to_string());
         self
     }
 
@@ -171,6 +181,14 @@ impl Emulator {
             None => State::default_seed(),
         };
         let overrides = resolve_quotas(&config.quotas)?;
+        let denied = config
+            .denied
+            .iter()
+            .map(|name| {
+                Operation::from_name(name)
+                    .ok_or_else(|| EmulatorError::UnknownOperation(name.clone()))
+            })
+            .collect::<Result<BTreeSet<_>, _>>()?;
         config.faults.check().map_err(EmulatorError::Setting)?;
         let started = Instant::now();
         let quotas = quota::Quotas::new(&overrides, config.no_quotas, started);
@@ -184,6 +202,7 @@ impl Emulator {
             faults::Faults::new(config.faults),
             genesys_auth,
             config.retry_after,
+            denied,
             started,
         ));
         let (listener, addr) =
@@ -321,14 +340,22 @@ pub struct EmulatorArgs {
     /// Send Retry-After (and x-amz-retry-after) with every 429.
     #[arg(long)]
     pub retry_after: bool,
+    /// Answer every request to OPERATION with 403 AccessDeniedException, as IAM does for a
+    /// role without the permission (repeatable).
+    #[arg(long = "deny", value_name = "OPERATION", value_parser = parse_operation)]
+    pub denied: Vec<Operation>,
+}
+
+fn parse_operation(name: &str) -> Result<Operation, String> {
+    Operation::from_name(name)
+        .ok_or_else(|| format!("unknown operation {name:?} (known: {})", known_operations()))
 }
 
 fn parse_quota_arg(text: &str) -> Result<QuotaArg, String> {
     let (name, spec) = text
         .split_once('=')
         .ok_or_else(|| format!("expected OPERATION=RATE[:BURST], got {text:?}"))?;
-    let operation = Operation::from_name(name)
-        .ok_or_else(|| format!("unknown operation {name:?} (known: {})", known_operations()))?;
+    let operation = parse_operation(name)?;
     let (rate, burst) = match spec.split_once(':') {
         Some((rate, burst)) => (rate, Some(burst)),
         None => (spec, None),
@@ -408,6 +435,7 @@ impl EmulatorArgs {
                 .as_ref()
                 .map(|c| (c.user.clone(), c.password.clone())),
             retry_after: self.retry_after,
+            denied: self.denied.iter().map(|op| op.name().to_string()).collect(),
         })
     }
 }

@@ -6,6 +6,7 @@
 //! [`DropConnection`], and the connection's service turns that into an error, which makes
 //! hyper close the socket.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -47,6 +48,7 @@ pub struct Shared {
     started: Instant,
     genesys_auth: Option<String>,
     retry_after: bool,
+    denied: BTreeSet<Operation>,
 }
 
 /// Marks a response whose connection must be closed without sending it.
@@ -77,6 +79,7 @@ impl Shared {
         faults: Faults,
         genesys_auth: Option<String>,
         retry_after: bool,
+        denied: BTreeSet<Operation>,
         started: Instant,
     ) -> Shared {
         let id_seed = faults_seed_for_ids(&faults);
@@ -89,6 +92,7 @@ impl Shared {
             started,
             genesys_auth,
             retry_after,
+            denied,
         }
     }
 
@@ -142,6 +146,9 @@ impl Shared {
     async fn admit(&self, op: Operation, headers: &HeaderMap) -> Result<(), Refusal> {
         let api = op.api();
         self.authenticate(api, headers).map_err(Refusal::Answer)?;
+        if self.denied.contains(&op) {
+            return Err(Refusal::Answer(wire::denied(op)));
+        }
         let (fault, latency) = {
             let mut faults = lock(&self.faults);
             (faults.roll(), faults.latency())

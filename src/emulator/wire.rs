@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::operation::Api;
+use super::operation::{Api, Operation};
 
 /// The Java package Genesys puts in front of exception names in error bodies.
 const GENESYS_EXCEPTION_PACKAGE: &str = "com.genesyslab.gsg.services.contextservices.exceptions.";
@@ -142,6 +142,22 @@ pub fn check_sigv4(headers: &HeaderMap) -> Result<(), ApiError> {
         "AccessDeniedException",
         message,
     ))
+}
+
+/// What IAM answers a signed request whose principal lacks the permission for `op`.
+pub fn denied(op: Operation) -> ApiError {
+    let action = match op.api() {
+        Api::CustomerProfiles => format!("profile:{}", op.name()),
+        Api::Connect => format!("connect:{}", op.name()),
+        Api::Genesys => op.name().to_string(),
+    };
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "AccessDeniedException",
+        format!(
+            "User: arn:aws:iam::123456789012:user/emulator is not authorized to perform: {action}"
+        ),
+    )
 }
 
 /// Checks Genesys basic authentication against the expected `Basic ...` header value.

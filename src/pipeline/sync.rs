@@ -116,6 +116,8 @@ impl Sender {
 pub struct SyncResult {
     /// Records per status, carried-over counts included.
     pub tally: Tally,
+    /// How many of them settled in an earlier run (`--resume`), not this one.
+    pub carried: u64,
     /// Why the run stopped early, if it did.
     pub aborted: Option<String>,
     /// The diff report written, if any.
@@ -187,6 +189,7 @@ pub async fn sync(
     };
 
     // Stage 3: write each entry as it settles.
+    let carried = options.carried.total();
     let writer = Writer {
         ledger,
         report: options.report,
@@ -222,6 +225,7 @@ pub async fn sync(
     }
     Ok(SyncResult {
         tally,
+        carried,
         aborted,
         report: report.map(|r| r.path().to_owned()),
     })

@@ -30,17 +30,33 @@ use aws_sdk_customerprofiles::types::{
     Address, Gender, PartyType, Profile, ProfileType, UpdateAddress,
 };
 use aws_types::SdkConfig;
+use aws_types::service_config::ServiceConfigKey;
 
 use super::{
     Changes, FieldChange, Mode, Outcome, Pace, PreflightError, Settled, changes, diff, failed,
     missing, settled, unread,
 };
+use crate::config::compile::check_url;
 use crate::config::{Config, MatchBy, WhenMissing};
 use crate::ledger::{EntryError, Status};
 use crate::mapping::{Mapped, Value};
 use crate::retry::{ApiError, ErrorClass};
 use crate::schema::{ADDRESS_MEMBERS, ADDRESS_PARTS};
 use crate::validate::{self, Operation};
+
+/// The endpoint the AWS configuration gives this service, resolved as the SDK resolves it:
+/// the service-specific setting first, then the general one.
+fn configured_endpoint(sdk: &SdkConfig) -> Option<String> {
+    let key = ServiceConfigKey::builder()
+        .service_id("Customer Profiles")
+        .env("AWS_ENDPOINT_URL")
+        .profile("endpoint_url")
+        .build()
+        .ok()?;
+    sdk.service_config()
+        .and_then(|c| c.load_config(key))
+        .or_else(|| sdk.endpoint_url().map(str::to_owned))
+}
 
 /// Profiles asked for per SearchProfiles page (the model's maximum).
 const PAGE_SIZE: i32 = 100;
@@ -53,8 +69,9 @@ pub struct CustomerProfiles {
 
 impl CustomerProfiles {
     /// A client from the AWS configuration chain, with `[target] region` and
-    /// `[target] endpoint_url` applied on top, and SDK retries off.
-    pub fn new(sdk: &SdkConfig, config: &Config) -> CustomerProfiles {
+    /// `[target] endpoint_url` applied on top, and SDK retries off. Refuses a plain
+    /// `http://` endpoint to anything but loopback, wherever it was configured.
+    pub fn new(sdk: &SdkConfig, config: &Config) -> Result<CustomerProfiles, String> {
         let mut builder = Builder::from(sdk)
             .retry_config(RetryConfig::disabled())
             .timeout_config(
@@ -68,11 +85,15 @@ impl CustomerProfiles {
         }
         if let Some(url) = &config.target.endpoint_url {
             builder = builder.endpoint_url(url);
+        } else if let Some(url) = configured_endpoint(sdk) {
+            check_url(&url).map_err(|why| {
+                format!("the endpoint from the AWS configuration (AWS_ENDPOINT_URL*, or endpoint_url in the profile) {why}")
+            })?;
         }
-        CustomerProfiles {
+        Ok(CustomerProfiles {
             client: Client::from_conf(builder.build()),
             domain: config.target.domain.clone().unwrap_or_default(),
-        }
+        })
     }
 
     /// Checks, once before any record, that the domain exists and the credentials work

@@ -29,6 +29,11 @@ pub fn validate(kind: TargetKind, rules: &[FieldRule], mapped: &mut Mapped, op: 
     {
         mapped.problems.push(problem);
     }
+    if let Some(value) = &mapped.search_value
+        && let Err(problem) = check_search_value(kind, value)
+    {
+        mapped.problems.push(problem);
+    }
     for (index, value) in &mapped.fields {
         let rule = &rules[*index];
         let column = match &rule.input {
@@ -54,6 +59,25 @@ impl Broken {
     fn at(self, field: &str) -> Problem {
         Problem::new(field, self.rule, self.message)
     }
+}
+
+/// Checks the `[match] search_column` value against what the search operation takes:
+/// SearchProfiles `Values` are 1–255 characters; SearchUsers matches a `Username`, which is
+/// at most 100 characters.
+pub fn check_search_value(kind: TargetKind, value: &str) -> Result<(), Problem> {
+    let max = match kind {
+        TargetKind::CustomerProfiles => 255,
+        TargetKind::ConnectUser => 100,
+        TargetKind::GenesysUcs => return Ok(()),
+    };
+    if value.chars().count() > max {
+        return Err(Problem::new(
+            "[match] search_column",
+            "max_length",
+            format!("must be at most {max} characters to search by"),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks the `[match] id` value against the target's identifier format.
@@ -265,6 +289,22 @@ mod tests {
     }
 
     const PID: Option<&str> = Some("0123456789abcdef0123456789abcdef");
+
+    #[test]
+    fn search_values_fit_the_search_operation() {
+        let kind = TargetKind::CustomerProfiles;
+        let mut mapped = Mapped {
+            search_value: Some("x".repeat(255)),
+            ..Mapped::default()
+        };
+        validate(kind, &[], &mut mapped, Operation::Update);
+        assert!(mapped.problems.is_empty());
+        mapped.search_value = Some("é".repeat(256));
+        validate(kind, &[], &mut mapped, Operation::Update);
+        assert_eq!(mapped.problems.len(), 1);
+        assert_eq!(mapped.problems[0].field, "[match] search_column");
+        assert_eq!(mapped.problems[0].rule, "max_length");
+    }
 
     #[test]
     fn profile_id_pattern() {

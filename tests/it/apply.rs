@@ -820,3 +820,262 @@ async fn plans_of_the_bundled_samples_match_their_documented_outcomes() {
         assert_eq!(counts, [8, 167, 76, 49], "{}", config.display());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_denied_aborts_the_run_but_a_denied_preflight_only_warns() {
+    let dir = Dir::new();
+    dir.write("in.csv", customers(30));
+    dir.write("c.toml", config("rate = 50\nconcurrency = 2", BY_ID));
+
+    // A role without profile:GetDomain: the run warns and goes on.
+    let emulator = Emulator::start(
+        EmulatorConfig::default()
+            .with_seed(seed(30))
+            .with_denied("GetDomain"),
+    )
+    .await
+    .unwrap();
+    let out = sync(&dir, &emulator, "apply", "c.toml", "ok.jsonl", &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("warning: cannot check the domain"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        statuses(&read_ledger(&dir.path("ok.jsonl"))),
+        vec!["updated"; 30]
+    );
+
+    // Without profile:UpdateProfile either: the first answer stops the run.
+    let emulator = Emulator::start(
+        EmulatorConfig::default()
+            .with_seed(seed(30))
+            .with_denied("GetDomain")
+            .with_denied("UpdateProfile"),
+    )
+    .await
+    .unwrap();
+    let out = sync(&dir, &emulator, "apply", "c.toml", "denied.jsonl", &[]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not authorized to perform: profile:UpdateProfile"),
+        "{}",
+        stderr(&out)
+    );
+    let stats = emulator.stats().operation("UpdateProfile");
+    assert_eq!(stats.status(403), stats.requests);
+    assert!(
+        stats.requests <= 2,
+        "only the requests already in flight: {stats:?}"
+    );
+    let ledger = read_ledger(&dir.path("denied.jsonl"));
+    assert!(
+        ledger.iter().all(|e| e["status"] != "failed"),
+        "records are not failed one by one: {ledger:?}"
+    );
+    assert_eq!(seed(30)["domains"], emulator.state()["domains"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_endpoints_from_the_aws_configuration_are_refused() {
+    let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let dir = Dir::new();
+    dir.write("in.csv", customers(3));
+    dir.write("c.toml", config("rate = 50", BY_ID));
+    for (var, url) in [
+        (
+            "AWS_ENDPOINT_URL_CUSTOMER_PROFILES",
+            "http://profiles.example.com",
+        ),
+        ("AWS_ENDPOINT_URL", "http://10.1.2.3:4566"),
+    ] {
+        let out = command(
+            &dir,
+            &emulator,
+            &[
+                "plan", "--config", "c.toml", "in.csv", "--ledger", "l.jsonl",
+            ],
+        )
+        .env_remove("AWS_ENDPOINT_URL_CUSTOMER_PROFILES")
+        .env(var, url)
+        .output()
+        .await
+        .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{var}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("plain http:// is refused"),
+            "{var}: {}",
+            stderr(&out)
+        );
+        assert!(!dir.path("l.jsonl").exists());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_never_goes_over_its_own_rate() {
+    let emulator = Emulator::start(
+        EmulatorConfig::default()
+            .with_seed(seed(70))
+            .without_quotas(),
+    )
+    .await
+    .unwrap();
+    apply_all(&emulator, 70, "rate = 20\nburst = 5\nconcurrency = 16").await;
+    let stats = emulator.stats().operation("UpdateProfile");
+    assert_eq!(stats.status(429), 0);
+    // The bucket of 5 plus 20 refills a second.
+    assert!(stats.max_accepted_in_any_second <= 25, "{stats:?}");
+    assert!(stats.max_accepted_in_any_second >= 15, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_auto_finds_an_unknown_quota_and_loses_nothing() {
+    let emulator = Emulator::start(EmulatorConfig::default().with_seed(seed(80)).with_quota(
+        "UpdateProfile",
+        40.0,
+        5,
+    ))
+    .await
+    .unwrap();
+    let (_, ledger) = apply_all(
+        &emulator,
+        80,
+        "rate = \"auto\"\nstart_rate = 400\nburst = 5\nconcurrency = 16",
+    )
+    .await;
+    let stats = emulator.stats().operation("UpdateProfile");
+    assert!(stats.status(429) > 0, "the start was too high: {stats:?}");
+    assert_eq!(stats.status(200), 80);
+    let attempts: u64 = ledger.iter().map(|e| e["attempts"].as_u64().unwrap()).sum();
+    assert_eq!(attempts, stats.requests);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ambiguity_counts_matches_across_search_pages() {
+    // 105 profiles share c1's e-mail: SearchProfiles answers them in two pages.
+    let profiles: serde_json::Map<String, Value> = (1..=105)
+        .map(|i| (pid(i), json!({"PersonalEmailAddress": "c1@example.com"})))
+        .collect();
+    let emulator = Emulator::start(
+        EmulatorConfig::default().with_seed(json!({"domains": {DOMAIN: {"profiles": profiles}}})),
+    )
+    .await
+    .unwrap();
+    let dir = Dir::new();
+    dir.write("in.csv", customers(1));
+    dir.write(
+        "c.toml",
+        config(
+            "rate = 50",
+            "search_key = \"_email\"\nsearch_column = \"email\"",
+        ),
+    );
+    let out = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &[]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let ledger = read_ledger(&dir.path("l.jsonl"));
+    assert!(
+        ledger[0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ambiguous: 105 profiles match"),
+        "{ledger:?}"
+    );
+    assert_eq!(ledger[0]["attempts"], 2, "two pages");
+    assert_eq!(emulator.stats().operation("SearchProfiles").status(200), 2);
+    assert_eq!(emulator.stats().operation("UpdateProfile").requests, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_by_search_key_reports_what_apply_would_do() {
+    let seed = json!({"domains": {DOMAIN: {"profiles": {
+        pid(1): {"FirstName": "Old", "EmailAddress": "c1@example.com"},
+        pid(2): {"FirstName": "Twin", "EmailAddress": "c2@example.com"},
+        pid(3): {"FirstName": "Twin", "PersonalEmailAddress": "c2@example.com"},
+        pid(4): {"FirstName": "First4", "Address": {"City": "City4"}, "Attributes": {"Tier": "Gold"}, "EmailAddress": "c4@example.com"},
+    }}}});
+    let emulator = Emulator::start(EmulatorConfig::default().with_seed(seed))
+        .await
+        .unwrap();
+    let before = emulator.state();
+    let dir = Dir::new();
+    dir.write("in.csv", customers(4));
+    let matching = "search_key = \"_email\"\nsearch_column = \"email\"\nwhen_missing = \"create\"";
+    dir.write("c.toml", config("rate = 50", matching));
+    let out = sync(&dir, &emulator, "plan", "c.toml", "l.jsonl", &[]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let ledger = by_record(&read_ledger(&dir.path("l.jsonl")));
+    assert_eq!(
+        statuses(&ledger),
+        ["would_update", "failed", "would_create", "unchanged"]
+    );
+    assert_eq!(ledger[0]["target_id"], pid(1));
+    assert_eq!(
+        ledger[0]["changed"],
+        json!(["Address.City", "Attributes.Tier", "FirstName"])
+    );
+    assert_eq!(ledger[1]["error"]["code"], "ambiguous");
+    assert_eq!(emulator.state(), before, "plan writes nothing");
+    for op in ["UpdateProfile", "CreateProfile"] {
+        assert_eq!(emulator.stats().operation(op).requests, 0, "{op}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_cells_keep_or_clear_as_configured() {
+    let seed = json!({"domains": {DOMAIN: {"profiles": {
+        pid(1): {"FirstName": "Ann", "Address": {"City": "Paris", "Country": "FR"}, "Attributes": {"Tier": "Gold", "Other": "x"}},
+    }}}});
+    let emulator = Emulator::start(EmulatorConfig::default().with_seed(seed))
+        .await
+        .unwrap();
+    let dir = Dir::new();
+    // Every mapped cell is empty.
+    dir.write(
+        "in.csv",
+        format!(
+            "crm_id,profile_id,first,city,tier,email\nC1,{},,,,\n",
+            pid(1)
+        ),
+    );
+    // Clear by default, but keep the tier.
+    let text = config("rate = 50", BY_ID)
+        .replace("key = \"crm_id\"", "key = \"crm_id\"\nempty = \"clear\"")
+        .replace(
+            "\"Attributes.Tier\" = \"tier\"",
+            "\"Attributes.Tier\" = { from = \"tier\", empty = \"keep\" }",
+        );
+    dir.write("c.toml", text);
+    let out = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let ledger = read_ledger(&dir.path("l.jsonl"));
+    assert_eq!(ledger[0]["changed"], json!(["Address.City", "FirstName"]));
+    assert_eq!(
+        profile(&emulator, &pid(1)),
+        json!({"Address": {"Country": "FR"}, "Attributes": {"Tier": "Gold", "Other": "x"}})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matching_by_profile_id_search_writes_only_what_differs() {
+    let emulator = Emulator::start(EmulatorConfig::default().with_seed(seed(3)))
+        .await
+        .unwrap();
+    let dir = Dir::new();
+    dir.write("in.csv", customers(3));
+    let matching = "search_key = \"_profileId\"\nsearch_column = \"profile_id\"";
+    dir.write("c.toml", config("rate = 50", matching));
+    let out = sync(&dir, &emulator, "apply", "c.toml", "first.jsonl", &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        statuses(&read_ledger(&dir.path("first.jsonl"))),
+        ["updated"; 3]
+    );
+    // The nightly re-run of the same export: nothing differs, nothing is written.
+    let out = sync(&dir, &emulator, "apply", "c.toml", "again.jsonl", &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let again = by_record(&read_ledger(&dir.path("again.jsonl")));
+    assert_eq!(statuses(&again), ["unchanged"; 3]);
+    assert_eq!(again[0]["target_id"], pid(1));
+    assert_eq!(emulator.stats().operation("UpdateProfile").requests, 3);
+}

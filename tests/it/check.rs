@@ -220,6 +220,52 @@ fn gzip_and_stdin_inputs() {
 }
 
 #[test]
+fn delimiters_ndjson_and_extra_columns() {
+    let dir = Dir::new();
+    // A semicolon export whose third record has one column too many.
+    dir.write(
+        "in.csv",
+        format!(
+            "crm_id;profile_id;first;email;phone;dob;gender\n\
+             C1;{};Ana, Maria;;;;\n\
+             C2;{};Bo;;;;\n\
+             C3;{};Cy;;;;;extra\n",
+            pid(1),
+            pid(2),
+            pid(3)
+        ),
+    );
+    dir.write(
+        "c.toml",
+        profiles_config(FIELDS).replace("key = \"crm_id\"", "key = \"crm_id\"\ndelimiter = \";\""),
+    );
+    let run = dir.run(&[
+        "check", "--config", "c.toml", "in.csv", "--ledger", "l.jsonl",
+    ]);
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    let ledger = run.ledger("l.jsonl");
+    assert_eq!(statuses(&ledger), ["valid", "valid", "invalid"]);
+    assert_eq!(ledger[2]["error"]["code"], "column_count");
+    assert_eq!(
+        ledger[2]["error"]["message"],
+        "in.csv:4: record 3 has 8 fields, the header has 7"
+    );
+
+    // `.ndjson` is read as JSON Lines.
+    dir.write(
+        "in.ndjson",
+        format!(
+            "{{\"crm_id\":\"J1\",\"profile_id\":\"{}\",\"first\":\"Ana\"}}\n",
+            pid(1)
+        ),
+    );
+    std::fs::remove_file(dir.path("l.jsonl")).unwrap();
+    let run = check(&dir, "in.ndjson");
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert_eq!(statuses(&run.ledger("l.jsonl")), ["valid"]);
+}
+
+#[test]
 fn config_errors_exit_2_and_name_file_line_and_expected() {
     let dir = Dir::new();
     dir.write("in.csv", "crm_id,profile_id\n");

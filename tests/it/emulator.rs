@@ -193,6 +193,44 @@ async fn sdk_throttle_is_throttling_exception() {
 }
 
 #[tokio::test]
+async fn sdk_sees_a_denied_operation_as_access_denied() {
+    let handle = start(
+        EmulatorConfig::default()
+            .with_seed(seed())
+            .with_denied("UpdateProfile"),
+    )
+    .await;
+    let client = sdk(&handle, false);
+    let err = client
+        .update_profile()
+        .domain_name(DOMAIN)
+        .profile_id(P1)
+        .first_name("Z")
+        .send()
+        .await
+        .expect_err("denied");
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(403));
+    let err = err.into_service_error();
+    assert_eq!(err.code(), Some("AccessDeniedException"));
+    assert!(
+        err.message()
+            .is_some_and(|m| m.contains("not authorized to perform: profile:UpdateProfile")),
+        "{err:?}"
+    );
+    assert_eq!(profile(&handle, P1)["FirstName"], "Ann");
+    // Other operations are not affected.
+    client
+        .search_profiles()
+        .domain_name(DOMAIN)
+        .key_name("_profileId")
+        .values(P1)
+        .send()
+        .await
+        .expect("search is allowed");
+    handle.shutdown().await;
+}
+
+#[tokio::test]
 async fn sdk_retries_a_throttle_because_its_code_says_throttling() {
     let handle = start(EmulatorConfig::default().with_seed(seed()).with_quota(
         "UpdateProfile",
