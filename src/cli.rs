@@ -20,7 +20,9 @@ use crate::report::{self, DiffReport, Progress, Tally};
 use crate::retry::RetryPolicy;
 use crate::schema::TargetKind;
 use crate::source::Source;
-use crate::target::{Mode, Target, customer_profiles::CustomerProfiles};
+use crate::target::customer_profiles::CustomerProfiles;
+use crate::target::genesys_ucs::GenesysUcs;
+use crate::target::{Mode, Target};
 
 /// Every record ended well.
 pub const EXIT_OK: i32 = 0;
@@ -277,6 +279,10 @@ pub(crate) async fn connect(
     let target = match config.target.kind {
         TargetKind::CustomerProfiles => Target::CustomerProfiles(
             CustomerProfiles::new(sdk, config).map_err(|e| (EXIT_USAGE, e))?,
+        ),
+        TargetKind::GenesysUcs => Target::GenesysUcs(
+            GenesysUcs::new(config, |name| std::env::var(name).ok())
+                .map_err(|e| (EXIT_USAGE, e))?,
         ),
         other => {
             return Err((

@@ -35,7 +35,7 @@ kind = "{kind}"
 {matching}
 [limits]
 rate = {rate}                  # requests per second, sustained (or "auto")
-# start_rate = 100              # with rate = "auto": where to start
+# start_rate = {start}              # with rate = "auto": where to start
 burst = {burst}
 concurrency = {concurrency}
 max_attempts = {attempts}
@@ -51,6 +51,7 @@ max_attempts = {attempts}
 "#,
         target = target_lines(kind),
         matching = match_lines(kind),
+        start = super::compile::default_start_rate(kind),
         burst = limits.burst,
         concurrency = limits.concurrency,
         attempts = limits.max_attempts,

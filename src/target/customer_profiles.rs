@@ -33,8 +33,8 @@ use aws_types::SdkConfig;
 use aws_types::service_config::ServiceConfigKey;
 
 use super::{
-    Changes, FieldChange, Mode, Outcome, Pace, PreflightError, Settled, changes, diff, failed,
-    missing, settled, unread,
+    Changes, FieldChange, Mode, Outcome, Pace, PreflightError, Settled, changes, describe, diff,
+    failed, missing, parse_retry_after, settled, unread,
 };
 use crate::config::compile::check_url;
 use crate::config::{Config, MatchBy, WhenMissing};
@@ -604,28 +604,6 @@ fn lacks_credentials(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// `Retry-After` in seconds; anything else (a date, a negative or huge number) is ignored.
-fn parse_retry_after(value: &str) -> Option<Duration> {
-    let secs = value.trim().parse::<f64>().ok()?;
-    (secs.is_finite() && secs >= 0.0)
-        .then(|| Duration::try_from_secs_f64(secs).ok())
-        .flatten()
-}
-
-/// An error and its sources, one clause each, without repeats.
-fn describe(error: &dyn std::error::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(error);
-    while let Some(e) = next {
-        let text = e.to_string();
-        if !parts.last().is_some_and(|last| last.contains(&text)) {
-            parts.push(text);
-        }
-        next = e.source();
-    }
-    parts.join(": ")
-}
-
 fn class_of(status: u16, code: &str) -> ErrorClass {
     const THROTTLING: &[&str] = &[
         "ThrottlingException",
@@ -655,15 +633,6 @@ fn class_of(status: u16, code: &str) -> ErrorClass {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retry_after_takes_only_sane_seconds() {
-        assert_eq!(parse_retry_after(" 2 "), Some(Duration::from_secs(2)));
-        assert_eq!(parse_retry_after("0.5"), Some(Duration::from_millis(500)));
-        for junk in ["-1", "inf", "NaN", "1e300", "Wed, 21 Oct 2015 07:28:00 GMT"] {
-            assert_eq!(parse_retry_after(junk), None, "{junk}");
-        }
-    }
 
     #[test]
     fn classes_by_status_and_code() {

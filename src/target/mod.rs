@@ -7,8 +7,10 @@
 //! ([`crate::retry::ApiError`]), so the retry policy lives in one place.
 
 pub mod customer_profiles;
+pub mod genesys_ucs;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use crate::config::{Config, WhenMissing};
 use crate::ledger::{EntryError, Status};
@@ -90,6 +92,8 @@ pub struct PreflightError {
 pub enum Target {
     /// Amazon Connect Customer Profiles.
     CustomerProfiles(customer_profiles::CustomerProfiles),
+    /// Genesys Context Services (UCS) profiles.
+    GenesysUcs(genesys_ucs::GenesysUcs),
 }
 
 impl Target {
@@ -98,6 +102,7 @@ impl Target {
     pub async fn preflight(&self, pace: &Pace<'_>) -> Result<Vec<String>, PreflightError> {
         match self {
             Self::CustomerProfiles(t) => t.preflight(pace).await,
+            Self::GenesysUcs(t) => t.preflight(pace).await,
         }
     }
 
@@ -111,6 +116,7 @@ impl Target {
     ) -> Outcome {
         match self {
             Self::CustomerProfiles(t) => t.sync(config, mapped, mode, pace).await,
+            Self::GenesysUcs(t) => t.sync(config, mapped, mode, pace).await,
         }
     }
 }
@@ -234,9 +240,40 @@ pub fn missing(when: WhenMissing, mode: Mode, what: &str, attempts: u32) -> Outc
     settled(status, None, Vec::new(), attempts)
 }
 
+/// `Retry-After` in seconds; anything else (a date, a negative or huge number) is ignored.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let secs = value.trim().parse::<f64>().ok()?;
+    (secs.is_finite() && secs >= 0.0)
+        .then(|| Duration::try_from_secs_f64(secs).ok())
+        .flatten()
+}
+
+/// An error and its sources, one clause each, without repeats.
+pub fn describe(error: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(error);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !parts.last().is_some_and(|last| last.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_takes_only_sane_seconds() {
+        assert_eq!(parse_retry_after(" 2 "), Some(Duration::from_secs(2)));
+        assert_eq!(parse_retry_after("0.5"), Some(Duration::from_millis(500)));
+        for junk in ["-1", "inf", "NaN", "1e300", "Wed, 21 Oct 2015 07:28:00 GMT"] {
+            assert_eq!(parse_retry_after(junk), None, "{junk}");
+        }
+    }
 
     #[test]
     fn diff_treats_absent_as_empty() {

@@ -644,8 +644,8 @@ async fn ctrl_c_lets_records_in_flight_settle_and_exits_3() {
 fn targets_without_apply_yet_are_a_usage_error_before_anything_is_written() {
     let dir = Dir::new();
     let root = crate::support::repo();
-    let config = root.join("config/genesys-ucs.toml");
-    let input = root.join("samples/genesys.csv");
+    let config = root.join("config/connect-user.toml");
+    let input = root.join("samples/agents.csv");
     let run = dir.run(&[
         "apply",
         "--config",
@@ -656,7 +656,7 @@ fn targets_without_apply_yet_are_a_usage_error_before_anything_is_written() {
     ]);
     assert_eq!(run.code(), 2, "{}", run.stderr());
     assert!(
-        run.stderr().contains("do not support genesys-ucs yet"),
+        run.stderr().contains("do not support connect-user yet"),
         "{}",
         run.stderr()
     );

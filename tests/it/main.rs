@@ -3,4 +3,5 @@
 mod apply;
 mod check;
 mod emulator;
+mod genesys;
 mod support;

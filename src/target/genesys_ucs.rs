@@ -1,0 +1,593 @@
+//! Genesys Context Services (UCS) customer profiles, through `reqwest`.
+//!
+//! `PUT /profiles/{customer_id}` replaces every attribute of a profile, so each record is a
+//! read-merge-write, as the API's own documentation asks:
+//!
+//! 1. `GET /profiles/{customer_id}` reads every attribute (and, by default, no extension);
+//! 2. the mapped attributes are merged into what was read ([`merge`]): a set value replaces
+//!    the attribute, a cleared one removes it, anything unmapped is sent back as it was read;
+//! 3. `PUT` sends the complete result, only when something differs (else `unchanged`). The
+//!    body never carries extensions, so UCS keeps them as they are.
+//!
+//! A profile that does not exist (404) follows `when_missing`; `create` uses `POST /profiles`
+//! with the record's `customer_id`. `plan` stops after step 2.
+//!
+//! Credentials come from `GENESYS_UCS_USERNAME` / `GENESYS_UCS_PASSWORD` (HTTP Basic), never
+//! from the config file, and are never logged. Redirects are not followed, so credentials
+//! go nowhere but `base_url`. What is the same for every record (401, the 403 of a server
+//! without a profile schema, a wrong tenant, 405, 415) stops the run instead of failing each
+//! record.
+
+use std::time::Duration;
+
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Map, Value as Json};
+
+use super::{
+    FieldChange, Mode, Outcome, Pace, PreflightError, describe, failed, missing, parse_retry_after,
+    settled,
+};
+use crate::config::{Config, WhenMissing};
+use crate::ledger::Status;
+use crate::mapping::{Mapped, Value};
+use crate::retry::{ApiError, ErrorClass};
+
+/// The environment variables that hold the Basic-auth credentials.
+pub const USERNAME_VAR: &str = "GENESYS_UCS_USERNAME";
+/// See [`USERNAME_VAR`].
+pub const PASSWORD_VAR: &str = "GENESYS_UCS_PASSWORD";
+/// The tenant header.
+const TENANT_HEADER: &str = "X-Genesys-TenantId";
+/// A customer_id no real profile is expected to have, read once by the preflight.
+const PROBE_ID: &str = "profilesync-0";
+
+/// A profile's attributes, by name.
+pub type Attributes = Map<String, Json>;
+
+/// A Genesys UCS server, ready to take records.
+pub struct GenesysUcs {
+    http: Client,
+    base_url: String,
+    credentials: Option<(String, String)>,
+}
+
+impl GenesysUcs {
+    /// A client for `[target] base_url` with the tenant header, and credentials from
+    /// `env` (the process environment in production).
+    pub fn new(config: &Config, env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let credentials = match (env(USERNAME_VAR), env(PASSWORD_VAR)) {
+            (Some(user), Some(password)) => Some((user, password)),
+            (None, None) => None,
+            _ => {
+                return Err(format!(
+                    "set both {USERNAME_VAR} and {PASSWORD_VAR}, or neither"
+                ));
+            }
+        };
+        let mut headers = HeaderMap::new();
+        if let Some(tenant) = config.target.tenant_id {
+            headers.insert(TENANT_HEADER, HeaderValue::from(tenant));
+        }
+        let http = Client::builder()
+            .default_headers(headers)
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {}", describe(&e)))?;
+        let base_url = config
+            .target
+            .base_url
+            .clone()
+            .unwrap_or_default()
+            .trim_end_matches('/')
+            .to_owned();
+        Ok(GenesysUcs {
+            http,
+            base_url,
+            credentials,
+        })
+    }
+
+    /// Reads one made-up profile before any record, so that an unreachable server, wrong
+    /// credentials or a wrong tenant stop the run at once. A wrong base path cannot be told
+    /// from a missing profile this way (both are 404s).
+    pub async fn preflight(&self, pace: &Pace<'_>) -> Result<Vec<String>, PreflightError> {
+        let mut attempts = 0;
+        match self.read(PROBE_ID, pace, &mut attempts).await {
+            Ok(_) => Ok(Vec::new()),
+            Err(e) if is_tenant_error(&e) => Err(PreflightError {
+                config: true,
+                message: format!("{}; is [target] tenant_id right?", e.message),
+            }),
+            Err(e) => Err(PreflightError {
+                config: false,
+                message: match e.class {
+                    ErrorClass::Transient | ErrorClass::Throttled => format!(
+                        "the server could not be reached after {attempts} attempts: {}: {}",
+                        e.code, e.message
+                    ),
+                    _ => format!("{}: {}", e.code, e.message),
+                },
+            }),
+        }
+    }
+
+    /// Syncs one mapped, valid record.
+    pub async fn sync(
+        &self,
+        config: &Config,
+        mapped: &Mapped,
+        mode: Mode,
+        pace: &Pace<'_>,
+    ) -> Outcome {
+        let when_missing = config.matching.when_missing;
+        let Some(id) = mapped.target_id.as_deref() else {
+            // Mapping reports an empty id as a problem, so valid records have one.
+            return missing(when_missing, mode, "the record has no customer_id", 0);
+        };
+        let desired = desired(config, mapped);
+        let mut attempts = 0;
+        let current = match self.read(id, pace, &mut attempts).await {
+            Ok(Some(current)) => current,
+            Ok(None) if when_missing == WhenMissing::Create => {
+                return self.create(id, &desired, mode, pace, attempts).await;
+            }
+            Ok(None) => {
+                return missing(
+                    when_missing,
+                    mode,
+                    "no profile has this customer_id",
+                    attempts,
+                );
+            }
+            Err(e) => return failed(e, Some(id.to_owned()), attempts),
+        };
+        let (merged, changed) = merge(current, &desired);
+        let target_id = Some(id.to_owned());
+        match (changed.is_empty(), mode) {
+            (true, _) => settled(Status::Unchanged, target_id, changed, attempts),
+            (false, Mode::Plan) => settled(Status::WouldUpdate, target_id, changed, attempts),
+            (false, Mode::Apply) => {
+                let body = Json::Object(merged);
+                let path = profile_path(id);
+                match self
+                    .write(Method::PUT, &path, &body, pace, &mut attempts)
+                    .await
+                {
+                    Ok(()) => settled(Status::Updated, target_id, changed, attempts),
+                    // Deleted between the read and the write.
+                    Err(e) if e.status == Some(404) => missing(
+                        when_missing,
+                        mode,
+                        "the profile was deleted while it was being updated",
+                        attempts,
+                    ),
+                    Err(e) => failed(e, target_id, attempts),
+                }
+            }
+        }
+    }
+
+    /// `POST /profiles` with the record's customer_id and its set attributes.
+    async fn create(
+        &self,
+        id: &str,
+        desired: &[(String, &Value)],
+        mode: Mode,
+        pace: &Pace<'_>,
+        mut attempts: u32,
+    ) -> Outcome {
+        let (body, changed) = merge(Attributes::new(), desired);
+        let target_id = Some(id.to_owned());
+        if mode == Mode::Plan {
+            return settled(Status::WouldCreate, target_id, changed, attempts);
+        }
+        let mut body = body;
+        body.insert("customer_id".to_owned(), Json::String(id.to_owned()));
+        let body = Json::Object(body);
+        match self
+            .write(Method::POST, "/profiles", &body, pace, &mut attempts)
+            .await
+        {
+            Ok(()) => settled(Status::Created, target_id, changed, attempts),
+            Err(e) => failed(e, target_id, attempts),
+        }
+    }
+
+    /// The profile's attributes, or `None` when it does not exist.
+    async fn read(
+        &self,
+        id: &str,
+        pace: &Pace<'_>,
+        attempts: &mut u32,
+    ) -> Result<Option<Attributes>, ApiError> {
+        let url = format!("{}{}", self.base_url, profile_path(id));
+        pace.send(attempts, || {
+            let request = self.authorized(self.http.get(&url));
+            async move {
+                let response = request.send().await.map_err(transport_error)?;
+                let status = response.status();
+                let headers = response.headers().clone();
+                let body = response.bytes().await.map_err(transport_error)?;
+                if status == StatusCode::NOT_FOUND && is_ucs_error(&body) {
+                    return Ok(None);
+                }
+                if !status.is_success() {
+                    return Err(status_error(status, &headers, &body));
+                }
+                match serde_json::from_slice::<Json>(&body) {
+                    Ok(Json::Object(profile)) => Ok(Some(attributes_of(profile))),
+                    _ => Err(ApiError {
+                        class: ErrorClass::Permanent,
+                        code: "unexpected_response".to_owned(),
+                        message: "GET answered something that is not a JSON profile".to_owned(),
+                        status: Some(status.as_u16()),
+                        retry_after: None,
+                    }),
+                }
+            }
+        })
+        .await
+    }
+
+    /// Sends a JSON body; any 2xx is success.
+    async fn write(
+        &self,
+        method: Method,
+        path: &str,
+        body: &Json,
+        pace: &Pace<'_>,
+        attempts: &mut u32,
+    ) -> Result<(), ApiError> {
+        let url = format!("{}{path}", self.base_url);
+        let body = body.to_string();
+        pace.send(attempts, || {
+            let request = self.authorized(
+                self.http
+                    .request(method.clone(), &url)
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(body.clone()),
+            );
+            async move {
+                let response = request.send().await.map_err(transport_error)?;
+                let status = response.status();
+                if status.is_success() {
+                    return Ok(());
+                }
+                let headers = response.headers().clone();
+                let body = response.bytes().await.unwrap_or_default();
+                Err(status_error(status, &headers, &body))
+            }
+        })
+        .await
+    }
+
+    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.credentials {
+            Some((user, password)) => request.basic_auth(user, Some(password)),
+            None => request,
+        }
+    }
+}
+
+/// `/profiles/{customer_id}`, with the id percent-encoded as one path segment.
+fn profile_path(id: &str) -> String {
+    let mut encoded = String::with_capacity(id.len());
+    for byte in id.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    format!("/profiles/{encoded}")
+}
+
+/// The record's mapped attributes, by name, in rule order.
+fn desired<'m>(config: &Config, mapped: &'m Mapped) -> Vec<(String, &'m Value)> {
+    mapped
+        .fields
+        .iter()
+        .map(|(index, value)| (config.rules[*index].name.clone(), value))
+        .collect()
+}
+
+/// A profile as read, without what a PUT must not carry: `customer_id` (it is in the URI)
+/// and extensions (objects, or lists of objects), which UCS keeps when the body has none.
+pub fn attributes_of(profile: Map<String, Json>) -> Attributes {
+    profile
+        .into_iter()
+        .filter(|(name, value)| name != "customer_id" && !is_extension(value))
+        .collect()
+}
+
+fn is_extension(value: &Json) -> bool {
+    match value {
+        Json::Object(_) => true,
+        Json::Array(items) => items.first().is_some_and(Json::is_object),
+        _ => false,
+    }
+}
+
+/// Merges the mapped values into the current attributes. Returns the complete profile to
+/// PUT and the attributes that changed. Pure.
+///
+/// - `Set` replaces the attribute with a string, `Many` with a list of strings;
+/// - `Clear` removes it;
+/// - a value that already matches ([`same`]) is left exactly as it was read, so a number
+///   stays a number and a one-element list stays a list.
+pub fn merge(
+    mut current: Attributes,
+    desired: &[(String, &Value)],
+) -> (Attributes, Vec<FieldChange>) {
+    let mut changed = Vec::new();
+    for (name, value) in desired {
+        let before = current.get(name.as_str());
+        if same(before, value) {
+            continue;
+        }
+        let from = before.map_or_else(String::new, text_of);
+        let to = match value {
+            Value::Set(text) => {
+                current.insert(name.clone(), Json::String(text.clone()));
+                text.clone()
+            }
+            Value::Many(values) => {
+                let list = Json::Array(values.iter().cloned().map(Json::String).collect());
+                let text = text_of(&list);
+                current.insert(name.clone(), list);
+                text
+            }
+            Value::Clear => {
+                current.remove(name.as_str());
+                String::new()
+            }
+        };
+        changed.push(FieldChange {
+            field: name.clone(),
+            from: Some(from),
+            to,
+        });
+    }
+    (current, changed)
+}
+
+/// Whether an attribute already holds the mapped value. Values compare as text (UCS may
+/// store `5` for `"5"`); a one-element list equals its element; an empty string, an empty
+/// list and no attribute at all are all "cleared".
+pub fn same(current: Option<&Json>, desired: &Value) -> bool {
+    let texts: Vec<String> = match current {
+        None | Some(Json::Null) => Vec::new(),
+        Some(Json::Array(items)) => items.iter().map(text_of).collect(),
+        Some(other) => vec![text_of(other)],
+    };
+    let texts: Vec<&str> = texts
+        .iter()
+        .map(String::as_str)
+        .filter(|t| !t.is_empty())
+        .collect();
+    match desired {
+        Value::Clear => texts.is_empty(),
+        Value::Set(text) => texts == [text.as_str()],
+        Value::Many(values) => texts == values.iter().map(String::as_str).collect::<Vec<_>>(),
+    }
+}
+
+/// An attribute value as the diff report shows it: strings as they are, lists as JSON.
+fn text_of(value: &Json) -> String {
+    match value {
+        Json::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Whether a 404 body is UCS saying "no such profile" (a JSON error with a message), rather
+/// than a server or proxy that has no `/profiles` at this path.
+fn is_ucs_error(body: &[u8]) -> bool {
+    serde_json::from_slice::<Json>(body)
+        .ok()
+        .is_some_and(|v| v.get("message").is_some_and(Json::is_string))
+}
+
+fn is_tenant_error(error: &ApiError) -> bool {
+    error.message.starts_with("Invalid tenant specified")
+}
+
+/// An HTTP error answer, classified. UCS error bodies are `{"message", "exception"}`; the
+/// code is the exception's class name.
+fn status_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> ApiError {
+    let parsed: Option<Json> = serde_json::from_slice(body).ok();
+    let field = |name: &str| {
+        parsed
+            .as_ref()
+            .and_then(|v| v.get(name))
+            .and_then(Json::as_str)
+            .map(str::to_owned)
+    };
+    let code = field("exception")
+        .map(|e| e.rsplit('.').next().unwrap_or_default().to_owned())
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| format!("HTTP {}", status.as_u16()));
+    let message = field("message")
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("no message").to_owned());
+    let mut error = ApiError {
+        class: class_of(status.as_u16()),
+        code,
+        message,
+        status: Some(status.as_u16()),
+        retry_after: headers
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after),
+    };
+    if is_tenant_error(&error) {
+        error.class = ErrorClass::Fatal;
+    }
+    if status.as_u16() == 401 {
+        error.message = format!(
+            "{} (credentials come from {USERNAME_VAR} and {PASSWORD_VAR})",
+            error.message
+        );
+    }
+    error
+}
+
+/// What an HTTP status means for the run. 401 (credentials), 403 (UCS refuses writes before a
+/// profile schema exists), 405 and 415 are the same for every record, so they stop the run.
+fn class_of(status: u16) -> ErrorClass {
+    match status {
+        429 => ErrorClass::Throttled,
+        408 | 500.. => ErrorClass::Transient,
+        401 | 403 | 405 | 415 => ErrorClass::Fatal,
+        _ => ErrorClass::Permanent,
+    }
+}
+
+/// A request that got no answer, classified.
+fn transport_error(error: reqwest::Error) -> ApiError {
+    let (class, code) = if error.is_timeout() {
+        (ErrorClass::Transient, "timeout")
+    } else if error.is_connect() || error.is_request() || error.is_body() || error.is_decode() {
+        (ErrorClass::Transient, "connection")
+    } else {
+        (ErrorClass::Fatal, "configuration")
+    };
+    ApiError {
+        class,
+        code: code.to_owned(),
+        message: describe(&error.without_url()),
+        status: None,
+        retry_after: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn attrs(value: Json) -> Attributes {
+        match value {
+            Json::Object(map) => map,
+            _ => panic!("not an object"),
+        }
+    }
+
+    fn set(text: &str) -> Value {
+        Value::Set(text.to_owned())
+    }
+
+    #[test]
+    fn merge_keeps_what_is_not_mapped_and_reports_only_differences() {
+        let current = attrs(json!({
+            "FirstName": "Ana", "LastName": "Lopez", "Segment": "Gold", "Score": 5,
+            "EmailAddress": ["ana@example.com", "old@example.com"]
+        }));
+        let many = Value::Many(vec!["ana@example.com".to_owned()]);
+        let first = set("Ana");
+        let last = set("López");
+        let score = set("5");
+        let phone = Value::Clear;
+        let desired = [
+            ("FirstName".to_owned(), &first),
+            ("LastName".to_owned(), &last),
+            ("Score".to_owned(), &score),
+            ("EmailAddress".to_owned(), &many),
+            ("PhoneNumber".to_owned(), &phone),
+        ];
+        let (merged, changed) = merge(current, &desired);
+        assert_eq!(
+            Json::Object(merged),
+            json!({"FirstName": "Ana", "LastName": "López", "Segment": "Gold", "Score": 5,
+                   "EmailAddress": ["ana@example.com"]})
+        );
+        let fields: Vec<&str> = changed.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(fields, ["LastName", "EmailAddress"]);
+        assert_eq!(changed[0].from.as_deref(), Some("Lopez"));
+        assert_eq!(
+            changed[1].from.as_deref(),
+            Some(r#"["ana@example.com","old@example.com"]"#)
+        );
+        assert_eq!(changed[1].to, r#"["ana@example.com"]"#);
+    }
+
+    #[test]
+    fn clearing_removes_the_attribute() {
+        let current = attrs(json!({"VIP": "Y", "FirstName": "Bo"}));
+        let clear = Value::Clear;
+        let (merged, changed) = merge(current, &[("VIP".to_owned(), &clear)]);
+        assert_eq!(Json::Object(merged), json!({"FirstName": "Bo"}));
+        assert_eq!(changed[0].from.as_deref(), Some("Y"));
+        assert_eq!(changed[0].to, "");
+    }
+
+    #[test]
+    fn sameness_compares_text_and_treats_one_element_lists_as_their_element() {
+        assert!(same(Some(&json!("x")), &set("x")));
+        assert!(same(Some(&json!(["x"])), &set("x")));
+        assert!(same(Some(&json!(7)), &set("7")));
+        assert!(same(Some(&json!(true)), &set("true")));
+        assert!(!same(Some(&json!(["x", "y"])), &set("x")));
+        assert!(!same(None, &set("x")));
+        assert!(same(None, &Value::Clear));
+        assert!(same(Some(&json!("")), &Value::Clear));
+        assert!(same(Some(&json!([])), &Value::Clear));
+        assert!(!same(Some(&json!("x")), &Value::Clear));
+        let many = Value::Many(vec!["a".into(), "b".into()]);
+        assert!(same(Some(&json!(["a", "b"])), &many));
+        assert!(
+            !same(Some(&json!(["b", "a"])), &many),
+            "the first is primary"
+        );
+    }
+
+    #[test]
+    fn reads_drop_the_id_and_extensions() {
+        let profile = attrs(json!({
+            "customer_id": "C1", "FirstName": "Ana", "Tags": ["a", "b"],
+            "contacts": [{"phone": "1"}], "preferences": {"lang": "en"}
+        }));
+        assert_eq!(
+            Json::Object(attributes_of(profile)),
+            json!({"FirstName": "Ana", "Tags": ["a", "b"]})
+        );
+    }
+
+    #[test]
+    fn errors_are_classified_by_status_and_tenant() {
+        let error = |status: u16, body: Json| {
+            status_error(
+                StatusCode::from_u16(status).unwrap(),
+                &HeaderMap::new(),
+                body.to_string().as_bytes(),
+            )
+        };
+        let bad = error(
+            400,
+            json!({"message": "Parameter value of unexpected type for 'X'",
+                   "exception": "com.genesyslab.x.BadRequestException"}),
+        );
+        assert_eq!(bad.class, ErrorClass::Permanent);
+        assert_eq!(bad.code, "BadRequestException");
+        let tenant = error(400, json!({"message": "Invalid tenant specified : 2"}));
+        assert_eq!(tenant.class, ErrorClass::Fatal);
+        assert_eq!(tenant.code, "HTTP 400");
+        let auth = error(401, json!({}));
+        assert_eq!(auth.class, ErrorClass::Fatal);
+        assert!(auth.message.contains(USERNAME_VAR), "{}", auth.message);
+        assert_eq!(error(429, json!({})).class, ErrorClass::Throttled);
+        assert_eq!(error(503, json!({})).class, ErrorClass::Transient);
+        assert_eq!(error(403, json!({})).class, ErrorClass::Fatal);
+    }
+
+    #[test]
+    fn ids_are_one_encoded_path_segment() {
+        assert_eq!(
+            profile_path("00027a52JCGY000M"),
+            "/profiles/00027a52JCGY000M"
+        );
+        assert_eq!(profile_path("a b/c?"), "/profiles/a%20b%2Fc%3F");
+    }
+}

@@ -1,0 +1,317 @@
+//! `plan` and `apply` for Genesys UCS, with reqwest against the emulator: read, merge, and
+//! PUT the whole profile, so nothing unmapped is lost.
+
+use std::process::{Output, Stdio};
+
+use profilesync::emulator::{Emulator, EmulatorConfig, EmulatorHandle};
+use serde_json::{Value, json};
+
+use crate::support::{Dir, read_ledger, repo};
+
+const FIELDS: &str = r#"FirstName = "first"
+LastName = "last"
+EmailAddress = { from = "emails", transform = [{ split = ";" }, "trim", "lowercase"] }
+VIP = "vip"
+"#;
+
+/// A config for the emulator at `url`, with extra `[match]` lines and `[source]` lines.
+fn config(url: &str, matching: &str, source: &str) -> String {
+    format!(
+        r#"[source]
+key = "customer_id"
+{source}
+
+[target]
+kind = "genesys-ucs"
+base_url = "{url}"
+tenant_id = 1
+
+[match]
+id = "customer_id"
+{matching}
+
+[limits]
+rate = 100
+concurrency = 4
+
+[fields]
+{FIELDS}"#
+    )
+}
+
+const INPUT: &str = "customer_id,first,last,emails,vip\n\
+                     G1,Ana,Lopez,ana@example.com; ana.l@example.net,Y\n\
+                     G2,Bo,Same,bo@example.com,N\n\
+                     G3,Cy,New,cy@example.com,N\n";
+
+/// G1 differs (last name, e-mail list) and has an unmapped attribute and an extension;
+/// G2 already holds what the input says; G3 does not exist.
+fn seed() -> Value {
+    json!({"genesys": {"tenant_id": 1, "profiles": {
+        "G1": {"FirstName": "Ana", "LastName": "Lopes", "EmailAddress": ["ana@example.com"],
+               "VIP": "Y", "Segment": "retail", "contacts": [{"phone": "+15550100"}]},
+        "G2": {"FirstName": "Bo", "LastName": "Same", "EmailAddress": ["bo@example.com"], "VIP": "N"},
+    }}})
+}
+
+async fn start(config: EmulatorConfig) -> EmulatorHandle {
+    Emulator::start(config).await.unwrap()
+}
+
+/// Runs `profilesync ARGS` in `dir` with only `env` (and PATH) in the environment.
+async fn run(dir: &Dir, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_profilesync"));
+    cmd.args(args)
+        .current_dir(dir.path(""))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (name, value) in env {
+        cmd.env(name, value);
+    }
+    cmd.output().await.expect("run profilesync")
+}
+
+async fn sync(dir: &Dir, command: &str, ledger: &str, env: &[(&str, &str)]) -> Output {
+    let args = [
+        command,
+        "--config",
+        "c.toml",
+        "in.csv",
+        "--ledger",
+        ledger,
+        "--no-progress",
+    ];
+    run(dir, &args, env).await
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Ledger entries in record order.
+fn by_record(dir: &Dir, ledger: &str) -> Vec<Value> {
+    let mut entries = read_ledger(&dir.path(ledger));
+    entries.sort_by_key(|e| e["record"].as_u64());
+    entries
+}
+
+fn statuses(entries: &[Value]) -> Vec<&str> {
+    entries
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect()
+}
+
+fn profile(emulator: &EmulatorHandle, id: &str) -> Value {
+    emulator.state()["genesys"]["profiles"][id].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_merges_into_the_whole_profile_and_keeps_what_it_does_not_map() {
+    let emulator = start(EmulatorConfig::default().with_seed(seed())).await;
+    let dir = Dir::new();
+    dir.write("in.csv", INPUT);
+    dir.write("c.toml", config(&emulator.endpoint_url(), "", ""));
+
+    let out = sync(&dir, "plan", "plan.jsonl", &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let plan = by_record(&dir, "plan.jsonl");
+    assert_eq!(statuses(&plan), ["would_update", "unchanged", "not_found"]);
+    assert_eq!(plan[0]["changed"], json!(["EmailAddress", "LastName"]));
+    assert_eq!(emulator.stats().operation("GenesysPutProfile").requests, 0);
+
+    let out = sync(&dir, "apply", "apply.jsonl", &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let apply = by_record(&dir, "apply.jsonl");
+    assert_eq!(statuses(&apply), ["updated", "unchanged", "skipped"]);
+    assert_eq!(apply[0]["target_id"], "G1");
+    assert_eq!(apply[0]["attempts"], 2, "one GET, one PUT");
+    assert_eq!(
+        profile(&emulator, "G1"),
+        json!({"FirstName": "Ana", "LastName": "Lopez",
+               "EmailAddress": ["ana@example.com", "ana.l@example.net"], "VIP": "Y",
+               "Segment": "retail", "contacts": [{"phone": "+15550100"}]}),
+        "the unmapped attribute and the extension survive the PUT"
+    );
+    assert_eq!(
+        emulator.stats().operation("GenesysPutProfile").requests,
+        1,
+        "unchanged profiles are not written"
+    );
+    assert!(emulator.state()["genesys"]["profiles"]["G3"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_profiles_are_created_when_asked_and_empty_cells_clear_when_asked() {
+    let emulator = start(EmulatorConfig::default().with_seed(seed())).await;
+    let dir = Dir::new();
+    dir.write(
+        "in.csv",
+        "customer_id,first,last,emails,vip\nG1,Ana,Lopes,ana@example.com,\nG3,Cy,New,cy@example.com,\n",
+    );
+    dir.write(
+        "c.toml",
+        config(
+            &emulator.endpoint_url(),
+            "when_missing = \"create\"",
+            "empty = \"clear\"",
+        ),
+    );
+    let out = sync(&dir, "plan", "plan.jsonl", &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        statuses(&by_record(&dir, "plan.jsonl")),
+        ["would_update", "would_create"]
+    );
+    assert!(emulator.state()["genesys"]["profiles"]["G3"].is_null());
+
+    let out = sync(&dir, "apply", "apply.jsonl", &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let apply = by_record(&dir, "apply.jsonl");
+    assert_eq!(statuses(&apply), ["updated", "created"]);
+    assert_eq!(apply[0]["changed"], json!(["VIP"]));
+    assert_eq!(
+        profile(&emulator, "G1"),
+        json!({"FirstName": "Ana", "LastName": "Lopes", "EmailAddress": ["ana@example.com"],
+               "Segment": "retail", "contacts": [{"phone": "+15550100"}]}),
+        "the blank VIP cell removed the attribute"
+    );
+    assert_eq!(
+        profile(&emulator, "G3"),
+        json!({"FirstName": "Cy", "LastName": "New", "EmailAddress": ["cy@example.com"]})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_come_from_the_environment_and_failing_ones_stop_the_run() {
+    let emulator = start(
+        EmulatorConfig::default()
+            .with_seed(seed())
+            .with_genesys_auth("sync", "s3cret"),
+    )
+    .await;
+    let dir = Dir::new();
+    dir.write("in.csv", INPUT);
+    dir.write("c.toml", config(&emulator.endpoint_url(), "", ""));
+
+    for (ledger, env) in [
+        ("none.jsonl", vec![]),
+        (
+            "wrong.jsonl",
+            vec![
+                ("GENESYS_UCS_USERNAME", "sync"),
+                ("GENESYS_UCS_PASSWORD", "guess"),
+            ],
+        ),
+    ] {
+        let out = sync(&dir, "apply", ledger, &env).await;
+        assert_eq!(out.status.code(), Some(3), "{ledger}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("GENESYS_UCS_USERNAME"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(!stderr(&out).contains("guess"), "no password in the logs");
+        assert!(
+            !dir.path(ledger).exists(),
+            "stopped before the first record"
+        );
+    }
+
+    let half = [("GENESYS_UCS_USERNAME", "sync")];
+    let out = sync(&dir, "apply", "half.jsonl", &half).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+
+    let env = [
+        ("GENESYS_UCS_USERNAME", "sync"),
+        ("GENESYS_UCS_PASSWORD", "s3cret"),
+    ];
+    let out = sync(&dir, "apply", "ok.jsonl", &env).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        statuses(&by_record(&dir, "ok.jsonl")),
+        ["updated", "unchanged", "skipped"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_is_wrong_for_every_record_stops_the_run() {
+    // A wrong tenant: a configuration error, before the ledger exists.
+    let emulator = start(EmulatorConfig::default().with_seed(seed())).await;
+    let dir = Dir::new();
+    dir.write("in.csv", INPUT);
+    dir.write(
+        "c.toml",
+        config(&emulator.endpoint_url(), "", "").replace("tenant_id = 1", "tenant_id = 2"),
+    );
+    let out = sync(&dir, "apply", "tenant.jsonl", &[]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("tenant_id"), "{}", stderr(&out));
+    assert!(!dir.path("tenant.jsonl").exists());
+
+    // A server without a profile schema refuses every write (403): the first one stops
+    // the run instead of failing each record.
+    let mut no_schema = seed();
+    no_schema["genesys"]["schema"] = json!(false);
+    let emulator = start(EmulatorConfig::default().with_seed(no_schema)).await;
+    dir.write(
+        "c.toml",
+        config(&emulator.endpoint_url(), "", "").replace("concurrency = 4", "concurrency = 1"),
+    );
+    let out = sync(&dir, "apply", "schema.jsonl", &[]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("prior to the definition of a profile schema"),
+        "{}",
+        stderr(&out)
+    );
+    let ledger = read_ledger(&dir.path("schema.jsonl"));
+    assert!(ledger.iter().all(|e| e["status"] != "failed"), "{ledger:?}");
+    assert_eq!(emulator.stats().operation("GenesysPutProfile").requests, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bundled_genesys_sample_plans_as_documented() {
+    // samples/README.md: 1 invalid, 29 unchanged, 21 would_update, 9 not_found.
+    let seed: Value = serde_json::from_str(include_str!("../../samples/seed.json")).unwrap();
+    let emulator = start(EmulatorConfig::default().with_seed(seed)).await;
+    let dir = Dir::new();
+    let text = std::fs::read_to_string(repo().join("config/genesys-ucs.toml")).unwrap();
+    let text = text.replace(
+        "base_url = \"http://127.0.0.1:8080\"",
+        &format!("base_url = \"{}\"", emulator.endpoint_url()),
+    );
+    dir.write("c.toml", text);
+    let input = repo().join("samples/genesys.csv");
+    let args = [
+        "plan",
+        "--config",
+        "c.toml",
+        input.to_str().unwrap(),
+        "--ledger",
+        "p.jsonl",
+        "--no-progress",
+        "--rate",
+        "200",
+    ];
+    let out = run(&dir, &args, &[]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the invalid row: {}",
+        stderr(&out)
+    );
+    let ledger = read_ledger(&dir.path("p.jsonl"));
+    let count = |status: &str| ledger.iter().filter(|e| e["status"] == status).count();
+    assert_eq!(
+        [
+            count("invalid"),
+            count("unchanged"),
+            count("would_update"),
+            count("not_found")
+        ],
+        [1, 29, 21, 9]
+    );
+}
