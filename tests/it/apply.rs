@@ -7,7 +7,7 @@ use std::time::Duration;
 use profilesync::emulator::{Emulator, EmulatorConfig, EmulatorHandle, FaultConfig};
 use serde_json::{Value, json};
 
-use crate::support::{Dir, pid, read_ledger};
+use crate::support::{Dir, assert_stopped_before_any_record, pid, read_ledger};
 
 const DOMAIN: &str = "ExampleDomainName";
 
@@ -447,16 +447,7 @@ async fn what_is_not_about_one_record_aborts_the_run_with_exit_3() {
     .output()
     .await
     .unwrap();
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("nothing was sent"),
-        "{}",
-        stderr(&out)
-    );
-    assert!(
-        !dir.path("l.jsonl").exists(),
-        "no record is failed one by one"
-    );
+    assert_stopped_before_any_record(&out, 3, "nothing was sent", &dir.path("l.jsonl"));
     assert_eq!(emulator.stats().operation("UpdateProfile").requests, 0);
 
     // An endpoint that never answers.
@@ -481,13 +472,7 @@ async fn what_is_not_about_one_record_aborts_the_run_with_exit_3() {
     .output()
     .await
     .unwrap();
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("could not be reached"),
-        "{}",
-        stderr(&out)
-    );
-    assert!(!dir.path("u.jsonl").exists());
+    assert_stopped_before_any_record(&out, 3, "could not be reached", &dir.path("u.jsonl"));
 
     // A domain that does not exist.
     dir.write(
@@ -495,18 +480,13 @@ async fn what_is_not_about_one_record_aborts_the_run_with_exit_3() {
         config("rate = 50", BY_ID).replace(DOMAIN, "NoSuchDomain"),
     );
     let out = sync(&dir, &emulator, "apply", "d.toml", "d.jsonl", &[]).await;
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "a configuration error: {}",
-        stderr(&out)
+    // A configuration error.
+    assert_stopped_before_any_record(
+        &out,
+        2,
+        "the domain NoSuchDomain does not exist",
+        &dir.path("d.jsonl"),
     );
-    assert!(
-        stderr(&out).contains("the domain NoSuchDomain does not exist"),
-        "{}",
-        stderr(&out)
-    );
-    assert!(!dir.path("d.jsonl").exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -902,13 +882,7 @@ async fn plain_http_endpoints_from_the_aws_configuration_are_refused() {
         .output()
         .await
         .unwrap();
-        assert_eq!(out.status.code(), Some(2), "{var}: {}", stderr(&out));
-        assert!(
-            stderr(&out).contains("plain http:// is refused"),
-            "{var}: {}",
-            stderr(&out)
-        );
-        assert!(!dir.path("l.jsonl").exists());
+        assert_stopped_before_any_record(&out, 2, "plain http:// is refused", &dir.path("l.jsonl"));
     }
 }
 

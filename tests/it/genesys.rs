@@ -6,7 +6,7 @@ use std::process::{Output, Stdio};
 use profilesync::emulator::{Emulator, EmulatorConfig, EmulatorHandle};
 use serde_json::{Value, json};
 
-use crate::support::{Dir, read_ledger, repo};
+use crate::support::{Dir, assert_stopped_before_any_record, read_ledger, repo};
 
 const FIELDS: &str = r#"FirstName = "first"
 LastName = "last"
@@ -207,17 +207,8 @@ async fn credentials_come_from_the_environment_and_failing_ones_stop_the_run() {
         ),
     ] {
         let out = sync(&dir, "apply", ledger, &env).await;
-        assert_eq!(out.status.code(), Some(3), "{ledger}: {}", stderr(&out));
-        assert!(
-            stderr(&out).contains("GENESYS_UCS_USERNAME"),
-            "{}",
-            stderr(&out)
-        );
+        assert_stopped_before_any_record(&out, 3, "GENESYS_UCS_USERNAME", &dir.path(ledger));
         assert!(!stderr(&out).contains("guess"), "no password in the logs");
-        assert!(
-            !dir.path(ledger).exists(),
-            "stopped before the first record"
-        );
     }
 
     let half = [("GENESYS_UCS_USERNAME", "sync")];
@@ -247,9 +238,7 @@ async fn what_is_wrong_for_every_record_stops_the_run() {
         config(&emulator.endpoint_url(), "", "").replace("tenant_id = 1", "tenant_id = 2"),
     );
     let out = sync(&dir, "apply", "tenant.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("tenant_id"), "{}", stderr(&out));
-    assert!(!dir.path("tenant.jsonl").exists());
+    assert_stopped_before_any_record(&out, 2, "tenant_id", &dir.path("tenant.jsonl"));
 
     // A server without a profile schema refuses every write (403): the first one stops
     // the run instead of failing each record.

@@ -72,6 +72,19 @@ impl Run {
     }
 }
 
+/// Asserts that a run stopped before it took on any record: it exited with `code`, said
+/// `says` on standard error, and created no ledger at `ledger`.
+pub fn assert_stopped_before_any_record(out: &Output, code: i32, says: &str, ledger: &Path) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{stderr}");
+    assert!(stderr.contains(says), "expected {says:?} in: {stderr}");
+    assert!(
+        !ledger.exists(),
+        "no record is taken on, so no ledger: {}",
+        ledger.display()
+    );
+}
+
 /// Reads a JSON Lines ledger.
 pub fn read_ledger(path: &Path) -> Vec<Value> {
     let text =
