@@ -608,12 +608,13 @@ pub fn default_limits(kind: TargetKind) -> Limits {
     }
 }
 
-/// Where `rate = "auto"` starts: the documented quota of the target's write operation.
+/// Where `rate = "auto"` starts: the documented quota of the target's write operation, or,
+/// for UCS, which documents none, its default fixed rate.
 pub fn default_start_rate(kind: TargetKind) -> f64 {
     match kind {
         TargetKind::CustomerProfiles => 100.0,
         TargetKind::ConnectUser => 2.0,
-        TargetKind::GenesysUcs => 50.0,
+        TargetKind::GenesysUcs => 20.0,
     }
 }
 

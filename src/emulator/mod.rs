@@ -99,8 +99,8 @@ pub struct EmulatorConfig {
     pub genesys_auth: Option<(String, String)>,
     /// Sends `Retry-After` / `x-amz-retry-after` with every 429.
     pub retry_after: bool,
-    /// Operations the caller is not allowed to call (by name): 403 `AccessDeniedException`
-    /// to every signed request, as IAM answers a role that lacks the permission.
+    /// Operations the caller is not allowed to call (by name): 403 to every request, as
+    /// `AccessDeniedException` from IAM for the AWS operations, plain for Genesys.
     pub denied: Vec<String>,
 }
 

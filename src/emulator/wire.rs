@@ -144,12 +144,19 @@ pub fn check_sigv4(headers: &HeaderMap) -> Result<(), ApiError> {
     ))
 }
 
-/// What IAM answers a signed request whose principal lacks the permission for `op`.
+/// What IAM answers a signed request whose principal lacks the permission for `op`; for a
+/// Genesys operation, the plain 403 UCS documents.
 pub fn denied(op: Operation) -> ApiError {
     let action = match op.api() {
         Api::CustomerProfiles => format!("profile:{}", op.name()),
         Api::Connect => format!("connect:{}", op.name()),
-        Api::Genesys => op.name().to_string(),
+        Api::Genesys => {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "ForbiddenException",
+                "The operation is forbidden for this user",
+            );
+        }
     };
     ApiError::new(
         StatusCode::FORBIDDEN,

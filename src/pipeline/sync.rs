@@ -365,6 +365,8 @@ fn check_same_input(cx: &Context, record: &SourceRecord, keys: &KeyIndex) -> io:
 struct Settlement {
     entry: Entry,
     changes: Vec<FieldChange>,
+    /// The target gave no usable answer (see [`crate::target::Settled::unanswered`]).
+    unanswered: bool,
 }
 
 /// One record's trip: prepare, then the target. `Err` is a reason to stop the run.
@@ -381,6 +383,7 @@ async fn settle(
             return Ok(Settlement {
                 entry: *invalid,
                 changes: Vec::new(),
+                unanswered: false,
             });
         }
     };
@@ -399,6 +402,7 @@ async fn settle(
                 ..new_entry(record, settled.status)
             },
             changes: settled.changed,
+            unanswered: settled.unanswered,
         }),
         Outcome::Abort(reason) => Err(reason),
     }
@@ -435,7 +439,12 @@ impl Writer {
     ) -> io::Result<(Tally, Option<DiffReport>)> {
         let mut line = Vec::with_capacity(256);
         let (mut failed, mut unanswered) = (0, 0);
-        while let Some(Settlement { entry, changes }) = rx.recv().await {
+        while let Some(Settlement {
+            entry,
+            changes,
+            unanswered: gave_up,
+        }) = rx.recv().await
+        {
             line.clear();
             entry.write_line(&mut line);
             self.ledger.write_lines(&line)?;
@@ -452,15 +461,15 @@ impl Writer {
                         .stop(format!("--max-errors reached: {failed} records failed"));
                 }
             }
-            // A target that stopped answering is not a per-record problem: stop rather than
-            // retry every remaining record against it.
-            let code = entry.error.as_ref().map(|e| e.code.as_str());
-            if entry.status == Status::Failed && matches!(code, Some("connection" | "timeout")) {
+            // A target that stopped answering (or answers only 5xx) is not a per-record
+            // problem: stop rather than retry every remaining record against it.
+            if gave_up {
                 unanswered += 1;
                 if unanswered == UNANSWERED_LIMIT {
                     self.stop.stop(format!(
-                        "the target stopped answering: the last {unanswered} records failed to \
-                         connect after every retry"
+                        "the target stopped answering: the last {unanswered} records got no \
+                         usable answer (no connection, timeouts or server errors) after every \
+                         retry"
                     ));
                 }
             } else if entry.status != Status::Invalid {

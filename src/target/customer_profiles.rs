@@ -356,6 +356,7 @@ fn invalid_for_create(config: &Config, mapped: &Mapped, attempts: u32) -> Option
         target_id: None,
         changed: Vec::new(),
         attempts,
+        unanswered: false,
         error: Some(EntryError {
             code: "invalid_for_create".to_owned(),
             message: format!("cannot create the profile: {message}"),

@@ -43,7 +43,7 @@ const TENANT_HEADER: &str = "X-Genesys-TenantId";
 const PROBE_ID: &str = "profilesync-0";
 
 /// A profile's attributes, by name.
-pub type Attributes = Map<String, Json>;
+type Attributes = Map<String, Json>;
 
 /// A Genesys UCS server, ready to take records.
 pub struct GenesysUcs {
@@ -91,8 +91,8 @@ impl GenesysUcs {
     }
 
     /// Reads one made-up profile before any record, so that an unreachable server, wrong
-    /// credentials or a wrong tenant stop the run at once. A wrong base path cannot be told
-    /// from a missing profile this way (both are 404s).
+    /// credentials, a wrong tenant or a base path without UCS behind it (a 404 without a
+    /// Context Services error body) stop the run at once.
     pub async fn preflight(&self, pace: &Pace<'_>) -> Result<Vec<String>, PreflightError> {
         let mut attempts = 0;
         match self.read(PROBE_ID, pace, &mut attempts).await {
@@ -100,6 +100,10 @@ impl GenesysUcs {
             Err(e) if is_tenant_error(&e) => Err(PreflightError {
                 config: true,
                 message: format!("{}; is [target] tenant_id right?", e.message),
+            }),
+            Err(e) if e.code == WRONG_PATH => Err(PreflightError {
+                config: true,
+                message: e.message,
             }),
             Err(e) => Err(PreflightError {
                 config: false,
@@ -179,19 +183,28 @@ impl GenesysUcs {
         pace: &Pace<'_>,
         mut attempts: u32,
     ) -> Outcome {
-        let (body, changed) = merge(Attributes::new(), desired);
+        let (mut body, changed) = merge(Attributes::new(), desired);
         let target_id = Some(id.to_owned());
         if mode == Mode::Plan {
             return settled(Status::WouldCreate, target_id, changed, attempts);
         }
-        let mut body = body;
         body.insert("customer_id".to_owned(), Json::String(id.to_owned()));
         let body = Json::Object(body);
-        match self
+        let result = self
             .write(Method::POST, "/profiles", &body, pace, &mut attempts)
-            .await
-        {
+            .await;
+        match result {
             Ok(()) => settled(Status::Created, target_id, changed, attempts),
+            // A retried POST whose first attempt was committed after all: the profile now
+            // exists. If it holds what this record says, the record was created.
+            Err(e) if attempts > 1 && e.status == Some(400) => {
+                match self.read(id, pace, &mut attempts).await {
+                    Ok(Some(now)) if merge(now.clone(), desired).1.is_empty() => {
+                        settled(Status::Created, target_id, changed, attempts)
+                    }
+                    _ => failed(e, target_id, attempts),
+                }
+            }
             Err(e) => failed(e, target_id, attempts),
         }
     }
@@ -213,6 +226,9 @@ impl GenesysUcs {
                 let body = response.bytes().await.map_err(transport_error)?;
                 if status == StatusCode::NOT_FOUND && is_ucs_error(&body) {
                     return Ok(None);
+                }
+                if status == StatusCode::NOT_FOUND {
+                    return Err(wrong_path());
                 }
                 if !status.is_success() {
                     return Err(status_error(status, &headers, &body));
@@ -243,6 +259,7 @@ impl GenesysUcs {
     ) -> Result<(), ApiError> {
         let url = format!("{}{path}", self.base_url);
         let body = body.to_string();
+        let is_post = method == Method::POST;
         pace.send(attempts, || {
             let request = self.authorized(
                 self.http
@@ -258,6 +275,10 @@ impl GenesysUcs {
                 }
                 let headers = response.headers().clone();
                 let body = response.bytes().await.unwrap_or_default();
+                // `/profiles` always exists; a 404 without a UCS error is a wrong base path.
+                if status == StatusCode::NOT_FOUND && (is_post || !is_ucs_error(&body)) {
+                    return Err(wrong_path());
+                }
                 Err(status_error(status, &headers, &body))
             }
         })
@@ -296,7 +317,7 @@ fn desired<'m>(config: &Config, mapped: &'m Mapped) -> Vec<(String, &'m Value)> 
 
 /// A profile as read, without what a PUT must not carry: `customer_id` (it is in the URI)
 /// and extensions (objects, or lists of objects), which UCS keeps when the body has none.
-pub fn attributes_of(profile: Map<String, Json>) -> Attributes {
+fn attributes_of(profile: Map<String, Json>) -> Attributes {
     profile
         .into_iter()
         .filter(|(name, value)| name != "customer_id" && !is_extension(value))
@@ -314,14 +335,13 @@ fn is_extension(value: &Json) -> bool {
 /// Merges the mapped values into the current attributes. Returns the complete profile to
 /// PUT and the attributes that changed. Pure.
 ///
-/// - `Set` replaces the attribute with a string, `Many` with a list of strings;
-/// - `Clear` removes it;
+/// - `Many` (a `split` field) replaces the attribute with that list of strings;
+/// - `Set` sets a single value. On a multi-valued attribute it sets the *primary* (first)
+///   value and keeps the others, so one CRM column never wipes the rest of a list;
+/// - `Clear` removes the attribute;
 /// - a value that already matches ([`same`]) is left exactly as it was read, so a number
 ///   stays a number and a one-element list stays a list.
-pub fn merge(
-    mut current: Attributes,
-    desired: &[(String, &Value)],
-) -> (Attributes, Vec<FieldChange>) {
+fn merge(mut current: Attributes, desired: &[(String, &Value)]) -> (Attributes, Vec<FieldChange>) {
     let mut changed = Vec::new();
     for (name, value) in desired {
         let before = current.get(name.as_str());
@@ -329,21 +349,20 @@ pub fn merge(
             continue;
         }
         let from = before.map_or_else(String::new, text_of);
-        let to = match value {
-            Value::Set(text) => {
-                current.insert(name.clone(), Json::String(text.clone()));
-                text.clone()
+        let after = match (value, before) {
+            (Value::Set(text), Some(Json::Array(items))) => {
+                Some(Json::Array(with_primary(items, text)))
             }
-            Value::Many(values) => {
-                let list = Json::Array(values.iter().cloned().map(Json::String).collect());
-                let text = text_of(&list);
-                current.insert(name.clone(), list);
-                text
-            }
-            Value::Clear => {
-                current.remove(name.as_str());
-                String::new()
-            }
+            (Value::Set(text), _) => Some(Json::String(text.clone())),
+            (Value::Many(values), _) => Some(Json::Array(
+                values.iter().cloned().map(Json::String).collect(),
+            )),
+            (Value::Clear, _) => None,
+        };
+        let to = after.as_ref().map_or_else(String::new, text_of);
+        match after {
+            Some(after) => current.insert(name.clone(), after),
+            None => current.remove(name.as_str()),
         };
         changed.push(FieldChange {
             field: name.clone(),
@@ -354,10 +373,24 @@ pub fn merge(
     (current, changed)
 }
 
+/// A list with `primary` first and the other values after it, in their order (`primary`
+/// replaces the old first value, and is not repeated further down).
+fn with_primary(items: &[Json], primary: &str) -> Vec<Json> {
+    let rest = items
+        .iter()
+        .skip(1)
+        .filter(|item| text_of(item) != primary)
+        .cloned();
+    std::iter::once(Json::String(primary.to_owned()))
+        .chain(rest)
+        .collect()
+}
+
 /// Whether an attribute already holds the mapped value. Values compare as text (UCS may
-/// store `5` for `"5"`); a one-element list equals its element; an empty string, an empty
-/// list and no attribute at all are all "cleared".
-pub fn same(current: Option<&Json>, desired: &Value) -> bool {
+/// store `5` for `"5"`). A single value matches a list whose primary (first) value it is; a
+/// `split` list must match the whole list, in order. An empty string, an empty list and no
+/// attribute at all are all "cleared".
+fn same(current: Option<&Json>, desired: &Value) -> bool {
     let texts: Vec<String> = match current {
         None | Some(Json::Null) => Vec::new(),
         Some(Json::Array(items)) => items.iter().map(text_of).collect(),
@@ -370,7 +403,7 @@ pub fn same(current: Option<&Json>, desired: &Value) -> bool {
         .collect();
     match desired {
         Value::Clear => texts.is_empty(),
-        Value::Set(text) => texts == [text.as_str()],
+        Value::Set(text) => texts.first() == Some(&text.as_str()),
         Value::Many(values) => texts == values.iter().map(String::as_str).collect::<Vec<_>>(),
     }
 }
@@ -383,13 +416,30 @@ fn text_of(value: &Json) -> String {
     }
 }
 
-/// Whether a 404 body is UCS saying "no such profile" (a JSON error with a message), rather
-/// than a server or proxy that has no `/profiles` at this path.
+/// Whether a 404 body is UCS saying "no such profile" (its JSON error, with `message` and
+/// `exception`), rather than a server or proxy that has no `/profiles` at this path.
 fn is_ucs_error(body: &[u8]) -> bool {
-    serde_json::from_slice::<Json>(body)
-        .ok()
-        .is_some_and(|v| v.get("message").is_some_and(Json::is_string))
+    serde_json::from_slice::<Json>(body).ok().is_some_and(|v| {
+        v.get("message").is_some_and(Json::is_string)
+            && v.get("exception").is_some_and(Json::is_string)
+    })
 }
+
+/// A 404 that is not UCS's own: every record would get it.
+fn wrong_path() -> ApiError {
+    ApiError {
+        class: ErrorClass::Fatal,
+        code: WRONG_PATH.to_owned(),
+        message: "the server has no UCS profile resource at [target] base_url (404 without a \
+                  Context Services error); is base_url right?"
+            .to_owned(),
+        status: Some(404),
+        retry_after: None,
+    }
+}
+
+/// The code of [`wrong_path`].
+const WRONG_PATH: &str = "not_a_ucs_path";
 
 fn is_tenant_error(error: &ApiError) -> bool {
     error.message.starts_with("Invalid tenant specified")
@@ -436,9 +486,11 @@ fn status_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> ApiErro
 
 /// What an HTTP status means for the run. 401 (credentials), 403 (UCS refuses writes before a
 /// profile schema exists), 405 and 415 are the same for every record, so they stop the run.
+/// UCS documents no rate limit; an overloaded server (or the load balancer in front of it)
+/// answers 503, so 503 counts as a throttle: it is retried, and `rate = "auto"` slows down.
 fn class_of(status: u16) -> ErrorClass {
     match status {
-        429 => ErrorClass::Throttled,
+        429 | 503 => ErrorClass::Throttled,
         408 | 500.. => ErrorClass::Transient,
         401 | 403 | 405 | 415 => ErrorClass::Fatal,
         _ => ErrorClass::Permanent,
@@ -514,6 +566,27 @@ mod tests {
     }
 
     #[test]
+    fn a_single_value_sets_the_primary_of_a_list_and_keeps_the_rest() {
+        let current = attrs(json!({"PhoneNumber": ["+1", "+2", "+3"], "Tags": ["a"]}));
+        let phone = set("+3");
+        let tag = set("b");
+        let (merged, changed) = merge(
+            current,
+            &[
+                ("PhoneNumber".to_owned(), &phone),
+                ("Tags".to_owned(), &tag),
+            ],
+        );
+        assert_eq!(
+            Json::Object(merged),
+            json!({"PhoneNumber": ["+3", "+2"], "Tags": ["b"]}),
+            "the new primary replaces the old one and is not repeated"
+        );
+        assert_eq!(changed[0].from.as_deref(), Some(r#"["+1","+2","+3"]"#));
+        assert_eq!(changed[0].to, r#"["+3","+2"]"#);
+    }
+
+    #[test]
     fn clearing_removes_the_attribute() {
         let current = attrs(json!({"VIP": "Y", "FirstName": "Bo"}));
         let clear = Value::Clear;
@@ -529,7 +602,11 @@ mod tests {
         assert!(same(Some(&json!(["x"])), &set("x")));
         assert!(same(Some(&json!(7)), &set("7")));
         assert!(same(Some(&json!(true)), &set("true")));
-        assert!(!same(Some(&json!(["x", "y"])), &set("x")));
+        assert!(
+            same(Some(&json!(["x", "y"])), &set("x")),
+            "x is the primary"
+        );
+        assert!(!same(Some(&json!(["y", "x"])), &set("x")));
         assert!(!same(None, &set("x")));
         assert!(same(None, &Value::Clear));
         assert!(same(Some(&json!("")), &Value::Clear));
@@ -572,13 +649,21 @@ mod tests {
         assert_eq!(bad.class, ErrorClass::Permanent);
         assert_eq!(bad.code, "BadRequestException");
         let tenant = error(400, json!({"message": "Invalid tenant specified : 2"}));
+        assert!(is_ucs_error(
+            br#"{"message": "Customer profile G9 does not exist", "exception": "x.ProfileNotFoundException"}"#
+        ));
+        assert!(!is_ucs_error(
+            br#"{"status": 404, "error": "Not Found", "message": "No message available"}"#
+        ));
+        assert!(!is_ucs_error(b"<html>Not Found</html>"));
         assert_eq!(tenant.class, ErrorClass::Fatal);
         assert_eq!(tenant.code, "HTTP 400");
         let auth = error(401, json!({}));
         assert_eq!(auth.class, ErrorClass::Fatal);
         assert!(auth.message.contains(USERNAME_VAR), "{}", auth.message);
         assert_eq!(error(429, json!({})).class, ErrorClass::Throttled);
-        assert_eq!(error(503, json!({})).class, ErrorClass::Transient);
+        assert_eq!(error(503, json!({})).class, ErrorClass::Throttled);
+        assert_eq!(error(502, json!({})).class, ErrorClass::Transient);
         assert_eq!(error(403, json!({})).class, ErrorClass::Fatal);
     }
 

@@ -43,6 +43,9 @@ pub struct Settled {
     pub attempts: u32,
     /// Why, for `failed`.
     pub error: Option<EntryError>,
+    /// `failed` because the target gave no usable answer after every retry (no connection,
+    /// timeouts, 5xx): a run stops after many of these in a row.
+    pub unanswered: bool,
 }
 
 /// The end of one record's trip to the target.
@@ -191,6 +194,7 @@ pub fn settled(
         changed,
         attempts,
         error: None,
+        unanswered: false,
     })
 }
 
@@ -210,6 +214,7 @@ pub fn failed(error: ApiError, target_id: Option<String>, attempts: u32) -> Outc
         target_id,
         changed: Vec::new(),
         attempts,
+        unanswered: error.class == ErrorClass::Transient,
         error: Some(EntryError {
             code: error.code,
             message,
@@ -229,6 +234,7 @@ pub fn missing(when: WhenMissing, mode: Mode, what: &str, attempts: u32) -> Outc
                 target_id: None,
                 changed: Vec::new(),
                 attempts,
+                unanswered: false,
                 error: Some(EntryError {
                     code: "not_found".to_owned(),
                     message: format!("{what}, and [match] when_missing = \"{}\"", when.name()),

@@ -114,11 +114,15 @@ pub fn check_id(kind: TargetKind, id: &str) -> Result<(), Problem> {
                     "max_length",
                     format!("must be at most {GENESYS_CUSTOMER_ID_MAX} characters"),
                 ))
-            } else if id.contains('/') || id.chars().any(char::is_control) {
+            } else if id.contains('/')
+                || id.chars().any(char::is_control)
+                || id.trim_matches('.').is_empty()
+            {
+                // `.` and `..` would be read as path steps, not as an id.
                 Err(Problem::new(
                     field,
                     "pattern",
-                    "must not contain / or control characters",
+                    "must not contain / or control characters, nor be only dots",
                 ))
             } else {
                 Ok(())
@@ -462,6 +466,14 @@ mod tests {
             problems(kind, Some("00027a52JCGY000M1234"), &[], Operation::Update)[0].1,
             "max_length"
         );
+        for path_like in [".", "..", "a/b"] {
+            assert_eq!(
+                problems(kind, Some(path_like), &[], Operation::Update)[0].1,
+                "pattern",
+                "{path_like}"
+            );
+        }
+        assert!(problems(kind, Some("a.b c"), &[], Operation::Update).is_empty());
     }
 
     #[test]

@@ -898,9 +898,10 @@ async fn the_client_never_goes_over_its_own_rate() {
     apply_all(&emulator, 70, "rate = 20\nburst = 5\nconcurrency = 16").await;
     let stats = emulator.stats().operation("UpdateProfile");
     assert_eq!(stats.status(429), 0);
-    // The bucket of 5 plus 20 refills a second.
-    assert!(stats.max_accepted_in_any_second <= 25, "{stats:?}");
-    assert!(stats.max_accepted_in_any_second >= 15, "{stats:?}");
+    // The bucket of 5 plus 20 refills a second, measured on arrival at the server, so with
+    // some slack for scheduling jitter; without the limiter, all 70 would come at once.
+    assert!(stats.max_accepted_in_any_second <= 28, "{stats:?}");
+    assert!(stats.max_accepted_in_any_second >= 10, "{stats:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -471,7 +471,14 @@ fn ctrl_c_stops_check_with_exit_3_and_keeps_what_was_read() {
             .unwrap();
     }
     stdin.flush().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1000));
+    // The ledger exists once the header is read; the Ctrl-C handler comes right after it.
+    for _ in 0..200 {
+        if dir.path("s.jsonl").exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
     let pid_text = child.id().to_string();
     assert!(
         std::process::Command::new("kill")

@@ -3,7 +3,7 @@
 
 use std::process::{Output, Stdio};
 
-use profilesync::emulator::{Emulator, EmulatorConfig, EmulatorHandle};
+use profilesync::emulator::{Emulator, EmulatorConfig, EmulatorHandle, FaultConfig};
 use serde_json::{Value, json};
 
 use crate::support::{Dir, assert_stopped_before_any_record, read_ledger, repo};
@@ -262,7 +262,92 @@ async fn what_is_wrong_for_every_record_stops_the_run() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_bundled_genesys_sample_plans_as_documented() {
+async fn a_wrong_base_path_is_a_configuration_error_not_missing_profiles() {
+    let emulator = start(EmulatorConfig::default().with_seed(seed())).await;
+    let dir = Dir::new();
+    dir.write("in.csv", INPUT);
+    let url = format!("{}/no/such/path", emulator.endpoint_url());
+    dir.write("c.toml", config(&url, "", ""));
+    let out = sync(&dir, "apply", "l.jsonl", &[]).await;
+    assert_stopped_before_any_record(&out, 2, "is base_url right?", &dir.path("l.jsonl"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttles_and_server_errors_are_retried_and_ids_are_encoded() {
+    // 30 profiles, the last with an id that needs percent-encoding.
+    let ids: Vec<String> = (1..30)
+        .map(|i| format!("G{i}"))
+        .chain(["G 30+x".to_owned()])
+        .collect();
+    let profiles: serde_json::Map<String, Value> = ids
+        .iter()
+        .map(|id| (id.clone(), json!({"FirstName": "Old", "Segment": "retail"})))
+        .collect();
+    let faults = FaultConfig {
+        error_rate: 0.1,
+        seed: 3,
+        ..FaultConfig::default()
+    };
+    let emulator = start(
+        EmulatorConfig::default()
+            .with_seed(json!({"genesys": {"tenant_id": 1, "profiles": profiles}}))
+            .with_quota("GenesysPutProfile", 20.0, 2)
+            .with_faults(faults),
+    )
+    .await;
+    let dir = Dir::new();
+    let mut csv = String::from("customer_id,first,last,emails,vip\n");
+    for id in &ids {
+        csv.push_str(&format!("{id},New,,,\n"));
+    }
+    dir.write("in.csv", csv);
+    dir.write("c.toml", config(&emulator.endpoint_url(), "", ""));
+    let out = sync(&dir, "apply", "l.jsonl", &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(statuses(&by_record(&dir, "l.jsonl")), vec!["updated"; 30]);
+    for id in &ids {
+        assert_eq!(
+            profile(&emulator, id),
+            json!({"FirstName": "New", "Segment": "retail"}),
+            "{id}"
+        );
+    }
+    let puts = emulator.stats().operation("GenesysPutProfile");
+    assert!(puts.status(429) > 0 && puts.status(500) > 0, "{puts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_column_sets_the_primary_value_and_keeps_the_others() {
+    let emulator = start(
+        EmulatorConfig::default().with_seed(json!({"genesys": {"profiles": {
+            "G1": {"PhoneNumber": ["+12065550100", "+12065550101"]},
+            "G2": {"PhoneNumber": ["+12065550200", "+12065550201"]},
+        }}})),
+    )
+    .await;
+    let dir = Dir::new();
+    dir.write(
+        "in.csv",
+        "customer_id,phone\nG1,+12065550100\nG2,+12065550299\n",
+    );
+    let text = config(&emulator.endpoint_url(), "", "")
+        .replace("tenant_id = 1\n", "")
+        .replace(FIELDS, "PhoneNumber = \"phone\"\n");
+    dir.write("c.toml", text);
+    let out = sync(&dir, "apply", "l.jsonl", &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        statuses(&by_record(&dir, "l.jsonl")),
+        ["unchanged", "updated"]
+    );
+    assert_eq!(
+        profile(&emulator, "G2"),
+        json!({"PhoneNumber": ["+12065550299", "+12065550201"]})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bundled_genesys_sample_plans_as_documented_and_applies_without_loss() {
     // samples/README.md: 1 invalid, 29 unchanged, 21 would_update, 9 not_found.
     let seed: Value = serde_json::from_str(include_str!("../../samples/seed.json")).unwrap();
     let emulator = start(EmulatorConfig::default().with_seed(seed)).await;
@@ -303,4 +388,20 @@ async fn the_bundled_genesys_sample_plans_as_documented() {
         ],
         [1, 29, 21, 9]
     );
+
+    // Applied, the differing profiles change, and the attributes the config does not map
+    // (Segment, PreferredLanguage) survive the PUT.
+    let mut args = args;
+    args[0] = "apply";
+    args[5] = "a.jsonl";
+    let out = run(&dir, &args, &[]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(
+        emulator.stats().operation("GenesysPutProfile").status(200),
+        21
+    );
+    let changed = profile(&emulator, "0002d173VRZN0002");
+    assert_eq!(changed["LastName"], "Carter");
+    assert_eq!(changed["Segment"], "retail");
+    assert_eq!(changed["PreferredLanguage"], "es");
 }
