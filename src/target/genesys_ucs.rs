@@ -4,19 +4,21 @@
 //! read-merge-write, as the API's own documentation asks:
 //!
 //! 1. `GET /profiles/{customer_id}` reads every attribute (and, by default, no extension);
-//! 2. the mapped attributes are merged into what was read ([`merge`]): a set value replaces
-//!    the attribute, a cleared one removes it, anything unmapped is sent back as it was read;
+//! 2. the mapped attributes are merged into what was read, by a pure function (`merge`): a
+//!    `split` list replaces the attribute, a single value sets it (on a list, its primary,
+//!    first value), a cleared one removes it, anything unmapped is sent back as it was read;
 //! 3. `PUT` sends the complete result, only when something differs (else `unchanged`). The
 //!    body never carries extensions, so UCS keeps them as they are.
 //!
-//! A profile that does not exist (404) follows `when_missing`; `create` uses `POST /profiles`
-//! with the record's `customer_id`. `plan` stops after step 2.
+//! A profile that does not exist (404 with a UCS error body) follows `when_missing`; `create`
+//! uses `POST /profiles` with the record's `customer_id`. `plan` stops after step 2. A 404
+//! without a UCS error body means `base_url` has no UCS behind it: every record would get it.
 //!
 //! Credentials come from `GENESYS_UCS_USERNAME` / `GENESYS_UCS_PASSWORD` (HTTP Basic), never
 //! from the config file, and are never logged. Redirects are not followed, so credentials
 //! go nowhere but `base_url`. What is the same for every record (401, the 403 of a server
-//! without a profile schema, a wrong tenant, 405, 415) stops the run instead of failing each
-//! record.
+//! without a profile schema, a wrong tenant, a wrong base path, 405, 415) stops the run
+//! instead of failing each record.
 
 use std::time::Duration;
 
