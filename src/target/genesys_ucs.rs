@@ -163,8 +163,8 @@ impl GenesysUcs {
                     .await
                 {
                     Ok(()) => settled(Status::Updated, target_id, changed, attempts),
-                    // Deleted between the read and the write.
-                    Err(e) if e.status == Some(404) => missing(
+                    // Deleted between the read and the write (UCS's own 404).
+                    Err(e) if e.status == Some(404) && e.code != WRONG_PATH => missing(
                         when_missing,
                         mode,
                         "the profile was deleted while it was being updated",
