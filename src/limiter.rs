@@ -6,7 +6,9 @@
 //! second holding at most `burst`) read on a [`TokioClock`], so that tests drive it with
 //! `tokio::time::pause` / `advance` and never sleep for real. [`Limiter::acquire`] waits with
 //! `tokio::time::sleep` (governor's own `until_ready` uses `futures_timer`, which ignores
-//! paused time). All methods take `&self`; the limiter is `Send + Sync` and shared by `Arc`.
+//! paused time); waiters queue in FIFO order behind a tokio mutex, so only the first one
+//! sleeps on the bucket. All methods take `&self`; the limiter is `Send + Sync` and shared
+//! by `Arc`.
 //!
 //! With [`RateSetting::Fixed`] the bucket never changes, so the limit is exact: over any
 //! interval `t` at most `rate × t + burst` requests are let through.
@@ -151,6 +153,8 @@ pub struct LimiterStats {
     pub succeeded: u64,
     /// Calls of [`Limiter::on_throttle`].
     pub throttled: u64,
+    /// Times a waiter went to sleep until the bucket would have a token.
+    pub sleeps: u64,
 }
 
 /// The governor limiter type used here.
@@ -162,7 +166,12 @@ pub struct Limiter {
     clock: TokioClock,
     burst: NonZeroU32,
     state: Mutex<State>,
+    /// Waiters line up here, first come first served, so that only the one at the front
+    /// watches the bucket: without it, every waiter would wake at each new token and all but
+    /// one would go back to sleep.
+    queue: tokio::sync::Mutex<()>,
     acquired: AtomicU64,
+    sleeps: AtomicU64,
     succeeded: AtomicU64,
     throttled: AtomicU64,
 }
@@ -211,14 +220,17 @@ impl Limiter {
             clock,
             burst,
             state: Mutex::new(State { bucket, mode }),
+            queue: tokio::sync::Mutex::new(()),
             acquired: AtomicU64::new(0),
+            sleeps: AtomicU64::new(0),
             succeeded: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
         }
     }
 
-    /// Waits until one request may be sent.
+    /// Waits until one request may be sent. Waiters are served in the order they came.
     pub async fn acquire(&self) {
+        let _front = self.queue.lock().await;
         loop {
             let bucket = self.current_bucket();
             match bucket.check() {
@@ -228,6 +240,7 @@ impl Limiter {
                 }
                 Err(not_until) => {
                     let wait = not_until.wait_time_from(self.clock.now());
+                    self.sleeps.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(wait).await;
                 }
             }
@@ -274,6 +287,7 @@ impl Limiter {
             acquired: self.acquired.load(Ordering::Relaxed),
             succeeded: self.succeeded.load(Ordering::Relaxed),
             throttled: self.throttled.load(Ordering::Relaxed),
+            sleeps: self.sleeps.load(Ordering::Relaxed),
         }
     }
 
@@ -617,6 +631,31 @@ mod tests {
         assert!(elapsed >= Duration::from_millis(9_490), "{elapsed:?}");
         assert!(elapsed <= Duration::from_millis(9_510), "{elapsed:?}");
         assert_eq!(limiter.stats().acquired, 100);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiters_are_served_in_the_order_they_came() {
+        let limiter = Arc::new(Limiter::new(RateSetting::Fixed {
+            rate: 10.0,
+            burst: 1,
+        }));
+        limiter.acquire().await;
+        let served = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..5 {
+            let (limiter, served) = (Arc::clone(&limiter), Arc::clone(&served));
+            tasks.spawn(async move {
+                limiter.acquire().await;
+                served.lock().unwrap().push(i);
+            });
+            // Let this waiter line up before the next one comes.
+            tokio::task::yield_now().await;
+        }
+        while tasks.join_next().await.is_some() {}
+        assert_eq!(*served.lock().unwrap(), [0, 1, 2, 3, 4]);
+        // One sleep per token: only the waiter at the front watches the bucket (without the
+        // queue, every waiter would wake at each token: 5 + 4 + 3 + 2 + 1 sleeps).
+        assert_eq!(limiter.stats().sleeps, 5);
     }
 
     #[tokio::test(start_paused = true)]
