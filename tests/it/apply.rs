@@ -308,22 +308,30 @@ async fn a_killed_run_resumes_without_sending_settled_records_again() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upserts_update_one_match_create_none_and_refuse_ambiguity() {
-    let seed = json!({"domains": {DOMAIN: {"profiles": {
+/// Upserts by e-mail, creating what is missing.
+const UPSERT: &str =
+    "search_key = \"_email\"\nsearch_column = \"email\"\nwhen_missing = \"create\"";
+
+/// For `customers(4)` matched by e-mail: c1 has one match, c2 two, c3 none, and c4 one that
+/// already holds what the input says.
+fn upsert_seed() -> Value {
+    json!({"domains": {DOMAIN: {"profiles": {
         pid(1): {"FirstName": "Old", "EmailAddress": "c1@example.com"},
         pid(2): {"FirstName": "Twin", "EmailAddress": "c2@example.com"},
         pid(3): {"FirstName": "Twin", "PersonalEmailAddress": "c2@example.com"},
         pid(4): {"FirstName": "First4", "Address": {"City": "City4"}, "Attributes": {"Tier": "Gold"}, "EmailAddress": "c4@example.com"},
-    }}}});
-    let emulator = Emulator::start(EmulatorConfig::default().with_seed(seed))
+    }}}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upserts_update_one_match_create_none_and_refuse_ambiguity() {
+    let emulator = Emulator::start(EmulatorConfig::default().with_seed(upsert_seed()))
         .await
         .unwrap();
     let dir = Dir::new();
     // c1: one match; c2: two; c3: none; c4: one match, already equal.
     dir.write("in.csv", customers(4));
-    let matching = "search_key = \"_email\"\nsearch_column = \"email\"\nwhen_missing = \"create\"";
-    dir.write("c.toml", config("rate = 50", matching));
+    dir.write("c.toml", config("rate = 50", UPSERT));
     let out = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &[]).await;
     assert_eq!(
         out.status.code(),
@@ -963,20 +971,13 @@ async fn ambiguity_counts_matches_across_search_pages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_by_search_key_reports_what_apply_would_do() {
-    let seed = json!({"domains": {DOMAIN: {"profiles": {
-        pid(1): {"FirstName": "Old", "EmailAddress": "c1@example.com"},
-        pid(2): {"FirstName": "Twin", "EmailAddress": "c2@example.com"},
-        pid(3): {"FirstName": "Twin", "PersonalEmailAddress": "c2@example.com"},
-        pid(4): {"FirstName": "First4", "Address": {"City": "City4"}, "Attributes": {"Tier": "Gold"}, "EmailAddress": "c4@example.com"},
-    }}}});
-    let emulator = Emulator::start(EmulatorConfig::default().with_seed(seed))
+    let emulator = Emulator::start(EmulatorConfig::default().with_seed(upsert_seed()))
         .await
         .unwrap();
     let before = emulator.state();
     let dir = Dir::new();
     dir.write("in.csv", customers(4));
-    let matching = "search_key = \"_email\"\nsearch_column = \"email\"\nwhen_missing = \"create\"";
-    dir.write("c.toml", config("rate = 50", matching));
+    dir.write("c.toml", config("rate = 50", UPSERT));
     let out = sync(&dir, &emulator, "plan", "c.toml", "l.jsonl", &[]).await;
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let ledger = by_record(&read_ledger(&dir.path("l.jsonl")));
