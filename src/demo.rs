@@ -150,7 +150,11 @@ async fn demo() -> Result<(), String> {
         .map_or(0, |p| p.len());
     println!(
         "The domain now holds {profiles} profiles. The 8 `invalid` records are the sample's deliberately \
-         broken rows (see samples/README.md); each ledger entry names the line and what is wrong."
+         broken rows (see samples/README.md); each ledger entry names the line and what is wrong.\n\
+         The config matches by ProfileId, so apply sends each valid record's mapped fields in one \
+         UpdateProfile without reading the profile first (`updated` = sent and accepted); plan shows what \
+         actually differed. To write only what differs, match with search_key = \"_profileId\" \
+         (see the README)."
     );
     emulator.shutdown().await;
     Ok(())
