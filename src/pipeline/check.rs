@@ -16,6 +16,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
+use super::signals::Interrupts;
 use super::{Context, check_record};
 use crate::ledger::Ledger;
 use crate::report::{Progress, Tally};
@@ -69,8 +70,9 @@ pub fn check(
     read.map(|()| tally)
 }
 
-/// A flag that turns true on Ctrl-C, for the threads of `check`; a second Ctrl-C exits at
-/// once with code 3. A small thread waits for the signals.
+/// A flag that turns true on Ctrl-C or SIGTERM, for the threads of `check`; a second signal
+/// exits at once with code 3. A small thread waits for the signals; the handlers are in
+/// place when this returns.
 fn interrupt_flag() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     let set = Arc::clone(&flag);
@@ -78,16 +80,15 @@ fn interrupt_flag() -> Arc<AtomicBool> {
         .enable_io()
         .build();
     if let Ok(runtime) = runtime {
-        thread::spawn(move || {
-            runtime.block_on(async {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    set.store(true, Ordering::Relaxed);
-                    if tokio::signal::ctrl_c().await.is_ok() {
-                        std::process::exit(3);
-                    }
-                }
+        let interrupts = {
+            let _inside = runtime.enter();
+            Interrupts::register()
+        };
+        if let Ok(interrupts) = interrupts {
+            thread::spawn(move || {
+                runtime.block_on(interrupts.watch(|| set.store(true, Ordering::Relaxed)));
             });
-        });
+        }
     }
     flag
 }

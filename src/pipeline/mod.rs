@@ -7,6 +7,7 @@
 //! `prepare` (map, then validate) and, for `sync`, the target.
 
 mod check;
+mod signals;
 mod sync;
 
 pub use check::check;

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
+use super::signals::Interrupts;
 use super::{Context, new_entry, prepare};
 use crate::ledger::{Entry, EntryError, KeyIndex, Ledger, RecordSet, Status};
 use crate::limiter::Limiter;
@@ -177,8 +178,13 @@ pub async fn sync(
     let (record_tx, record_rx) = mpsc::channel::<SourceRecord>(concurrency * 2);
     let (settled_tx, settled_rx) = mpsc::channel::<Settlement>(concurrency * 2);
 
-    // Ctrl-C: the first stops the run gently, a second one ends the process at once.
-    let signals = tokio::spawn(watch_interrupts(stop.clone()));
+    // Ctrl-C or SIGTERM: the first stops the run gently, a second one ends the process at
+    // once. Entries are flushed one by one, so the ledger stays whole but for the records in
+    // flight, which a resumed run sends again.
+    let signals = {
+        let stop = stop.clone();
+        tokio::spawn(Interrupts::register()?.watch(move || stop.stop("interrupted".to_owned())))
+    };
 
     // Stage 1: read, on a blocking thread, leaving out what this run does not send.
     let reader = {
@@ -229,18 +235,6 @@ pub async fn sync(
         aborted,
         report: report.map(|r| r.path().to_owned()),
     })
-}
-
-/// The first Ctrl-C stops the run (records in flight settle, the ledger is flushed); a second
-/// one exits at once with code 3. Entries are flushed one by one, so the ledger stays whole
-/// but for the records in flight, which a resumed run sends again.
-async fn watch_interrupts(stop: Stop) {
-    if tokio::signal::ctrl_c().await.is_ok() {
-        stop.stop("interrupted".to_owned());
-        if tokio::signal::ctrl_c().await.is_ok() {
-            std::process::exit(3);
-        }
-    }
 }
 
 /// The reader stage. An error (unreadable input, a resumed ledger from another input) stops

@@ -586,46 +586,51 @@ fn demo_runs_from_any_directory() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ctrl_c_lets_records_in_flight_settle_and_exits_3() {
-    let n = 100;
-    let emulator = slow_emulator(n, 50).await;
-    let dir = Dir::new();
-    dir.write("in.csv", customers(n));
-    dir.write(
-        "c.toml",
-        config("rate = 20\nburst = 2\nconcurrency = 4", BY_ID),
-    );
-    let args = [
-        "apply",
-        "--config",
-        "c.toml",
-        "in.csv",
-        "--ledger",
-        "l.jsonl",
-        "--no-progress",
-    ];
-    let child = command(&dir, &emulator, &args).spawn().unwrap();
-    let pid = child.id().unwrap().to_string();
-    wait_for_entries(&dir.path("l.jsonl"), 10).await;
-    let kill = std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let out = child.wait_with_output().await.unwrap();
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
-    let ledger = read_ledger(&dir.path("l.jsonl"));
-    assert!(
-        ledger.len() >= 10 && ledger.len() < n as usize,
-        "{} settled",
-        ledger.len()
-    );
-    // Every request that reached the emulator belongs to a settled record: in-flight ones finished.
-    assert_eq!(
-        emulator.stats().operation("UpdateProfile").status(200),
-        ledger.len() as u64
-    );
+async fn ctrl_c_or_sigterm_lets_records_in_flight_settle_and_exits_3() {
+    // SIGTERM is what cron wrappers, `timeout` and systemd send; it stops a run like Ctrl-C.
+    for signal in ["-INT", "-TERM"] {
+        let n = 100;
+        let emulator = slow_emulator(n, 50).await;
+        let dir = Dir::new();
+        dir.write("in.csv", customers(n));
+        dir.write(
+            "c.toml",
+            config("rate = 20\nburst = 2\nconcurrency = 4", BY_ID),
+        );
+        let args = [
+            "apply",
+            "--config",
+            "c.toml",
+            "in.csv",
+            "--ledger",
+            "l.jsonl",
+            "--no-progress",
+        ];
+        let child = command(&dir, &emulator, &args).spawn().unwrap();
+        let pid = child.id().unwrap().to_string();
+        wait_for_entries(&dir.path("l.jsonl"), 10).await;
+        let kill = std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let out = child.wait_with_output().await.unwrap();
+        assert_eq!(out.status.code(), Some(3), "{signal}: {}", stderr(&out));
+        assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
+        let ledger = read_ledger(&dir.path("l.jsonl"));
+        assert!(
+            ledger.len() >= 10 && ledger.len() < n as usize,
+            "{signal}: {} settled",
+            ledger.len()
+        );
+        // Every request that reached the emulator belongs to a settled record: in-flight
+        // ones finished.
+        assert_eq!(
+            emulator.stats().operation("UpdateProfile").status(200),
+            ledger.len() as u64,
+            "{signal}"
+        );
+    }
 }
 
 #[test]
