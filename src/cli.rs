@@ -15,7 +15,7 @@ use crate::config::{self, Config, Rate};
 use crate::ledger::{self, Ledger};
 use crate::limiter::{Limiter, RateSetting};
 use crate::mapping::Plan;
-use crate::pipeline::{self, Context, Selection, Sender, SyncOptions, SyncResult};
+use crate::pipeline::{self, Context, Interrupts, Selection, Sender, SyncOptions, SyncResult};
 use crate::report::{self, DiffReport, Progress, Tally};
 use crate::retry::RetryPolicy;
 use crate::schema::TargetKind;
@@ -243,9 +243,21 @@ fn sync_command(args: &SyncArgs, mode: Mode) -> i32 {
             return EXIT_ABORTED;
         }
     };
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
+        // Signals are handled from here on, so that one during the preflight exits 3 too.
+        let mut interrupts = match Interrupts::register() {
+            Ok(interrupts) => interrupts,
+            Err(e) => {
+                eprintln!("profilesync: cannot watch for Ctrl-C: {e}");
+                return EXIT_ABORTED;
+            }
+        };
         let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
-        let sender = match connect(&cx.config, &sdk).await {
+        let connected = tokio::select! {
+            connected = connect(&cx.config, &sdk) => connected,
+            _ = interrupts.next() => Err((EXIT_ABORTED, "interrupted".to_owned())),
+        };
+        let sender = match connected {
             Ok(sender) => sender,
             Err((code, message)) => {
                 eprintln!("profilesync: {command}: {message}; nothing was sent");
@@ -265,9 +277,12 @@ fn sync_command(args: &SyncArgs, mode: Mode) -> i32 {
             command,
             source.progress.clone(),
         );
-        let result = run_sync(cx, source, ledger, sender, options, progress).await;
+        let result = run_sync(cx, source, ledger, sender, options, progress, interrupts).await;
         finish(command, result, started, quiet, &resume_hint)
-    })
+    });
+    // Do not wait for a reader still blocked on a silent standard input.
+    runtime.shutdown_background();
+    code
 }
 
 /// The client for the configured target with the config's limiter and retry policy, once
@@ -446,6 +461,7 @@ pub(crate) async fn run_sync(
     sender: Sender,
     options: SyncOptions,
     progress: Progress,
+    interrupts: Interrupts,
 ) -> Result<(SyncResult, PathBuf), String> {
     let path = ledger.path().to_owned();
     let progress = Arc::new(progress);
@@ -457,6 +473,7 @@ pub(crate) async fn run_sync(
         Arc::new(sender),
         options,
         Arc::clone(&progress),
+        interrupts,
     )
     .await;
     progress.finish();

@@ -17,7 +17,7 @@ use crate::cli::{EXIT_ABORTED, EXIT_OK, bind, connect, run_sync};
 use crate::config::compile::compile;
 use crate::emulator::{Emulator, EmulatorConfig};
 use crate::ledger::{self, Ledger};
-use crate::pipeline::{Selection, SyncOptions};
+use crate::pipeline::{Interrupts, Selection, SyncOptions};
 use crate::report::{self, DiffReport, Progress, Tally};
 use crate::source::{Source, SourceFormat};
 use crate::target::Mode;
@@ -124,7 +124,10 @@ async fn demo() -> Result<(), String> {
             },
         };
         let progress = Progress::new(true, command, source.progress.clone());
-        let (result, path) = run_sync(cx, source, ledger, sender, options, progress).await?;
+        let interrupts =
+            Interrupts::register().map_err(|e| format!("cannot watch for Ctrl-C: {e}"))?;
+        let (result, path) =
+            run_sync(cx, source, ledger, sender, options, progress, interrupts).await?;
         report::summary(
             &mut io::stdout().lock(),
             command,

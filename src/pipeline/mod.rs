@@ -11,6 +11,7 @@ mod signals;
 mod sync;
 
 pub use check::check;
+pub use signals::Interrupts;
 pub use sync::{Selection, Sender, SyncOptions, SyncResult, sync};
 
 use crate::config::Config;

@@ -16,6 +16,7 @@
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
@@ -172,6 +173,7 @@ pub async fn sync(
     sender: Arc<Sender>,
     options: SyncOptions,
     progress: Arc<Progress>,
+    interrupts: Interrupts,
 ) -> io::Result<SyncResult> {
     let stop = Stop::new();
     let concurrency = options.concurrency.max(1);
@@ -183,7 +185,7 @@ pub async fn sync(
     // flight, which a resumed run sends again.
     let signals = {
         let stop = stop.clone();
-        tokio::spawn(Interrupts::register()?.watch(move || stop.stop("interrupted".to_owned())))
+        tokio::spawn(interrupts.watch(move || stop.stop("interrupted".to_owned())))
     };
 
     // Stage 1: read, on a blocking thread, leaving out what this run does not send.
@@ -220,10 +222,16 @@ pub async fn sync(
     .await;
 
     let (tally, report) = writer.await.map_err(io::Error::other)??;
+    // A reader error has already stopped the run; say it too when something else stopped it
+    // first. A stopped run does not wait long for a reader blocked on a silent stdin.
+    let reader = if stop.is_stopped() {
+        tokio::time::timeout(READER_GRACE, reader).await.ok()
+    } else {
+        Some(reader.await)
+    };
     signals.abort();
-    // A reader error has already stopped the run; say it too when something else stopped it first.
     let mut aborted = stop.reason();
-    if let Ok(Err(e)) = reader.await {
+    if let Some(Ok(Err(e))) = reader {
         let also = format!("reading the input failed: {e}");
         if aborted.as_deref() != Some(also.as_str()) {
             aborted = Some(aborted.map_or(also.clone(), |first| format!("{first}; also {also}")));
@@ -236,6 +244,9 @@ pub async fn sync(
         report: report.map(|r| r.path().to_owned()),
     })
 }
+
+/// How long a stopped run waits for the reader to notice (it checks between records).
+const READER_GRACE: Duration = Duration::from_secs(1);
 
 /// The reader stage. An error (unreadable input, a resumed ledger from another input) stops
 /// the run before it is returned.

@@ -192,17 +192,22 @@ impl GenesysUcs {
         }
         body.insert("customer_id".to_owned(), Json::String(id.to_owned()));
         let body = Json::Object(body);
+        let before = attempts;
         let result = self
             .write(Method::POST, "/profiles", &body, pace, &mut attempts)
             .await;
+        let retried = attempts - before > 1;
         match result {
             Ok(()) => settled(Status::Created, target_id, changed, attempts),
             // A retried POST whose first attempt was committed after all: the profile now
             // exists. If it holds what this record says, the record was created.
-            Err(e) if attempts > 1 && e.status == Some(400) => {
+            Err(e) if retried && e.status == Some(400) => {
                 match self.read(id, pace, &mut attempts).await {
                     Ok(Some(now)) if merge(now.clone(), desired).1.is_empty() => {
                         settled(Status::Created, target_id, changed, attempts)
+                    }
+                    Err(read) if read.class == ErrorClass::Fatal => {
+                        failed(read, target_id, attempts)
                     }
                     _ => failed(e, target_id, attempts),
                 }

@@ -44,7 +44,8 @@ pub struct Settled {
     /// Why, for `failed`.
     pub error: Option<EntryError>,
     /// `failed` because the target gave no usable answer after every retry (no connection,
-    /// timeouts, 5xx): a run stops after many of these in a row.
+    /// timeouts, 5xx, 503 included where it counts as a throttle): a run stops after many of
+    /// these in a row.
     pub unanswered: bool,
 }
 
@@ -214,7 +215,7 @@ pub fn failed(error: ApiError, target_id: Option<String>, attempts: u32) -> Outc
         target_id,
         changed: Vec::new(),
         attempts,
-        unanswered: error.class == ErrorClass::Transient,
+        unanswered: error.class == ErrorClass::Transient || error.status == Some(503),
         error: Some(EntryError {
             code: error.code,
             message,
@@ -320,6 +321,29 @@ mod tests {
             panic!()
         };
         assert_eq!(s.status, Status::Failed);
+        assert!(s.unanswered);
         assert!(s.error.unwrap().message.contains("after 8 attempts"));
+    }
+
+    #[test]
+    fn only_records_the_target_did_not_answer_count_toward_an_outage() {
+        let unanswered = |class, status| {
+            let error = ApiError {
+                class,
+                code: "X".into(),
+                message: "m".into(),
+                status,
+                retry_after: None,
+            };
+            match failed(error, None, 8) {
+                Outcome::Settled(s) => s.unanswered,
+                Outcome::Abort(_) => panic!("not fatal"),
+            }
+        };
+        assert!(unanswered(ErrorClass::Transient, None));
+        assert!(unanswered(ErrorClass::Transient, Some(502)));
+        assert!(unanswered(ErrorClass::Throttled, Some(503)));
+        assert!(!unanswered(ErrorClass::Throttled, Some(429)));
+        assert!(!unanswered(ErrorClass::Permanent, Some(400)));
     }
 }

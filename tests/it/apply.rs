@@ -1060,3 +1060,39 @@ async fn matching_by_profile_id_search_writes_only_what_differs() {
     assert_eq!(again[0]["target_id"], pid(1));
     assert_eq!(emulator.stats().operation("UpdateProfile").requests, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_during_the_preflight_exits_3_before_anything_is_written() {
+    let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let dir = Dir::new();
+    dir.write("in.csv", customers(3));
+    // An endpoint that refuses connections: the preflight retries for many seconds.
+    dir.write("c.toml", config("rate = 50\nmax_attempts = 20", BY_ID));
+    let args = [
+        "apply",
+        "--config",
+        "c.toml",
+        "in.csv",
+        "--ledger",
+        "l.jsonl",
+        "--no-progress",
+    ];
+    let child = command(&dir, &emulator, &args)
+        .env("AWS_ENDPOINT_URL_CUSTOMER_PROFILES", "http://127.0.0.1:9")
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pid = child.id().unwrap().to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().await.unwrap();
+    assert_stopped_before_any_record(
+        &out,
+        3,
+        "interrupted; nothing was sent",
+        &dir.path("l.jsonl"),
+    );
+}

@@ -312,8 +312,13 @@ async fn throttles_and_server_errors_are_retried_and_ids_are_encoded() {
             "{id}"
         );
     }
-    let puts = emulator.stats().operation("GenesysPutProfile");
-    assert!(puts.status(429) > 0 && puts.status(500) > 0, "{puts:?}");
+    let stats = emulator.stats();
+    let (gets, puts) = (
+        stats.operation("GenesysGetProfile"),
+        stats.operation("GenesysPutProfile"),
+    );
+    assert!(puts.status(429) > 0, "{puts:?}");
+    assert!(gets.status(500) + puts.status(500) > 0, "{gets:?} {puts:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
