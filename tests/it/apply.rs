@@ -56,6 +56,24 @@ FirstName = "first"
 
 const BY_ID: &str = "id = \"profile_id\"";
 
+/// `apply` of `in.csv` with `c.toml` into `l.jsonl`.
+const APPLY: [&str; 7] = [
+    "apply",
+    "--config",
+    "c.toml",
+    "in.csv",
+    "--ledger",
+    "l.jsonl",
+    "--no-progress",
+];
+
+/// An emulator seeded with profiles 1..=n (see [`seed`]).
+async fn seeded(n: u32) -> EmulatorHandle {
+    Emulator::start(EmulatorConfig::default().with_seed(seed(n)))
+        .await
+        .unwrap()
+}
+
 /// `profilesync COMMAND --config CONFIG in.csv --ledger LEDGER --no-progress EXTRA...`.
 async fn sync(
     dir: &Dir,
@@ -174,9 +192,7 @@ fn stderr(out: &std::process::Output) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_sync_reaches_the_expected_state_and_keeps_what_it_does_not_map() {
-    let emulator = Emulator::start(EmulatorConfig::default().with_seed(seed(20)))
-        .await
-        .unwrap();
+    let emulator = seeded(20).await;
     let (out, ledger) = apply_all(&emulator, 20, "rate = 100\nburst = 10\nconcurrency = 8").await;
     assert_eq!(
         ledger[0]["changed"],
@@ -255,16 +271,7 @@ async fn a_killed_run_resumes_without_sending_settled_records_again() {
             BY_ID,
         ),
     );
-    let args = [
-        "apply",
-        "--config",
-        "c.toml",
-        "in.csv",
-        "--ledger",
-        "l.jsonl",
-        "--no-progress",
-    ];
-    let mut child = command(&dir, &emulator, &args).spawn().unwrap();
+    let mut child = command(&dir, &emulator, &APPLY).spawn().unwrap();
     // Kill it mid-run, once some records have settled.
     let ledger_path = dir.path("l.jsonl");
     wait_for_entries(&ledger_path, 40).await;
@@ -366,9 +373,7 @@ async fn upserts_update_one_match_create_none_and_refuse_ambiguity() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_profiles_follow_when_missing() {
-    let emulator = Emulator::start(EmulatorConfig::default().with_seed(seed(2)))
-        .await
-        .unwrap();
+    let emulator = seeded(2).await;
     let dir = Dir::new();
     dir.write("in.csv", customers(4));
     dir.write("skip.toml", config("rate = 50", BY_ID));
@@ -430,9 +435,7 @@ async fn missing_profiles_follow_when_missing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_is_not_about_one_record_aborts_the_run_with_exit_3() {
-    let emulator = Emulator::start(EmulatorConfig::default().with_seed(seed(50)))
-        .await
-        .unwrap();
+    let emulator = seeded(50).await;
     let dir = Dir::new();
     dir.write("in.csv", customers(50));
     // No credentials anywhere in the chain.
@@ -499,9 +502,7 @@ async fn what_is_not_about_one_record_aborts_the_run_with_exit_3() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_reports_differences_and_writes_nothing() {
-    let emulator = Emulator::start(EmulatorConfig::default().with_seed(seed(3)))
-        .await
-        .unwrap();
+    let emulator = seeded(3).await;
     let before = emulator.state();
     let dir = Dir::new();
     let mut csv = customers(4);
@@ -597,16 +598,7 @@ async fn ctrl_c_or_sigterm_lets_records_in_flight_settle_and_exits_3() {
             "c.toml",
             config("rate = 20\nburst = 2\nconcurrency = 4", BY_ID),
         );
-        let args = [
-            "apply",
-            "--config",
-            "c.toml",
-            "in.csv",
-            "--ledger",
-            "l.jsonl",
-            "--no-progress",
-        ];
-        let child = command(&dir, &emulator, &args).spawn().unwrap();
+        let child = command(&dir, &emulator, &APPLY).spawn().unwrap();
         let pid = child.id().unwrap().to_string();
         wait_for_entries(&dir.path("l.jsonl"), 10).await;
         let kill = std::process::Command::new("kill")
@@ -658,9 +650,7 @@ fn targets_without_apply_yet_are_a_usage_error_before_anything_is_written() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resuming_against_another_input_is_refused() {
-    let emulator = Emulator::start(EmulatorConfig::default().with_seed(seed(3)))
-        .await
-        .unwrap();
+    let emulator = seeded(3).await;
     let dir = Dir::new();
     dir.write("in.csv", customers(3));
     dir.write("c.toml", config("rate = 50", BY_ID));
@@ -688,9 +678,7 @@ async fn resuming_against_another_input_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_that_stops_answering_mid_run_stops_the_run() {
     let n = 300;
-    let emulator = Emulator::start(EmulatorConfig::default().with_seed(seed(n)))
-        .await
-        .unwrap();
+    let emulator = seeded(n).await;
     let dir = Dir::new();
     dir.write("in.csv", customers(n));
     dir.write(
@@ -730,9 +718,7 @@ async fn a_target_that_stops_answering_mid_run_stops_the_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_retry_of_failed_records_resumes_with_the_same_selection() {
-    let emulator = Emulator::start(EmulatorConfig::default().with_seed(seed(2)))
-        .await
-        .unwrap();
+    let emulator = seeded(2).await;
     let dir = Dir::new();
     dir.write("in.csv", customers(6));
     dir.write(
@@ -1039,9 +1025,7 @@ async fn empty_cells_keep_or_clear_as_configured() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn matching_by_profile_id_search_writes_only_what_differs() {
-    let emulator = Emulator::start(EmulatorConfig::default().with_seed(seed(3)))
-        .await
-        .unwrap();
+    let emulator = seeded(3).await;
     let dir = Dir::new();
     dir.write("in.csv", customers(3));
     let matching = "search_key = \"_profileId\"\nsearch_column = \"profile_id\"";
@@ -1068,16 +1052,7 @@ async fn a_signal_during_the_preflight_exits_3_before_anything_is_written() {
     dir.write("in.csv", customers(3));
     // An endpoint that refuses connections: the preflight retries for many seconds.
     dir.write("c.toml", config("rate = 50\nmax_attempts = 20", BY_ID));
-    let args = [
-        "apply",
-        "--config",
-        "c.toml",
-        "in.csv",
-        "--ledger",
-        "l.jsonl",
-        "--no-progress",
-    ];
-    let child = command(&dir, &emulator, &args)
+    let child = command(&dir, &emulator, &APPLY)
         .env("AWS_ENDPOINT_URL_CUSTOMER_PROFILES", "http://127.0.0.1:9")
         .spawn()
         .unwrap();
