@@ -394,11 +394,17 @@ pub fn default_path(command: &str) -> PathBuf {
 
 /// A new ledger path under `base`, named by time and command.
 pub fn default_path_in(base: &Path, command: &str) -> PathBuf {
+    stamped_path(base, command, "jsonl")
+}
+
+/// A path under `dir` that does not exist yet: `STAMP-NAME.EXT`, or `STAMP-NAME-N.EXT`
+/// (N from 2) when several runs start within the same second.
+pub fn stamped_path(dir: &Path, name: &str, ext: &str) -> PathBuf {
     let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
-    let mut path = base.join(format!("{stamp}-{command}.jsonl"));
+    let mut path = dir.join(format!("{stamp}-{name}.{ext}"));
     let mut n = 2;
     while path.exists() {
-        path = base.join(format!("{stamp}-{command}-{n}.jsonl"));
+        path = dir.join(format!("{stamp}-{name}-{n}.{ext}"));
         n += 1;
     }
     path

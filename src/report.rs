@@ -177,13 +177,7 @@ impl DiffReport {
     /// Creates `DIR/<time>-<command>-diff.csv` (and `DIR`).
     pub fn create(dir: &Path, command: &str, values: bool) -> io::Result<DiffReport> {
         fs::create_dir_all(dir)?;
-        let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
-        let mut path = dir.join(format!("{stamp}-{command}-diff.csv"));
-        let mut n = 2;
-        while path.exists() {
-            path = dir.join(format!("{stamp}-{command}-diff-{n}.csv"));
-            n += 1;
-        }
+        let path = crate::ledger::stamped_path(dir, &format!("{command}-diff"), "csv");
         let file = File::create_new(&path).map_err(|e| {
             io::Error::new(
                 e.kind(),

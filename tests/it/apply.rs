@@ -440,24 +440,12 @@ async fn what_is_not_about_one_record_aborts_the_run_with_exit_3() {
     dir.write("in.csv", customers(50));
     // No credentials anywhere in the chain.
     dir.write("c.toml", config("rate = 50", BY_ID));
-    let out = command(
-        &dir,
-        &emulator,
-        &[
-            "apply",
-            "--config",
-            "c.toml",
-            "in.csv",
-            "--ledger",
-            "l.jsonl",
-            "--no-progress",
-        ],
-    )
-    .env_remove("AWS_ACCESS_KEY_ID")
-    .env_remove("AWS_SECRET_ACCESS_KEY")
-    .output()
-    .await
-    .unwrap();
+    let out = command(&dir, &emulator, &APPLY)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .output()
+        .await
+        .unwrap();
     assert_stopped_before_any_record(&out, 3, "nothing was sent", &dir.path("l.jsonl"));
     assert_eq!(emulator.stats().operation("UpdateProfile").requests, 0);
 
@@ -688,21 +676,7 @@ async fn a_target_that_stops_answering_mid_run_stops_the_run() {
             BY_ID,
         ),
     );
-    let child = command(
-        &dir,
-        &emulator,
-        &[
-            "apply",
-            "--config",
-            "c.toml",
-            "in.csv",
-            "--ledger",
-            "l.jsonl",
-            "--no-progress",
-        ],
-    )
-    .spawn()
-    .unwrap();
+    let child = command(&dir, &emulator, &APPLY).spawn().unwrap();
     wait_for_entries(&dir.path("l.jsonl"), 20).await;
     emulator.shutdown().await;
     let out = child.wait_with_output().await.unwrap();
