@@ -8,21 +8,22 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use aws_config::BehaviorVersion;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, Config, Rate};
 use crate::ledger::{self, Ledger};
-use crate::limiter::{Limiter, RateSetting};
+use crate::limiter::{Limiters, RateSetting};
 use crate::mapping::Plan;
 use crate::pipeline::{self, Context, Interrupts, Selection, Sender, SyncOptions, SyncResult};
 use crate::report::{self, DiffReport, Progress, Tally};
 use crate::retry::RetryPolicy;
-use crate::schema::TargetKind;
+use crate::schema::{self, TargetKind};
 use crate::source::Source;
-use crate::target::customer_profiles::CustomerProfiles;
-use crate::target::genesys_ucs::GenesysUcs;
-use crate::target::{Mode, Target};
+use crate::targets::aws;
+use crate::targets::connect_user::ConnectUser;
+use crate::targets::customer_profiles::CustomerProfiles;
+use crate::targets::genesys_ucs::GenesysUcs;
+use crate::targets::{Mode, Target};
 
 /// Every record ended well.
 pub const EXIT_OK: i32 = 0;
@@ -252,9 +253,8 @@ fn sync_command(args: &SyncArgs, mode: Mode) -> i32 {
                 return EXIT_ABORTED;
             }
         };
-        let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
         let connected = tokio::select! {
-            connected = connect(&cx.config, &sdk) => connected,
+            connected = connect(&cx.config, None) => connected,
             _ = interrupts.next() => Err((EXIT_ABORTED, "interrupted".to_owned())),
         };
         let sender = match connected {
@@ -285,44 +285,43 @@ fn sync_command(args: &SyncArgs, mode: Mode) -> i32 {
     code
 }
 
-/// The client for the configured target with the config's limiter and retry policy, once
+/// The client for the configured target with the config's limiters and retry policy, once
 /// its preflight passed. Errors carry their exit code: 2 for configuration, 3 otherwise.
+/// The AWS configuration is loaded only for an AWS target, and only when `sdk` does not
+/// already give it.
 pub(crate) async fn connect(
     config: &Config,
-    sdk: &aws_types::SdkConfig,
+    sdk: Option<&aws_types::SdkConfig>,
 ) -> Result<Sender, (i32, String)> {
-    let target = match config.target.kind {
-        TargetKind::CustomerProfiles => Target::CustomerProfiles(
-            CustomerProfiles::new(sdk, config).map_err(|e| (EXIT_USAGE, e))?,
-        ),
-        TargetKind::GenesysUcs => Target::GenesysUcs(
-            GenesysUcs::new(config, |name| std::env::var(name).ok())
-                .map_err(|e| (EXIT_USAGE, e))?,
-        ),
-        other => {
-            return Err((
-                EXIT_USAGE,
-                format!("plan and apply do not support {other} yet (check does)"),
-            ));
+    let loaded;
+    let sdk = match (config.target.kind, sdk) {
+        (TargetKind::GenesysUcs, _) => None,
+        (_, Some(sdk)) => Some(sdk),
+        (_, None) => {
+            loaded = aws::load().await;
+            Some(&loaded)
         }
     };
-    let limits = config.limits;
-    let setting = match limits.rate {
-        Rate::PerSecond(rate) => RateSetting::Fixed {
-            rate,
-            burst: limits.burst,
-        },
-        Rate::Auto { start } => RateSetting::Auto {
-            start,
-            burst: limits.burst,
-        },
+    let usage = |e| (EXIT_USAGE, e);
+    let target = match (config.target.kind, sdk) {
+        (TargetKind::CustomerProfiles, Some(sdk)) => {
+            let domain = config.target.domain.as_deref().unwrap_or_default();
+            Target::CustomerProfiles(CustomerProfiles::new(sdk, config, domain).map_err(usage)?)
+        }
+        (TargetKind::ConnectUser, Some(sdk)) => {
+            let instance = config.target.instance_id.as_deref().unwrap_or_default();
+            Target::ConnectUser(ConnectUser::new(sdk, config, instance).map_err(usage)?)
+        }
+        _ => Target::GenesysUcs(
+            GenesysUcs::new(config, |name| std::env::var(name).ok()).map_err(usage)?,
+        ),
     };
     let sender = Sender {
         target,
-        limiter: Limiter::new(setting),
-        policy: RetryPolicy::new(limits.max_attempts),
+        limiters: limiters(config),
+        policy: RetryPolicy::new(config.limits.max_attempts),
     };
-    match sender.preflight().await {
+    match sender.preflight(config).await {
         Ok(warnings) => {
             for warning in warnings {
                 eprintln!("profilesync: warning: {warning}");
@@ -331,6 +330,21 @@ pub(crate) async fn connect(
         }
         Err(e) => Err((if e.config { EXIT_USAGE } else { EXIT_ABORTED }, e.message)),
     }
+}
+
+/// One limiter per API operation of the target, each at its `[limits]` setting.
+fn limiters(config: &Config) -> Limiters {
+    let setting = |(rate, burst): (Rate, u32)| match rate {
+        Rate::PerSecond(rate) => RateSetting::Fixed { rate, burst },
+        Rate::Auto { start } => RateSetting::Auto { start, burst },
+    };
+    let limits = &config.limits;
+    Limiters::new(
+        schema::operations(config.target.kind)
+            .iter()
+            .map(|op| (*op, setting(limits.of(op)))),
+        setting((limits.rate, limits.burst)),
+    )
 }
 
 /// Applies `--rate` and `--concurrency`.
@@ -506,6 +520,7 @@ pub(crate) fn finish(
                     started.elapsed(),
                     &path,
                 );
+                let _ = report::costs(&mut out, &result.calls, &result.reasons);
                 if let Some(report) = &result.report {
                     let _ = writeln!(out, "diff report: {}", report.display());
                 }

@@ -1,10 +1,13 @@
 //! `profilesync demo`: the whole job on the bundled samples, against an in-process emulator.
 //!
-//! The sample export, its config and the emulator's seed are built into the binary, so the
-//! demo runs from any directory. It starts the emulator on a free loopback port, points the
-//! config's `endpoint_url` at it (the same key a user would set), and runs `plan`, then
-//! `apply`, through exactly the code paths a real run takes; only the credentials are
-//! made-up ones, since the emulator checks their shape, not their signature.
+//! The sample exports, their configs and the emulator's seed are built into the binary, so
+//! the demo runs from any directory. It starts the emulator on a free loopback port, points
+//! each config at it (`endpoint_url` for the AWS targets, `base_url` for Genesys: the same
+//! keys a user would set), and runs `plan`, then `apply`, for each of the three targets
+//! (customers → Customer Profiles, agents → Connect users, the Genesys export → UCS) through
+//! exactly the code paths a real run takes; only the AWS credentials are made-up ones, since
+//! the emulator checks their shape, not their signature. It ends with one table, a row per
+//! target and run, and where each ledger and report is.
 
 use std::io::{self, Cursor};
 use std::path::{Path, PathBuf};
@@ -16,17 +19,55 @@ use aws_sdk_customerprofiles::config::Credentials;
 use crate::cli::{EXIT_ABORTED, EXIT_OK, bind, connect, run_sync};
 use crate::config::compile::compile;
 use crate::emulator::{Emulator, EmulatorConfig};
-use crate::ledger::{self, Ledger};
-use crate::pipeline::{Interrupts, Selection, SyncOptions};
+use crate::ledger::{self, Ledger, Status};
+use crate::pipeline::{Interrupts, Selection, SyncOptions, SyncResult};
 use crate::report::{self, DiffReport, Progress, Tally};
+use crate::schema::TargetKind;
 use crate::source::{Source, SourceFormat};
-use crate::target::Mode;
+use crate::targets::Mode;
 
-const CONFIG_NAME: &str = "config/customer-profiles.toml";
-const CONFIG: &str = include_str!("../config/customer-profiles.toml");
-const INPUT_NAME: &str = "samples/customers.csv";
-const INPUT: &[u8] = include_bytes!("../samples/customers.csv");
+/// One bundled sample: an export and the config that maps it.
+struct Sample {
+    config_name: &'static str,
+    config: &'static str,
+    input_name: &'static str,
+    input: &'static [u8],
+    /// Where it goes, for the table.
+    what: &'static str,
+}
+
+const SAMPLES: [Sample; 3] = [
+    Sample {
+        config_name: "config/customer-profiles.toml",
+        config: include_str!("../config/customer-profiles.toml"),
+        input_name: "samples/customers.csv",
+        input: include_bytes!("../samples/customers.csv"),
+        what: "Customer Profiles domain ExampleDomainName",
+    },
+    Sample {
+        config_name: "config/connect-user.toml",
+        config: include_str!("../config/connect-user.toml"),
+        input_name: "samples/agents.csv",
+        input: include_bytes!("../samples/agents.csv"),
+        what: "Connect users of instance 11111111-…",
+    },
+    Sample {
+        config_name: "config/genesys-ucs.toml",
+        config: include_str!("../config/genesys-ucs.toml"),
+        input_name: "samples/genesys.csv",
+        input: include_bytes!("../samples/genesys.csv"),
+        what: "Genesys UCS profiles, tenant 1",
+    },
+];
 const SEED: &str = include_str!("../samples/seed.json");
+
+/// One run's row of the closing table.
+struct Row {
+    target: TargetKind,
+    command: &'static str,
+    result: SyncResult,
+    ledger: PathBuf,
+}
 
 /// Runs the demo and returns the exit code: 0 when both runs completed (the samples'
 /// deliberately broken rows end `invalid`, as intended), 3 when a run could not complete.
@@ -73,9 +114,6 @@ async fn demo() -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot start the emulator: {e}"))?;
     let url = emulator.endpoint_url();
-    let mut config = compile(Path::new(CONFIG_NAME), CONFIG).map_err(|e| e.to_string())?;
-    config.target.endpoint_url = Some(url.clone());
-    config.target.region = Some("us-east-1".to_owned());
     let sdk = aws_config::defaults(BehaviorVersion::latest())
         .region("us-east-1")
         .credentials_provider(Credentials::new(
@@ -88,77 +126,127 @@ async fn demo() -> Result<(), String> {
         .load()
         .await;
     let out = output_dir();
-    println!("profilesync demo: {INPUT_NAME} → Customer Profiles domain ExampleDomainName");
+    println!("profilesync demo: the bundled samples → the three targets");
     println!("emulator (seeded with samples/seed.json) at {url}\n");
 
-    for mode in [Mode::Plan, Mode::Apply] {
-        let command = match mode {
-            Mode::Plan => "plan",
-            Mode::Apply => "apply",
-        };
-        let started = Instant::now();
-        let source = Source::from_reader(
-            INPUT_NAME.to_owned(),
-            SourceFormat::Csv,
-            Box::new(Cursor::new(INPUT)),
-            b',',
-        )?;
-        let (cx, source) = bind(config.clone(), source, CONFIG_NAME)?;
-        let sender = connect(&config, &sdk)
-            .await
-            .map_err(|(_, message)| message)?;
-        let path = ledger::default_path_in(&out.join("ledgers"), &format!("demo-{command}"));
-        let ledger = Ledger::create(&path).map_err(|e| e.to_string())?;
-        let options = SyncOptions {
-            mode,
-            selection: Selection::All,
-            max_errors: None,
-            concurrency: config.limits.concurrency,
-            carried: Tally::default(),
-            report: match mode {
+    let mut rows = Vec::new();
+    for sample in &SAMPLES {
+        let mut config =
+            compile(Path::new(sample.config_name), sample.config).map_err(|e| e.to_string())?;
+        match config.target.kind {
+            TargetKind::GenesysUcs => config.target.base_url = Some(url.clone()),
+            TargetKind::CustomerProfiles | TargetKind::ConnectUser => {
+                config.target.endpoint_url = Some(url.clone());
+                config.target.region = Some("us-east-1".to_owned());
+            }
+        }
+        println!("── {} → {} ──", sample.input_name, sample.what);
+        for (mode, command) in [(Mode::Plan, "plan"), (Mode::Apply, "apply")] {
+            let started = Instant::now();
+            let source = Source::from_reader(
+                sample.input_name.to_owned(),
+                SourceFormat::Csv,
+                Box::new(Cursor::new(sample.input)),
+                b',',
+            )?;
+            let (cx, source) = bind(config.clone(), source, sample.config_name)?;
+            let sender = connect(&config, Some(&sdk))
+                .await
+                .map_err(|(_, message)| message)?;
+            let kind = config.target.kind;
+            let stem = format!("demo-{kind}-{command}");
+            let path = ledger::default_path_in(&out.join("ledgers"), &stem);
+            let ledger = Ledger::create(&path).map_err(|e| e.to_string())?;
+            let report = match mode {
                 Mode::Plan => Some(
-                    DiffReport::create(&out.join("reports"), "demo-plan", false)
+                    DiffReport::create(&out.join("reports"), &stem, false)
                         .map_err(|e| e.to_string())?,
                 ),
                 Mode::Apply => None,
-            },
-        };
-        let progress = Progress::new(true, command, source.progress.clone());
-        let interrupts =
-            Interrupts::register().map_err(|e| format!("cannot watch for Ctrl-C: {e}"))?;
-        let (result, path) =
-            run_sync(cx, source, ledger, sender, options, progress, interrupts).await?;
-        report::summary(
-            &mut io::stdout().lock(),
-            command,
-            &result.tally,
-            result.carried,
-            started.elapsed(),
-            &path,
-        )
-        .map_err(|e| e.to_string())?;
-        if let Some(report) = &result.report {
-            println!(
-                "diff report: {} (field names; add --show-values to a plan for values)",
-                report.display()
-            );
+            };
+            let options = SyncOptions {
+                mode,
+                selection: Selection::All,
+                max_errors: None,
+                concurrency: config.limits.concurrency,
+                carried: Tally::default(),
+                report,
+            };
+            let progress = Progress::new(true, command, source.progress.clone());
+            let interrupts =
+                Interrupts::register().map_err(|e| format!("cannot watch for Ctrl-C: {e}"))?;
+            let (result, path) =
+                run_sync(cx, source, ledger, sender, options, progress, interrupts).await?;
+            let mut stdout = io::stdout().lock();
+            report::summary(
+                &mut stdout,
+                command,
+                &result.tally,
+                result.carried,
+                started.elapsed(),
+                &path,
+            )
+            .and_then(|()| report::costs(&mut stdout, &result.calls, &result.reasons))
+            .map_err(|e| e.to_string())?;
+            drop(stdout);
+            if let Some(reason) = &result.aborted {
+                return Err(format!("{kind} {command} aborted: {reason}"));
+            }
+            rows.push(Row {
+                target: kind,
+                command,
+                result,
+                ledger: path,
+            });
         }
         println!();
-        if let Some(reason) = result.aborted {
-            return Err(format!("{command} aborted: {reason}"));
-        }
     }
-    let profiles = emulator.state()["domains"]["ExampleDomainName"]["profiles"]
-        .as_object()
-        .map_or(0, |p| p.len());
+    print_table(&rows);
     println!(
-        "The domain now holds {profiles} profiles. The 8 `invalid` records are the sample's deliberately \
-         broken rows (see samples/README.md); each ledger entry names the line and what is wrong.\n\
-         The config matches by ProfileId, so apply sends each valid record's mapped fields in one \
-         UpdateProfile without reading the profile first (`updated` = sent and accepted); plan shows what \
-         actually differed. To write only what differs, match with search_key = \"_profileId\" \
-         (see the README)."
+        "\nThe `invalid` records are the samples' deliberately broken rows, and the one Connect \
+         `failed` record is an agent whose login Email would change, stopped by the \
+         allow_email_change guard (see samples/README.md); each ledger entry names the line \
+         and what is wrong. Customer Profiles matches by ProfileId, so its apply sends each \
+         valid record's mapped fields without reading the profile first (`updated` = sent \
+         and accepted); Connect and Genesys read, merge and write only what differs."
     );
     emulator.shutdown().await;
     Ok(())
+}
+
+/// The closing table: a row per target and run, and where its ledger and report are.
+fn print_table(rows: &[Row]) {
+    let shown: Vec<Status> = Status::ALL
+        .into_iter()
+        .filter(|s| rows.iter().any(|r| r.result.tally.get(*s) > 0))
+        .collect();
+    let mut header = format!("{:<18} {:<6}", "target", "run");
+    for &status in &shown {
+        header.push_str(&format!(" {:>12}", status.name()));
+    }
+    println!("{header}");
+    for row in rows {
+        let mut line = format!("{:<18} {:<6}", row.target.name(), row.command);
+        for &status in &shown {
+            line.push_str(&format!(" {:>12}", row.result.tally.get(status)));
+        }
+        println!("{line}");
+    }
+    println!();
+    for row in rows {
+        println!(
+            "{} {}: ledger {}",
+            row.target.name(),
+            row.command,
+            row.ledger.display()
+        );
+        if let Some(report) = &row.result.report {
+            println!(
+                "{} {}: diff report {} (field names; add --show-values to a plan for values)",
+                row.target.name(),
+                row.command,
+                report.display()
+            );
+        }
+    }
 }

@@ -21,5 +21,5 @@ pub mod report;
 pub mod retry;
 pub mod schema;
 pub mod source;
-pub mod target;
+pub mod targets;
 pub mod validate;

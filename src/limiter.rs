@@ -1,4 +1,11 @@
-//! Rate limiting: one token bucket shared by all workers of a run.
+//! Rate limiting: one token bucket per API operation, shared by all workers of a run.
+//!
+//! AWS quotas are per operation and account (Customer Profiles 100 TPS for each of
+//! SearchProfiles, UpdateProfile, CreateProfile; Connect 2/s, burst 5, for each of
+//! DescribeUser, UpdateUserIdentityInfo, ListUsers, SearchUsers), so a read-modify-write
+//! record takes a token from its read operation's bucket and one from its write operation's:
+//! reads never slow writes down, and `rate = "auto"` adapts each bucket on its own.
+//! [`Limiters`] holds one [`Limiter`] per operation of the run's target.
 //!
 //! # Design
 //!
@@ -155,6 +162,52 @@ pub struct LimiterStats {
     pub throttled: u64,
     /// Times a waiter went to sleep until the bucket would have a token.
     pub sleeps: u64,
+}
+
+/// One [`Limiter`] per API operation of a target.
+#[derive(Debug)]
+pub struct Limiters {
+    by_operation: Vec<(&'static str, Limiter)>,
+    /// For an operation the target did not declare (a programming error, not a panic).
+    other: Limiter,
+}
+
+impl Limiters {
+    /// A limiter for each operation, with its setting; `other` serves undeclared names.
+    pub fn new(
+        operations: impl IntoIterator<Item = (&'static str, RateSetting)>,
+        other: RateSetting,
+    ) -> Limiters {
+        Limiters {
+            by_operation: operations
+                .into_iter()
+                .map(|(name, setting)| (name, Limiter::new(setting)))
+                .collect(),
+            other: Limiter::new(other),
+        }
+    }
+
+    /// The limiter of `operation`.
+    pub fn get(&self, operation: &str) -> &Limiter {
+        self.by_operation
+            .iter()
+            .find(|(name, _)| *name == operation)
+            .map_or(&self.other, |(_, limiter)| limiter)
+    }
+
+    /// Every operation's limiter, in the target's order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &Limiter)> {
+        self.by_operation.iter().map(|(name, l)| (*name, l))
+    }
+
+    /// The busiest operation (most requests let through) and its current rate, for the
+    /// progress line.
+    pub fn busiest(&self) -> Option<(&'static str, f64)> {
+        self.iter()
+            .filter(|(_, l)| l.stats().acquired > 0)
+            .max_by_key(|(_, l)| l.stats().acquired)
+            .map(|(name, l)| (name, l.current_rate()))
+    }
 }
 
 /// The governor limiter type used here.
@@ -534,6 +587,32 @@ impl SuccessWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn each_operation_has_its_own_bucket() {
+        let fixed = RateSetting::Fixed {
+            rate: 2.0,
+            burst: 5,
+        };
+        let limiters = Limiters::new([("Read", fixed), ("Write", fixed)], fixed);
+        let start = tokio::time::Instant::now();
+        for _ in 0..5 {
+            limiters.get("Read").acquire().await;
+        }
+        // The reads emptied their bucket, not the writes'.
+        for _ in 0..5 {
+            limiters.get("Write").acquire().await;
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        limiters.get("Read").acquire().await;
+        assert_eq!(start.elapsed(), Duration::from_millis(500));
+        assert_eq!(limiters.get("Read").stats().acquired, 6);
+        assert_eq!(limiters.get("Write").stats().acquired, 5);
+        assert_eq!(limiters.busiest().map(|(name, _)| name), Some("Read"));
+        // A name the target did not declare gets the default bucket, never a panic.
+        limiters.get("Other").acquire().await;
+        assert_eq!(limiters.get("Other").stats().acquired, 1);
+    }
     use tokio::time::Instant;
 
     /// A server-side quota on the same paused clock: `rate` tokens per second, at most

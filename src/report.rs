@@ -11,7 +11,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::ledger::{Entry, Status};
-use crate::target::FieldChange;
+use crate::targets::FieldChange;
 
 /// Counts of records per status.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -160,6 +160,34 @@ pub fn summary(
         }
     }
     writeln!(out, "ledger: {}", ledger.display())
+}
+
+/// Writes what a `plan` or `apply` run cost and why records did not end well: the requests
+/// per API operation (throttles included), and the error codes of `failed` and `invalid`
+/// records (`email_change_guarded`, `ambiguous`, ...).
+pub fn costs(
+    out: &mut dyn Write,
+    calls: &[crate::pipeline::OperationCalls],
+    reasons: &std::collections::BTreeMap<String, u64>,
+) -> io::Result<()> {
+    if !calls.is_empty() {
+        let parts: Vec<String> = calls
+            .iter()
+            .map(|c| match c.throttled {
+                0 => format!("{} {}", c.operation, c.requests),
+                t => format!("{} {} ({t} throttled)", c.operation, c.requests),
+            })
+            .collect();
+        writeln!(out, "requests: {}", parts.join(", "))?;
+    }
+    if !reasons.is_empty() {
+        let parts: Vec<String> = reasons
+            .iter()
+            .map(|(code, n)| format!("{code} {n}"))
+            .collect();
+        writeln!(out, "reasons: {}", parts.join(", "))?;
+    }
+    Ok(())
 }
 
 /// The diff report: one CSV row per changed field of each record that changes (or would).

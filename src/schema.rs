@@ -51,6 +51,59 @@ impl TargetKind {
     }
 }
 
+/// The API operations a target calls, each with its own quota and limiter, named as the API
+/// names them (Genesys has no operation names, so its resources carry a `Genesys` prefix).
+pub fn operations(kind: TargetKind) -> &'static [&'static str] {
+    match kind {
+        TargetKind::CustomerProfiles => &[
+            op::GET_DOMAIN,
+            op::SEARCH_PROFILES,
+            op::UPDATE_PROFILE,
+            op::CREATE_PROFILE,
+        ],
+        TargetKind::ConnectUser => &[
+            op::DESCRIBE_INSTANCE,
+            op::LIST_USERS,
+            op::SEARCH_USERS,
+            op::DESCRIBE_USER,
+            op::UPDATE_USER_IDENTITY_INFO,
+        ],
+        TargetKind::GenesysUcs => &[
+            op::GENESYS_GET_PROFILE,
+            op::GENESYS_PUT_PROFILE,
+            op::GENESYS_CREATE_PROFILE,
+        ],
+    }
+}
+
+/// API operation names, as `[limits.operations.<Operation>]` and the summary spell them.
+pub mod op {
+    /// Customer Profiles `GetDomain` (the preflight).
+    pub const GET_DOMAIN: &str = "GetDomain";
+    /// Customer Profiles `SearchProfiles`.
+    pub const SEARCH_PROFILES: &str = "SearchProfiles";
+    /// Customer Profiles `UpdateProfile`.
+    pub const UPDATE_PROFILE: &str = "UpdateProfile";
+    /// Customer Profiles `CreateProfile`.
+    pub const CREATE_PROFILE: &str = "CreateProfile";
+    /// Connect `DescribeInstance` (the preflight).
+    pub const DESCRIBE_INSTANCE: &str = "DescribeInstance";
+    /// Connect `ListUsers`.
+    pub const LIST_USERS: &str = "ListUsers";
+    /// Connect `SearchUsers`.
+    pub const SEARCH_USERS: &str = "SearchUsers";
+    /// Connect `DescribeUser`.
+    pub const DESCRIBE_USER: &str = "DescribeUser";
+    /// Connect `UpdateUserIdentityInfo`.
+    pub const UPDATE_USER_IDENTITY_INFO: &str = "UpdateUserIdentityInfo";
+    /// Genesys UCS `GET /profiles/{customer_id}`.
+    pub const GENESYS_GET_PROFILE: &str = "GenesysGetProfile";
+    /// Genesys UCS `PUT /profiles/{customer_id}`.
+    pub const GENESYS_PUT_PROFILE: &str = "GenesysPutProfile";
+    /// Genesys UCS `POST /profiles`.
+    pub const GENESYS_CREATE_PROFILE: &str = "GenesysCreateProfile";
+}
+
 impl fmt::Display for TargetKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

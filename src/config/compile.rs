@@ -3,7 +3,7 @@
 //! Every check runs, and every failure is kept, so one run of `profilesync check` shows all
 //! the mistakes of a config file, each with its line and what was expected.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::Path;
 
@@ -11,8 +11,8 @@ use toml::Spanned;
 
 use super::raw::{RawConfig, RawLimits, RawMatch, RawTarget};
 use super::{
-    Config, ConfigError, ConfigErrors, EmptyPolicy, Limits, Match, MatchBy, Rate, SourceSettings,
-    Target, WhenMissing,
+    Config, ConfigError, ConfigErrors, EmptyPolicy, Limits, Match, MatchBy, OperationLimits, Rate,
+    SourceSettings, Target, WhenMissing,
 };
 use crate::mapping::{DateFormat, FieldRule, Input, PhoneRegion, Transform, parse_template};
 use crate::schema::{self, TargetKind};
@@ -326,62 +326,109 @@ impl Compiler<'_> {
 
     fn limits(&mut self, kind: TargetKind, raw: &RawLimits) -> Limits {
         let mut limits = default_limits(kind);
+        let start = default_start_rate(kind);
+        if let Some(rate) = self.rate("[limits]", &raw.rate, &raw.start_rate, start) {
+            limits.rate = rate;
+        }
+        if let Some(n) = self.bounded("[limits] burst", &raw.burst, 10_000) {
+            limits.burst = n as u32;
+        }
+        if let Some(n) = self.bounded("[limits] concurrency", &raw.concurrency, 1_024) {
+            limits.concurrency = n as usize;
+        }
+        if let Some(n) = self.bounded("[limits] max_attempts", &raw.max_attempts, 100) {
+            limits.max_attempts = n as u32;
+        }
+        let known = schema::operations(kind);
+        for (name, own) in raw.operations.iter().flatten() {
+            if !known.contains(&name.get_ref().as_str()) {
+                self.error(
+                    Some(name.span()),
+                    format!(
+                        "[limits.operations.{}]: {kind} has no such operation; expected one of: {}",
+                        name.get_ref(),
+                        known.join(", ")
+                    ),
+                );
+                continue;
+            }
+            let table = format!("[limits.operations.{}]", name.get_ref());
+            let limit = OperationLimits {
+                rate: self.rate(&table, &own.rate, &own.start_rate, start),
+                burst: self
+                    .bounded(&format!("{table} burst"), &own.burst, 10_000)
+                    .map(|n| n as u32),
+            };
+            limits.operations.insert(name.get_ref().clone(), limit);
+        }
+        limits
+    }
+
+    /// A `rate` (a positive number or `"auto"`) with its `start_rate`, in `table`.
+    fn rate(
+        &mut self,
+        table: &str,
+        rate: &Option<Spanned<toml::Value>>,
+        start_rate: &Option<Spanned<toml::Value>>,
+        default_start: f64,
+    ) -> Option<Rate> {
         let number = |v: &toml::Value| match v {
             toml::Value::Integer(n) if *n > 0 => Some(*n as f64),
             toml::Value::Float(f) if *f > 0.0 && f.is_finite() => Some(*f),
             _ => None,
         };
-        if let Some(rate) = &raw.rate {
-            match (rate.get_ref(), number(rate.get_ref())) {
-                (toml::Value::String(s), _) if s == "auto" => {
-                    limits.rate = Rate::Auto {
-                        start: default_start_rate(kind),
-                    };
-                }
-                (_, Some(n)) => limits.rate = Rate::PerSecond(n),
-                _ => self.error(
-                    Some(rate.span()),
-                    "[limits] rate must be a positive number of requests per second, or \"auto\"",
-                ),
-            }
-        }
-        if let Some(start) = &raw.start_rate {
-            match (limits.rate, number(start.get_ref())) {
-                (Rate::Auto { .. }, Some(n)) => limits.rate = Rate::Auto { start: n },
-                (Rate::Auto { .. }, None) => self.error(
-                    Some(start.span()),
-                    "[limits] start_rate must be a positive number",
-                ),
-                _ => self.error(
-                    Some(start.span()),
-                    "[limits] start_rate only goes with rate = \"auto\"",
-                ),
-            }
-        }
-        let positive = |cx: &mut Self, key: &str, value: &Option<Spanned<i64>>, max: i64| {
-            value.as_ref().and_then(|v| {
-                let n = *v.get_ref();
-                if (1..=max).contains(&n) {
-                    Some(n)
-                } else {
-                    cx.error(
-                        Some(v.span()),
-                        format!("[limits] {key} must be between 1 and {max}"),
+        let compiled = rate
+            .as_ref()
+            .and_then(|rate| match (rate.get_ref(), number(rate.get_ref())) {
+                (toml::Value::String(s), _) if s == "auto" => Some(Rate::Auto {
+                    start: default_start,
+                }),
+                (_, Some(n)) => Some(Rate::PerSecond(n)),
+                _ => {
+                    self.error(
+                        Some(rate.span()),
+                        format!(
+                            "{table} rate must be a positive number of requests per second, or \"auto\""
+                        ),
                     );
                     None
                 }
-            })
+            });
+        let Some(start) = start_rate else {
+            return compiled;
         };
-        if let Some(n) = positive(self, "burst", &raw.burst, 10_000) {
-            limits.burst = n as u32;
+        match (compiled, number(start.get_ref())) {
+            (Some(Rate::Auto { .. }), Some(n)) => Some(Rate::Auto { start: n }),
+            (Some(Rate::Auto { .. }), None) => {
+                self.error(
+                    Some(start.span()),
+                    format!("{table} start_rate must be a positive number"),
+                );
+                compiled
+            }
+            _ => {
+                self.error(
+                    Some(start.span()),
+                    format!("{table} start_rate only goes with rate = \"auto\""),
+                );
+                compiled
+            }
         }
-        if let Some(n) = positive(self, "concurrency", &raw.concurrency, 1_024) {
-            limits.concurrency = n as usize;
+    }
+
+    /// An integer in `1..=max`, reported as `what` when it is not.
+    fn bounded(&mut self, what: &str, value: &Option<Spanned<i64>>, max: i64) -> Option<i64> {
+        let v = value.as_ref()?;
+        let n = *v.get_ref();
+        if (1..=max).contains(&n) {
+            Some(n)
+        } else {
+            self.error(
+                Some(v.span()),
+                format!("{what} must be between 1 and {max}"),
+            );
+            None
         }
-        if let Some(n) = positive(self, "max_attempts", &raw.max_attempts, 100) {
-            limits.max_attempts = n as u32;
-        }
-        limits
     }
 
     fn field(
@@ -590,13 +637,15 @@ pub fn default_limits(kind: TargetKind) -> Limits {
             burst: 10,
             concurrency: 16,
             max_attempts: 8,
+            operations: BTreeMap::new(),
         },
         // 2 requests/s, burst 5, per operation, account-wide.
         TargetKind::ConnectUser => Limits {
             rate: Rate::PerSecond(2.0),
             burst: 5,
-            concurrency: 2,
+            concurrency: 4,
             max_attempts: 8,
+            operations: BTreeMap::new(),
         },
         // On-premises server with no documented quota.
         TargetKind::GenesysUcs => Limits {
@@ -604,6 +653,7 @@ pub fn default_limits(kind: TargetKind) -> Limits {
             burst: 10,
             concurrency: 8,
             max_attempts: 8,
+            operations: BTreeMap::new(),
         },
     }
 }

@@ -9,6 +9,7 @@ pub mod compile;
 pub mod raw;
 pub mod skeleton;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -126,16 +127,38 @@ pub enum Rate {
 }
 
 /// `[limits]`, compiled.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
-    /// Sustained request rate.
+    /// Sustained request rate of every API operation without its own.
     pub rate: Rate,
-    /// Token-bucket burst.
+    /// Token-bucket burst of every API operation without its own.
     pub burst: u32,
+    /// `[limits.operations.<Operation>]`: operations with their own rate or burst.
+    pub operations: BTreeMap<String, OperationLimits>,
     /// Requests in flight at once.
     pub concurrency: usize,
     /// Attempts per request, the first included.
     pub max_attempts: u32,
+}
+
+impl Limits {
+    /// The rate and burst of one API operation: its own, else the defaults.
+    pub fn of(&self, operation: &str) -> (Rate, u32) {
+        let own = self.operations.get(operation);
+        (
+            own.and_then(|o| o.rate).unwrap_or(self.rate),
+            own.and_then(|o| o.burst).unwrap_or(self.burst),
+        )
+    }
+}
+
+/// `[limits.operations.<Operation>]`, compiled: what it sets of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct OperationLimits {
+    /// The operation's own rate.
+    pub rate: Option<Rate>,
+    /// The operation's own burst.
+    pub burst: Option<u32>,
 }
 
 /// One problem in a config file.

@@ -146,4 +146,18 @@ pub struct RawLimits {
     pub concurrency: Option<Spanned<i64>>,
     /// Attempts per request, the first included.
     pub max_attempts: Option<Spanned<i64>>,
+    /// `[limits.operations.<Operation>]`: one API operation's own rate and burst.
+    pub operations: Option<BTreeMap<Spanned<String>, RawOperationLimits>>,
+}
+
+/// `[limits.operations.<Operation>]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOperationLimits {
+    /// Requests per second for this operation, or `"auto"`.
+    pub rate: Option<Spanned<toml::Value>>,
+    /// With `rate = "auto"`: the rate to start from.
+    pub start_rate: Option<Spanned<toml::Value>>,
+    /// Token-bucket burst for this operation.
+    pub burst: Option<Spanned<i64>>,
 }

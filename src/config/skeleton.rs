@@ -34,11 +34,17 @@ kind = "{kind}"
 [match]
 {matching}
 [limits]
-rate = {rate}                  # requests per second, sustained (or "auto")
+# Each API operation has its own token bucket (quotas are per operation): rate and burst
+# are every operation's default, and [limits.operations.<Operation>] overrides one.
+rate = {rate}                  # requests per second, sustained, per operation (or "auto")
 # start_rate = {start}              # with rate = "auto": where to start
 burst = {burst}
-concurrency = {concurrency}
+concurrency = {concurrency}        # records in flight
 max_attempts = {attempts}
+# Operations: {operations}
+# [limits.operations.{first_op}]
+# rate = {rate}
+# burst = {burst}
 
 # Target field = source column, or a table:
 #   Field = {{ from = "column", transform = ["trim", ...], empty = "keep" | "clear" }}
@@ -55,6 +61,8 @@ max_attempts = {attempts}
         burst = limits.burst,
         concurrency = limits.concurrency,
         attempts = limits.max_attempts,
+        operations = schema::operations(kind).join(", "),
+        first_op = schema::operations(kind)[1],
         split = if kind.multi_valued() {
             ", { split = \";\" }"
         } else {
@@ -180,6 +188,11 @@ mod tests {
                 .filter(|l| l.starts_with("# ") && l.contains(" = ") && !l.contains("<key>"))
                 .map(|l| format!("{}\n", &l[2..]))
                 .collect();
+            // Uncomment the per-operation table too: its header and the lines under it.
+            let (before, table) = head.split_once("# [limits.operations.").unwrap();
+            let (table, after) = table.split_once("\n\n").unwrap();
+            let table = table.replace("\n# ", "\n");
+            let head = format!("{before}[limits.operations.{table}\n\n{after}");
             let full = format!("{head}[fields]\n{uncommented}");
             let config = compile(Path::new("s.toml"), &full)
                 .unwrap_or_else(|e| panic!("{kind}: {e}\n{full}"));
@@ -189,6 +202,7 @@ mod tests {
                 TargetKind::GenesysUcs => 5,
             };
             assert_eq!(config.rules.len(), expected, "{kind}");
+            assert_eq!(config.limits.operations.len(), 1, "{kind}: {full}");
         }
     }
 

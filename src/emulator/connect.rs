@@ -1,5 +1,10 @@
-//! Amazon Connect user operations: UpdateUserIdentityInfo, DescribeUser, ListUsers and
-//! SearchUsers.
+//! Amazon Connect user operations: DescribeInstance, UpdateUserIdentityInfo, DescribeUser,
+//! ListUsers and SearchUsers.
+//!
+//! DescribeInstance answers the seeded `IdentityManagementType`, which UpdateUserIdentityInfo
+//! enforces as Connect does: with `SAML` an `Email` member is an error; with
+//! `EXISTING_DIRECTORY` FirstName, LastName and Email cannot be changed (sending the current
+//! values back is accepted).
 //!
 //! UpdateUserIdentityInfo is strict: the given `IdentityInfo` replaces the stored one, and a
 //! member left out is cleared. Its members are checked as for an instance that manages
@@ -38,6 +43,7 @@ pub fn routes() -> Router<App> {
             post(update_identity),
         )
         .route("/users/{instance}/{user}", get(describe))
+        .route("/instance/{instance}", get(describe_instance_route))
         .route("/users-summary/{instance}", get(list))
         .route("/search-users", post(search))
 }
@@ -61,6 +67,17 @@ async fn describe(
 ) -> Response {
     app.serve(Operation::DescribeUser, &headers, |app| {
         describe_user(app, &instance, &user)
+    })
+    .await
+}
+
+async fn describe_instance_route(
+    Extract(app): Extract<App>,
+    Path(instance): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    app.serve(Operation::DescribeInstance, &headers, |app| {
+        describe_instance(app, &instance)
     })
     .await
 }
@@ -140,11 +157,58 @@ fn update_user_identity_info(
     check(&violations)?;
     let identity = identity.unwrap_or_default();
     app.with_state(|state| {
-        let record = user_mut(instance_mut(&mut state.instances, instance)?, user)?;
+        let instance = instance_mut(&mut state.instances, instance)?;
+        let management = instance.identity_management().to_owned();
+        let record = user_mut(instance, user)?;
+        check_management(&management, record, &identity)?;
         record.insert("IdentityInfo".to_string(), Value::Object(identity));
         Ok::<_, ApiError>(())
     })?;
     Ok(wire::empty_ok())
+}
+
+/// What the instance's identity management forbids: any `Email` with SAML; a change of
+/// FirstName, LastName or Email with an existing directory.
+fn check_management(
+    management: &str,
+    record: &Record,
+    identity: &Map<String, Value>,
+) -> Result<(), ApiError> {
+    if management == "SAML" && identity.contains_key("Email") {
+        return Err(invalid_request(
+            "Email cannot be specified for an instance that uses SAML for identity management",
+        ));
+    }
+    if management == "EXISTING_DIRECTORY" {
+        let current = record.get("IdentityInfo").and_then(Value::as_object);
+        let stored = |m: &str| current.and_then(|c| c.get(m)).cloned();
+        for member in ["FirstName", "LastName", "Email"] {
+            if identity.get(member).cloned() != stored(member) {
+                return Err(invalid_request(format!(
+                    "{member} cannot be updated: the instance's directory manages it"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn describe_instance(app: &Shared, instance: &str) -> Result<Response, ApiError> {
+    let mut violations = Violations::default();
+    check_instance_id(instance, &mut violations);
+    check(&violations)?;
+    let body = app.with_state(|state| {
+        let data = instance_mut(&mut state.instances, instance)?;
+        Ok::<_, ApiError>(json!({ "Instance": {
+            "Id": instance,
+            "Arn": format!("{ARN_PREFIX}/{instance}"),
+            "IdentityManagementType": data.identity_management(),
+            "InstanceStatus": "ACTIVE",
+            "InboundCallsEnabled": true,
+            "OutboundCallsEnabled": true,
+        }}))
+    })?;
+    Ok(wire::json_response(StatusCode::OK, &body))
 }
 
 /// Checks an `IdentityInfo` and returns its known members.

@@ -20,6 +20,7 @@ pub enum Operation {
     UpdateProfile,
     CreateProfile,
     SearchProfiles,
+    DescribeInstance,
     UpdateUserIdentityInfo,
     DescribeUser,
     ListUsers,
@@ -31,11 +32,12 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation, in a fixed order.
-    pub const ALL: [Operation; 11] = [
+    pub const ALL: [Operation; 12] = [
         Operation::GetDomain,
         Operation::UpdateProfile,
         Operation::CreateProfile,
         Operation::SearchProfiles,
+        Operation::DescribeInstance,
         Operation::UpdateUserIdentityInfo,
         Operation::DescribeUser,
         Operation::ListUsers,
@@ -52,6 +54,7 @@ impl Operation {
             Operation::UpdateProfile => "UpdateProfile",
             Operation::CreateProfile => "CreateProfile",
             Operation::SearchProfiles => "SearchProfiles",
+            Operation::DescribeInstance => "DescribeInstance",
             Operation::UpdateUserIdentityInfo => "UpdateUserIdentityInfo",
             Operation::DescribeUser => "DescribeUser",
             Operation::ListUsers => "ListUsers",
@@ -74,7 +77,8 @@ impl Operation {
             | Operation::UpdateProfile
             | Operation::CreateProfile
             | Operation::SearchProfiles => Api::CustomerProfiles,
-            Operation::UpdateUserIdentityInfo
+            Operation::DescribeInstance
+            | Operation::UpdateUserIdentityInfo
             | Operation::DescribeUser
             | Operation::ListUsers
             | Operation::SearchUsers => Api::Connect,

@@ -48,8 +48,27 @@ pub struct Domain {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Instance {
+    /// How the instance manages identities, as DescribeInstance says:
+    /// `CONNECT_MANAGED` (when absent), `SAML` or `EXISTING_DIRECTORY`.
+    #[serde(
+        rename = "IdentityManagementType",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub identity_management_type: Option<String>,
     /// Users by UserId; members as in DescribeUser's `User` (`Id` and `Arn` are derived).
     pub users: BTreeMap<String, Record>,
+}
+
+/// The identity management types DescribeInstance knows.
+pub const IDENTITY_MANAGEMENT_TYPES: [&str; 3] = ["CONNECT_MANAGED", "SAML", "EXISTING_DIRECTORY"];
+
+impl Instance {
+    /// The instance's identity management type (`CONNECT_MANAGED` when the seed gives none).
+    pub fn identity_management(&self) -> &str {
+        self.identity_management_type
+            .as_deref()
+            .unwrap_or("CONNECT_MANAGED")
+    }
 }
 
 /// The Genesys tenant.
@@ -123,6 +142,14 @@ impl State {
         for (id, instance) in &self.instances {
             if id.is_empty() || id.chars().count() > 100 {
                 return Err(format!("instance id {id:?} must have 1-100 characters"));
+            }
+            if let Some(kind) = &instance.identity_management_type
+                && !IDENTITY_MANAGEMENT_TYPES.contains(&kind.as_str())
+            {
+                return Err(format!(
+                    "instance {id}: IdentityManagementType {kind:?} must be one of {}",
+                    IDENTITY_MANAGEMENT_TYPES.join(", ")
+                ));
             }
             if instance.users.keys().any(String::is_empty) {
                 return Err(format!("instance {id} has a user with an empty id"));

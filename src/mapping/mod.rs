@@ -160,6 +160,10 @@ pub struct Mapped {
     pub fields: Vec<(usize, Value)>,
     /// Every problem found; the record is invalid when this is not empty.
     pub problems: Vec<Problem>,
+    /// With `when_missing = "create"`: what stops the record from being *created* (a create
+    /// takes no empty members and may require some), found before the network. The record
+    /// can still update an existing target record.
+    pub create_problems: Vec<Problem>,
 }
 
 /// Where `[source] key` and `[match]` read from, resolved against the input's columns.

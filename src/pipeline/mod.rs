@@ -12,9 +12,9 @@ mod sync;
 
 pub use check::check;
 pub use signals::Interrupts;
-pub use sync::{Selection, Sender, SyncOptions, SyncResult, sync};
+pub use sync::{OperationCalls, Selection, Sender, SyncOptions, SyncResult, sync};
 
-use crate::config::Config;
+use crate::config::{Config, WhenMissing};
 use crate::ledger::{Entry, EntryError, Status};
 use crate::mapping::{self, Mapped, Plan};
 use crate::source::{Body, SourceRecord};
@@ -82,11 +82,16 @@ pub(crate) fn prepare(cx: &Context, record: &SourceRecord) -> Result<Mapped, Box
     }))
 }
 
-/// Maps a readable record and validates it for an update.
+/// Maps a readable record and validates it for an update and, with
+/// `when_missing = "create"`, for a create.
 fn map_and_validate(cx: &Context, record: &SourceRecord) -> Mapped {
     let kind = cx.config.target.kind;
-    let mut mapped = mapping::map_row(&cx.plan, &cx.config.rules, record, kind.multi_valued());
-    validate::validate(kind, &cx.config.rules, &mut mapped, Operation::Update);
+    let rules = &cx.config.rules;
+    let mut mapped = mapping::map_row(&cx.plan, rules, record, kind.multi_valued());
+    validate::validate(kind, rules, &mut mapped, Operation::Update);
+    if mapped.problems.is_empty() && cx.config.matching.when_missing == WhenMissing::Create {
+        mapped.create_problems = validate::create_problems(kind, rules, &mapped);
+    }
     mapped
 }
 

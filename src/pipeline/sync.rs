@@ -8,11 +8,12 @@
 //!
 //! The dispatcher takes one of `concurrency` semaphore permits before it starts a record; the
 //! permit travels with the task and is freed when the record settles. Every request of a task
-//! goes through the shared limiter and retry policy (see [`crate::target`]). A stop (Ctrl-C,
+//! goes through the shared limiter and retry policy (see [`crate::targets`]). A stop (Ctrl-C,
 //! `--max-errors`, an error that is not about one record) ends the dispatching; requests on
 //! the wire finish and their records settle, those not yet sent give up, the ledger is
 //! flushed, and the reader notices its closed channel.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,12 +24,13 @@ use tokio::task::JoinSet;
 
 use super::signals::Interrupts;
 use super::{Context, new_entry, prepare};
+use crate::config::Config;
 use crate::ledger::{Entry, EntryError, KeyIndex, Ledger, RecordSet, Status};
-use crate::limiter::Limiter;
+use crate::limiter::Limiters;
 use crate::report::{DiffReport, Progress, Tally};
 use crate::retry::{Halt, RetryPolicy};
 use crate::source::SourceRecord;
-use crate::target::{FieldChange, Mode, Outcome, Pace, PreflightError, Target};
+use crate::targets::{FieldChange, Mode, Outcome, Pace, PreflightError, Target};
 
 /// Records in a row that fail to connect after every retry, after which a run stops (exit 3).
 const UNANSWERED_LIMIT: u32 = 20;
@@ -87,12 +89,13 @@ impl Selection {
     }
 }
 
-/// What sends records: the target, the limiter every request waits on, the retry policy.
+/// What sends records: the target, the limiters its requests wait on (one per API
+/// operation), the retry policy.
 pub struct Sender {
     /// The target's client.
     pub target: Target,
-    /// The run's token bucket.
-    pub limiter: Limiter,
+    /// The run's token buckets, one per API operation.
+    pub limiters: Limiters,
     /// The run's retry policy.
     pub policy: RetryPolicy,
 }
@@ -101,15 +104,17 @@ impl Sender {
     /// The pacing of requests that give up, unsent, when `halt` comes.
     pub fn pace(&self, halt: Halt) -> Pace<'_> {
         Pace {
-            limiter: &self.limiter,
+            limiters: &self.limiters,
             policy: &self.policy,
             halt,
         }
     }
 
     /// Checks what every record depends on; see [`Target::preflight`].
-    pub async fn preflight(&self) -> Result<Vec<String>, PreflightError> {
-        self.target.preflight(&self.pace(Halt::never())).await
+    pub async fn preflight(&self, config: &Config) -> Result<Vec<String>, PreflightError> {
+        self.target
+            .preflight(config, &self.pace(Halt::never()))
+            .await
     }
 }
 
@@ -124,6 +129,21 @@ pub struct SyncResult {
     pub aborted: Option<String>,
     /// The diff report written, if any.
     pub report: Option<PathBuf>,
+    /// This run's `failed` and `invalid` records by error code.
+    pub reasons: BTreeMap<String, u64>,
+    /// This run's requests per API operation, in the target's order.
+    pub calls: Vec<OperationCalls>,
+}
+
+/// The requests one API operation made in a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperationCalls {
+    /// The operation's name.
+    pub operation: &'static str,
+    /// Requests sent, retries included.
+    pub requests: u64,
+    /// Of them, throttled.
+    pub throttled: u64,
 }
 
 /// The run's stop signal: the first reason given wins.
@@ -221,7 +241,7 @@ pub async fn sync(
     )
     .await;
 
-    let (tally, report) = writer.await.map_err(io::Error::other)??;
+    let (tally, report, reasons) = writer.await.map_err(io::Error::other)??;
     // A reader error has already stopped the run; say it too when something else stopped it
     // first. A stopped run does not wait long for a reader blocked on a silent stdin.
     let reader = if stop.is_stopped() {
@@ -237,11 +257,26 @@ pub async fn sync(
             aborted = Some(aborted.map_or(also.clone(), |first| format!("{first}; also {also}")));
         }
     }
+    let calls = sender
+        .limiters
+        .iter()
+        .map(|(operation, limiter)| {
+            let stats = limiter.stats();
+            OperationCalls {
+                operation,
+                requests: stats.acquired,
+                throttled: stats.throttled,
+            }
+        })
+        .filter(|c| c.requests > 0)
+        .collect();
     Ok(SyncResult {
         tally,
         carried,
         aborted,
         report: report.map(|r| r.path().to_owned()),
+        reasons,
+        calls,
     })
 }
 
@@ -370,7 +405,7 @@ fn check_same_input(cx: &Context, record: &SourceRecord, keys: &KeyIndex) -> io:
 struct Settlement {
     entry: Entry,
     changes: Vec<FieldChange>,
-    /// The target gave no usable answer (see [`crate::target::Settled::unanswered`]).
+    /// The target gave no usable answer (see [`crate::targets::Settled::unanswered`]).
     unanswered: bool,
 }
 
@@ -413,6 +448,9 @@ async fn settle(
     }
 }
 
+/// What the writer hands back: the counts, the diff report, the error codes.
+type Written = (Tally, Option<DiffReport>, BTreeMap<String, u64>);
+
 /// The writer stage: the only place that writes the ledger (and the diff report) during a
 /// `plan` or `apply` run. It also counts, shows progress, and stops the run on
 /// `--max-errors` or when the target stops answering.
@@ -429,7 +467,7 @@ struct Writer {
 impl Writer {
     /// Writes every settlement; an error stops the run, so that nothing more is sent
     /// without its entry.
-    async fn run(self, rx: mpsc::Receiver<Settlement>) -> io::Result<(Tally, Option<DiffReport>)> {
+    async fn run(self, rx: mpsc::Receiver<Settlement>) -> io::Result<Written> {
         let stop = self.stop.clone();
         let result = self.write_all(rx).await;
         if let Err(e) = &result {
@@ -438,11 +476,9 @@ impl Writer {
         result
     }
 
-    async fn write_all(
-        mut self,
-        mut rx: mpsc::Receiver<Settlement>,
-    ) -> io::Result<(Tally, Option<DiffReport>)> {
+    async fn write_all(mut self, mut rx: mpsc::Receiver<Settlement>) -> io::Result<Written> {
         let mut line = Vec::with_capacity(256);
+        let mut reasons = BTreeMap::new();
         let (mut failed, mut unanswered) = (0, 0);
         while let Some(Settlement {
             entry,
@@ -457,8 +493,11 @@ impl Writer {
                 report.write(&entry, &changes)?;
             }
             self.tally.add(entry.status);
-            self.progress
-                .advance(1, &self.tally, Some(self.sender.limiter.current_rate()));
+            let rate = self.sender.limiters.busiest().map(|(_, rate)| rate);
+            self.progress.advance(1, &self.tally, rate);
+            if let Some(error) = &entry.error {
+                *reasons.entry(error.code.clone()).or_insert(0) += 1;
+            }
             if entry.status == Status::Failed {
                 failed += 1;
                 if self.max_errors.is_some_and(|max| failed >= max) {
@@ -484,6 +523,6 @@ impl Writer {
         if let Some(report) = &mut self.report {
             report.flush()?;
         }
-        Ok((self.tally, self.report))
+        Ok((self.tally, self.report, reasons))
     }
 }

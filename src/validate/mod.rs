@@ -22,6 +22,16 @@ pub enum Operation {
     Create,
 }
 
+/// What stops a valid record from being created: a create takes no empty members, so
+/// cleared ones are left out, and what is left is checked against the create rules.
+pub fn create_problems(kind: TargetKind, rules: &[FieldRule], mapped: &Mapped) -> Vec<Problem> {
+    let mut check = mapped.clone();
+    check.fields.retain(|(_, v)| *v != Value::Clear);
+    check.problems.clear();
+    validate(kind, rules, &mut check, Operation::Create);
+    check.problems
+}
+
 /// Adds to `mapped.problems` every constraint the record breaks.
 pub fn validate(kind: TargetKind, rules: &[FieldRule], mapped: &mut Mapped, op: Operation) {
     if let Some(id) = &mapped.target_id

@@ -6,7 +6,7 @@ use std::process::{Output, Stdio};
 use profilesync::emulator::{Emulator, EmulatorConfig, EmulatorHandle, FaultConfig};
 use serde_json::{Value, json};
 
-use crate::support::{Dir, assert_stopped_before_any_record, read_ledger, repo};
+use crate::support::{self, Dir, assert_stopped_before_any_record, read_ledger, repo, stderr};
 
 const FIELDS: &str = r#"FirstName = "first"
 LastName = "last"
@@ -86,15 +86,9 @@ async fn sync(dir: &Dir, command: &str, ledger: &str, env: &[(&str, &str)]) -> O
     run(dir, &args, env).await
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 /// Ledger entries in record order.
 fn by_record(dir: &Dir, ledger: &str) -> Vec<Value> {
-    let mut entries = read_ledger(&dir.path(ledger));
-    entries.sort_by_key(|e| e["record"].as_u64());
-    entries
+    support::by_record(&read_ledger(&dir.path(ledger)))
 }
 
 fn statuses(entries: &[Value]) -> Vec<&str> {

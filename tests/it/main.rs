@@ -2,6 +2,7 @@
 
 mod apply;
 mod check;
+mod connect;
 mod emulator;
 mod genesys;
 mod support;

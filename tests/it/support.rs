@@ -117,3 +117,52 @@ id = "profile_id"
 pub fn pid(n: u32) -> String {
     format!("{n:032x}")
 }
+
+/// `profilesync ARGS` in `dir` as an AWS user runs it: only the standard AWS environment
+/// (made-up keys, `us-east-1`, `endpoint_var` = `endpoint`), no shared files, no instance
+/// metadata.
+pub fn aws_command(
+    dir: &Dir,
+    endpoint_var: &str,
+    endpoint: &str,
+    args: &[&str],
+) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_profilesync"));
+    cmd.args(args)
+        .current_dir(dir.path(""))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
+        .env("AWS_SECRET_ACCESS_KEY", "test-secret")
+        .env("AWS_REGION", "us-east-1")
+        .env(endpoint_var, endpoint)
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    cmd
+}
+
+/// Waits until the ledger at `path` has at least `n` entries; fails the test after 10 s.
+pub async fn wait_for_entries(path: &Path, n: usize) {
+    for _ in 0..400 {
+        if std::fs::read_to_string(path).map_or(0, |t| t.lines().count()) >= n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("{} never reached {n} entries", path.display());
+}
+
+/// Ledger entries in record order.
+pub fn by_record(ledger: &[Value]) -> Vec<Value> {
+    let mut sorted = ledger.to_vec();
+    sorted.sort_by_key(|e| e["record"].as_u64());
+    sorted
+}
+
+/// A process's standard error, as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

@@ -10,9 +10,11 @@
 //! 3. `PUT` sends the complete result, only when something differs (else `unchanged`). The
 //!    body never carries extensions, so UCS keeps them as they are.
 //!
-//! A profile that does not exist (404 with a UCS error body) follows `when_missing`; `create`
-//! uses `POST /profiles` with the record's `customer_id`. `plan` stops after step 2. A 404
-//! without a UCS error body means `base_url` has no UCS behind it: every record would get it.
+//! This file is the target's own logic ([`Remote`]); [`super::driver`] decides what happens
+//! to a record. A profile that does not exist (404 with a UCS error body) follows
+//! `when_missing`; `create` uses `POST /profiles` with the record's `customer_id`. `plan`
+//! stops after step 2. A 404 without a UCS error body means `base_url` has no UCS behind
+//! it: every record would get it, so it stops the run.
 //!
 //! Credentials come from `GENESYS_UCS_USERNAME` / `GENESYS_UCS_PASSWORD` (HTTP Basic), never
 //! from the config file, and are never logged. Redirects are not followed, so credentials
@@ -26,14 +28,12 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Map, Value as Json};
 
-use super::{
-    FieldChange, Mode, Outcome, Pace, PreflightError, describe, failed, missing, parse_retry_after,
-    settled,
-};
-use crate::config::{Config, WhenMissing};
-use crate::ledger::Status;
-use crate::mapping::{Mapped, Value};
+use super::driver::{Merged, Refusal, Remote};
+use super::{Desired, FieldChange, Pace, PreflightError, describe, parse_retry_after};
+use crate::config::Config;
+use crate::mapping::Value;
 use crate::retry::{ApiError, ErrorClass};
+use crate::schema::op::{GENESYS_CREATE_PROFILE, GENESYS_GET_PROFILE, GENESYS_PUT_PROFILE};
 
 /// The environment variables that hold the Basic-auth credentials.
 pub const USERNAME_VAR: &str = "GENESYS_UCS_USERNAME";
@@ -97,134 +97,129 @@ impl GenesysUcs {
     /// Context Services error body) stop the run at once.
     pub async fn preflight(&self, pace: &Pace<'_>) -> Result<Vec<String>, PreflightError> {
         let mut attempts = 0;
-        match self.read(PROBE_ID, pace, &mut attempts).await {
+        match self.get(PROBE_ID, pace, &mut attempts).await {
             Ok(_) => Ok(Vec::new()),
-            Err(e) if is_tenant_error(&e) => Err(PreflightError {
-                config: true,
-                message: format!("{}; is [target] tenant_id right?", e.message),
-            }),
-            Err(e) if e.code == WRONG_PATH => Err(PreflightError {
-                config: true,
-                message: e.message,
-            }),
-            Err(e) => Err(PreflightError {
-                config: false,
-                message: match e.class {
-                    ErrorClass::Transient | ErrorClass::Throttled => format!(
-                        "the server could not be reached after {attempts} attempts: {}: {}",
-                        e.code, e.message
-                    ),
-                    _ => format!("{}: {}", e.code, e.message),
-                },
-            }),
+            Err(e) if is_tenant_error(&e) => Err(PreflightError::config(format!(
+                "{}; is [target] tenant_id right?",
+                e.message
+            ))),
+            Err(e) if e.code == WRONG_PATH => Err(PreflightError::config(e.message)),
+            Err(e) => Err(PreflightError::unreachable(&e, attempts)),
         }
     }
+}
 
-    /// Syncs one mapped, valid record.
-    pub async fn sync(
-        &self,
-        config: &Config,
-        mapped: &Mapped,
-        mode: Mode,
-        pace: &Pace<'_>,
-    ) -> Outcome {
-        let when_missing = config.matching.when_missing;
-        let Some(id) = mapped.target_id.as_deref() else {
-            // Mapping reports an empty id as a problem, so valid records have one.
-            return missing(when_missing, mode, "the record has no customer_id", 0);
-        };
-        let desired = desired(config, mapped);
-        let mut attempts = 0;
-        let current = match self.read(id, pace, &mut attempts).await {
-            Ok(Some(current)) => current,
-            Ok(None) if when_missing == WhenMissing::Create => {
-                return self.create(id, &desired, mode, pace, attempts).await;
-            }
-            Ok(None) => {
-                return missing(
-                    when_missing,
-                    mode,
-                    "no profile has this customer_id",
-                    attempts,
-                );
-            }
-            Err(e) => return failed(e, Some(id.to_owned()), attempts),
-        };
-        let (merged, changed) = merge(current, &desired);
-        let target_id = Some(id.to_owned());
-        match (changed.is_empty(), mode) {
-            (true, _) => settled(Status::Unchanged, target_id, changed, attempts),
-            (false, Mode::Plan) => settled(Status::WouldUpdate, target_id, changed, attempts),
-            (false, Mode::Apply) => {
-                let body = Json::Object(merged);
-                let path = profile_path(id);
-                match self
-                    .write(Method::PUT, &path, &body, pace, &mut attempts)
-                    .await
-                {
-                    Ok(()) => settled(Status::Updated, target_id, changed, attempts),
-                    // Deleted between the read and the write (UCS's own 404).
-                    Err(e) if e.status == Some(404) && e.code != WRONG_PATH => missing(
-                        when_missing,
-                        mode,
-                        "the profile was deleted while it was being updated",
-                        attempts,
-                    ),
-                    Err(e) => failed(e, target_id, attempts),
-                }
-            }
-        }
-    }
+impl Remote for GenesysUcs {
+    const NOUN: &'static str = "profile";
+    /// The profile's attributes as read, without `customer_id` and extensions.
+    type Current = Attributes;
+    /// The complete profile to PUT.
+    type Write = Attributes;
+    /// The profile to POST, without its `customer_id`.
+    type Create = Attributes;
 
-    /// `POST /profiles` with the record's customer_id and its set attributes.
-    async fn create(
-        &self,
-        id: &str,
-        desired: &[(String, &Value)],
-        mode: Mode,
-        pace: &Pace<'_>,
-        mut attempts: u32,
-    ) -> Outcome {
-        let (mut body, changed) = merge(Attributes::new(), desired);
-        let target_id = Some(id.to_owned());
-        if mode == Mode::Plan {
-            return settled(Status::WouldCreate, target_id, changed, attempts);
-        }
-        body.insert("customer_id".to_owned(), Json::String(id.to_owned()));
-        let body = Json::Object(body);
-        let before = attempts;
-        let result = self
-            .write(Method::POST, "/profiles", &body, pace, &mut attempts)
-            .await;
-        let retried = attempts - before > 1;
-        match result {
-            Ok(()) => settled(Status::Created, target_id, changed, attempts),
-            // A retried POST whose first attempt was committed after all: the profile now
-            // exists. If it holds what this record says, the record was created.
-            Err(e) if retried && e.status == Some(400) => {
-                match self.read(id, pace, &mut attempts).await {
-                    Ok(Some(now)) if merge(now.clone(), desired).1.is_empty() => {
-                        settled(Status::Created, target_id, changed, attempts)
-                    }
-                    Err(read) if read.class == ErrorClass::Fatal => {
-                        failed(read, target_id, attempts)
-                    }
-                    _ => failed(e, target_id, attempts),
-                }
-            }
-            Err(e) => failed(e, target_id, attempts),
-        }
-    }
-
-    /// The profile's attributes, or `None` when it does not exist.
     async fn read(
         &self,
         id: &str,
         pace: &Pace<'_>,
         attempts: &mut u32,
     ) -> Result<Option<Attributes>, ApiError> {
+        self.get(id, pace, attempts).await
+    }
+
+    /// UCS's identifyProfiles needs identification keys defined on the server; the config
+    /// refuses `search_key` for this target, so this is never called.
+    async fn search(
+        &self,
+        _key: &str,
+        _value: &str,
+        _pace: &Pace<'_>,
+        _attempts: &mut u32,
+    ) -> Result<Vec<(String, Attributes)>, ApiError> {
+        Err(ApiError {
+            class: ErrorClass::Fatal,
+            code: "configuration".to_owned(),
+            message: "genesys-ucs finds profiles by [match] id only".to_owned(),
+            status: None,
+            retry_after: None,
+        })
+    }
+
+    fn merge(
+        &self,
+        current: Attributes,
+        desired: &Desired<'_>,
+    ) -> Result<Merged<Attributes>, Refusal> {
+        let (write, changed) = merge(current, desired);
+        Ok(Merged { write, changed })
+    }
+
+    async fn write(
+        &self,
+        id: &str,
+        write: &Attributes,
+        pace: &Pace<'_>,
+        attempts: &mut u32,
+    ) -> Result<(), ApiError> {
+        let body = Json::Object(write.clone());
+        self.send_json(Method::PUT, &profile_path(id), &body, pace, attempts)
+            .await
+    }
+
+    fn creation(&self, _id: Option<&str>, desired: &Desired<'_>) -> Option<Merged<Attributes>> {
+        let (write, changed) = merge(Attributes::new(), desired);
+        Some(Merged { write, changed })
+    }
+
+    /// `POST /profiles` with the record's customer_id and its set attributes. A retried POST
+    /// whose first attempt was committed after all finds the profile there (a 400): if it
+    /// holds what this record says, the record was created.
+    async fn create(
+        &self,
+        id: Option<&str>,
+        create: &Attributes,
+        pace: &Pace<'_>,
+        attempts: &mut u32,
+    ) -> Result<String, ApiError> {
+        // Mapping reports an empty id as a problem, so valid records have one.
+        let id = id.unwrap_or_default().to_owned();
+        let mut body = create.clone();
+        body.insert("customer_id".to_owned(), Json::String(id.clone()));
+        let body = Json::Object(body);
+        let before = *attempts;
+        let result = self
+            .send_json(Method::POST, "/profiles", &body, pace, attempts)
+            .await;
+        let retried = *attempts - before > 1;
+        match result {
+            Ok(()) => Ok(id),
+            Err(e) if retried && e.status == Some(400) => match self.get(&id, pace, attempts).await
+            {
+                Ok(Some(now)) if holds(&now, create) => Ok(id),
+                Err(read) if read.class == ErrorClass::Fatal => Err(read),
+                _ => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    /// UCS's own 404 (with its error body); one without it is a wrong base path, which
+    /// stops the run instead.
+    fn is_gone(&self, error: &ApiError) -> bool {
+        error.status == Some(404) && error.code != WRONG_PATH
+    }
+}
+
+impl GenesysUcs {
+    /// The profile's attributes, or `None` when it does not exist.
+    async fn get(
+        &self,
+        id: &str,
+        pace: &Pace<'_>,
+        attempts: &mut u32,
+    ) -> Result<Option<Attributes>, ApiError> {
         let url = format!("{}{}", self.base_url, profile_path(id));
-        pace.send(attempts, || {
+        pace.send(GENESYS_GET_PROFILE, attempts, || {
             let request = self.authorized(self.http.get(&url));
             async move {
                 let response = request.send().await.map_err(transport_error)?;
@@ -256,7 +251,7 @@ impl GenesysUcs {
     }
 
     /// Sends a JSON body; any 2xx is success.
-    async fn write(
+    async fn send_json(
         &self,
         method: Method,
         path: &str,
@@ -267,7 +262,12 @@ impl GenesysUcs {
         let url = format!("{}{path}", self.base_url);
         let body = body.to_string();
         let is_post = method == Method::POST;
-        pace.send(attempts, || {
+        let operation = if is_post {
+            GENESYS_CREATE_PROFILE
+        } else {
+            GENESYS_PUT_PROFILE
+        };
+        pace.send(operation, attempts, || {
             let request = self.authorized(
                 self.http
                     .request(method.clone(), &url)
@@ -313,15 +313,6 @@ fn profile_path(id: &str) -> String {
     format!("/profiles/{encoded}")
 }
 
-/// The record's mapped attributes, by name, in rule order.
-fn desired<'m>(config: &Config, mapped: &'m Mapped) -> Vec<(String, &'m Value)> {
-    mapped
-        .fields
-        .iter()
-        .map(|(index, value)| (config.rules[*index].name.clone(), value))
-        .collect()
-}
-
 /// A profile as read, without what a PUT must not carry: `customer_id` (it is in the URI)
 /// and extensions (objects, or lists of objects), which UCS keeps when the body has none.
 fn attributes_of(profile: Map<String, Json>) -> Attributes {
@@ -348,7 +339,7 @@ fn is_extension(value: &Json) -> bool {
 /// - `Clear` removes the attribute;
 /// - a value that already matches ([`same`]) is left exactly as it was read, so a number
 ///   stays a number and a one-element list stays a list.
-fn merge(mut current: Attributes, desired: &[(String, &Value)]) -> (Attributes, Vec<FieldChange>) {
+fn merge(mut current: Attributes, desired: &Desired<'_>) -> (Attributes, Vec<FieldChange>) {
     let mut changed = Vec::new();
     for (name, value) in desired {
         let before = current.get(name.as_str());
@@ -391,6 +382,17 @@ fn with_primary(items: &[Json], primary: &str) -> Vec<Json> {
     std::iter::once(Json::String(primary.to_owned()))
         .chain(rest)
         .collect()
+}
+
+/// Whether a profile read back holds every attribute of `body` (as [`same`] compares them).
+fn holds(now: &Attributes, body: &Attributes) -> bool {
+    body.iter().all(|(name, value)| {
+        let wanted = match value {
+            Json::Array(items) => Value::Many(items.iter().map(text_of).collect()),
+            other => Value::Set(text_of(other)),
+        };
+        same(now.get(name), &wanted)
+    })
 }
 
 /// Whether an attribute already holds the mapped value. Values compare as text (UCS may

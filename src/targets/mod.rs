@@ -1,12 +1,22 @@
-//! Targets: the APIs profilesync writes to. Each target turns one mapped, valid record into
-//! requests (read, diff, update or create) and says how the record settled.
+//! Targets: the APIs profilesync writes to.
 //!
-//! Targets do not pace or retry on their own: every request goes through
-//! [`crate::retry::send`], which takes a permit from the shared [`crate::limiter::Limiter`]
-//! before each attempt. A target only classifies what the API answered
-//! ([`crate::retry::ApiError`]), so the retry policy lives in one place.
+//! Every target runs one record through the same decision tree, [`driver::sync`]: find the
+//! target's record (by id, or by a search key, with ambiguity and `when_missing`), merge the
+//! mapped values into it with a pure function, and write (or, for `plan`, only report) what
+//! differs. A target implements the small [`driver::Remote`] trait with only its own logic:
+//! how to read and search, how to merge, how to write and create, and which error on a write
+//! means that the record is gone. [`aws`] holds what both AWS targets share: the service
+//! configuration from the AWS chain and one classification of AWS errors.
+//!
+//! Targets do not pace or retry on their own: every request goes through [`Pace::send`],
+//! which takes a permit from its API operation's [`crate::limiter::Limiter`] before each
+//! attempt and retries as the [`crate::retry::RetryPolicy`] says. A target only classifies
+//! what the API answered ([`crate::retry::ApiError`]), so the retry policy lives in one place.
 
+pub mod aws;
+pub mod connect_user;
 pub mod customer_profiles;
+pub mod driver;
 pub mod genesys_ucs;
 
 use std::collections::BTreeMap;
@@ -14,7 +24,7 @@ use std::time::Duration;
 
 use crate::config::{Config, WhenMissing};
 use crate::ledger::{EntryError, Status};
-use crate::limiter::Limiter;
+use crate::limiter::Limiters;
 use crate::mapping::{Mapped, Value};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -59,10 +69,10 @@ pub enum Outcome {
     Abort(String),
 }
 
-/// The shared pacing of a run: the limiter and the retry policy.
+/// The shared pacing of a run: the limiters and the retry policy.
 pub struct Pace<'a> {
-    /// The run's token bucket.
-    pub limiter: &'a Limiter,
+    /// The run's token buckets, one per API operation.
+    pub limiters: &'a Limiters,
     /// The run's retry policy.
     pub policy: &'a RetryPolicy,
     /// The run's stop signal: requests not yet sent give up when it comes.
@@ -70,14 +80,21 @@ pub struct Pace<'a> {
 }
 
 impl Pace<'_> {
-    /// Sends one request through the limiter with retries, adding its attempts to `attempts`.
-    pub async fn send<T, F, Fut>(&self, attempts: &mut u32, call: F) -> Result<T, ApiError>
+    /// Sends one request of `operation` through that operation's limiter with retries,
+    /// adding its attempts to `attempts`.
+    pub async fn send<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        attempts: &mut u32,
+        call: F,
+    ) -> Result<T, ApiError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, ApiError>>,
     {
         let mut rng = StdRng::from_rng(&mut rand::rng());
-        let sent = send_unless_halted(self.policy, self.limiter, &mut rng, &self.halt, call).await;
+        let limiter = self.limiters.get(operation);
+        let sent = send_unless_halted(self.policy, limiter, &mut rng, &self.halt, call).await;
         *attempts += sent.attempts;
         sent.result
     }
@@ -92,20 +109,54 @@ pub struct PreflightError {
     pub message: String,
 }
 
+impl PreflightError {
+    /// A configuration error (exit 2).
+    pub fn config(message: impl Into<String>) -> PreflightError {
+        PreflightError {
+            config: true,
+            message: message.into(),
+        }
+    }
+
+    /// A preflight request that failed for a reason other than the configuration: the
+    /// target could not be reached after every retry, or refused the credentials (exit 3).
+    pub fn unreachable(error: &ApiError, attempts: u32) -> PreflightError {
+        PreflightError {
+            config: false,
+            message: match error.class {
+                ErrorClass::Transient | ErrorClass::Throttled => format!(
+                    "the target could not be reached after {attempts} attempts: {}: {}",
+                    error.code, error.message
+                ),
+                ErrorClass::Permanent | ErrorClass::Fatal => {
+                    format!("{}: {}", error.code, error.message)
+                }
+            },
+        }
+    }
+}
+
 /// A connected target.
 pub enum Target {
     /// Amazon Connect Customer Profiles.
     CustomerProfiles(customer_profiles::CustomerProfiles),
+    /// Amazon Connect users.
+    ConnectUser(connect_user::ConnectUser),
     /// Genesys Context Services (UCS) profiles.
     GenesysUcs(genesys_ucs::GenesysUcs),
 }
 
 impl Target {
-    /// Checks what every record depends on (the domain exists, the credentials work) before
-    /// the first record is sent. Returns warnings for what it could not check.
-    pub async fn preflight(&self, pace: &Pace<'_>) -> Result<Vec<String>, PreflightError> {
+    /// Checks what every record depends on (the domain or instance exists, the credentials
+    /// work) before the first record is sent. Returns warnings for what it could not check.
+    pub async fn preflight(
+        &self,
+        config: &Config,
+        pace: &Pace<'_>,
+    ) -> Result<Vec<String>, PreflightError> {
         match self {
             Self::CustomerProfiles(t) => t.preflight(pace).await,
+            Self::ConnectUser(t) => t.preflight(config, pace).await,
             Self::GenesysUcs(t) => t.preflight(pace).await,
         }
     }
@@ -119,8 +170,9 @@ impl Target {
         pace: &Pace<'_>,
     ) -> Outcome {
         match self {
-            Self::CustomerProfiles(t) => t.sync(config, mapped, mode, pace).await,
-            Self::GenesysUcs(t) => t.sync(config, mapped, mode, pace).await,
+            Self::CustomerProfiles(t) => driver::sync(t, config, mapped, mode, pace).await,
+            Self::ConnectUser(t) => driver::sync(t, config, mapped, mode, pace).await,
+            Self::GenesysUcs(t) => driver::sync(t, config, mapped, mode, pace).await,
         }
     }
 }
@@ -139,19 +191,32 @@ pub struct FieldChange {
 /// The values a record sets, by target field name (`""` clears).
 pub type Changes = BTreeMap<String, String>;
 
-/// The changes of a record for a single-valued target: field name → value, `""` to clear.
-pub fn changes(config: &Config, mapped: &Mapped) -> Changes {
+/// A record's mapped values by target field name, in rule order.
+pub type Desired<'m> = [(String, &'m Value)];
+
+/// The record's mapped values, by target field name, in rule order.
+pub fn desired<'m>(config: &Config, mapped: &'m Mapped) -> Vec<(String, &'m Value)> {
     mapped
         .fields
         .iter()
-        .map(|(index, value)| {
-            let text = match value {
-                Value::Set(v) => v.clone(),
-                Value::Clear => String::new(),
-                Value::Many(values) => values.join(","),
-            };
-            (config.rules[*index].name.clone(), text)
-        })
+        .map(|(index, value)| (config.rules[*index].name.clone(), value))
+        .collect()
+}
+
+/// A single value as text: a `split` list joined by commas, `""` for a cleared field.
+pub fn text(value: &Value) -> String {
+    match value {
+        Value::Set(v) => v.clone(),
+        Value::Clear => String::new(),
+        Value::Many(values) => values.join(","),
+    }
+}
+
+/// The changes of a record for a single-valued target: field name → value, `""` to clear.
+pub fn changes(desired: &Desired<'_>) -> Changes {
+    desired
+        .iter()
+        .map(|(field, value)| (field.clone(), text(value)))
         .collect()
 }
 

@@ -1,0 +1,816 @@
+//! Amazon Connect users: the identity info (names, e-mails, mobile) of agents, through
+//! Connect's REST-JSON API, signed with the official `aws-sigv4` crate and sent with
+//! `reqwest` (the `aws-sdk-connect` crate would cost minutes of build and gigabytes of
+//! memory for 400 operations, of which this target needs five; see ARCHITECTURE.md).
+//!
+//! This file is the target's own logic; [`super::driver`] decides what happens to a record:
+//!
+//! - **read** is `DescribeUser`; **search** by `Username` looks the name up in an index of
+//!   the instance's users, built once per run from `ListUsers` pages of 1,000 (instead of
+//!   one `SearchUsers` per record at 2/s), then reads the user. A name the index does not
+//!   know is looked up once with `SearchUsers`, in case the user was added during the run.
+//! - **merge** ([`merge`], pure) puts the mapped members into the user's current
+//!   `IdentityInfo`; **write** sends the *complete* result with `UpdateUserIdentityInfo`,
+//!   which replaces the whole structure, so an unmapped Email, SecondaryEmail or Mobile is
+//!   never erased. Users are never created.
+//! - The merge refuses what Connect's rules forbid, before anything is sent: a changed login
+//!   `Email` unless `[target] allow_email_change = true` (it can hand the account to whoever
+//!   owns the new address); any `Email` on an instance that uses SAML (the identity provider
+//!   owns it); a changed FirstName, LastName or Email on an instance whose identities live in
+//!   an existing directory. The preflight's `DescribeInstance` says which applies.
+//!
+//! Credentials and region come from the AWS configuration chain (`aws-config`), the
+//! endpoint from `[target] endpoint_url`, `AWS_ENDPOINT_URL_CONNECT` or `AWS_ENDPOINT_URL`,
+//! else `https://connect.<region>.amazonaws.com`. Errors are read from `x-amzn-ErrorType` /
+//! `__type` exactly as the SDKs read them ([`super::aws`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::identity::Identity;
+use aws_types::SdkConfig;
+use reqwest::{Client, Method};
+use serde::{Deserialize, Serialize};
+
+use super::driver::{Merged, Refusal, Remote};
+use super::{Desired, FieldChange, Pace, PreflightError, aws, changes, describe, diff};
+use crate::config::Config;
+use crate::ledger::Status;
+use crate::retry::{ApiError, ErrorClass};
+use crate::schema::op::{
+    DESCRIBE_INSTANCE, DESCRIBE_USER, LIST_USERS, SEARCH_USERS, UPDATE_USER_IDENTITY_INFO,
+};
+
+/// The service id the AWS configuration knows Connect by (`AWS_ENDPOINT_URL_CONNECT`).
+const SERVICE_ID: &str = "Connect";
+/// The SigV4 signing name.
+const SIGNING_NAME: &str = "connect";
+/// Users per ListUsers page (the model's maximum).
+const LIST_PAGE: u32 = 1000;
+/// Credentials are renewed this long before they expire.
+const RENEW_BEFORE: Duration = Duration::from_secs(300);
+
+/// The members of `UserIdentityInfo` this target reads and writes.
+pub const MEMBERS: [&str; 5] = ["FirstName", "LastName", "Email", "SecondaryEmail", "Mobile"];
+/// The members an existing directory manages.
+const DIRECTORY_MEMBERS: [&str; 3] = ["FirstName", "LastName", "Email"];
+
+/// How the instance manages identities (`DescribeInstance`'s `IdentityManagementType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum IdentityManagement {
+    /// Users are stored in Connect: every member may be written.
+    #[default]
+    ConnectManaged,
+    /// A SAML identity provider owns the login: `Email` is never sent.
+    Saml,
+    /// An existing directory owns FirstName, LastName and Email.
+    ExistingDirectory,
+}
+
+impl IdentityManagement {
+    fn name(self) -> &'static str {
+        match self {
+            Self::ConnectManaged => "CONNECT_MANAGED",
+            Self::Saml => "SAML",
+            Self::ExistingDirectory => "EXISTING_DIRECTORY",
+        }
+    }
+}
+
+/// A user's `IdentityInfo`: member name → value; an absent member is unset.
+pub type IdentityInfo = BTreeMap<String, String>;
+
+/// The rules a merge follows, from the config and the instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Rules {
+    /// `[target] allow_email_change`.
+    pub allow_email_change: bool,
+    /// The instance's identity management.
+    pub management: IdentityManagement,
+}
+
+/// A Connect instance, ready to take records.
+pub struct ConnectUser {
+    http: Client,
+    endpoint: String,
+    region: String,
+    credentials: Option<SharedCredentialsProvider>,
+    cached: Mutex<Option<Credentials>>,
+    instance_id: String,
+    allow_email_change: bool,
+    /// Set by the preflight.
+    management: OnceLock<IdentityManagement>,
+    /// Username → UserId, built from ListUsers on first use.
+    users: tokio::sync::OnceCell<Arc<HashMap<String, String>>>,
+}
+
+impl ConnectUser {
+    /// A client from the AWS configuration chain with `[target] region` and `endpoint_url`
+    /// on top. Refuses a plain `http://` endpoint to anything but loopback, wherever it was
+    /// configured, and a run without a region.
+    pub fn new(sdk: &SdkConfig, config: &Config, instance_id: &str) -> Result<ConnectUser, String> {
+        let region = aws::region(sdk, config).ok_or_else(|| {
+            "no AWS region: set AWS_REGION, a profile's region, or [target] region".to_owned()
+        })?;
+        let endpoint = aws::endpoint(sdk, config, SERVICE_ID)?
+            .unwrap_or_else(|| format!("https://connect.{region}.amazonaws.com"))
+            .trim_end_matches('/')
+            .to_owned();
+        let http = Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_millis(3100))
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {}", describe(&e)))?;
+        Ok(ConnectUser {
+            http,
+            endpoint,
+            region,
+            credentials: sdk.credentials_provider(),
+            cached: Mutex::new(None),
+            instance_id: instance_id.to_owned(),
+            allow_email_change: config.target.allow_email_change,
+            management: OnceLock::new(),
+            users: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    /// `DescribeInstance`: the instance exists (else exit 2) and the credentials work (else
+    /// exit 3); its identity management decides which members may be written.
+    pub async fn preflight(
+        &self,
+        config: &Config,
+        pace: &Pace<'_>,
+    ) -> Result<Vec<String>, PreflightError> {
+        let mut attempts = 0;
+        let path = format!("/instance/{}", segment(&self.instance_id));
+        let answer: Result<DescribeInstance, ApiError> = self
+            .call(
+                DESCRIBE_INSTANCE,
+                Method::GET,
+                &path,
+                None,
+                pace,
+                &mut attempts,
+            )
+            .await;
+        let instance = match answer {
+            Ok(answer) => answer.instance,
+            Err(e) if e.code == NOT_FOUND => {
+                return Err(PreflightError::config(format!(
+                    "the Connect instance {} does not exist ({}); is [target] instance_id right?",
+                    self.instance_id, e.message
+                )));
+            }
+            Err(e) => return Err(PreflightError::unreachable(&e, attempts)),
+        };
+        let management = instance.identity_management_type.unwrap_or_default();
+        let _ = self.management.set(management);
+        let mapped = |member: &str| config.rules.iter().any(|r| r.name == member);
+        let mut warnings = Vec::new();
+        if management == IdentityManagement::Saml && mapped("Email") {
+            warnings.push(format!(
+                "the instance {} uses SAML: its identity provider owns each user's Email, so \
+                 records that map Email end invalid; remove Email from [fields]",
+                self.instance_id
+            ));
+        }
+        if management == IdentityManagement::ExistingDirectory
+            && DIRECTORY_MEMBERS.iter().any(|m| mapped(m))
+        {
+            warnings.push(format!(
+                "the instance {} uses an existing directory, which owns FirstName, LastName \
+                 and Email: records that would change them fail",
+                self.instance_id
+            ));
+        }
+        Ok(warnings)
+    }
+
+    fn rules(&self) -> Rules {
+        Rules {
+            allow_email_change: self.allow_email_change,
+            management: self.management.get().copied().unwrap_or_default(),
+        }
+    }
+
+    /// Username → UserId for every user of the instance, from ListUsers (once per run).
+    async fn index(
+        &self,
+        pace: &Pace<'_>,
+        attempts: &mut u32,
+    ) -> Result<Arc<HashMap<String, String>>, ApiError> {
+        self.users
+            .get_or_try_init(|| async {
+                let mut index = HashMap::new();
+                let mut token: Option<String> = None;
+                loop {
+                    let mut path = format!(
+                        "/users-summary/{}?maxResults={LIST_PAGE}",
+                        segment(&self.instance_id)
+                    );
+                    if let Some(token) = &token {
+                        path.push_str("&nextToken=");
+                        path.push_str(&query_value(token));
+                    }
+                    let page: ListUsers = self
+                        .call(LIST_USERS, Method::GET, &path, None, pace, attempts)
+                        .await?;
+                    for user in page.user_summary_list {
+                        if let (Some(id), Some(name)) = (user.id, user.username) {
+                            index.insert(name, id);
+                        }
+                    }
+                    match page.next_token {
+                        Some(next) if !next.is_empty() => token = Some(next),
+                        _ => return Ok(Arc::new(index)),
+                    }
+                }
+            })
+            .await
+            .cloned()
+    }
+
+    /// The ids of the users named `username`, asked of SearchUsers (for a user the index,
+    /// a snapshot from the start of the run, does not know).
+    async fn search_users(
+        &self,
+        username: &str,
+        pace: &Pace<'_>,
+        attempts: &mut u32,
+    ) -> Result<Vec<String>, ApiError> {
+        let body = serde_json::json!({
+            "InstanceId": self.instance_id,
+            "MaxResults": 100,
+            "SearchCriteria": {"StringCondition": {
+                "FieldName": "Username", "Value": username, "ComparisonType": "EXACT"
+            }},
+        });
+        let found: SearchUsers = self
+            .call(
+                SEARCH_USERS,
+                Method::POST,
+                "/search-users",
+                Some(body.to_string().into_bytes()),
+                pace,
+                attempts,
+            )
+            .await?;
+        Ok(found
+            .users
+            .into_iter()
+            .filter(|u| u.username.as_deref() == Some(username))
+            .filter_map(|u| u.id)
+            .collect())
+    }
+
+    /// Sends one signed request of `operation` and reads its JSON answer.
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        pace: &Pace<'_>,
+        attempts: &mut u32,
+    ) -> Result<T, ApiError> {
+        let url = format!("{}{path}", self.endpoint);
+        let body = body.unwrap_or_default();
+        let bytes = pace
+            .send(operation, attempts, || {
+                self.send_signed(&method, &url, &body)
+            })
+            .await?;
+        let text = if bytes.is_empty() { &b"{}"[..] } else { &bytes };
+        serde_json::from_slice(text).map_err(|e| ApiError {
+            class: ErrorClass::Permanent,
+            code: "unexpected_response".to_owned(),
+            message: format!("{operation} answered something that is not its JSON shape: {e}"),
+            status: None,
+            retry_after: None,
+        })
+    }
+
+    /// One attempt: sign with the current credentials, send, classify the answer.
+    async fn send_signed(
+        &self,
+        method: &Method,
+        url: &str,
+        body: &[u8],
+    ) -> Result<Vec<u8>, ApiError> {
+        let credentials = self.credentials().await?;
+        let identity: Identity = credentials.into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name(SIGNING_NAME)
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(|e| aws::configuration(format!("cannot sign the request: {e}")))?
+            .into();
+        let content_type = [("content-type", "application/json")];
+        let headers = if body.is_empty() {
+            &content_type[..0]
+        } else {
+            &content_type[..]
+        };
+        let signable = SignableRequest::new(
+            method.as_str(),
+            url,
+            headers.iter().copied(),
+            SignableBody::Bytes(body),
+        )
+        .map_err(|e| aws::configuration(format!("cannot sign the request: {e}")))?;
+        let (instructions, _) = sign(signable, &params)
+            .map_err(|e| aws::configuration(format!("cannot sign the request: {e}")))?
+            .into_parts();
+        let mut request = self.http.request(method.clone(), url);
+        for (name, value) in headers.iter().copied().chain(instructions.headers()) {
+            request = request.header(name, value);
+        }
+        let response = request
+            .body(body.to_vec())
+            .send()
+            .await
+            .map_err(|e| aws::from_transport(&e.without_url()))?;
+        let status = response.status().as_u16();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (error_type, retry_after) = (header("x-amzn-errortype"), header("retry-after"));
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| aws::from_transport(&e.without_url()))?;
+        if (200..300).contains(&status) {
+            Ok(bytes.to_vec())
+        } else {
+            Err(aws::from_response(
+                status,
+                error_type.as_deref(),
+                retry_after.as_deref(),
+                &bytes,
+            ))
+        }
+    }
+
+    /// The credentials to sign with, from the AWS chain, kept until shortly before they
+    /// expire. Never logged.
+    async fn credentials(&self) -> Result<Credentials, ApiError> {
+        let fresh = |c: &Credentials| {
+            c.expiry()
+                .is_none_or(|at| at > SystemTime::now() + RENEW_BEFORE)
+        };
+        if let Some(c) = self.lock_cache().as_ref().filter(|c| fresh(c)) {
+            return Ok(c.clone());
+        }
+        let provider = self.credentials.as_ref().ok_or_else(|| {
+            aws::configuration("no AWS credentials: the AWS configuration chain found none")
+        })?;
+        let credentials = provider
+            .provide_credentials()
+            .await
+            .map_err(|e| aws::configuration(format!("no AWS credentials: {}", describe(&e))))?;
+        *self.lock_cache() = Some(credentials.clone());
+        Ok(credentials)
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, Option<Credentials>> {
+        self.cached.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Remote for ConnectUser {
+    const NOUN: &'static str = "user";
+    type Current = IdentityInfo;
+    type Write = IdentityInfo;
+    type Create = ();
+
+    async fn read(
+        &self,
+        id: &str,
+        pace: &Pace<'_>,
+        attempts: &mut u32,
+    ) -> Result<Option<IdentityInfo>, ApiError> {
+        let path = format!("/users/{}/{}", segment(&self.instance_id), segment(id));
+        match self
+            .call::<DescribeUser>(DESCRIBE_USER, Method::GET, &path, None, pace, attempts)
+            .await
+        {
+            Ok(answer) => Ok(Some(answer.user.identity_info.into_map())),
+            Err(e) if e.code == NOT_FOUND => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Users by `Username` (the only search key the config takes for this target).
+    async fn search(
+        &self,
+        _key: &str,
+        username: &str,
+        pace: &Pace<'_>,
+        attempts: &mut u32,
+    ) -> Result<Vec<(String, IdentityInfo)>, ApiError> {
+        let index = self.index(pace, attempts).await?;
+        let ids = match index.get(username) {
+            Some(id) => vec![id.clone()],
+            None => self.search_users(username, pace, attempts).await?,
+        };
+        let mut found = Vec::new();
+        for id in ids {
+            if let Some(info) = self.read(&id, pace, attempts).await? {
+                found.push((id, info));
+            }
+        }
+        Ok(found)
+    }
+
+    fn merge(
+        &self,
+        current: IdentityInfo,
+        desired: &Desired<'_>,
+    ) -> Result<Merged<IdentityInfo>, Refusal> {
+        merge(current, desired, self.rules())
+    }
+
+    async fn write(
+        &self,
+        id: &str,
+        write: &IdentityInfo,
+        pace: &Pace<'_>,
+        attempts: &mut u32,
+    ) -> Result<(), ApiError> {
+        let path = format!(
+            "/users/{}/{}/identity-info",
+            segment(&self.instance_id),
+            segment(id)
+        );
+        let body = serde_json::json!({ "IdentityInfo": write }).to_string();
+        self.call::<serde_json::Value>(
+            UPDATE_USER_IDENTITY_INFO,
+            Method::POST,
+            &path,
+            Some(body.into_bytes()),
+            pace,
+            attempts,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Users are not created: the config refuses `when_missing = "create"` for Connect.
+    fn creation(&self, _id: Option<&str>, _desired: &Desired<'_>) -> Option<Merged<()>> {
+        None
+    }
+
+    async fn create(
+        &self,
+        _id: Option<&str>,
+        _create: &(),
+        _pace: &Pace<'_>,
+        _attempts: &mut u32,
+    ) -> Result<String, ApiError> {
+        Err(aws::configuration("Connect users are not created"))
+    }
+
+    fn is_gone(&self, error: &ApiError) -> bool {
+        error.code == NOT_FOUND
+    }
+}
+
+/// The error code of a missing instance or user.
+const NOT_FOUND: &str = "ResourceNotFoundException";
+
+/// Merges the mapped members into the user's current `IdentityInfo`. Pure.
+///
+/// Returns the complete `IdentityInfo` to send (UpdateUserIdentityInfo replaces the whole
+/// structure) and the members that differ, or refuses the record:
+/// - SAML: a mapped `Email` is `invalid` (the identity provider owns it), and the `Email`
+///   read from Connect is not sent back either;
+/// - an existing directory: a change to FirstName, LastName or Email `failed`;
+/// - a change to `Email` `failed` unless `allow_email_change` (the e-mail guard).
+///
+/// Values compare after the mapping's transforms (trim, lowercase, NFC, E.164).
+pub fn merge(
+    mut current: IdentityInfo,
+    desired: &Desired<'_>,
+    rules: Rules,
+) -> Result<Merged<IdentityInfo>, Refusal> {
+    let wanted = changes(desired);
+    let changed = diff(&current, &wanted);
+    let differs = |member: &str| changed.iter().any(|c| c.field == member);
+    let refuse = |status, code, message: String| Refusal {
+        status,
+        code,
+        message,
+        changed: changed.clone(),
+    };
+    if rules.management == IdentityManagement::Saml && wanted.contains_key("Email") {
+        return Err(refuse(
+            Status::Invalid,
+            "email_managed_by_saml",
+            "Email: the instance uses SAML, whose identity provider owns each user's Email, \
+             so it cannot be sent; remove Email from [fields]"
+                .to_owned(),
+        ));
+    }
+    if rules.management == IdentityManagement::ExistingDirectory {
+        let managed: Vec<&str> = DIRECTORY_MEMBERS
+            .into_iter()
+            .filter(|m| differs(m))
+            .collect();
+        if !managed.is_empty() {
+            return Err(refuse(
+                Status::Failed,
+                "managed_by_directory",
+                format!(
+                    "{} would change, but the instance's existing directory manages them \
+                     (IdentityManagementType {}); change them in the directory, or remove \
+                     them from [fields]",
+                    managed.join(", "),
+                    rules.management.name()
+                ),
+            ));
+        }
+    }
+    if differs("Email") && !rules.allow_email_change {
+        return Err(refuse(
+            Status::Failed,
+            "email_change_guarded",
+            "Email: the user's login e-mail would change, which can hand the account to \
+             whoever owns the new address; nothing was sent. Review the change, then set \
+             [target] allow_email_change = true to allow it"
+                .to_owned(),
+        ));
+    }
+    for FieldChange { field, to, .. } in &changed {
+        if to.is_empty() {
+            current.remove(field);
+        } else {
+            current.insert(field.clone(), to.clone());
+        }
+    }
+    if rules.management == IdentityManagement::Saml {
+        current.remove("Email");
+    }
+    Ok(Merged {
+        write: current,
+        changed,
+    })
+}
+
+/// A URI path segment, percent-encoded (ids may hold any character).
+fn segment(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+/// A query-string value, percent-encoded.
+fn query_value(text: &str) -> String {
+    segment(text)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DescribeInstance {
+    instance: Instance,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Instance {
+    identity_management_type: Option<IdentityManagement>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DescribeUser {
+    user: User,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct User {
+    #[serde(default)]
+    identity_info: WireIdentity,
+}
+
+/// `UserIdentityInfo` on the wire.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct WireIdentity {
+    first_name: Option<String>,
+    last_name: Option<String>,
+    email: Option<String>,
+    secondary_email: Option<String>,
+    mobile: Option<String>,
+}
+
+impl WireIdentity {
+    fn into_map(self) -> IdentityInfo {
+        [
+            ("FirstName", self.first_name),
+            ("LastName", self.last_name),
+            ("Email", self.email),
+            ("SecondaryEmail", self.secondary_email),
+            ("Mobile", self.mobile),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name.to_owned(), value.filter(|v| !v.is_empty())?)))
+        .collect()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListUsers {
+    #[serde(default)]
+    user_summary_list: Vec<UserSummary>,
+    next_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct UserSummary {
+    id: Option<String>,
+    username: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SearchUsers {
+    #[serde(default)]
+    users: Vec<UserSummary>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::Value;
+
+    fn info(pairs: &[(&str, &str)]) -> IdentityInfo {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn rules(allow: bool, management: IdentityManagement) -> Rules {
+        Rules {
+            allow_email_change: allow,
+            management,
+        }
+    }
+
+    #[test]
+    fn merge_keeps_unmapped_members_and_sends_the_whole_identity() {
+        let current = info(&[
+            ("FirstName", "Mary"),
+            ("LastName", "Major"),
+            ("Email", "mary@example.com"),
+            ("Mobile", "+14155550100"),
+        ]);
+        let last = Value::Set("Majör".into());
+        let secondary = Value::Set("m@example.org".into());
+        let desired = [
+            ("LastName".to_owned(), &last),
+            ("SecondaryEmail".to_owned(), &secondary),
+        ];
+        let merged = merge(current, &desired, Rules::default()).expect("no rule broken");
+        assert_eq!(
+            merged.write,
+            info(&[
+                ("FirstName", "Mary"),
+                ("LastName", "Majör"),
+                ("Email", "mary@example.com"),
+                ("SecondaryEmail", "m@example.org"),
+                ("Mobile", "+14155550100"),
+            ])
+        );
+        let fields: Vec<&str> = merged.changed.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(fields, ["LastName", "SecondaryEmail"]);
+    }
+
+    #[test]
+    fn a_cleared_member_is_removed_and_nothing_differs_means_no_change() {
+        let current = info(&[("FirstName", "Mary"), ("Mobile", "+14155550100")]);
+        let clear = Value::Clear;
+        let same = Value::Set("Mary".into());
+        let desired = [
+            ("FirstName".to_owned(), &same),
+            ("Mobile".to_owned(), &clear),
+        ];
+        let merged = merge(current.clone(), &desired, Rules::default()).expect("allowed");
+        assert_eq!(merged.write, info(&[("FirstName", "Mary")]));
+        let desired = [("FirstName".to_owned(), &same)];
+        let merged = merge(current.clone(), &desired, Rules::default()).expect("allowed");
+        assert!(merged.changed.is_empty());
+        assert_eq!(merged.write, current);
+    }
+
+    #[test]
+    fn the_email_guard_refuses_a_changed_login_unless_allowed() {
+        let current = info(&[("Email", "mary@example.com")]);
+        let new = Value::Set("mallory@example.net".into());
+        let desired = [("Email".to_owned(), &new)];
+        let refused = merge(
+            current.clone(),
+            &desired,
+            rules(false, IdentityManagement::ConnectManaged),
+        )
+        .expect_err("guarded");
+        assert_eq!(refused.code, "email_change_guarded");
+        assert_eq!(refused.status, Status::Failed);
+        assert!(refused.message.contains("allow_email_change"));
+        assert!(
+            !refused.message.contains("mallory"),
+            "no values in messages"
+        );
+        let allowed = merge(
+            current.clone(),
+            &desired,
+            rules(true, IdentityManagement::ConnectManaged),
+        )
+        .expect("allowed");
+        assert_eq!(allowed.write["Email"], "mallory@example.net");
+        // The same e-mail is not a change, so it is not guarded.
+        let same = Value::Set("mary@example.com".into());
+        let desired = [("Email".to_owned(), &same)];
+        assert!(merge(current, &desired, Rules::default()).is_ok());
+    }
+
+    #[test]
+    fn saml_never_sends_email_and_a_directory_keeps_its_members() {
+        let current = info(&[("FirstName", "Mary"), ("Email", "mary@example.com")]);
+        let email = Value::Set("mary@example.com".into());
+        let desired = [("Email".to_owned(), &email)];
+        let refused = merge(
+            current.clone(),
+            &desired,
+            rules(true, IdentityManagement::Saml),
+        )
+        .expect_err("SAML owns Email");
+        assert_eq!(refused.status, Status::Invalid);
+        let mobile = Value::Set("+14155550100".into());
+        let desired = [("Mobile".to_owned(), &mobile)];
+        let merged = merge(
+            current.clone(),
+            &desired,
+            rules(false, IdentityManagement::Saml),
+        )
+        .expect("Mobile is fine");
+        assert!(
+            !merged.write.contains_key("Email"),
+            "SAML: Email is never sent"
+        );
+
+        let first = Value::Set("Maria".into());
+        let desired = [
+            ("FirstName".to_owned(), &first),
+            ("Mobile".to_owned(), &mobile),
+        ];
+        let refused = merge(
+            current.clone(),
+            &desired,
+            rules(true, IdentityManagement::ExistingDirectory),
+        )
+        .expect_err("the directory owns FirstName");
+        assert_eq!(refused.code, "managed_by_directory");
+        assert!(refused.message.contains("FirstName"));
+        let desired = [("Mobile".to_owned(), &mobile)];
+        let merged = merge(
+            current,
+            &desired,
+            rules(false, IdentityManagement::ExistingDirectory),
+        )
+        .expect("Mobile is not the directory's");
+        assert_eq!(
+            merged.write["Email"], "mary@example.com",
+            "sent back unchanged"
+        );
+    }
+
+    #[test]
+    fn ids_are_encoded_as_one_path_segment() {
+        assert_eq!(segment("a1b2-c3_d.~"), "a1b2-c3_d.~");
+        assert_eq!(segment("a/b c"), "a%2Fb%20c");
+    }
+}

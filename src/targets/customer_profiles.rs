@@ -1,0 +1,436 @@
+//! Amazon Connect Customer Profiles, through the official `aws-sdk-customerprofiles` client.
+//!
+//! This file is the target's own logic only; [`super::driver`] decides what happens to a
+//! record:
+//!
+//! - **read** by ProfileId is a `SearchProfiles` on `_profileId`; **search** follows
+//!   `NextToken` (100 profiles a page);
+//! - **merge** compares the mapped members with the profile's, flattened to the config's
+//!   names (`Address.City`, `Attributes.Tier`), and keeps the ones that differ;
+//! - **write** is one `UpdateProfile` with those members. UpdateProfile is a partial update
+//!   (an absent member keeps its value, `""` removes it), so, matched by id, `apply` may write
+//!   without reading first ([`Remote::unread_write`]): nothing unmapped can be lost, and a
+//!   re-run sends the same idempotent request;
+//! - **create** is a `CreateProfile` with the non-empty members (it takes no empty strings);
+//! - a 404 `ResourceNotFoundException` on a write means the profile is gone (the domain was
+//!   checked by the preflight).
+//!
+//! The SDK's own retries are switched off: [`crate::retry`] owns them, because the SDK's
+//! retry quota is one process-wide bucket that gives up after about 100 throttles.
+
+// `Gender` and `PartyType` are deprecated in the service model in favour of the free-text
+// `GenderString` / `PartyTypeString`, but the API still takes them and exports still use them.
+#![allow(deprecated)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_sdk_customerprofiles::Client;
+use aws_sdk_customerprofiles::config::retry::RetryConfig;
+use aws_sdk_customerprofiles::config::timeout::TimeoutConfig;
+use aws_sdk_customerprofiles::config::{Builder, Region};
+use aws_sdk_customerprofiles::operation::create_profile::builders::CreateProfileFluentBuilder;
+use aws_sdk_customerprofiles::operation::update_profile::builders::UpdateProfileFluentBuilder;
+use aws_sdk_customerprofiles::types::{
+    Address, Gender, PartyType, Profile, ProfileType, UpdateAddress,
+};
+use aws_types::SdkConfig;
+
+use super::driver::{Merged, Refusal, Remote};
+use super::{Changes, Desired, FieldChange, Pace, PreflightError, aws, changes, diff, unread};
+use crate::config::Config;
+use crate::retry::{ApiError, ErrorClass};
+use crate::schema::op::{CREATE_PROFILE, GET_DOMAIN, SEARCH_PROFILES, UPDATE_PROFILE};
+use crate::schema::{ADDRESS_MEMBERS, ADDRESS_PARTS};
+
+/// The service id the AWS configuration knows this service by (`AWS_ENDPOINT_URL_CUSTOMER_PROFILES`).
+const SERVICE_ID: &str = "Customer Profiles";
+/// Profiles asked for per SearchProfiles page (the model's maximum).
+const PAGE_SIZE: i32 = 100;
+/// The error code of a missing domain or profile.
+const NOT_FOUND: &str = "ResourceNotFoundException";
+
+/// A Customer Profiles domain, ready to take records.
+pub struct CustomerProfiles {
+    client: Client,
+    domain: String,
+}
+
+impl CustomerProfiles {
+    /// A client from the AWS configuration chain, with `[target] region` and
+    /// `[target] endpoint_url` applied on top, and SDK retries off. Refuses a plain
+    /// `http://` endpoint to anything but loopback, wherever it was configured.
+    pub fn new(sdk: &SdkConfig, config: &Config, domain: &str) -> Result<CustomerProfiles, String> {
+        let mut builder = Builder::from(sdk)
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(30))
+                    .build(),
+            );
+        if let Some(region) = &config.target.region {
+            builder = builder.region(Region::new(region.clone()));
+        }
+        if let Some(url) = aws::endpoint(sdk, config, SERVICE_ID)? {
+            builder = builder.endpoint_url(url);
+        }
+        Ok(CustomerProfiles {
+            client: Client::from_conf(builder.build()),
+            domain: domain.to_owned(),
+        })
+    }
+
+    /// Checks, once before any record, that the domain exists and the credentials work
+    /// (`GetDomain`), so that a wrong domain or missing access stops the run at once. A role
+    /// without `profile:GetDomain` gets a warning instead, and the run goes on.
+    pub async fn preflight(&self, pace: &Pace<'_>) -> Result<Vec<String>, PreflightError> {
+        let mut attempts = 0;
+        let result = pace
+            .send(GET_DOMAIN, &mut attempts, || {
+                let request = self.client.get_domain().domain_name(&self.domain);
+                async move { request.send().await.map_err(aws::from_sdk) }
+            })
+            .await;
+        let error = match result {
+            Ok(_) => return Ok(Vec::new()),
+            Err(e) => e,
+        };
+        match error.class {
+            _ if error.code == NOT_FOUND => Err(PreflightError {
+                config: true,
+                message: format!(
+                    "the domain {} does not exist ({}); is [target] domain right?",
+                    self.domain, error.message
+                ),
+            }),
+            _ if error.code == "AccessDeniedException" => Ok(vec![format!(
+                "cannot check the domain {} first (GetDomain: {}); going on without the check",
+                self.domain, error.message
+            )]),
+            _ => Err(PreflightError::unreachable(&error, attempts)),
+        }
+    }
+}
+
+impl Remote for CustomerProfiles {
+    const NOUN: &'static str = "profile";
+    /// The profile's members, flattened to the config's names.
+    type Current = BTreeMap<String, String>;
+    /// The members to send.
+    type Write = Vec<FieldChange>;
+    /// The members to create the profile with.
+    type Create = Vec<FieldChange>;
+
+    async fn read(
+        &self,
+        id: &str,
+        pace: &Pace<'_>,
+        attempts: &mut u32,
+    ) -> Result<Option<Self::Current>, ApiError> {
+        let found = self.search("_profileId", id, pace, attempts).await?;
+        Ok(found.into_iter().next().map(|(_, profile)| profile))
+    }
+
+    /// Every profile that has `key` = `value`, following `NextToken`.
+    async fn search(
+        &self,
+        key: &str,
+        value: &str,
+        pace: &Pace<'_>,
+        attempts: &mut u32,
+    ) -> Result<Vec<(String, Self::Current)>, ApiError> {
+        let mut found = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = pace
+                .send(SEARCH_PROFILES, attempts, || {
+                    let request = self
+                        .client
+                        .search_profiles()
+                        .domain_name(&self.domain)
+                        .key_name(key)
+                        .values(value)
+                        .max_results(PAGE_SIZE)
+                        .set_next_token(token.clone());
+                    async move { request.send().await.map_err(aws::from_sdk) }
+                })
+                .await?;
+            found.extend(
+                page.items()
+                    .iter()
+                    .map(|p| (p.profile_id().unwrap_or_default().to_owned(), flatten(p))),
+            );
+            match page.next_token() {
+                Some(next) if !next.is_empty() => token = Some(next.to_owned()),
+                _ => return Ok(found),
+            }
+        }
+    }
+
+    fn merge(
+        &self,
+        current: Self::Current,
+        desired: &Desired<'_>,
+    ) -> Result<Merged<Self::Write>, Refusal> {
+        let changed = diff(&current, &changes(desired));
+        Ok(Merged {
+            write: changed.clone(),
+            changed,
+        })
+    }
+
+    fn unread_write(&self, desired: &Desired<'_>) -> Option<Merged<Self::Write>> {
+        let sent = unread(&changes(desired));
+        Some(Merged {
+            write: sent.clone(),
+            changed: sent,
+        })
+    }
+
+    async fn write(
+        &self,
+        id: &str,
+        write: &Self::Write,
+        pace: &Pace<'_>,
+        attempts: &mut u32,
+    ) -> Result<(), ApiError> {
+        pace.send(UPDATE_PROFILE, attempts, || {
+            let request = update_request(
+                self.client
+                    .update_profile()
+                    .domain_name(&self.domain)
+                    .profile_id(id),
+                write,
+            );
+            async move { request.send().await.map_err(aws::from_sdk) }
+        })
+        .await
+        .map(drop)
+    }
+
+    fn creation(&self, _id: Option<&str>, desired: &Desired<'_>) -> Option<Merged<Self::Create>> {
+        let present = create_members(&changes(desired));
+        Some(Merged {
+            write: present.clone(),
+            changed: present,
+        })
+    }
+
+    async fn create(
+        &self,
+        _id: Option<&str>,
+        create: &Self::Create,
+        pace: &Pace<'_>,
+        attempts: &mut u32,
+    ) -> Result<String, ApiError> {
+        let out = pace
+            .send(CREATE_PROFILE, attempts, || {
+                let request = create_request(
+                    self.client.create_profile().domain_name(&self.domain),
+                    create,
+                );
+                async move { request.send().await.map_err(aws::from_sdk) }
+            })
+            .await?;
+        Ok(out.profile_id().to_owned())
+    }
+
+    /// The domain was checked before the run, so a 404 on a write is about the profile.
+    fn is_gone(&self, error: &ApiError) -> bool {
+        error.code == NOT_FOUND && error.class == ErrorClass::Permanent
+    }
+}
+
+/// The members CreateProfile is sent: the non-empty ones (it takes no empty strings).
+fn create_members(desired: &Changes) -> Vec<FieldChange> {
+    unread(desired)
+        .into_iter()
+        .filter(|c| !c.to.is_empty())
+        .collect()
+}
+
+/// Sets one top-level string member on an UpdateProfile or CreateProfile builder.
+macro_rules! set_member {
+    ($builder:expr, $name:expr, $value:expr) => {
+        match $name {
+            "AccountNumber" => $builder.account_number($value),
+            "AdditionalInformation" => $builder.additional_information($value),
+            "PartyType" => $builder.party_type(PartyType::from($value)),
+            "BusinessName" => $builder.business_name($value),
+            "FirstName" => $builder.first_name($value),
+            "MiddleName" => $builder.middle_name($value),
+            "LastName" => $builder.last_name($value),
+            "BirthDate" => $builder.birth_date($value),
+            "Gender" => $builder.gender(Gender::from($value)),
+            "PhoneNumber" => $builder.phone_number($value),
+            "MobilePhoneNumber" => $builder.mobile_phone_number($value),
+            "HomePhoneNumber" => $builder.home_phone_number($value),
+            "BusinessPhoneNumber" => $builder.business_phone_number($value),
+            "EmailAddress" => $builder.email_address($value),
+            "PersonalEmailAddress" => $builder.personal_email_address($value),
+            "BusinessEmailAddress" => $builder.business_email_address($value),
+            "PartyTypeString" => $builder.party_type_string($value),
+            "GenderString" => $builder.gender_string($value),
+            "ProfileType" => $builder.profile_type(ProfileType::from($value)),
+            _ => $builder,
+        }
+    };
+}
+
+/// Sets one part of an address builder (`UpdateAddress` or `Address`).
+macro_rules! set_address_part {
+    ($builder:expr, $part:expr, $value:expr) => {
+        match $part {
+            "Address1" => $builder.address1($value),
+            "Address2" => $builder.address2($value),
+            "Address3" => $builder.address3($value),
+            "Address4" => $builder.address4($value),
+            "City" => $builder.city($value),
+            "County" => $builder.county($value),
+            "State" => $builder.state($value),
+            "Province" => $builder.province($value),
+            "Country" => $builder.country($value),
+            "PostalCode" => $builder.postal_code($value),
+            _ => $builder,
+        }
+    };
+}
+
+/// Fills a request builder (update or create) from flat changes; `$address` is the address
+/// type's builder constructor.
+macro_rules! fill_request {
+    ($builder:expr, $changes:expr, $address:path) => {{
+        let mut builder = $builder;
+        for member in ADDRESS_MEMBERS {
+            let prefix = format!("{member}.");
+            let parts: Vec<(&str, &str)> = $changes
+                .iter()
+                .filter_map(|c| Some((c.field.strip_prefix(&prefix)?, c.to.as_str())))
+                .collect();
+            if parts.is_empty() {
+                continue;
+            }
+            let mut address = $address();
+            for (part, value) in parts {
+                address = set_address_part!(address, part, value);
+            }
+            let address = address.build();
+            builder = match *member {
+                "Address" => builder.address(address),
+                "ShippingAddress" => builder.shipping_address(address),
+                "MailingAddress" => builder.mailing_address(address),
+                _ => builder.billing_address(address),
+            };
+        }
+        for FieldChange { field, to, .. } in $changes {
+            if let Some(key) = field.strip_prefix("Attributes.") {
+                builder = builder.attributes(key, to.as_str());
+            } else if !field.contains('.') {
+                builder = set_member!(builder, field.as_str(), to.as_str());
+            }
+        }
+        builder
+    }};
+}
+
+fn update_request(
+    builder: UpdateProfileFluentBuilder,
+    changes: &[FieldChange],
+) -> UpdateProfileFluentBuilder {
+    fill_request!(builder, changes, UpdateAddress::builder)
+}
+
+fn create_request(
+    builder: CreateProfileFluentBuilder,
+    changes: &[FieldChange],
+) -> CreateProfileFluentBuilder {
+    fill_request!(builder, changes, Address::builder)
+}
+
+/// A profile as flat `member → value` pairs, named as in the config.
+pub fn flatten(profile: &Profile) -> BTreeMap<String, String> {
+    let mut flat = BTreeMap::new();
+    let mut put = |name: &str, value: Option<&str>| {
+        if let Some(v) = value {
+            flat.insert(name.to_owned(), v.to_owned());
+        }
+    };
+    put("AccountNumber", profile.account_number());
+    put("AdditionalInformation", profile.additional_information());
+    put("PartyType", profile.party_type().map(PartyType::as_str));
+    put("BusinessName", profile.business_name());
+    put("FirstName", profile.first_name());
+    put("MiddleName", profile.middle_name());
+    put("LastName", profile.last_name());
+    put("BirthDate", profile.birth_date());
+    put("Gender", profile.gender().map(Gender::as_str));
+    put("PhoneNumber", profile.phone_number());
+    put("MobilePhoneNumber", profile.mobile_phone_number());
+    put("HomePhoneNumber", profile.home_phone_number());
+    put("BusinessPhoneNumber", profile.business_phone_number());
+    put("EmailAddress", profile.email_address());
+    put("PersonalEmailAddress", profile.personal_email_address());
+    put("BusinessEmailAddress", profile.business_email_address());
+    put("PartyTypeString", profile.party_type_string());
+    put("GenderString", profile.gender_string());
+    put(
+        "ProfileType",
+        profile.profile_type().map(ProfileType::as_str),
+    );
+    let addresses = [
+        ("Address", profile.address()),
+        ("ShippingAddress", profile.shipping_address()),
+        ("MailingAddress", profile.mailing_address()),
+        ("BillingAddress", profile.billing_address()),
+    ];
+    for (member, address) in addresses {
+        let Some(a) = address else { continue };
+        let parts = [
+            a.address1(),
+            a.address2(),
+            a.address3(),
+            a.address4(),
+            a.city(),
+            a.county(),
+            a.state(),
+            a.province(),
+            a.country(),
+            a.postal_code(),
+        ];
+        for (part, value) in ADDRESS_PARTS.iter().zip(parts) {
+            put(&format!("{member}.{part}"), value);
+        }
+    }
+    for (key, value) in profile.attributes().into_iter().flatten() {
+        put(&format!("Attributes.{key}"), Some(value));
+    }
+    flat
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flatten_names_members_like_the_config() {
+        let profile = Profile::builder()
+            .profile_id("0123456789abcdef0123456789abcdef")
+            .first_name("Ana")
+            .gender(Gender::Female)
+            .shipping_address(Address::builder().city("Lyon").build())
+            .attributes("Tier", "Gold")
+            .build();
+        let flat = flatten(&profile);
+        let expected: BTreeMap<String, String> = [
+            ("FirstName", "Ana"),
+            ("Gender", "FEMALE"),
+            ("ShippingAddress.City", "Lyon"),
+            ("Attributes.Tier", "Gold"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        assert_eq!(flat, expected);
+    }
+}

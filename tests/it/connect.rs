@@ -1,0 +1,563 @@
+//! `plan` and `apply` for Amazon Connect users against the emulator, over real HTTP with
+//! requests signed by `aws-sigv4`: the binary runs as a user would run it, configured only by
+//! the standard AWS environment (`AWS_ENDPOINT_URL_CONNECT`).
+
+use profilesync::emulator::{Emulator, EmulatorConfig, EmulatorHandle};
+use serde_json::{Map, Value, json};
+
+use crate::support::{
+    Dir, assert_stopped_before_any_record, aws_command, by_record, read_ledger, repo, stderr,
+    wait_for_entries,
+};
+
+const INSTANCE: &str = "i-1";
+
+/// User `u{i}`, named `agent{i}`, with every IdentityInfo member set.
+fn user(i: u32) -> Value {
+    json!({
+        "Username": format!("agent{i}"),
+        "IdentityInfo": {
+            "FirstName": format!("First{i}"),
+            "LastName": "Old",
+            "Email": format!("agent{i}@example.com"),
+            "SecondaryEmail": format!("agent{i}@example.org"),
+            "Mobile": "+12062340147",
+        }
+    })
+}
+
+/// An instance with users 1..=n and the given identity management type.
+fn seed(n: u32, management: Option<&str>) -> Value {
+    let users: Map<String, Value> = (1..=n).map(|i| (format!("u{i}"), user(i))).collect();
+    let mut instance = json!({ "users": users });
+    if let Some(kind) = management {
+        instance["IdentityManagementType"] = json!(kind);
+    }
+    json!({ "instances": { INSTANCE: instance } })
+}
+
+async fn emulator(config: EmulatorConfig) -> EmulatorHandle {
+    Emulator::start(config).await.expect("start the emulator")
+}
+
+/// A roster of users 1..=n: `user_id,username,last,mobile,email`; odd users get a new last
+/// name, the rest keep theirs.
+fn roster(n: u32) -> String {
+    let mut csv = String::from("user_id,username,last,mobile,email\n");
+    for i in 1..=n {
+        let last = if i % 2 == 1 { "New" } else { "Old" };
+        csv.push_str(&format!(
+            "u{i},agent{i},{last},(206) 234-0147,agent{i}@example.com\n"
+        ));
+    }
+    csv
+}
+
+fn config(fields: &str, matching: &str, extra_target: &str, limits: &str) -> String {
+    format!(
+        r#"[source]
+key = "user_id"
+
+[target]
+kind = "connect-user"
+instance_id = "{INSTANCE}"
+{extra_target}
+
+[match]
+{matching}
+
+[limits]
+{limits}
+
+[fields]
+{fields}
+"#
+    )
+}
+
+const BY_ID: &str = r#"id = "user_id""#;
+const LAST_AND_MOBILE: &str = r#"LastName = "last"
+Mobile = { from = "mobile", transform = ["e164"] }"#;
+/// Fast enough for tests; the emulator's own quotas are off unless a test sets them.
+const FAST: &str = "rate = 200\nburst = 20\nconcurrency = 4";
+
+/// `profilesync COMMAND --config c.toml in.csv --ledger LEDGER --no-progress EXTRA...`.
+async fn sync(
+    dir: &Dir,
+    emulator: &EmulatorHandle,
+    command: &str,
+    ledger: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut args = vec![
+        command,
+        "--config",
+        "c.toml",
+        "in.csv",
+        "--ledger",
+        ledger,
+        "--no-progress",
+    ];
+    args.extend_from_slice(extra);
+    aws_command(
+        dir,
+        "AWS_ENDPOINT_URL_CONNECT",
+        &emulator.endpoint_url(),
+        &args,
+    )
+    .output()
+    .await
+    .expect("run profilesync")
+}
+
+fn identity(emulator: &EmulatorHandle, user: &str) -> Value {
+    emulator.state()["instances"][INSTANCE]["users"][user]["IdentityInfo"].clone()
+}
+
+fn statuses(ledger: &[Value]) -> Vec<String> {
+    by_record(ledger)
+        .iter()
+        .map(|e| e["status"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmapped_members_survive_and_only_what_differs_is_written() {
+    let emulator = emulator(
+        EmulatorConfig::default()
+            .with_seed(seed(6, None))
+            .without_quotas(),
+    )
+    .await;
+    let dir = Dir::new();
+    dir.write("in.csv", roster(6));
+    dir.write("c.toml", config(LAST_AND_MOBILE, BY_ID, "", FAST));
+    let out = sync(&dir, &emulator, "apply", "l.jsonl", &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let ledger = by_record(&read_ledger(&dir.path("l.jsonl")));
+    assert_eq!(
+        statuses(&ledger),
+        [
+            "updated",
+            "unchanged",
+            "updated",
+            "unchanged",
+            "updated",
+            "unchanged"
+        ]
+    );
+    assert_eq!(ledger[0]["changed"], json!(["LastName"]));
+    // UpdateUserIdentityInfo replaces the whole structure: what the roster does not map is
+    // sent back as it was read.
+    assert_eq!(
+        identity(&emulator, "u1"),
+        json!({"FirstName": "First1", "LastName": "New", "Email": "agent1@example.com",
+               "SecondaryEmail": "agent1@example.org", "Mobile": "+12062340147"})
+    );
+    assert_eq!(identity(&emulator, "u2")["LastName"], "Old");
+    let stats = emulator.stats();
+    assert_eq!(stats.operation("DescribeUser").requests, 6);
+    assert_eq!(
+        stats.operation("UpdateUserIdentityInfo").requests,
+        3,
+        "unchanged users are not written"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("UpdateUserIdentityInfo 3"),
+        "the summary counts requests per operation: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // plan reads and diffs, and writes nothing.
+    emulator.reset_stats();
+    let out = sync(&dir, &emulator, "plan", "p.jsonl", &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let plan = read_ledger(&dir.path("p.jsonl"));
+    assert!(plan.iter().all(|e| e["status"] == "unchanged"), "{plan:?}");
+    assert_eq!(
+        emulator
+            .stats()
+            .operation("UpdateUserIdentityInfo")
+            .requests,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_email_guard_stops_a_changed_login_unless_allowed() {
+    let emulator = emulator(
+        EmulatorConfig::default()
+            .with_seed(seed(2, None))
+            .without_quotas(),
+    )
+    .await;
+    let dir = Dir::new();
+    // Agent 2's login e-mail changes (after trim and lowercase); agent 1's does not.
+    dir.write(
+        "in.csv",
+        "user_id,username,last,mobile,email\n\
+         u1,agent1,Old,, Agent1@Example.com \n\
+         u2,agent2,Old,,mallory@example.net\n",
+    );
+    let fields = r#"Email = { from = "email", transform = ["trim", "lowercase", "email"] }
+LastName = "last""#;
+    dir.write("c.toml", config(fields, BY_ID, "", FAST));
+    for command in ["plan", "apply"] {
+        let ledger = format!("{command}.jsonl");
+        let out = sync(&dir, &emulator, command, &ledger, &[]).await;
+        assert_eq!(out.status.code(), Some(1), "{command}: {}", stderr(&out));
+        let ledger = by_record(&read_ledger(&dir.path(&ledger)));
+        assert_eq!(statuses(&ledger), ["unchanged", "failed"], "{command}");
+        assert_eq!(ledger[1]["error"]["code"], "email_change_guarded");
+        let message = ledger[1]["error"]["message"].as_str().unwrap();
+        assert!(message.contains("allow_email_change"), "{message}");
+        assert!(
+            !message.contains("mallory"),
+            "no values in the ledger: {message}"
+        );
+        let summary = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(summary.contains("email_change_guarded 1"), "{summary}");
+    }
+    assert_eq!(
+        emulator
+            .stats()
+            .operation("UpdateUserIdentityInfo")
+            .requests,
+        0
+    );
+    assert_eq!(identity(&emulator, "u2")["Email"], "agent2@example.com");
+
+    dir.write(
+        "c.toml",
+        config(fields, BY_ID, "allow_email_change = true", FAST),
+    );
+    let out = sync(&dir, &emulator, "apply", "allowed.jsonl", &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        statuses(&read_ledger(&dir.path("allowed.jsonl"))),
+        ["unchanged", "updated"]
+    );
+    assert_eq!(identity(&emulator, "u2")["Email"], "mallory@example.net");
+    assert_eq!(identity(&emulator, "u2")["Mobile"], "+12062340147");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_must_be_nfc_before_anything_is_sent() {
+    let emulator = emulator(
+        EmulatorConfig::default()
+            .with_seed(seed(2, None))
+            .without_quotas(),
+    )
+    .await;
+    let dir = Dir::new();
+    // "Jose\u{301}" is NFD: without the nfc transform the record is invalid, locally.
+    dir.write(
+        "in.csv",
+        "user_id,username,last,mobile,email\nu1,agent1,Jose\u{301},,\nu2,agent2,Jos\u{e9},,\n",
+    );
+    dir.write("c.toml", config(r#"LastName = "last""#, BY_ID, "", FAST));
+    let out = sync(&dir, &emulator, "apply", "l.jsonl", &[]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let ledger = by_record(&read_ledger(&dir.path("l.jsonl")));
+    assert_eq!(statuses(&ledger), ["invalid", "updated"]);
+    assert!(
+        ledger[0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("LastName"),
+        "{}",
+        ledger[0]
+    );
+    assert_eq!(emulator.stats().operation("DescribeUser").requests, 1);
+    assert_eq!(identity(&emulator, "u2")["LastName"], "Jos\u{e9}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saml_never_gets_an_email_and_a_directory_keeps_its_members() {
+    // SAML: a mapped Email makes the record invalid (with a warning at the start).
+    let mut saml = seed(2, Some("SAML"));
+    for i in 1..=2 {
+        let info = &mut saml["instances"][INSTANCE]["users"][format!("u{i}")]["IdentityInfo"];
+        info.as_object_mut().unwrap().remove("Email");
+    }
+    let emulator_saml = emulator(EmulatorConfig::default().with_seed(saml).without_quotas()).await;
+    let dir = Dir::new();
+    dir.write("in.csv", roster(2));
+    let with_email = format!("{LAST_AND_MOBILE}\nEmail = \"email\"");
+    dir.write("c.toml", config(&with_email, BY_ID, "", FAST));
+    let out = sync(&dir, &emulator_saml, "apply", "l.jsonl", &[]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("uses SAML"), "{}", stderr(&out));
+    let ledger = read_ledger(&dir.path("l.jsonl"));
+    assert!(
+        ledger.iter().all(|e| e["status"] == "invalid"),
+        "{ledger:?}"
+    );
+    assert_eq!(ledger[0]["error"]["code"], "email_managed_by_saml");
+    // Without Email, the same roster applies, and no Email is ever sent.
+    dir.write("c.toml", config(LAST_AND_MOBILE, BY_ID, "", FAST));
+    let out = sync(&dir, &emulator_saml, "apply", "l2.jsonl", &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(identity(&emulator_saml, "u1")["LastName"], "New");
+    assert!(identity(&emulator_saml, "u1").get("Email").is_none());
+
+    // An existing directory owns FirstName, LastName and Email: a record that changes one
+    // fails, naming it; one that changes only Mobile is written with the rest as read.
+    let emulator_dir = emulator(
+        EmulatorConfig::default()
+            .with_seed(seed(2, Some("EXISTING_DIRECTORY")))
+            .without_quotas(),
+    )
+    .await;
+    dir.write(
+        "in.csv",
+        "user_id,username,last,mobile,email\nu1,agent1,New,,\nu2,agent2,Old,(206) 234-0148,\n",
+    );
+    let out = sync(&dir, &emulator_dir, "apply", "l3.jsonl", &[]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let ledger = by_record(&read_ledger(&dir.path("l3.jsonl")));
+    assert_eq!(statuses(&ledger), ["failed", "updated"]);
+    assert_eq!(ledger[0]["error"]["code"], "managed_by_directory");
+    assert!(
+        ledger[0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("LastName")
+    );
+    assert_eq!(identity(&emulator_dir, "u1")["LastName"], "Old");
+    assert_eq!(identity(&emulator_dir, "u2")["Mobile"], "+12062340148");
+    assert_eq!(identity(&emulator_dir, "u2")["FirstName"], "First2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matching_by_username_pages_list_users_once() {
+    let n = 2_345;
+    let emulator = emulator(
+        EmulatorConfig::default()
+            .with_seed(seed(n, None))
+            .without_quotas(),
+    )
+    .await;
+    let dir = Dir::new();
+    dir.write(
+        "in.csv",
+        "user_id,username,last,mobile,email\n\
+         r1,agent7,New,,\n\
+         r2,agent2001,New,,\n\
+         r3,nobody,New,,\n\
+         r4,agent2345,Old,,\n",
+    );
+    let matching =
+        "search_key = \"Username\"\nsearch_column = \"username\"\nwhen_missing = \"fail\"";
+    dir.write("c.toml", config(r#"LastName = "last""#, matching, "", FAST));
+    let out = sync(&dir, &emulator, "apply", "l.jsonl", &[]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let ledger = by_record(&read_ledger(&dir.path("l.jsonl")));
+    assert_eq!(
+        statuses(&ledger),
+        ["updated", "updated", "failed", "unchanged"]
+    );
+    assert_eq!(ledger[0]["target_id"], "u7");
+    assert_eq!(ledger[1]["target_id"], "u2001");
+    assert_eq!(ledger[2]["error"]["code"], "not_found");
+    assert_eq!(identity(&emulator, "u2001")["LastName"], "New");
+    let stats = emulator.stats();
+    assert_eq!(
+        stats.operation("ListUsers").requests,
+        3,
+        "2,345 users in pages of 1,000, read once for the whole run"
+    );
+    assert_eq!(
+        stats.operation("SearchUsers").requests,
+        1,
+        "the unknown name, once"
+    );
+    assert_eq!(stats.operation("DescribeUser").requests, 3);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("ListUsers 3"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_at_two_per_second_nothing_is_lost() {
+    // Connect's default quota (2/s, burst 5, per operation); the client asks for more.
+    let n = 12;
+    let emulator = emulator(EmulatorConfig::default().with_seed(seed(n, None))).await;
+    let dir = Dir::new();
+    let mut csv = String::from("user_id,username,last,mobile,email\n");
+    for i in 1..=n {
+        csv.push_str(&format!("u{i},agent{i},New,,\n"));
+    }
+    dir.write("in.csv", csv);
+    dir.write(
+        "c.toml",
+        config(
+            r#"LastName = "last""#,
+            BY_ID,
+            "",
+            "rate = 6\nburst = 6\nconcurrency = 6",
+        ),
+    );
+    let out = sync(&dir, &emulator, "apply", "l.jsonl", &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let ledger = read_ledger(&dir.path("l.jsonl"));
+    assert_eq!(ledger.len(), n as usize);
+    assert!(
+        ledger.iter().all(|e| e["status"] == "updated"),
+        "{ledger:?}"
+    );
+    for i in 1..=n {
+        assert_eq!(identity(&emulator, &format!("u{i}"))["LastName"], "New");
+    }
+    let stats = emulator.stats();
+    let throttled = stats.operation("DescribeUser").status(429)
+        + stats.operation("UpdateUserIdentityInfo").status(429);
+    assert!(throttled > 0, "the client's 6/s is over the quota");
+    assert_eq!(
+        stats.operation("UpdateUserIdentityInfo").status(200),
+        n as u64
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_run_resumes_and_ends_exact() {
+    let n = 10;
+    let emulator = emulator(EmulatorConfig::default().with_seed(seed(n, None))).await;
+    let dir = Dir::new();
+    let mut csv = String::from("user_id,username,last,mobile,email\n");
+    for i in 1..=n {
+        csv.push_str(&format!("u{i},agent{i},New{i},,\n"));
+    }
+    dir.write("in.csv", csv);
+    dir.write(
+        "c.toml",
+        config(
+            r#"LastName = "last""#,
+            BY_ID,
+            "",
+            "rate = 2\nburst = 1\nconcurrency = 2",
+        ),
+    );
+    let args = [
+        "apply",
+        "--config",
+        "c.toml",
+        "in.csv",
+        "--ledger",
+        "l.jsonl",
+        "--no-progress",
+    ];
+    let mut child = aws_command(
+        &dir,
+        "AWS_ENDPOINT_URL_CONNECT",
+        &emulator.endpoint_url(),
+        &args,
+    )
+    .spawn()
+    .unwrap();
+    wait_for_entries(&dir.path("l.jsonl"), 2).await;
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    let before = read_ledger(&dir.path("l.jsonl")).len();
+    assert!(before < n as usize, "killed mid-run: {before} settled");
+    let out = sync(&dir, &emulator, "apply", "l.jsonl", &["--resume"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let ledger = read_ledger(&dir.path("l.jsonl"));
+    let mut records: Vec<u64> = ledger
+        .iter()
+        .map(|e| e["record"].as_u64().unwrap())
+        .collect();
+    records.sort_unstable();
+    assert_eq!(
+        records,
+        (1..=u64::from(n)).collect::<Vec<_>>(),
+        "every record once"
+    );
+    for i in 1..=n {
+        assert_eq!(
+            identity(&emulator, &format!("u{i}"))["LastName"],
+            format!("New{i}")
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_preflight_checks_the_instance_and_the_access() {
+    let emulator = emulator(EmulatorConfig::default().with_seed(seed(1, None))).await;
+    let dir = Dir::new();
+    dir.write("in.csv", roster(1));
+    dir.write(
+        "c.toml",
+        config(r#"LastName = "last""#, BY_ID, "", FAST).replace(INSTANCE, "i-missing"),
+    );
+    let out = sync(&dir, &emulator, "apply", "l.jsonl", &[]).await;
+    assert_stopped_before_any_record(&out, 2, "instance_id right?", &dir.path("l.jsonl"));
+
+    let denied = Emulator::start(
+        EmulatorConfig::default()
+            .with_seed(seed(1, None))
+            .with_denied("DescribeInstance"),
+    )
+    .await
+    .unwrap();
+    dir.write("c.toml", config(r#"LastName = "last""#, BY_ID, "", FAST));
+    let out = sync(&dir, &denied, "apply", "l.jsonl", &[]).await;
+    assert_stopped_before_any_record(&out, 3, "AccessDeniedException", &dir.path("l.jsonl"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bundled_agents_plan_as_documented() {
+    let seed: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("samples/seed.json")).unwrap())
+            .unwrap();
+    let emulator = emulator(EmulatorConfig::default().with_seed(seed).without_quotas()).await;
+    let dir = Dir::new();
+    let config = repo().join("config/connect-user.toml");
+    let input = repo().join("samples/agents.csv");
+    let args = [
+        "plan",
+        "--config",
+        config.to_str().unwrap(),
+        input.to_str().unwrap(),
+        "--ledger",
+        "p.jsonl",
+        "--no-progress",
+        "--rate",
+        "100",
+    ];
+    let out = aws_command(
+        &dir,
+        "AWS_ENDPOINT_URL_CONNECT",
+        &emulator.endpoint_url(),
+        &args,
+    )
+    .output()
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let ledger = by_record(&read_ledger(&dir.path("p.jsonl")));
+    let count = |s: &str| ledger.iter().filter(|e| e["status"] == s).count();
+    // samples/README.md: 3 invalid, 24 unchanged, 12 would_update, 1 guarded Email change.
+    assert_eq!(
+        (
+            count("invalid"),
+            count("unchanged"),
+            count("would_update"),
+            count("failed")
+        ),
+        (3, 24, 12, 1)
+    );
+    assert_eq!(
+        ledger[28]["error"]["code"], "email_change_guarded",
+        "record 29"
+    );
+    assert_eq!(
+        emulator
+            .stats()
+            .operation("UpdateUserIdentityInfo")
+            .requests,
+        0
+    );
+}
