@@ -756,6 +756,41 @@ BirthDate = { from = "dob", transform = [{ date = { from = "%m/%d/%Y", to = "%Y-
     }
 
     #[test]
+    fn each_operation_may_have_its_own_limits() {
+        let with = |table: &str| GOOD.replace("[fields]", &format!("{table}\n[fields]"));
+        let config = compile(
+            Path::new("t.toml"),
+            &with("[limits.operations.SearchProfiles]\nrate = 20\n[limits.operations.UpdateProfile]\nrate = \"auto\"\nstart_rate = 80\nburst = 4"),
+        )
+        .unwrap();
+        let limits = &config.limits;
+        assert_eq!(
+            limits.of("SearchProfiles"),
+            (Rate::PerSecond(20.0), limits.burst)
+        );
+        assert_eq!(limits.of("UpdateProfile"), (Rate::Auto { start: 80.0 }, 4));
+        assert_eq!(limits.of("CreateProfile"), (limits.rate, limits.burst));
+
+        let errors = errors(&with(
+            "[limits.operations.DescribeUser]\nrate = 2\n[limits.operations.SearchProfiles]\nrate = -1\nburst = 0",
+        ));
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(errors[0].contains("customer-profiles has no such operation; expected one of: GetDomain, SearchProfiles"), "{errors:?}");
+        assert!(
+            errors[1].contains("[limits.operations.SearchProfiles] rate must be a positive number"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[2].contains("[limits.operations.SearchProfiles] burst must be between 1 and"),
+            "{errors:?}"
+        );
+        assert!(
+            errors.iter().all(|e| e.starts_with("t.toml:")),
+            "each with its line: {errors:?}"
+        );
+    }
+
+    #[test]
     fn unknown_keys_fail_in_phase_one_with_the_expected_keys() {
         let errs = errors(&GOOD.replace("burst = 10", "burts = 10"));
         assert_eq!(errs.len(), 1);

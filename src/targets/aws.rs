@@ -199,24 +199,6 @@ pub fn from_sdk<E: ProvideErrorMetadata + std::error::Error + 'static>(
     }
 }
 
-/// A hand-signed request that got no answer, classified like the SDK's dispatch failures.
-pub fn from_transport(error: &reqwest::Error) -> ApiError {
-    let (class, code) = if error.is_timeout() {
-        (ErrorClass::Transient, "timeout")
-    } else if error.is_connect() || error.is_request() || error.is_body() || error.is_decode() {
-        (ErrorClass::Transient, "connection")
-    } else {
-        (ErrorClass::Fatal, "configuration")
-    };
-    ApiError {
-        class,
-        code: code.to_owned(),
-        message: describe(error),
-        status: None,
-        retry_after: None,
-    }
-}
-
 /// An error that is the same for every record: no credentials, no region, a request that
 /// cannot be signed.
 pub fn configuration(message: impl Into<String>) -> ApiError {

@@ -38,7 +38,10 @@ use reqwest::{Client, Method};
 use serde::{Deserialize, Serialize};
 
 use super::driver::{Merged, Refusal, Remote};
-use super::{Desired, FieldChange, Pace, PreflightError, aws, changes, describe, diff};
+use super::{
+    Desired, FieldChange, Pace, PreflightError, aws, changes, describe, diff, path_segment,
+    transport,
+};
 use crate::config::Config;
 use crate::ledger::Status;
 use crate::retry::{ApiError, ErrorClass};
@@ -149,7 +152,7 @@ impl ConnectUser {
         pace: &Pace<'_>,
     ) -> Result<Vec<String>, PreflightError> {
         let mut attempts = 0;
-        let path = format!("/instance/{}", segment(&self.instance_id));
+        let path = format!("/instance/{}", path_segment(&self.instance_id));
         let answer: Result<DescribeInstance, ApiError> = self
             .call(
                 DESCRIBE_INSTANCE,
@@ -213,7 +216,7 @@ impl ConnectUser {
                 loop {
                     let mut path = format!(
                         "/users-summary/{}?maxResults={LIST_PAGE}",
-                        segment(&self.instance_id)
+                        path_segment(&self.instance_id)
                     );
                     if let Some(token) = &token {
                         path.push_str("&nextToken=");
@@ -339,7 +342,7 @@ impl ConnectUser {
             .body(body.to_vec())
             .send()
             .await
-            .map_err(|e| aws::from_transport(&e.without_url()))?;
+            .map_err(transport)?;
         let status = response.status().as_u16();
         let header = |name: &str| {
             response
@@ -349,10 +352,7 @@ impl ConnectUser {
                 .map(str::to_owned)
         };
         let (error_type, retry_after) = (header("x-amzn-errortype"), header("retry-after"));
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| aws::from_transport(&e.without_url()))?;
+        let bytes = response.bytes().await.map_err(transport)?;
         if (200..300).contains(&status) {
             Ok(bytes.to_vec())
         } else {
@@ -403,7 +403,11 @@ impl Remote for ConnectUser {
         pace: &Pace<'_>,
         attempts: &mut u32,
     ) -> Result<Option<IdentityInfo>, ApiError> {
-        let path = format!("/users/{}/{}", segment(&self.instance_id), segment(id));
+        let path = format!(
+            "/users/{}/{}",
+            path_segment(&self.instance_id),
+            path_segment(id)
+        );
         match self
             .call::<DescribeUser>(DESCRIBE_USER, Method::GET, &path, None, pace, attempts)
             .await
@@ -453,8 +457,8 @@ impl Remote for ConnectUser {
     ) -> Result<(), ApiError> {
         let path = format!(
             "/users/{}/{}/identity-info",
-            segment(&self.instance_id),
-            segment(id)
+            path_segment(&self.instance_id),
+            path_segment(id)
         );
         let body = serde_json::json!({ "IdentityInfo": write }).to_string();
         self.call::<serde_json::Value>(
@@ -570,22 +574,9 @@ pub fn merge(
     })
 }
 
-/// A URI path segment, percent-encoded (ids may hold any character).
-fn segment(text: &str) -> String {
-    let mut encoded = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
-}
-
 /// A query-string value, percent-encoded.
 fn query_value(text: &str) -> String {
-    segment(text)
+    path_segment(text)
 }
 
 #[derive(Deserialize)]
@@ -806,11 +797,5 @@ mod tests {
             merged.write["Email"], "mary@example.com",
             "sent back unchanged"
         );
-    }
-
-    #[test]
-    fn ids_are_encoded_as_one_path_segment() {
-        assert_eq!(segment("a1b2-c3_d.~"), "a1b2-c3_d.~");
-        assert_eq!(segment("a/b c"), "a%2Fb%20c");
     }
 }

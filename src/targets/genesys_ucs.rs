@@ -29,7 +29,10 @@ use reqwest::{Client, Method, StatusCode};
 use serde_json::{Map, Value as Json};
 
 use super::driver::{Merged, Refusal, Remote};
-use super::{Desired, FieldChange, Pace, PreflightError, describe, parse_retry_after};
+use super::{
+    Desired, FieldChange, Pace, PreflightError, describe, parse_retry_after, path_segment,
+    transport,
+};
 use crate::config::Config;
 use crate::mapping::Value;
 use crate::retry::{ApiError, ErrorClass};
@@ -222,10 +225,10 @@ impl GenesysUcs {
         pace.send(GENESYS_GET_PROFILE, attempts, || {
             let request = self.authorized(self.http.get(&url));
             async move {
-                let response = request.send().await.map_err(transport_error)?;
+                let response = request.send().await.map_err(transport)?;
                 let status = response.status();
                 let headers = response.headers().clone();
-                let body = response.bytes().await.map_err(transport_error)?;
+                let body = response.bytes().await.map_err(transport)?;
                 if status == StatusCode::NOT_FOUND && is_ucs_error(&body) {
                     return Ok(None);
                 }
@@ -275,7 +278,7 @@ impl GenesysUcs {
                     .body(body.clone()),
             );
             async move {
-                let response = request.send().await.map_err(transport_error)?;
+                let response = request.send().await.map_err(transport)?;
                 let status = response.status();
                 if status.is_success() {
                     return Ok(());
@@ -302,15 +305,7 @@ impl GenesysUcs {
 
 /// `/profiles/{customer_id}`, with the id percent-encoded as one path segment.
 fn profile_path(id: &str) -> String {
-    let mut encoded = String::with_capacity(id.len());
-    for byte in id.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    format!("/profiles/{encoded}")
+    format!("/profiles/{}", path_segment(id))
 }
 
 /// A profile as read, without what a PUT must not carry: `customer_id` (it is in the URI)
@@ -503,24 +498,6 @@ fn class_of(status: u16) -> ErrorClass {
         408 | 500.. => ErrorClass::Transient,
         401 | 403 | 405 | 415 => ErrorClass::Fatal,
         _ => ErrorClass::Permanent,
-    }
-}
-
-/// A request that got no answer, classified.
-fn transport_error(error: reqwest::Error) -> ApiError {
-    let (class, code) = if error.is_timeout() {
-        (ErrorClass::Transient, "timeout")
-    } else if error.is_connect() || error.is_request() || error.is_body() || error.is_decode() {
-        (ErrorClass::Transient, "connection")
-    } else {
-        (ErrorClass::Fatal, "configuration")
-    };
-    ApiError {
-        class,
-        code: code.to_owned(),
-        message: describe(&error.without_url()),
-        status: None,
-        retry_after: None,
     }
 }
 

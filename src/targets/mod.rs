@@ -320,6 +320,38 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
         .flatten()
 }
 
+/// A URI path segment, percent-encoded (ids may hold any character).
+pub fn path_segment(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+/// A `reqwest` request that got no answer, classified: timeouts and connection failures are
+/// transient, anything else (a request that cannot be built) is the same for every record.
+pub fn transport(error: reqwest::Error) -> ApiError {
+    let (class, code) = if error.is_timeout() {
+        (ErrorClass::Transient, "timeout")
+    } else if error.is_connect() || error.is_request() || error.is_body() || error.is_decode() {
+        (ErrorClass::Transient, "connection")
+    } else {
+        (ErrorClass::Fatal, "configuration")
+    };
+    ApiError {
+        class,
+        code: code.to_owned(),
+        message: describe(&error.without_url()),
+        status: None,
+        retry_after: None,
+    }
+}
+
 /// An error and its sources, one clause each, without repeats.
 pub fn describe(error: &dyn std::error::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
@@ -337,6 +369,12 @@ pub fn describe(error: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_are_encoded_as_one_path_segment() {
+        assert_eq!(path_segment("a1b2-c3_d.~"), "a1b2-c3_d.~");
+        assert_eq!(path_segment("a/b c"), "a%2Fb%20c");
+    }
 
     #[test]
     fn retry_after_takes_only_sane_seconds() {

@@ -1045,6 +1045,27 @@ async fn aws_cli_connect_list_and_search_users() {
         out["Users"][0]["IdentityInfo"],
         json!({"FirstName": "Mary", "LastName": "Major"})
     );
+    let (ok, stdout, stderr) = aws(
+        &handle,
+        &["connect", "describe-instance", "--instance-id", INSTANCE],
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    let out: Value = serde_json::from_str(&stdout).expect("json output");
+    assert_eq!(out["Instance"]["Id"], INSTANCE);
+    assert_eq!(out["Instance"]["IdentityManagementType"], "CONNECT_MANAGED");
+    let (ok, _, stderr) = aws(
+        &handle,
+        &[
+            "connect",
+            "describe-instance",
+            "--instance-id",
+            "no-such-instance",
+        ],
+    )
+    .await;
+    assert!(!ok);
+    assert!(stderr.contains("ResourceNotFoundException"), "{stderr}");
     handle.shutdown().await;
 }
 
