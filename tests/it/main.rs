@@ -2,6 +2,8 @@
 
 mod apply;
 mod check;
+mod crash;
 mod emulator;
 mod genesys;
+mod reliability;
 mod support;
