@@ -434,6 +434,7 @@ fn open_ledger(
     };
     options.selection = match (&args.retry_failed, &resumed) {
         (Some(earlier), resumed) => {
+            check_earlier(earlier, run)?;
             let earlier = ledger::read_previous(earlier).map_err(|e| e.to_string())?;
             let mut failed = earlier.failed;
             if let Some((_, resumed)) = resumed {
@@ -486,6 +487,37 @@ fn open_ledger(
         ),
     };
     Ok((ledger, options, hint))
+}
+
+/// `--retry-failed EARLIER` re-drives a `plan` or `apply` ledger of the same input and
+/// target: one that says otherwise in its run file is refused. (An older ledger without a
+/// run file is taken; its keys are still checked against the input.)
+fn check_earlier(earlier: &Path, run: &RunFile) -> Result<(), String> {
+    let Some(then) = RunFile::read(earlier).map_err(|e| e.to_string())? else {
+        return Ok(());
+    };
+    let why = if then.command != "plan" && then.command != "apply" {
+        Some(format!(
+            "it is a `{}` ledger, which has no failed records",
+            then.command
+        ))
+    } else if then.input != run.input {
+        Some(format!(
+            "it was written for the input {}, and this run's is {}",
+            then.input, run.input
+        ))
+    } else if then.target != run.target {
+        Some(format!(
+            "it was written for the target {}, and this run's is {}",
+            then.target, run.target
+        ))
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(format!("--retry-failed {}: {why}", earlier.display())),
+        None => Ok(()),
+    }
 }
 
 /// What [`RunFile`] says about this run: the command, the config (path and a hash of its
@@ -659,8 +691,14 @@ fn missing_columns(config_name: &str, source: &Source, missing: &[String]) -> St
     );
     let found_some =
         source.header.len() > missing.len() && source.header.iter().any(|h| !missing.contains(h));
-    if found_some && source.header.iter().all(|h| looks_like_column_name(h)) {
+    let names = source.header.iter().all(|h| looks_like_column_name(h));
+    if found_some && names {
         message.push_str(&format!("; its columns are: {}", source.header.join(", ")));
+    } else if found_some {
+        message.push_str(
+            "; its other columns are not listed, as some of its header cells do not look like \
+             column names (they may be personal data)",
+        );
     } else if source.format == crate::source::SourceFormat::Csv {
         message.push_str(&format!(
             "; its first row ({} fields) does not look like a header (it looks like data): \
@@ -672,17 +710,20 @@ fn missing_columns(config_name: &str, source: &Source, missing: &[String]) -> St
 }
 
 /// Whether a CSV header cell reads as a column name rather than a value: short, no `@`,
-/// not starting with a digit, `+` or `(`, and made of letters, digits, spaces and `_-./#:`.
+/// starting with a letter or `_`, and made of letters, digits, spaces and `_-./#:()&'`.
 fn looks_like_column_name(name: &str) -> bool {
     let Some(first) = name.chars().next() else {
         return true;
     };
     name.chars().count() <= 64
-        && !first.is_ascii_digit()
-        && !matches!(first, '+' | '(')
-        && name
-            .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, ' ' | '_' | '-' | '.' | '/' | '#' | ':'))
+        && (first.is_alphabetic() || first == '_')
+        && name.chars().all(|c| {
+            c.is_alphanumeric()
+                || matches!(
+                    c,
+                    ' ' | '_' | '-' | '.' | '/' | '#' | ':' | '(' | ')' | '&' | '\''
+                )
+        })
 }
 
 /// The input: the command line's, else `[source] path` relative to the working directory.
@@ -695,4 +736,35 @@ fn input_path(arg: Option<&str>, config: &Config, config_file: &Path) -> Result<
                 config_file.display()
             )
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_cells_that_look_like_values_are_told_apart() {
+        for name in [
+            "crm_id",
+            "First Name",
+            "E-mail (home)",
+            "Q&A",
+            "x.y/z",
+            "Straße",
+            "",
+        ] {
+            assert!(looks_like_column_name(name), "{name:?}");
+        }
+        for value in [
+            "Lena.ONeil0@Example.COM",
+            "(253) 724-7794",
+            "+12537247794",
+            "07/12/1980",
+            "12 Main St, Apt 4",
+            "db5b\u{2026}; drop",
+            "a\r\nb",
+        ] {
+            assert!(!looks_like_column_name(value), "{value:?}");
+        }
+    }
 }

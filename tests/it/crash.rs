@@ -111,6 +111,9 @@ async fn three_sigkills_in_one_apply_each_resumed_end_exact() {
     }
     let sent = emulator.stats().operation("UpdateProfile").status(200);
     let resent = sent - u64::from(n);
+    eprintln!(
+        "crash test: {resent} records sent again in all, {resent_by_crashes} seen on the wire at the three crashes"
+    );
     assert!(
         resent as usize >= resent_by_crashes && resent as usize <= 3 * concurrency,
         "{resent} records were sent again ({resent_by_crashes} on the wire at the crashes)"

@@ -259,6 +259,19 @@ async fn fault_2_resume_refuses_a_ledger_of_another_command_config_or_input() {
     )
     .await;
     refused(&out, "it is a `plan` ledger, and this is `apply`");
+    // Nor is a check ledger one to re-drive failed records from.
+    let out = sync(
+        &dir,
+        &emulator,
+        "apply",
+        "c.toml",
+        "r.jsonl",
+        &["--retry-failed", "check.jsonl"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("it is a `check` ledger, which has no failed records"));
+    assert!(!dir.path("r.jsonl").exists());
     assert_eq!(updates(&emulator), 0);
 
     // A ledger without a run file (older versions) is refused with a clear reason.
