@@ -33,8 +33,8 @@ BirthDate = { from = "c4", transform = [{ date = { from = "%m/%d/%Y", to = "%Y-%
 const HEADER: &str = "c0,c1,c2,c3,c4\n";
 
 /// Reads `input` and maps and validates every record as `check` does. Returns, per record,
-/// its (record number, line, status); asserts what every entry must say.
-fn check_all(format: SourceFormat, input: Vec<u8>) -> Vec<(u64, u64, Status)> {
+/// its (record number, line, status, error code); asserts what every entry must say.
+fn check_all(format: SourceFormat, input: Vec<u8>) -> Vec<(u64, u64, Status, Option<String>)> {
     let config = crate::config::compile::compile(Path::new("c.toml"), CONFIG)
         .expect("the test config compiles");
     let len = input.len() as u64;
@@ -87,7 +87,8 @@ fn check_all(format: SourceFormat, input: Vec<u8>) -> Vec<(u64, u64, Status)> {
             }
             other => panic!("check gave {other:?}"),
         }
-        seen.push((record.record, record.line, entry.status));
+        let code = entry.error.map(|e| e.code);
+        seen.push((record.record, record.line, entry.status, code));
     }
     seen
 }
@@ -184,13 +185,25 @@ proptest! {
             expected.push((line, fields.len()));
             line += spans + 1;
         }
-        let records = check_all(SourceFormat::Csv, input);
+        let records = check_all(SourceFormat::Csv, input.clone());
         prop_assert_eq!(records.len(), rows.len(), "one record per row");
-        for ((_, line, status), (expected_line, width)) in records.iter().zip(&expected) {
+        for ((_, line, status, code), (expected_line, width)) in records.iter().zip(&expected) {
             prop_assert_eq!(line, expected_line);
+            prop_assert_ne!(code.as_deref(), Some("unclosed_quote"));
             if *width != 5 {
                 prop_assert_eq!(*status, Status::Invalid);
             }
         }
+        // A quote opened in a new last row and never closed: that row is one record, an
+        // unclosed quote at its line, and nothing before it changes.
+        input.extend_from_slice(b"k,\"open");
+        input.extend_from_slice(newline);
+        input.extend_from_slice(b"more,rows");
+        let with_quote = check_all(SourceFormat::Csv, input);
+        prop_assert_eq!(with_quote.len(), rows.len() + 1);
+        let last = &with_quote[rows.len()];
+        prop_assert_eq!(last.1, line);
+        prop_assert_eq!(last.3.as_deref(), Some("unclosed_quote"));
+        prop_assert_eq!(&with_quote[..rows.len()], &records[..]);
     }
 }

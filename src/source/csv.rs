@@ -40,11 +40,7 @@ pub fn open(
     let reader = Tap {
         inner: reader,
         state: Arc::clone(&tap),
-        delimiter,
-        quoting: Quoting::Start,
-        line: 1,
-        open_line: 0,
-        ended_with_newline: false,
+        quotes: Quotes::new(delimiter),
     };
     let mut csv = ReaderBuilder::new()
         .delimiter(delimiter)
@@ -179,6 +175,12 @@ enum Quoting {
 struct Tap {
     inner: Box<dyn Read + Send>,
     state: Arc<TapState>,
+    quotes: Quotes,
+}
+
+/// Follows the quoting of a CSV stream, chunk by chunk, and counts its lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Quotes {
     delimiter: u8,
     quoting: Quoting,
     /// The line being read (1-based).
@@ -189,43 +191,106 @@ struct Tap {
     ended_with_newline: bool,
 }
 
-impl Tap {
+fn newlines(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|&&c| c == b'\n').count() as u64
+}
+
+impl Quotes {
+    fn new(delimiter: u8) -> Quotes {
+        Quotes {
+            delimiter,
+            quoting: Quoting::Start,
+            line: 1,
+            open_line: 0,
+            ended_with_newline: false,
+        }
+    }
+
+    fn is_boundary(&self, b: u8) -> bool {
+        b == self.delimiter || b == b'\n'
+    }
+
+    /// Follows `bytes`, jumping from quote to quote: only a quote can change whether a field
+    /// is quoted, and it opens one only at the start of a field.
     fn follow(&mut self, bytes: &[u8]) {
-        let newlines = |b: &[u8]| b.iter().filter(|&&c| c == b'\n').count() as u64;
         let mut i = 0;
         while i < bytes.len() {
-            if self.quoting == Quoting::Quoted {
-                // Only a quote matters inside quotes: skip to it, counting lines.
-                match bytes[i..].iter().position(|&c| c == b'"') {
+            let rest = &bytes[i..];
+            match self.quoting {
+                Quoting::QuoteInQuoted => {
+                    let b = rest[0];
+                    self.quoting = if b == b'"' {
+                        Quoting::Quoted
+                    } else if self.is_boundary(b) {
+                        Quoting::Start
+                    } else {
+                        Quoting::Field
+                    };
+                    self.line += u64::from(b == b'\n');
+                    i += 1;
+                }
+                Quoting::Quoted => match memchr::memchr(b'"', rest) {
                     Some(at) => {
-                        self.line += newlines(&bytes[i..i + at]);
+                        self.line += newlines(&rest[..at]);
                         self.quoting = Quoting::QuoteInQuoted;
                         i += at + 1;
-                        continue;
                     }
                     None => {
-                        self.line += newlines(&bytes[i..]);
-                        break;
+                        self.line += newlines(rest);
+                        i = bytes.len();
                     }
-                }
+                },
+                Quoting::Start | Quoting::Field => match memchr::memchr(b'"', rest) {
+                    Some(at) => {
+                        let opens = match at {
+                            0 => self.quoting == Quoting::Start,
+                            _ => self.is_boundary(rest[at - 1]),
+                        };
+                        self.line += newlines(&rest[..at]);
+                        if opens {
+                            self.open_line = self.line;
+                            self.quoting = Quoting::Quoted;
+                        } else {
+                            self.quoting = Quoting::Field;
+                        }
+                        i += at + 1;
+                    }
+                    None => {
+                        self.line += newlines(rest);
+                        if let Some(&last) = rest.last() {
+                            self.quoting = if self.is_boundary(last) {
+                                Quoting::Start
+                            } else {
+                                Quoting::Field
+                            };
+                        }
+                        i = bytes.len();
+                    }
+                },
             }
-            let b = bytes[i];
+        }
+        if let Some(&last) = bytes.last() {
+            self.ended_with_newline = last == b'\n';
+        }
+    }
+
+    /// The same, one byte at a time: the reference [`Quotes::follow`] is tested against.
+    #[cfg(test)]
+    fn follow_bytewise(&mut self, bytes: &[u8]) {
+        for &b in bytes {
             self.quoting = match (self.quoting, b) {
+                (Quoting::Quoted, b'"') => Quoting::QuoteInQuoted,
+                (Quoting::Quoted, _) => Quoting::Quoted,
                 (Quoting::Start, b'"') => {
                     self.open_line = self.line;
                     Quoting::Quoted
                 }
                 (Quoting::QuoteInQuoted, b'"') => Quoting::Quoted,
-                _ if b == self.delimiter || b == b'\n' => Quoting::Start,
+                _ if self.is_boundary(b) => Quoting::Start,
                 _ => Quoting::Field,
             };
-            if b == b'\n' {
-                self.line += 1;
-            }
-            i += 1;
-        }
-        if let Some(&last) = bytes.last() {
-            self.ended_with_newline = last == b'\n';
+            self.line += u64::from(b == b'\n');
+            self.ended_with_newline = b == b'\n';
         }
     }
 }
@@ -237,15 +302,18 @@ impl Read for Tap {
         }
         let n = self.inner.read(buf)?;
         self.state.used.fetch_add(n, Ordering::Relaxed);
+        let quotes = &mut self.quotes;
         if n == 0 {
             // The end of the input: a last line that ends with a newline is not one more.
-            let last = self.line - u64::from(self.ended_with_newline && self.line > 1);
+            let last = quotes.line - u64::from(quotes.ended_with_newline && quotes.line > 1);
             self.state.last_line.store(last, Ordering::Relaxed);
-            if self.quoting == Quoting::Quoted {
-                self.state.unclosed.store(self.open_line, Ordering::Relaxed);
+            if quotes.quoting == Quoting::Quoted {
+                self.state
+                    .unclosed
+                    .store(quotes.open_line, Ordering::Relaxed);
             }
         } else {
-            self.follow(&buf[..n]);
+            quotes.follow(&buf[..n]);
         }
         Ok(n)
     }
@@ -339,5 +407,68 @@ fn to_io(e: csv::Error) -> io::Error {
     match e.into_kind() {
         csv::ErrorKind::Io(e) => e,
         other => io::Error::other(format!("{other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Jumping from quote to quote, in chunks of any size, ends where following every
+        /// byte ends.
+        #[test]
+        fn quotes_follow_like_the_bytewise_reference(
+            bytes in proptest::collection::vec(
+                prop_oneof![Just(b'"'), Just(b','), Just(b'\n'), Just(b'\r'), Just(b'a')],
+                0..200,
+            ),
+            chunk in 1usize..17,
+        ) {
+            let mut fast = Quotes::new(b',');
+            for part in bytes.chunks(chunk) {
+                fast.follow(part);
+            }
+            let mut reference = Quotes::new(b',');
+            reference.follow_bytewise(&bytes);
+            prop_assert_eq!(fast, reference);
+        }
+    }
+
+    fn read_all(text: &str) -> (Vec<(u64, Body)>, Vec<String>) {
+        let notes = Arc::new(Mutex::new(Vec::new()));
+        let (_, records) = open(
+            Box::new(io::Cursor::new(text.as_bytes().to_vec())),
+            b',',
+            Arc::clone(&notes),
+        )
+        .unwrap();
+        let records = records.map(|r| {
+            let r = r.unwrap();
+            (r.line, r.body)
+        });
+        let records = records.collect();
+        let notes = notes.lock().unwrap().clone();
+        (records, notes)
+    }
+
+    #[test]
+    fn a_quote_open_at_the_end_is_one_unclosed_quote_record() {
+        let (records, notes) = read_all("a,b\n1,2\n3,\"x\n5,6\n7,8\n");
+        assert_eq!(records.len(), 2);
+        let (line, Body::Broken(broken)) = &records[1] else {
+            panic!("{records:?}")
+        };
+        assert_eq!(*line, 3);
+        assert_eq!(broken.code, "unclosed_quote");
+        assert!(broken.message.contains("line 3") && broken.message.contains("2 lines"));
+        assert_eq!(notes.len(), 1);
+        // Closed quotes, quotes inside fields and a last line without a newline are fine.
+        let (records, notes) = read_all("a,b\n1,\"x\ny\"\n2,a\"b\n3,\"\"\"\"");
+        assert_eq!(records.len(), 3, "{records:?}");
+        assert!(records.iter().all(|(_, b)| matches!(b, Body::Csv(_))));
+        assert!(notes.is_empty());
     }
 }
