@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::apply::{
-    APPLY, BY_ID, command, config, customers, profile, slow_emulator, wait_for_entries,
-};
+use crate::apply::{APPLY, BY_ID, command, config, customers, profile, slow_emulator};
 use crate::support::{Dir, pid, read_ledger};
 
 /// Record numbers of the complete entries of a ledger (a line torn by the kill is left out),
@@ -30,6 +28,16 @@ fn settled(ledger: &std::path::Path) -> BTreeSet<u64> {
         );
     }
     records
+}
+
+/// Waits (up to 30 s, for a loaded machine) until the ledger has at least `n` lines.
+async fn wait_for(ledger: &std::path::Path, n: usize) {
+    for _ in 0..1200 {
+        if std::fs::read_to_string(ledger).map_or(0, |t| t.lines().count()) >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -54,7 +62,7 @@ async fn three_sigkills_in_one_apply_each_resumed_end_exact() {
     for (crash, at) in [n / 8, n / 2, n * 7 / 8].into_iter().enumerate() {
         let args: &[&str] = if crash == 0 { &APPLY } else { &resume };
         let mut child = command(&dir, &emulator, args).spawn().unwrap();
-        wait_for_entries(&ledger, at as usize).await;
+        wait_for(&ledger, at as usize).await;
         child.start_kill().unwrap(); // SIGKILL
         child.wait().await.unwrap();
         // Let the emulator finish the requests that were on the wire.
