@@ -205,7 +205,7 @@ impl RunFile {
     pub fn mismatch(&self, now: &RunFile) -> Option<String> {
         if self.command != now.command {
             return Some(format!(
-                "it is a `{}` ledger, and this is `{}`",
+                "it was written by `{}`, and this run is `{}`",
                 self.command, now.command
             ));
         }
@@ -383,14 +383,16 @@ impl Ledger {
         Ok(file)
     }
 
-    /// Reopens the ledger of an interrupted run to append to it, locked, without looking at
-    /// its run file. A last line cut short by a crash is removed first (its record was not
-    /// settled, so it will be sent again).
-    pub fn append(path: &Path) -> io::Result<Ledger> {
+    /// Reopens a ledger to append to it, locked, without looking at its run file (runs go
+    /// through [`Ledger::resume`]).
+    #[cfg(test)]
+    fn append(path: &Path) -> io::Result<Ledger> {
         let file = Self::open_locked(path)?;
         Self::append_to(path, file)
     }
 
+    /// Appends to an opened, locked ledger. A last line cut short by a crash is removed
+    /// first (its record was not settled, so it will be sent again).
     fn append_to(path: &Path, mut file: File) -> io::Result<Ledger> {
         let len = file.metadata()?.len();
         // Entries are far shorter than this window, so the last newline is inside it.
@@ -762,6 +764,60 @@ mod tests {
         set.remove_all(&other);
         assert_eq!(set.len(), 3);
         assert!(!set.contains(64) && set.contains(65));
+    }
+
+    fn run(command: &str) -> RunFile {
+        RunFile {
+            command: command.into(),
+            config: "/c.toml".into(),
+            config_sha256: sha256_hex(b"[source]\n"),
+            target: "customer-profiles domain=D region=us-east-1".into(),
+            input: "/in.csv".into(),
+            retry_failed: None,
+            pid: 1,
+        }
+    }
+
+    #[test]
+    fn a_ledger_is_locked_by_its_run_and_resumed_only_by_the_same_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.jsonl");
+        let apply = run("apply");
+        let mut ledger = Ledger::create_for(&path, &apply).unwrap();
+        ledger
+            .write_lines(b"{\"record\":1,\"line\":2,\"key\":\"a\",\"status\":\"updated\"}\n")
+            .unwrap();
+        let written = RunFile::read(&path).unwrap().unwrap();
+        assert_eq!(written.pid, std::process::id());
+        // Held: a second open (a second run) is refused, naming the holder.
+        let busy = Ledger::resume(&path, &apply).err().unwrap().to_string();
+        assert!(
+            busy.contains(&format!(
+                "in use by another profilesync run (pid {})",
+                std::process::id()
+            )),
+            "{busy}"
+        );
+        drop(ledger);
+        let check = Ledger::resume(&path, &run("check"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            check.contains("it was written by `apply`, and this run is `check`"),
+            "{check}"
+        );
+        let mut changed = run("apply");
+        changed.config_sha256 = sha256_hex(b"[source]\nkey = \"x\"\n");
+        let changed = Ledger::resume(&path, &changed).err().unwrap().to_string();
+        assert!(changed.contains("has changed"), "{changed}");
+        let mut other = run("apply");
+        other.input = "/other.csv".into();
+        assert!(other.mismatch(&apply).unwrap().contains("input /other.csv"));
+        assert!(Ledger::resume(&path, &apply).is_ok());
+        fs::remove_file(RunFile::path_of(&path)).unwrap();
+        let old = Ledger::resume(&path, &apply).err().unwrap().to_string();
+        assert!(old.contains("it has no run file"), "{old}");
     }
 
     #[test]

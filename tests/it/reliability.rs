@@ -246,7 +246,7 @@ async fn fault_2_resume_refuses_a_ledger_of_another_command_config_or_input() {
         &["--resume"],
     )
     .await;
-    refused(&out, "it is a `check` ledger, and this is `apply`");
+    refused(&out, "it was written by `check`, and this run is `apply`");
     let out = sync(&dir, &emulator, "plan", "c.toml", "plan.jsonl", &[]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let out = sync(
@@ -258,7 +258,7 @@ async fn fault_2_resume_refuses_a_ledger_of_another_command_config_or_input() {
         &["--resume"],
     )
     .await;
-    refused(&out, "it is a `plan` ledger, and this is `apply`");
+    refused(&out, "it was written by `plan`, and this run is `apply`");
     // Nor is a check ledger one to re-drive failed records from.
     let out = sync(
         &dir,
