@@ -11,7 +11,7 @@ use std::time::Instant;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, Config, Rate};
-use crate::ledger::{self, Ledger};
+use crate::ledger::{self, Ledger, RunFile};
 use crate::limiter::{Limiters, RateSetting};
 use crate::mapping::Plan;
 use crate::pipeline::{self, Context, Interrupts, Selection, Sender, SyncOptions, SyncResult};
@@ -170,7 +170,10 @@ fn check(args: &RunArgs) -> i32 {
         .ledger
         .clone()
         .unwrap_or_else(|| ledger::default_path("check"));
-    let mut ledger = match Ledger::create(&ledger_path) {
+    let run = run_file("check", &args.config, &cx.config, &cx.input, None, None);
+    let mut ledger = match run
+        .and_then(|run| Ledger::create_for(&ledger_path, &run).map_err(|e| e.to_string()))
+    {
         Ok(ledger) => ledger,
         Err(e) => {
             eprintln!("profilesync: {e}");
@@ -182,6 +185,7 @@ fn check(args: &RunArgs) -> i32 {
         "check",
         source.progress.clone(),
     );
+    let notes = source.notes();
     let result = pipeline::check(cx, source.records(), &mut ledger, &progress);
     progress.finish();
     match result {
@@ -196,6 +200,7 @@ fn check(args: &RunArgs) -> i32 {
                     ledger.path(),
                 );
             }
+            print_notes(&notes, args.quiet);
             if tally.failures() > 0 {
                 EXIT_RECORDS_FAILED
             } else {
@@ -203,6 +208,7 @@ fn check(args: &RunArgs) -> i32 {
             }
         }
         Err(e) => {
+            print_notes(&notes, args.quiet);
             let _ = io::stdout().flush();
             eprintln!(
                 "profilesync: check aborted: {e}; the ledger {} holds the records settled so far",
@@ -264,7 +270,16 @@ fn sync_command(args: &SyncArgs, mode: Mode) -> i32 {
                 return code;
             }
         };
-        let (ledger, options, resume_hint) = match open_ledger(args, mode, &cx.config) {
+        let opened = run_file(
+            command,
+            &args.run.config,
+            &cx.config,
+            &cx.input,
+            sender.target.region().as_deref(),
+            args.retry_failed.as_deref(),
+        )
+        .and_then(|run| open_ledger(args, mode, &cx.config, &run));
+        let (ledger, options, resume_hint) = match opened {
             Ok(opened) => opened,
             Err(message) => {
                 eprintln!("profilesync: {message}");
@@ -277,12 +292,28 @@ fn sync_command(args: &SyncArgs, mode: Mode) -> i32 {
             command,
             source.progress.clone(),
         );
+        let notes = source.notes();
         let result = run_sync(cx, source, ledger, sender, options, progress, interrupts).await;
-        finish(command, result, started, quiet, &resume_hint)
+        let code = finish(command, result, started, quiet, &resume_hint);
+        print_notes(&notes, quiet);
+        code
     });
     // Do not wait for a reader still blocked on a silent standard input.
     runtime.shutdown_background();
     code
+}
+
+/// Prints what the input's reader noticed about the input as a whole (rows swallowed by an
+/// unclosed quote), under the summary.
+fn print_notes(notes: &crate::source::Notes, quiet: bool) {
+    let notes = notes.take();
+    if quiet || notes.is_empty() {
+        return;
+    }
+    let mut out = io::stdout().lock();
+    for note in notes {
+        let _ = writeln!(out, "note: {note}");
+    }
 }
 
 /// The client for the configured target with the config's limiters and retry policy, once
@@ -379,6 +410,7 @@ fn open_ledger(
     args: &SyncArgs,
     mode: Mode,
     config: &Config,
+    run: &RunFile,
 ) -> Result<(Ledger, SyncOptions, String), String> {
     let command = command_name(mode);
     let mut options = SyncOptions {
@@ -389,15 +421,7 @@ fn open_ledger(
         carried: Tally::default(),
         report: None,
     };
-    let report_dir = match (mode, &args.report) {
-        (_, Some(dir)) => Some(dir.clone()),
-        (Mode::Plan, None) => Some(PathBuf::from("reports")),
-        (Mode::Apply, None) => None,
-    };
-    if let Some(dir) = report_dir {
-        options.report =
-            Some(DiffReport::create(&dir, command, args.show_values).map_err(|e| e.to_string())?);
-    }
+    // The resumed ledger is locked, and its run file checked, before it is read.
     let resumed = match args.resume {
         false => None,
         true => {
@@ -410,6 +434,7 @@ fn open_ledger(
                     "--resume found no ledger: give the interrupted run's ledger with --ledger PATH"
                         .to_owned()
                 })?;
+            let ledger = Ledger::resume(&path, run).map_err(|e| e.to_string())?;
             let previous = ledger::read_previous(&path).map_err(|e| e.to_string())?;
             if !args.run.quiet {
                 eprintln!(
@@ -418,11 +443,12 @@ fn open_ledger(
                     previous.settled.len()
                 );
             }
-            Some((path, previous))
+            Some((ledger, previous))
         }
     };
     options.selection = match (&args.retry_failed, &resumed) {
         (Some(earlier), resumed) => {
+            check_earlier(earlier, run)?;
             let earlier = ledger::read_previous(earlier).map_err(|e| e.to_string())?;
             let mut failed = earlier.failed;
             if let Some((_, resumed)) = resumed {
@@ -440,19 +466,29 @@ fn open_ledger(
         (None, None) => Selection::All,
     };
     let ledger = match resumed {
-        Some((path, resumed)) => {
+        Some((ledger, resumed)) => {
             options.carried = resumed.tally;
-            Ledger::append(&path)
+            ledger
         }
-        None => Ledger::create(
+        None => Ledger::create_for(
             &args
                 .run
                 .ledger
                 .clone()
                 .unwrap_or_else(|| ledger::default_path(command)),
-        ),
+            run,
+        )
+        .map_err(|e| e.to_string())?,
+    };
+    let report_dir = match (mode, &args.report) {
+        (_, Some(dir)) => Some(dir.clone()),
+        (Mode::Plan, None) => Some(PathBuf::from("reports")),
+        (Mode::Apply, None) => None,
+    };
+    if let Some(dir) = report_dir {
+        options.report =
+            Some(DiffReport::create(&dir, command, args.show_values).map_err(|e| e.to_string())?);
     }
-    .map_err(|e| e.to_string())?;
     let hint = match &args.retry_failed {
         Some(earlier) => format!(
             "profilesync {command} --resume --retry-failed {} --ledger {}",
@@ -465,6 +501,88 @@ fn open_ledger(
         ),
     };
     Ok((ledger, options, hint))
+}
+
+/// `--retry-failed EARLIER` re-drives a `plan` or `apply` ledger of the same input and
+/// target: one that says otherwise in its run file is refused. (An older ledger without a
+/// run file is taken; its keys are still checked against the input.)
+fn check_earlier(earlier: &Path, run: &RunFile) -> Result<(), String> {
+    let Some(then) = RunFile::read(earlier).map_err(|e| e.to_string())? else {
+        return Ok(());
+    };
+    let why = if then.command != "plan" && then.command != "apply" {
+        Some(format!(
+            "it is a `{}` ledger, which has no failed records",
+            then.command
+        ))
+    } else if then.input != run.input {
+        Some(format!(
+            "it was written for the input {}, and this run's is {}",
+            then.input, run.input
+        ))
+    } else if then.target != run.target {
+        Some(format!(
+            "it was written for the target {}, and this run's is {}",
+            then.target, run.target
+        ))
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(format!("--retry-failed {}: {why}", earlier.display())),
+        None => Ok(()),
+    }
+}
+
+/// What [`RunFile`] says about this run: the command, the config (path and a hash of its
+/// text), the target and the input. `region` is the AWS configuration's, when the config
+/// sets none.
+fn run_file(
+    command: &str,
+    config_path: &Path,
+    config: &Config,
+    input: &str,
+    region: Option<&str>,
+    retry_failed: Option<&Path>,
+) -> Result<RunFile, String> {
+    let absolute = |path: &Path| {
+        std::fs::canonicalize(path)
+            .unwrap_or_else(|_| path.to_owned())
+            .display()
+            .to_string()
+    };
+    let text = std::fs::read(config_path)
+        .map_err(|e| format!("cannot read the config {}: {e}", config_path.display()))?;
+    let t = &config.target;
+    let mut target = t.kind.name().to_owned();
+    for (name, value) in [
+        ("domain", t.domain.clone()),
+        ("instance_id", t.instance_id.clone()),
+        ("base_url", t.base_url.clone()),
+        ("tenant_id", t.tenant_id.map(|n| n.to_string())),
+    ] {
+        if let Some(value) = value {
+            target.push_str(&format!(" {name}={value}"));
+        }
+    }
+    if t.kind != TargetKind::GenesysUcs
+        && let Some(region) = t.region.as_deref().or(region)
+    {
+        target.push_str(&format!(" region={region}"));
+    }
+    Ok(RunFile {
+        command: command.to_owned(),
+        config: absolute(config_path),
+        config_sha256: ledger::sha256_hex(&text),
+        target,
+        input: if input == "<stdin>" {
+            input.to_owned()
+        } else {
+            absolute(Path::new(input))
+        },
+        retry_failed: retry_failed.map(absolute),
+        pid: std::process::id(),
+    })
 }
 
 /// Runs `plan` or `apply`.
@@ -567,20 +685,60 @@ pub(crate) fn bind(
         &config.rules,
         |name| source.resolve(name),
     )
-    .map_err(|missing| {
-        format!(
-            "{config_name}: the config names columns that `{}` does not have: {}; its columns are: {}",
-            source.name,
-            missing.join(", "),
-            source.header.join(", ")
-        )
-    })?;
+    .map_err(|missing| missing_columns(config_name, &source, &missing))?;
     let cx = Context {
         config,
         plan,
         input: source.name.clone(),
     };
     Ok((cx, source))
+}
+
+/// The error for columns the config names but the input lacks. The input's header names
+/// are listed only when the first row reads as a header: some configured column is there,
+/// and every name looks like a column name. Otherwise the first row is probably data (a
+/// file without a header row) and its values are personal data, so none is printed.
+fn missing_columns(config_name: &str, source: &Source, missing: &[String]) -> String {
+    let mut message = format!(
+        "{config_name}: the config names columns that `{}` does not have: {}",
+        source.name,
+        missing.join(", ")
+    );
+    let found_some =
+        source.header.len() > missing.len() && source.header.iter().any(|h| !missing.contains(h));
+    let names = source.header.iter().all(|h| looks_like_column_name(h));
+    if found_some && names {
+        message.push_str(&format!("; its columns are: {}", source.header.join(", ")));
+    } else if found_some {
+        message.push_str(
+            "; its other columns are not listed, as some of its header cells do not look like \
+             column names (they may be personal data)",
+        );
+    } else if source.format == crate::source::SourceFormat::Csv {
+        message.push_str(&format!(
+            "; its first row ({} fields) does not look like a header (it looks like data): \
+             is the header row missing? Its values are not shown, as they may be personal data",
+            source.header.len()
+        ));
+    }
+    message
+}
+
+/// Whether a CSV header cell reads as a column name rather than a value: short, no `@`,
+/// starting with a letter or `_`, and made of letters, digits, spaces and `_-./#:()&'`.
+fn looks_like_column_name(name: &str) -> bool {
+    let Some(first) = name.chars().next() else {
+        return true;
+    };
+    name.chars().count() <= 64
+        && (first.is_alphabetic() || first == '_')
+        && name.chars().all(|c| {
+            c.is_alphanumeric()
+                || matches!(
+                    c,
+                    ' ' | '_' | '-' | '.' | '/' | '#' | ':' | '(' | ')' | '&' | '\''
+                )
+        })
 }
 
 /// The input: the command line's, else `[source] path` relative to the working directory.
@@ -593,4 +751,35 @@ fn input_path(arg: Option<&str>, config: &Config, config_file: &Path) -> Result<
                 config_file.display()
             )
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_cells_that_look_like_values_are_told_apart() {
+        for name in [
+            "crm_id",
+            "First Name",
+            "E-mail (home)",
+            "Q&A",
+            "x.y/z",
+            "Straße",
+            "",
+        ] {
+            assert!(looks_like_column_name(name), "{name:?}");
+        }
+        for value in [
+            "Lena.ONeil0@Example.COM",
+            "(253) 724-7794",
+            "+12537247794",
+            "07/12/1980",
+            "12 Main St, Apt 4",
+            "db5b\u{2026}; drop",
+            "a\r\nb",
+        ] {
+            assert!(!looks_like_column_name(value), "{value:?}");
+        }
+    }
 }

@@ -3,6 +3,11 @@
 //! Entries are written as records settle and flushed batch by batch, so a crash loses at
 //! most the records still in flight. Values (names, e-mails, phone numbers) never appear:
 //! entries hold the record's position, key, target id, status, field names and errors.
+//!
+//! Beside each ledger `L`, a run file `L.run.json` ([`RunFile`]) says which run the ledger
+//! belongs to (command, config and a hash of its text, target, input) and which process holds
+//! it; `--resume` continues a ledger only for the same run. A run holds an OS lock
+//! (`flock`) on its ledger from opening to exit, so two runs never write one ledger.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -125,14 +130,181 @@ impl Entry {
     }
 }
 
-/// Appends entries to a ledger file.
+/// Appends entries to a ledger file. It holds the ledger's lock until it is dropped (or the
+/// process ends, however it ends).
 pub struct Ledger {
     path: PathBuf,
     out: BufWriter<File>,
 }
 
+/// Which run a ledger belongs to, written beside it (`<ledger>.run.json`) when the ledger is
+/// created. Only paths, a hash and the target's names: no values, no credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunFile {
+    /// `check`, `plan` or `apply`.
+    pub command: String,
+    /// The config file, as an absolute path when it can be resolved.
+    pub config: String,
+    /// SHA-256 of the config file's text, in hex.
+    pub config_sha256: String,
+    /// The target: kind, domain / instance / base URL and tenant, region.
+    pub target: String,
+    /// The input, as an absolute path when it can be resolved (`<stdin>` for `-`).
+    pub input: String,
+    /// For a `--retry-failed` run: the earlier ledger whose failed records it sends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_failed: Option<String>,
+    /// The process that holds, or last held, the ledger.
+    pub pid: u32,
+}
+
+impl RunFile {
+    /// The run file of the ledger at `ledger`.
+    pub fn path_of(ledger: &Path) -> PathBuf {
+        let mut name = ledger.as_os_str().to_owned();
+        name.push(".run.json");
+        PathBuf::from(name)
+    }
+
+    /// Reads a ledger's run file; `None` when there is none.
+    pub fn read(ledger: &Path) -> io::Result<Option<RunFile>> {
+        let path = Self::path_of(ledger);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{} is not a run file: {e}", path.display()),
+                )
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io::Error::new(
+                e.kind(),
+                format!("cannot read {}: {e}", path.display()),
+            )),
+        }
+    }
+
+    /// Writes the run file of `ledger`, replacing it whole (through a temporary file), with
+    /// this process as its holder.
+    fn write(&self, ledger: &Path) -> io::Result<()> {
+        let path = Self::path_of(ledger);
+        let run = RunFile {
+            pid: std::process::id(),
+            ..self.clone()
+        };
+        let mut text = serde_json::to_vec_pretty(&run).map_err(io::Error::other)?;
+        text.push(b'\n');
+        let mut tmp = path.clone().into_os_string();
+        tmp.push(".tmp");
+        fs::write(&tmp, text)
+            .and_then(|()| fs::rename(&tmp, &path))
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display())))
+    }
+
+    /// Why a ledger written by run `self` cannot be continued by run `now`, if it cannot.
+    pub fn mismatch(&self, now: &RunFile) -> Option<String> {
+        if self.command != now.command {
+            return Some(format!(
+                "it was written by `{}`, and this run is `{}`",
+                self.command, now.command
+            ));
+        }
+        if self.retry_failed != now.retry_failed {
+            let name = |r: &Option<String>| {
+                r.as_ref().map_or("no --retry-failed".to_owned(), |p| {
+                    format!("--retry-failed {p}")
+                })
+            };
+            return Some(format!(
+                "it was written with {}, and this run has {}",
+                name(&self.retry_failed),
+                name(&now.retry_failed)
+            ));
+        }
+        for (what, then, this) in [
+            ("input", &self.input, &now.input),
+            ("target", &self.target, &now.target),
+            ("config", &self.config, &now.config),
+        ] {
+            if then != this {
+                return Some(format!(
+                    "it was written for the {what} {then}, and this run's {what} is {this}"
+                ));
+            }
+        }
+        if self.config_sha256 != now.config_sha256 {
+            return Some(format!(
+                "the config {} has changed since the ledger was written (to change only the \
+                 pace, keep the config and use --rate or --concurrency)",
+                now.config
+            ));
+        }
+        None
+    }
+}
+
+/// SHA-256 of `bytes`, in hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Takes the ledger's exclusive lock without waiting; a held lock names its holder.
+fn lock(file: &File, path: &Path) -> io::Result<()> {
+    match try_lock(file) {
+        Ok(true) => Ok(()),
+        Ok(false) => {
+            let holder = RunFile::read(path)
+                .ok()
+                .flatten()
+                .map_or("another process".to_owned(), |run| {
+                    format!("pid {}", run.pid)
+                });
+            Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!(
+                    "the ledger {} is in use by another profilesync run ({holder}): wait for \
+                     it to end, or stop it, then resume",
+                    path.display()
+                ),
+            ))
+        }
+        Err(e) => Err(io::Error::new(
+            e.kind(),
+            format!("cannot lock the ledger {}: {e}", path.display()),
+        )),
+    }
+}
+
+/// `flock(LOCK_EX | LOCK_NB)`: `Ok(false)` when another open file holds the lock. The lock
+/// goes with the file: it is released when the file is closed or the process ends.
+#[cfg(unix)]
+fn try_lock(file: &File) -> io::Result<bool> {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: flock takes a file descriptor that `file` keeps open for the whole call.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.kind() == io::ErrorKind::WouldBlock {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
+/// Without `flock`, ledgers are not locked.
+#[cfg(not(unix))]
+fn try_lock(_file: &File) -> io::Result<bool> {
+    Ok(true)
+}
+
 impl Ledger {
-    /// Creates the ledger file (and its folder); refuses to overwrite an existing one.
+    /// Creates the ledger file (and its folder), locked; refuses to overwrite an existing one.
     pub fn create(path: &Path) -> io::Result<Ledger> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::create_dir_all(dir)?;
@@ -147,16 +319,57 @@ impl Ledger {
                     format!("cannot create the ledger {}: {e}", path.display()),
                 )
             })?;
+        lock(&file, path)?;
         Ok(Ledger {
             path: path.to_owned(),
             out: BufWriter::with_capacity(1 << 16, file),
         })
     }
 
-    /// Reopens the ledger of an interrupted run to append to it. A last line cut short by a
-    /// crash is removed first (its record was not settled, so it will be sent again).
-    pub fn append(path: &Path) -> io::Result<Ledger> {
-        let mut file = OpenOptions::new()
+    /// Creates the ledger of `run`, locked, and its run file beside it.
+    pub fn create_for(path: &Path, run: &RunFile) -> io::Result<Ledger> {
+        let ledger = Self::create(path)?;
+        run.write(path)?;
+        Ok(ledger)
+    }
+
+    /// Reopens the ledger of an interrupted run to append to it, once it is locked and its
+    /// run file says it is a ledger of the same run as `run` (same command, config and its
+    /// text, target, input). The run file then names this process as the holder.
+    pub fn resume(path: &Path, run: &RunFile) -> io::Result<Ledger> {
+        let refuse = |why: String| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "cannot resume {}: {why}; resume with the same command, config and input, \
+                     or start a new run",
+                    path.display()
+                ),
+            )
+        };
+        let file = Self::open_locked(path)?;
+        match RunFile::read(path)? {
+            None => {
+                return Err(refuse(format!(
+                    "it has no run file {} saying which command, config, target and input it \
+                     belongs to (ledgers written before run files existed, or by `demo`, \
+                     cannot be resumed)",
+                    RunFile::path_of(path).display()
+                )));
+            }
+            Some(then) => {
+                if let Some(why) = then.mismatch(run) {
+                    return Err(refuse(why));
+                }
+            }
+        }
+        run.write(path)?;
+        Self::append_to(path, file)
+    }
+
+    /// Opens an existing ledger for reading and writing, and locks it.
+    fn open_locked(path: &Path) -> io::Result<File> {
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(path)
@@ -166,6 +379,21 @@ impl Ledger {
                     format!("cannot open the ledger {}: {e}", path.display()),
                 )
             })?;
+        lock(&file, path)?;
+        Ok(file)
+    }
+
+    /// Reopens a ledger to append to it, locked, without looking at its run file (runs go
+    /// through [`Ledger::resume`]).
+    #[cfg(test)]
+    fn append(path: &Path) -> io::Result<Ledger> {
+        let file = Self::open_locked(path)?;
+        Self::append_to(path, file)
+    }
+
+    /// Appends to an opened, locked ledger. A last line cut short by a crash is removed
+    /// first (its record was not settled, so it will be sent again).
+    fn append_to(path: &Path, mut file: File) -> io::Result<Ledger> {
         let len = file.metadata()?.len();
         // Entries are far shorter than this window, so the last newline is inside it.
         let window = len.min(1 << 20);
@@ -536,6 +764,60 @@ mod tests {
         set.remove_all(&other);
         assert_eq!(set.len(), 3);
         assert!(!set.contains(64) && set.contains(65));
+    }
+
+    fn run(command: &str) -> RunFile {
+        RunFile {
+            command: command.into(),
+            config: "/c.toml".into(),
+            config_sha256: sha256_hex(b"[source]\n"),
+            target: "customer-profiles domain=D region=us-east-1".into(),
+            input: "/in.csv".into(),
+            retry_failed: None,
+            pid: 1,
+        }
+    }
+
+    #[test]
+    fn a_ledger_is_locked_by_its_run_and_resumed_only_by_the_same_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.jsonl");
+        let apply = run("apply");
+        let mut ledger = Ledger::create_for(&path, &apply).unwrap();
+        ledger
+            .write_lines(b"{\"record\":1,\"line\":2,\"key\":\"a\",\"status\":\"updated\"}\n")
+            .unwrap();
+        let written = RunFile::read(&path).unwrap().unwrap();
+        assert_eq!(written.pid, std::process::id());
+        // Held: a second open (a second run) is refused, naming the holder.
+        let busy = Ledger::resume(&path, &apply).err().unwrap().to_string();
+        assert!(
+            busy.contains(&format!(
+                "in use by another profilesync run (pid {})",
+                std::process::id()
+            )),
+            "{busy}"
+        );
+        drop(ledger);
+        let check = Ledger::resume(&path, &run("check"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            check.contains("it was written by `apply`, and this run is `check`"),
+            "{check}"
+        );
+        let mut changed = run("apply");
+        changed.config_sha256 = sha256_hex(b"[source]\nkey = \"x\"\n");
+        let changed = Ledger::resume(&path, &changed).err().unwrap().to_string();
+        assert!(changed.contains("has changed"), "{changed}");
+        let mut other = run("apply");
+        other.input = "/other.csv".into();
+        assert!(other.mismatch(&apply).unwrap().contains("input /other.csv"));
+        assert!(Ledger::resume(&path, &apply).is_ok());
+        fs::remove_file(RunFile::path_of(&path)).unwrap();
+        let old = Ledger::resume(&path, &apply).err().unwrap().to_string();
+        assert!(old.contains("it has no run file"), "{old}");
     }
 
     #[test]

@@ -61,26 +61,31 @@ fn index(status: Status) -> usize {
 
 /// A progress line on standard error, shown only on a terminal: a bar with an ETA when the
 /// input's size is known, else a spinner; records, records/s, outcomes and the current rate.
+///
+/// The bar follows the work done, not the reading: its position is how much of the input is
+/// behind the records that have settled (their byte offsets), so a reader far ahead of the
+/// sending does not show 100% and an ETA of 0 while most records are still to be sent.
 pub struct Progress {
     bar: Option<ProgressBar>,
-    input: Option<Arc<AtomicU64>>,
     records: AtomicU64,
+    /// The furthest byte offset of a settled record.
+    settled: AtomicU64,
 }
 
 impl Progress {
     /// A progress line, unless it is switched off or standard error is not a terminal.
-    /// `input` is (bytes read so far, total bytes) of the input, when known.
+    /// `input` is (bytes read so far, total bytes) of the input; the bar measures the total
+    /// against the settled records' offsets (see [`Progress::advance`]).
     pub fn new(enabled: bool, command: &str, input: (Arc<AtomicU64>, Option<u64>)) -> Progress {
         let off = Progress {
             bar: None,
-            input: None,
             records: AtomicU64::new(0),
+            settled: AtomicU64::new(0),
         };
         if !enabled || !io::stderr().is_terminal() {
             return off;
         }
-        let (read, size) = input;
-        let (bar, template) = match size {
+        let (bar, template) = match input.1 {
             Some(size) => (
                 ProgressBar::new(size),
                 "{prefix} [{wide_bar}] {percent:>3}% ETA {eta:<4} {msg}",
@@ -97,17 +102,23 @@ impl Progress {
         bar.enable_steady_tick(Duration::from_millis(200));
         Progress {
             bar: Some(bar),
-            input: size.map(|_| read),
-            records: AtomicU64::new(0),
+            ..off
         }
     }
 
-    /// Counts settled records and refreshes the line; `rate` is the limiter's current rate.
-    pub fn advance(&self, records: u64, tally: &Tally, rate: Option<f64>) {
-        let Some(bar) = &self.bar else { return };
+    /// Counts settled records and refreshes the line. `end` is the byte offset just past the
+    /// furthest of them in the input (`SourceRecord::end`); `rate` is the limiter's current
+    /// rate.
+    pub fn advance(&self, records: u64, tally: &Tally, rate: Option<f64>, end: u64) {
         let total = self.records.fetch_add(records, Ordering::Relaxed) + records;
-        if let Some(read) = &self.input {
-            bar.set_position(read.load(Ordering::Relaxed));
+        let before = self.settled.fetch_max(end, Ordering::Relaxed);
+        let Some(bar) = &self.bar else { return };
+        if end > before {
+            bar.set_position(bar.length().map_or(end, |len| end.min(len)));
+            // A resumed run starts far into the input: that jump is not this run's speed.
+            if before == 0 {
+                bar.reset_eta();
+            }
         }
         let secs = bar.elapsed().as_secs_f64().max(0.001);
         let mut msg = format!("{total} records, {:.0}/s", total as f64 / secs);
@@ -121,6 +132,11 @@ impl Progress {
             msg.push_str(&format!(", limit {rate:.0}/s"));
         }
         bar.set_message(msg);
+    }
+
+    /// The furthest byte offset of a settled record so far (0 when the line is off).
+    pub fn settled_offset(&self) -> u64 {
+        self.settled.load(Ordering::Relaxed)
     }
 
     /// Removes the progress line.
@@ -256,6 +272,25 @@ impl DiffReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_follows_settled_records_not_the_reader() {
+        // The reader has read the whole 30,000-byte input; 3 records have settled, out of
+        // order, the furthest ending at byte 900.
+        let read = Arc::new(AtomicU64::new(30_000));
+        let mut progress = Progress::new(false, "apply", (read, Some(30_000)));
+        let bar =
+            ProgressBar::with_draw_target(Some(30_000), indicatif::ProgressDrawTarget::hidden());
+        progress.bar = Some(bar.clone());
+        let tally = Tally::default();
+        for end in [600, 900, 300] {
+            progress.advance(1, &tally, None, end);
+        }
+        assert_eq!(bar.position(), 900);
+        assert_eq!(progress.settled_offset(), 900);
+        progress.advance(1, &tally, None, 40_000);
+        assert_eq!(bar.position(), 30_000, "never past the end");
+    }
 
     #[test]
     fn diff_reports_show_values_only_when_asked() {

@@ -35,6 +35,8 @@ struct Done {
     seq: u64,
     lines: Vec<u8>,
     tally: Tally,
+    /// The byte offset just past the batch's last record, for the progress.
+    end: u64,
 }
 
 /// Runs `check`: maps and validates every record, writes one ledger entry per record.
@@ -162,6 +164,7 @@ fn check_batch(cx: &Context, batch: Batch) -> Done {
         seq: batch.seq,
         lines: Vec::with_capacity(batch.records.len() * 96),
         tally: Tally::default(),
+        end: batch.records.last().map_or(0, |r| r.end),
     };
     for record in &batch.records {
         let entry = check_record(cx, record);
@@ -186,7 +189,7 @@ fn write_in_order(
         while let Some(done) = pending.remove(&next) {
             ledger.write_lines(&done.lines)?;
             tally.merge(&done.tally);
-            progress.advance(done.tally.total(), &tally, None);
+            progress.advance(done.tally.total(), &tally, None, done.end);
             next += 1;
         }
     }

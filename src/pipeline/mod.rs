@@ -7,6 +7,8 @@
 //! `prepare` (map, then validate) and, for `sync`, the target.
 
 mod check;
+#[cfg(test)]
+mod props;
 mod signals;
 mod sync;
 

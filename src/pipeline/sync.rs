@@ -242,8 +242,9 @@ pub async fn sync(
     .await;
 
     let (tally, report, reasons) = writer.await.map_err(io::Error::other)??;
-    // A reader error has already stopped the run; say it too when something else stopped it
-    // first. A stopped run does not wait long for a reader blocked on a silent stdin.
+    // A reader error ends the run once what was read has settled; say it too when something
+    // else stopped the run first. A stopped run does not wait long for a reader blocked on a
+    // silent stdin.
     let reader = if stop.is_stopped() {
         tokio::time::timeout(READER_GRACE, reader).await.ok()
     } else {
@@ -283,8 +284,10 @@ pub async fn sync(
 /// How long a stopped run waits for the reader to notice (it checks between records).
 const READER_GRACE: Duration = Duration::from_secs(1);
 
-/// The reader stage. An error (unreadable input, a resumed ledger from another input) stops
-/// the run before it is returned.
+/// The reader stage. An input that cannot be read to its end (a truncated gzip stream)
+/// ends the reading: the records read before the error are still dispatched and settle, and
+/// the run then stops with the error. A resumed ledger from another input stops the run at
+/// once, before anything more is sent.
 fn read_records(
     records: Box<dyn Iterator<Item = io::Result<SourceRecord>> + Send>,
     selection: &Selection,
@@ -293,9 +296,9 @@ fn read_records(
     stop: &Stop,
 ) -> io::Result<()> {
     for record in records {
-        let wanted = record.and_then(|r| Ok((selection.wants(cx, &r)?, r)));
-        let (wanted, record) = match wanted {
-            Ok(pair) => pair,
+        let record = record?;
+        let wanted = match selection.wants(cx, &record) {
+            Ok(wanted) => wanted,
             Err(e) => {
                 stop.stop(format!("reading the input failed: {e}"));
                 return Err(e);
@@ -404,6 +407,8 @@ fn check_same_input(cx: &Context, record: &SourceRecord, keys: &KeyIndex) -> io:
 /// A settled record on its way to the writer: its ledger entry and the fields it changes.
 struct Settlement {
     entry: Entry,
+    /// The record's byte offset in the input (see [`SourceRecord::end`]), for the progress.
+    end: u64,
     changes: Vec<FieldChange>,
     /// The target gave no usable answer (see [`crate::targets::Settled::unanswered`]).
     unanswered: bool,
@@ -422,6 +427,7 @@ async fn settle(
         Err(invalid) => {
             return Ok(Settlement {
                 entry: *invalid,
+                end: record.end,
                 changes: Vec::new(),
                 unanswered: false,
             });
@@ -441,6 +447,7 @@ async fn settle(
                 }),
                 ..new_entry(record, settled.status)
             },
+            end: record.end,
             changes: settled.changed,
             unanswered: settled.unanswered,
         }),
@@ -482,6 +489,7 @@ impl Writer {
         let (mut failed, mut unanswered) = (0, 0);
         while let Some(Settlement {
             entry,
+            end,
             changes,
             unanswered: gave_up,
         }) = rx.recv().await
@@ -494,7 +502,7 @@ impl Writer {
             }
             self.tally.add(entry.status);
             let rate = self.sender.limiters.busiest().map(|(_, rate)| rate);
-            self.progress.advance(1, &self.tally, rate);
+            self.progress.advance(1, &self.tally, rate, end);
             if let Some(error) = &entry.error {
                 *reasons.entry(error.code.clone()).or_insert(0) += 1;
             }

@@ -16,6 +16,8 @@ pub fn open(reader: Box<dyn Read + Send>) -> impl Iterator<Item = io::Result<Sou
     let mut buf = Vec::with_capacity(4096);
     let mut line = 0u64;
     let mut number = 0u64;
+    // Bytes of the input before the current line.
+    let mut offset = 0u64;
     std::iter::from_fn(move || {
         loop {
             buf.clear();
@@ -25,12 +27,16 @@ pub fn open(reader: Box<dyn Read + Send>) -> impl Iterator<Item = io::Result<Sou
             {
                 Ok(0) => return None,
                 Ok(n) => n,
-                Err(e) => return Some(Err(e)),
+                Err(e) => return Some(Err(read_error(e, line + 1, offset))),
             };
             line += 1;
+            offset += read as u64;
             let too_long = read > MAX_LINE_BYTES && buf.last() != Some(&b'\n');
-            if too_long && let Err(e) = skip_line(&mut reader) {
-                return Some(Err(e));
+            if too_long {
+                match skip_line(&mut reader) {
+                    Ok(skipped) => offset += skipped,
+                    Err(e) => return Some(Err(read_error(e, line, offset))),
+                }
             }
             let text = trim_ascii(&buf);
             if text.is_empty() && !too_long {
@@ -48,6 +54,7 @@ pub fn open(reader: Box<dyn Read + Send>) -> impl Iterator<Item = io::Result<Sou
             return Some(Ok(SourceRecord {
                 record: number,
                 line,
+                end: offset,
                 body,
             }));
         }
@@ -83,18 +90,32 @@ fn describe(e: &serde_json::Error) -> String {
     format!("{what} at column {}", e.column())
 }
 
-fn skip_line(reader: &mut impl BufRead) -> io::Result<()> {
+/// Says where reading stopped (a truncated gzip stream, a vanished file).
+fn read_error(e: io::Error, line: u64, byte: u64) -> io::Error {
+    io::Error::new(
+        e.kind(),
+        format!(
+            "{e}, at line {line} (byte {byte} of the input, decompressed); every line before \
+             it was read"
+        ),
+    )
+}
+
+/// Skips the rest of a line; returns how many bytes that was.
+fn skip_line(reader: &mut impl BufRead) -> io::Result<u64> {
+    let mut skipped = 0;
     loop {
         let buf = reader.fill_buf()?;
         if buf.is_empty() {
-            return Ok(());
+            return Ok(skipped);
         }
         if let Some(pos) = buf.iter().position(|&b| b == b'\n') {
             reader.consume(pos + 1);
-            return Ok(());
+            return Ok(skipped + pos as u64 + 1);
         }
         let len = buf.len();
         reader.consume(len);
+        skipped += len as u64;
     }
 }
 

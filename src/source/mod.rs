@@ -3,7 +3,11 @@
 //! A source never fails on a bad record: a wrong column count, invalid UTF-8, a line that is
 //! not JSON or an oversized field becomes a [`Body::Broken`] record carrying its line and the
 //! reason, and reading goes on. Only I/O errors (a truncated gzip stream, a vanished file)
-//! stop a source. Memory stays flat: records are read one by one from a buffered reader.
+//! stop a source, and every complete record before the error is delivered first. Memory
+//! stays flat: records are read one by one from a buffered reader.
+//!
+//! Line endings are `\n` or `\r\n`; an input whose first line ends with a lone `\r` (old Mac
+//! exports) has every `\r` read as `\n` ([`LoneCr`]).
 
 mod csv;
 mod jsonl;
@@ -12,8 +16,8 @@ use std::borrow::Cow;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use flate2::read::MultiGzDecoder;
 
@@ -31,6 +35,9 @@ pub struct SourceRecord {
     pub record: u64,
     /// 1-based line of the input where the record starts.
     pub line: u64,
+    /// Byte offset just past the record in the input: how much of the input is behind this
+    /// record once it settles (for a `.gz` file, estimated in compressed bytes).
+    pub end: u64,
     /// The record's content, or why it could not be read.
     pub body: Body,
 }
@@ -110,7 +117,24 @@ pub struct Source {
     /// How far reading has got: bytes of the file read so far, and the file's size (for a
     /// progress bar and its ETA; compressed bytes for `.gz`). No size for standard input.
     pub progress: (Arc<AtomicU64>, Option<u64>),
+    /// Notes about the input as a whole, filled in as it is read (rows swallowed by an
+    /// unclosed quote); see [`Source::notes`].
+    notes: Arc<Mutex<Vec<String>>>,
     records: Box<dyn Iterator<Item = io::Result<SourceRecord>> + Send>,
+}
+
+/// The notes a source gathers while it is read; the end-of-run summary prints them.
+#[derive(Clone, Default)]
+pub struct Notes(Arc<Mutex<Vec<String>>>);
+
+impl Notes {
+    /// The notes so far.
+    pub fn take(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .map(|mut notes| std::mem::take(&mut *notes))
+            .unwrap_or_default()
+    }
 }
 
 impl Source {
@@ -135,12 +159,34 @@ impl Source {
             };
             (path.to_owned(), Box::new(counted), size)
         };
-        let reader: Box<dyn Read + Send> = if path.ends_with(".gz") {
-            Box::new(MultiGzDecoder::new(BufReader::with_capacity(1 << 16, raw)))
+        let gz = path.ends_with(".gz");
+        let decoded = Arc::new(AtomicU64::new(0));
+        let reader: Box<dyn Read + Send> = if gz {
+            Box::new(Counted {
+                inner: MultiGzDecoder::new(BufReader::with_capacity(1 << 16, raw)),
+                read: Arc::clone(&decoded),
+            })
         } else {
             raw
         };
         let mut source = Self::from_reader(name, format, reader, delimiter)?;
+        if gz {
+            // Record offsets are in decompressed bytes and the size in compressed ones:
+            // scale each offset by the compression ratio so far.
+            let compressed = Arc::clone(&read);
+            source.records = Box::new(source.records.map(move |record| {
+                record.map(|mut record| {
+                    let (raw, out) = (
+                        compressed.load(Ordering::Relaxed),
+                        decoded.load(Ordering::Relaxed),
+                    );
+                    if out > 0 {
+                        record.end = (record.end as f64 * raw as f64 / out as f64) as u64;
+                    }
+                    record
+                })
+            }));
+        }
         source.progress = (read, size);
         Ok(source)
     }
@@ -152,15 +198,18 @@ impl Source {
         reader: Box<dyn Read + Send>,
         delimiter: u8,
     ) -> Result<Source, String> {
+        let reader = LoneCr::detect(reader).map_err(|e| format!("cannot read `{name}`: {e}"))?;
+        let notes = Arc::new(Mutex::new(Vec::new()));
         match format {
             SourceFormat::Csv => {
-                let (header, records) = csv::open(reader, delimiter)
+                let (header, records) = csv::open(reader, delimiter, Arc::clone(&notes))
                     .map_err(|e| format!("cannot read the header of `{name}`: {e}"))?;
                 Ok(Source {
                     name,
                     format,
                     header,
                     progress: Default::default(),
+                    notes,
                     records: Box::new(records),
                 })
             }
@@ -169,9 +218,15 @@ impl Source {
                 format,
                 header: Vec::new(),
                 progress: Default::default(),
+                notes,
                 records: Box::new(jsonl::open(reader)),
             }),
         }
+    }
+
+    /// The notes this source gathers while it is read (take them after the run).
+    pub fn notes(&self) -> Notes {
+        Notes(Arc::clone(&self.notes))
     }
 
     /// Resolves a configured column name: a CSV header name, or a JSON dotted path.
@@ -208,6 +263,70 @@ impl<R: Read> Read for Counted<R> {
     }
 }
 
+/// Lone-CR line endings: when the first line of the input ends with a `\r` that no `\n`
+/// follows, every `\r` is read as `\n` (a quoted field's line breaks included, which in such
+/// a file are `\r` too). Other inputs pass through untouched.
+pub struct LoneCr {
+    prefix: io::Cursor<Vec<u8>>,
+    inner: Box<dyn Read + Send>,
+    translate: bool,
+}
+
+/// How far [`LoneCr`] looks for the first line end.
+const SNIFF_BYTES: usize = 64 * 1024;
+
+impl LoneCr {
+    /// Reads up to the first line end (at most 64 KiB) to tell the line endings apart.
+    pub fn detect(mut inner: Box<dyn Read + Send>) -> io::Result<Box<dyn Read + Send>> {
+        let mut prefix = Vec::with_capacity(4096);
+        let mut chunk = [0u8; 4096];
+        let translate = loop {
+            let n = match inner.read(&mut chunk) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            prefix.extend_from_slice(&chunk[..n]);
+            let first_end = prefix.iter().position(|&b| b == b'\n' || b == b'\r');
+            match first_end {
+                // A `\r` at the very end of what was read may be half of a `\r\n`.
+                Some(i) if prefix[i] == b'\r' && i + 1 < prefix.len() => {
+                    break prefix[i + 1] != b'\n';
+                }
+                Some(i) if prefix[i] == b'\n' => break false,
+                Some(_) if n == 0 => break true,
+                None if n == 0 || prefix.len() >= SNIFF_BYTES => break false,
+                _ => {}
+            }
+        };
+        if !translate && prefix.is_empty() {
+            return Ok(inner);
+        }
+        Ok(Box::new(LoneCr {
+            prefix: io::Cursor::new(prefix),
+            inner,
+            translate,
+        }))
+    }
+}
+
+impl Read for LoneCr {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut n = self.prefix.read(buf)?;
+        if n == 0 {
+            n = self.inner.read(buf)?;
+        }
+        if self.translate {
+            for b in &mut buf[..n] {
+                if *b == b'\r' {
+                    *b = b'\n';
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
 /// The format a file name implies, looking through a `.gz` suffix.
 pub fn format_of(path: &str) -> Option<SourceFormat> {
     let name = path.strip_suffix(".gz").unwrap_or(path);
@@ -235,5 +354,38 @@ mod tests {
         assert_eq!(format_of("b.jsonl.gz"), Some(SourceFormat::Jsonl));
         assert_eq!(format_of("b.txt"), None);
         assert_eq!(format_of("-"), None);
+    }
+
+    fn read_through(input: &[u8], chunk: usize) -> Vec<u8> {
+        struct Trickle(Vec<u8>, usize, usize);
+        impl Read for Trickle {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = self.2.min(buf.len()).min(self.0.len() - self.1);
+                buf[..n].copy_from_slice(&self.0[self.1..self.1 + n]);
+                self.1 += n;
+                Ok(n)
+            }
+        }
+        let mut out = Vec::new();
+        LoneCr::detect(Box::new(Trickle(input.to_vec(), 0, chunk)))
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn lone_cr_files_read_as_lf_and_others_pass_untouched() {
+        for chunk in [1, 2, 3, 4096] {
+            assert_eq!(read_through(b"a,b\r1,2\r", chunk), b"a,b\n1,2\n");
+            assert_eq!(read_through(b"a,b\r", chunk), b"a,b\n");
+            assert_eq!(
+                read_through(b"a,b\r\n1,\"x\ry\"\r\n", chunk),
+                b"a,b\r\n1,\"x\ry\"\r\n"
+            );
+            assert_eq!(read_through(b"a,b\n1,\r\n", chunk), b"a,b\n1,\r\n");
+            assert_eq!(read_through(b"a,b", chunk), b"a,b");
+            assert_eq!(read_through(b"", chunk), b"");
+        }
     }
 }

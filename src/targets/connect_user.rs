@@ -196,6 +196,11 @@ impl ConnectUser {
         Ok(warnings)
     }
 
+    /// The region the requests are signed for.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
     fn rules(&self) -> Rules {
         Rules {
             allow_email_change: self.allow_email_change,

@@ -81,6 +81,11 @@ impl CustomerProfiles {
         })
     }
 
+    /// The region the client sends to.
+    pub fn region(&self) -> Option<String> {
+        self.client.config().region().map(ToString::to_string)
+    }
+
     /// Checks, once before any record, that the domain exists and the credentials work
     /// (`GetDomain`), so that a wrong domain or missing access stops the run at once. A role
     /// without `profile:GetDomain` gets a warning instead, and the run goes on.

@@ -161,6 +161,15 @@ impl Target {
         }
     }
 
+    /// The AWS region the target's requests go to (none for Genesys).
+    pub fn region(&self) -> Option<String> {
+        match self {
+            Self::CustomerProfiles(t) => t.region(),
+            Self::ConnectUser(t) => Some(t.region().to_owned()),
+            Self::GenesysUcs(_) => None,
+        }
+    }
+
     /// Syncs one mapped, valid record.
     pub async fn sync(
         &self,

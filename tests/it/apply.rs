@@ -11,10 +11,10 @@ use crate::support::{
     wait_for_entries,
 };
 
-const DOMAIN: &str = "ExampleDomainName";
+pub(crate) const DOMAIN: &str = "ExampleDomainName";
 
 /// A CSV of `n` customers: record i sets FirstName "First{i}", City "City{i}", and a tier.
-fn customers(n: u32) -> String {
+pub(crate) fn customers(n: u32) -> String {
     let mut csv = String::from("crm_id,profile_id,first,city,tier,email\n");
     for i in 1..=n {
         csv.push_str(&format!(
@@ -26,14 +26,14 @@ fn customers(n: u32) -> String {
 }
 
 /// A seed with profiles 1..=n, each with an old first name and an attribute the CSV does not map.
-fn seed(n: u32) -> Value {
+pub(crate) fn seed(n: u32) -> Value {
     let profiles: serde_json::Map<String, Value> = (1..=n)
         .map(|i| (pid(i), json!({"FirstName": format!("Old{i}"), "LastName": "Kept", "Attributes": {"Other": "x"}})))
         .collect();
     json!({"domains": {DOMAIN: {"profiles": profiles}}})
 }
 
-fn config(limits: &str, matching: &str) -> String {
+pub(crate) fn config(limits: &str, matching: &str) -> String {
     format!(
         r#"[source]
 key = "crm_id"
@@ -56,10 +56,10 @@ FirstName = "first"
     )
 }
 
-const BY_ID: &str = "id = \"profile_id\"";
+pub(crate) const BY_ID: &str = "id = \"profile_id\"";
 
 /// `apply` of `in.csv` with `c.toml` into `l.jsonl`.
-const APPLY: [&str; 7] = [
+pub(crate) const APPLY: [&str; 7] = [
     "apply",
     "--config",
     "c.toml",
@@ -70,14 +70,14 @@ const APPLY: [&str; 7] = [
 ];
 
 /// An emulator seeded with profiles 1..=n (see [`seed`]).
-async fn seeded(n: u32) -> EmulatorHandle {
+pub(crate) async fn seeded(n: u32) -> EmulatorHandle {
     Emulator::start(EmulatorConfig::default().with_seed(seed(n)))
         .await
         .unwrap()
 }
 
 /// `profilesync COMMAND --config CONFIG in.csv --ledger LEDGER --no-progress EXTRA...`.
-async fn sync(
+pub(crate) async fn sync(
     dir: &Dir,
     emulator: &EmulatorHandle,
     command: &str,
@@ -99,14 +99,22 @@ async fn sync(
 }
 
 /// Runs the binary with the AWS environment pointing at the emulator.
-async fn run(dir: &Dir, emulator: &EmulatorHandle, args: &[&str]) -> std::process::Output {
+pub(crate) async fn run(
+    dir: &Dir,
+    emulator: &EmulatorHandle,
+    args: &[&str],
+) -> std::process::Output {
     command(dir, emulator, args)
         .output()
         .await
         .expect("run profilesync")
 }
 
-fn command(dir: &Dir, emulator: &EmulatorHandle, args: &[&str]) -> tokio::process::Command {
+pub(crate) fn command(
+    dir: &Dir,
+    emulator: &EmulatorHandle,
+    args: &[&str],
+) -> tokio::process::Command {
     aws_command(
         dir,
         "AWS_ENDPOINT_URL_CUSTOMER_PROFILES",
@@ -134,7 +142,7 @@ async fn apply_all(
 
 /// An emulator seeded with profiles 1..=n that answers every request after `latency_ms`, so
 /// that a run lasts long enough to be interrupted.
-async fn slow_emulator(n: u32, latency_ms: u64) -> EmulatorHandle {
+pub(crate) async fn slow_emulator(n: u32, latency_ms: u64) -> EmulatorHandle {
     let faults = FaultConfig {
         latency: Duration::from_millis(latency_ms),
         ..FaultConfig::default()
@@ -149,12 +157,12 @@ async fn slow_emulator(n: u32, latency_ms: u64) -> EmulatorHandle {
 }
 
 /// Waits (up to 5 s) until a ledger being written has at least `n` entries.
-fn profile(emulator: &EmulatorHandle, id: &str) -> Value {
+pub(crate) fn profile(emulator: &EmulatorHandle, id: &str) -> Value {
     emulator.state()["domains"][DOMAIN]["profiles"][id].clone()
 }
 
 /// Statuses in record order (apply writes entries as records settle).
-fn statuses(ledger: &[Value]) -> Vec<String> {
+pub(crate) fn statuses(ledger: &[Value]) -> Vec<String> {
     by_record(ledger)
         .iter()
         .map(|e| e["status"].as_str().unwrap().to_owned())
@@ -666,6 +674,12 @@ async fn an_interrupted_retry_of_failed_records_resumes_with_the_same_selection(
         "{\"record\":3,\"line\":4,\"key\":\"C3\",\"status\":\"failed\",\"attempts\":1}\n",
     )
     .unwrap();
+    // Its run file: the first run's, as a re-drive of first.jsonl.
+    let mut run: Value =
+        serde_json::from_slice(&std::fs::read(dir.path("first.jsonl.run.json")).unwrap()).unwrap();
+    let first = std::fs::canonicalize(dir.path("first.jsonl")).unwrap();
+    run["retry_failed"] = json!(first.display().to_string());
+    std::fs::write(dir.path("retry.jsonl.run.json"), run.to_string()).unwrap();
     emulator.reset_stats();
     let out = sync(
         &dir,

@@ -3,6 +3,8 @@
 mod apply;
 mod check;
 mod connect;
+mod crash;
 mod emulator;
 mod genesys;
+mod reliability;
 mod support;

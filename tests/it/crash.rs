@@ -1,0 +1,129 @@
+//! The crash test: one Customer Profiles `apply` killed with SIGKILL three times, at three
+//! different points, and resumed each time. The emulator ends in exactly the expected state,
+//! every record is in the ledger once, and each crash costs at most `concurrency` records
+//! sent again (those on the wire when it came).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::apply::{APPLY, BY_ID, command, config, customers, profile, slow_emulator};
+use crate::support::{Dir, pid, read_ledger};
+
+/// Record numbers of the complete entries of a ledger (a line torn by the kill is left out),
+/// asserting that none appears twice.
+fn settled(ledger: &std::path::Path) -> BTreeSet<u64> {
+    let text = std::fs::read_to_string(ledger).unwrap();
+    let mut records = BTreeSet::new();
+    for line in text.lines() {
+        let Ok(entry) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        assert_eq!(entry["status"], "updated", "{entry}");
+        let record = entry["record"].as_u64().unwrap();
+        assert!(
+            records.insert(record),
+            "record {record} is in the ledger twice"
+        );
+    }
+    records
+}
+
+/// Waits (up to 30 s, for a loaded machine) until the ledger has at least `n` lines.
+async fn wait_for(ledger: &std::path::Path, n: usize) {
+    for _ in 0..1200 {
+        if std::fs::read_to_string(ledger).map_or(0, |t| t.lines().count()) >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_sigkills_in_one_apply_each_resumed_end_exact() {
+    let n: u32 = 400;
+    let concurrency = 4;
+    let emulator = slow_emulator(n, 15).await;
+    let dir = Dir::new();
+    dir.write("in.csv", customers(n));
+    dir.write(
+        "c.toml",
+        config(
+            &format!("rate = 150\nburst = 5\nconcurrency = {concurrency}"),
+            BY_ID,
+        ),
+    );
+    let ledger = dir.path("l.jsonl");
+    let mut resume = APPLY.to_vec();
+    resume.push("--resume");
+    let mut before = 0;
+    let mut resent_by_crashes = 0;
+    for (crash, at) in [n / 8, n / 2, n * 7 / 8].into_iter().enumerate() {
+        let args: &[&str] = if crash == 0 { &APPLY } else { &resume };
+        let mut child = command(&dir, &emulator, args).spawn().unwrap();
+        wait_for(&ledger, at as usize).await;
+        child.start_kill().unwrap(); // SIGKILL
+        child.wait().await.unwrap();
+        // Let the emulator finish the requests that were on the wire.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let settled = settled(&ledger);
+        assert!(
+            settled.len() > before && settled.len() < n as usize,
+            "crash {crash} came mid-run: {} settled",
+            settled.len()
+        );
+        before = settled.len();
+        // What the emulator accepted: a record's FirstName is its new one.
+        let accepted: BTreeSet<u64> = (1..=n)
+            .filter(|&i| profile(&emulator, &pid(i))["FirstName"] == format!("First{i}"))
+            .map(u64::from)
+            .collect();
+        assert!(
+            settled.is_subset(&accepted),
+            "the ledger says updated only for what the target accepted"
+        );
+        let on_the_wire = accepted.difference(&settled).count();
+        assert!(
+            on_the_wire <= concurrency,
+            "crash {crash}: {on_the_wire} records were accepted but not settled"
+        );
+        resent_by_crashes += on_the_wire;
+    }
+
+    let out = command(&dir, &emulator, &resume).output().await.unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let entries = read_ledger(&ledger);
+    let mut records: Vec<u64> = entries
+        .iter()
+        .map(|e| e["record"].as_u64().unwrap())
+        .collect();
+    records.sort_unstable();
+    assert_eq!(
+        records,
+        (1..=u64::from(n)).collect::<Vec<_>>(),
+        "every record once"
+    );
+    for i in 1..=n {
+        assert_eq!(
+            profile(&emulator, &pid(i)),
+            json!({"FirstName": format!("First{i}"), "LastName": "Kept", "Address": {"City": format!("City{i}")},
+                   "Attributes": {"Other": "x", "Tier": "Gold"}}),
+            "profile {i}"
+        );
+    }
+    let sent = emulator.stats().operation("UpdateProfile").status(200);
+    let resent = sent - u64::from(n);
+    eprintln!(
+        "crash test: {resent} records sent again in all, {resent_by_crashes} seen on the wire at the three crashes"
+    );
+    assert!(
+        resent as usize >= resent_by_crashes && resent as usize <= 3 * concurrency,
+        "{resent} records were sent again ({resent_by_crashes} on the wire at the crashes)"
+    );
+}
