@@ -211,13 +211,15 @@ impl Limiters {
 
     /// For the progress line: each operation that sent requests, with its limiter's current
     /// rate and the throttles so far, such as `DescribeUser 2/s, UpdateUserIdentityInfo 2/s
-    /// (3 throttled)`; `None` before the first request.
+    /// (3 throttled)`; `None` before then. An operation sent once and not throttled (the
+    /// preflight's `GetDomain`, a one-page `ListUsers`) has no rate to speak of and is left
+    /// out.
     pub fn progress(&self) -> Option<String> {
         let parts: Vec<String> = self
             .iter()
             .filter_map(|(name, l)| {
                 let stats = l.stats();
-                (stats.acquired > 0).then(|| {
+                (stats.acquired > 1 || stats.throttled > 0).then(|| {
                     let rate = l.current_rate();
                     let mut part = if rate >= 10.0 || rate.fract() == 0.0 {
                         format!("{name} {rate:.0}/s")
@@ -651,6 +653,8 @@ mod tests {
             fixed,
         );
         assert_eq!(auto.progress(), None, "nothing sent yet");
+        auto.get("Put").acquire().await;
+        assert_eq!(auto.progress(), None, "one request is no rate");
         auto.get("Put").acquire().await;
         assert_eq!(auto.progress().as_deref(), Some("Put 2.5/s"));
         // A name the target did not declare gets the default bucket, never a panic.
