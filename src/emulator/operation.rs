@@ -20,6 +20,7 @@ pub enum Operation {
     UpdateProfile,
     CreateProfile,
     SearchProfiles,
+    BatchGetProfile,
     UpdateUserIdentityInfo,
     DescribeUser,
     ListUsers,
@@ -31,11 +32,12 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation, in a fixed order.
-    pub const ALL: [Operation; 11] = [
+    pub const ALL: [Operation; 12] = [
         Operation::GetDomain,
         Operation::UpdateProfile,
         Operation::CreateProfile,
         Operation::SearchProfiles,
+        Operation::BatchGetProfile,
         Operation::UpdateUserIdentityInfo,
         Operation::DescribeUser,
         Operation::ListUsers,
@@ -52,6 +54,7 @@ impl Operation {
             Operation::UpdateProfile => "UpdateProfile",
             Operation::CreateProfile => "CreateProfile",
             Operation::SearchProfiles => "SearchProfiles",
+            Operation::BatchGetProfile => "BatchGetProfile",
             Operation::UpdateUserIdentityInfo => "UpdateUserIdentityInfo",
             Operation::DescribeUser => "DescribeUser",
             Operation::ListUsers => "ListUsers",
@@ -73,7 +76,8 @@ impl Operation {
             Operation::GetDomain
             | Operation::UpdateProfile
             | Operation::CreateProfile
-            | Operation::SearchProfiles => Api::CustomerProfiles,
+            | Operation::SearchProfiles
+            | Operation::BatchGetProfile => Api::CustomerProfiles,
             Operation::UpdateUserIdentityInfo
             | Operation::DescribeUser
             | Operation::ListUsers
@@ -87,7 +91,7 @@ impl Operation {
     /// The documented default quota as `(requests per second, burst)`, if the API has one.
     ///
     /// Customer Profiles: 100 TPS (GetDomain 5), no separate burst documented, so the burst
-    /// equals the rate. Connect user operations: `RateLimit` 2, `BurstLimit` 5. Genesys: none
+    /// equals the rate; BatchGetProfile is not in the quota table, so it gets the same 100. Connect user operations: `RateLimit` 2, `BurstLimit` 5. Genesys: none
     /// documented.
     pub fn default_quota(self) -> Option<(f64, u32)> {
         if self == Operation::GetDomain {
