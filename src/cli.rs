@@ -14,11 +14,14 @@ use crate::config::{self, Config, Rate};
 use crate::ledger::{self, Ledger, RunFile};
 use crate::limiter::{Limiters, RateSetting};
 use crate::mapping::Plan;
-use crate::pipeline::{self, Context, Interrupts, Selection, Sender, SyncOptions, SyncResult};
+use crate::pipeline::{
+    self, Context, Interrupts, Selection, Sender, StateUse, SyncOptions, SyncResult,
+};
 use crate::report::{self, DiffReport, Progress, Tally};
 use crate::retry::RetryPolicy;
 use crate::schema::{self, TargetKind};
 use crate::source::Source;
+use crate::state::{SyncState, TargetIdentity};
 use crate::targets::aws;
 use crate::targets::connect_user::ConnectUser;
 use crate::targets::customer_profiles::CustomerProfiles;
@@ -112,6 +115,13 @@ struct SyncArgs {
     /// Put current and new values in the diff report (they are personal data).
     #[arg(long)]
     show_values: bool,
+    /// Ignore the local sync state: read every record from the target (still writing only
+    /// what differs), and refresh the state.
+    #[arg(long)]
+    full: bool,
+    /// The directory of the local sync state (overrides [state] path; default ./state).
+    #[arg(long, value_name = "PATH")]
+    state: Option<PathBuf>,
 }
 
 /// Runs the command line and returns the process exit code.
@@ -270,22 +280,31 @@ fn sync_command(args: &SyncArgs, mode: Mode) -> i32 {
                 return code;
             }
         };
+        let region = sender.target.region();
+        let state = match open_state(args, &cx.config, region.as_deref()) {
+            Ok(state) => state,
+            Err(message) => {
+                eprintln!("profilesync: {message}");
+                return EXIT_USAGE;
+            }
+        };
         let opened = run_file(
             command,
             &args.run.config,
             &cx.config,
             &cx.input,
-            sender.target.region().as_deref(),
+            region.as_deref(),
             args.retry_failed.as_deref(),
         )
         .and_then(|run| open_ledger(args, mode, &cx.config, &run));
-        let (ledger, options, resume_hint) = match opened {
+        let (ledger, mut options, resume_hint) = match opened {
             Ok(opened) => opened,
             Err(message) => {
                 eprintln!("profilesync: {message}");
                 return EXIT_USAGE;
             }
         };
+        options.state = Some(state);
         let quiet = args.run.quiet;
         let progress = Progress::new(
             !quiet && !args.run.no_progress,
@@ -420,6 +439,7 @@ fn open_ledger(
         concurrency: config.limits.concurrency,
         carried: Tally::default(),
         report: None,
+        state: None,
     };
     // The resumed ledger is locked, and its run file checked, before it is read.
     let resumed = match args.resume {
@@ -537,6 +557,45 @@ fn check_earlier(earlier: &Path, run: &RunFile) -> Result<(), String> {
 /// What [`RunFile`] says about this run: the command, the config (path and a hash of its
 /// text), the target and the input. `region` is the AWS configuration's, when the config
 /// sets none.
+/// What names the target's records, beyond its kind: the domain, instance or base URL and
+/// tenant, and the region of an AWS target.
+pub(crate) fn target_scope(config: &Config, region: Option<&str>) -> String {
+    let t = &config.target;
+    let mut scope = Vec::new();
+    for (name, value) in [
+        ("domain", t.domain.clone()),
+        ("instance_id", t.instance_id.clone()),
+        ("base_url", t.base_url.clone()),
+        ("tenant_id", t.tenant_id.map(|n| n.to_string())),
+    ] {
+        if let Some(value) = value {
+            scope.push(format!("{name}={value}"));
+        }
+    }
+    if t.kind != TargetKind::GenesysUcs
+        && let Some(region) = t.region.as_deref().or(region)
+    {
+        scope.push(format!("region={region}"));
+    }
+    scope.join(" ")
+}
+
+/// Opens the target's sync state (`--state`, else `[state] path`, else `./state`), locked
+/// for the run.
+fn open_state(args: &SyncArgs, config: &Config, region: Option<&str>) -> Result<StateUse, String> {
+    let dir = args
+        .state
+        .clone()
+        .or_else(|| config.state.clone())
+        .unwrap_or_else(|| PathBuf::from("state"));
+    let identity = TargetIdentity::new(config.target.kind.name(), target_scope(config, region));
+    let state = SyncState::open(&dir, &identity).map_err(|e| e.to_string())?;
+    Ok(StateUse {
+        state,
+        full: args.full,
+    })
+}
+
 fn run_file(
     command: &str,
     config_path: &Path,
@@ -553,23 +612,11 @@ fn run_file(
     };
     let text = std::fs::read(config_path)
         .map_err(|e| format!("cannot read the config {}: {e}", config_path.display()))?;
-    let t = &config.target;
-    let mut target = t.kind.name().to_owned();
-    for (name, value) in [
-        ("domain", t.domain.clone()),
-        ("instance_id", t.instance_id.clone()),
-        ("base_url", t.base_url.clone()),
-        ("tenant_id", t.tenant_id.map(|n| n.to_string())),
-    ] {
-        if let Some(value) = value {
-            target.push_str(&format!(" {name}={value}"));
-        }
-    }
-    if t.kind != TargetKind::GenesysUcs
-        && let Some(region) = t.region.as_deref().or(region)
-    {
-        target.push_str(&format!(" region={region}"));
-    }
+    let target = format!(
+        "{} {}",
+        config.target.kind.name(),
+        target_scope(config, region)
+    );
     Ok(RunFile {
         command: command.to_owned(),
         config: absolute(config_path),
@@ -638,7 +685,7 @@ pub(crate) fn finish(
                     started.elapsed(),
                     &path,
                 );
-                let _ = report::costs(&mut out, &result.calls, &result.reasons);
+                let _ = report::costs(&mut out, &result);
                 if let Some(report) = &result.report {
                     let _ = writeln!(out, "diff report: {}", report.display());
                 }

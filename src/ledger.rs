@@ -119,6 +119,20 @@ pub struct Entry {
     /// Why, for `invalid` and `failed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<EntryError>,
+    /// For `unchanged`: what says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basis: Option<Basis>,
+}
+
+/// What an `unchanged` record was found unchanged by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Basis {
+    /// The record was read from the target and compared.
+    Target,
+    /// The local sync state holds the hash of this very payload, accepted by the target
+    /// earlier: nothing was read or written.
+    State,
 }
 
 impl Entry {
@@ -685,6 +699,7 @@ mod tests {
                         .in_column(Some("phone")),
                 ],
             }),
+            basis: None,
         };
         let mut out = Vec::new();
         entry.write_line(&mut out);

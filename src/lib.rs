@@ -21,5 +21,6 @@ pub mod report;
 pub mod retry;
 pub mod schema;
 pub mod source;
+pub mod state;
 pub mod targets;
 pub mod validate;

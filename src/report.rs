@@ -178,14 +178,18 @@ pub fn summary(
     writeln!(out, "ledger: {}", ledger.display())
 }
 
-/// Writes what a `plan` or `apply` run cost and why records did not end well: the requests
-/// per API operation (throttles included), and the error codes of `failed` and `invalid`
-/// records (`email_change_guarded`, `ambiguous`, ...).
-pub fn costs(
-    out: &mut dyn Write,
-    calls: &[crate::pipeline::OperationCalls],
-    reasons: &std::collections::BTreeMap<String, u64>,
-) -> io::Result<()> {
+/// Writes what a `plan` or `apply` run cost and why records did not end well: the records
+/// the sync state found unchanged, the requests per API operation (throttles included), and
+/// the error codes of `failed` and `invalid` records (`email_change_guarded`, ...).
+pub fn costs(out: &mut dyn Write, result: &crate::pipeline::SyncResult) -> io::Result<()> {
+    let (calls, reasons) = (&result.calls, &result.reasons);
+    if result.unchanged_by_state > 0 {
+        writeln!(
+            out,
+            "unchanged by the sync state: {} (nothing read or written; --full reads them)",
+            result.unchanged_by_state
+        )?;
+    }
     if !calls.is_empty() {
         let parts: Vec<String> = calls
             .iter()
@@ -304,6 +308,7 @@ mod tests {
             changed: vec!["FirstName".into()],
             attempts: Some(1),
             error: None,
+            basis: None,
         };
         let changes = [FieldChange {
             field: "FirstName".into(),

@@ -7,4 +7,5 @@ mod crash;
 mod emulator;
 mod genesys;
 mod reliability;
+mod state;
 mod support;
