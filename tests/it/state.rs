@@ -161,3 +161,83 @@ async fn a_state_file_of_another_domain_is_never_used() {
         u64::from(n)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_reads_give_each_record_its_own_result() {
+    // Profiles 1-5 exist; BatchGetProfile answers profile 3 with an error entry; 6 is missing.
+    let emulator = profilesync::emulator::Emulator::start(
+        profilesync::emulator::EmulatorConfig::default()
+            .with_seed(crate::apply::seed(5))
+            .with_batch_error(&crate::support::pid(3)),
+    )
+    .await
+    .unwrap();
+    let dir = Dir::new();
+    dir.write("in.csv", customers(6));
+    dir.write("c.toml", config(LIMITS, BY_ID));
+    let out = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &[]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let ledger = by_record(&read_ledger(&dir.path("l.jsonl")));
+    let statuses: Vec<&str> = ledger
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "updated", "updated", "failed", "updated", "updated", "skipped"
+        ]
+    );
+    assert_eq!(ledger[2]["error"]["code"], "InternalServerException");
+    let stats = emulator.stats();
+    assert!(
+        stats.operation("BatchGetProfile").requests < 6,
+        "the records in flight share their reads: {:?}",
+        stats.operation("BatchGetProfile")
+    );
+    assert_eq!(stats.operation("UpdateProfile").requests, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_never_marks_an_unsent_record_synced() {
+    let n = 60;
+    let emulator = crate::apply::slow_emulator(n, 30).await;
+    let dir = Dir::new();
+    dir.write("in.csv", customers(n));
+    dir.write(
+        "c.toml",
+        config("rate = 100\nburst = 4\nconcurrency = 4", BY_ID),
+    );
+    let mut child = crate::apply::command(&dir, &emulator, &crate::apply::APPLY)
+        .spawn()
+        .unwrap();
+    crate::support::wait_for_entries(&dir.path("l.jsonl"), 10).await;
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    let settled = read_ledger(&dir.path("l.jsonl")).len();
+    assert!(settled < n as usize, "killed mid-run: {settled}");
+    // The next night (a new run, not a resume): the state skips only what it recorded, which
+    // the ledger holds; every other record is read, and written only if it still differs.
+    emulator.reset_stats();
+    let out = sync(&dir, &emulator, "apply", "c.toml", "next.jsonl", &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let next = read_ledger(&dir.path("next.jsonl"));
+    let by_state = count(&next, "unchanged", Some("state"));
+    assert!(
+        by_state <= settled,
+        "{by_state} skipped by state, {settled} in the ledger"
+    );
+    for i in 1..=n {
+        assert_eq!(
+            profile(&emulator, &crate::support::pid(i))["FirstName"],
+            format!("First{i}")
+        );
+    }
+    // Nothing was written twice: a record the target had accepted is read as unchanged.
+    let written = emulator.stats().operation("UpdateProfile").status(200);
+    assert_eq!(written as usize, count(&next, "updated", None));
+    assert!(
+        written as usize <= n as usize - settled,
+        "{written} re-written"
+    );
+}
