@@ -7,7 +7,8 @@
 //! its outcome written by [`ledger`]; [`report`] prints progress and the summary.
 //! [`pipeline`] is the one module that wires threads and channels; [`config`] turns the TOML
 //! file into the compiled plan every stage reads; [`cli`] maps commands to exit codes.
-//! [`emulator`] is a loopback stand-in for the three target APIs.
+//! [`emulator`] is a loopback stand-in for the three target APIs. [`state`] is the local sync
+//! state (hashes of what each target last accepted).
 
 pub mod cli;
 pub mod config;

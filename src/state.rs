@@ -71,6 +71,22 @@ const TAG_TEXT: u8 = 0;
 const TAG_HEX32: u8 = 1;
 const TAG_UUID: u8 = 2;
 
+/// [`SyncState::close`] compacts only when at least this much of the file is free.
+pub const COMPACT_MIN_FREE_BYTES: u64 = 1024 * 1024;
+
+/// How a state file's space is used ([`SyncState::disk_usage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskUsage {
+    /// Records held.
+    pub records: u64,
+    /// The file's size.
+    pub file_bytes: u64,
+    /// Bytes in pages in use (the rest of the file is free pages).
+    pub allocated_bytes: u64,
+    /// Bytes of keys and values, without the B-tree's overhead.
+    pub stored_bytes: u64,
+}
+
 /// Which target a state file describes: the target kind and, within it, the one place records
 /// live (a Customer Profiles domain, a Connect instance, a Genesys `base_url#tenant`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -423,8 +439,41 @@ impl SyncState {
         Ok(self.len()? == 0)
     }
 
-    /// Rewrites the file without its free pages (redb's compaction), then closes it. Only
-    /// worth it after many removals or at the end of a first, big run; the bench measures it.
+    /// How the file's space is used.
+    pub fn disk_usage(&self) -> Result<DiskUsage, StateError> {
+        let file_bytes = std::fs::metadata(&self.path)
+            .map_err(|source| StateError::Io {
+                path: self.path.clone(),
+                source,
+            })?
+            .len();
+        let records = self.len()?;
+        let txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        let stats = txn.stats().map_err(|e| self.error(e))?;
+        txn.abort().map_err(|e| self.error(e))?;
+        Ok(DiskUsage {
+            records,
+            file_bytes,
+            allocated_bytes: stats.allocated_pages() * stats.page_size() as u64,
+            stored_bytes: stats.stored_bytes(),
+        })
+    }
+
+    /// Closes the state, compacting the file first when a quarter of it or more (and at
+    /// least [`COMPACT_MIN_FREE_BYTES`]) is free pages, as copy-on-write commits leave behind
+    /// after a big run. Returns whether it compacted.
+    pub fn close(self) -> Result<bool, StateError> {
+        let usage = self.disk_usage()?;
+        let free = usage.file_bytes.saturating_sub(usage.allocated_bytes);
+        if free >= COMPACT_MIN_FREE_BYTES && free * 4 >= usage.file_bytes {
+            self.compact_and_close()?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Rewrites the file without its free pages (redb's compaction, crash-safe), then closes
+    /// it.
     pub fn compact_and_close(mut self) -> Result<(), StateError> {
         let path = self.path.clone();
         while self.db.compact().map_err(|e| store_error(&path, e))? {}
@@ -785,6 +834,31 @@ mod tests {
         let state = SyncState::open(dir.path(), &domain("D")).expect("reopens");
         assert_eq!(state.get(P1).expect("get"), Some(stored(1)));
         assert_eq!(state.get(P2).expect("get"), None);
+    }
+
+    #[test]
+    fn close_compacts_only_a_file_that_is_mostly_free_pages() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = SyncState::open(dir.path(), &domain("D")).expect("opens");
+        state.put(P1, stored(1)).expect("put");
+        assert!(!state.close().expect("closes"), "nothing to gain");
+
+        let state = SyncState::open(dir.path(), &domain("D")).expect("opens");
+        let ids: Vec<String> = (0..40_000u32).map(|i| format!("{i:032x}")).collect();
+        let items: Vec<(&str, Stored)> = ids.iter().map(|id| (id.as_str(), stored(7))).collect();
+        state.put_many(&items).expect("put");
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        state.remove_many(&refs).expect("remove");
+        let before = state.disk_usage().expect("usage");
+        assert_eq!(before.records, 1);
+        assert!(before.file_bytes > before.allocated_bytes + COMPACT_MIN_FREE_BYTES);
+        assert!(state.close().expect("closes"), "compacted");
+        let path = dir.path().join(domain("D").file_name());
+        let after = std::fs::metadata(&path).expect("metadata").len();
+        assert!(after < before.file_bytes / 2, "{after} vs {before:?}");
+        let state = SyncState::open(dir.path(), &domain("D")).expect("reopens");
+        assert_eq!(state.get(P1).expect("get"), Some(stored(1)));
+        assert_eq!(state.len().expect("len"), 1);
     }
 
     #[cfg(unix)]
