@@ -13,12 +13,14 @@ use std::time::Instant;
 use aws_config::BehaviorVersion;
 use aws_sdk_customerprofiles::config::Credentials;
 
-use crate::cli::{EXIT_ABORTED, EXIT_OK, bind, connect, run_sync};
+use crate::cli::{
+    EXIT_ABORTED, EXIT_OK, bind, connect, describe_target, exit_code, run_sync, write_report,
+};
 use crate::config::compile::compile;
 use crate::emulator::{Emulator, EmulatorConfig};
 use crate::ledger::{self, Ledger};
 use crate::pipeline::{Interrupts, Selection, SyncOptions};
-use crate::report::{self, DiffReport, Progress, Tally};
+use crate::report::{self, DiffReport, Progress, RunInfo, Tally};
 use crate::source::{Source, SourceFormat};
 use crate::target::Mode;
 
@@ -97,6 +99,14 @@ async fn demo() -> Result<(), String> {
             Mode::Apply => "apply",
         };
         let started = Instant::now();
+        let run = RunInfo {
+            mode,
+            command: format!("profilesync demo ({command})"),
+            config: CONFIG_NAME.to_owned(),
+            input: INPUT_NAME.to_owned(),
+            target: describe_target(&config),
+            started: chrono::Local::now(),
+        };
         let source = Source::from_reader(
             INPUT_NAME.to_owned(),
             SourceFormat::Csv,
@@ -126,22 +136,25 @@ async fn demo() -> Result<(), String> {
         let progress = Progress::new(true, command, source.progress.clone());
         let interrupts =
             Interrupts::register().map_err(|e| format!("cannot watch for Ctrl-C: {e}"))?;
-        let (result, path) =
+        let (mut result, path) =
             run_sync(cx, source, ledger, sender, options, progress, interrupts).await?;
+        let code = exit_code(&result);
+        let report = write_report(&mut result, &run, &path, started, code)?;
         report::summary(
             &mut io::stdout().lock(),
             command,
             &result.tally,
             result.carried,
             started.elapsed(),
+            &result.fields,
             &path,
         )
         .map_err(|e| e.to_string())?;
-        if let Some(report) = &result.report {
-            println!(
-                "diff report: {} (field names; add --show-values to a plan for values)",
-                report.display()
-            );
+        if let Some(report) = &report {
+            report
+                .write_to(&mut io::stdout())
+                .map_err(|e| e.to_string())?;
+            println!("(field names; add --show-values to a plan for values)");
         }
         println!();
         if let Some(reason) = result.aborted {

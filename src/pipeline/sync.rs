@@ -14,7 +14,6 @@
 //! flushed, and the reader notices its closed channel.
 
 use std::io;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +24,7 @@ use super::signals::Interrupts;
 use super::{Context, new_entry, prepare};
 use crate::ledger::{Entry, EntryError, KeyIndex, Ledger, RecordSet, Status};
 use crate::limiter::Limiter;
-use crate::report::{DiffReport, Progress, Tally};
+use crate::report::{DiffReport, FieldCounts, Progress, Tally};
 use crate::retry::{Halt, RetryPolicy};
 use crate::source::SourceRecord;
 use crate::target::{FieldChange, Mode, Outcome, Pace, PreflightError, Target};
@@ -122,8 +121,11 @@ pub struct SyncResult {
     pub carried: u64,
     /// Why the run stopped early, if it did.
     pub aborted: Option<String>,
-    /// The diff report written, if any.
-    pub report: Option<PathBuf>,
+    /// Records that change each field, this run's.
+    pub fields: FieldCounts,
+    /// The diff report, its CSV and JSONL written and flushed; its page is written by
+    /// [`DiffReport::finish`] once the exit code is known.
+    pub report: Option<DiffReport>,
 }
 
 /// The run's stop signal: the first reason given wins.
@@ -202,6 +204,7 @@ pub async fn sync(
         ledger,
         report: options.report,
         tally: options.carried,
+        fields: FieldCounts::default(),
         max_errors: options.max_errors,
         stop: stop.clone(),
         progress,
@@ -221,7 +224,7 @@ pub async fn sync(
     )
     .await;
 
-    let (tally, report) = writer.await.map_err(io::Error::other)??;
+    let (tally, fields, report) = writer.await.map_err(io::Error::other)??;
     // A reader error has already stopped the run; say it too when something else stopped it
     // first. A stopped run does not wait long for a reader blocked on a silent stdin.
     let reader = if stop.is_stopped() {
@@ -241,7 +244,8 @@ pub async fn sync(
         tally,
         carried,
         aborted,
-        report: report.map(|r| r.path().to_owned()),
+        fields,
+        report,
     })
 }
 
@@ -420,6 +424,7 @@ struct Writer {
     ledger: Ledger,
     report: Option<DiffReport>,
     tally: Tally,
+    fields: FieldCounts,
     max_errors: Option<u64>,
     stop: Stop,
     progress: Arc<Progress>,
@@ -429,7 +434,10 @@ struct Writer {
 impl Writer {
     /// Writes every settlement; an error stops the run, so that nothing more is sent
     /// without its entry.
-    async fn run(self, rx: mpsc::Receiver<Settlement>) -> io::Result<(Tally, Option<DiffReport>)> {
+    async fn run(
+        self,
+        rx: mpsc::Receiver<Settlement>,
+    ) -> io::Result<(Tally, FieldCounts, Option<DiffReport>)> {
         let stop = self.stop.clone();
         let result = self.write_all(rx).await;
         if let Err(e) = &result {
@@ -441,7 +449,7 @@ impl Writer {
     async fn write_all(
         mut self,
         mut rx: mpsc::Receiver<Settlement>,
-    ) -> io::Result<(Tally, Option<DiffReport>)> {
+    ) -> io::Result<(Tally, FieldCounts, Option<DiffReport>)> {
         let mut line = Vec::with_capacity(256);
         let (mut failed, mut unanswered) = (0, 0);
         while let Some(Settlement {
@@ -457,6 +465,7 @@ impl Writer {
                 report.write(&entry, &changes)?;
             }
             self.tally.add(entry.status);
+            self.fields.add(&entry.changed);
             self.progress
                 .advance(1, &self.tally, Some(self.sender.limiter.current_rate()));
             if entry.status == Status::Failed {
@@ -484,6 +493,6 @@ impl Writer {
         if let Some(report) = &mut self.report {
             report.flush()?;
         }
-        Ok((self.tally, self.report))
+        Ok((self.tally, self.fields, self.report))
     }
 }

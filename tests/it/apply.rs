@@ -516,7 +516,7 @@ async fn plan_reports_differences_and_writes_nothing() {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let report = stdout
         .lines()
-        .find_map(|l| l.strip_prefix("diff report: "))
+        .find_map(|l| l.strip_prefix("diff csv: "))
         .expect("a report");
     assert!(report.starts_with("reports/"), "{report}");
     let text = std::fs::read_to_string(dir.path(report)).unwrap();
@@ -542,7 +542,7 @@ async fn plan_reports_differences_and_writes_nothing() {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let report = stdout
         .lines()
-        .find_map(|l| l.strip_prefix("diff report: "))
+        .find_map(|l| l.strip_prefix("diff csv: "))
         .expect("a report");
     let text = std::fs::read_to_string(dir.path(report)).unwrap();
     assert!(

@@ -4,4 +4,5 @@ mod apply;
 mod check;
 mod emulator;
 mod genesys;
+mod report;
 mod support;
