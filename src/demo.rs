@@ -16,12 +16,15 @@ use std::time::Instant;
 use aws_config::BehaviorVersion;
 use aws_sdk_customerprofiles::config::Credentials;
 
-use crate::cli::{EXIT_ABORTED, EXIT_OK, bind, connect, run_sync, target_scope};
+use crate::cli::{
+    EXIT_ABORTED, EXIT_OK, bind, connect, describe_target, exit_code, run_sync, target_scope,
+    write_report,
+};
 use crate::config::compile::compile;
 use crate::emulator::{Emulator, EmulatorConfig};
 use crate::ledger::{self, Ledger, Status};
 use crate::pipeline::{Interrupts, Selection, StateUse, SyncOptions, SyncResult};
-use crate::report::{self, DiffReport, Progress, Tally};
+use crate::report::{self, DiffReport, Progress, ReportPaths, RunInfo, Tally};
 use crate::schema::TargetKind;
 use crate::source::{Source, SourceFormat};
 use crate::state::{SyncState, TargetIdentity};
@@ -69,6 +72,7 @@ struct Row {
     requests: u64,
     result: SyncResult,
     ledger: PathBuf,
+    report: Option<ReportPaths>,
 }
 
 /// Runs the demo and returns the exit code: 0 when both runs completed (the samples'
@@ -155,6 +159,14 @@ async fn demo() -> Result<(), String> {
             (Mode::Apply, "apply again"),
         ] {
             let started = Instant::now();
+            let run = RunInfo {
+                mode,
+                command: format!("profilesync demo ({command})"),
+                config: sample.config_name.to_owned(),
+                input: sample.input_name.to_owned(),
+                target: describe_target(&config),
+                started: chrono::Local::now(),
+            };
             let source = Source::from_reader(
                 sample.input_name.to_owned(),
                 SourceFormat::Csv,
@@ -191,8 +203,10 @@ async fn demo() -> Result<(), String> {
             let progress = Progress::new(true, command, source.progress.clone());
             let interrupts =
                 Interrupts::register().map_err(|e| format!("cannot watch for Ctrl-C: {e}"))?;
-            let (result, path) =
+            let (mut result, path) =
                 run_sync(cx, source, ledger, sender, options, progress, interrupts).await?;
+            let code = exit_code(&result);
+            let report = write_report(&mut result, &run, &path, started, code)?;
             let mut stdout = io::stdout().lock();
             report::summary(
                 &mut stdout,
@@ -200,9 +214,11 @@ async fn demo() -> Result<(), String> {
                 &result.tally,
                 result.carried,
                 started.elapsed(),
+                &result.fields,
                 &path,
             )
             .and_then(|()| report::costs(&mut stdout, &result))
+            .and_then(|()| report.as_ref().map_or(Ok(()), |r| r.write_to(&mut stdout)))
             .map_err(|e| e.to_string())?;
             drop(stdout);
             if let Some(reason) = &result.aborted {
@@ -214,6 +230,7 @@ async fn demo() -> Result<(), String> {
                 requests: result.calls.iter().map(|c| c.requests).sum(),
                 result,
                 ledger: path,
+                report,
             });
         }
         println!();
@@ -223,10 +240,8 @@ async fn demo() -> Result<(), String> {
         "\nThe `invalid` records are the samples' deliberately broken rows, and the one Connect \
          `failed` record is an agent whose login Email would change, stopped by the \
          allow_email_change guard (see samples/README.md); each ledger entry names the line \
-         and what is wrong. Customer Profiles matches by ProfileId, so its first apply sends \
-         each valid record's mapped fields without reading the profile first (`updated` = \
-         sent and accepted); Connect and Genesys read, merge and write only what differs. \
-         `apply again` is the next night over the same export: the local sync state knows \
+         and what is wrong. Every target reads (Customer Profiles in batches of up to 20 \
+         profiles), merges and writes only what differs. `apply again` is the next night over the same export: the local sync state knows \
          what each target accepted, so it sends no request at all (the Connect record the \
          guard stopped is read again, since nothing was accepted for it)."
     );
@@ -276,12 +291,12 @@ fn print_table(rows: &[Row]) {
             row.command,
             row.ledger.display()
         );
-        if let Some(report) = &row.result.report {
+        if let Some(report) = &row.report {
             println!(
-                "{} {}: diff report {} (field names; add --show-values to a plan for values)",
+                "{} {}: report {} (field names; add --show-values to a plan for values)",
                 row.target.name(),
                 row.command,
-                report.display()
+                report.html.display()
             );
         }
     }

@@ -15,7 +15,6 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +27,7 @@ use crate::config::Config;
 use crate::ledger::{Basis, Entry, EntryError, KeyIndex, Ledger, RecordSet, Status};
 use crate::limiter::Limiters;
 use crate::mapping::{Mapped, Value};
-use crate::report::{DiffReport, Progress, Tally};
+use crate::report::{DiffReport, FieldCounts, Progress, Tally};
 use crate::retry::{Halt, RetryPolicy};
 use crate::source::SourceRecord;
 use crate::state::{self, Stored, SyncState};
@@ -139,8 +138,11 @@ pub struct SyncResult {
     pub carried: u64,
     /// Why the run stopped early, if it did.
     pub aborted: Option<String>,
-    /// The diff report written, if any.
-    pub report: Option<PathBuf>,
+    /// Records that change each field, this run's.
+    pub fields: FieldCounts,
+    /// The diff report, its CSV and JSONL written and flushed; its page is written by
+    /// [`DiffReport::finish`] once the exit code is known.
+    pub report: Option<DiffReport>,
     /// This run's `failed` and `invalid` records by error code.
     pub reasons: BTreeMap<String, u64>,
     /// This run's requests per API operation, in the target's order.
@@ -240,6 +242,7 @@ pub async fn sync(
         ledger,
         report: options.report,
         tally: options.carried,
+        fields: FieldCounts::default(),
         max_errors: options.max_errors,
         stop: stop.clone(),
         progress,
@@ -263,6 +266,7 @@ pub async fn sync(
 
     let Written {
         tally,
+        fields,
         report,
         reasons,
         unchanged_by_state,
@@ -300,7 +304,8 @@ pub async fn sync(
         tally,
         carried,
         aborted,
-        report: report.map(|r| r.path().to_owned()),
+        fields,
+        report,
         reasons,
         calls,
         unchanged_by_state,
@@ -575,6 +580,8 @@ fn payload_hash(cx: &Context, mapped: &Mapped) -> u128 {
 /// What the writer hands back.
 struct Written {
     tally: Tally,
+    /// Records that change each field.
+    fields: FieldCounts,
     report: Option<DiffReport>,
     /// `failed` and `invalid` records by error code.
     reasons: BTreeMap<String, u64>,
@@ -593,6 +600,7 @@ struct Writer {
     ledger: Ledger,
     report: Option<DiffReport>,
     tally: Tally,
+    fields: FieldCounts,
     max_errors: Option<u64>,
     stop: Stop,
     progress: Arc<Progress>,
@@ -643,6 +651,7 @@ impl Writer {
                 report.write(&entry, &changes)?;
             }
             self.tally.add(entry.status);
+            self.fields.add(&entry.changed);
             let rate = self.sender.limiters.busiest().map(|(_, rate)| rate);
             self.progress.advance(1, &self.tally, rate, end);
             if let Some(error) = &entry.error {
@@ -678,6 +687,7 @@ impl Writer {
         }
         Ok(Written {
             tally: self.tally,
+            fields: self.fields,
             report: self.report,
             reasons,
             unchanged_by_state: by_state,

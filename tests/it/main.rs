@@ -7,5 +7,6 @@ mod crash;
 mod emulator;
 mod genesys;
 mod reliability;
+mod report;
 mod state;
 mod support;
