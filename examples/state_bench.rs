@@ -1,7 +1,7 @@
 //! The sync state's size and speed (issue 8): inserts N records in batches of 64, as a run's
 //! writer would, each batch one durable transaction; then one night's changes (1% of the
 //! records, batches of 64); then looks up keys, found and missing; then closes it, which
-//! compacts when a quarter of the file is free pages. Prints one
+//! compacts when an eighth of the file is free pages. Prints one
 //! `key=value` line per figure. bench/state.sh runs it for 100,000 and 1,000,000 records
 //! under `/usr/bin/time -v` for the peak RSS.
 //!
