@@ -281,6 +281,13 @@ pub async fn sync(
     };
     signals.abort();
     let mut aborted = stop.reason();
+    // Every task is done with the state: close it, compacting it when much of it is free.
+    // Its records are all committed by now, so a failed compaction loses nothing.
+    if let Some(Ok(used)) = state.map(Arc::try_unwrap)
+        && let Err(e) = tokio::task::block_in_place(|| used.state.close())
+    {
+        eprintln!("profilesync: warning: compacting the sync state failed: {e}");
+    }
     if let Some(Ok(Err(e))) = reader {
         let also = format!("reading the input failed: {e}");
         if aborted.as_deref() != Some(also.as_str()) {

@@ -348,16 +348,17 @@ async fn apply_report_says_what_was_applied() {
     assert!(html.contains("what was applied"));
     assert!(!html.contains("would change"));
     assert!(html.contains("id=\"total-updated\""));
-    // Matched by ProfileId, apply sends without reading: `from` is "not read".
+    // apply reads each profile before writing what differs: `from` is the value read.
     let jsonl = read_ledger(&files.jsonl);
+    assert!(!jsonl.is_empty());
     assert!(jsonl.iter().all(|l| {
         l["changes"]
             .as_array()
             .unwrap()
             .iter()
-            .all(|c| c["from"].is_null())
+            .all(|c| c["from"].is_string())
     }));
-    assert!(html.contains("(not read)"));
+    assert!(!html.contains("(not read)"));
 }
 
 /// Chromium from Debian's package (`.ci/run` installs it when missing).
