@@ -15,6 +15,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{self, Config, Rate};
 use crate::ledger::{self, Ledger, RunFile};
 use crate::limiter::{Limiters, RateSetting};
+use crate::logging::{self, LogArgs};
 use crate::mapping::Plan;
 use crate::pipeline::{
     self, Context, Interrupts, Selection, Sender, StateUse, SyncOptions, SyncResult,
@@ -24,6 +25,7 @@ use crate::retry::RetryPolicy;
 use crate::schema::{self, TargetKind};
 use crate::source::Source;
 use crate::state::{SyncState, TargetIdentity};
+use crate::summary::{self, RunSummary};
 use crate::targets::aws;
 use crate::targets::connect_user::ConnectUser;
 use crate::targets::customer_profiles::CustomerProfiles;
@@ -45,6 +47,8 @@ pub const EXIT_ABORTED: i32 = 3;
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -84,6 +88,9 @@ struct RunArgs {
     /// No progress line.
     #[arg(long)]
     no_progress: bool,
+    /// At the end, write a JSON summary of the run to PATH (counts, requests, reasons).
+    #[arg(long, value_name = "PATH")]
+    summary_json: Option<PathBuf>,
 }
 
 /// Arguments of `plan` and `apply`.
@@ -135,21 +142,59 @@ pub fn main() -> i32 {
             return if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
         }
     };
+    logging::init(&cli.log);
     match cli.command {
-        Command::Check(args) => check(&args),
-        Command::Plan(args) => sync_command(&args, Mode::Plan),
-        Command::Apply(args) => sync_command(
-            &args,
-            if args.dry_run {
+        Command::Check(args) => summarized("check", &args, |s| check(&args, s)),
+        Command::Plan(args) => {
+            summarized("plan", &args.run, |s| sync_command(&args, Mode::Plan, s))
+        }
+        Command::Apply(args) => {
+            let mode = if args.dry_run {
                 Mode::Plan
             } else {
                 Mode::Apply
-            },
-        ),
+            };
+            summarized(command_name(mode), &args.run, |s| {
+                sync_command(&args, mode, s)
+            })
+        }
         Command::Demo => crate::demo::run(),
         Command::Skeleton { target } => skeleton(&target),
         Command::Emulator(args) => crate::emulator::run_cli(args),
     }
+}
+
+/// Runs a command that reads input, and writes its `--summary-json` at the end, whatever
+/// the exit code. A summary path in a missing folder exits 2 before anything is done.
+fn summarized(
+    command: &'static str,
+    args: &RunArgs,
+    run: impl FnOnce(&mut RunSummary) -> i32,
+) -> i32 {
+    if let Some(path) = &args.summary_json
+        && let Err(message) = summary::check_path(path)
+    {
+        eprintln!("profilesync: {message}");
+        return EXIT_USAGE;
+    }
+    tracing::info!(
+        command,
+        config = %args.config.display(),
+        input = args.input.as_deref(),
+        "run starting"
+    );
+    let mut summary = RunSummary::start(command);
+    let code = run(&mut summary);
+    summary.log(code);
+    if let Some(path) = &args.summary_json
+        && let Err(e) = summary.write(path, code)
+    {
+        eprintln!(
+            "profilesync: cannot write the summary {}: {e}",
+            path.display()
+        );
+    }
+    code
 }
 
 fn skeleton(target: &str) -> i32 {
@@ -169,11 +214,12 @@ fn skeleton(target: &str) -> i32 {
     }
 }
 
-fn check(args: &RunArgs) -> i32 {
+fn check(args: &RunArgs, summary: &mut RunSummary) -> i32 {
     let started = Instant::now();
     let (cx, source) = match prepare(args) {
         Ok(prepared) => prepared,
         Err(message) => {
+            summary.error(&message);
             eprintln!("{message}");
             return EXIT_USAGE;
         }
@@ -188,12 +234,14 @@ fn check(args: &RunArgs) -> i32 {
     {
         Ok(ledger) => ledger,
         Err(e) => {
+            summary.error(&e);
             eprintln!("profilesync: {e}");
             return EXIT_USAGE;
         }
     };
+    summary.ledger(ledger.path());
     let progress = Progress::new(
-        !args.quiet && !args.no_progress,
+        !args.quiet && !args.no_progress && !logging::verbose(),
         "check",
         source.progress.clone(),
     );
@@ -202,6 +250,7 @@ fn check(args: &RunArgs) -> i32 {
     progress.finish();
     match result {
         Ok(tally) => {
+            summary.checked(&tally);
             if !args.quiet {
                 let _ = report::summary(
                     &mut io::stdout().lock(),
@@ -221,6 +270,7 @@ fn check(args: &RunArgs) -> i32 {
             }
         }
         Err(e) => {
+            summary.error(&format!("check aborted: {e}"));
             print_notes(&notes, args.quiet);
             let _ = io::stdout().flush();
             eprintln!(
@@ -239,18 +289,20 @@ fn command_name(mode: Mode) -> &'static str {
     }
 }
 
-fn sync_command(args: &SyncArgs, mode: Mode) -> i32 {
+fn sync_command(args: &SyncArgs, mode: Mode, summary: &mut RunSummary) -> i32 {
     let started = Instant::now();
     let started_at = Local::now();
     let command = command_name(mode);
     let (mut cx, source) = match prepare(&args.run) {
         Ok(prepared) => prepared,
         Err(message) => {
+            summary.error(&message);
             eprintln!("{message}");
             return EXIT_USAGE;
         }
     };
     if let Err(message) = apply_overrides(&mut cx.config, args) {
+        summary.error(&message);
         eprintln!("profilesync: {message}");
         return EXIT_USAGE;
     }
@@ -268,6 +320,7 @@ fn sync_command(args: &SyncArgs, mode: Mode) -> i32 {
     {
         Ok(runtime) => runtime,
         Err(e) => {
+            summary.error(&format!("cannot start the async runtime: {e}"));
             eprintln!("profilesync: cannot start the async runtime: {e}");
             return EXIT_ABORTED;
         }
@@ -277,6 +330,7 @@ fn sync_command(args: &SyncArgs, mode: Mode) -> i32 {
         let mut interrupts = match Interrupts::register() {
             Ok(interrupts) => interrupts,
             Err(e) => {
+                summary.error(&format!("cannot watch for Ctrl-C: {e}"));
                 eprintln!("profilesync: cannot watch for Ctrl-C: {e}");
                 return EXIT_ABORTED;
             }
@@ -288,6 +342,7 @@ fn sync_command(args: &SyncArgs, mode: Mode) -> i32 {
         let sender = match connected {
             Ok(sender) => sender,
             Err((code, message)) => {
+                summary.error(&format!("{message}; nothing was sent"));
                 eprintln!("profilesync: {command}: {message}; nothing was sent");
                 return code;
             }
@@ -312,19 +367,22 @@ fn sync_command(args: &SyncArgs, mode: Mode) -> i32 {
         let (ledger, mut options, resume_hint) = match opened {
             Ok(opened) => opened,
             Err(message) => {
+                summary.error(&message);
                 eprintln!("profilesync: {message}");
                 return EXIT_USAGE;
             }
         };
         options.state = Some(state);
         let quiet = args.run.quiet;
+        summary.ledger(ledger.path());
         let progress = Progress::new(
-            !quiet && !args.run.no_progress,
+            !quiet && !args.run.no_progress && !logging::verbose(),
             command,
             source.progress.clone(),
         );
         let notes = source.notes();
         let result = run_sync(cx, source, ledger, sender, options, progress, interrupts).await;
+        summary.synced(&result);
         let code = finish(&run, result, started, quiet, &resume_hint);
         print_notes(&notes, quiet);
         code
@@ -383,7 +441,12 @@ pub(crate) async fn connect(
         limiters: limiters(config),
         policy: RetryPolicy::new(config.limits.max_attempts),
     };
-    match sender.preflight(config).await {
+    let preflight = sender.preflight(config).await;
+    match &preflight {
+        Ok(warnings) => tracing::info!(warnings = warnings.len(), "preflight passed"),
+        Err(e) => tracing::info!(error = %e.message, "preflight failed"),
+    }
+    match preflight {
         Ok(warnings) => {
             for warning in warnings {
                 eprintln!("profilesync: warning: {warning}");

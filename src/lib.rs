@@ -5,6 +5,8 @@
 //! The modules follow the data: a record is read by [`source`], turned into target fields by
 //! [`mapping`], checked by [`validate`] against [`schema`] (the APIs' own constraints), and
 //! its outcome written by [`ledger`]; [`report`] prints progress and the summary.
+//! [`logging`] sets up the `-v`/`-vv` logs on standard error and [`summary`] writes
+//! `--summary-json`.
 //! [`pipeline`] is the one module that wires threads and channels; [`config`] turns the TOML
 //! file into the compiled plan every stage reads; [`cli`] maps commands to exit codes.
 //! [`emulator`] is a loopback stand-in for the three target APIs. [`state`] is the local sync
@@ -16,6 +18,7 @@ pub mod demo;
 pub mod emulator;
 pub mod ledger;
 pub mod limiter;
+pub mod logging;
 pub mod mapping;
 pub mod pipeline;
 pub mod report;
@@ -23,5 +26,6 @@ pub mod retry;
 pub mod schema;
 pub mod source;
 pub mod state;
+pub mod summary;
 pub mod targets;
 pub mod validate;

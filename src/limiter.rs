@@ -208,6 +208,31 @@ impl Limiters {
             .max_by_key(|(_, l)| l.stats().acquired)
             .map(|(name, l)| (name, l.current_rate()))
     }
+
+    /// For the progress line: each operation that sent requests, with its limiter's current
+    /// rate and the throttles so far, such as `DescribeUser 2/s, UpdateUserIdentityInfo 2/s
+    /// (3 throttled)`; `None` before the first request.
+    pub fn progress(&self) -> Option<String> {
+        let parts: Vec<String> = self
+            .iter()
+            .filter_map(|(name, l)| {
+                let stats = l.stats();
+                (stats.acquired > 0).then(|| {
+                    let rate = l.current_rate();
+                    let mut part = if rate >= 10.0 || rate.fract() == 0.0 {
+                        format!("{name} {rate:.0}/s")
+                    } else {
+                        format!("{name} {rate:.1}/s")
+                    };
+                    if stats.throttled > 0 {
+                        part.push_str(&format!(" ({} throttled)", stats.throttled));
+                    }
+                    part
+                })
+            })
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
 }
 
 /// The governor limiter type used here.
@@ -609,6 +634,25 @@ mod tests {
         assert_eq!(limiters.get("Read").stats().acquired, 6);
         assert_eq!(limiters.get("Write").stats().acquired, 5);
         assert_eq!(limiters.busiest().map(|(name, _)| name), Some("Read"));
+        limiters.get("Write").on_throttle();
+        limiters.get("Write").on_throttle();
+        assert_eq!(
+            limiters.progress().as_deref(),
+            Some("Read 2/s, Write 2/s (2 throttled)")
+        );
+        let auto = Limiters::new(
+            [(
+                "Put",
+                RateSetting::Auto {
+                    start: 2.5,
+                    burst: 1,
+                },
+            )],
+            fixed,
+        );
+        assert_eq!(auto.progress(), None, "nothing sent yet");
+        auto.get("Put").acquire().await;
+        assert_eq!(auto.progress().as_deref(), Some("Put 2.5/s"));
         // A name the target did not declare gets the default bucket, never a panic.
         limiters.get("Other").acquire().await;
         assert_eq!(limiters.get("Other").stats().acquired, 1);

@@ -269,6 +269,7 @@ where
         attempts += 1;
         let error = match call().await {
             Ok(value) => {
+                crate::logging::attempt(attempts, None, None);
                 limiter.on_success();
                 return Sent {
                     result: Ok(value),
@@ -280,6 +281,7 @@ where
         report_to_limiter(limiter, error.class);
         match policy.decide(&error, attempts) {
             RetryAction::DontRetry => {
+                crate::logging::attempt(attempts, Some(&error), None);
                 return Sent {
                     result: Err(error),
                     attempts,
@@ -289,6 +291,7 @@ where
                 let wait = policy
                     .backoff
                     .delay(reason, attempts - 1, error.retry_after, rng);
+                crate::logging::attempt(attempts, Some(&error), Some(wait));
                 if !unless_halted(halt, tokio::time::sleep(wait)).await {
                     return halted(attempts);
                 }
@@ -307,6 +310,7 @@ async fn unless_halted(halt: &Halt, wait: impl Future<Output = ()>) -> bool {
 }
 
 fn halted<T>(attempts: u32) -> Sent<T> {
+    crate::logging::not_sent(attempts);
     let error = ApiError {
         class: ErrorClass::Fatal,
         code: HALTED.to_owned(),

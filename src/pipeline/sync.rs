@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use super::signals::Interrupts;
 use super::{Context, new_entry, prepare};
@@ -176,6 +177,7 @@ impl Stop {
         self.0.send_if_modified(|current| {
             let first = current.is_none();
             if first {
+                tracing::info!(reason = reason.as_str(), "the run stops");
                 *current = Some(reason);
             }
             first
@@ -388,7 +390,8 @@ async fn dispatch(
             stop.clone(),
             state.cloned(),
         );
-        tasks.spawn(async move {
+        let span = crate::logging::record_span(&cx, &record);
+        let task = async move {
             let _permit = permit;
             match settle(
                 &cx,
@@ -401,6 +404,7 @@ async fn dispatch(
             .await
             {
                 Ok(settlement) => {
+                    crate::logging::settled(&settlement.entry);
                     if settled.send(settlement).await.is_err() {
                         stop.stop("the ledger writer stopped".to_owned());
                     }
@@ -408,7 +412,8 @@ async fn dispatch(
                 // The record stays unsettled: no entry, so a resumed run sends it.
                 Err(reason) => stop.stop(reason),
             }
-        });
+        };
+        tasks.spawn(task.instrument(span));
     }
     drop(records);
     // Let every record in flight settle; those still waiting to send give up on a stop.
@@ -659,8 +664,9 @@ impl Writer {
             }
             self.tally.add(entry.status);
             self.fields.add(&entry.changed);
-            let rate = self.sender.limiters.busiest().map(|(_, rate)| rate);
-            self.progress.advance(1, &self.tally, rate, end);
+            let limits = self.sender.limiters.progress();
+            self.progress
+                .advance(1, &self.tally, limits.as_deref(), end);
             if let Some(error) = &entry.error {
                 *reasons.entry(error.code.clone()).or_insert(0) += 1;
             }

@@ -124,9 +124,9 @@ impl Progress {
     }
 
     /// Counts settled records and refreshes the line. `end` is the byte offset just past the
-    /// furthest of them in the input (`SourceRecord::end`); `rate` is the limiter's current
-    /// rate.
-    pub fn advance(&self, records: u64, tally: &Tally, rate: Option<f64>, end: u64) {
+    /// furthest of them in the input (`SourceRecord::end`); `limits` is the limiters' current
+    /// rates and throttles (`Limiters::progress`).
+    pub fn advance(&self, records: u64, tally: &Tally, limits: Option<&str>, end: u64) {
         let total = self.records.fetch_add(records, Ordering::Relaxed) + records;
         let before = self.settled.fetch_max(end, Ordering::Relaxed);
         let Some(bar) = &self.bar else { return };
@@ -145,8 +145,8 @@ impl Progress {
                 msg.push_str(&format!(", {n} {}", status.name()));
             }
         }
-        if let Some(rate) = rate {
-            msg.push_str(&format!(", limit {rate:.0}/s"));
+        if let Some(limits) = limits {
+            msg.push_str(&format!(", {limits}"));
         }
         bar.set_message(msg);
     }

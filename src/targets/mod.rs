@@ -28,6 +28,7 @@ use crate::limiter::Limiters;
 use crate::mapping::{Mapped, Value};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use tracing::Instrument;
 
 use crate::retry::{ApiError, ErrorClass, Halt, RetryPolicy, send_unless_halted};
 
@@ -94,7 +95,9 @@ impl Pace<'_> {
     {
         let mut rng = StdRng::from_rng(&mut rand::rng());
         let limiter = self.limiters.get(operation);
-        let sent = send_unless_halted(self.policy, limiter, &mut rng, &self.halt, call).await;
+        let sent = send_unless_halted(self.policy, limiter, &mut rng, &self.halt, call)
+            .instrument(crate::logging::request_span(operation))
+            .await;
         *attempts += sent.attempts;
         sent.result
     }

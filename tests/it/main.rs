@@ -8,5 +8,6 @@ mod emulator;
 mod genesys;
 mod reliability;
 mod report;
+mod secrets;
 mod state;
 mod support;
