@@ -73,11 +73,11 @@ start_emulator() {
 run() { # label matching input
     local label=$1
     config "$2" > "$data/config.toml"
-    rm -f "$data/ledger.jsonl"
+    rm -rf "$data/ledger.jsonl" "$data/ledger.jsonl.run.json" "$data/state"
     start_emulator
     local out
     out=$( { /usr/bin/time -f "%e %U %S" "$bin" apply --config "$data/config.toml" "$data/$3" \
-        --ledger "$data/ledger.jsonl" --quiet --no-progress || true; } 2>&1 | tail -1)
+        --ledger "$data/ledger.jsonl" --state "$data/state" --quiet --no-progress || true; } 2>&1 | tail -1)
     read -r wall user sys <<< "$out"
     python3 - "$port" "$label" "$wall" "$user" "$sys" "$data/ledger.jsonl" <<'PY'
 import collections, json, sys, urllib.request

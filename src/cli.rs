@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use chrono::Local;
+
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, Config, Rate};
@@ -15,11 +17,14 @@ use crate::ledger::{self, Ledger, RunFile};
 use crate::limiter::{Limiters, RateSetting};
 use crate::logging::{self, LogArgs};
 use crate::mapping::Plan;
-use crate::pipeline::{self, Context, Interrupts, Selection, Sender, SyncOptions, SyncResult};
-use crate::report::{self, DiffReport, Progress, Tally};
+use crate::pipeline::{
+    self, Context, Interrupts, Selection, Sender, StateUse, SyncOptions, SyncResult,
+};
+use crate::report::{self, DiffReport, FieldCounts, Progress, ReportPaths, RunEnd, RunInfo, Tally};
 use crate::retry::RetryPolicy;
 use crate::schema::{self, TargetKind};
 use crate::source::Source;
+use crate::state::{SyncState, TargetIdentity};
 use crate::summary::{self, RunSummary};
 use crate::targets::aws;
 use crate::targets::connect_user::ConnectUser;
@@ -119,6 +124,13 @@ struct SyncArgs {
     /// Put current and new values in the diff report (they are personal data).
     #[arg(long)]
     show_values: bool,
+    /// Ignore the local sync state: read every record from the target (still writing only
+    /// what differs), and refresh the state.
+    #[arg(long)]
+    full: bool,
+    /// The directory of the local sync state (overrides [state] path; default ./state).
+    #[arg(long, value_name = "PATH")]
+    state: Option<PathBuf>,
 }
 
 /// Runs the command line and returns the process exit code.
@@ -246,6 +258,7 @@ fn check(args: &RunArgs, summary: &mut RunSummary) -> i32 {
                     &tally,
                     0,
                     started.elapsed(),
+                    &FieldCounts::default(),
                     ledger.path(),
                 );
             }
@@ -278,6 +291,7 @@ fn command_name(mode: Mode) -> &'static str {
 
 fn sync_command(args: &SyncArgs, mode: Mode, summary: &mut RunSummary) -> i32 {
     let started = Instant::now();
+    let started_at = Local::now();
     let command = command_name(mode);
     let (mut cx, source) = match prepare(&args.run) {
         Ok(prepared) => prepared,
@@ -292,6 +306,14 @@ fn sync_command(args: &SyncArgs, mode: Mode, summary: &mut RunSummary) -> i32 {
         eprintln!("profilesync: {message}");
         return EXIT_USAGE;
     }
+    let run = RunInfo {
+        mode,
+        command: command_line(),
+        config: args.run.config.display().to_string(),
+        input: cx.input.clone(),
+        target: describe_target(&cx.config),
+        started: started_at,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -325,16 +347,24 @@ fn sync_command(args: &SyncArgs, mode: Mode, summary: &mut RunSummary) -> i32 {
                 return code;
             }
         };
+        let region = sender.target.region();
+        let state = match open_state(args, &cx.config, region.as_deref()) {
+            Ok(state) => state,
+            Err(message) => {
+                eprintln!("profilesync: {message}");
+                return EXIT_USAGE;
+            }
+        };
         let opened = run_file(
             command,
             &args.run.config,
             &cx.config,
             &cx.input,
-            sender.target.region().as_deref(),
+            region.as_deref(),
             args.retry_failed.as_deref(),
         )
         .and_then(|run| open_ledger(args, mode, &cx.config, &run));
-        let (ledger, options, resume_hint) = match opened {
+        let (ledger, mut options, resume_hint) = match opened {
             Ok(opened) => opened,
             Err(message) => {
                 summary.error(&message);
@@ -342,6 +372,7 @@ fn sync_command(args: &SyncArgs, mode: Mode, summary: &mut RunSummary) -> i32 {
                 return EXIT_USAGE;
             }
         };
+        options.state = Some(state);
         let quiet = args.run.quiet;
         summary.ledger(ledger.path());
         let progress = Progress::new(
@@ -352,7 +383,7 @@ fn sync_command(args: &SyncArgs, mode: Mode, summary: &mut RunSummary) -> i32 {
         let notes = source.notes();
         let result = run_sync(cx, source, ledger, sender, options, progress, interrupts).await;
         summary.synced(&result);
-        let code = finish(command, result, started, quiet, &resume_hint);
+        let code = finish(&run, result, started, quiet, &resume_hint);
         print_notes(&notes, quiet);
         code
     });
@@ -483,6 +514,7 @@ fn open_ledger(
         concurrency: config.limits.concurrency,
         carried: Tally::default(),
         report: None,
+        state: None,
     };
     // The resumed ledger is locked, and its run file checked, before it is read.
     let resumed = match args.resume {
@@ -600,6 +632,45 @@ fn check_earlier(earlier: &Path, run: &RunFile) -> Result<(), String> {
 /// What [`RunFile`] says about this run: the command, the config (path and a hash of its
 /// text), the target and the input. `region` is the AWS configuration's, when the config
 /// sets none.
+/// What names the target's records, beyond its kind: the domain, instance or base URL and
+/// tenant, and the region of an AWS target.
+pub(crate) fn target_scope(config: &Config, region: Option<&str>) -> String {
+    let t = &config.target;
+    let mut scope = Vec::new();
+    for (name, value) in [
+        ("domain", t.domain.clone()),
+        ("instance_id", t.instance_id.clone()),
+        ("base_url", t.base_url.clone()),
+        ("tenant_id", t.tenant_id.map(|n| n.to_string())),
+    ] {
+        if let Some(value) = value {
+            scope.push(format!("{name}={value}"));
+        }
+    }
+    if t.kind != TargetKind::GenesysUcs
+        && let Some(region) = t.region.as_deref().or(region)
+    {
+        scope.push(format!("region={region}"));
+    }
+    scope.join(" ")
+}
+
+/// Opens the target's sync state (`--state`, else `[state] path`, else `./state`), locked
+/// for the run.
+fn open_state(args: &SyncArgs, config: &Config, region: Option<&str>) -> Result<StateUse, String> {
+    let dir = args
+        .state
+        .clone()
+        .or_else(|| config.state.clone())
+        .unwrap_or_else(|| PathBuf::from("state"));
+    let identity = TargetIdentity::new(config.target.kind.name(), target_scope(config, region));
+    let state = SyncState::open(&dir, &identity).map_err(|e| e.to_string())?;
+    Ok(StateUse {
+        state,
+        full: args.full,
+    })
+}
+
 fn run_file(
     command: &str,
     config_path: &Path,
@@ -616,23 +687,11 @@ fn run_file(
     };
     let text = std::fs::read(config_path)
         .map_err(|e| format!("cannot read the config {}: {e}", config_path.display()))?;
-    let t = &config.target;
-    let mut target = t.kind.name().to_owned();
-    for (name, value) in [
-        ("domain", t.domain.clone()),
-        ("instance_id", t.instance_id.clone()),
-        ("base_url", t.base_url.clone()),
-        ("tenant_id", t.tenant_id.map(|n| n.to_string())),
-    ] {
-        if let Some(value) = value {
-            target.push_str(&format!(" {name}={value}"));
-        }
-    }
-    if t.kind != TargetKind::GenesysUcs
-        && let Some(region) = t.region.as_deref().or(region)
-    {
-        target.push_str(&format!(" region={region}"));
-    }
+    let target = format!(
+        "{} {}",
+        config.target.kind.name(),
+        target_scope(config, region)
+    );
     Ok(RunFile {
         command: command.to_owned(),
         config: absolute(config_path),
@@ -681,48 +740,143 @@ pub(crate) async fn run_sync(
     }
 }
 
-/// Prints the summary and picks the exit code of a `plan` or `apply` run.
+/// Prints the summary and picks the exit code of a `plan` or `apply` run; writes the diff
+/// report's page, which tells the exit code.
 pub(crate) fn finish(
-    command: &str,
+    run: &RunInfo,
     result: Result<(SyncResult, PathBuf), String>,
     started: Instant,
     quiet: bool,
     resume_hint: &str,
 ) -> i32 {
-    match result {
-        Ok((result, path)) => {
-            if !quiet {
-                let mut out = io::stdout().lock();
-                let _ = report::summary(
-                    &mut out,
-                    command,
-                    &result.tally,
-                    result.carried,
-                    started.elapsed(),
-                    &path,
-                );
-                let _ = report::costs(&mut out, &result.calls, &result.reasons);
-                if let Some(report) = &result.report {
-                    let _ = writeln!(out, "diff report: {}", report.display());
-                }
-            }
-            if let Some(reason) = result.aborted {
-                eprintln!(
-                    "profilesync: {command} aborted: {reason}. Records not in the ledger were not \
-                     sent; continue with: {resume_hint}"
-                );
-                EXIT_ABORTED
-            } else if result.tally.failures() > 0 {
-                EXIT_RECORDS_FAILED
-            } else {
-                EXIT_OK
-            }
-        }
+    let command = command_name(run.mode);
+    let (mut result, path) = match result {
+        Ok(done) => done,
         Err(message) => {
             eprintln!("{message}");
-            EXIT_ABORTED
+            return EXIT_ABORTED;
+        }
+    };
+    let mut code = exit_code(&result);
+    let report = match write_report(&mut result, run, &path, started, code) {
+        Ok(report) => report,
+        Err(message) => {
+            eprintln!("profilesync: {message}");
+            code = EXIT_ABORTED;
+            None
+        }
+    };
+    if !quiet {
+        let mut out = io::stdout().lock();
+        let _ = report::summary(
+            &mut out,
+            command,
+            &result.tally,
+            result.carried,
+            started.elapsed(),
+            &result.fields,
+            &path,
+        );
+        let _ = report::costs(&mut out, &result);
+        if let Some(report) = &report {
+            let _ = report.write_to(&mut out);
         }
     }
+    if let Some(reason) = &result.aborted {
+        eprintln!(
+            "profilesync: {command} aborted: {reason}. Records not in the ledger were not \
+             sent; continue with: {resume_hint}"
+        );
+    }
+    code
+}
+
+/// The exit code of a finished `plan` or `apply` run: 3 stopped, 1 some records invalid or
+/// failed, else 0.
+pub(crate) fn exit_code(result: &SyncResult) -> i32 {
+    if result.aborted.is_some() {
+        EXIT_ABORTED
+    } else if result.tally.failures() > 0 {
+        EXIT_RECORDS_FAILED
+    } else {
+        EXIT_OK
+    }
+}
+
+/// Writes the page of the run's diff report, if it has one, and returns the report's files.
+/// An error says which file could not be written.
+pub(crate) fn write_report(
+    result: &mut SyncResult,
+    run: &RunInfo,
+    ledger: &Path,
+    started: Instant,
+    exit_code: i32,
+) -> Result<Option<ReportPaths>, String> {
+    let Some(report) = result.report.take() else {
+        return Ok(None);
+    };
+    let html = report.paths().html.clone();
+    let end = RunEnd {
+        duration: started.elapsed(),
+        exit_code,
+        stopped: result.aborted.as_deref(),
+        tally: &result.tally,
+        carried: result.carried,
+        fields: &result.fields,
+        ledger,
+    };
+    report
+        .finish(run, &end)
+        .map(Some)
+        .map_err(|e| format!("cannot write the report {}: {e}", html.display()))
+}
+
+/// The command line, for the report: arguments with spaces or quotes are quoted.
+fn command_line() -> String {
+    let mut args = std::env::args_os().map(|a| a.to_string_lossy().into_owned());
+    let program = args
+        .next()
+        .and_then(|p| {
+            Path::new(&p)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "profilesync".to_owned());
+    let mut line = program;
+    for arg in args {
+        line.push(' ');
+        if arg.is_empty() || arg.contains([' ', '"', '\'', '\t', '\n', '\\', '$', '`']) {
+            line.push('\'');
+            line.push_str(&arg.replace('\'', "'\\''"));
+            line.push('\'');
+        } else {
+            line.push_str(&arg);
+        }
+    }
+    line
+}
+
+/// The target, for the report: its kind and what names it (domain, instance, base URL),
+/// and the endpoint when it is not the default one.
+pub(crate) fn describe_target(config: &Config) -> String {
+    let target = &config.target;
+    let mut text = target.kind.name().to_owned();
+    if let Some(domain) = &target.domain {
+        text.push_str(&format!(", domain {domain}"));
+    }
+    if let Some(instance) = &target.instance_id {
+        text.push_str(&format!(", instance {instance}"));
+    }
+    if let Some(url) = &target.base_url {
+        text.push_str(&format!(" at {url}"));
+    }
+    if let Some(region) = &target.region {
+        text.push_str(&format!(", region {region}"));
+    }
+    if let Some(url) = &target.endpoint_url {
+        text.push_str(&format!(", endpoint {url}"));
+    }
+    text
 }
 
 /// Loads the config, opens the input and binds the columns: everything that must work

@@ -16,14 +16,18 @@ use std::time::Instant;
 use aws_config::BehaviorVersion;
 use aws_sdk_customerprofiles::config::Credentials;
 
-use crate::cli::{EXIT_ABORTED, EXIT_OK, bind, connect, run_sync};
+use crate::cli::{
+    EXIT_ABORTED, EXIT_OK, bind, connect, describe_target, exit_code, run_sync, target_scope,
+    write_report,
+};
 use crate::config::compile::compile;
 use crate::emulator::{Emulator, EmulatorConfig};
 use crate::ledger::{self, Ledger, Status};
-use crate::pipeline::{Interrupts, Selection, SyncOptions, SyncResult};
-use crate::report::{self, DiffReport, Progress, Tally};
+use crate::pipeline::{Interrupts, Selection, StateUse, SyncOptions, SyncResult};
+use crate::report::{self, DiffReport, Progress, ReportPaths, RunInfo, Tally};
 use crate::schema::TargetKind;
 use crate::source::{Source, SourceFormat};
+use crate::state::{SyncState, TargetIdentity};
 use crate::targets::Mode;
 
 /// One bundled sample: an export and the config that maps it.
@@ -65,8 +69,10 @@ const SEED: &str = include_str!("../samples/seed.json");
 struct Row {
     target: TargetKind,
     command: &'static str,
+    requests: u64,
     result: SyncResult,
     ledger: PathBuf,
+    report: Option<ReportPaths>,
 }
 
 /// Runs the demo and returns the exit code: 0 when both runs completed (the samples'
@@ -126,6 +132,8 @@ async fn demo() -> Result<(), String> {
         .load()
         .await;
     let out = output_dir();
+    // The emulator starts afresh each time, so the demo's sync state does too.
+    let state_dir = tempfile_dir()?;
     println!("profilesync demo: the bundled samples → the three targets");
     println!("emulator (seeded with samples/seed.json) at {url}\n");
 
@@ -141,8 +149,24 @@ async fn demo() -> Result<(), String> {
             }
         }
         println!("── {} → {} ──", sample.input_name, sample.what);
-        for (mode, command) in [(Mode::Plan, "plan"), (Mode::Apply, "apply")] {
+        let scope = target_scope(&config, config.target.region.as_deref());
+        let identity = TargetIdentity::new(config.target.kind.name(), scope);
+        // The second apply is the next night's: the same export, which the sync state
+        // knows was accepted, so it costs no request.
+        for (mode, command) in [
+            (Mode::Plan, "plan"),
+            (Mode::Apply, "apply"),
+            (Mode::Apply, "apply again"),
+        ] {
             let started = Instant::now();
+            let run = RunInfo {
+                mode,
+                command: format!("profilesync demo ({command})"),
+                config: sample.config_name.to_owned(),
+                input: sample.input_name.to_owned(),
+                target: describe_target(&config),
+                started: chrono::Local::now(),
+            };
             let source = Source::from_reader(
                 sample.input_name.to_owned(),
                 SourceFormat::Csv,
@@ -154,7 +178,7 @@ async fn demo() -> Result<(), String> {
                 .await
                 .map_err(|(_, message)| message)?;
             let kind = config.target.kind;
-            let stem = format!("demo-{kind}-{command}");
+            let stem = format!("demo-{kind}-{}", command.replace(' ', "-"));
             let path = ledger::default_path_in(&out.join("ledgers"), &stem);
             let ledger = Ledger::create(&path).map_err(|e| e.to_string())?;
             let report = match mode {
@@ -171,12 +195,18 @@ async fn demo() -> Result<(), String> {
                 concurrency: config.limits.concurrency,
                 carried: Tally::default(),
                 report,
+                state: Some(StateUse {
+                    state: SyncState::open(&state_dir, &identity).map_err(|e| e.to_string())?,
+                    full: false,
+                }),
             };
             let progress = Progress::new(true, command, source.progress.clone());
             let interrupts =
                 Interrupts::register().map_err(|e| format!("cannot watch for Ctrl-C: {e}"))?;
-            let (result, path) =
+            let (mut result, path) =
                 run_sync(cx, source, ledger, sender, options, progress, interrupts).await?;
+            let code = exit_code(&result);
+            let report = write_report(&mut result, &run, &path, started, code)?;
             let mut stdout = io::stdout().lock();
             report::summary(
                 &mut stdout,
@@ -184,9 +214,11 @@ async fn demo() -> Result<(), String> {
                 &result.tally,
                 result.carried,
                 started.elapsed(),
+                &result.fields,
                 &path,
             )
-            .and_then(|()| report::costs(&mut stdout, &result.calls, &result.reasons))
+            .and_then(|()| report::costs(&mut stdout, &result))
+            .and_then(|()| report.as_ref().map_or(Ok(()), |r| r.write_to(&mut stdout)))
             .map_err(|e| e.to_string())?;
             drop(stdout);
             if let Some(reason) = &result.aborted {
@@ -195,8 +227,10 @@ async fn demo() -> Result<(), String> {
             rows.push(Row {
                 target: kind,
                 command,
+                requests: result.calls.iter().map(|c| c.requests).sum(),
                 result,
                 ledger: path,
+                report,
             });
         }
         println!();
@@ -206,12 +240,27 @@ async fn demo() -> Result<(), String> {
         "\nThe `invalid` records are the samples' deliberately broken rows, and the one Connect \
          `failed` record is an agent whose login Email would change, stopped by the \
          allow_email_change guard (see samples/README.md); each ledger entry names the line \
-         and what is wrong. Customer Profiles matches by ProfileId, so its apply sends each \
-         valid record's mapped fields without reading the profile first (`updated` = sent \
-         and accepted); Connect and Genesys read, merge and write only what differs."
+         and what is wrong. Every target reads (Customer Profiles in batches of up to 20 \
+         profiles), merges and writes only what differs. `apply again` is the next night over the same export: the local sync state knows \
+         what each target accepted, so it sends no request at all (the Connect record the \
+         guard stopped is read again, since nothing was accepted for it)."
     );
+    let _ = std::fs::remove_dir_all(&state_dir);
     emulator.shutdown().await;
     Ok(())
+}
+
+/// A new, private directory for the demo's sync state.
+fn tempfile_dir() -> Result<PathBuf, String> {
+    let dir = std::env::temp_dir().join(format!(
+        "profilesync-demo-state-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    Ok(dir)
 }
 
 /// The closing table: a row per target and run, and where its ledger and report are.
@@ -220,16 +269,18 @@ fn print_table(rows: &[Row]) {
         .into_iter()
         .filter(|s| rows.iter().any(|r| r.result.tally.get(*s) > 0))
         .collect();
-    let mut header = format!("{:<18} {:<6}", "target", "run");
+    let mut header = format!("{:<18} {:<12}", "target", "run");
     for &status in &shown {
         header.push_str(&format!(" {:>12}", status.name()));
     }
+    header.push_str(&format!(" {:>9}", "requests"));
     println!("{header}");
     for row in rows {
-        let mut line = format!("{:<18} {:<6}", row.target.name(), row.command);
+        let mut line = format!("{:<18} {:<12}", row.target.name(), row.command);
         for &status in &shown {
             line.push_str(&format!(" {:>12}", row.result.tally.get(status)));
         }
+        line.push_str(&format!(" {:>9}", row.requests));
         println!("{line}");
     }
     println!();
@@ -240,12 +291,12 @@ fn print_table(rows: &[Row]) {
             row.command,
             row.ledger.display()
         );
-        if let Some(report) = &row.result.report {
+        if let Some(report) = &row.report {
             println!(
-                "{} {}: diff report {} (field names; add --show-values to a plan for values)",
+                "{} {}: report {} (field names; add --show-values to a plan for values)",
                 row.target.name(),
                 row.command,
-                report.display()
+                report.html.display()
             );
         }
     }

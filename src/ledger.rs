@@ -119,6 +119,20 @@ pub struct Entry {
     /// Why, for `invalid` and `failed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<EntryError>,
+    /// For `unchanged`: what says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basis: Option<Basis>,
+}
+
+/// What an `unchanged` record was found unchanged by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Basis {
+    /// The record was read from the target and compared.
+    Target,
+    /// The local sync state holds the hash of this very payload, accepted by the target
+    /// earlier: nothing was read or written.
+    State,
 }
 
 impl Entry {
@@ -628,14 +642,25 @@ pub fn default_path_in(base: &Path, command: &str) -> PathBuf {
 /// A path under `dir` that does not exist yet: `STAMP-NAME.EXT`, or `STAMP-NAME-N.EXT`
 /// (N from 2) when several runs start within the same second.
 pub fn stamped_path(dir: &Path, name: &str, ext: &str) -> PathBuf {
+    let [path] = stamped_paths(dir, [(name, ext)]);
+    path
+}
+
+/// Paths under `dir` for files of one run, `(NAME, EXT)` each, sharing one time stamp (and
+/// one `-N`): none of them exists yet.
+pub fn stamped_paths<const N: usize>(dir: &Path, names: [(&str, &str); N]) -> [PathBuf; N] {
     let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
-    let mut path = dir.join(format!("{stamp}-{name}.{ext}"));
-    let mut n = 2;
-    while path.exists() {
-        path = dir.join(format!("{stamp}-{name}-{n}.{ext}"));
+    let mut n = 1;
+    loop {
+        let paths = names.map(|(name, ext)| match n {
+            1 => dir.join(format!("{stamp}-{name}.{ext}")),
+            n => dir.join(format!("{stamp}-{name}-{n}.{ext}")),
+        });
+        if !paths.iter().any(|p| p.exists()) {
+            return paths;
+        }
         n += 1;
     }
-    path
 }
 
 #[cfg(test)]
@@ -685,6 +710,7 @@ mod tests {
                         .in_column(Some("phone")),
                 ],
             }),
+            basis: None,
         };
         let mut out = Vec::new();
         entry.write_line(&mut out);

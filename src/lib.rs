@@ -9,7 +9,8 @@
 //! `--summary-json`.
 //! [`pipeline`] is the one module that wires threads and channels; [`config`] turns the TOML
 //! file into the compiled plan every stage reads; [`cli`] maps commands to exit codes.
-//! [`emulator`] is a loopback stand-in for the three target APIs.
+//! [`emulator`] is a loopback stand-in for the three target APIs. [`state`] is the local sync
+//! state (hashes of what each target last accepted).
 
 pub mod cli;
 pub mod config;
@@ -24,6 +25,7 @@ pub mod report;
 pub mod retry;
 pub mod schema;
 pub mod source;
+pub mod state;
 pub mod summary;
 pub mod targets;
 pub mod validate;

@@ -57,6 +57,7 @@ pub fn operations(kind: TargetKind) -> &'static [&'static str] {
     match kind {
         TargetKind::CustomerProfiles => &[
             op::GET_DOMAIN,
+            op::BATCH_GET_PROFILE,
             op::SEARCH_PROFILES,
             op::UPDATE_PROFILE,
             op::CREATE_PROFILE,
@@ -80,6 +81,8 @@ pub fn operations(kind: TargetKind) -> &'static [&'static str] {
 pub mod op {
     /// Customer Profiles `GetDomain` (the preflight).
     pub const GET_DOMAIN: &str = "GetDomain";
+    /// Customer Profiles `BatchGetProfile` (reads by ProfileId, 20 a call).
+    pub const BATCH_GET_PROFILE: &str = "BatchGetProfile";
     /// Customer Profiles `SearchProfiles`.
     pub const SEARCH_PROFILES: &str = "SearchProfiles";
     /// Customer Profiles `UpdateProfile`.

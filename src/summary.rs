@@ -125,7 +125,7 @@ impl RunSummary {
                 self.calls = result.calls.clone();
                 self.reasons = Some(result.reasons.clone());
                 self.stop_reason = result.aborted.clone();
-                self.report = result.report.as_deref().map(absolute);
+                self.report = result.report.as_ref().map(|r| absolute(&r.paths().html));
                 self.ledger(ledger);
             }
             Err(message) => self.error(message),
@@ -241,6 +241,8 @@ mod tests {
             carried: 1,
             aborted: Some("--max-errors reached: 1 records failed".to_owned()),
             report: None,
+            fields: Default::default(),
+            unchanged_by_state: 0,
             reasons: [("BadRequestException".to_owned(), 1)].into(),
             calls: vec![OperationCalls {
                 operation: "UpdateProfile",

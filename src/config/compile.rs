@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
@@ -102,6 +102,7 @@ impl Compiler<'_> {
             target,
             matching,
             limits,
+            state: raw.state.path.map(PathBuf::from),
             rules,
         }
     }
@@ -775,7 +776,7 @@ BirthDate = { from = "dob", transform = [{ date = { from = "%m/%d/%Y", to = "%Y-
             "[limits.operations.DescribeUser]\nrate = 2\n[limits.operations.SearchProfiles]\nrate = -1\nburst = 0",
         ));
         assert_eq!(errors.len(), 3, "{errors:?}");
-        assert!(errors[0].contains("customer-profiles has no such operation; expected one of: GetDomain, SearchProfiles"), "{errors:?}");
+        assert!(errors[0].contains("customer-profiles has no such operation; expected one of: GetDomain, BatchGetProfile, SearchProfiles"), "{errors:?}");
         assert!(
             errors[1].contains("[limits.operations.SearchProfiles] rate must be a positive number"),
             "{errors:?}"

@@ -31,6 +31,8 @@ pub struct Config {
     pub matching: Match,
     /// `[limits]`.
     pub limits: Limits,
+    /// `[state] path`: the directory of the sync state files, when the config sets it.
+    pub state: Option<PathBuf>,
     /// `[fields]`, sorted by target field name.
     pub rules: Vec<FieldRule>,
 }

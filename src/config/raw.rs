@@ -27,9 +27,20 @@ pub struct RawConfig {
     /// `[limits]`: rate, burst, concurrency, attempts.
     #[serde(default)]
     pub limits: RawLimits,
+    /// `[state]`: where the local sync state lives.
+    #[serde(default)]
+    pub state: RawState,
     /// `[fields]`: target field name → source mapping.
     #[serde(default)]
     pub fields: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
+}
+
+/// `[state]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawState {
+    /// The directory of the sync state files (default `./state/`).
+    pub path: Option<String>,
 }
 
 /// `[source]`.

@@ -1,4 +1,5 @@
-//! Amazon Connect Customer Profiles: GetDomain, UpdateProfile, CreateProfile and SearchProfiles.
+//! Amazon Connect Customer Profiles: GetDomain, UpdateProfile, CreateProfile, SearchProfiles
+//! and BatchGetProfile.
 //!
 //! - UpdateProfile (`PUT /domains/{DomainName}/profiles`): an absent member keeps the stored
 //!   value, `""` removes it; the four addresses merge per sub-field and `Attributes` per key
@@ -10,6 +11,15 @@
 //!   `_account` (AccountNumber), `_fullName` (First Middle Last); any other key that does not
 //!   start with `_` is looked up in `Attributes`; other predefined keys find nothing.
 //!   Results come in ProfileId order, 20 per page by default.
+//! - BatchGetProfile (`POST /domains/{DomainName}/batch-get-profiles`, body `{"ProfileIds":
+//!   [...]}`): 1–20 ids, each `[a-f0-9]{32}` (else 400 naming `profileIds` or
+//!   `profileIds.N` and the rule). Answers `{"Profiles": [...], "Errors": [...]}`: the found
+//!   profiles in request order, in SearchProfiles' item shape without `FoundByItems`; a
+//!   missing id is an `Errors` entry `{"Code": "ResourceNotFoundException", "Message":
+//!   "Profile not found", "ProfileId": id}` (the service does not document which code it
+//!   uses); an id listed twice is answered once; a missing domain is a 404 for the whole call.
+//!   An id given to `--batch-error-id` is answered with an `InternalServerException` entry
+//!   instead, found or not, to rehearse per-id errors.
 
 use crate::schema::{ADDRESS_MEMBERS, ADDRESS_PARTS, GENDER, PARTY_TYPE, PROFILE_TYPE};
 use std::collections::BTreeMap;
@@ -66,6 +76,8 @@ const PHONE_MEMBERS: [&str; 4] = [
     "BusinessPhoneNumber",
 ];
 const DEFAULT_PAGE: usize = 20;
+/// The most ids one BatchGetProfile call takes (`BatchGetProfileIdList`).
+const BATCH_MAX: usize = 20;
 
 /// Whether a body is an update (empty strings allowed) or a create (1 character at least).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +101,7 @@ pub fn routes() -> Router<App> {
         .route("/domains/{domain}", get(describe_domain))
         .route("/domains/{domain}/profiles", put(update).post(create))
         .route("/domains/{domain}/profiles/search", post(search))
+        .route("/domains/{domain}/batch-get-profiles", post(batch_get))
 }
 
 async fn describe_domain(
@@ -135,6 +148,18 @@ async fn search(
 ) -> Response {
     app.serve(Operation::SearchProfiles, &headers, |app| {
         search_profiles(app, &domain, &query, &body)
+    })
+    .await
+}
+
+async fn batch_get(
+    Extract(app): Extract<App>,
+    Path(domain): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    app.serve(Operation::BatchGetProfile, &headers, |app| {
+        batch_get_profile(app, &domain, &body)
     })
     .await
 }
@@ -402,6 +427,77 @@ fn search_profiles(
     Ok(wire::json_response(StatusCode::OK, &response))
 }
 
+fn batch_get_profile(app: &Shared, domain: &str, body: &[u8]) -> Result<Response, ApiError> {
+    let body = parse_body(body)?;
+    let mut violations = Violations::default();
+    check_domain_name(domain, &mut violations);
+    let ids = check_profile_ids(body.get("ProfileIds"), &mut violations);
+    check(&violations)?;
+    let mut profiles = Vec::new();
+    let mut errors = Vec::new();
+    app.with_state(|state| {
+        let domain = domain_mut(&mut state.domains, domain)?;
+        let mut seen = std::collections::BTreeSet::new();
+        for id in &ids {
+            if !seen.insert(id.as_str()) {
+                continue;
+            }
+            if app.batch_error(id) {
+                errors.push(batch_error(id, "InternalServerException", "Internal error"));
+            } else if let Some(profile) = domain.profiles.get(id) {
+                profiles.push(profile_json(id, profile));
+            } else {
+                errors.push(batch_error(
+                    id,
+                    "ResourceNotFoundException",
+                    "Profile not found",
+                ));
+            }
+        }
+        Ok::<_, ApiError>(())
+    })?;
+    Ok(wire::json_response(
+        StatusCode::OK,
+        &json!({ "Profiles": profiles, "Errors": errors }),
+    ))
+}
+
+/// Checks `ProfileIds`: a list of 1–20 strings, each `[a-f0-9]{32}`.
+fn check_profile_ids(value: Option<&Value>, violations: &mut Violations) -> Vec<String> {
+    let Some(value) = value else {
+        violations.missing("profileIds");
+        return Vec::new();
+    };
+    let Some(list) = value.as_array() else {
+        violations.add("profileIds", "Member must be a list");
+        return Vec::new();
+    };
+    if list.is_empty() {
+        violations.add(
+            "profileIds",
+            "Member must have length greater than or equal to 1",
+        );
+    } else if list.len() > BATCH_MAX {
+        violations.add(
+            "profileIds",
+            &format!("Member must have length less than or equal to {BATCH_MAX}"),
+        );
+    }
+    let mut ids = Vec::new();
+    for (i, item) in list.iter().enumerate() {
+        let path = format!("profileIds.{}", i + 1);
+        if let Some(id) = violations.string(&path, item, 0, usize::MAX) {
+            violations.pattern(&path, rules::is_profile_id(id), "[a-f0-9]{32}");
+            ids.push(id.to_string());
+        }
+    }
+    ids
+}
+
+fn batch_error(id: &str, code: &str, message: &str) -> Value {
+    json!({ "Code": code, "Message": message, "ProfileId": id })
+}
+
 /// Reads `max-results` (1–100, default 20) and `next-token` (from an earlier answer).
 fn check_page(
     query: &BTreeMap<String, String>,
@@ -550,9 +646,15 @@ fn find_profiles(domain: &Domain, keys: &[SearchKey], all: bool) -> Vec<Value> {
 }
 
 fn profile_item(id: &str, profile: &Record, hits: Vec<Value>) -> Value {
+    let mut item = profile_json(id, profile);
+    item["FoundByItems"] = Value::Array(hits);
+    item
+}
+
+/// A stored profile as the API returns it (a `Profile` shape): its members and `ProfileId`.
+fn profile_json(id: &str, profile: &Record) -> Value {
     let mut item: Map<String, Value> = profile.clone().into_iter().collect();
     item.insert("ProfileId".to_string(), Value::String(id.to_string()));
-    item.insert("FoundByItems".to_string(), Value::Array(hits));
     Value::Object(item)
 }
 

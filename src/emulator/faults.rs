@@ -1,5 +1,6 @@
 //! Seeded fault injection: a share of 5xx answers, a share of dropped connections, and a
-//! fixed added latency, drawn from one seeded generator so that a run repeats.
+//! fixed added latency, drawn from one seeded generator so that a run repeats; plus fixed
+//! ProfileIds that BatchGetProfile answers with a per-id error entry.
 //!
 //! Every API request draws exactly one number, whatever the outcome, so the number of
 //! faults among the first N requests depends only on the seed and the rates.
@@ -56,13 +57,29 @@ pub enum Fault {
 pub struct Faults {
     config: FaultConfig,
     rng: StdRng,
+    batch_error_ids: Vec<String>,
 }
 
 impl Faults {
     /// A generator seeded from `config.seed`.
     pub fn new(config: FaultConfig) -> Faults {
         let rng = StdRng::seed_from_u64(config.seed);
-        Faults { config, rng }
+        Faults {
+            config,
+            rng,
+            batch_error_ids: Vec::new(),
+        }
+    }
+
+    /// Makes BatchGetProfile answer each of `ids` with an error entry.
+    pub fn with_batch_errors(mut self, ids: Vec<String>) -> Faults {
+        self.batch_error_ids = ids;
+        self
+    }
+
+    /// Whether BatchGetProfile answers `id` with an error entry.
+    pub fn batch_error(&self, id: &str) -> bool {
+        self.batch_error_ids.iter().any(|e| e == id)
     }
 
     /// The seed the generator started from.

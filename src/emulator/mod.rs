@@ -1,5 +1,5 @@
 //! Loopback emulator of the three target APIs: Amazon Connect Customer Profiles
-//! (UpdateProfile, CreateProfile, SearchProfiles), Amazon Connect users
+//! (UpdateProfile, CreateProfile, SearchProfiles, BatchGetProfile), Amazon Connect users
 //! (UpdateUserIdentityInfo, DescribeUser, ListUsers, SearchUsers) and Genesys UCS profiles
 //! (`GET`/`PUT /profiles/{customer_id}`, `POST /profiles`), on 127.0.0.1 only.
 //!
@@ -35,7 +35,8 @@
 //!   permissions (`--deny OPERATION`: 403 `AccessDeniedException`, as IAM), then
 //!   fault injection (latency, dropped connection, 500), then the quota (429
 //!   `ThrottlingException`), then validation (400) and the resource (404).
-//! - **Quotas**: Customer Profiles operations 100/s with a bucket of 100; Connect user
+//! - **Quotas**: Customer Profiles operations 100/s with a bucket of 100 (GetDomain 5/s;
+//!   BatchGetProfile, which the quota table leaves out, 100/s like the others); Connect user
 //!   operations 2/s with a bucket of 5; Genesys none. `--quota OP=RATE[:BURST]` overrides
 //!   one (the burst defaults to the rate, rounded up); `--no-quota` removes the defaults
 //!   but keeps explicit `--quota`s. `--retry-after` adds `Retry-After` (seconds) and
@@ -102,6 +103,9 @@ pub struct EmulatorConfig {
     /// Operations the caller is not allowed to call (by name): 403 to every request, as
     /// `AccessDeniedException` from IAM for the AWS operations, plain for Genesys.
     pub denied: Vec<String>,
+    /// ProfileIds that BatchGetProfile answers with an `InternalServerException` entry in
+    /// `Errors` (the rest of the call succeeds), whether the profile exists or not.
+    pub batch_error_ids: Vec<String>,
 }
 
 impl EmulatorConfig {
@@ -133,6 +137,12 @@ impl EmulatorConfig {
     /// Refuses `operation` with 403 `AccessDeniedException`, as IAM does without the permission.
     pub fn with_denied(mut self, operation: &str) -> Self {
         self.denied.push(operation.to_string());
+        self
+    }
+
+    /// Makes BatchGetProfile answer `profile_id` with an `InternalServerException` entry.
+    pub fn with_batch_error(mut self, profile_id: &str) -> Self {
+        self.batch_error_ids.push(profile_id.to_string());
         self
     }
 
@@ -190,6 +200,15 @@ impl Emulator {
             })
             .collect::<Result<BTreeSet<_>, _>>()?;
         config.faults.check().map_err(EmulatorError::Setting)?;
+        if let Some(id) = config
+            .batch_error_ids
+            .iter()
+            .find(|id| !rules::is_profile_id(id))
+        {
+            return Err(EmulatorError::Setting(format!(
+                "batch error id {id:?} is not a ProfileId ([a-f0-9]{{32}})"
+            )));
+        }
         let started = Instant::now();
         let quotas = quota::Quotas::new(&overrides, config.no_quotas, started);
         let genesys_auth = config
@@ -199,7 +218,7 @@ impl Emulator {
         let shared = Arc::new(server::Shared::new(
             state,
             quotas,
-            faults::Faults::new(config.faults),
+            faults::Faults::new(config.faults).with_batch_errors(config.batch_error_ids),
             genesys_auth,
             config.retry_after,
             denied,
@@ -334,6 +353,10 @@ pub struct EmulatorArgs {
     /// Seed of the fault generator, so that runs repeat.
     #[arg(long, default_value_t = 0)]
     pub fault_seed: u64,
+    /// A ProfileId that BatchGetProfile answers with an InternalServerException entry in
+    /// `Errors`, found or not (repeatable).
+    #[arg(long = "batch-error-id", value_name = "PROFILE_ID")]
+    pub batch_error_ids: Vec<String>,
     /// Require Genesys basic authentication with these credentials.
     #[arg(long, value_name = "USER:PASS", value_parser = parse_credentials)]
     pub genesys_auth: Option<Credentials>,
@@ -430,6 +453,7 @@ impl EmulatorArgs {
                 latency: Duration::from_millis(self.latency_ms),
                 seed: self.fault_seed,
             },
+            batch_error_ids: self.batch_error_ids.clone(),
             genesys_auth: self
                 .genesys_auth
                 .as_ref()
@@ -495,6 +519,13 @@ mod tests {
         assert_eq!(
             parse_quota_arg("DescribeUser=0.5").map(|a| a.quota.burst),
             Ok(1)
+        );
+        let arg = parse_quota_arg("BatchGetProfile=5").expect("valid");
+        assert_eq!(arg.operation, Operation::BatchGetProfile);
+        assert_eq!(arg.quota, Quota::new(5.0, 5));
+        assert_eq!(
+            Operation::BatchGetProfile.default_quota(),
+            Operation::SearchProfiles.default_quota()
         );
         assert!(parse_quota_arg("Nope=1").is_err());
         assert!(parse_quota_arg("UpdateProfile=0").is_err());

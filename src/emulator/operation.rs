@@ -20,6 +20,7 @@ pub enum Operation {
     UpdateProfile,
     CreateProfile,
     SearchProfiles,
+    BatchGetProfile,
     DescribeInstance,
     UpdateUserIdentityInfo,
     DescribeUser,
@@ -32,11 +33,12 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation, in a fixed order.
-    pub const ALL: [Operation; 12] = [
+    pub const ALL: [Operation; 13] = [
         Operation::GetDomain,
         Operation::UpdateProfile,
         Operation::CreateProfile,
         Operation::SearchProfiles,
+        Operation::BatchGetProfile,
         Operation::DescribeInstance,
         Operation::UpdateUserIdentityInfo,
         Operation::DescribeUser,
@@ -54,6 +56,7 @@ impl Operation {
             Operation::UpdateProfile => "UpdateProfile",
             Operation::CreateProfile => "CreateProfile",
             Operation::SearchProfiles => "SearchProfiles",
+            Operation::BatchGetProfile => "BatchGetProfile",
             Operation::DescribeInstance => "DescribeInstance",
             Operation::UpdateUserIdentityInfo => "UpdateUserIdentityInfo",
             Operation::DescribeUser => "DescribeUser",
@@ -76,7 +79,8 @@ impl Operation {
             Operation::GetDomain
             | Operation::UpdateProfile
             | Operation::CreateProfile
-            | Operation::SearchProfiles => Api::CustomerProfiles,
+            | Operation::SearchProfiles
+            | Operation::BatchGetProfile => Api::CustomerProfiles,
             Operation::DescribeInstance
             | Operation::UpdateUserIdentityInfo
             | Operation::DescribeUser
@@ -91,7 +95,7 @@ impl Operation {
     /// The documented default quota as `(requests per second, burst)`, if the API has one.
     ///
     /// Customer Profiles: 100 TPS (GetDomain 5), no separate burst documented, so the burst
-    /// equals the rate. Connect user operations: `RateLimit` 2, `BurstLimit` 5. Genesys: none
+    /// equals the rate; BatchGetProfile is not in the quota table, so it gets the same 100. Connect user operations: `RateLimit` 2, `BurstLimit` 5. Genesys: none
     /// documented.
     pub fn default_quota(self) -> Option<(f64, u32)> {
         if self == Operation::GetDomain {

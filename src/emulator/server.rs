@@ -122,6 +122,11 @@ impl Shared {
         format!("{value:032x}")
     }
 
+    /// Whether fault injection answers `id` with an error entry in BatchGetProfile.
+    pub fn batch_error(&self, id: &str) -> bool {
+        lock(&self.faults).batch_error(id)
+    }
+
     /// Serves one API request: authentication, faults, quota, then `handler`; records the
     /// outcome in the statistics.
     pub async fn serve<F>(&self, op: Operation, headers: &HeaderMap, handler: F) -> Response

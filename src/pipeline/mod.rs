@@ -14,7 +14,7 @@ mod sync;
 
 pub use check::check;
 pub use signals::Interrupts;
-pub use sync::{OperationCalls, Selection, Sender, SyncOptions, SyncResult, sync};
+pub use sync::{OperationCalls, Selection, Sender, StateUse, SyncOptions, SyncResult, sync};
 
 use crate::config::{Config, WhenMissing};
 use crate::ledger::{Entry, EntryError, Status};
@@ -54,6 +54,7 @@ pub(crate) fn new_entry(record: &SourceRecord, status: Status) -> Entry {
         changed: Vec::new(),
         attempts: None,
         error: None,
+        basis: None,
     }
 }
 

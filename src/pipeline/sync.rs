@@ -15,7 +15,6 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,11 +25,13 @@ use tracing::Instrument;
 use super::signals::Interrupts;
 use super::{Context, new_entry, prepare};
 use crate::config::Config;
-use crate::ledger::{Entry, EntryError, KeyIndex, Ledger, RecordSet, Status};
+use crate::ledger::{Basis, Entry, EntryError, KeyIndex, Ledger, RecordSet, Status};
 use crate::limiter::Limiters;
-use crate::report::{DiffReport, Progress, Tally};
+use crate::mapping::{Mapped, Value};
+use crate::report::{DiffReport, FieldCounts, Progress, Tally};
 use crate::retry::{Halt, RetryPolicy};
 use crate::source::SourceRecord;
+use crate::state::{self, Stored, SyncState};
 use crate::targets::{FieldChange, Mode, Outcome, Pace, PreflightError, Target};
 
 /// Records in a row that fail to connect after every retry, after which a run stops (exit 3).
@@ -50,6 +51,16 @@ pub struct SyncOptions {
     pub carried: Tally,
     /// Where to write the diff report, if anywhere.
     pub report: Option<DiffReport>,
+    /// The local sync state, if the run uses one.
+    pub state: Option<StateUse>,
+}
+
+/// The local sync state of a run and how the run uses it.
+pub struct StateUse {
+    /// The target's state file, open (and so locked) for the run.
+    pub state: SyncState,
+    /// `--full`: classify no record by the state (read everything), but refresh it.
+    pub full: bool,
 }
 
 /// Which records of the input a run sends. Both ledger-based selections check that the
@@ -128,12 +139,18 @@ pub struct SyncResult {
     pub carried: u64,
     /// Why the run stopped early, if it did.
     pub aborted: Option<String>,
-    /// The diff report written, if any.
-    pub report: Option<PathBuf>,
+    /// Records that change each field, this run's.
+    pub fields: FieldCounts,
+    /// The diff report, its CSV and JSONL written and flushed; its page is written by
+    /// [`DiffReport::finish`] once the exit code is known.
+    pub report: Option<DiffReport>,
     /// This run's `failed` and `invalid` records by error code.
     pub reasons: BTreeMap<String, u64>,
     /// This run's requests per API operation, in the target's order.
     pub calls: Vec<OperationCalls>,
+    /// Of this run's `unchanged` records, those the local sync state classified without a
+    /// request.
+    pub unchanged_by_state: u64,
 }
 
 /// The requests one API operation made in a run.
@@ -218,16 +235,21 @@ pub async fn sync(
         })
     };
 
+    // The sync state: record tasks read it, the writer records what the target accepted.
+    let state = options.state.map(Arc::new);
+
     // Stage 3: write each entry as it settles.
     let carried = options.carried.total();
     let writer = Writer {
         ledger,
         report: options.report,
         tally: options.carried,
+        fields: FieldCounts::default(),
         max_errors: options.max_errors,
         stop: stop.clone(),
         progress,
         sender: Arc::clone(&sender),
+        state: state.clone(),
     };
     let writer = tokio::spawn(writer.run(settled_rx));
 
@@ -235,6 +257,7 @@ pub async fn sync(
     dispatch(
         &cx,
         &sender,
+        state.as_ref(),
         record_rx,
         settled_tx,
         options.mode,
@@ -243,7 +266,13 @@ pub async fn sync(
     )
     .await;
 
-    let (tally, report, reasons) = writer.await.map_err(io::Error::other)??;
+    let Written {
+        tally,
+        fields,
+        report,
+        reasons,
+        unchanged_by_state,
+    } = writer.await.map_err(io::Error::other)??;
     // A reader error ends the run once what was read has settled; say it too when something
     // else stopped the run first. A stopped run does not wait long for a reader blocked on a
     // silent stdin.
@@ -254,6 +283,13 @@ pub async fn sync(
     };
     signals.abort();
     let mut aborted = stop.reason();
+    // Every task is done with the state: close it, compacting it when much of it is free.
+    // Its records are all committed by now, so a failed compaction loses nothing.
+    if let Some(Ok(used)) = state.map(Arc::try_unwrap)
+        && let Err(e) = tokio::task::block_in_place(|| used.state.close())
+    {
+        eprintln!("profilesync: warning: compacting the sync state failed: {e}");
+    }
     if let Some(Ok(Err(e))) = reader {
         let also = format!("reading the input failed: {e}");
         if aborted.as_deref() != Some(also.as_str()) {
@@ -277,9 +313,11 @@ pub async fn sync(
         tally,
         carried,
         aborted,
-        report: report.map(|r| r.path().to_owned()),
+        fields,
+        report,
         reasons,
         calls,
+        unchanged_by_state,
     })
 }
 
@@ -315,9 +353,11 @@ fn read_records(
 
 /// The dispatcher: takes a permit, then a record, and spawns the record's task with the
 /// permit. Ctrl-C (or any stop) ends the dispatching; the records in flight still settle.
+#[allow(clippy::too_many_arguments)]
 async fn dispatch(
     cx: &Arc<Context>,
     sender: &Arc<Sender>,
+    state: Option<&Arc<StateUse>>,
     mut records: mpsc::Receiver<SourceRecord>,
     settled: mpsc::Sender<Settlement>,
     mode: Mode,
@@ -343,11 +383,12 @@ async fn dispatch(
         while let Some(done) = tasks.try_join_next() {
             note_panic(done, stop);
         }
-        let (cx, sender, settled, stop) = (
+        let (cx, sender, settled, stop, state) = (
             Arc::clone(cx),
             Arc::clone(sender),
             settled.clone(),
             stop.clone(),
+            state.cloned(),
         );
         let span = crate::logging::record_span(&cx, &record);
         let task = async move {
@@ -355,6 +396,7 @@ async fn dispatch(
             match settle(
                 &cx,
                 &sender.target,
+                state.as_deref(),
                 &record,
                 mode,
                 &sender.pace(stop.halt()),
@@ -417,51 +459,151 @@ struct Settlement {
     changes: Vec<FieldChange>,
     /// The target gave no usable answer (see [`crate::targets::Settled::unanswered`]).
     unanswered: bool,
+    /// What the sync state learns from this record, once its entry is in the ledger.
+    state: StateChange,
 }
 
-/// One record's trip: prepare, then the target. `Err` is a reason to stop the run.
+/// What a settled record tells the sync state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StateChange {
+    /// Nothing new (no state, a plan's difference, an invalid record, a skip by state).
+    Keep,
+    /// The target accepted (or was found to hold) the payload with this hash.
+    Accepted(u128),
+    /// The write failed: whatever the state held for the record may no longer hold.
+    Forget,
+}
+
+impl Settlement {
+    fn invalid(entry: Entry, end: u64) -> Settlement {
+        Settlement {
+            entry,
+            end,
+            changes: Vec::new(),
+            unanswered: false,
+            state: StateChange::Keep,
+        }
+    }
+}
+
+/// One record's trip: prepare, then the sync state, then the target. `Err` is a reason to
+/// stop the run.
 async fn settle(
     cx: &Context,
     target: &Target,
+    state: Option<&StateUse>,
     record: &SourceRecord,
     mode: Mode,
     pace: &Pace<'_>,
 ) -> Result<Settlement, String> {
     let mapped = match prepare(cx, record) {
         Ok(mapped) => mapped,
-        Err(invalid) => {
-            return Ok(Settlement {
-                entry: *invalid,
-                end: record.end,
-                changes: Vec::new(),
-                unanswered: false,
-            });
-        }
+        Err(invalid) => return Ok(Settlement::invalid(*invalid, record.end)),
     };
+    let hash = state.map(|_| payload_hash(cx, &mapped));
+    if let (Some(state), Some(hash)) = (state, hash)
+        && let Some(unchanged) = by_state(cx, state, &mapped, hash, record)?
+    {
+        return Ok(unchanged);
+    }
     match target.sync(&cx.config, &mapped, mode, pace).await {
-        Outcome::Settled(settled) => Ok(Settlement {
-            entry: Entry {
-                key: Some(mapped.key),
-                target_id: settled.target_id.or(mapped.target_id),
-                status: settled.status,
-                changed: settled.changed.iter().map(|c| c.field.clone()).collect(),
-                attempts: Some(settled.attempts),
-                error: settled.error.map(|e| EntryError {
-                    message: format!("{}:{}: {}", cx.input, record.line, e.message),
-                    ..e
-                }),
-                ..new_entry(record, settled.status)
-            },
-            end: record.end,
-            changes: settled.changed,
-            unanswered: settled.unanswered,
-        }),
+        Outcome::Settled(settled) => {
+            let learnt = match (settled.status, hash) {
+                (Status::Updated | Status::Created | Status::Unchanged, Some(hash)) => {
+                    StateChange::Accepted(hash)
+                }
+                (Status::Failed, Some(_)) => StateChange::Forget,
+                _ => StateChange::Keep,
+            };
+            Ok(Settlement {
+                entry: Entry {
+                    key: Some(mapped.key),
+                    target_id: settled.target_id.or(mapped.target_id),
+                    status: settled.status,
+                    changed: settled.changed.iter().map(|c| c.field.clone()).collect(),
+                    attempts: Some(settled.attempts),
+                    error: settled.error.map(|e| EntryError {
+                        message: format!("{}:{}: {}", cx.input, record.line, e.message),
+                        ..e
+                    }),
+                    basis: (settled.status == Status::Unchanged).then_some(Basis::Target),
+                    ..new_entry(record, settled.status)
+                },
+                end: record.end,
+                changes: settled.changed,
+                unanswered: settled.unanswered,
+                state: learnt,
+            })
+        }
         Outcome::Abort(reason) => Err(reason),
     }
 }
 
-/// What the writer hands back: the counts, the diff report, the error codes.
-type Written = (Tally, Option<DiffReport>, BTreeMap<String, u64>);
+/// The record's settlement when the sync state already holds this very payload for its
+/// target id (matched by id, without `--full`): `unchanged`, with no request.
+fn by_state(
+    cx: &Context,
+    state: &StateUse,
+    mapped: &Mapped,
+    hash: u128,
+    record: &SourceRecord,
+) -> Result<Option<Settlement>, String> {
+    let id = match (&mapped.target_id, cx.config.matching.id_column()) {
+        (Some(id), Some(_)) if !state.full => id,
+        _ => return Ok(None),
+    };
+    let stored = state
+        .state
+        .get(id)
+        .map_err(|e| format!("the sync state cannot be read: {e}"))?;
+    if stored.is_none_or(|s| s.hash != hash) {
+        return Ok(None);
+    }
+    Ok(Some(Settlement {
+        entry: Entry {
+            key: Some(mapped.key.clone()),
+            target_id: Some(id.clone()),
+            attempts: Some(0),
+            basis: Some(Basis::State),
+            ..new_entry(record, Status::Unchanged)
+        },
+        end: record.end,
+        changes: Vec::new(),
+        unanswered: false,
+        state: StateChange::Keep,
+    }))
+}
+
+/// The hash of what the record asks of the target: its mapped fields, by target name, as
+/// the write would carry them (a cleared field as `""`, each value of a list on its own).
+fn payload_hash(cx: &Context, mapped: &Mapped) -> u128 {
+    let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(mapped.fields.len());
+    for (index, value) in &mapped.fields {
+        let name = cx.config.rules[*index].name.as_str();
+        match value {
+            Value::Set(text) => pairs.push((name, text)),
+            Value::Clear => pairs.push((name, "")),
+            Value::Many(values) => pairs.extend(values.iter().map(|v| (name, v.as_str()))),
+        }
+    }
+    state::payload_hash(&pairs)
+}
+
+/// What the writer hands back.
+struct Written {
+    tally: Tally,
+    /// Records that change each field.
+    fields: FieldCounts,
+    report: Option<DiffReport>,
+    /// `failed` and `invalid` records by error code.
+    reasons: BTreeMap<String, u64>,
+    /// `unchanged` records the sync state classified.
+    unchanged_by_state: u64,
+}
+
+/// State changes written in one transaction, at most (a crash loses at most these, which
+/// the next run then reads or writes again).
+const STATE_BATCH: usize = 64;
 
 /// The writer stage: the only place that writes the ledger (and the diff report) during a
 /// `plan` or `apply` run. It also counts, shows progress, and stops the run on
@@ -470,10 +612,12 @@ struct Writer {
     ledger: Ledger,
     report: Option<DiffReport>,
     tally: Tally,
+    fields: FieldCounts,
     max_errors: Option<u64>,
     stop: Stop,
     progress: Arc<Progress>,
     sender: Arc<Sender>,
+    state: Option<Arc<StateUse>>,
 }
 
 impl Writer {
@@ -491,21 +635,35 @@ impl Writer {
     async fn write_all(mut self, mut rx: mpsc::Receiver<Settlement>) -> io::Result<Written> {
         let mut line = Vec::with_capacity(256);
         let mut reasons = BTreeMap::new();
-        let (mut failed, mut unanswered) = (0, 0);
+        let (mut failed, mut unanswered, mut by_state) = (0, 0, 0);
+        let mut learnt = StateBatch::default();
         while let Some(Settlement {
             entry,
             end,
             changes,
             unanswered: gave_up,
+            state: change,
         }) = rx.recv().await
         {
             line.clear();
             entry.write_line(&mut line);
             self.ledger.write_lines(&line)?;
+            // Only now that the entry is in the ledger does the state learn what the target
+            // accepted, so that a crash never marks a record synced that the ledger lacks.
+            if let (Some(state), Some(id)) = (&self.state, &entry.target_id) {
+                learnt.add(id, change);
+                if learnt.len() >= STATE_BATCH {
+                    learnt.commit(&state.state)?;
+                }
+            }
+            if entry.basis == Some(Basis::State) {
+                by_state += 1;
+            }
             if let Some(report) = &mut self.report {
                 report.write(&entry, &changes)?;
             }
             self.tally.add(entry.status);
+            self.fields.add(&entry.changed);
             let limits = self.sender.limiters.progress();
             self.progress
                 .advance(1, &self.tally, limits.as_deref(), end);
@@ -534,9 +692,66 @@ impl Writer {
                 unanswered = 0;
             }
         }
+        if let Some(state) = &self.state {
+            learnt.commit(&state.state)?;
+        }
         if let Some(report) = &mut self.report {
             report.flush()?;
         }
-        Ok((self.tally, self.report, reasons))
+        Ok(Written {
+            tally: self.tally,
+            fields: self.fields,
+            report: self.report,
+            reasons,
+            unchanged_by_state: by_state,
+        })
+    }
+}
+
+/// State changes waiting for their transaction, in ledger order.
+#[derive(Default)]
+struct StateBatch {
+    accepted: Vec<(String, Stored)>,
+    forgotten: Vec<String>,
+}
+
+impl StateBatch {
+    fn add(&mut self, id: &str, change: StateChange) {
+        match change {
+            StateChange::Keep => {}
+            StateChange::Accepted(hash) => self.accepted.push((
+                id.to_owned(),
+                Stored {
+                    hash,
+                    last_modified: None,
+                },
+            )),
+            StateChange::Forget => self.forgotten.push(id.to_owned()),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.accepted.len() + self.forgotten.len()
+    }
+
+    /// Writes the batch durably (the state's commit syncs to disk) and empties it.
+    fn commit(&mut self, state: &SyncState) -> io::Result<()> {
+        if self.len() == 0 {
+            return Ok(());
+        }
+        let accepted: Vec<(&str, Stored)> = self
+            .accepted
+            .iter()
+            .map(|(id, stored)| (id.as_str(), *stored))
+            .collect();
+        let forgotten: Vec<&str> = self.forgotten.iter().map(String::as_str).collect();
+        tokio::task::block_in_place(|| {
+            state.put_many(&accepted)?;
+            state.remove_many(&forgotten)
+        })
+        .map_err(|e| io::Error::other(format!("writing the sync state failed: {e}")))?;
+        self.accepted.clear();
+        self.forgotten.clear();
+        Ok(())
     }
 }

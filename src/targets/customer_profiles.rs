@@ -3,14 +3,14 @@
 //! This file is the target's own logic only; [`super::driver`] decides what happens to a
 //! record:
 //!
-//! - **read** by ProfileId is a `SearchProfiles` on `_profileId`; **search** follows
-//!   `NextToken` (100 profiles a page);
+//! - **read** by ProfileId is batched: the records in flight share one `BatchGetProfile` of
+//!   up to 20 ids (see `Batch`); **search** by a key follows `NextToken` (100 profiles a
+//!   page);
 //! - **merge** compares the mapped members with the profile's, flattened to the config's
 //!   names (`Address.City`, `Attributes.Tier`), and keeps the ones that differ;
-//! - **write** is one `UpdateProfile` with those members. UpdateProfile is a partial update
-//!   (an absent member keeps its value, `""` removes it), so, matched by id, `apply` may write
-//!   without reading first ([`Remote::unread_write`]): nothing unmapped can be lost, and a
-//!   re-run sends the same idempotent request;
+//! - **write** is one `UpdateProfile` with the differing members only. UpdateProfile is a
+//!   partial update (an absent member keeps its value, `""` removes it), so nothing unmapped
+//!   can be lost, and a profile that already holds what the record says is not written;
 //! - **create** is a `CreateProfile` with the non-empty members (it takes no empty strings);
 //! - a 404 `ResourceNotFoundException` on a write means the profile is gone (the domain was
 //!   checked by the preflight).
@@ -23,7 +23,10 @@
 #![allow(deprecated)]
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::Duration;
+
+use tokio::sync::oneshot;
 
 use aws_sdk_customerprofiles::Client;
 use aws_sdk_customerprofiles::config::retry::RetryConfig;
@@ -40,7 +43,9 @@ use super::driver::{Merged, Refusal, Remote};
 use super::{Changes, Desired, FieldChange, Pace, PreflightError, aws, changes, diff, unread};
 use crate::config::Config;
 use crate::retry::{ApiError, ErrorClass};
-use crate::schema::op::{CREATE_PROFILE, GET_DOMAIN, SEARCH_PROFILES, UPDATE_PROFILE};
+use crate::schema::op::{
+    BATCH_GET_PROFILE, CREATE_PROFILE, GET_DOMAIN, SEARCH_PROFILES, UPDATE_PROFILE,
+};
 use crate::schema::{ADDRESS_MEMBERS, ADDRESS_PARTS};
 
 /// The service id the AWS configuration knows this service by (`AWS_ENDPOINT_URL_CUSTOMER_PROFILES`).
@@ -54,7 +59,30 @@ const NOT_FOUND: &str = "ResourceNotFoundException";
 pub struct CustomerProfiles {
     client: Client,
     domain: String,
+    batch: Mutex<Batch>,
 }
+
+/// Reads by ProfileId waiting to go out together in one `BatchGetProfile`.
+///
+/// The first record to ask becomes the batch's leader: it waits at most [`BATCH_WAIT`] for
+/// others (or until [`BATCH_MAX`] ids wait), sends the call on its own [`Pace`], and hands
+/// every waiting record its profile. A batch never holds more records than are in flight
+/// (`concurrency`), and no record waits longer than the deadline for it to fill, so a run's
+/// last records are never held back.
+#[derive(Default)]
+struct Batch {
+    waiting: Vec<(String, oneshot::Sender<BatchRead>)>,
+    /// Whether a record is leading a batch now.
+    led: bool,
+}
+
+/// What one record gets from a batch: its profile (or `None`), and the batch's requests.
+type BatchRead = (Result<Option<BTreeMap<String, String>>, ApiError>, u32);
+
+/// Ids per `BatchGetProfile` (the model's maximum).
+const BATCH_MAX: usize = 20;
+/// The longest a read waits for others to join its batch.
+const BATCH_WAIT: Duration = Duration::from_millis(5);
 
 impl CustomerProfiles {
     /// A client from the AWS configuration chain, with `[target] region` and
@@ -78,6 +106,7 @@ impl CustomerProfiles {
         Ok(CustomerProfiles {
             client: Client::from_conf(builder.build()),
             domain: domain.to_owned(),
+            batch: Mutex::new(Batch::default()),
         })
     }
 
@@ -118,6 +147,50 @@ impl CustomerProfiles {
     }
 }
 
+impl CustomerProfiles {
+    fn lock_batch(&self) -> std::sync::MutexGuard<'_, Batch> {
+        self.batch.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One `BatchGetProfile` for the waiting reads; each gets its own result. An entry of
+    /// the answer's `Errors` is that id's own result: a missing profile is `None`, another
+    /// code fails that record only.
+    async fn batch_get(&self, taken: Vec<(String, oneshot::Sender<BatchRead>)>, pace: &Pace<'_>) {
+        let ids: Vec<String> = taken.iter().map(|(id, _)| id.clone()).collect();
+        let mut spent = 0;
+        let answer = pace
+            .send(BATCH_GET_PROFILE, &mut spent, || {
+                let request = self
+                    .client
+                    .batch_get_profile()
+                    .domain_name(&self.domain)
+                    .set_profile_ids(Some(ids.clone()));
+                async move { request.send().await.map_err(aws::from_sdk) }
+            })
+            .await;
+        for (id, tx) in taken {
+            let result = match &answer {
+                Err(e) => Err(e.clone()),
+                Ok(out) => match out.profiles().iter().find(|p| p.profile_id() == Some(&id)) {
+                    Some(profile) => Ok(Some(flatten(profile))),
+                    None => match out.errors().iter().find(|e| e.profile_id() == id) {
+                        Some(e) if e.code() != NOT_FOUND => Err(ApiError {
+                            class: ErrorClass::Permanent,
+                            code: e.code().to_owned(),
+                            message: e.message().to_owned(),
+                            status: None,
+                            retry_after: None,
+                        }),
+                        _ => Ok(None),
+                    },
+                },
+            };
+            // A record whose task is gone (the run stopped) no longer needs its answer.
+            let _ = tx.send((result, spent));
+        }
+    }
+}
+
 impl Remote for CustomerProfiles {
     const NOUN: &'static str = "profile";
     /// The profile's members, flattened to the config's names.
@@ -127,14 +200,40 @@ impl Remote for CustomerProfiles {
     /// The members to create the profile with.
     type Create = Vec<FieldChange>;
 
+    /// The profile with this ProfileId, read in a `BatchGetProfile` with the other records
+    /// in flight (see [`Batch`]).
     async fn read(
         &self,
         id: &str,
         pace: &Pace<'_>,
         attempts: &mut u32,
     ) -> Result<Option<Self::Current>, ApiError> {
-        let found = self.search("_profileId", id, pace, attempts).await?;
-        Ok(found.into_iter().next().map(|(_, profile)| profile))
+        let (tx, rx) = oneshot::channel();
+        let lead = {
+            let mut batch = self.lock_batch();
+            batch.waiting.push((id.to_owned(), tx));
+            !std::mem::replace(&mut batch.led, true)
+        };
+        if lead {
+            tokio::time::sleep(BATCH_WAIT).await;
+            loop {
+                let taken: Vec<_> = {
+                    let mut batch = self.lock_batch();
+                    if batch.waiting.is_empty() {
+                        batch.led = false;
+                        break;
+                    }
+                    let n = batch.waiting.len().min(BATCH_MAX);
+                    batch.waiting.drain(..n).collect()
+                };
+                self.batch_get(taken, pace).await;
+            }
+        }
+        let (result, spent) = rx
+            .await
+            .map_err(|_| aws::configuration("internal error: a batched read lost its answer"))?;
+        *attempts += spent;
+        result
     }
 
     /// Every profile that has `key` = `value`, following `NextToken`.
@@ -182,14 +281,6 @@ impl Remote for CustomerProfiles {
         Ok(Merged {
             write: changed.clone(),
             changed,
-        })
-    }
-
-    fn unread_write(&self, desired: &Desired<'_>) -> Option<Merged<Self::Write>> {
-        let sent = unread(&changes(desired));
-        Some(Merged {
-            write: sent.clone(),
-            changed: sent,
         })
     }
 

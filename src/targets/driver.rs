@@ -12,9 +12,9 @@
 //! when_missing: skip → skipped (plan: not_found) · fail → failed · create → would_create / create
 //! ```
 //!
-//! A target whose API takes partial updates may write without reading first, when matched
-//! by id in `apply` ([`Remote::unread_write`]). Everything a target does not say is decided
-//! here, once, for every target; a target never builds a ledger status itself.
+//! Everything a target does not say is decided here, once, for every target; a target never
+//! builds a ledger status itself. (The local sync state comes before all this: a record whose
+//! payload the target already accepted never reaches the driver; see `pipeline`.)
 
 use std::future::Future;
 
@@ -31,7 +31,7 @@ use crate::retry::{ApiError, ErrorClass};
 pub struct Merged<W> {
     /// What the write (or create) sends.
     pub write: W,
-    /// The fields that differ (or, unread, every field sent).
+    /// The fields that differ.
     pub changed: Vec<FieldChange>,
 }
 
@@ -87,13 +87,6 @@ pub trait Remote: Sync {
         desired: &Desired<'_>,
     ) -> Result<Merged<Self::Write>, Refusal>;
 
-    /// The write of a record that was not read, when the API updates only the members it is
-    /// sent (so nothing unmapped can be lost); `None` when a record must be read first.
-    fn unread_write(&self, desired: &Desired<'_>) -> Option<Merged<Self::Write>> {
-        let _ = desired;
-        None
-    }
-
     /// Writes a merged record.
     fn write(
         &self,
@@ -139,12 +132,6 @@ pub async fn sync<R: Remote>(
                 // Mapping reports an empty id as a problem, so valid records have one.
                 return missing(when, mode, &format!("the record has no {id_name}"), 0);
             };
-            if mode == Mode::Apply
-                && let Some(merged) = remote.unread_write(&desired)
-            {
-                let gone = format!("no {noun} has this {id_name}");
-                return write(remote, id, merged, when, pace, attempts, &gone).await;
-            }
             match remote.read(id, pace, &mut attempts).await {
                 Ok(Some(current)) => (id.to_owned(), current),
                 Ok(None) => {

@@ -177,7 +177,8 @@ async fn a_full_sync_reaches_the_expected_state_and_keeps_what_it_does_not_map()
         ledger[0]["changed"],
         json!(["Address.City", "Attributes.Tier", "FirstName"])
     );
-    assert_eq!(ledger[0]["attempts"], 1);
+    // One BatchGetProfile read, shared with the other records in flight, and one write.
+    assert_eq!(ledger[0]["attempts"], 2);
     for i in 1..=20 {
         assert_eq!(
             profile(&emulator, &pid(i)),
@@ -206,9 +207,12 @@ async fn a_quota_below_the_rate_slows_the_run_and_loses_nothing() {
     assert!(stats.status(429) > 0, "the quota was hit: {stats:?}");
     assert_eq!(stats.status(200), 60);
     let attempts: u64 = ledger.iter().map(|e| e["attempts"].as_u64().unwrap()).sum();
+    let reads = emulator.stats().operation("BatchGetProfile");
+    assert_eq!(reads.status(429), 0, "reads have a bucket of their own");
     assert_eq!(
-        attempts, stats.requests,
-        "every request is counted in the ledger"
+        attempts,
+        stats.requests + 60,
+        "every request is counted in the ledger: each write, and each record's batched read"
     );
 }
 
@@ -277,14 +281,22 @@ async fn a_killed_run_resumes_without_sending_settled_records_again() {
         (1..=n as u64).collect::<Vec<_>>(),
         "every record settled exactly once"
     );
-    assert!(ledger.iter().all(|e| e["status"] == "updated"));
-    // Only records that had not settled were sent again: at most the ones in flight at the kill.
-    let sent_total = emulator.stats().operation("UpdateProfile").status(200);
-    let resent = sent_total - n as u64;
+    // A record in flight at the kill, written but not settled, is read on resume and found
+    // as the record says: `unchanged`, not written twice.
+    let in_flight = ledger
+        .iter()
+        .filter(|e| e["status"] == "unchanged" && e["basis"] == "target")
+        .count();
     assert!(
-        resent <= concurrency as u64,
-        "{resent} settled records were sent again"
+        ledger
+            .iter()
+            .all(|e| e["status"] == "updated" || e["status"] == "unchanged"),
+        "{ledger:?}"
     );
+    assert!(in_flight <= concurrency, "{in_flight} were in flight");
+    // Only records that had not settled were sent again: none twice.
+    let sent_total = emulator.stats().operation("UpdateProfile").status(200);
+    assert_eq!(sent_total, n as u64, "every profile written once");
     assert!(sent_first >= settled_first as u64);
     for i in 1..=n {
         assert_eq!(
@@ -370,10 +382,12 @@ async fn missing_profiles_follow_when_missing() {
     let out = sync(&dir, &emulator, "apply", "fail.toml", "fail.jsonl", &[]).await;
     assert_eq!(out.status.code(), Some(1));
     let ledger = by_record(&read_ledger(&dir.path("fail.jsonl")));
+    // Records 1 and 2 were written by the first run; the sync state knows it.
     assert_eq!(
         statuses(&ledger),
-        ["updated", "updated", "failed", "failed"]
+        ["unchanged", "unchanged", "failed", "failed"]
     );
+    assert_eq!(ledger[0]["basis"], "state");
     assert_eq!(ledger[2]["error"]["code"], "not_found");
 
     // --retry-failed sends only those two again.
@@ -396,7 +410,10 @@ async fn missing_profiles_follow_when_missing() {
             .collect::<Vec<_>>(),
         [3, 4]
     );
-    assert_eq!(emulator.stats().operation("UpdateProfile").requests, 2);
+    // Both are read again (and still missing), nothing else is.
+    let stats = emulator.stats();
+    assert_eq!(stats.operation("UpdateProfile").requests, 0);
+    assert!(stats.operation("BatchGetProfile").requests >= 1);
 
     // --max-errors stops the run: exit 3.
     let out = sync(
@@ -495,7 +512,7 @@ async fn plan_reports_differences_and_writes_nothing() {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let report = stdout
         .lines()
-        .find_map(|l| l.strip_prefix("diff report: "))
+        .find_map(|l| l.strip_prefix("diff csv: "))
         .expect("a report");
     assert!(report.starts_with("reports/"), "{report}");
     let text = std::fs::read_to_string(dir.path(report)).unwrap();
@@ -521,7 +538,7 @@ async fn plan_reports_differences_and_writes_nothing() {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let report = stdout
         .lines()
-        .find_map(|l| l.strip_prefix("diff report: "))
+        .find_map(|l| l.strip_prefix("diff csv: "))
         .expect("a report");
     let text = std::fs::read_to_string(dir.path(report)).unwrap();
     assert!(
@@ -696,7 +713,10 @@ async fn an_interrupted_retry_of_failed_records_resumes_with_the_same_selection(
         .map(|e| e["record"].as_u64().unwrap())
         .collect();
     assert_eq!(records, [3, 4, 5, 6], "only the failed records, none twice");
-    assert_eq!(emulator.stats().operation("UpdateProfile").requests, 3);
+    // Records 4-6 are read again (their profiles are still missing); none is written.
+    let stats = emulator.stats();
+    assert_eq!(stats.operation("UpdateProfile").requests, 0);
+    assert!(stats.operation("BatchGetProfile").requests >= 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -782,7 +802,16 @@ async fn access_denied_aborts_the_run_but_a_denied_preflight_only_warns() {
     )
     .await
     .unwrap();
-    let out = sync(&dir, &emulator, "apply", "c.toml", "denied.jsonl", &[]).await;
+    // A new emulator: the first run's sync state does not hold for it.
+    let out = sync(
+        &dir,
+        &emulator,
+        "apply",
+        "c.toml",
+        "denied.jsonl",
+        &["--full"],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("not authorized to perform: profile:UpdateProfile"),
@@ -869,7 +898,12 @@ async fn rate_auto_finds_an_unknown_quota_and_loses_nothing() {
     assert!(stats.status(429) > 0, "the start was too high: {stats:?}");
     assert_eq!(stats.status(200), 80);
     let attempts: u64 = ledger.iter().map(|e| e["attempts"].as_u64().unwrap()).sum();
-    assert_eq!(attempts, stats.requests);
+    assert_eq!(emulator.stats().operation("BatchGetProfile").status(429), 0);
+    assert_eq!(
+        attempts,
+        stats.requests + 80,
+        "the writes and one batched read each"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

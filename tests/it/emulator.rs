@@ -344,6 +344,207 @@ async fn sdk_search_by_email_pages_through_all_e_mail_members() {
     handle.shutdown().await;
 }
 
+#[tokio::test]
+async fn sdk_batch_get_answers_found_profiles_and_an_error_per_missing_id() {
+    let handle = seeded().await;
+    let client = sdk(&handle, false);
+    let out = client
+        .batch_get_profile()
+        .domain_name(DOMAIN)
+        .profile_ids(P2)
+        .profile_ids(MISSING)
+        .profile_ids(P1)
+        .profile_ids(P2)
+        .send()
+        .await
+        .expect("batch get succeeds");
+    let ids: Vec<_> = out.profiles().iter().map(|p| p.profile_id()).collect();
+    assert_eq!(
+        ids,
+        [Some(P2), Some(P1)],
+        "request order, a repeated id once"
+    );
+    let ann = &out.profiles()[1];
+    assert_eq!(ann.first_name(), Some("Ann"));
+    assert_eq!(ann.email_address(), Some("ann@example.com"));
+    assert_eq!(ann.address().and_then(|a| a.city()), Some("Paris"));
+    assert_eq!(
+        ann.attributes()
+            .and_then(|a| a.get("Tier"))
+            .map(String::as_str),
+        Some("gold")
+    );
+    assert!(ann.found_by_items().is_empty());
+    assert_eq!(out.errors().len(), 1);
+    let error = &out.errors()[0];
+    assert_eq!(
+        (error.profile_id(), error.code(), error.message()),
+        (MISSING, "ResourceNotFoundException", "Profile not found")
+    );
+    // The same profile as SearchProfiles returns it, but for FoundByItems.
+    let searched = client
+        .search_profiles()
+        .domain_name(DOMAIN)
+        .key_name("_profileId")
+        .values(P1)
+        .send()
+        .await
+        .expect("search succeeds");
+    let mut item = searched.items()[0].clone();
+    item.found_by_items = None;
+    assert_eq!(&item, ann);
+
+    let err = client
+        .batch_get_profile()
+        .domain_name("NoSuchDomain")
+        .profile_ids(P1)
+        .send()
+        .await
+        .expect_err("unknown domain")
+        .into_service_error();
+    assert!(err.is_resource_not_found_exception(), "{err:?}");
+    assert!(err.message().is_some_and(|m| m.contains("NoSuchDomain")));
+    let stats = handle.stats().operation("BatchGetProfile");
+    assert_eq!((stats.status(200), stats.status(404)), (1, 1));
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn sdk_batch_get_refuses_21_ids_no_ids_and_a_bad_id() {
+    let handle = seeded().await;
+    let client = sdk(&handle, false);
+    let twenty_one: Vec<String> = (0..21u32).map(|i| format!("{i:032x}")).collect();
+    let err = client
+        .batch_get_profile()
+        .domain_name(DOMAIN)
+        .set_profile_ids(Some(twenty_one.clone()))
+        .send()
+        .await
+        .expect_err("21 ids")
+        .into_service_error();
+    assert!(err.is_bad_request_exception(), "{err:?}");
+    assert_eq!(
+        err.message(),
+        Some(
+            "1 validation error detected: Value at 'profileIds' failed to satisfy constraint: Member must have length less than or equal to 20"
+        )
+    );
+    let twenty = client
+        .batch_get_profile()
+        .domain_name(DOMAIN)
+        .set_profile_ids(Some(twenty_one[..20].to_vec()))
+        .send()
+        .await
+        .expect("20 ids are fine");
+    assert_eq!(twenty.errors().len(), 20);
+
+    let err = client
+        .batch_get_profile()
+        .domain_name(DOMAIN)
+        .set_profile_ids(Some(Vec::new()))
+        .send()
+        .await
+        .expect_err("no ids")
+        .into_service_error();
+    assert!(err.is_bad_request_exception(), "{err:?}");
+    assert!(
+        err.message()
+            .is_some_and(|m| m.contains("'profileIds'") && m.contains("greater than or equal to 1")),
+        "{err:?}"
+    );
+
+    let err = client
+        .batch_get_profile()
+        .domain_name(DOMAIN)
+        .profile_ids(P1)
+        .profile_ids("0123456789ABCDEF0123456789ABCDEF")
+        .send()
+        .await
+        .expect_err("upper-case id")
+        .into_service_error();
+    assert!(err.is_bad_request_exception(), "{err:?}");
+    assert_eq!(
+        err.message(),
+        Some(
+            "1 validation error detected: Value at 'profileIds.2' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-f0-9]{32}"
+        )
+    );
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn sdk_batch_get_is_throttled_by_its_own_quota() {
+    let handle = start(EmulatorConfig::default().with_seed(seed()).with_quota(
+        "BatchGetProfile",
+        0.1,
+        1,
+    ))
+    .await;
+    let client = sdk(&handle, false);
+    let batch = || {
+        client
+            .batch_get_profile()
+            .domain_name(DOMAIN)
+            .profile_ids(P1)
+            .send()
+    };
+    batch().await.expect("first request fits the burst");
+    let err = batch()
+        .await
+        .expect_err("second is throttled")
+        .into_service_error();
+    assert!(err.is_throttling_exception(), "{err:?}");
+    client
+        .update_profile()
+        .domain_name(DOMAIN)
+        .profile_id(P1)
+        .first_name("Z")
+        .send()
+        .await
+        .expect("UpdateProfile has its own bucket");
+    let stats = handle.stats().operation("BatchGetProfile");
+    assert_eq!(
+        (stats.status(200), stats.status(429), stats.accepted),
+        (1, 1, 1)
+    );
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn sdk_batch_get_reports_an_injected_per_id_error_and_serves_the_rest() {
+    let handle = start(
+        EmulatorConfig::default()
+            .with_seed(seed())
+            .with_batch_error(P2),
+    )
+    .await;
+    let client = sdk(&handle, false);
+    let out = client
+        .batch_get_profile()
+        .domain_name(DOMAIN)
+        .profile_ids(P1)
+        .profile_ids(P2)
+        .profile_ids(MISSING)
+        .send()
+        .await
+        .expect("batch get succeeds");
+    assert_eq!(out.profiles().len(), 1);
+    assert_eq!(out.profiles()[0].profile_id(), Some(P1));
+    let errors: Vec<_> = out
+        .errors()
+        .iter()
+        .map(|e| (e.profile_id(), e.code()))
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            (P2, "InternalServerException"),
+            (MISSING, "ResourceNotFoundException")
+        ]
+    );
+    handle.shutdown().await;
+}
+
 // ---- Raw protocol checks ----
 
 #[tokio::test]
@@ -844,11 +1045,16 @@ fn aws_cli() -> String {
 
 /// Runs the AWS CLI against the emulator; returns (success, stdout, stderr).
 async fn aws(handle: &EmulatorHandle, args: &[&str]) -> (bool, String, String) {
+    aws_at(&handle.endpoint_url(), args).await
+}
+
+/// Runs the AWS CLI against the emulator at `endpoint`; returns (success, stdout, stderr).
+async fn aws_at(endpoint: &str, args: &[&str]) -> (bool, String, String) {
     let program = aws_cli();
     let mut command = Command::new(program);
     command
         .args(args)
-        .args(["--endpoint-url", &handle.endpoint_url(), "--output", "json"])
+        .args(["--endpoint-url", endpoint, "--output", "json"])
         .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
         .env("AWS_SECRET_ACCESS_KEY", "secret")
         .env("AWS_DEFAULT_REGION", "us-east-1")
@@ -936,6 +1142,57 @@ async fn aws_cli_customer_profiles_update_and_search() {
     .await;
     assert!(!ok);
     assert!(stderr.contains("ResourceNotFoundException"), "{stderr}");
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn aws_cli_batch_get_profile_found_missing_and_refused() {
+    let handle = seeded().await;
+    let batch = |ids: Vec<String>| {
+        let mut args: Vec<String> = [
+            "customer-profiles",
+            "batch-get-profile",
+            "--domain-name",
+            DOMAIN,
+            "--profile-ids",
+        ]
+        .map(str::to_string)
+        .to_vec();
+        args.extend(ids);
+        let endpoint = handle.endpoint_url();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            aws_at(&endpoint, &args).await
+        }
+    };
+    let (ok, stdout, stderr) = batch(vec![P1.to_string(), MISSING.to_string()]).await;
+    assert!(ok, "{stderr}");
+    let out: Value = serde_json::from_str(&stdout).expect("json output");
+    assert_eq!(out["Profiles"].as_array().map(Vec::len), Some(1));
+    assert_eq!(out["Profiles"][0]["ProfileId"], P1);
+    assert_eq!(out["Profiles"][0]["Address"]["City"], "Paris");
+    assert_eq!(
+        out["Errors"],
+        json!([{"Code": "ResourceNotFoundException", "Message": "Profile not found",
+                "ProfileId": MISSING}])
+    );
+
+    let twenty_one = (0..21u32).map(|i| format!("{i:032x}")).collect();
+    let (ok, _, stderr) = batch(twenty_one).await;
+    assert!(!ok);
+    assert!(stderr.contains("BadRequestException"), "{stderr}");
+    assert!(
+        stderr.contains("'profileIds'") && stderr.contains("less than or equal to 20"),
+        "{stderr}"
+    );
+
+    let (ok, _, stderr) = batch(vec!["not-a-profile-id".to_string()]).await;
+    assert!(!ok);
+    assert!(stderr.contains("BadRequestException"), "{stderr}");
+    assert!(
+        stderr.contains("'profileIds.1'") && stderr.contains("[a-f0-9]{32}"),
+        "{stderr}"
+    );
     handle.shutdown().await;
 }
 
@@ -1078,11 +1335,59 @@ fn cli_refuses_bad_arguments_with_exit_2() {
         vec!["emulator", "--quota", "NoSuchOperation=1"],
         vec!["emulator", "--error-rate", "2"],
         vec!["emulator", "--seed", "/nonexistent/seed.json"],
+        vec!["emulator", "--batch-error-id", "NOT-HEX"],
     ] {
         let output = Command::new(bin).args(&args).output().expect("runs");
         assert_eq!(output.status.code(), Some(2), "{args:?}");
         assert!(!output.stderr.is_empty(), "{args:?}");
     }
+}
+
+/// The command line's `--quota BatchGetProfile=...` and `--batch-error-id`, through the AWS CLI.
+#[tokio::test]
+async fn cli_batch_get_profile_quota_and_injected_error() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seed_path = dir.path().join("seed.json");
+    std::fs::write(&seed_path, seed().to_string()).expect("seed written");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_profilesync"))
+        .args(["emulator", "--seed"])
+        .arg(&seed_path)
+        .args(["--quota", "BatchGetProfile=0.01:1", "--batch-error-id", P2])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    tokio::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .await
+        .expect("a line");
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("listening line")
+        .to_string();
+    let args = [
+        "customer-profiles",
+        "batch-get-profile",
+        "--domain-name",
+        DOMAIN,
+        "--profile-ids",
+        P1,
+        P2,
+    ];
+    let (ok, stdout, stderr) = aws_at(&url, &args).await;
+    assert!(ok, "{stderr}");
+    let out: Value = serde_json::from_str(&stdout).expect("json output");
+    assert_eq!(out["Profiles"][0]["ProfileId"], P1);
+    assert_eq!(out["Errors"][0]["ProfileId"], P2);
+    assert_eq!(out["Errors"][0]["Code"], "InternalServerException");
+    let (ok, _, stderr) = aws_at(&url, &args).await;
+    assert!(!ok, "the second call is past the quota");
+    assert!(stderr.contains("ThrottlingException"), "{stderr}");
+    let _ = child.kill().await;
 }
 
 #[test]

@@ -7,5 +7,7 @@ mod crash;
 mod emulator;
 mod genesys;
 mod reliability;
+mod report;
 mod secrets;
+mod state;
 mod support;

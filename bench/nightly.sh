@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Benchmark of nightly syncs with the local sync state (issue 8): a night costs what changed.
+#
+#   bench/nightly.sh [PROFILES]     (default 100000)
+#
+# Night 1: every profile differs from the export (the emulator's quotas off, to build the
+# state quickly). Night 2: the next export, 1% of its rows changed, against Customer Profiles'
+# documented 100 TPS per operation (emulator and client both at 100/s per operation).
+# For each night: wall time, calls per operation, client CPU seconds, peak RSS, and the state
+# file's size. Goals for night 2: wall <= (changed / 100) * 1.1 + offline pass + 2 s;
+# reads (BatchGetProfile ids) <= changed + N/20; state <= 64 bytes per record.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+n=${1:-100000}
+data=bench/data/nightly
+rm -rf "$data"
+mkdir -p "$data"
+cargo build --release --quiet --bin profilesync
+bin=$PWD/target/release/profilesync
+
+python3 - "$n" "$data" <<'PY'
+import json, sys
+n, out = int(sys.argv[1]), sys.argv[2]
+def export(path, changed):
+    with open(path, "w") as f:
+        f.write("crm_id,profile_id,first,last,email,city\n")
+        for i in range(1, n + 1):
+            first = f"Changed{i}" if i in changed else f"First{i}"
+            f.write(f"C{i},{i:032x},{first},Last{i},c{i}@example.com,City{i}\n")
+export(f"{out}/night1.csv", set())
+export(f"{out}/night2.csv", set(range(1, n + 1, 100)))
+profiles = {f"{i:032x}": {"FirstName": f"Old{i}", "LastName": f"Last{i}"} for i in range(1, n + 1)}
+json.dump({"domains": {"BenchDomain": {"profiles": profiles}}}, open(f"{out}/seed.json", "w"))
+PY
+changed=$(( (n + 99) / 100 ))
+
+cat > "$data/config.toml" <<'TOML'
+[source]
+key = "crm_id"
+[target]
+kind = "customer-profiles"
+domain = "BenchDomain"
+[match]
+id = "profile_id"
+[limits]
+rate = 100
+burst = 10
+concurrency = 32
+max_attempts = 10
+[fields]
+FirstName = "first"
+LastName = "last"
+EmailAddress = { from = "email", transform = ["trim", "lowercase"] }
+"Address.City" = "city"
+TOML
+
+port=$((20000 + RANDOM % 20000))
+export AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=bench-secret AWS_REGION=us-east-1
+export AWS_ENDPOINT_URL_CUSTOMER_PROFILES="http://127.0.0.1:$port"
+export AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/nonexistent AWS_SHARED_CREDENTIALS_FILE=/nonexistent
+emulator_pid=
+stop_emulator() { [ -n "$emulator_pid" ] && kill "$emulator_pid" 2>/dev/null && wait "$emulator_pid" 2>/dev/null || true; emulator_pid=; }
+trap stop_emulator EXIT
+start_emulator() {
+    stop_emulator
+    "$bin" emulator --port "$port" --seed "$data/seed.json" "$@" > "$data/emulator.log" 2>&1 &
+    emulator_pid=$!
+    for _ in $(seq 300); do grep -q listening "$data/emulator.log" 2>/dev/null && return; sleep 0.1; done
+    echo "the emulator did not start" >&2; exit 1
+}
+
+night() { # label input extra-args...
+    local label=$1 input=$2; shift 2
+    rm -f "$data/ledger.jsonl" "$data/ledger.jsonl.run.json"
+    curl -s -X DELETE "http://127.0.0.1:$port/_emulator/stats" > /dev/null || true
+    local out
+    out=$( { /usr/bin/time -f "%e %U %S %M" "$bin" apply --config "$data/config.toml" "$data/$input" \
+        --ledger "$data/ledger.jsonl" --state "$data/state" --quiet --no-progress "$@" || true; } 2>&1 | tail -1)
+    read -r wall user sys rss <<< "$out"
+    python3 - "$port" "$label" "$wall" "$user" "$sys" "$rss" "$data" "$n" "$changed" <<'PY'
+import collections, glob, json, os, sys, urllib.request
+port, label = sys.argv[1], sys.argv[2]
+wall, user, sys_, rss = float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
+data, n, changed = sys.argv[7], int(sys.argv[8]), int(sys.argv[9])
+stats = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/_emulator/stats"))["operations"]
+statuses = collections.Counter()
+basis = collections.Counter()
+for line in open(f"{data}/ledger.jsonl"):
+    e = json.loads(line)
+    statuses[e["status"]] += 1
+    if "basis" in e:
+        basis[e["basis"]] += 1
+size = sum(os.path.getsize(p) for p in glob.glob(f"{data}/state/*.redb"))
+calls = {op: s.get("requests", 0) for op, s in stats.items() if s.get("requests", 0)}
+print(label)
+print(f"  records: {dict(statuses)}; unchanged by {dict(basis)}")
+print(f"  calls:   {', '.join(f'{op} {c}' for op, c in calls.items()) or 'none'}")
+print(f"  wall {wall:.2f} s, client CPU {user + sys_:.2f} s, peak RSS {rss / 1024:.1f} MB, "
+      f"state {size / 1e6:.2f} MB ({size / n:.1f} bytes/record)")
+PY
+}
+
+echo "== nightly, $n profiles, $(nproc) cores; night 2 changes $changed rows"
+start_emulator --no-quota
+night "night 1: every profile differs (no quota)" night1.csv --rate 100000
+start_emulator --quota UpdateProfile=100:10 --quota BatchGetProfile=100:10 --quota SearchProfiles=100:10
+start=$(date +%s.%N)
+"$bin" check --config "$data/config.toml" "$data/night2.csv" --ledger "$data/check.jsonl" --quiet --no-progress || true
+offline=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { print e - s }')
+rm -f "$data/check.jsonl" "$data/check.jsonl.run.json"
+night "night 2: 1% changed, 100/s per operation" night2.csv
+awk -v c="$changed" -v o="$offline" 'BEGIN { printf "  goal: wall <= %.1f s (changed/100 x 1.1 + offline pass %.2f s + 2 s)\n", c / 100 * 1.1 + o + 2 }'

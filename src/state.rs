@@ -1,0 +1,1090 @@
+//! The local sync state: for each target record, a hash of the last payload the target
+//! accepted, so that the next run can tell an unchanged record without asking the target.
+//!
+//! Pure storage, with no knowledge of the pipeline. One [redb] file per target identity
+//! ([`TargetIdentity`]: the target kind and its domain, instance or `base_url#tenant`),
+//! named `<kind>-<16 hex>.redb` under the state directory (default `./state/`), and the
+//! identity written inside the file, checked on every open: a file that belongs to another
+//! identity is refused ([`StateError::WrongIdentity`]), never used, even when the user names
+//! it explicitly.
+//!
+//! # Records
+//!
+//! The key is the target id ([`encode_id`]): a 32-hex ProfileId is stored as its 16 bytes,
+//! a lower-case UUID (a Connect UserId) as its 16 bytes, anything else (a Genesys
+//! `customer_id`) as its text; one tag byte in front keeps the three apart. The value is a
+//! [`Stored`]: the 128-bit [`payload_hash`] of the mapped payload (16 bytes) and, for Connect
+//! users, the user's `LastModifiedTime` then (8 more bytes). At 1,000,000 records the file
+//! takes about 71 bytes per record after a first run and 60 once [`SyncState::close`] has
+//! compacted it (see `bench/state.sh` and ARCHITECTURE.md).
+//!
+//! # Durability and order
+//!
+//! [`SyncState::put_many`] writes its whole batch in one redb write transaction committed
+//! with [`Durability::Immediate`]: when it returns, the batch is on disk (fsync), and a crash
+//! before that leaves none of it (redb's copy-on-write commit is atomic). So a caller that
+//! stores a hash only after the target accepted the write, and after the ledger line is
+//! flushed, never marks an unsent record as synced. [`SyncState::remove`] forgets a record
+//! (its write failed, or the target no longer has it) the same way.
+//!
+//! # Sharing
+//!
+//! [`SyncState`] is `Send + Sync`: share it with `Arc` and read from any number of tasks
+//! through `&self` (each read is one redb read transaction, a few microseconds, taking no
+//! lock a writer waits on). Writes from several threads are serialized by redb. Nothing is
+//! loaded into memory but redb's page cache, capped at [`CACHE_BYTES`], so memory stays flat
+//! whatever the number of records.
+//!
+//! # Locking
+//!
+//! redb holds a lock on the open file, so a second process that opens the same state file
+//! gets [`StateError::Locked`], which names the file and, when it can, the pid of the run
+//! that holds it (the holder writes it to `<file>.pid` once it has the lock).
+//!
+//! # Privacy
+//!
+//! The store holds ids and hashes, never values, but a hash of a guessable payload can be
+//! checked against guesses, so the file (and its directory, when created here) is readable
+//! by its owner only (mode 0600 / 0700 on Unix).
+
+use std::fmt;
+use std::fs::OpenOptions;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use redb::{
+    Database, DatabaseError, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition,
+};
+use xxhash_rust::xxh3::{Xxh3Default, xxh3_64};
+
+/// Target id (encoded by [`encode_id`]) → [`Stored`] (16 or 24 bytes).
+const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
+/// What the file is: `format`, `kind`, `scope`.
+const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+/// The on-disk layout version, written at creation and checked on open.
+const FORMAT: &str = "1";
+/// redb's page cache (reads and writes together). redb's default is 1 GiB, which would let
+/// memory grow with the file; 16 MiB keeps the branch pages of a 1M-record tree cached.
+pub const CACHE_BYTES: usize = 16 * 1024 * 1024;
+
+const TAG_TEXT: u8 = 0;
+const TAG_HEX32: u8 = 1;
+const TAG_UUID: u8 = 2;
+
+/// [`SyncState::close`] compacts only when at least this much of the file is free.
+pub const COMPACT_MIN_FREE_BYTES: u64 = 1024 * 1024;
+
+/// How a state file's space is used ([`SyncState::disk_usage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskUsage {
+    /// Records held.
+    pub records: u64,
+    /// The file's size.
+    pub file_bytes: u64,
+    /// Bytes in pages in use (the rest of the file is free pages).
+    pub allocated_bytes: u64,
+    /// Bytes of keys and values, without the B-tree's overhead.
+    pub stored_bytes: u64,
+}
+
+/// Which target a state file describes: the target kind and, within it, the one place records
+/// live (a Customer Profiles domain, a Connect instance, a Genesys `base_url#tenant`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetIdentity {
+    kind: String,
+    scope: String,
+}
+
+impl TargetIdentity {
+    /// An identity from its parts; `kind` is a target kind such as `customer-profiles`.
+    pub fn new(kind: impl Into<String>, scope: impl Into<String>) -> TargetIdentity {
+        TargetIdentity {
+            kind: kind.into(),
+            scope: scope.into(),
+        }
+    }
+
+    /// A Customer Profiles domain.
+    pub fn customer_profiles(domain: &str) -> TargetIdentity {
+        TargetIdentity::new("customer-profiles", domain)
+    }
+
+    /// A Connect instance's users.
+    pub fn connect_user(instance_id: &str) -> TargetIdentity {
+        TargetIdentity::new("connect-user", instance_id)
+    }
+
+    /// A Genesys UCS tenant behind `base_url` (`<base_url>#<tenant>`).
+    pub fn genesys_ucs(base_url: &str, tenant_id: &str) -> TargetIdentity {
+        TargetIdentity::new("genesys-ucs", format!("{base_url}#{tenant_id}"))
+    }
+
+    /// The target kind.
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// The domain, instance or `base_url#tenant`.
+    pub fn scope(&self) -> &str {
+        &self.scope
+    }
+
+    /// The file name of this identity's state: `<kind>-<xxh3-64 of the scope, 16 hex>.redb`
+    /// (the kind made safe for a file name: anything but ASCII letters, digits and `-`
+    /// becomes `_`).
+    pub fn file_name(&self) -> String {
+        let kind: String = self
+            .kind
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        format!("{kind}-{:016x}.redb", xxh3_64(self.scope.as_bytes()))
+    }
+}
+
+impl fmt::Display for TargetIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {:?}", self.kind, self.scope)
+    }
+}
+
+/// What the state holds for one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    /// [`payload_hash`] of the payload the target last accepted (or was found to hold).
+    pub hash: u128,
+    /// The record's last-modified time on the target then, in epoch milliseconds (Connect
+    /// users' `LastModifiedTime`); `None` for targets that have none.
+    pub last_modified: Option<i64>,
+}
+
+impl Stored {
+    /// 16 bytes of hash, big-endian, then 8 of `last_modified`, big-endian, if any.
+    fn encode(&self) -> ([u8; 24], usize) {
+        let mut bytes = [0u8; 24];
+        bytes[..16].copy_from_slice(&self.hash.to_be_bytes());
+        match self.last_modified {
+            Some(millis) => {
+                bytes[16..].copy_from_slice(&millis.to_be_bytes());
+                (bytes, 24)
+            }
+            None => (bytes, 16),
+        }
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Stored> {
+        let hash = u128::from_be_bytes(bytes.get(..16)?.try_into().ok()?);
+        let last_modified = match bytes.len() {
+            16 => None,
+            24 => Some(i64::from_be_bytes(bytes[16..].try_into().ok()?)),
+            _ => return None,
+        };
+        Some(Stored {
+            hash,
+            last_modified,
+        })
+    }
+}
+
+/// Why the sync state could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// Another process has the file open.
+    #[error(
+        "sync state {} is in use by another profilesync run{}; wait for it to end, or give this run its own --state",
+        path.display(),
+        pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+    )]
+    Locked {
+        /// The state file.
+        path: PathBuf,
+        /// The holder's process id, when it could be read.
+        pid: Option<u32>,
+    },
+    /// The file describes another target.
+    #[error(
+        "sync state {} belongs to {found}, not to {expected}: it is not used; give this target its own --state",
+        path.display()
+    )]
+    WrongIdentity {
+        /// The state file.
+        path: PathBuf,
+        /// The identity stored in the file.
+        found: String,
+        /// The identity of this run's target.
+        expected: String,
+    },
+    /// The file has a layout this version does not know (or no identity at all).
+    #[error("sync state {} has format {found:?}; this profilesync reads format {FORMAT}", path.display())]
+    Format {
+        /// The state file.
+        path: PathBuf,
+        /// The format found.
+        found: String,
+    },
+    /// A stored value does not have the documented size.
+    #[error("sync state {} holds a malformed record ({len} bytes)", path.display())]
+    Corrupt {
+        /// The state file.
+        path: PathBuf,
+        /// The value's size.
+        len: usize,
+    },
+    /// The file or its directory could not be created or read.
+    #[error("sync state {}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// redb refused (not a redb file, a storage error, ...).
+    #[error("sync state {}: {source}", path.display())]
+    Store {
+        /// The state file.
+        path: PathBuf,
+        /// redb's error.
+        source: redb::Error,
+    },
+}
+
+/// An open sync state for one target identity.
+pub struct SyncState {
+    db: Database,
+    path: PathBuf,
+    identity: TargetIdentity,
+    pid_file: Option<PathBuf>,
+}
+
+impl fmt::Debug for SyncState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SyncState")
+            .field("path", &self.path)
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SyncState {
+    /// Opens (creating it and `dir` if needed) the state of `identity` in the directory `dir`,
+    /// as the file [`TargetIdentity::file_name`].
+    pub fn open(dir: &Path, identity: &TargetIdentity) -> Result<SyncState, StateError> {
+        create_private_dir(dir)?;
+        SyncState::open_file(&dir.join(identity.file_name()), identity)
+    }
+
+    /// Opens (creating it if needed) the state file `path`, which must belong to `identity`
+    /// or be new; the directory must exist.
+    pub fn open_file(path: &Path, identity: &TargetIdentity) -> Result<SyncState, StateError> {
+        create_private_file(path)?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| match e {
+                DatabaseError::DatabaseAlreadyOpen => StateError::Locked {
+                    path: path.to_path_buf(),
+                    pid: read_pid(&pid_path(path)),
+                },
+                other => store_error(path, other),
+            })?;
+        let mut state = SyncState {
+            db,
+            path: path.to_path_buf(),
+            identity: identity.clone(),
+            pid_file: None,
+        };
+        state.check_identity()?;
+        let pid_file = pid_path(path);
+        if std::fs::write(&pid_file, format!("{}\n", std::process::id())).is_ok() {
+            state.pid_file = Some(pid_file);
+        }
+        Ok(state)
+    }
+
+    /// The state file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The identity the file belongs to.
+    pub fn identity(&self) -> &TargetIdentity {
+        &self.identity
+    }
+
+    /// Writes the identity into a new file, or checks the one it holds.
+    fn check_identity(&self) -> Result<(), StateError> {
+        let txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| self.error(e))?;
+            let found = |key: &str| -> Result<Option<String>, StateError> {
+                Ok(meta
+                    .get(key)
+                    .map_err(|e| self.error(e))?
+                    .map(|v| v.value().to_string()))
+            };
+            let format = found("format")?;
+            let kind = found("kind")?;
+            let scope = found("scope")?;
+            match (format, kind, scope) {
+                (None, None, None) => {
+                    let expected = &self.identity;
+                    for (key, value) in [
+                        ("format", FORMAT),
+                        ("kind", expected.kind()),
+                        ("scope", expected.scope()),
+                    ] {
+                        meta.insert(key, value).map_err(|e| self.error(e))?;
+                    }
+                }
+                (Some(format), Some(kind), Some(scope)) if format == FORMAT => {
+                    let found = TargetIdentity::new(kind, scope);
+                    if found != self.identity {
+                        return Err(StateError::WrongIdentity {
+                            path: self.path.clone(),
+                            found: found.to_string(),
+                            expected: self.identity.to_string(),
+                        });
+                    }
+                }
+                (format, _, _) => {
+                    return Err(StateError::Format {
+                        path: self.path.clone(),
+                        found: format.unwrap_or_else(|| "(none)".to_string()),
+                    });
+                }
+            }
+            // Created here so that readers always find it.
+            txn.open_table(RECORDS).map_err(|e| self.error(e))?;
+        }
+        txn.commit().map_err(|e| self.error(e))
+    }
+
+    /// What the state holds for `id`, if anything.
+    pub fn get(&self, id: &str) -> Result<Option<Stored>, StateError> {
+        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = txn.open_table(RECORDS).map_err(|e| self.error(e))?;
+        let key = encode_id(id);
+        match table.get(key.as_slice()).map_err(|e| self.error(e))? {
+            Some(value) => self.decode(value.value()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// What the state holds for each of `ids`, in order, read in one transaction (one
+    /// consistent snapshot).
+    pub fn get_many(&self, ids: &[&str]) -> Result<Vec<Option<Stored>>, StateError> {
+        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = txn.open_table(RECORDS).map_err(|e| self.error(e))?;
+        ids.iter()
+            .map(|id| {
+                let key = encode_id(id);
+                match table.get(key.as_slice()).map_err(|e| self.error(e))? {
+                    Some(value) => self.decode(value.value()).map(Some),
+                    None => Ok(None),
+                }
+            })
+            .collect()
+    }
+
+    /// Stores every item (replacing what was there) in one transaction, durable when this
+    /// returns; on an error nothing of the batch is stored.
+    pub fn put_many(&self, items: &[(&str, Stored)]) -> Result<(), StateError> {
+        self.write(|table| {
+            for (id, stored) in items {
+                let key = encode_id(id);
+                let (bytes, len) = stored.encode();
+                table.insert(key.as_slice(), &bytes[..len])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Stores one item, durable when this returns.
+    pub fn put(&self, id: &str, stored: Stored) -> Result<(), StateError> {
+        self.put_many(&[(id, stored)])
+    }
+
+    /// Forgets `ids` (a failed write, a record gone from the target), in one durable
+    /// transaction; ids the state does not hold are ignored.
+    pub fn remove_many(&self, ids: &[&str]) -> Result<(), StateError> {
+        self.write(|table| {
+            for id in ids {
+                let key = encode_id(id);
+                table.remove(key.as_slice())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Forgets `id`, durably.
+    pub fn remove(&self, id: &str) -> Result<(), StateError> {
+        self.remove_many(&[id])
+    }
+
+    /// How many records the state holds.
+    pub fn len(&self) -> Result<u64, StateError> {
+        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = txn.open_table(RECORDS).map_err(|e| self.error(e))?;
+        table.len().map_err(|e| self.error(e))
+    }
+
+    /// True when the state holds no record.
+    pub fn is_empty(&self) -> Result<bool, StateError> {
+        Ok(self.len()? == 0)
+    }
+
+    /// How the file's space is used.
+    pub fn disk_usage(&self) -> Result<DiskUsage, StateError> {
+        let file_bytes = std::fs::metadata(&self.path)
+            .map_err(|source| StateError::Io {
+                path: self.path.clone(),
+                source,
+            })?
+            .len();
+        let records = self.len()?;
+        let txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        let stats = txn.stats().map_err(|e| self.error(e))?;
+        txn.abort().map_err(|e| self.error(e))?;
+        Ok(DiskUsage {
+            records,
+            file_bytes,
+            allocated_bytes: stats.allocated_pages() * stats.page_size() as u64,
+            stored_bytes: stats.stored_bytes(),
+        })
+    }
+
+    /// Closes the state, compacting the file first when an eighth of it or more (and at
+    /// least [`COMPACT_MIN_FREE_BYTES`]) is free pages, as copy-on-write commits leave behind
+    /// after a big run (a first run of 1M records leaves 15%). Returns whether it compacted.
+    pub fn close(self) -> Result<bool, StateError> {
+        let usage = self.disk_usage()?;
+        let free = usage.file_bytes.saturating_sub(usage.allocated_bytes);
+        if free >= COMPACT_MIN_FREE_BYTES && free * 8 >= usage.file_bytes {
+            self.compact_and_close()?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Rewrites the file without its free pages (redb's compaction, crash-safe), then closes
+    /// it.
+    pub fn compact_and_close(mut self) -> Result<(), StateError> {
+        let path = self.path.clone();
+        while self.db.compact().map_err(|e| store_error(&path, e))? {}
+        Ok(())
+    }
+
+    fn write(
+        &self,
+        f: impl FnOnce(&mut redb::Table<&[u8], &[u8]>) -> Result<(), redb::StorageError>,
+    ) -> Result<(), StateError> {
+        let mut txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(|e| self.error(e))?;
+        {
+            let mut table = txn.open_table(RECORDS).map_err(|e| self.error(e))?;
+            f(&mut table).map_err(|e| self.error(e))?;
+        }
+        txn.commit().map_err(|e| self.error(e))
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<Stored, StateError> {
+        Stored::decode(bytes).ok_or_else(|| StateError::Corrupt {
+            path: self.path.clone(),
+            len: bytes.len(),
+        })
+    }
+
+    fn error(&self, e: impl Into<redb::Error>) -> StateError {
+        store_error(&self.path, e)
+    }
+}
+
+impl Drop for SyncState {
+    fn drop(&mut self) {
+        if let Some(pid_file) = &self.pid_file
+            && read_pid(pid_file) == Some(std::process::id())
+        {
+            let _ = std::fs::remove_file(pid_file);
+        }
+    }
+}
+
+fn store_error(path: &Path, e: impl Into<redb::Error>) -> StateError {
+    StateError::Store {
+        path: path.to_path_buf(),
+        source: e.into(),
+    }
+}
+
+fn pid_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".pid");
+    PathBuf::from(name)
+}
+
+fn read_pid(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), StateError> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir).map_err(|source| StateError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+/// Creates an empty file readable by its owner only, unless it exists (redb initializes an
+/// empty file as a new database).
+fn create_private_file(path: &Path) -> Result<(), StateError> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(StateError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// A target id as a key: 17 bytes for a 32-hex id or a lower-case UUID, else tag + text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedId(EncodedRepr);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum EncodedRepr {
+    Raw([u8; 17]),
+    Text(Vec<u8>),
+}
+
+impl EncodedId {
+    /// The key bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        match &self.0 {
+            EncodedRepr::Raw(bytes) => bytes,
+            EncodedRepr::Text(bytes) => bytes,
+        }
+    }
+}
+
+/// Encodes a target id as a key: tag 1 and 16 bytes for 32 lower-case hex digits (a
+/// ProfileId), tag 2 and 16 bytes for a lower-case UUID `8-4-4-4-12` (a Connect UserId), tag
+/// 0 and the UTF-8 text for anything else. Each id has exactly one encoding, and two ids share
+/// one only if they are equal.
+pub fn encode_id(id: &str) -> EncodedId {
+    let bytes = id.as_bytes();
+    if bytes.len() == 32
+        && let Some(raw) = hex16(bytes)
+    {
+        return raw_key(TAG_HEX32, raw);
+    }
+    if bytes.len() == 36
+        && [8, 13, 18, 23].iter().all(|&i| bytes[i] == b'-')
+        && let Some(raw) = hex16(
+            &bytes
+                .iter()
+                .copied()
+                .filter(|b| *b != b'-')
+                .collect::<Vec<u8>>(),
+        )
+    {
+        return raw_key(TAG_UUID, raw);
+    }
+    let mut text = Vec::with_capacity(bytes.len() + 1);
+    text.push(TAG_TEXT);
+    text.extend_from_slice(bytes);
+    EncodedId(EncodedRepr::Text(text))
+}
+
+fn raw_key(tag: u8, raw: [u8; 16]) -> EncodedId {
+    let mut key = [0u8; 17];
+    key[0] = tag;
+    key[1..].copy_from_slice(&raw);
+    EncodedId(EncodedRepr::Raw(key))
+}
+
+/// 32 lower-case hex digits as 16 bytes (upper case is left to the text form, so that the
+/// encoding stays one-to-one).
+fn hex16(digits: &[u8]) -> Option<[u8; 16]> {
+    if digits.len() != 32 {
+        return None;
+    }
+    let nibble = |b: u8| match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        _ => None,
+    };
+    let mut raw = [0u8; 16];
+    for (i, pair) in digits.chunks_exact(2).enumerate() {
+        raw[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    }
+    Some(raw)
+}
+
+/// The hash of a mapped payload: xxh3-128 (seed 0) of a canonical encoding of its
+/// `(field, value)` pairs, so that the same payload always hashes the same, on any machine
+/// and with any Rust version.
+///
+/// The encoding: the 8 bytes `psync-p1` (the version of this encoding), the number of pairs
+/// as a 4-byte little-endian integer, then for each pair, in order of field name (bytewise;
+/// pairs with the same field name keep their given order, which matters for multi-valued
+/// fields whose first value is the primary one): the field's length in bytes (4-byte
+/// little-endian), its UTF-8 bytes, the value's length, its bytes. The lengths keep
+/// `("ab", "c")` apart from `("a", "bc")`.
+///
+/// The caller passes exactly what the write would carry: a field that is cleared as `""`,
+/// a field that is kept (absent) not at all, so the two hash differently.
+pub fn payload_hash(fields: &[(&str, &str)]) -> u128 {
+    let mut order: Vec<&(&str, &str)> = fields.iter().collect();
+    order.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let mut hasher = Xxh3Default::new();
+    hasher.update(PAYLOAD_TAG);
+    hasher.update(&len32(fields.len()));
+    for (field, value) in order {
+        hasher.update(&len32(field.len()));
+        hasher.update(field.as_bytes());
+        hasher.update(&len32(value.len()));
+        hasher.update(value.as_bytes());
+    }
+    hasher.digest128()
+}
+
+/// The first bytes of [`payload_hash`]'s encoding.
+const PAYLOAD_TAG: &[u8; 8] = b"psync-p1";
+
+/// A length as 4 little-endian bytes (saturating: no field or value comes near 4 GiB).
+fn len32(len: usize) -> [u8; 4] {
+    u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+
+    const P1: &str = "0123456789abcdef0123456789abcdef";
+    const P2: &str = "ffffffffffffffffffffffffffffffff";
+
+    fn domain(name: &str) -> TargetIdentity {
+        TargetIdentity::customer_profiles(name)
+    }
+
+    fn stored(hash: u128) -> Stored {
+        Stored {
+            hash,
+            last_modified: None,
+        }
+    }
+
+    #[test]
+    fn round_trip_of_every_kind_of_id_and_value() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = SyncState::open(dir.path(), &domain("D")).expect("opens");
+        assert!(state.is_empty().expect("len"));
+        let user = "87654321-2222-1234-1234-111234567891";
+        let with_time = Stored {
+            hash: u128::MAX - 1,
+            last_modified: Some(-1_700_000_000_123),
+        };
+        state
+            .put_many(&[
+                (P1, stored(1)),
+                (user, with_time),
+                ("00027a52JCGY000M", stored(3)),
+                ("0123456789ABCDEF0123456789ABCDEF", stored(4)),
+            ])
+            .expect("put");
+        assert_eq!(state.get(P1).expect("get"), Some(stored(1)));
+        assert_eq!(state.get(user).expect("get"), Some(with_time));
+        assert_eq!(state.get("00027a52JCGY000M").expect("get"), Some(stored(3)));
+        assert_eq!(
+            state.get("0123456789ABCDEF0123456789ABCDEF").expect("get"),
+            Some(stored(4)),
+            "upper-case hex is another id, kept as text"
+        );
+        assert_eq!(state.get(P2).expect("get"), None);
+        assert_eq!(
+            state.get_many(&[P2, P1]).expect("get_many"),
+            [None, Some(stored(1))]
+        );
+        state.put(P1, stored(9)).expect("replace");
+        assert_eq!(state.get(P1).expect("get"), Some(stored(9)));
+        state.remove(P1).expect("remove");
+        state.remove(P2).expect("removing an absent id is fine");
+        assert_eq!(state.get(P1).expect("get"), None);
+        assert_eq!(state.len().expect("len"), 3);
+    }
+
+    #[test]
+    fn ids_encode_compactly_and_one_to_one() {
+        assert_eq!(encode_id(P1).as_slice().len(), 17);
+        assert_eq!(encode_id(P1).as_slice()[0], TAG_HEX32);
+        assert_eq!(&encode_id(P1).as_slice()[1..3], &[0x01, 0x23]);
+        let user = encode_id("87654321-2222-1234-1234-111234567891");
+        assert_eq!(user.as_slice().len(), 17);
+        assert_eq!(user.as_slice()[0], TAG_UUID);
+        // The same 16 bytes as a ProfileId and as a UserId are different keys.
+        assert_ne!(
+            encode_id("87654321222212341234111234567891"),
+            encode_id("87654321-2222-1234-1234-111234567891")
+        );
+        // A 16-character text is not mistaken for 16 raw bytes.
+        assert_eq!(encode_id("00027a52JCGY000M").as_slice()[0], TAG_TEXT);
+        assert_eq!(encode_id("x").as_slice(), b"\0x");
+        assert_eq!(
+            encode_id("87654321-2222-1234-1234-11123456789G").as_slice()[0],
+            0
+        );
+    }
+
+    #[test]
+    fn reopen_after_drop_keeps_the_data() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = SyncState::open(dir.path(), &domain("D")).expect("opens");
+        let path = state.path().to_path_buf();
+        state.put(P1, stored(42)).expect("put");
+        drop(state);
+        let state = SyncState::open(dir.path(), &domain("D")).expect("reopens");
+        assert_eq!(state.path(), path);
+        assert_eq!(state.get(P1).expect("get"), Some(stored(42)));
+    }
+
+    #[test]
+    fn each_identity_has_its_own_file_and_refuses_another_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = SyncState::open(dir.path(), &domain("DomainA")).expect("opens");
+        a.put(P1, stored(1)).expect("put");
+        let b = SyncState::open(dir.path(), &domain("DomainB")).expect("opens");
+        assert_ne!(a.path(), b.path());
+        assert_eq!(b.get(P1).expect("get"), None, "another domain starts empty");
+        let a_path = a.path().to_path_buf();
+        drop((a, b));
+        assert_eq!(
+            a_path.file_name().and_then(|n| n.to_str()),
+            Some(domain("DomainA").file_name().as_str())
+        );
+        assert!(
+            domain("DomainA")
+                .file_name()
+                .starts_with("customer-profiles-")
+        );
+
+        // The file of DomainA, named explicitly for DomainB (or for another kind), is refused.
+        for other in [domain("DomainB"), TargetIdentity::connect_user("DomainA")] {
+            let err = SyncState::open_file(&a_path, &other).expect_err("wrong identity");
+            assert!(matches!(err, StateError::WrongIdentity { .. }), "{err:?}");
+            let message = err.to_string();
+            assert!(message.contains("\"DomainA\""), "{message}");
+            assert!(message.contains(&a_path.display().to_string()), "{message}");
+        }
+        // ... and left as it was.
+        let a = SyncState::open_file(&a_path, &domain("DomainA")).expect("its own identity");
+        assert_eq!(a.get(P1).expect("get"), Some(stored(1)));
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_state_is_refused_and_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ledger.jsonl");
+        let text = "{\"record\":1}\n".repeat(400);
+        std::fs::write(&path, &text).expect("written");
+        let err = SyncState::open_file(&path, &domain("D")).expect_err("not redb");
+        assert!(matches!(err, StateError::Store { .. }), "{err:?}");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), text);
+    }
+
+    #[test]
+    fn an_uncommitted_write_is_not_there_after_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = SyncState::open(dir.path(), &domain("D")).expect("opens");
+        state.put(P1, stored(1)).expect("put");
+        {
+            let txn = state.db.begin_write().expect("write");
+            {
+                let mut table = txn.open_table(RECORDS).expect("table");
+                let (bytes, len) = stored(2).encode();
+                table
+                    .insert(encode_id(P2).as_slice(), &bytes[..len])
+                    .expect("insert");
+            }
+            // Dropped without commit: redb aborts it.
+        }
+        drop(state);
+        let state = SyncState::open(dir.path(), &domain("D")).expect("reopens");
+        assert_eq!(state.get(P1).expect("get"), Some(stored(1)));
+        assert_eq!(state.get(P2).expect("get"), None);
+    }
+
+    #[test]
+    fn close_compacts_only_a_file_that_is_mostly_free_pages() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = SyncState::open(dir.path(), &domain("D")).expect("opens");
+        state.put(P1, stored(1)).expect("put");
+        assert!(!state.close().expect("closes"), "nothing to gain");
+
+        let state = SyncState::open(dir.path(), &domain("D")).expect("opens");
+        let ids: Vec<String> = (0..40_000u32).map(|i| format!("{i:032x}")).collect();
+        let items: Vec<(&str, Stored)> = ids.iter().map(|id| (id.as_str(), stored(7))).collect();
+        state.put_many(&items).expect("put");
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        state.remove_many(&refs).expect("remove");
+        let before = state.disk_usage().expect("usage");
+        assert_eq!(before.records, 1);
+        assert!(before.file_bytes > before.allocated_bytes + COMPACT_MIN_FREE_BYTES);
+        assert!(state.close().expect("closes"), "compacted");
+        let path = dir.path().join(domain("D").file_name());
+        let after = std::fs::metadata(&path).expect("metadata").len();
+        assert!(after < before.file_bytes / 2, "{after} vs {before:?}");
+        let state = SyncState::open(dir.path(), &domain("D")).expect("reopens");
+        assert_eq!(state.get(P1).expect("get"), Some(stored(1)));
+        assert_eq!(state.len().expect("len"), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_file_and_its_directory_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state_dir = dir.path().join("state");
+        let state = SyncState::open(&state_dir, &domain("D")).expect("opens");
+        let mode = |p: &Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+        assert_eq!(mode(state.path()), 0o600);
+        assert_eq!(mode(&state_dir), 0o700);
+    }
+
+    // ---- Another process: the lock, and a crash in the middle of a transaction ----
+
+    const CHILD_ENV: &str = "PROFILESYNC_STATE_TEST_CHILD";
+
+    /// Runs `child_process` in a new process of this test binary, in `mode`, on `dir`.
+    fn spawn_child(mode: &str, dir: &Path) -> std::process::Child {
+        let exe = std::env::current_exe().expect("test binary");
+        Command::new(exe)
+            .args([
+                "--exact",
+                "state::tests::child_process",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, format!("{mode}:{}", dir.display()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("child starts")
+    }
+
+    /// Reads the child's stdout until `marker`, then drains the rest in the background (the
+    /// test harness in the child still prints its result).
+    fn wait_for(child: &mut std::process::Child, marker: &str) {
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        loop {
+            match lines.next() {
+                Some(Ok(line)) if line.contains(marker) => {
+                    std::thread::spawn(move || lines.for_each(drop));
+                    return;
+                }
+                Some(Ok(_)) => continue,
+                _ => panic!("the child ended before saying {marker}"),
+            }
+        }
+    }
+
+    /// Not a test by itself: the other process of the two tests below (it does nothing
+    /// unless they start it).
+    #[test]
+    #[ignore]
+    fn child_process() {
+        let Ok(spec) = std::env::var(CHILD_ENV) else {
+            return;
+        };
+        let (mode, dir) = spec.split_once(':').expect("mode:dir");
+        let state = SyncState::open(Path::new(dir), &domain("D")).expect("child opens");
+        match mode {
+            "hold" => {
+                println!("CHILD-HOLDS");
+                let _ = std::io::stdout().flush();
+                // Until the parent closes our stdin.
+                let mut line = String::new();
+                let _ = std::io::stdin().read_line(&mut line);
+                drop(state);
+            }
+            "crash" => {
+                state.put(P1, stored(1)).expect("committed");
+                let txn = state.db.begin_write().expect("write");
+                {
+                    let mut table = txn.open_table(RECORDS).expect("table");
+                    // Written, never committed: the process dies first.
+                    for i in 0..20_000u32 {
+                        let (bytes, len) = stored(2).encode();
+                        let id = format!("{i:032x}");
+                        table
+                            .insert(encode_id(&id).as_slice(), &bytes[..len])
+                            .expect("insert");
+                    }
+                }
+                println!("CHILD-CRASHES");
+                let _ = std::io::stdout().flush();
+                std::process::abort();
+            }
+            other => panic!("unknown mode {other}"),
+        }
+    }
+
+    #[test]
+    fn a_second_process_is_refused_with_the_file_and_the_holders_pid() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut child = spawn_child("hold", dir.path());
+        wait_for(&mut child, "CHILD-HOLDS");
+        let err = SyncState::open(dir.path(), &domain("D")).expect_err("locked");
+        let StateError::Locked { path, pid } = &err else {
+            panic!("expected Locked, got {err:?}");
+        };
+        assert_eq!(path, &dir.path().join(domain("D").file_name()));
+        assert_eq!(*pid, Some(child.id()));
+        let message = err.to_string();
+        assert!(message.contains(&path.display().to_string()), "{message}");
+        assert!(
+            message.contains(&format!("pid {}", child.id())),
+            "{message}"
+        );
+        drop(child.stdin.take());
+        assert!(child.wait().expect("child ends").success());
+        let state = SyncState::open(dir.path(), &domain("D")).expect("free again");
+        drop(state);
+        assert!(
+            !pid_path(&dir.path().join(domain("D").file_name())).exists(),
+            "a closed state leaves no pid file behind"
+        );
+    }
+
+    #[test]
+    fn a_crash_in_the_middle_of_a_transaction_keeps_only_what_was_committed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut child = spawn_child("crash", dir.path());
+        wait_for(&mut child, "CHILD-CRASHES");
+        let status = child.wait().expect("child ends");
+        assert!(!status.success(), "the child aborted");
+        let state = SyncState::open(dir.path(), &domain("D")).expect("reopens after a crash");
+        assert_eq!(state.get(P1).expect("get"), Some(stored(1)));
+        assert_eq!(state.get(&format!("{:032x}", 7)).expect("get"), None);
+        assert_eq!(state.len().expect("len"), 1);
+    }
+
+    #[test]
+    fn in_one_process_a_second_open_is_refused_too() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let _first = SyncState::open(dir.path(), &domain("D")).expect("opens");
+        let err = SyncState::open(dir.path(), &domain("D")).expect_err("second open");
+        assert!(matches!(err, StateError::Locked { .. }), "{err:?}");
+    }
+
+    // ---- payload_hash ----
+
+    /// The encoding, written out independently of `payload_hash`, for pairs already in
+    /// field order.
+    fn spec_encoding(sorted: &[(&str, &str)]) -> Vec<u8> {
+        let mut bytes = b"psync-p1".to_vec();
+        bytes.extend_from_slice(&(sorted.len() as u32).to_le_bytes());
+        for (field, value) in sorted {
+            bytes.extend_from_slice(&(field.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(field.as_bytes());
+            bytes.extend_from_slice(&(value.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(value.as_bytes());
+        }
+        bytes
+    }
+
+    #[test]
+    fn payload_hash_is_xxh3_128_of_the_documented_encoding() {
+        let fields = [
+            ("LastName", "Lee"),
+            ("FirstName", "Ann"),
+            ("Address.City", ""),
+        ];
+        let sorted = [
+            ("Address.City", ""),
+            ("FirstName", "Ann"),
+            ("LastName", "Lee"),
+        ];
+        let encoding = spec_encoding(&sorted);
+        assert_eq!(&encoding[..12], b"psync-p1\x03\0\0\0");
+        assert_eq!(
+            payload_hash(&fields),
+            xxhash_rust::xxh3::xxh3_128(&encoding)
+        );
+        // The same value from another implementation (Python `xxhash` 4.1.0:
+        // `xxhash.xxh3_128_intdigest(encoding)`), so a change of crate cannot move it.
+        assert_eq!(
+            payload_hash(&fields),
+            0x11df_c7a8_2d91_4b15_c638_f977_c3f2_a9e0
+        );
+        assert_eq!(
+            payload_hash(&[]),
+            xxhash_rust::xxh3::xxh3_128(&spec_encoding(&[]))
+        );
+    }
+
+    #[test]
+    fn payload_hash_ignores_field_order_but_not_anything_else() {
+        let base = payload_hash(&[("FirstName", "Ann"), ("LastName", "Lee")]);
+        assert_eq!(
+            base,
+            payload_hash(&[("LastName", "Lee"), ("FirstName", "Ann")])
+        );
+        for other in [
+            payload_hash(&[("FirstName", "Anne"), ("LastName", "Lee")]),
+            payload_hash(&[("FirstName", "Ann")]),
+            payload_hash(&[
+                ("FirstName", "Ann"),
+                ("LastName", "Lee"),
+                ("EmailAddress", ""),
+            ]),
+            payload_hash(&[("FirstName", "AnnL"), ("astName", "ee")]),
+            payload_hash(&[("FirstName", "Ann"), ("LastName", "Lee "), ("", "")]),
+        ] {
+            assert_ne!(base, other);
+        }
+        // Several values of one field: their order is significant (the first is primary).
+        assert_ne!(
+            payload_hash(&[("EmailAddress", "a@x.com"), ("EmailAddress", "b@x.com")]),
+            payload_hash(&[("EmailAddress", "b@x.com"), ("EmailAddress", "a@x.com")])
+        );
+        assert_eq!(
+            payload_hash(&[
+                ("EmailAddress", "a@x.com"),
+                ("A", "1"),
+                ("EmailAddress", "b@x.com")
+            ]),
+            payload_hash(&[
+                ("A", "1"),
+                ("EmailAddress", "a@x.com"),
+                ("EmailAddress", "b@x.com")
+            ])
+        );
+    }
+}
