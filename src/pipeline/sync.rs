@@ -119,6 +119,7 @@ impl Sender {
             limiters: &self.limiters,
             policy: &self.policy,
             halt,
+            attempts: Default::default(),
         }
     }
 

@@ -151,17 +151,9 @@ impl ConnectUser {
         config: &Config,
         pace: &Pace<'_>,
     ) -> Result<Vec<String>, PreflightError> {
-        let mut attempts = 0;
         let path = format!("/instance/{}", path_segment(&self.instance_id));
         let answer: Result<DescribeInstance, ApiError> = self
-            .call(
-                DESCRIBE_INSTANCE,
-                Method::GET,
-                &path,
-                None,
-                pace,
-                &mut attempts,
-            )
+            .call(DESCRIBE_INSTANCE, Method::GET, &path, None, pace)
             .await;
         let instance = match answer {
             Ok(answer) => answer.instance,
@@ -171,7 +163,7 @@ impl ConnectUser {
                     self.instance_id, e.message
                 )));
             }
-            Err(e) => return Err(PreflightError::unreachable(&e, attempts)),
+            Err(e) => return Err(PreflightError::unreachable(&e, pace.attempts())),
         };
         let management = instance.identity_management_type.unwrap_or_default();
         let _ = self.management.set(management);
@@ -209,11 +201,7 @@ impl ConnectUser {
     }
 
     /// Username → UserId for every user of the instance, from ListUsers (once per run).
-    async fn index(
-        &self,
-        pace: &Pace<'_>,
-        attempts: &mut u32,
-    ) -> Result<Arc<HashMap<String, String>>, ApiError> {
+    async fn index(&self, pace: &Pace<'_>) -> Result<Arc<HashMap<String, String>>, ApiError> {
         self.users
             .get_or_try_init(|| async {
                 let mut index = HashMap::new();
@@ -228,7 +216,7 @@ impl ConnectUser {
                         path.push_str(&query_value(token));
                     }
                     let page: ListUsers = self
-                        .call(LIST_USERS, Method::GET, &path, None, pace, attempts)
+                        .call(LIST_USERS, Method::GET, &path, None, pace)
                         .await?;
                     for user in page.user_summary_list {
                         if let (Some(id), Some(name)) = (user.id, user.username) {
@@ -247,12 +235,7 @@ impl ConnectUser {
 
     /// The ids of the users named `username`, asked of SearchUsers (for a user the index,
     /// a snapshot from the start of the run, does not know).
-    async fn search_users(
-        &self,
-        username: &str,
-        pace: &Pace<'_>,
-        attempts: &mut u32,
-    ) -> Result<Vec<String>, ApiError> {
+    async fn search_users(&self, username: &str, pace: &Pace<'_>) -> Result<Vec<String>, ApiError> {
         let body = serde_json::json!({
             "InstanceId": self.instance_id,
             "MaxResults": 100,
@@ -267,7 +250,6 @@ impl ConnectUser {
                 "/search-users",
                 Some(body.to_string().into_bytes()),
                 pace,
-                attempts,
             )
             .await?;
         Ok(found
@@ -286,14 +268,11 @@ impl ConnectUser {
         path: &str,
         body: Option<Vec<u8>>,
         pace: &Pace<'_>,
-        attempts: &mut u32,
     ) -> Result<T, ApiError> {
         let url = format!("{}{path}", self.endpoint);
         let body = body.unwrap_or_default();
         let bytes = pace
-            .send(operation, attempts, || {
-                self.send_signed(&method, &url, &body)
-            })
+            .send(operation, || self.send_signed(&method, &url, &body))
             .await?;
         let text = if bytes.is_empty() { &b"{}"[..] } else { &bytes };
         serde_json::from_slice(text).map_err(|e| ApiError {
@@ -402,19 +381,14 @@ impl Remote for ConnectUser {
     type Write = IdentityInfo;
     type Create = ();
 
-    async fn read(
-        &self,
-        id: &str,
-        pace: &Pace<'_>,
-        attempts: &mut u32,
-    ) -> Result<Option<IdentityInfo>, ApiError> {
+    async fn read(&self, id: &str, pace: &Pace<'_>) -> Result<Option<IdentityInfo>, ApiError> {
         let path = format!(
             "/users/{}/{}",
             path_segment(&self.instance_id),
             path_segment(id)
         );
         match self
-            .call::<DescribeUser>(DESCRIBE_USER, Method::GET, &path, None, pace, attempts)
+            .call::<DescribeUser>(DESCRIBE_USER, Method::GET, &path, None, pace)
             .await
         {
             Ok(answer) => Ok(Some(answer.user.identity_info.into_map())),
@@ -429,16 +403,15 @@ impl Remote for ConnectUser {
         _key: &str,
         username: &str,
         pace: &Pace<'_>,
-        attempts: &mut u32,
     ) -> Result<Vec<(String, IdentityInfo)>, ApiError> {
-        let index = self.index(pace, attempts).await?;
+        let index = self.index(pace).await?;
         let ids = match index.get(username) {
             Some(id) => vec![id.clone()],
-            None => self.search_users(username, pace, attempts).await?,
+            None => self.search_users(username, pace).await?,
         };
         let mut found = Vec::new();
         for id in ids {
-            if let Some(info) = self.read(&id, pace, attempts).await? {
+            if let Some(info) = self.read(&id, pace).await? {
                 found.push((id, info));
             }
         }
@@ -453,13 +426,7 @@ impl Remote for ConnectUser {
         merge(current, desired, self.rules())
     }
 
-    async fn write(
-        &self,
-        id: &str,
-        write: &IdentityInfo,
-        pace: &Pace<'_>,
-        attempts: &mut u32,
-    ) -> Result<(), ApiError> {
+    async fn write(&self, id: &str, write: &IdentityInfo, pace: &Pace<'_>) -> Result<(), ApiError> {
         let path = format!(
             "/users/{}/{}/identity-info",
             path_segment(&self.instance_id),
@@ -472,7 +439,6 @@ impl Remote for ConnectUser {
             &path,
             Some(body.into_bytes()),
             pace,
-            attempts,
         )
         .await
         .map(drop)
@@ -488,7 +454,6 @@ impl Remote for ConnectUser {
         _id: Option<&str>,
         _create: &(),
         _pace: &Pace<'_>,
-        _attempts: &mut u32,
     ) -> Result<String, ApiError> {
         Err(aws::configuration("Connect users are not created"))
     }

@@ -119,9 +119,8 @@ impl CustomerProfiles {
     /// (`GetDomain`), so that a wrong domain or missing access stops the run at once. A role
     /// without `profile:GetDomain` gets a warning instead, and the run goes on.
     pub async fn preflight(&self, pace: &Pace<'_>) -> Result<Vec<String>, PreflightError> {
-        let mut attempts = 0;
         let result = pace
-            .send(GET_DOMAIN, &mut attempts, || {
+            .send(GET_DOMAIN, || {
                 let request = self.client.get_domain().domain_name(&self.domain);
                 async move { request.send().await.map_err(aws::from_sdk) }
             })
@@ -142,7 +141,7 @@ impl CustomerProfiles {
                 "cannot check the domain {} first (GetDomain: {}); going on without the check",
                 self.domain, error.message
             )]),
-            _ => Err(PreflightError::unreachable(&error, attempts)),
+            _ => Err(PreflightError::unreachable(&error, pace.attempts())),
         }
     }
 }
@@ -157,9 +156,9 @@ impl CustomerProfiles {
     /// code fails that record only.
     async fn batch_get(&self, taken: Vec<(String, oneshot::Sender<BatchRead>)>, pace: &Pace<'_>) {
         let ids: Vec<String> = taken.iter().map(|(id, _)| id.clone()).collect();
-        let mut spent = 0;
+        let before = pace.attempts();
         let answer = pace
-            .send(BATCH_GET_PROFILE, &mut spent, || {
+            .send(BATCH_GET_PROFILE, || {
                 let request = self
                     .client
                     .batch_get_profile()
@@ -168,6 +167,7 @@ impl CustomerProfiles {
                 async move { request.send().await.map_err(aws::from_sdk) }
             })
             .await;
+        let spent = pace.attempts() - before;
         for (id, tx) in taken {
             let result = match &answer {
                 Err(e) => Err(e.clone()),
@@ -201,13 +201,8 @@ impl Remote for CustomerProfiles {
     type Create = Vec<FieldChange>;
 
     /// The profile with this ProfileId, read in a `BatchGetProfile` with the other records
-    /// in flight (see [`Batch`]).
-    async fn read(
-        &self,
-        id: &str,
-        pace: &Pace<'_>,
-        attempts: &mut u32,
-    ) -> Result<Option<Self::Current>, ApiError> {
+    /// in flight (see `Batch`).
+    async fn read(&self, id: &str, pace: &Pace<'_>) -> Result<Option<Self::Current>, ApiError> {
         let (tx, rx) = oneshot::channel();
         let lead = {
             let mut batch = self.lock_batch();
@@ -232,7 +227,10 @@ impl Remote for CustomerProfiles {
         let (result, spent) = rx
             .await
             .map_err(|_| aws::configuration("internal error: a batched read lost its answer"))?;
-        *attempts += spent;
+        // The leader's pace counted the batch already; the others count their share.
+        if !lead {
+            pace.count(spent);
+        }
         result
     }
 
@@ -242,13 +240,12 @@ impl Remote for CustomerProfiles {
         key: &str,
         value: &str,
         pace: &Pace<'_>,
-        attempts: &mut u32,
     ) -> Result<Vec<(String, Self::Current)>, ApiError> {
         let mut found = Vec::new();
         let mut token: Option<String> = None;
         loop {
             let page = pace
-                .send(SEARCH_PROFILES, attempts, || {
+                .send(SEARCH_PROFILES, || {
                     let request = self
                         .client
                         .search_profiles()
@@ -284,14 +281,8 @@ impl Remote for CustomerProfiles {
         })
     }
 
-    async fn write(
-        &self,
-        id: &str,
-        write: &Self::Write,
-        pace: &Pace<'_>,
-        attempts: &mut u32,
-    ) -> Result<(), ApiError> {
-        pace.send(UPDATE_PROFILE, attempts, || {
+    async fn write(&self, id: &str, write: &Self::Write, pace: &Pace<'_>) -> Result<(), ApiError> {
+        pace.send(UPDATE_PROFILE, || {
             let request = update_request(
                 self.client
                     .update_profile()
@@ -318,10 +309,9 @@ impl Remote for CustomerProfiles {
         _id: Option<&str>,
         create: &Self::Create,
         pace: &Pace<'_>,
-        attempts: &mut u32,
     ) -> Result<String, ApiError> {
         let out = pace
-            .send(CREATE_PROFILE, attempts, || {
+            .send(CREATE_PROFILE, || {
                 let request = create_request(
                     self.client.create_profile().domain_name(&self.domain),
                     create,

@@ -52,7 +52,7 @@ pub struct Refusal {
 /// One target's own logic: how to find a record, how to merge into it, how to write it.
 ///
 /// Every request a method makes goes through the [`Pace`] it is given, with its API
-/// operation's name, and adds its attempts to `attempts`.
+/// operation's name, which counts its attempts.
 pub trait Remote: Sync {
     /// What the target calls one of its records, for messages ("profile", "user").
     const NOUN: &'static str;
@@ -68,17 +68,27 @@ pub trait Remote: Sync {
         &self,
         id: &str,
         pace: &Pace<'_>,
-        attempts: &mut u32,
     ) -> impl Future<Output = Result<Option<Self::Current>, ApiError>> + Send;
 
-    /// Every record whose `key` is `value`, with its id.
+    /// Every record whose `key` is `value`, with its id. A target that finds records by id
+    /// only keeps this default (the config refuses `search_key` for it, so it is never called).
     fn search(
         &self,
         key: &str,
         value: &str,
         pace: &Pace<'_>,
-        attempts: &mut u32,
-    ) -> impl Future<Output = Result<Vec<(String, Self::Current)>, ApiError>> + Send;
+    ) -> impl Future<Output = Result<Vec<(String, Self::Current)>, ApiError>> + Send {
+        let _ = (key, value, pace);
+        async {
+            Err(ApiError {
+                class: ErrorClass::Fatal,
+                code: "configuration".to_owned(),
+                message: format!("this target finds each {} by [match] id only", Self::NOUN),
+                status: None,
+                retry_after: None,
+            })
+        }
+    }
 
     /// Merges the mapped values into the current record. Pure.
     fn merge(
@@ -93,7 +103,6 @@ pub trait Remote: Sync {
         id: &str,
         write: &Self::Write,
         pace: &Pace<'_>,
-        attempts: &mut u32,
     ) -> impl Future<Output = Result<(), ApiError>> + Send;
 
     /// What creating the record would send; `None` when the target does not create records.
@@ -106,7 +115,6 @@ pub trait Remote: Sync {
         id: Option<&str>,
         create: &Self::Create,
         pace: &Pace<'_>,
-        attempts: &mut u32,
     ) -> impl Future<Output = Result<String, ApiError>> + Send;
 
     /// Whether this error, answering a write, says the record does not exist.
@@ -125,52 +133,54 @@ pub async fn sync<R: Remote>(
     let when = config.matching.when_missing;
     let id_name = config.target.kind.id_name();
     let noun = R::NOUN;
-    let mut attempts = 0;
     let (id, current) = match &config.matching.by {
         MatchBy::Id(_) => {
             let Some(id) = mapped.target_id.as_deref() else {
                 // Mapping reports an empty id as a problem, so valid records have one.
                 return missing(when, mode, &format!("the record has no {id_name}"), 0);
             };
-            match remote.read(id, pace, &mut attempts).await {
+            match remote.read(id, pace).await {
                 Ok(Some(current)) => (id.to_owned(), current),
                 Ok(None) => {
                     let why = format!("no {noun} has this {id_name}");
-                    return absent(remote, config, mapped, &desired, mode, pace, attempts, &why)
-                        .await;
+                    return absent(remote, config, mapped, &desired, mode, pace, &why).await;
                 }
-                Err(e) => return failed(e, Some(id.to_owned()), attempts),
+                Err(e) => return failed(e, Some(id.to_owned()), pace.attempts()),
             }
         }
         MatchBy::Search { key, .. } => {
             let value = mapped.search_value.as_deref().unwrap_or_default();
-            let mut found = match remote.search(key, value, pace, &mut attempts).await {
+            let mut found = match remote.search(key, value, pace).await {
                 Ok(found) => found,
-                Err(e) => return failed(e, None, attempts),
+                Err(e) => return failed(e, None, pace.attempts()),
             };
             match (found.pop(), found.len()) {
                 (None, _) => {
                     let why = format!("no {noun} has {key} = this record's value");
-                    return absent(remote, config, mapped, &desired, mode, pace, attempts, &why)
-                        .await;
+                    return absent(remote, config, mapped, &desired, mode, pace, &why).await;
                 }
                 (Some(one), 0) => one,
                 (Some(_), others) => {
-                    return failed(ambiguous(others + 1, noun, key), None, attempts);
+                    return failed(ambiguous(others + 1, noun, key), None, pace.attempts());
                 }
             }
         }
     };
     let merged = match remote.merge(current, &desired) {
         Ok(merged) => merged,
-        Err(refusal) => return refused(refusal, id, attempts),
+        Err(refusal) => return refused(refusal, id, pace.attempts()),
     };
     match (merged.changed.is_empty(), mode) {
-        (true, _) => settled(Status::Unchanged, Some(id), merged.changed, attempts),
-        (false, Mode::Plan) => settled(Status::WouldUpdate, Some(id), merged.changed, attempts),
+        (true, _) => settled(Status::Unchanged, Some(id), merged.changed, pace.attempts()),
+        (false, Mode::Plan) => settled(
+            Status::WouldUpdate,
+            Some(id),
+            merged.changed,
+            pace.attempts(),
+        ),
         (false, Mode::Apply) => {
             let gone = format!("the {noun} was deleted while it was being updated");
-            write(remote, &id, merged, when, pace, attempts, &gone).await
+            write(remote, &id, merged, when, pace, &gone).await
         }
     }
 }
@@ -182,18 +192,17 @@ async fn write<R: Remote>(
     merged: Merged<R::Write>,
     when: WhenMissing,
     pace: &Pace<'_>,
-    mut attempts: u32,
     gone: &str,
 ) -> Outcome {
-    match remote.write(id, &merged.write, pace, &mut attempts).await {
+    match remote.write(id, &merged.write, pace).await {
         Ok(()) => settled(
             Status::Updated,
             Some(id.to_owned()),
             merged.changed,
-            attempts,
+            pace.attempts(),
         ),
-        Err(e) if remote.is_gone(&e) => missing(when, Mode::Apply, gone, attempts),
-        Err(e) => failed(e, Some(id.to_owned()), attempts),
+        Err(e) if remote.is_gone(&e) => missing(when, Mode::Apply, gone, pace.attempts()),
+        Err(e) => failed(e, Some(id.to_owned()), pace.attempts()),
     }
 }
 
@@ -207,7 +216,6 @@ async fn absent<R: Remote>(
     desired: &Desired<'_>,
     mode: Mode,
     pace: &Pace<'_>,
-    mut attempts: u32,
     why: &str,
 ) -> Outcome {
     let when = config.matching.when_missing;
@@ -216,21 +224,23 @@ async fn absent<R: Remote>(
         WhenMissing::Skip | WhenMissing::Fail => None,
     };
     let Some(creation) = creation else {
-        return missing(when, mode, why, attempts);
+        return missing(when, mode, why, pace.attempts());
     };
     if !mapped.create_problems.is_empty() {
-        return invalid_for_create(&mapped.create_problems, attempts);
+        return invalid_for_create(&mapped.create_problems, pace.attempts());
     }
     let id = mapped.target_id.clone();
     if mode == Mode::Plan {
-        return settled(Status::WouldCreate, id, creation.changed, attempts);
+        return settled(Status::WouldCreate, id, creation.changed, pace.attempts());
     }
-    match remote
-        .create(id.as_deref(), &creation.write, pace, &mut attempts)
-        .await
-    {
-        Ok(new_id) => settled(Status::Created, Some(new_id), creation.changed, attempts),
-        Err(e) => failed(e, id, attempts),
+    match remote.create(id.as_deref(), &creation.write, pace).await {
+        Ok(new_id) => settled(
+            Status::Created,
+            Some(new_id),
+            creation.changed,
+            pace.attempts(),
+        ),
+        Err(e) => failed(e, id, pace.attempts()),
     }
 }
 

@@ -99,15 +99,14 @@ impl GenesysUcs {
     /// credentials, a wrong tenant or a base path without UCS behind it (a 404 without a
     /// Context Services error body) stop the run at once.
     pub async fn preflight(&self, pace: &Pace<'_>) -> Result<Vec<String>, PreflightError> {
-        let mut attempts = 0;
-        match self.get(PROBE_ID, pace, &mut attempts).await {
+        match self.get(PROBE_ID, pace).await {
             Ok(_) => Ok(Vec::new()),
             Err(e) if is_tenant_error(&e) => Err(PreflightError::config(format!(
                 "{}; is [target] tenant_id right?",
                 e.message
             ))),
             Err(e) if e.code == WRONG_PATH => Err(PreflightError::config(e.message)),
-            Err(e) => Err(PreflightError::unreachable(&e, attempts)),
+            Err(e) => Err(PreflightError::unreachable(&e, pace.attempts())),
         }
     }
 }
@@ -121,31 +120,8 @@ impl Remote for GenesysUcs {
     /// The profile to POST, without its `customer_id`.
     type Create = Attributes;
 
-    async fn read(
-        &self,
-        id: &str,
-        pace: &Pace<'_>,
-        attempts: &mut u32,
-    ) -> Result<Option<Attributes>, ApiError> {
-        self.get(id, pace, attempts).await
-    }
-
-    /// UCS's identifyProfiles needs identification keys defined on the server; the config
-    /// refuses `search_key` for this target, so this is never called.
-    async fn search(
-        &self,
-        _key: &str,
-        _value: &str,
-        _pace: &Pace<'_>,
-        _attempts: &mut u32,
-    ) -> Result<Vec<(String, Attributes)>, ApiError> {
-        Err(ApiError {
-            class: ErrorClass::Fatal,
-            code: "configuration".to_owned(),
-            message: "genesys-ucs finds profiles by [match] id only".to_owned(),
-            status: None,
-            retry_after: None,
-        })
+    async fn read(&self, id: &str, pace: &Pace<'_>) -> Result<Option<Attributes>, ApiError> {
+        self.get(id, pace).await
     }
 
     fn merge(
@@ -157,15 +133,9 @@ impl Remote for GenesysUcs {
         Ok(Merged { write, changed })
     }
 
-    async fn write(
-        &self,
-        id: &str,
-        write: &Attributes,
-        pace: &Pace<'_>,
-        attempts: &mut u32,
-    ) -> Result<(), ApiError> {
+    async fn write(&self, id: &str, write: &Attributes, pace: &Pace<'_>) -> Result<(), ApiError> {
         let body = Json::Object(write.clone());
-        self.send_json(Method::PUT, &profile_path(id), &body, pace, attempts)
+        self.send_json(Method::PUT, &profile_path(id), &body, pace)
             .await
     }
 
@@ -182,22 +152,18 @@ impl Remote for GenesysUcs {
         id: Option<&str>,
         create: &Attributes,
         pace: &Pace<'_>,
-        attempts: &mut u32,
     ) -> Result<String, ApiError> {
         // Mapping reports an empty id as a problem, so valid records have one.
         let id = id.unwrap_or_default().to_owned();
         let mut body = create.clone();
         body.insert("customer_id".to_owned(), Json::String(id.clone()));
         let body = Json::Object(body);
-        let before = *attempts;
-        let result = self
-            .send_json(Method::POST, "/profiles", &body, pace, attempts)
-            .await;
-        let retried = *attempts - before > 1;
+        let before = pace.attempts();
+        let result = self.send_json(Method::POST, "/profiles", &body, pace).await;
+        let retried = pace.attempts() - before > 1;
         match result {
             Ok(()) => Ok(id),
-            Err(e) if retried && e.status == Some(400) => match self.get(&id, pace, attempts).await
-            {
+            Err(e) if retried && e.status == Some(400) => match self.get(&id, pace).await {
                 Ok(Some(now)) if holds(&now, create) => Ok(id),
                 Err(read) if read.class == ErrorClass::Fatal => Err(read),
                 _ => Err(e),
@@ -215,14 +181,9 @@ impl Remote for GenesysUcs {
 
 impl GenesysUcs {
     /// The profile's attributes, or `None` when it does not exist.
-    async fn get(
-        &self,
-        id: &str,
-        pace: &Pace<'_>,
-        attempts: &mut u32,
-    ) -> Result<Option<Attributes>, ApiError> {
+    async fn get(&self, id: &str, pace: &Pace<'_>) -> Result<Option<Attributes>, ApiError> {
         let url = format!("{}{}", self.base_url, profile_path(id));
-        pace.send(GENESYS_GET_PROFILE, attempts, || {
+        pace.send(GENESYS_GET_PROFILE, || {
             let request = self.authorized(self.http.get(&url));
             async move {
                 let response = request.send().await.map_err(transport)?;
@@ -260,7 +221,6 @@ impl GenesysUcs {
         path: &str,
         body: &Json,
         pace: &Pace<'_>,
-        attempts: &mut u32,
     ) -> Result<(), ApiError> {
         let url = format!("{}{path}", self.base_url);
         let body = body.to_string();
@@ -270,7 +230,7 @@ impl GenesysUcs {
         } else {
             GENESYS_PUT_PROFILE
         };
-        pace.send(operation, attempts, || {
+        pace.send(operation, || {
             let request = self.authorized(
                 self.http
                     .request(method.clone(), &url)

@@ -20,6 +20,7 @@ pub mod driver;
 pub mod genesys_ucs;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use crate::config::{Config, WhenMissing};
@@ -70,7 +71,8 @@ pub enum Outcome {
     Abort(String),
 }
 
-/// The shared pacing of a run: the limiters and the retry policy.
+/// One record's (or the preflight's) pacing: the run's limiters and retry policy, and the
+/// requests made so far for it, which the ledger's `attempts` reports.
 pub struct Pace<'a> {
     /// The run's token buckets, one per API operation.
     pub limiters: &'a Limiters,
@@ -78,17 +80,24 @@ pub struct Pace<'a> {
     pub policy: &'a RetryPolicy,
     /// The run's stop signal: requests not yet sent give up when it comes.
     pub halt: Halt,
+    /// Requests made through this pace.
+    pub attempts: AtomicU32,
 }
 
 impl Pace<'_> {
+    /// Requests made through this pace so far.
+    pub fn attempts(&self) -> u32 {
+        self.attempts.load(Ordering::Relaxed)
+    }
+
+    /// Counts requests made on this pace's behalf elsewhere (a batch another record sent).
+    pub fn count(&self, requests: u32) {
+        self.attempts.fetch_add(requests, Ordering::Relaxed);
+    }
+
     /// Sends one request of `operation` through that operation's limiter with retries,
-    /// adding its attempts to `attempts`.
-    pub async fn send<T, F, Fut>(
-        &self,
-        operation: &'static str,
-        attempts: &mut u32,
-        call: F,
-    ) -> Result<T, ApiError>
+    /// counting its attempts.
+    pub async fn send<T, F, Fut>(&self, operation: &'static str, call: F) -> Result<T, ApiError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, ApiError>>,
@@ -98,7 +107,7 @@ impl Pace<'_> {
         let sent = send_unless_halted(self.policy, limiter, &mut rng, &self.halt, call)
             .instrument(crate::logging::request_span(operation))
             .await;
-        *attempts += sent.attempts;
+        self.count(sent.attempts);
         sent.result
     }
 }
