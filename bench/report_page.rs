@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use profilesync::ledger::{Entry, EntryError, Status};
 use profilesync::report::{DiffReport, FieldCounts, RunEnd, RunInfo, Tally};
-use profilesync::target::{FieldChange, Mode};
+use profilesync::targets::{FieldChange, Mode};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -31,6 +31,7 @@ fn main() {
             changed: Vec::new(),
             attempts: Some(1),
             error: None,
+            basis: None,
         };
         let mut changes = Vec::new();
         if i % 50 == 0 {
