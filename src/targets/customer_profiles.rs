@@ -156,9 +156,8 @@ impl CustomerProfiles {
     /// code fails that record only.
     async fn batch_get(&self, taken: Vec<(String, oneshot::Sender<BatchRead>)>, pace: &Pace<'_>) {
         let ids: Vec<String> = taken.iter().map(|(id, _)| id.clone()).collect();
-        let before = pace.attempts();
-        let answer = pace
-            .send(BATCH_GET_PROFILE, || {
+        let (answer, spent) = pace
+            .send_shared(BATCH_GET_PROFILE, || {
                 let request = self
                     .client
                     .batch_get_profile()
@@ -167,7 +166,6 @@ impl CustomerProfiles {
                 async move { request.send().await.map_err(aws::from_sdk) }
             })
             .await;
-        let spent = pace.attempts() - before;
         for (id, tx) in taken {
             let result = match &answer {
                 Err(e) => Err(e.clone()),
@@ -227,10 +225,7 @@ impl Remote for CustomerProfiles {
         let (result, spent) = rx
             .await
             .map_err(|_| aws::configuration("internal error: a batched read lost its answer"))?;
-        // The leader's pace counted the batch already; the others count their share.
-        if !lead {
-            pace.count(spent);
-        }
+        pace.count(spent);
         result
     }
 

@@ -102,13 +102,28 @@ impl Pace<'_> {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, ApiError>>,
     {
+        let (result, attempts) = self.send_shared(operation, call).await;
+        self.count(attempts);
+        result
+    }
+
+    /// [`Pace::send`] for a request made on behalf of several records (a batched read):
+    /// returns its attempts instead of counting them, so that each record counts its share.
+    pub async fn send_shared<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        call: F,
+    ) -> (Result<T, ApiError>, u32)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ApiError>>,
+    {
         let mut rng = StdRng::from_rng(&mut rand::rng());
         let limiter = self.limiters.get(operation);
         let sent = send_unless_halted(self.policy, limiter, &mut rng, &self.halt, call)
             .instrument(crate::logging::request_span(operation))
             .await;
-        self.count(sent.attempts);
-        sent.result
+        (sent.result, sent.attempts)
     }
 }
 
