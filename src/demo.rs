@@ -242,8 +242,9 @@ async fn demo() -> Result<(), String> {
          allow_email_change guard (see samples/README.md); each ledger entry names the line \
          and what is wrong. Every target reads (Customer Profiles in batches of up to 20 \
          profiles), merges and writes only what differs. `apply again` is the next night over the same export: the local sync state knows \
-         what each target accepted, so it sends no request at all (the Connect record the \
-         guard stopped is read again, since nothing was accepted for it)."
+         what each target accepted, so it reads and writes nothing for those records; its \
+         few requests are the preflight and the records nothing was accepted for (the \
+         profiles that do not exist, and the agent the guard stopped)."
     );
     let _ = std::fs::remove_dir_all(&state_dir);
     emulator.shutdown().await;
