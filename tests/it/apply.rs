@@ -7,8 +7,8 @@ use profilesync::emulator::{Emulator, EmulatorConfig, EmulatorHandle, FaultConfi
 use serde_json::{Value, json};
 
 use crate::support::{
-    Dir, assert_stopped_before_any_record, aws_command, by_record, pid, read_ledger, stderr,
-    wait_for_entries,
+    Dir, assert_every_record_once, assert_stopped_before_any_record, aws_command, by_record, pid,
+    read_ledger, stderr, sync_args, wait_for_entries,
 };
 
 pub(crate) const DOMAIN: &str = "ExampleDomainName";
@@ -85,17 +85,7 @@ pub(crate) async fn sync(
     ledger: &str,
     extra: &[&str],
 ) -> std::process::Output {
-    let mut args = vec![
-        command,
-        "--config",
-        config,
-        "in.csv",
-        "--ledger",
-        ledger,
-        "--no-progress",
-    ];
-    args.extend_from_slice(extra);
-    run(dir, emulator, &args).await
+    run(dir, emulator, &sync_args(command, config, ledger, extra)).await
 }
 
 /// Runs the binary with the AWS environment pointing at the emulator.
@@ -271,16 +261,7 @@ async fn a_killed_run_resumes_without_sending_settled_records_again() {
     let out = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &["--resume"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let ledger = read_ledger(&ledger_path);
-    let mut records: Vec<u64> = ledger
-        .iter()
-        .map(|e| e["record"].as_u64().unwrap())
-        .collect();
-    records.sort_unstable();
-    assert_eq!(
-        records,
-        (1..=n as u64).collect::<Vec<_>>(),
-        "every record settled exactly once"
-    );
+    assert_every_record_once(&ledger, n as u64);
     // A record in flight at the kill, written but not settled, is read on resume and found
     // as the record says: `unchanged`, not written twice.
     let in_flight = ledger

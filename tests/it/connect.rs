@@ -6,8 +6,8 @@ use profilesync::emulator::{Emulator, EmulatorConfig, EmulatorHandle};
 use serde_json::{Map, Value, json};
 
 use crate::support::{
-    Dir, assert_stopped_before_any_record, aws_command, by_record, read_ledger, repo, stderr,
-    wait_for_entries,
+    Dir, assert_every_record_once, assert_stopped_before_any_record, aws_command, by_record,
+    read_ledger, repo, stderr, sync_args, wait_for_entries,
 };
 
 const INSTANCE: &str = "i-1";
@@ -89,16 +89,7 @@ async fn sync(
     ledger: &str,
     extra: &[&str],
 ) -> std::process::Output {
-    let mut args = vec![
-        command,
-        "--config",
-        "c.toml",
-        "in.csv",
-        "--ledger",
-        ledger,
-        "--no-progress",
-    ];
-    args.extend_from_slice(extra);
+    let args = sync_args(command, "c.toml", ledger, extra);
     aws_command(
         dir,
         "AWS_ENDPOINT_URL_CONNECT",
@@ -465,16 +456,7 @@ async fn a_killed_run_resumes_and_ends_exact() {
     let out = sync(&dir, &emulator, "apply", "l.jsonl", &["--resume"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let ledger = read_ledger(&dir.path("l.jsonl"));
-    let mut records: Vec<u64> = ledger
-        .iter()
-        .map(|e| e["record"].as_u64().unwrap())
-        .collect();
-    records.sort_unstable();
-    assert_eq!(
-        records,
-        (1..=u64::from(n)).collect::<Vec<_>>(),
-        "every record once"
-    );
+    assert_every_record_once(&ledger, u64::from(n));
     for i in 1..=n {
         assert_eq!(
             identity(&emulator, &format!("u{i}"))["LastName"],

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::apply::{APPLY, BY_ID, command, config, customers, profile, slow_emulator};
-use crate::support::{Dir, pid, read_ledger};
+use crate::support::{Dir, assert_every_record_once, pid, read_ledger};
 
 /// Record numbers of the complete entries of a ledger (a line torn by the kill is left out),
 /// asserting that none appears twice.
@@ -105,16 +105,7 @@ async fn three_sigkills_in_one_apply_each_resumed_end_exact() {
         String::from_utf8_lossy(&out.stderr)
     );
     let entries = read_ledger(&ledger);
-    let mut records: Vec<u64> = entries
-        .iter()
-        .map(|e| e["record"].as_u64().unwrap())
-        .collect();
-    records.sort_unstable();
-    assert_eq!(
-        records,
-        (1..=u64::from(n)).collect::<Vec<_>>(),
-        "every record once"
-    );
+    assert_every_record_once(&entries, u64::from(n));
     for i in 1..=n {
         assert_eq!(
             profile(&emulator, &pid(i)),

@@ -5,7 +5,9 @@ use profilesync::emulator::EmulatorHandle;
 use serde_json::Value;
 
 use crate::apply::{APPLY, BY_ID, command, config, customers, run, seeded, slow_emulator, sync};
-use crate::support::{Dir, pid, profiles_config, read_ledger, stderr, wait_for_entries};
+use crate::support::{
+    Dir, assert_every_record_once, pid, profiles_config, read_ledger, stderr, wait_for_entries,
+};
 
 const FIELDS: &str = r#"FirstName = "first"
 LastName = "last"
@@ -348,12 +350,7 @@ async fn fault_3_a_second_run_on_a_ledger_in_use_exits_2_naming_the_holder() {
     let first = first.wait_with_output().await.unwrap();
     assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
     let ledger = read_ledger(&dir.path("l.jsonl"));
-    let mut records: Vec<u64> = ledger
-        .iter()
-        .map(|e| e["record"].as_u64().unwrap())
-        .collect();
-    records.sort_unstable();
-    assert_eq!(records, (1..=n as u64).collect::<Vec<_>>());
+    assert_every_record_once(&ledger, n as u64);
     assert_eq!(updates(&emulator), n as u64, "no record was sent twice");
     // Once the holder has ended, the ledger can be resumed (there is nothing left to send).
     let out = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &["--resume"]).await;

@@ -166,3 +166,34 @@ pub fn by_record(ledger: &[Value]) -> Vec<Value> {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// Asserts that the ledger holds records 1..=n, each exactly once.
+pub fn assert_every_record_once(ledger: &[Value], n: u64) {
+    let mut records: Vec<u64> = ledger
+        .iter()
+        .map(|e| e["record"].as_u64().expect("a record number"))
+        .collect();
+    records.sort_unstable();
+    assert_eq!(records, (1..=n).collect::<Vec<_>>(), "every record once");
+}
+
+/// `COMMAND --config CONFIG in.csv --ledger LEDGER --no-progress EXTRA...`: the arguments of a
+/// run over the scratch folder's `in.csv`.
+pub fn sync_args<'a>(
+    command: &'a str,
+    config: &'a str,
+    ledger: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        command,
+        "--config",
+        config,
+        "in.csv",
+        "--ledger",
+        ledger,
+        "--no-progress",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
