@@ -655,6 +655,11 @@ pub(crate) fn target_scope(config: &Config, region: Option<&str>) -> String {
     scope.join(" ")
 }
 
+/// The identity a target's sync state is kept under: its kind and [`target_scope`].
+pub(crate) fn state_identity(config: &Config, region: Option<&str>) -> TargetIdentity {
+    TargetIdentity::new(config.target.kind.name(), target_scope(config, region))
+}
+
 /// Opens the target's sync state (`--state`, else `[state] path`, else `./state`), locked
 /// for the run.
 fn open_state(args: &SyncArgs, config: &Config, region: Option<&str>) -> Result<StateUse, String> {
@@ -663,8 +668,8 @@ fn open_state(args: &SyncArgs, config: &Config, region: Option<&str>) -> Result<
         .clone()
         .or_else(|| config.state.clone())
         .unwrap_or_else(|| PathBuf::from("state"));
-    let identity = TargetIdentity::new(config.target.kind.name(), target_scope(config, region));
-    let state = SyncState::open(&dir, &identity).map_err(|e| e.to_string())?;
+    let state =
+        SyncState::open(&dir, &state_identity(config, region)).map_err(|e| e.to_string())?;
     Ok(StateUse {
         state,
         full: args.full,

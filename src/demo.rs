@@ -17,7 +17,7 @@ use aws_config::BehaviorVersion;
 use aws_sdk_customerprofiles::config::Credentials;
 
 use crate::cli::{
-    EXIT_ABORTED, EXIT_OK, bind, connect, describe_target, exit_code, run_sync, target_scope,
+    EXIT_ABORTED, EXIT_OK, bind, connect, describe_target, exit_code, run_sync, state_identity,
     write_report,
 };
 use crate::config::compile::compile;
@@ -27,7 +27,7 @@ use crate::pipeline::{Interrupts, Selection, StateUse, SyncOptions, SyncResult};
 use crate::report::{self, DiffReport, Progress, ReportPaths, RunInfo, Tally};
 use crate::schema::TargetKind;
 use crate::source::{Source, SourceFormat};
-use crate::state::{SyncState, TargetIdentity};
+use crate::state::SyncState;
 use crate::targets::Mode;
 
 /// One bundled sample: an export and the config that maps it.
@@ -149,8 +149,7 @@ async fn demo() -> Result<(), String> {
             }
         }
         println!("── {} → {} ──", sample.input_name, sample.what);
-        let scope = target_scope(&config, config.target.region.as_deref());
-        let identity = TargetIdentity::new(config.target.kind.name(), scope);
+        let identity = state_identity(&config, config.target.region.as_deref());
         // The second apply is the next night's: the same export, which the sync state
         // knows was accepted, so it costs no request.
         for (mode, command) in [
