@@ -9,8 +9,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use profilesync::ledger::{Entry, EntryError, Status};
-use profilesync::report::{DiffReport, FieldCounts, RunEnd, RunInfo, Tally};
+use profilesync::ledger::{Entry, EntryError, Status, Tally};
+use profilesync::report::{DiffReport, FieldCounts, RunEnd, RunInfo};
 use profilesync::targets::{FieldChange, Mode};
 
 fn main() {

@@ -13,14 +13,14 @@ use chrono::Local;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, Config, Rate};
-use crate::ledger::{self, Ledger, RunFile};
+use crate::ledger::{self, Ledger, RunFile, Tally};
 use crate::limiter::{Limiters, RateSetting};
 use crate::logging::{self, LogArgs};
 use crate::mapping::Plan;
 use crate::pipeline::{
     self, Context, Interrupts, Selection, Sender, StateUse, SyncOptions, SyncResult,
 };
-use crate::report::{self, DiffReport, FieldCounts, Progress, ReportPaths, RunEnd, RunInfo, Tally};
+use crate::report::{self, DiffReport, FieldCounts, Progress, ReportPaths, RunEnd, RunInfo};
 use crate::retry::RetryPolicy;
 use crate::schema::{self, TargetKind};
 use crate::source::Source;
@@ -438,7 +438,7 @@ pub(crate) async fn connect(
     };
     let sender = Sender {
         target,
-        limiters: limiters(config),
+        limiters: Arc::new(limiters(config)),
         policy: RetryPolicy::new(config.limits.max_attempts),
     };
     let preflight = sender.preflight(config).await;
@@ -782,7 +782,12 @@ pub(crate) fn finish(
             &result.fields,
             &path,
         );
-        let _ = report::costs(&mut out, &result);
+        let _ = report::costs(
+            &mut out,
+            result.unchanged_by_state,
+            &result.calls,
+            &result.reasons,
+        );
         if let Some(report) = &report {
             let _ = report.write_to(&mut out);
         }

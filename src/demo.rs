@@ -22,9 +22,9 @@ use crate::cli::{
 };
 use crate::config::compile::compile;
 use crate::emulator::{Emulator, EmulatorConfig};
-use crate::ledger::{self, Ledger, Status};
+use crate::ledger::{self, Ledger, Status, Tally};
 use crate::pipeline::{Interrupts, Selection, StateUse, SyncOptions, SyncResult};
-use crate::report::{self, DiffReport, Progress, ReportPaths, RunInfo, Tally};
+use crate::report::{self, DiffReport, Progress, ReportPaths, RunInfo};
 use crate::schema::TargetKind;
 use crate::source::{Source, SourceFormat};
 use crate::state::SyncState;
@@ -216,7 +216,14 @@ async fn demo() -> Result<(), String> {
                 &result.fields,
                 &path,
             )
-            .and_then(|()| report::costs(&mut stdout, &result))
+            .and_then(|()| {
+                report::costs(
+                    &mut stdout,
+                    result.unchanged_by_state,
+                    &result.calls,
+                    &result.reasons,
+                )
+            })
             .and_then(|()| report.as_ref().map_or(Ok(()), |r| r.write_to(&mut stdout)))
             .map_err(|e| e.to_string())?;
             drop(stdout);

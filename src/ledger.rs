@@ -18,7 +18,6 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::mapping::Problem;
-use crate::report::Tally;
 
 /// How a record ended. The names are the contract's; see `product.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -81,6 +80,52 @@ impl Status {
     pub fn is_failure(self) -> bool {
         matches!(self, Self::Invalid | Self::Failed)
     }
+}
+
+/// Counts of records per status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tally {
+    counts: [u64; Status::ALL.len()],
+}
+
+impl Tally {
+    /// Counts one record.
+    pub fn add(&mut self, status: Status) {
+        self.counts[index(status)] += 1;
+    }
+
+    /// Adds another tally to this one.
+    pub fn merge(&mut self, other: &Tally) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts) {
+            *a += b;
+        }
+    }
+
+    /// Records with this status.
+    pub fn get(&self, status: Status) -> u64 {
+        self.counts[index(status)]
+    }
+
+    /// All records counted.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// Records that make the run exit 1.
+    pub fn failures(&self) -> u64 {
+        Status::ALL
+            .iter()
+            .filter(|s| s.is_failure())
+            .map(|s| self.get(*s))
+            .sum()
+    }
+}
+
+fn index(status: Status) -> usize {
+    Status::ALL
+        .iter()
+        .position(|s| *s == status)
+        .expect("every status is in ALL")
 }
 
 /// Why a record is `invalid` or `failed`.

@@ -164,6 +164,17 @@ pub struct LimiterStats {
     pub sleeps: u64,
 }
 
+/// The requests one API operation made in a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperationCalls {
+    /// The operation's name.
+    pub operation: &'static str,
+    /// Requests sent, retries included.
+    pub requests: u64,
+    /// Of them, throttled.
+    pub throttled: u64,
+}
+
 /// One [`Limiter`] per API operation of a target.
 #[derive(Debug)]
 pub struct Limiters {
@@ -193,6 +204,21 @@ impl Limiters {
             .iter()
             .find(|(name, _)| *name == operation)
             .map_or(&self.other, |(_, limiter)| limiter)
+    }
+
+    /// The requests of each operation that sent any, in the target's order.
+    pub fn calls(&self) -> Vec<OperationCalls> {
+        self.iter()
+            .map(|(operation, limiter)| {
+                let stats = limiter.stats();
+                OperationCalls {
+                    operation,
+                    requests: stats.acquired,
+                    throttled: stats.throttled,
+                }
+            })
+            .filter(|c| c.requests > 0)
+            .collect()
     }
 
     /// Every operation's limiter, in the target's order.

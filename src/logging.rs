@@ -23,17 +23,11 @@
 
 use std::io::{self, IsTerminal};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use clap::{ArgAction, Args, ValueEnum};
 use tracing::Span;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::Directive;
-
-use crate::ledger::Entry;
-use crate::pipeline::Context;
-use crate::retry::{ApiError, ErrorClass};
-use crate::source::SourceRecord;
 
 /// The target of the per-request lines (a child of `profilesync`, so `-vv` enables it).
 pub const REQUEST: &str = "profilesync::request";
@@ -131,84 +125,17 @@ pub fn init(args: &LogArgs) {
     };
 }
 
-/// The span of one record's trip to the target: its record number, line and key (an id
-/// the ledger holds too). Every request line inside it carries them.
-pub fn record_span(cx: &Context, record: &SourceRecord) -> Span {
-    let span = tracing::debug_span!(
-        target: RECORD,
-        "record",
-        record = record.record,
-        line = record.line,
-        key = tracing::field::Empty,
-    );
-    if !span.is_disabled()
-        && let Some(key) = cx.plan.key(record)
-    {
-        span.record("key", key.as_str());
-    }
-    span
-}
-
 /// The span of one API request with its retries.
 pub fn request_span(operation: &'static str) -> Span {
     tracing::debug_span!(target: REQUEST, "request", operation)
 }
 
-/// Logs how a record settled: status, target id, attempts, error code (never the message,
-/// which names the file and line and stays in the ledger).
-pub fn settled(entry: &Entry) {
-    tracing::debug!(
-        target: RECORD,
-        status = entry.status.name(),
-        target_id = entry.target_id.as_deref(),
-        attempts = entry.attempts,
-        code = entry.error.as_ref().map(|e| e.code.as_str()),
-        "settled"
-    );
-}
-
-/// Logs one attempt of a request: `error` is `None` for an answer that was used, and `wait`
-/// the backoff chosen before the next attempt (`None`: no retry).
-pub fn attempt(attempt: u32, error: Option<&ApiError>, wait: Option<Duration>) {
-    let Some(error) = error else {
-        tracing::debug!(target: REQUEST, attempt, outcome = "ok", "request");
-        return;
-    };
-    tracing::debug!(
-        target: REQUEST,
-        attempt,
-        outcome = if wait.is_some() { "retry" } else { "failed" },
-        class = class_name(error.class),
-        code = error.code.as_str(),
-        status = error.status,
-        wait_ms = wait.map(|w| u64::try_from(w.as_millis()).unwrap_or(u64::MAX)),
-        "request"
-    );
-}
-
-/// Logs a request that was not sent because the run stopped.
-pub fn not_sent(attempts: u32) {
-    tracing::debug!(
-        target: REQUEST,
-        attempts,
-        outcome = "not_sent",
-        "request given up: the run stopped"
-    );
-}
-
-fn class_name(class: ErrorClass) -> &'static str {
-    match class {
-        ErrorClass::Throttled => "throttled",
-        ErrorClass::Transient => "transient",
-        ErrorClass::Permanent => "permanent",
-        ErrorClass::Fatal => "fatal",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::retry::{ApiError, ErrorClass, log_attempt};
     use std::sync::{Arc, Mutex};
+    use std::time::Duration;
 
     /// Log lines written under `filter` while `emit` runs, as text.
     fn captured(filter: EnvFilter, json: bool, emit: impl FnOnce()) -> String {
@@ -256,8 +183,8 @@ mod tests {
             status: Some(429),
             retry_after: None,
         };
-        attempt(1, Some(&throttled), Some(Duration::from_millis(137)));
-        attempt(2, None, None);
+        log_attempt(1, Some(&throttled), Some(Duration::from_millis(137)));
+        log_attempt(2, None, None);
     }
 
     #[test]

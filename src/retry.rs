@@ -30,11 +30,11 @@
 use std::future::Future;
 use std::time::Duration;
 
-use rand::rngs::StdRng;
-use rand::{Rng, RngExt, SeedableRng};
+use rand::{Rng, RngExt};
 use tokio::sync::watch;
 
 use crate::limiter::Limiter;
+use crate::logging::REQUEST;
 
 /// Base delay after a throttle.
 pub const THROTTLE_BASE: Duration = Duration::from_millis(250);
@@ -56,6 +56,18 @@ pub enum ErrorClass {
     Permanent,
     /// Not about this record (403 AccessDenied, missing credentials): abort the run.
     Fatal,
+}
+
+impl ErrorClass {
+    /// The class's name in log lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorClass::Throttled => "throttled",
+            ErrorClass::Transient => "transient",
+            ErrorClass::Permanent => "permanent",
+            ErrorClass::Fatal => "fatal",
+        }
+    }
 }
 
 /// A failed API call, classified.
@@ -186,33 +198,6 @@ pub struct Sent<T> {
     pub attempts: u32,
 }
 
-/// Sends one request through the limiter, retrying as the policy says.
-///
-/// Jitter comes from a generator seeded from the thread's; see [`send_with_rng`].
-pub async fn send<T, F, Fut>(policy: &RetryPolicy, limiter: &Limiter, call: F) -> Sent<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, ApiError>>,
-{
-    let mut rng = StdRng::from_rng(&mut rand::rng());
-    send_with_rng(policy, limiter, &mut rng, call).await
-}
-
-/// [`send`] with the jitter drawn from `rng` (seed it for deterministic tests).
-pub async fn send_with_rng<T, F, Fut, R>(
-    policy: &RetryPolicy,
-    limiter: &Limiter,
-    rng: &mut R,
-    call: F,
-) -> Sent<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, ApiError>>,
-    R: Rng + ?Sized,
-{
-    send_unless_halted(policy, limiter, rng, &Halt::never(), call).await
-}
-
 /// A run's "send nothing more" signal, seen by requests waiting for the limiter or a backoff.
 #[derive(Debug, Clone, Default)]
 pub struct Halt(Option<watch::Receiver<Option<String>>>);
@@ -242,14 +227,16 @@ impl Halt {
 /// The error of a request that was not sent because the run halted.
 pub const HALTED: &str = "halted";
 
-/// [`send_with_rng`] that gives up, without sending, when `halt` comes while it waits for
-/// the limiter or a backoff. A request already on the wire is never cancelled: its answer
-/// decides the record, so nothing is half-sent.
+/// Sends one request through the limiter, retrying as the policy says, with the backoff's
+/// jitter drawn from `rng` (seed it for deterministic tests). It gives up, without sending,
+/// when `halt` comes while it waits for the limiter or a backoff ([`Halt::never`] for a
+/// request that never gives up). A request already on the wire is never cancelled: its
+/// answer decides the record, so nothing is half-sent.
 ///
 /// Before every attempt it waits for the limiter. A throttled attempt calls
 /// [`Limiter::on_throttle`]; an attempt that got past the server's quota, a success or a
 /// permanent error (a 400 or 404 still used the quota), calls [`Limiter::on_success`].
-pub async fn send_unless_halted<T, F, Fut, R>(
+pub async fn send<T, F, Fut, R>(
     policy: &RetryPolicy,
     limiter: &Limiter,
     rng: &mut R,
@@ -269,7 +256,7 @@ where
         attempts += 1;
         let error = match call().await {
             Ok(value) => {
-                crate::logging::attempt(attempts, None, None);
+                log_attempt(attempts, None, None);
                 limiter.on_success();
                 return Sent {
                     result: Ok(value),
@@ -281,7 +268,7 @@ where
         report_to_limiter(limiter, error.class);
         match policy.decide(&error, attempts) {
             RetryAction::DontRetry => {
-                crate::logging::attempt(attempts, Some(&error), None);
+                log_attempt(attempts, Some(&error), None);
                 return Sent {
                     result: Err(error),
                     attempts,
@@ -291,7 +278,7 @@ where
                 let wait = policy
                     .backoff
                     .delay(reason, attempts - 1, error.retry_after, rng);
-                crate::logging::attempt(attempts, Some(&error), Some(wait));
+                log_attempt(attempts, Some(&error), Some(wait));
                 if !unless_halted(halt, tokio::time::sleep(wait)).await {
                     return halted(attempts);
                 }
@@ -310,7 +297,7 @@ async fn unless_halted(halt: &Halt, wait: impl Future<Output = ()>) -> bool {
 }
 
 fn halted<T>(attempts: u32) -> Sent<T> {
-    crate::logging::not_sent(attempts);
+    log_not_sent(attempts);
     let error = ApiError {
         class: ErrorClass::Fatal,
         code: HALTED.to_owned(),
@@ -333,10 +320,41 @@ fn report_to_limiter(limiter: &Limiter, class: ErrorClass) {
     }
 }
 
+/// Logs one attempt of a request: `error` is `None` for an answer that was used, and `wait`
+/// the backoff chosen before the next attempt (`None`: no retry).
+pub fn log_attempt(attempt: u32, error: Option<&ApiError>, wait: Option<Duration>) {
+    let Some(error) = error else {
+        tracing::debug!(target: REQUEST, attempt, outcome = "ok", "request");
+        return;
+    };
+    tracing::debug!(
+        target: REQUEST,
+        attempt,
+        outcome = if wait.is_some() { "retry" } else { "failed" },
+        class = error.class.name(),
+        code = error.code.as_str(),
+        status = error.status,
+        wait_ms = wait.map(|w| u64::try_from(w.as_millis()).unwrap_or(u64::MAX)),
+        "request"
+    );
+}
+
+/// Logs a request that was not sent because the run stopped.
+fn log_not_sent(attempts: u32) {
+    tracing::debug!(
+        target: REQUEST,
+        attempts,
+        outcome = "not_sent",
+        "request given up: the run stopped"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::limiter::RateSetting;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
     use std::cell::Cell;
     use tokio::time::Instant;
 
@@ -355,6 +373,11 @@ mod tests {
             rate: 1000.0,
             burst: 100,
         })
+    }
+
+    /// Jitter from a generator seeded from the thread's, as a run draws it.
+    fn jitter() -> StdRng {
+        StdRng::from_rng(&mut rand::rng())
     }
 
     /// A call that fails with `failures` in order, then succeeds; counts its calls.
@@ -383,7 +406,7 @@ mod tests {
         let halt = Halt::on(rx);
         let mut rng = StdRng::seed_from_u64(1);
         // The first request takes the only token and is on the wire when the halt comes.
-        let first = send_unless_halted(&policy, &limiter, &mut rng, &halt, || async {
+        let first = send(&policy, &limiter, &mut rng, &halt, || async {
             tx.send_replace(Some("stop".to_owned()));
             Ok::<_, ApiError>(1)
         })
@@ -391,7 +414,7 @@ mod tests {
         assert_eq!((first.result, first.attempts), (Ok(1), 1));
         // The next one would wait a second for a token: it gives up without sending.
         let mut sent = false;
-        let second = send_unless_halted(&policy, &limiter, &mut rng, &halt, || {
+        let second = send(&policy, &limiter, &mut rng, &halt, || {
             sent = true;
             async { Ok::<_, ApiError>(2) }
         })
@@ -480,10 +503,11 @@ mod tests {
         let calls = Cell::new(0);
         let failures = vec![error(ErrorClass::Throttled), error(ErrorClass::Throttled)];
         let mut rng = StdRng::seed_from_u64(3);
-        let sent = send_with_rng(
+        let sent = send(
             &RetryPolicy::new(5),
             &limiter,
             &mut rng,
+            &Halt::never(),
             scripted(failures, &calls),
         )
         .await;
@@ -501,7 +525,14 @@ mod tests {
         let limiter = fast_limiter();
         let calls = Cell::new(0);
         let failures = vec![error(ErrorClass::Transient); 10];
-        let sent = send(&RetryPolicy::new(4), &limiter, scripted(failures, &calls)).await;
+        let sent = send(
+            &RetryPolicy::new(4),
+            &limiter,
+            &mut jitter(),
+            &Halt::never(),
+            scripted(failures, &calls),
+        )
+        .await;
         assert_eq!(sent.result, Err(error(ErrorClass::Transient)));
         assert_eq!(sent.attempts, 4);
         assert_eq!(calls.get(), 4);
@@ -520,6 +551,8 @@ mod tests {
             let sent = send(
                 &RetryPolicy::new(5),
                 &limiter,
+                &mut jitter(),
+                &Halt::never(),
                 scripted(vec![error(class)], &calls),
             )
             .await;
@@ -541,6 +574,8 @@ mod tests {
         let sent = send(
             &RetryPolicy::new(3),
             &limiter,
+            &mut jitter(),
+            &Halt::never(),
             scripted(vec![throttled], &calls),
         )
         .await;
@@ -557,10 +592,11 @@ mod tests {
         let policy = RetryPolicy::new(4);
         let failures = vec![error(ErrorClass::Transient); 3];
         let start = Instant::now();
-        let sent = send_with_rng(
+        let sent = send(
             &policy,
             &limiter,
             &mut StdRng::seed_from_u64(11),
+            &Halt::never(),
             scripted(failures, &calls),
         )
         .await;
@@ -600,7 +636,14 @@ mod tests {
         let calls = Cell::new(0);
         let start = Instant::now();
         let failures = vec![error(ErrorClass::Transient); 2];
-        let sent = send(&policy, &limiter, scripted(failures, &calls)).await;
+        let sent = send(
+            &policy,
+            &limiter,
+            &mut jitter(),
+            &Halt::never(),
+            scripted(failures, &calls),
+        )
+        .await;
         assert_eq!(sent.attempts, 3);
         assert!(sent.result.is_ok());
         let elapsed = start.elapsed();
@@ -648,7 +691,14 @@ mod tests {
                             }
                         }
                     };
-                    let sent = send(&RetryPolicy::new(10), &limiter, call).await;
+                    let sent = send(
+                        &RetryPolicy::new(10),
+                        &limiter,
+                        &mut jitter(),
+                        &Halt::never(),
+                        call,
+                    )
+                    .await;
                     assert!(sent.result.is_ok(), "gave up after {}", sent.attempts);
                 }
             });
@@ -690,7 +740,10 @@ mod tests {
         let limiter = fast_limiter();
         assert_send_sync(&limiter);
         let policy = RetryPolicy::new(3);
-        let future = send(&policy, &limiter, || async { Ok::<_, ApiError>(()) });
+        let (mut rng, halt) = (jitter(), Halt::never());
+        let future = send(&policy, &limiter, &mut rng, &halt, || async {
+            Ok::<_, ApiError>(())
+        });
         assert_send(&future);
     }
 
@@ -699,7 +752,14 @@ mod tests {
         let limiter = fast_limiter();
         let calls = Cell::new(0);
         let failures = vec![error(ErrorClass::Permanent)];
-        let _ = send(&RetryPolicy::new(3), &limiter, scripted(failures, &calls)).await;
+        let _ = send(
+            &RetryPolicy::new(3),
+            &limiter,
+            &mut jitter(),
+            &Halt::never(),
+            scripted(failures, &calls),
+        )
+        .await;
         assert_eq!(limiter.stats().succeeded, 1);
         assert_eq!(limiter.throttled_count(), 0);
     }

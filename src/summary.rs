@@ -28,9 +28,9 @@ use std::time::Instant;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
-use crate::ledger::Status;
-use crate::pipeline::{OperationCalls, SyncResult};
-use crate::report::Tally;
+use crate::ledger::{Status, Tally};
+use crate::limiter::OperationCalls;
+use crate::pipeline::SyncResult;
 
 /// What is known about a run so far; see the module doc.
 #[derive(Debug)]

@@ -11,10 +11,12 @@ use toml::Spanned;
 
 use super::raw::{RawConfig, RawLimits, RawMatch, RawTarget};
 use super::{
-    Config, ConfigError, ConfigErrors, EmptyPolicy, Limits, Match, MatchBy, OperationLimits, Rate,
+    Config, ConfigError, ConfigErrors, Limits, Match, MatchBy, OperationLimits, Rate,
     SourceSettings, Target, WhenMissing,
 };
-use crate::mapping::{DateFormat, FieldRule, Input, PhoneRegion, Transform, parse_template};
+use crate::mapping::{
+    DateFormat, EmptyPolicy, FieldRule, Input, PhoneRegion, Transform, parse_template,
+};
 use crate::schema::{self, TargetKind};
 
 /// The transform names that take no argument, for error messages.

@@ -13,10 +13,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use raw::{EmptyPolicy, SourceFormat, WhenMissing};
+pub use raw::WhenMissing;
 
-use crate::mapping::{FieldRule, PhoneRegion};
+use crate::mapping::{EmptyPolicy, FieldRule, PhoneRegion};
 use crate::schema::TargetKind;
+use crate::source::SourceFormat;
 
 /// A compiled config: everything a run needs to know, checked.
 #[derive(Debug, Clone)]

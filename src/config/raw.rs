@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::mapping::EmptyPolicy;
 use crate::schema::TargetKind;
+use crate::source::SourceFormat;
 
 /// The whole config file.
 #[derive(Debug, Deserialize)]
@@ -59,28 +61,6 @@ pub struct RawSource {
     pub empty: Option<EmptyPolicy>,
     /// Region for phone numbers written without a country code.
     pub phone_region: Option<Spanned<String>>,
-}
-
-/// Input formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SourceFormat {
-    /// Comma-separated values with a header row.
-    Csv,
-    /// JSON Lines, one object per line.
-    #[serde(alias = "ndjson")]
-    Jsonl,
-}
-
-/// What an empty source value means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EmptyPolicy {
-    /// Leave the target's current value alone.
-    #[default]
-    Keep,
-    /// Remove the target's current value.
-    Clear,
 }
 
 /// `[target]`.

@@ -10,10 +10,22 @@ pub mod transform;
 
 use std::borrow::Cow;
 
-use crate::config::EmptyPolicy;
+use serde::Deserialize;
+
 use crate::schema::TargetField;
 use crate::source::{Cell, ColumnRef, Row};
 pub use transform::{DateFormat, Failure, PhoneRegion, Transform};
+
+/// What an empty source value means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmptyPolicy {
+    /// Leave the target's current value alone.
+    #[default]
+    Keep,
+    /// Remove the target's current value.
+    Clear,
+}
 
 /// One `[fields]` entry, compiled.
 #[derive(Debug, Clone)]

@@ -18,8 +18,8 @@ use std::thread;
 
 use super::signals::Interrupts;
 use super::{Context, check_record};
-use crate::ledger::Ledger;
-use crate::report::{Progress, Tally};
+use crate::ledger::{Ledger, Tally};
+use crate::report::Progress;
 use crate::source::SourceRecord;
 
 /// Records per batch: large enough to make channel traffic negligible, small enough to keep

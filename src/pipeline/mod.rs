@@ -14,7 +14,7 @@ mod sync;
 
 pub use check::check;
 pub use signals::Interrupts;
-pub use sync::{OperationCalls, Selection, Sender, StateUse, SyncOptions, SyncResult, sync};
+pub use sync::{Selection, Sender, StateUse, SyncOptions, SyncResult, sync};
 
 use crate::config::{Config, WhenMissing};
 use crate::ledger::{Entry, EntryError, Status};

@@ -7,10 +7,9 @@ use std::path::Path;
 use proptest::prelude::*;
 
 use super::{Context, check_record};
-use crate::config::SourceFormat;
 use crate::ledger::Status;
 use crate::mapping::Plan;
-use crate::source::Source;
+use crate::source::{Source, SourceFormat};
 
 const CONFIG: &str = r#"[source]
 key = "c0"

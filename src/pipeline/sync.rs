@@ -25,10 +25,11 @@ use tracing::Instrument;
 use super::signals::Interrupts;
 use super::{Context, new_entry, prepare};
 use crate::config::Config;
-use crate::ledger::{Basis, Entry, EntryError, KeyIndex, Ledger, RecordSet, Status};
-use crate::limiter::Limiters;
+use crate::ledger::{Basis, Entry, EntryError, KeyIndex, Ledger, RecordSet, Status, Tally};
+use crate::limiter::{Limiters, OperationCalls};
+use crate::logging::RECORD;
 use crate::mapping::{Mapped, Value};
-use crate::report::{DiffReport, FieldCounts, Progress, Tally};
+use crate::report::{DiffReport, FieldCounts, Progress};
 use crate::retry::{Halt, RetryPolicy};
 use crate::source::SourceRecord;
 use crate::state::{self, Stored, SyncState};
@@ -106,8 +107,8 @@ impl Selection {
 pub struct Sender {
     /// The target's client.
     pub target: Target,
-    /// The run's token buckets, one per API operation.
-    pub limiters: Limiters,
+    /// The run's token buckets, one per API operation (the ledger writer reads their rates).
+    pub limiters: Arc<Limiters>,
     /// The run's retry policy.
     pub policy: RetryPolicy,
 }
@@ -152,17 +153,6 @@ pub struct SyncResult {
     /// Of this run's `unchanged` records, those the local sync state classified without a
     /// request.
     pub unchanged_by_state: u64,
-}
-
-/// The requests one API operation made in a run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OperationCalls {
-    /// The operation's name.
-    pub operation: &'static str,
-    /// Requests sent, retries included.
-    pub requests: u64,
-    /// Of them, throttled.
-    pub throttled: u64,
 }
 
 /// The run's stop signal: the first reason given wins.
@@ -249,7 +239,7 @@ pub async fn sync(
         max_errors: options.max_errors,
         stop: stop.clone(),
         progress,
-        sender: Arc::clone(&sender),
+        limiters: Arc::clone(&sender.limiters),
         state: state.clone(),
     };
     let writer = tokio::spawn(writer.run(settled_rx));
@@ -297,19 +287,7 @@ pub async fn sync(
             aborted = Some(aborted.map_or(also.clone(), |first| format!("{first}; also {also}")));
         }
     }
-    let calls = sender
-        .limiters
-        .iter()
-        .map(|(operation, limiter)| {
-            let stats = limiter.stats();
-            OperationCalls {
-                operation,
-                requests: stats.acquired,
-                throttled: stats.throttled,
-            }
-        })
-        .filter(|c| c.requests > 0)
-        .collect();
+    let calls = sender.limiters.calls();
     Ok(SyncResult {
         tally,
         carried,
@@ -391,7 +369,7 @@ async fn dispatch(
             stop.clone(),
             state.cloned(),
         );
-        let span = crate::logging::record_span(&cx, &record);
+        let span = record_span(&cx, &record);
         let task = async move {
             let _permit = permit;
             match settle(
@@ -405,7 +383,7 @@ async fn dispatch(
             .await
             {
                 Ok(settlement) => {
-                    crate::logging::settled(&settlement.entry);
+                    log_settled(&settlement.entry);
                     if settled.send(settlement).await.is_err() {
                         stop.stop("the ledger writer stopped".to_owned());
                     }
@@ -617,7 +595,7 @@ struct Writer {
     max_errors: Option<u64>,
     stop: Stop,
     progress: Arc<Progress>,
-    sender: Arc<Sender>,
+    limiters: Arc<Limiters>,
     state: Option<Arc<StateUse>>,
 }
 
@@ -665,7 +643,7 @@ impl Writer {
             }
             self.tally.add(entry.status);
             self.fields.add(&entry.changed);
-            let limits = self.sender.limiters.progress();
+            let limits = self.limiters.progress();
             self.progress
                 .advance(1, &self.tally, limits.as_deref(), end);
             if let Some(error) = &entry.error {
@@ -755,4 +733,34 @@ impl StateBatch {
         self.forgotten.clear();
         Ok(())
     }
+}
+/// The span of one record's trip to the target: its record number, line and key (an id
+/// the ledger holds too). Every request line inside it carries them.
+fn record_span(cx: &Context, record: &SourceRecord) -> tracing::Span {
+    let span = tracing::debug_span!(
+        target: RECORD,
+        "record",
+        record = record.record,
+        line = record.line,
+        key = tracing::field::Empty,
+    );
+    if !span.is_disabled()
+        && let Some(key) = cx.plan.key(record)
+    {
+        span.record("key", key.as_str());
+    }
+    span
+}
+
+/// Logs how a record settled: status, target id, attempts, error code (never the message,
+/// which names the file and line and stays in the ledger).
+fn log_settled(entry: &Entry) {
+    tracing::debug!(
+        target: RECORD,
+        status = entry.status.name(),
+        target_id = entry.target_id.as_deref(),
+        attempts = entry.attempts,
+        code = entry.error.as_ref().map(|e| e.code.as_str()),
+        "settled"
+    );
 }

@@ -24,57 +24,12 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::ledger::{Entry, Status};
+use crate::ledger::{Entry, Status, Tally};
+use crate::limiter::OperationCalls;
 use crate::targets::{FieldChange, Mode};
 
 pub use csv::neutralise;
 pub use html::escape;
-
-/// Counts of records per status.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Tally {
-    counts: [u64; Status::ALL.len()],
-}
-
-impl Tally {
-    /// Counts one record.
-    pub fn add(&mut self, status: Status) {
-        self.counts[index(status)] += 1;
-    }
-
-    /// Adds another tally to this one.
-    pub fn merge(&mut self, other: &Tally) {
-        for (a, b) in self.counts.iter_mut().zip(other.counts) {
-            *a += b;
-        }
-    }
-
-    /// Records with this status.
-    pub fn get(&self, status: Status) -> u64 {
-        self.counts[index(status)]
-    }
-
-    /// All records counted.
-    pub fn total(&self) -> u64 {
-        self.counts.iter().sum()
-    }
-
-    /// Records that make the run exit 1.
-    pub fn failures(&self) -> u64 {
-        Status::ALL
-            .iter()
-            .filter(|s| s.is_failure())
-            .map(|s| self.get(*s))
-            .sum()
-    }
-}
-
-fn index(status: Status) -> usize {
-    Status::ALL
-        .iter()
-        .position(|s| *s == status)
-        .expect("every status is in ALL")
-}
 
 /// A progress line on standard error, shown only on a terminal: a bar with an ETA when the
 /// input's size is known, else a spinner; records, records/s, outcomes and the current rate.
@@ -321,13 +276,16 @@ impl ReportPaths {
 /// Writes what a `plan` or `apply` run cost and why records did not end well: the records
 /// the sync state found unchanged, the requests per API operation (throttles included), and
 /// the error codes of `failed` and `invalid` records (`email_change_guarded`, ...).
-pub fn costs(out: &mut dyn Write, result: &crate::pipeline::SyncResult) -> io::Result<()> {
-    let (calls, reasons) = (&result.calls, &result.reasons);
-    if result.unchanged_by_state > 0 {
+pub fn costs(
+    out: &mut dyn Write,
+    unchanged_by_state: u64,
+    calls: &[OperationCalls],
+    reasons: &BTreeMap<String, u64>,
+) -> io::Result<()> {
+    if unchanged_by_state > 0 {
         writeln!(
             out,
-            "unchanged by the sync state: {} (nothing read or written; --full reads them)",
-            result.unchanged_by_state
+            "unchanged by the sync state: {unchanged_by_state} (nothing read or written; --full reads them)"
         )?;
     }
     if !calls.is_empty() {

@@ -20,13 +20,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use flate2::read::MultiGzDecoder;
-
-pub use crate::config::SourceFormat;
+use serde::Deserialize;
 
 /// The largest field accepted, in bytes; the APIs' own limits are far below it.
 pub const MAX_FIELD_BYTES: usize = 64 * 1024;
 /// The largest JSON line accepted, in bytes.
 pub const MAX_LINE_BYTES: usize = 1024 * 1024;
+
+/// Input formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceFormat {
+    /// Comma-separated values with a header row.
+    Csv,
+    /// JSON Lines, one object per line.
+    #[serde(alias = "ndjson")]
+    Jsonl,
+}
 
 /// One input record, as read.
 #[derive(Debug, Clone)]

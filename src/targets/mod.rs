@@ -31,7 +31,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tracing::Instrument;
 
-use crate::retry::{ApiError, ErrorClass, Halt, RetryPolicy, send_unless_halted};
+use crate::retry::{self, ApiError, ErrorClass, Halt, RetryPolicy};
 
 /// What the run does with the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,7 +120,7 @@ impl Pace<'_> {
     {
         let mut rng = StdRng::from_rng(&mut rand::rng());
         let limiter = self.limiters.get(operation);
-        let sent = send_unless_halted(self.policy, limiter, &mut rng, &self.halt, call)
+        let sent = retry::send(self.policy, limiter, &mut rng, &self.halt, call)
             .instrument(crate::logging::request_span(operation))
             .await;
         (sent.result, sent.attempts)

@@ -255,8 +255,7 @@ pub fn is_e164(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::EmptyPolicy;
-    use crate::mapping::Input;
+    use crate::mapping::{EmptyPolicy, Input};
     use crate::schema::resolve;
 
     fn rules(kind: TargetKind, names: &[&str]) -> Vec<FieldRule> {
