@@ -9,25 +9,18 @@
 //! the emulator checks their shape, not their signature. It ends with one table, a row per
 //! target and run, and where each ledger and report is.
 
-use std::io::{self, Cursor};
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::path::PathBuf;
 
 use aws_config::BehaviorVersion;
 use aws_sdk_customerprofiles::config::Credentials;
 
-use crate::cli::{
-    EXIT_ABORTED, EXIT_OK, bind, connect, describe_target, exit_code, run_sync, state_identity,
-    write_report,
-};
-use crate::config::compile::compile;
 use crate::emulator::{Emulator, EmulatorConfig};
-use crate::ledger::{self, Ledger, Status, Tally};
-use crate::pipeline::{Interrupts, Selection, StateUse, SyncOptions, SyncResult};
-use crate::report::{self, DiffReport, Progress, ReportPaths, RunInfo};
+use crate::ledger::Status;
+use crate::pipeline::SyncResult;
+use crate::report::ReportPaths;
+use crate::run::{self, ConfigFrom, EXIT_ABORTED, EXIT_OK, InputFrom, SyncRequest};
 use crate::schema::TargetKind;
-use crate::source::{Source, SourceFormat};
-use crate::state::SyncState;
+use crate::summary::RunSummary;
 use crate::targets::Mode;
 
 /// One bundled sample: an export and the config that maps it.
@@ -38,6 +31,8 @@ struct Sample {
     input: &'static [u8],
     /// Where it goes, for the table.
     what: &'static str,
+    /// Its target.
+    kind: TargetKind,
 }
 
 const SAMPLES: [Sample; 3] = [
@@ -47,6 +42,7 @@ const SAMPLES: [Sample; 3] = [
         input_name: "samples/customers.csv",
         input: include_bytes!("../samples/customers.csv"),
         what: "Customer Profiles domain ExampleDomainName",
+        kind: TargetKind::CustomerProfiles,
     },
     Sample {
         config_name: "config/connect-user.toml",
@@ -54,6 +50,7 @@ const SAMPLES: [Sample; 3] = [
         input_name: "samples/agents.csv",
         input: include_bytes!("../samples/agents.csv"),
         what: "Connect users of instance 11111111-…",
+        kind: TargetKind::ConnectUser,
     },
     Sample {
         config_name: "config/genesys-ucs.toml",
@@ -61,6 +58,7 @@ const SAMPLES: [Sample; 3] = [
         input_name: "samples/genesys.csv",
         input: include_bytes!("../samples/genesys.csv"),
         what: "Genesys UCS profiles, tenant 1",
+        kind: TargetKind::GenesysUcs,
     },
 ];
 const SEED: &str = include_str!("../samples/seed.json");
@@ -139,17 +137,7 @@ async fn demo() -> Result<(), String> {
 
     let mut rows = Vec::new();
     for sample in &SAMPLES {
-        let mut config =
-            compile(Path::new(sample.config_name), sample.config).map_err(|e| e.to_string())?;
-        match config.target.kind {
-            TargetKind::GenesysUcs => config.target.base_url = Some(url.clone()),
-            TargetKind::CustomerProfiles | TargetKind::ConnectUser => {
-                config.target.endpoint_url = Some(url.clone());
-                config.target.region = Some("us-east-1".to_owned());
-            }
-        }
         println!("── {} → {} ──", sample.input_name, sample.what);
-        let identity = state_identity(&config, config.target.region.as_deref());
         // The second apply is the next night's: the same export, which the sync state
         // knows was accepted, so it costs no request.
         for (mode, command) in [
@@ -157,86 +145,49 @@ async fn demo() -> Result<(), String> {
             (Mode::Apply, "apply"),
             (Mode::Apply, "apply again"),
         ] {
-            let started = Instant::now();
-            let run = RunInfo {
+            let request = SyncRequest {
                 mode,
-                command: format!("profilesync demo ({command})"),
-                config: sample.config_name.to_owned(),
-                input: sample.input_name.to_owned(),
-                target: describe_target(&config),
-                started: chrono::Local::now(),
-            };
-            let source = Source::from_reader(
-                sample.input_name.to_owned(),
-                SourceFormat::Csv,
-                Box::new(Cursor::new(sample.input)),
-                b',',
-            )?;
-            let (cx, source) = bind(config.clone(), source, sample.config_name)?;
-            let sender = connect(&config, Some(&sdk))
-                .await
-                .map_err(|(_, message)| message)?;
-            let kind = config.target.kind;
-            let stem = format!("demo-{kind}-{}", command.replace(' ', "-"));
-            let path = ledger::default_path_in(&out.join("ledgers"), &stem);
-            let ledger = Ledger::create(&path).map_err(|e| e.to_string())?;
-            let report = match mode {
-                Mode::Plan => Some(
-                    DiffReport::create(&out.join("reports"), &stem, false)
-                        .map_err(|e| e.to_string())?,
-                ),
-                Mode::Apply => None,
-            };
-            let options = SyncOptions {
-                mode,
-                selection: Selection::All,
+                label: command.to_owned(),
+                name: format!("demo-{}-{}", sample.kind, command.replace(' ', "-")),
+                out_dir: out.clone(),
+                config: ConfigFrom::Bundled {
+                    name: sample.config_name,
+                    text: sample.config,
+                    url: url.clone(),
+                    region: "us-east-1",
+                },
+                input: InputFrom::Bundled {
+                    name: sample.input_name,
+                    bytes: sample.input,
+                },
+                command_line: format!("profilesync demo ({command})"),
+                ledger: None,
+                resume: false,
+                retry_failed: None,
+                rate: None,
+                concurrency: None,
                 max_errors: None,
-                concurrency: config.limits.concurrency,
-                carried: Tally::default(),
-                report,
-                state: Some(StateUse {
-                    state: SyncState::open(&state_dir, &identity).map_err(|e| e.to_string())?,
-                    full: false,
-                }),
+                report: None,
+                show_values: false,
+                full: false,
+                state: Some(state_dir.clone()),
+                quiet: false,
+                progress: true,
+                sdk: Some(sdk.clone()),
             };
-            let progress = Progress::new(true, command, source.progress.clone());
-            let interrupts =
-                Interrupts::register().map_err(|e| format!("cannot watch for Ctrl-C: {e}"))?;
-            let (mut result, path) =
-                run_sync(cx, source, ledger, sender, options, progress, interrupts).await?;
-            let code = exit_code(&result);
-            let report = write_report(&mut result, &run, &path, started, code)?;
-            let mut stdout = io::stdout().lock();
-            report::summary(
-                &mut stdout,
-                command,
-                &result.tally,
-                result.carried,
-                started.elapsed(),
-                &result.fields,
-                &path,
-            )
-            .and_then(|()| {
-                report::costs(
-                    &mut stdout,
-                    result.unchanged_by_state,
-                    &result.calls,
-                    &result.reasons,
-                )
-            })
-            .and_then(|()| report.as_ref().map_or(Ok(()), |r| r.write_to(&mut stdout)))
-            .map_err(|e| e.to_string())?;
-            drop(stdout);
-            if let Some(reason) = &result.aborted {
-                return Err(format!("{kind} {command} aborted: {reason}"));
+            let finished = run::run_sync(request, &mut RunSummary::start("demo"))
+                .await
+                .map_err(|f| f.message)?;
+            if let Some(reason) = &finished.result.aborted {
+                return Err(format!("{} {command} aborted: {reason}", sample.kind));
             }
             rows.push(Row {
-                target: kind,
+                target: sample.kind,
                 command,
-                requests: result.calls.iter().map(|c| c.requests).sum(),
-                result,
-                ledger: path,
-                report,
+                requests: finished.result.calls.iter().map(|c| c.requests).sum(),
+                result: finished.result,
+                ledger: finished.ledger,
+                report: finished.report,
             });
         }
         println!();

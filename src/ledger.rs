@@ -629,11 +629,11 @@ pub fn read_previous(path: &Path) -> io::Result<Previous> {
     Ok(previous)
 }
 
-/// The newest ledger of a command under `./ledgers/`, for `--resume` without `--ledger`:
-/// the newest of the names [`default_path`] gives that command (so `apply` never picks a
-/// `demo-apply` ledger).
-pub fn newest(command: &str) -> Option<PathBuf> {
-    fs::read_dir("ledgers")
+/// The newest ledger of a command under `dir` (`./ledgers/`), for `--resume` without
+/// `--ledger`: the newest of the names [`default_path_in`] gives that command (so `apply`
+/// never picks a `demo-apply` ledger).
+pub fn newest(dir: &Path, command: &str) -> Option<PathBuf> {
+    fs::read_dir(dir)
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter_map(|path| {

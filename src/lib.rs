@@ -8,7 +8,8 @@
 //! [`logging`] sets up the `-v`/`-vv` logs on standard error and [`summary`] writes
 //! `--summary-json`.
 //! [`pipeline`] is the one module that wires threads and channels; [`config`] turns the TOML
-//! file into the compiled plan every stage reads; [`cli`] maps commands to exit codes.
+//! file into the compiled plan every stage reads; [`run`] is the one place that builds a
+//! run's objects, for [`cli`] (argument parsing) and [`demo`].
 //! [`emulator`] is a loopback stand-in for the three target APIs. [`state`] is the local sync
 //! state (hashes of what each target last accepted).
 
@@ -23,6 +24,7 @@ pub mod mapping;
 pub mod pipeline;
 pub mod report;
 pub mod retry;
+pub mod run;
 pub mod schema;
 pub mod source;
 pub mod state;

@@ -149,111 +149,11 @@ impl Compiler<'_> {
     }
 
     fn target(&mut self, raw: RawTarget) -> Target {
-        let kind = *raw.kind.get_ref();
-        let needs = |has: bool| has;
-        // Which keys belong to which target.
-        let owned: [(&str, Option<Range<usize>>, TargetKind); 5] = [
-            (
-                "domain",
-                raw.domain.as_ref().map(Spanned::span),
-                TargetKind::CustomerProfiles,
-            ),
-            (
-                "instance_id",
-                raw.instance_id.as_ref().map(Spanned::span),
-                TargetKind::ConnectUser,
-            ),
-            (
-                "allow_email_change",
-                raw.allow_email_change.as_ref().map(Spanned::span),
-                TargetKind::ConnectUser,
-            ),
-            (
-                "base_url",
-                raw.base_url.as_ref().map(Spanned::span),
-                TargetKind::GenesysUcs,
-            ),
-            (
-                "tenant_id",
-                raw.tenant_id.as_ref().map(Spanned::span),
-                TargetKind::GenesysUcs,
-            ),
-        ];
-        for (key, span, owner) in owned {
-            if let Some(span) = span
-                && owner != kind
-            {
-                self.error(
-                    Some(span),
-                    format!("[target] {key} is for {owner}, not {kind}"),
-                );
-            }
+        let (target, problems) = Target::compile(raw);
+        for (span, message) in problems {
+            self.error(Some(span), message);
         }
-        if kind == TargetKind::GenesysUcs {
-            for (key, span) in [
-                ("region", None),
-                ("endpoint_url", raw.endpoint_url.as_ref().map(Spanned::span)),
-            ] {
-                if let Some(span) = span {
-                    self.error(
-                        Some(span),
-                        format!("[target] {key} is for the AWS targets; genesys-ucs uses base_url"),
-                    );
-                }
-            }
-        }
-        let kind_span = raw.kind.span();
-        let require =
-            |cx: &mut Self, key: &str, value: &Option<Spanned<String>>, target: TargetKind| {
-                if kind == target && needs(value.is_none()) {
-                    cx.error(
-                        Some(kind_span.clone()),
-                        format!("{kind} needs [target] {key}"),
-                    );
-                }
-            };
-        require(self, "domain", &raw.domain, TargetKind::CustomerProfiles);
-        require(
-            self,
-            "instance_id",
-            &raw.instance_id,
-            TargetKind::ConnectUser,
-        );
-        require(self, "base_url", &raw.base_url, TargetKind::GenesysUcs);
-        if let Some(domain) = &raw.domain {
-            let d = domain.get_ref();
-            let ok = (1..=64).contains(&d.len())
-                && d.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-            if !ok {
-                self.error(Some(domain.span()), "[target] domain must be 1-64 characters of letters, digits, _ and - (DomainName)");
-            }
-        }
-        if let Some(instance) = &raw.instance_id
-            && !(1..=100).contains(&instance.get_ref().len())
-        {
-            self.error(
-                Some(instance.span()),
-                "[target] instance_id must be 1-100 characters",
-            );
-        }
-        for url in [&raw.base_url, &raw.endpoint_url].into_iter().flatten() {
-            if let Err(why) = check_url(url.get_ref()) {
-                self.error(Some(url.span()), why);
-            }
-        }
-        Target {
-            kind,
-            domain: raw.domain.map(Spanned::into_inner),
-            instance_id: raw.instance_id.map(Spanned::into_inner),
-            base_url: raw
-                .base_url
-                .map(|u| u.into_inner().trim_end_matches('/').to_owned()),
-            tenant_id: raw.tenant_id.map(Spanned::into_inner),
-            region: raw.region,
-            endpoint_url: raw.endpoint_url.map(Spanned::into_inner),
-            allow_email_change: raw.allow_email_change.is_some_and(|b| *b.get_ref()),
-        }
+        target
     }
 
     fn matching(&mut self, kind: TargetKind, raw: Option<Spanned<RawMatch>>) -> Match {
@@ -671,37 +571,6 @@ pub fn default_start_rate(kind: TargetKind) -> f64 {
     }
 }
 
-/// Plain `http://` is only allowed to loopback; credentials would travel in clear otherwise.
-/// Also applied to endpoints that come from the AWS configuration rather than the file.
-pub fn check_url(url: &str) -> Result<(), String> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| format!("`{url}` is not a URL; expected https://host[:port][/path]"))?;
-    let authority = rest.split('/').next().unwrap_or_default();
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
-    };
-    if host.is_empty() {
-        return Err(format!("`{url}` has no host"));
-    }
-    match scheme {
-        "https" => Ok(()),
-        "http" if is_loopback(host) => Ok(()),
-        "http" => Err(format!(
-            "`{url}`: plain http:// is refused for any host but loopback; use https://"
-        )),
-        _ => Err(format!("`{url}`: expected an https:// URL")),
-    }
-}
-
-fn is_loopback(host: &str) -> bool {
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -743,7 +612,7 @@ BirthDate = { from = "dob", transform = [{ date = { from = "%m/%d/%Y", to = "%Y-
     #[test]
     fn the_contract_example_compiles() {
         let config = compile(Path::new("t.toml"), GOOD).unwrap();
-        assert_eq!(config.target.kind, TargetKind::CustomerProfiles);
+        assert_eq!(config.target.kind(), TargetKind::CustomerProfiles);
         assert_eq!(config.matching.by, MatchBy::Id("connect_profile_id".into()));
         assert_eq!(config.rules.len(), 7);
         assert_eq!(config.limits.rate, Rate::PerSecond(50.0));
@@ -842,17 +711,6 @@ BirthDate = { from = "dob", transform = [{ date = { from = "%m/%d/%Y", to = "%Y-
                 .any(|e| e.contains("customer-profiles needs [target] domain")),
             "{errs:#?}"
         );
-    }
-
-    #[test]
-    fn plain_http_only_to_loopback() {
-        assert!(check_url("http://127.0.0.1:4566").is_ok());
-        assert!(check_url("http://localhost:8080/ucs").is_ok());
-        assert!(check_url("http://[::1]:8080").is_ok());
-        assert!(check_url("https://ucs.example.com:8080/path").is_ok());
-        assert!(check_url("http://ucs.example.com:8080/path").is_err());
-        assert!(check_url("ftp://x").is_err());
-        assert!(check_url("nonsense").is_err());
     }
 
     #[test]

@@ -8,15 +8,16 @@
 pub mod compile;
 pub mod raw;
 pub mod skeleton;
+pub mod target;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use raw::WhenMissing;
+pub use target::{AwsTarget, ConnectUserTarget, CustomerProfilesTarget, GenesysUcsTarget, Target};
 
 use crate::mapping::{EmptyPolicy, FieldRule, PhoneRegion};
-use crate::schema::TargetKind;
 use crate::source::SourceFormat;
 
 /// A compiled config: everything a run needs to know, checked.
@@ -53,27 +54,6 @@ pub struct SourceSettings {
     pub empty: EmptyPolicy,
     /// Default phone region.
     pub phone_region: PhoneRegion,
-}
-
-/// `[target]`, compiled.
-#[derive(Debug, Clone)]
-pub struct Target {
-    /// Which API.
-    pub kind: TargetKind,
-    /// Customer Profiles domain name.
-    pub domain: Option<String>,
-    /// Connect instance id.
-    pub instance_id: Option<String>,
-    /// Genesys base URL, without a trailing slash.
-    pub base_url: Option<String>,
-    /// Genesys tenant id.
-    pub tenant_id: Option<i64>,
-    /// AWS region override.
-    pub region: Option<String>,
-    /// AWS endpoint override.
-    pub endpoint_url: Option<String>,
-    /// Connect users: whether a changed login e-mail may be written.
-    pub allow_email_change: bool,
 }
 
 /// How a record finds its target record.

@@ -78,7 +78,7 @@ pub struct RawTarget {
     /// Genesys tenant, sent as `X-Genesys-TenantId`.
     pub tenant_id: Option<Spanned<i64>>,
     /// AWS region; default from the AWS configuration.
-    pub region: Option<String>,
+    pub region: Option<Spanned<String>>,
     /// AWS endpoint override; default from the AWS configuration.
     pub endpoint_url: Option<Spanned<String>>,
     /// Connect users: allow changing a user's login e-mail.

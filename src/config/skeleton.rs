@@ -180,7 +180,7 @@ mod tests {
             let text = skeleton(kind);
             let config =
                 compile(Path::new("s.toml"), &text).unwrap_or_else(|e| panic!("{kind}: {e}"));
-            assert_eq!(config.target.kind, kind);
+            assert_eq!(config.target.kind(), kind);
             let (head, fields) = text.split_once("[fields]\n").unwrap();
             // Drop the one active line, uncomment all the others.
             let uncommented: String = fields

@@ -88,7 +88,7 @@ pub(crate) fn prepare(cx: &Context, record: &SourceRecord) -> Result<Mapped, Box
 /// Maps a readable record and validates it for an update and, with
 /// `when_missing = "create"`, for a create.
 fn map_and_validate(cx: &Context, record: &SourceRecord) -> Mapped {
-    let kind = cx.config.target.kind;
+    let kind = cx.config.target.kind();
     let rules = &cx.config.rules;
     let mut mapped = mapping::map_row(&cx.plan, rules, record, kind.multi_valued());
     validate::validate(kind, rules, &mut mapped, Operation::Update);

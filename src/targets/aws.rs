@@ -15,8 +15,8 @@ use aws_types::service_config::ServiceConfigKey;
 use serde_json::Value as Json;
 
 use super::{describe, parse_retry_after};
-use crate::config::Config;
-use crate::config::compile::check_url;
+use crate::config::AwsTarget;
+use crate::config::target::check_url;
 use crate::retry::{ApiError, ErrorClass};
 
 /// Loads the AWS configuration chain (environment, shared files, SSO, instance roles).
@@ -33,10 +33,10 @@ pub async fn load() -> SdkConfig {
 /// the config file's: plain `http://` only to loopback.
 pub fn endpoint(
     sdk: &SdkConfig,
-    config: &Config,
+    target: &AwsTarget,
     service_id: &str,
 ) -> Result<Option<String>, String> {
-    if let Some(url) = &config.target.endpoint_url {
+    if let Some(url) = &target.endpoint_url {
         return Ok(Some(url.clone()));
     }
     let Some(url) = configured_endpoint(sdk, service_id) else {
@@ -52,9 +52,8 @@ pub fn endpoint(
 }
 
 /// The region: `[target] region`, else the AWS configuration's.
-pub fn region(sdk: &SdkConfig, config: &Config) -> Option<String> {
-    config
-        .target
+pub fn region(sdk: &SdkConfig, target: &AwsTarget) -> Option<String> {
+    target
         .region
         .clone()
         .or_else(|| sdk.region().map(|r| r.to_string()))

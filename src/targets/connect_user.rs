@@ -42,7 +42,7 @@ use super::{
     Desired, FieldChange, Pace, PreflightError, aws, changes, describe, diff, path_segment,
     transport,
 };
-use crate::config::Config;
+use crate::config::{Config, ConnectUserTarget};
 use crate::ledger::Status;
 use crate::retry::{ApiError, ErrorClass};
 use crate::schema::op::{
@@ -117,11 +117,11 @@ impl ConnectUser {
     /// A client from the AWS configuration chain with `[target] region` and `endpoint_url`
     /// on top. Refuses a plain `http://` endpoint to anything but loopback, wherever it was
     /// configured, and a run without a region.
-    pub fn new(sdk: &SdkConfig, config: &Config, instance_id: &str) -> Result<ConnectUser, String> {
-        let region = aws::region(sdk, config).ok_or_else(|| {
+    pub fn new(sdk: &SdkConfig, target: &ConnectUserTarget) -> Result<ConnectUser, String> {
+        let region = aws::region(sdk, &target.aws).ok_or_else(|| {
             "no AWS region: set AWS_REGION, a profile's region, or [target] region".to_owned()
         })?;
-        let endpoint = aws::endpoint(sdk, config, SERVICE_ID)?
+        let endpoint = aws::endpoint(sdk, &target.aws, SERVICE_ID)?
             .unwrap_or_else(|| format!("https://connect.{region}.amazonaws.com"))
             .trim_end_matches('/')
             .to_owned();
@@ -137,8 +137,8 @@ impl ConnectUser {
             region,
             credentials: sdk.credentials_provider(),
             cached: Mutex::new(None),
-            instance_id: instance_id.to_owned(),
-            allow_email_change: config.target.allow_email_change,
+            instance_id: target.instance_id.clone(),
+            allow_email_change: target.allow_email_change,
             management: OnceLock::new(),
             users: tokio::sync::OnceCell::new(),
         })

@@ -41,7 +41,7 @@ use aws_types::SdkConfig;
 
 use super::driver::{Merged, Refusal, Remote};
 use super::{Changes, Desired, FieldChange, Pace, PreflightError, aws, changes, diff, unread};
-use crate::config::Config;
+use crate::config::CustomerProfilesTarget;
 use crate::retry::{ApiError, ErrorClass};
 use crate::schema::op::{
     BATCH_GET_PROFILE, CREATE_PROFILE, GET_DOMAIN, SEARCH_PROFILES, UPDATE_PROFILE,
@@ -88,7 +88,10 @@ impl CustomerProfiles {
     /// A client from the AWS configuration chain, with `[target] region` and
     /// `[target] endpoint_url` applied on top, and SDK retries off. Refuses a plain
     /// `http://` endpoint to anything but loopback, wherever it was configured.
-    pub fn new(sdk: &SdkConfig, config: &Config, domain: &str) -> Result<CustomerProfiles, String> {
+    pub fn new(
+        sdk: &SdkConfig,
+        target: &CustomerProfilesTarget,
+    ) -> Result<CustomerProfiles, String> {
         let mut builder = Builder::from(sdk)
             .retry_config(RetryConfig::disabled())
             .timeout_config(
@@ -97,15 +100,15 @@ impl CustomerProfiles {
                     .operation_attempt_timeout(Duration::from_secs(30))
                     .build(),
             );
-        if let Some(region) = &config.target.region {
+        if let Some(region) = &target.aws.region {
             builder = builder.region(Region::new(region.clone()));
         }
-        if let Some(url) = aws::endpoint(sdk, config, SERVICE_ID)? {
+        if let Some(url) = aws::endpoint(sdk, &target.aws, SERVICE_ID)? {
             builder = builder.endpoint_url(url);
         }
         Ok(CustomerProfiles {
             client: Client::from_conf(builder.build()),
-            domain: domain.to_owned(),
+            domain: target.domain.clone(),
             batch: Mutex::new(Batch::default()),
         })
     }

@@ -131,7 +131,7 @@ pub async fn sync<R: Remote>(
 ) -> Outcome {
     let desired = desired(config, mapped);
     let when = config.matching.when_missing;
-    let id_name = config.target.kind.id_name();
+    let id_name = config.target.kind().id_name();
     let noun = R::NOUN;
     let (id, current) = match &config.matching.by {
         MatchBy::Id(_) => {

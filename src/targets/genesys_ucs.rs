@@ -33,7 +33,7 @@ use super::{
     Desired, FieldChange, Pace, PreflightError, describe, parse_retry_after, path_segment,
     transport,
 };
-use crate::config::Config;
+use crate::config::GenesysUcsTarget;
 use crate::mapping::Value;
 use crate::retry::{ApiError, ErrorClass};
 use crate::schema::op::{GENESYS_CREATE_PROFILE, GENESYS_GET_PROFILE, GENESYS_PUT_PROFILE};
@@ -60,7 +60,10 @@ pub struct GenesysUcs {
 impl GenesysUcs {
     /// A client for `[target] base_url` with the tenant header, and credentials from
     /// `env` (the process environment in production).
-    pub fn new(config: &Config, env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+    pub fn new(
+        target: &GenesysUcsTarget,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, String> {
         let credentials = match (env(USERNAME_VAR), env(PASSWORD_VAR)) {
             (Some(user), Some(password)) => Some((user, password)),
             (None, None) => None,
@@ -71,7 +74,7 @@ impl GenesysUcs {
             }
         };
         let mut headers = HeaderMap::new();
-        if let Some(tenant) = config.target.tenant_id {
+        if let Some(tenant) = target.tenant_id {
             headers.insert(TENANT_HEADER, HeaderValue::from(tenant));
         }
         let http = Client::builder()
@@ -81,13 +84,7 @@ impl GenesysUcs {
             .timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {}", describe(&e)))?;
-        let base_url = config
-            .target
-            .base_url
-            .clone()
-            .unwrap_or_default()
-            .trim_end_matches('/')
-            .to_owned();
+        let base_url = target.base_url.trim_end_matches('/').to_owned();
         Ok(GenesysUcs {
             http,
             base_url,

@@ -42,6 +42,16 @@ pub enum Mode {
     Apply,
 }
 
+impl Mode {
+    /// The command that runs in this mode: `plan` or `apply`.
+    pub fn command(self) -> &'static str {
+        match self {
+            Mode::Plan => "plan",
+            Mode::Apply => "apply",
+        }
+    }
+}
+
 /// How one record settled at the target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settled {

@@ -1,0 +1,201 @@
+//! The files a `plan` or `apply` run writes, and which records it sends: the ledger (new, or
+//! continued with `--resume`) with its run file, the `--retry-failed` selection, and the
+//! diff report.
+
+use std::path::{Path, PathBuf};
+
+use super::{ConfigFrom, SyncRequest};
+use crate::config::Config;
+use crate::ledger::{self, Ledger, RunFile, Tally};
+use crate::pipeline::{Selection, SyncOptions};
+use crate::report::DiffReport;
+use crate::targets::Mode;
+
+/// A run's ledger, what it sends, and how to continue it if it stops.
+pub(super) struct Opened {
+    /// The ledger to write.
+    pub ledger: Ledger,
+    /// The pipeline's options: mode, selection, carried counts, report (no state yet).
+    pub options: SyncOptions,
+    /// The command that continues the run.
+    pub resume_hint: String,
+}
+
+/// Opens the ledger (continuing it with `--resume`), picks the records to send and creates
+/// the diff report.
+pub(super) fn open(
+    request: &SyncRequest,
+    config: &Config,
+    run: &RunFile,
+) -> Result<Opened, String> {
+    let name = request.name.as_str();
+    let ledgers = request.out_dir.join("ledgers");
+    let mut options = SyncOptions {
+        mode: request.mode,
+        selection: Selection::All,
+        max_errors: request.max_errors,
+        concurrency: config.limits.concurrency,
+        carried: Tally::default(),
+        report: None,
+        state: None,
+    };
+    // The resumed ledger is locked, and its run file checked, before it is read.
+    let resumed = match request.resume {
+        false => None,
+        true => {
+            let path = request
+                .ledger
+                .clone()
+                .or_else(|| ledger::newest(&ledgers, name))
+                .ok_or_else(|| {
+                    "--resume found no ledger: give the interrupted run's ledger with --ledger PATH"
+                        .to_owned()
+                })?;
+            let ledger = Ledger::resume(&path, run).map_err(|e| e.to_string())?;
+            let previous = ledger::read_previous(&path).map_err(|e| e.to_string())?;
+            if !request.quiet {
+                eprintln!(
+                    "resuming {}: {} records already settled",
+                    path.display(),
+                    previous.settled.len()
+                );
+            }
+            Some((ledger, previous))
+        }
+    };
+    options.selection = match (&request.retry_failed, &resumed) {
+        (Some(earlier), resumed) => {
+            check_earlier(earlier, run)?;
+            let earlier = ledger::read_previous(earlier).map_err(|e| e.to_string())?;
+            let mut failed = earlier.failed;
+            if let Some((_, resumed)) = resumed {
+                failed.remove_all(&resumed.settled);
+            }
+            Selection::Failed {
+                failed,
+                keys: earlier.keys,
+            }
+        }
+        (None, Some((_, resumed))) => Selection::Resume {
+            settled: resumed.settled.clone(),
+            keys: resumed.keys.clone(),
+        },
+        (None, None) => Selection::All,
+    };
+    let ledger = match resumed {
+        Some((ledger, resumed)) => {
+            options.carried = resumed.tally;
+            ledger
+        }
+        None => Ledger::create_for(
+            &request
+                .ledger
+                .clone()
+                .unwrap_or_else(|| ledger::default_path_in(&ledgers, name)),
+            run,
+        )
+        .map_err(|e| e.to_string())?,
+    };
+    let report_dir = match (request.mode, &request.report) {
+        (_, Some(dir)) => Some(dir.clone()),
+        (Mode::Plan, None) => Some(request.out_dir.join("reports")),
+        (Mode::Apply, None) => None,
+    };
+    if let Some(dir) = report_dir {
+        options.report =
+            Some(DiffReport::create(&dir, name, request.show_values).map_err(|e| e.to_string())?);
+    }
+    let command = request.mode.command();
+    let resume_hint = match &request.retry_failed {
+        Some(earlier) => format!(
+            "profilesync {command} --resume --retry-failed {} --ledger {}",
+            earlier.display(),
+            ledger.path().display()
+        ),
+        None => format!(
+            "profilesync {command} --resume --ledger {}",
+            ledger.path().display()
+        ),
+    };
+    Ok(Opened {
+        ledger,
+        options,
+        resume_hint,
+    })
+}
+
+/// `--retry-failed EARLIER` re-drives a `plan` or `apply` ledger of the same input and
+/// target: one that says otherwise in its run file is refused. (An older ledger without a
+/// run file is taken; its keys are still checked against the input.)
+fn check_earlier(earlier: &Path, run: &RunFile) -> Result<(), String> {
+    let Some(then) = RunFile::read(earlier).map_err(|e| e.to_string())? else {
+        return Ok(());
+    };
+    let why = if then.command != "plan" && then.command != "apply" {
+        Some(format!(
+            "it is a `{}` ledger, which has no failed records",
+            then.command
+        ))
+    } else if then.input != run.input {
+        Some(format!(
+            "it was written for the input {}, and this run's is {}",
+            then.input, run.input
+        ))
+    } else if then.target != run.target {
+        Some(format!(
+            "it was written for the target {}, and this run's is {}",
+            then.target, run.target
+        ))
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(format!("--retry-failed {}: {why}", earlier.display())),
+        None => Ok(()),
+    }
+}
+
+/// What [`RunFile`] says about this run: the command, the config (path and a hash of its
+/// text), the target and the input. `region` is the AWS configuration's, when the config
+/// sets none.
+pub(super) fn run_file(
+    command: &str,
+    from: &ConfigFrom,
+    config: &Config,
+    input: &str,
+    region: Option<&str>,
+    retry_failed: Option<&Path>,
+) -> Result<RunFile, String> {
+    let absolute = |path: &Path| {
+        std::fs::canonicalize(path)
+            .unwrap_or_else(|_| path.to_owned())
+            .display()
+            .to_string()
+    };
+    let (path, text) = match from {
+        ConfigFrom::File(path) => (
+            path.clone(),
+            std::fs::read(path)
+                .map_err(|e| format!("cannot read the config {}: {e}", path.display()))?,
+        ),
+        ConfigFrom::Bundled { name, text, .. } => (PathBuf::from(name), text.as_bytes().to_vec()),
+    };
+    let target = format!(
+        "{} {}",
+        config.target.kind().name(),
+        config.target.scope(region)
+    );
+    Ok(RunFile {
+        command: command.to_owned(),
+        config: absolute(&path),
+        config_sha256: ledger::sha256_hex(&text),
+        target,
+        input: if input == "<stdin>" {
+            input.to_owned()
+        } else {
+            absolute(Path::new(input))
+        },
+        retry_failed: retry_failed.map(absolute),
+        pid: std::process::id(),
+    })
+}
