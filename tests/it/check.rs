@@ -3,9 +3,9 @@
 
 use std::io::Write;
 
-use serde_json::Value;
-
-use crate::support::{Dir, pid, profiles_config, repo};
+use crate::support::{
+    Dir, Run, SyncChild, feed, pid, profiles_config, read_ledger, records, repo, run_args, statuses,
+};
 
 const FIELDS: &str = r#"FirstName = { from = "first", transform = ["trim", "nfc"] }
 EmailAddress = { from = "email", transform = ["trim", "lowercase", "email"] }
@@ -14,46 +14,27 @@ BirthDate = { from = "dob", transform = [{ date = { from = "%m/%d/%Y", to = "%Y-
 Gender = { from = "gender", transform = [{ map = { M = "MALE", F = "FEMALE" } }] }
 "#;
 
-fn check(dir: &Dir, input: &str) -> crate::support::Run {
+fn check(dir: &Dir, input: &str) -> Run {
     dir.write("c.toml", profiles_config(FIELDS));
-    dir.run(&[
-        "check",
-        "--config",
-        "c.toml",
-        input,
-        "--ledger",
-        "l.jsonl",
-        "--no-progress",
-    ])
+    dir.run(&run_args("check", "c.toml", input, "l.jsonl", &[]))
 }
 
 /// `check` reading standard input (the format comes from the config), into `s.jsonl`.
-fn check_stdin(dir: &Dir) -> std::process::Child {
+fn check_stdin(dir: &Dir) -> SyncChild {
     let config =
         profiles_config(FIELDS).replace("key = \"crm_id\"", "key = \"crm_id\"\nformat = \"csv\"");
     dir.write("stdin.toml", config);
-    std::process::Command::new(env!("CARGO_BIN_EXE_profilesync"))
-        .args([
-            "check",
-            "--config",
-            "stdin.toml",
-            "-",
-            "--ledger",
-            "s.jsonl",
-            "--quiet",
-        ])
-        .current_dir(dir.path(""))
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn statuses(ledger: &[Value]) -> Vec<&str> {
-    ledger
-        .iter()
-        .map(|e| e["status"].as_str().unwrap())
-        .collect()
+    dir.command(&[
+        "check",
+        "--config",
+        "stdin.toml",
+        "-",
+        "--ledger",
+        "s.jsonl",
+        "--quiet",
+    ])
+    .stdin_piped()
+    .spawn_sync()
 }
 
 #[test]
@@ -206,17 +187,9 @@ fn gzip_and_stdin_inputs() {
 
     // Standard input needs the format from the config.
     let mut child = check_stdin(&dir);
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(csv.as_bytes())
-        .unwrap();
-    assert_eq!(child.wait().unwrap().code(), Some(0));
-    assert_eq!(
-        statuses(&crate::support::read_ledger(&dir.path("s.jsonl"))),
-        ["valid"]
-    );
+    child.stdin().write_all(csv.as_bytes()).unwrap();
+    child.wait().assert_exit(0);
+    assert_eq!(statuses(&dir.ledger("s.jsonl")), ["valid"]);
 }
 
 #[test]
@@ -332,15 +305,13 @@ fn bundled_samples_check_as_documented() {
     for (config, input, invalid) in cases {
         let dir = Dir::new();
         let root = repo();
-        let run = dir.run(&[
+        let run = dir.run(&run_args(
             "check",
-            "--config",
             root.join(config).to_str().unwrap(),
             root.join(input).to_str().unwrap(),
-            "--ledger",
             "l.jsonl",
-            "--quiet",
-        ]);
+            &["--quiet"],
+        ));
         assert_eq!(run.code(), 1, "{config}: {}", run.stderr());
         let ledger = run.ledger("l.jsonl");
         let got: Vec<u64> = ledger
@@ -349,12 +320,13 @@ fn bundled_samples_check_as_documented() {
             .map(|e| e["record"].as_u64().unwrap())
             .collect();
         assert_eq!(got, invalid, "{config} on {input}");
-        let records: Vec<u64> = ledger
+        let in_order: Vec<u64> = ledger
             .iter()
             .map(|e| e["record"].as_u64().unwrap())
             .collect();
+        assert_eq!(in_order, records(&ledger), "in order");
         assert_eq!(
-            records,
+            in_order,
             (1..=ledger.len() as u64).collect::<Vec<_>>(),
             "every record, in order"
         );
@@ -385,7 +357,7 @@ fn default_ledger_goes_under_ledgers() {
     assert_eq!(run.ledger(path).len(), 1);
 }
 
-fn check_default_ledger(dir: &Dir) -> crate::support::Run {
+fn check_default_ledger(dir: &Dir) -> Run {
     dir.write("c.toml", profiles_config(FIELDS));
     dir.run(&["check", "--config", "c.toml", "in.csv", "--no-progress"])
 }
@@ -455,22 +427,29 @@ fn bad_concurrency_is_a_usage_error() {
     let dir = Dir::new();
     let run = dir.run(&["apply", "--config", "c.toml", "--concurrency", "100000"]);
     assert_eq!(run.code(), 2);
+    // The usage error itself, not the missing config (which exits 2 too).
+    assert!(
+        run.stderr()
+            .contains("invalid value '100000' for '--concurrency <CONCURRENCY>'")
+            && run.stderr().contains("not in 1..=1024"),
+        "{}",
+        run.stderr()
+    );
+    assert!(!run.stderr().contains("c.toml"), "{}", run.stderr());
 }
 
 #[test]
 fn ctrl_c_stops_check_with_exit_3_and_keeps_what_was_read() {
     let dir = Dir::new();
     let mut child = check_stdin(&dir);
-    let mut stdin = child.stdin.take().unwrap();
-    stdin
-        .write_all(b"crm_id,profile_id,first,email,phone,dob,gender\n")
-        .unwrap();
+    let mut stdin = child.stdin();
+    assert!(feed(
+        &mut stdin,
+        "crm_id,profile_id,first,email,phone,dob,gender\n"
+    ));
     for i in 1..=3 {
-        stdin
-            .write_all(format!("C{i},{},Ana,,,,\n", pid(i)).as_bytes())
-            .unwrap();
+        assert!(feed(&mut stdin, &format!("C{i},{},Ana,,,,\n", pid(i))));
     }
-    stdin.flush().unwrap();
     // The ledger exists once the header is read; the Ctrl-C handler comes right after it.
     for _ in 0..200 {
         if dir.path("s.jsonl").exists() {
@@ -479,37 +458,19 @@ fn ctrl_c_stops_check_with_exit_3_and_keeps_what_was_read() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let pid_text = child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-INT", &pid_text])
-            .status()
-            .unwrap()
-            .success()
-    );
+    child.signal("-INT");
     // The reader notices the signal when the next record comes: keep them coming, slowly,
     // until the process has stopped.
     for i in 4..100 {
-        if child.try_wait().unwrap().is_some()
-            || stdin
-                .write_all(format!("C{i},{},Ana,,,,\n", pid(i)).as_bytes())
-                .and_then(|()| stdin.flush())
-                .is_err()
-        {
+        if child.has_ended() || !feed(&mut stdin, &format!("C{i},{},Ana,,,,\n", pid(i))) {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
-    let ledger = crate::support::read_ledger(&dir.path("s.jsonl"));
+    let out = child.wait();
+    out.assert_exit(3).assert_says("interrupted");
+    let ledger = read_ledger(&dir.path("s.jsonl"));
     let keys: Vec<&str> = ledger.iter().map(|e| e["key"].as_str().unwrap()).collect();
     assert!(keys.len() >= 3 && keys.len() < 99, "{keys:?}");
     assert_eq!(keys[..3], ["C1", "C2", "C3"]);

@@ -2,7 +2,6 @@
 //! Profiles, the AWS CLI (Customer Profiles and Connect), and plain HTTP for Genesys; plus
 //! faults, quotas and statistics.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use aws_sdk_customerprofiles::Client;
@@ -10,8 +9,13 @@ use aws_sdk_customerprofiles::config::retry::RetryConfig;
 use aws_sdk_customerprofiles::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_customerprofiles::error::ProvideErrorMetadata;
 use aws_sdk_customerprofiles::types::UpdateAddress;
-use profilesync::emulator::{Emulator, EmulatorConfig, EmulatorHandle, FaultConfig};
+use profilesync::emulator::{EmulatorConfig, EmulatorHandle, FaultConfig};
 use serde_json::{Value, json};
+
+use crate::support::{
+    AwsCli, CliCase, Dir, emulator_process, emulator_process_sync, genesys_profile, profile_in,
+    start_emulator,
+};
 
 const DOMAIN: &str = "TestDomain";
 const P1: &str = "0123456789abcdef0123456789abcdef";
@@ -41,12 +45,8 @@ fn seed() -> Value {
     })
 }
 
-async fn start(config: EmulatorConfig) -> EmulatorHandle {
-    Emulator::start(config).await.expect("emulator starts")
-}
-
 async fn seeded() -> EmulatorHandle {
-    start(EmulatorConfig::default().with_seed(seed())).await
+    start_emulator(EmulatorConfig::default().with_seed(seed())).await
 }
 
 fn sdk(handle: &EmulatorHandle, retries: bool) -> Client {
@@ -65,10 +65,6 @@ fn sdk(handle: &EmulatorHandle, retries: bool) -> Client {
         .retry_config(retry)
         .build();
     Client::from_conf(config)
-}
-
-fn profile(handle: &EmulatorHandle, id: &str) -> Value {
-    handle.state()["domains"][DOMAIN]["profiles"][id].clone()
 }
 
 // ---- Customer Profiles through the official Rust SDK ----
@@ -91,7 +87,7 @@ async fn sdk_update_sets_keeps_and_removes_with_empty_string() {
         .expect("update succeeds");
     assert_eq!(out.profile_id(), P1);
     assert_eq!(
-        profile(&handle, P1),
+        profile_in(&handle, DOMAIN, P1),
         json!({"FirstName": "Anne", "EmailAddress": "ann@example.com",
                "Address": {"PostalCode": "75001", "Country": "FR"},
                "Attributes": {"Tier": "gold", "Since": "2020"}})
@@ -156,13 +152,13 @@ async fn sdk_validation_error_is_bad_request_naming_member_and_rule() {
         .into_service_error();
     assert!(err.is_bad_request_exception(), "{err:?}");
     assert!(err.message().is_some_and(|m| m.contains("[a-f0-9]{32}")));
-    assert_eq!(profile(&handle, P1)["FirstName"], "Ann");
+    assert_eq!(profile_in(&handle, DOMAIN, P1)["FirstName"], "Ann");
     handle.shutdown().await;
 }
 
 #[tokio::test]
 async fn sdk_throttle_is_throttling_exception() {
-    let handle = start(EmulatorConfig::default().with_seed(seed()).with_quota(
+    let handle = start_emulator(EmulatorConfig::default().with_seed(seed()).with_quota(
         "UpdateProfile",
         1.0,
         1,
@@ -194,7 +190,7 @@ async fn sdk_throttle_is_throttling_exception() {
 
 #[tokio::test]
 async fn sdk_sees_a_denied_operation_as_access_denied() {
-    let handle = start(
+    let handle = start_emulator(
         EmulatorConfig::default()
             .with_seed(seed())
             .with_denied("UpdateProfile"),
@@ -217,7 +213,7 @@ async fn sdk_sees_a_denied_operation_as_access_denied() {
             .is_some_and(|m| m.contains("not authorized to perform: profile:UpdateProfile")),
         "{err:?}"
     );
-    assert_eq!(profile(&handle, P1)["FirstName"], "Ann");
+    assert_eq!(profile_in(&handle, DOMAIN, P1)["FirstName"], "Ann");
     // Other operations are not affected.
     client
         .search_profiles()
@@ -232,7 +228,7 @@ async fn sdk_sees_a_denied_operation_as_access_denied() {
 
 #[tokio::test]
 async fn sdk_retries_a_throttle_because_its_code_says_throttling() {
-    let handle = start(EmulatorConfig::default().with_seed(seed()).with_quota(
+    let handle = start_emulator(EmulatorConfig::default().with_seed(seed()).with_quota(
         "UpdateProfile",
         5.0,
         1,
@@ -275,7 +271,7 @@ async fn sdk_create_returns_hex_id_and_refuses_empty_strings() {
         "{id}"
     );
     assert_eq!(
-        profile(&handle, &id),
+        profile_in(&handle, DOMAIN, &id),
         json!({"FirstName": "Cy", "EmailAddress": "cy@example.com"})
     );
     let err = client
@@ -303,7 +299,7 @@ async fn sdk_search_by_email_pages_through_all_e_mail_members() {
         let id = format!("{:032x}", 0xa0 + i);
         profiles[&id] = json!({ members[i as usize % 3]: "same@example.com" });
     }
-    let handle = start(EmulatorConfig::default().with_seed(seed)).await;
+    let handle = start_emulator(EmulatorConfig::default().with_seed(seed)).await;
     let client = sdk(&handle, false);
     let mut found = Vec::new();
     let mut token: Option<String> = None;
@@ -474,7 +470,7 @@ async fn sdk_batch_get_refuses_21_ids_no_ids_and_a_bad_id() {
 
 #[tokio::test]
 async fn sdk_batch_get_is_throttled_by_its_own_quota() {
-    let handle = start(EmulatorConfig::default().with_seed(seed()).with_quota(
+    let handle = start_emulator(EmulatorConfig::default().with_seed(seed()).with_quota(
         "BatchGetProfile",
         0.1,
         1,
@@ -512,7 +508,7 @@ async fn sdk_batch_get_is_throttled_by_its_own_quota() {
 
 #[tokio::test]
 async fn sdk_batch_get_reports_an_injected_per_id_error_and_serves_the_rest() {
-    let handle = start(
+    let handle = start_emulator(
         EmulatorConfig::default()
             .with_seed(seed())
             .with_batch_error(P2),
@@ -566,7 +562,7 @@ async fn unsigned_aws_request_is_access_denied() {
     );
     let body: Value = response.json().await.expect("json");
     assert!(body["message"].is_string());
-    assert_eq!(profile(&handle, P1)["FirstName"], "Ann");
+    assert_eq!(profile_in(&handle, DOMAIN, P1)["FirstName"], "Ann");
     handle.shutdown().await;
 }
 
@@ -609,7 +605,7 @@ async fn state_and_stats_are_readable_over_http() {
 
 #[tokio::test]
 async fn default_state_has_example_domain_and_instance() {
-    let handle = start(EmulatorConfig::default()).await;
+    let handle = start_emulator(EmulatorConfig::default()).await;
     assert_eq!(
         handle.state(),
         json!({"domains": {"ExampleDomainName": {"profiles": {}}},
@@ -636,7 +632,7 @@ async fn signed_update(http: &reqwest::Client, handle: &EmulatorHandle) -> reqwe
 
 #[tokio::test]
 async fn stats_prove_accepted_requests_stay_within_the_quota() {
-    let handle = start(EmulatorConfig::default().with_seed(seed()).with_quota(
+    let handle = start_emulator(EmulatorConfig::default().with_seed(seed()).with_quota(
         "UpdateProfile",
         5.0,
         5,
@@ -712,7 +708,7 @@ async fn throttle_carries_retry_after_when_asked() {
             .with_seed(seed())
             .with_quota("UpdateProfile", 0.5, 1)
     };
-    let handle = start(config).await;
+    let handle = start_emulator(config).await;
     let http = reqwest::Client::new();
     assert_eq!(signed_update(&http, &handle).await.expect("answered"), 200);
     let response = http
@@ -742,7 +738,7 @@ async fn count_500s(seed_value: u64) -> u64 {
         seed: seed_value,
         ..FaultConfig::default()
     };
-    let handle = start(
+    let handle = start_emulator(
         EmulatorConfig::default()
             .with_seed(seed())
             .with_faults(faults),
@@ -771,7 +767,7 @@ async fn injected_500_is_classified_by_the_sdk() {
         error_rate: 1.0,
         ..FaultConfig::default()
     };
-    let handle = start(
+    let handle = start_emulator(
         EmulatorConfig::default()
             .with_seed(seed())
             .with_faults(faults),
@@ -796,7 +792,7 @@ async fn dropped_connection_is_a_connection_error_and_latency_is_added() {
         latency: Duration::from_millis(150),
         ..FaultConfig::default()
     };
-    let handle = start(
+    let handle = start_emulator(
         EmulatorConfig::default()
             .with_seed(seed())
             .with_faults(faults),
@@ -861,10 +857,6 @@ impl Genesys {
     }
 }
 
-fn genesys_profile(handle: &EmulatorHandle) -> Value {
-    handle.state()["genesys"]["profiles"][GENESYS_ID].clone()
-}
-
 #[tokio::test]
 async fn genesys_put_overwrites_every_attribute_and_keeps_extensions_when_absent() {
     let handle = seeded().await;
@@ -874,7 +866,7 @@ async fn genesys_put_overwrites_every_attribute_and_keeps_extensions_when_absent
         .await;
     assert_eq!(response.status(), 200);
     assert_eq!(
-        genesys_profile(&handle),
+        genesys_profile(&handle, GENESYS_ID),
         json!({"FirstName": "Robert", "Address": {"Type": 1, "City": "Hollywood"}})
     );
     let (status, body) = genesys.get(&format!("/{GENESYS_ID}")).await;
@@ -897,7 +889,7 @@ async fn genesys_put_with_extensions_replaces_the_whole_set() {
     let body = json!({"FirstName": "Bruce", "EmailAddress": ["b1@x.com", "b2@x.com"],
                       "Phones": [{"Number": "1"}, {"Number": "2"}]});
     assert_eq!(genesys.put(GENESYS_ID, body.clone()).await.status(), 200);
-    assert_eq!(genesys_profile(&handle), body);
+    assert_eq!(genesys_profile(&handle, GENESYS_ID), body);
     handle.shutdown().await;
 }
 
@@ -934,7 +926,7 @@ async fn genesys_create_then_duplicate() {
 async fn genesys_writes_before_a_profile_schema_are_forbidden() {
     let mut seed = seed();
     seed["genesys"]["schema"] = json!(false);
-    let handle = start(EmulatorConfig::default().with_seed(seed)).await;
+    let handle = start_emulator(EmulatorConfig::default().with_seed(seed)).await;
     let genesys = Genesys::new(&handle);
     let response = genesys
         .put(GENESYS_ID, json!({"FirstName": "Robert"}))
@@ -960,7 +952,7 @@ async fn genesys_writes_before_a_profile_schema_are_forbidden() {
 
 #[tokio::test]
 async fn genesys_errors_have_the_documented_statuses() {
-    let handle = start(
+    let handle = start_emulator(
         EmulatorConfig::default()
             .with_seed(seed())
             .with_genesys_auth("agent", "s3cret"),
@@ -1019,310 +1011,221 @@ async fn genesys_errors_have_the_documented_statuses() {
         .await
         .expect("answered");
     assert_eq!(text.status(), 415);
-    assert_eq!(genesys_profile(&handle)["FirstName"], "Bruce");
+    assert_eq!(genesys_profile(&handle, GENESYS_ID)["FirstName"], "Bruce");
     handle.shutdown().await;
 }
 
 // ---- The AWS CLI, a client nobody here wrote ----
 
-fn aws_cli() -> String {
-    if let Ok(path) = std::env::var("PROFILESYNC_AWS_CLI") {
-        return path;
-    }
-    let found = Command::new("aws")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "the AWS CLI is needed for these tests: install it with `python3 -m pip install awscli` \
-         (or point PROFILESYNC_AWS_CLI at it)"
-    );
-    "aws".to_string()
-}
-
-/// Runs the AWS CLI against the emulator; returns (success, stdout, stderr).
-async fn aws(handle: &EmulatorHandle, args: &[&str]) -> (bool, String, String) {
-    aws_at(&handle.endpoint_url(), args).await
-}
-
-/// Runs the AWS CLI against the emulator at `endpoint`; returns (success, stdout, stderr).
-async fn aws_at(endpoint: &str, args: &[&str]) -> (bool, String, String) {
-    let program = aws_cli();
-    let mut command = Command::new(program);
-    command
-        .args(args)
-        .args(["--endpoint-url", endpoint, "--output", "json"])
-        .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
-        .env("AWS_SECRET_ACCESS_KEY", "secret")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env("AWS_CONFIG_FILE", "/nonexistent/profilesync-test-config")
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            "/nonexistent/profilesync-test-credentials",
-        )
-        .env("AWS_PAGER", "")
-        .env("AWS_MAX_ATTEMPTS", "1")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("AWS_ENDPOINT_URL");
-    let output = tokio::task::spawn_blocking(move || command.output())
-        .await
-        .expect("joined")
-        .expect("the aws command runs");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+/// The AWS CLI against this emulator.
+fn aws(handle: &EmulatorHandle) -> AwsCli {
+    AwsCli::at(&handle.endpoint_url())
 }
 
 #[tokio::test]
 async fn aws_cli_customer_profiles_update_and_search() {
     let handle = seeded().await;
-    let (ok, stdout, stderr) = aws(
-        &handle,
-        &[
-            "customer-profiles",
-            "update-profile",
-            "--domain-name",
-            DOMAIN,
-            "--profile-id",
-            P1,
-            "--first-name",
-            "Annie",
-            "--middle-name",
-            "",
-            "--attributes",
-            "Tier=platinum",
-        ],
-    )
-    .await;
-    assert!(ok, "{stderr}");
-    let out: Value = serde_json::from_str(&stdout).expect("json output");
-    assert_eq!(out["ProfileId"], P1);
-    assert_eq!(profile(&handle, P1)["FirstName"], "Annie");
+    let update = [
+        "customer-profiles",
+        "update-profile",
+        "--domain-name",
+        DOMAIN,
+        "--profile-id",
+        P1,
+        "--first-name",
+        "Annie",
+        "--middle-name",
+        "",
+        "--attributes",
+        "Tier=platinum",
+    ];
+    let search = [
+        "customer-profiles",
+        "search-profiles",
+        "--domain-name",
+        DOMAIN,
+        "--key-name",
+        "_email",
+        "--values",
+        "bob@example.com",
+    ];
+    let missing = [
+        "customer-profiles",
+        "update-profile",
+        "--domain-name",
+        DOMAIN,
+        "--profile-id",
+        MISSING,
+    ];
+    aws(&handle)
+        .check(vec![
+            CliCase::json(&update, vec![("/ProfileId", json!(P1))]),
+            CliCase::json(
+                &search,
+                vec![
+                    ("/Items/0/ProfileId", json!(P2)),
+                    ("/Items/0/FirstName", json!("Bob")),
+                ],
+            ),
+            CliCase::fails(&missing, &["ResourceNotFoundException"]),
+        ])
+        .await;
+    // Only the first call changed anything.
+    assert_eq!(profile_in(&handle, DOMAIN, P1)["FirstName"], "Annie");
     assert_eq!(
-        profile(&handle, P1)["Attributes"],
+        profile_in(&handle, DOMAIN, P1)["Attributes"],
         json!({"Tier": "platinum", "Points": "10"})
     );
-
-    let (ok, stdout, stderr) = aws(
-        &handle,
-        &[
-            "customer-profiles",
-            "search-profiles",
-            "--domain-name",
-            DOMAIN,
-            "--key-name",
-            "_email",
-            "--values",
-            "bob@example.com",
-        ],
-    )
-    .await;
-    assert!(ok, "{stderr}");
-    let out: Value = serde_json::from_str(&stdout).expect("json output");
-    assert_eq!(out["Items"][0]["ProfileId"], P2);
-    assert_eq!(out["Items"][0]["FirstName"], "Bob");
-
-    let (ok, _, stderr) = aws(
-        &handle,
-        &[
-            "customer-profiles",
-            "update-profile",
-            "--domain-name",
-            DOMAIN,
-            "--profile-id",
-            MISSING,
-        ],
-    )
-    .await;
-    assert!(!ok);
-    assert!(stderr.contains("ResourceNotFoundException"), "{stderr}");
     handle.shutdown().await;
+}
+
+/// `customer-profiles batch-get-profile` of these ids.
+fn batch_get(ids: &[&str]) -> Vec<String> {
+    let mut args = vec![
+        "customer-profiles",
+        "batch-get-profile",
+        "--domain-name",
+        DOMAIN,
+        "--profile-ids",
+    ];
+    args.extend_from_slice(ids);
+    args.into_iter().map(str::to_owned).collect()
 }
 
 #[tokio::test]
 async fn aws_cli_batch_get_profile_found_missing_and_refused() {
     let handle = seeded().await;
-    let batch = |ids: Vec<String>| {
-        let mut args: Vec<String> = [
-            "customer-profiles",
-            "batch-get-profile",
-            "--domain-name",
-            DOMAIN,
-            "--profile-ids",
-        ]
-        .map(str::to_string)
-        .to_vec();
-        args.extend(ids);
-        let endpoint = handle.endpoint_url();
-        async move {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            aws_at(&endpoint, &args).await
-        }
-    };
-    let (ok, stdout, stderr) = batch(vec![P1.to_string(), MISSING.to_string()]).await;
-    assert!(ok, "{stderr}");
-    let out: Value = serde_json::from_str(&stdout).expect("json output");
-    assert_eq!(out["Profiles"].as_array().map(Vec::len), Some(1));
-    assert_eq!(out["Profiles"][0]["ProfileId"], P1);
-    assert_eq!(out["Profiles"][0]["Address"]["City"], "Paris");
-    assert_eq!(
-        out["Errors"],
-        json!([{"Code": "ResourceNotFoundException", "Message": "Profile not found",
-                "ProfileId": MISSING}])
-    );
-
-    let twenty_one = (0..21u32).map(|i| format!("{i:032x}")).collect();
-    let (ok, _, stderr) = batch(twenty_one).await;
-    assert!(!ok);
-    assert!(stderr.contains("BadRequestException"), "{stderr}");
-    assert!(
-        stderr.contains("'profileIds'") && stderr.contains("less than or equal to 20"),
-        "{stderr}"
-    );
-
-    let (ok, _, stderr) = batch(vec!["not-a-profile-id".to_string()]).await;
-    assert!(!ok);
-    assert!(stderr.contains("BadRequestException"), "{stderr}");
-    assert!(
-        stderr.contains("'profileIds.1'") && stderr.contains("[a-f0-9]{32}"),
-        "{stderr}"
-    );
+    let twenty_one: Vec<String> = (0..21u32).map(|i| format!("{i:032x}")).collect();
+    let twenty_one: Vec<&str> = twenty_one.iter().map(String::as_str).collect();
+    let printed = aws(&handle)
+        .check(vec![
+            CliCase::json(
+                &batch_get(&[P1, MISSING]),
+                vec![
+                    ("/Profiles/0/ProfileId", json!(P1)),
+                    ("/Profiles/0/Address/City", json!("Paris")),
+                    (
+                        "/Errors",
+                        json!([{"Code": "ResourceNotFoundException", "Message": "Profile not found",
+                                "ProfileId": MISSING}]),
+                    ),
+                ],
+            ),
+            CliCase::fails(
+                &batch_get(&twenty_one),
+                &[
+                    "BadRequestException",
+                    "'profileIds'",
+                    "less than or equal to 20",
+                ],
+            ),
+            CliCase::fails(
+                &batch_get(&["not-a-profile-id"]),
+                &["BadRequestException", "'profileIds.1'", "[a-f0-9]{32}"],
+            ),
+        ])
+        .await;
+    assert_eq!(printed[0]["Profiles"].as_array().map(Vec::len), Some(1));
     handle.shutdown().await;
 }
 
 #[tokio::test]
 async fn aws_cli_connect_identity_replaces_whole_identity_and_describes() {
     let handle = seeded().await;
-    let (ok, stdout, stderr) = aws(
-        &handle,
-        &[
-            "connect",
-            "update-user-identity-info",
-            "--identity-info",
-            "FirstName=Mary,LastName=Major,Email=marym@example.com",
-            "--user-id",
-            USER,
-            "--instance-id",
-            INSTANCE,
-        ],
-    )
-    .await;
-    assert!(ok, "{stderr}");
-    assert_eq!(stdout.trim(), "");
-    // Mobile was left out, so it is cleared.
+    let user = |command: &str, user: &str| {
+        vec![
+            "connect".to_owned(),
+            command.to_owned(),
+            "--user-id".to_owned(),
+            user.to_owned(),
+            "--instance-id".to_owned(),
+            INSTANCE.to_owned(),
+        ]
+    };
+    let update = |identity: &str| {
+        let mut args = user("update-user-identity-info", USER);
+        args.extend(["--identity-info".to_owned(), identity.to_owned()]);
+        args
+    };
+    aws(&handle)
+        .check(vec![
+            CliCase::silent(&update(
+                "FirstName=Mary,LastName=Major,Email=marym@example.com",
+            )),
+            CliCase::json(
+                &user("describe-user", USER),
+                vec![
+                    ("/User/Id", json!(USER)),
+                    ("/User/Username", json!("mary")),
+                    ("/User/IdentityInfo/Email", json!("marym@example.com")),
+                ],
+            ),
+            CliCase::fails(
+                &update("FirstName=Mary,LastName=Major,Mobile=555-0100"),
+                &["InvalidParameterException", "identityInfo.mobile"],
+            ),
+            CliCase::fails(
+                &user("describe-user", "nobody"),
+                &["ResourceNotFoundException"],
+            ),
+        ])
+        .await;
+    // Mobile was left out of the accepted update, so it is cleared.
     assert_eq!(
         handle.state()["instances"][INSTANCE]["users"][USER]["IdentityInfo"],
         json!({"FirstName": "Mary", "LastName": "Major", "Email": "marym@example.com"})
     );
-
-    let (ok, stdout, stderr) = aws(
-        &handle,
-        &[
-            "connect",
-            "describe-user",
-            "--user-id",
-            USER,
-            "--instance-id",
-            INSTANCE,
-        ],
-    )
-    .await;
-    assert!(ok, "{stderr}");
-    let out: Value = serde_json::from_str(&stdout).expect("json output");
-    assert_eq!(out["User"]["Id"], USER);
-    assert_eq!(out["User"]["Username"], "mary");
-    assert_eq!(out["User"]["IdentityInfo"]["Email"], "marym@example.com");
-
-    let (ok, _, stderr) = aws(
-        &handle,
-        &[
-            "connect",
-            "update-user-identity-info",
-            "--identity-info",
-            "FirstName=Mary,LastName=Major,Mobile=555-0100",
-            "--user-id",
-            USER,
-            "--instance-id",
-            INSTANCE,
-        ],
-    )
-    .await;
-    assert!(!ok);
-    assert!(stderr.contains("InvalidParameterException"), "{stderr}");
-    assert!(stderr.contains("identityInfo.mobile"), "{stderr}");
-
-    let (ok, _, stderr) = aws(
-        &handle,
-        &[
-            "connect",
-            "describe-user",
-            "--user-id",
-            "nobody",
-            "--instance-id",
-            INSTANCE,
-        ],
-    )
-    .await;
-    assert!(!ok);
-    assert!(stderr.contains("ResourceNotFoundException"), "{stderr}");
     handle.shutdown().await;
 }
 
 #[tokio::test]
 async fn aws_cli_connect_list_and_search_users() {
     let handle = seeded().await;
-    let (ok, stdout, stderr) = aws(
-        &handle,
-        &["connect", "list-users", "--instance-id", INSTANCE],
-    )
-    .await;
-    assert!(ok, "{stderr}");
-    let out: Value = serde_json::from_str(&stdout).expect("json output");
-    assert_eq!(out["UserSummaryList"][0]["Username"], "mary");
-    let (ok, stdout, stderr) = aws(
-        &handle,
-        &[
-            "connect", "search-users",
-            "--instance-id", INSTANCE,
-            "--search-criteria",
-            r#"{"StringCondition":{"FieldName":"Username","Value":"mary","ComparisonType":"EXACT"}}"#,
-        ],
-    )
-    .await;
-    assert!(ok, "{stderr}");
-    let out: Value = serde_json::from_str(&stdout).expect("json output");
-    assert_eq!(out["Users"][0]["Id"], USER);
-    assert_eq!(
-        out["Users"][0]["IdentityInfo"],
-        json!({"FirstName": "Mary", "LastName": "Major"})
-    );
-    let (ok, stdout, stderr) = aws(
-        &handle,
-        &["connect", "describe-instance", "--instance-id", INSTANCE],
-    )
-    .await;
-    assert!(ok, "{stderr}");
-    let out: Value = serde_json::from_str(&stdout).expect("json output");
-    assert_eq!(out["Instance"]["Id"], INSTANCE);
-    assert_eq!(out["Instance"]["IdentityManagementType"], "CONNECT_MANAGED");
-    let (ok, _, stderr) = aws(
-        &handle,
-        &[
-            "connect",
-            "describe-instance",
-            "--instance-id",
-            "no-such-instance",
-        ],
-    )
-    .await;
-    assert!(!ok);
-    assert!(stderr.contains("ResourceNotFoundException"), "{stderr}");
+    let search = [
+        "connect",
+        "search-users",
+        "--instance-id",
+        INSTANCE,
+        "--search-criteria",
+        r#"{"StringCondition":{"FieldName":"Username","Value":"mary","ComparisonType":"EXACT"}}"#,
+    ];
+    let describe = |instance: &str| {
+        vec![
+            "connect".to_owned(),
+            "describe-instance".to_owned(),
+            "--instance-id".to_owned(),
+            instance.to_owned(),
+        ]
+    };
+    aws(&handle)
+        .check(vec![
+            CliCase::json(
+                &["connect", "list-users", "--instance-id", INSTANCE],
+                vec![("/UserSummaryList/0/Username", json!("mary"))],
+            ),
+            CliCase::json(
+                &search,
+                vec![
+                    ("/Users/0/Id", json!(USER)),
+                    (
+                        "/Users/0/IdentityInfo",
+                        json!({"FirstName": "Mary", "LastName": "Major"}),
+                    ),
+                ],
+            ),
+            CliCase::json(
+                &describe(INSTANCE),
+                vec![
+                    ("/Instance/Id", json!(INSTANCE)),
+                    ("/Instance/IdentityManagementType", json!("CONNECT_MANAGED")),
+                ],
+            ),
+            CliCase::fails(
+                &describe("no-such-instance"),
+                &["ResourceNotFoundException"],
+            ),
+        ])
+        .await;
     handle.shutdown().await;
 }
 
@@ -1330,14 +1233,14 @@ async fn aws_cli_connect_list_and_search_users() {
 
 #[test]
 fn cli_refuses_bad_arguments_with_exit_2() {
-    let bin = env!("CARGO_BIN_EXE_profilesync");
+    let dir = Dir::new();
     for args in [
         vec!["emulator", "--quota", "NoSuchOperation=1"],
         vec!["emulator", "--error-rate", "2"],
         vec!["emulator", "--seed", "/nonexistent/seed.json"],
         vec!["emulator", "--batch-error-id", "NOT-HEX"],
     ] {
-        let output = Command::new(bin).args(&args).output().expect("runs");
+        let output = dir.run(&args);
         assert_eq!(output.status.code(), Some(2), "{args:?}");
         assert!(!output.stderr.is_empty(), "{args:?}");
     }
@@ -1346,71 +1249,53 @@ fn cli_refuses_bad_arguments_with_exit_2() {
 /// The command line's `--quota BatchGetProfile=...` and `--batch-error-id`, through the AWS CLI.
 #[tokio::test]
 async fn cli_batch_get_profile_quota_and_injected_error() {
-    use tokio::io::AsyncBufReadExt;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let seed_path = dir.path().join("seed.json");
-    std::fs::write(&seed_path, seed().to_string()).expect("seed written");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_profilesync"))
-        .args(["emulator", "--seed"])
-        .arg(&seed_path)
-        .args(["--quota", "BatchGetProfile=0.01:1", "--batch-error-id", P2])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    tokio::io::BufReader::new(stdout)
-        .read_line(&mut line)
-        .await
-        .expect("a line");
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("listening line")
-        .to_string();
-    let args = [
-        "customer-profiles",
-        "batch-get-profile",
-        "--domain-name",
-        DOMAIN,
-        "--profile-ids",
-        P1,
-        P2,
-    ];
-    let (ok, stdout, stderr) = aws_at(&url, &args).await;
-    assert!(ok, "{stderr}");
-    let out: Value = serde_json::from_str(&stdout).expect("json output");
-    assert_eq!(out["Profiles"][0]["ProfileId"], P1);
-    assert_eq!(out["Errors"][0]["ProfileId"], P2);
-    assert_eq!(out["Errors"][0]["Code"], "InternalServerException");
-    let (ok, _, stderr) = aws_at(&url, &args).await;
-    assert!(!ok, "the second call is past the quota");
-    assert!(stderr.contains("ThrottlingException"), "{stderr}");
-    let _ = child.kill().await;
+    let dir = Dir::new();
+    dir.write("seed.json", seed().to_string());
+    let (mut child, url) = emulator_process(
+        &dir,
+        &[
+            "emulator",
+            "--seed",
+            "seed.json",
+            "--quota",
+            "BatchGetProfile=0.01:1",
+            "--batch-error-id",
+            P2,
+        ],
+    )
+    .await;
+    let args = batch_get(&[P1, P2]);
+    AwsCli::at(&url)
+        .check(vec![
+            CliCase::json(
+                &args,
+                vec![
+                    ("/Profiles/0/ProfileId", json!(P1)),
+                    ("/Errors/0/ProfileId", json!(P2)),
+                    ("/Errors/0/Code", json!("InternalServerException")),
+                ],
+            ),
+            // The second call is past the quota.
+            CliCase::fails(&args, &["ThrottlingException"]),
+        ])
+        .await;
+    child.kill().await;
 }
 
 #[test]
 fn cli_prints_the_endpoint_and_serves_the_seed() {
-    use std::io::{BufRead, BufReader};
-    let dir = tempfile::tempdir().expect("tempdir");
-    let seed_path = dir.path().join("seed.json");
-    std::fs::write(&seed_path, seed().to_string()).expect("seed written");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_profilesync"))
-        .args(["emulator", "--seed"])
-        .arg(&seed_path)
-        .args(["--quota", "UpdateProfile=10:20"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("a line");
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("listening line")
-        .to_string();
+    let dir = Dir::new();
+    dir.write("seed.json", seed().to_string());
+    let (mut child, url) = emulator_process_sync(
+        &dir,
+        &[
+            "emulator",
+            "--seed",
+            "seed.json",
+            "--quota",
+            "UpdateProfile=10:20",
+        ],
+    );
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -1424,7 +1309,6 @@ fn cli_prints_the_endpoint_and_serves_the_seed() {
             .await
             .expect("json")
     });
-    let _ = child.kill();
-    let _ = child.wait();
+    child.kill();
     assert_eq!(state, seed());
 }

@@ -5,14 +5,15 @@
 //! per-request lines, so that a silent run cannot pass.
 
 use std::path::Path;
-use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use base64::Engine;
-use profilesync::emulator::{Emulator, EmulatorConfig, EmulatorHandle, FaultConfig};
+use profilesync::emulator::{EmulatorConfig, EmulatorHandle, FaultConfig};
 use serde_json::{Map, Value, json};
 
-use crate::support::{Dir, aws_command, pid, stderr};
+use crate::support::{
+    CONNECT_ENDPOINT, Dir, PROFILES_ENDPOINT, Run, TestCommand, pid, start_emulator,
+};
 
 const ACCESS_KEY: &str = "AKIDCANARY7Q3ZLEAK";
 const SECRET_KEY: &str = "secret-canary-9f8e7d6c5b4a";
@@ -100,7 +101,7 @@ fn profiles_seed(n: u32) -> Value {
 /// The runs of one test: each output is kept to be searched at the end.
 struct Runs {
     dir: Dir,
-    outputs: Vec<(String, Output)>,
+    outputs: Vec<(String, Run)>,
 }
 
 impl Runs {
@@ -119,39 +120,34 @@ impl Runs {
         emulator: &EmulatorHandle,
         args: &[&str],
     ) -> (i32, String) {
-        self.forget_state();
-        let mut cmd = aws_command(&self.dir, endpoint_var, &emulator.endpoint_url(), args);
-        cmd.env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-            .env("AWS_SESSION_TOKEN", SESSION_TOKEN)
-            .env("GENESYS_UCS_USERNAME", UCS_USER)
-            .env("GENESYS_UCS_PASSWORD", UCS_PASSWORD);
-        self.keep(args, cmd.output().await.expect("run profilesync"))
+        self.aws_at(endpoint_var, &emulator.endpoint_url(), args)
+            .await
     }
 
-    /// Runs the binary with only PATH and `env`.
-    /// Each run here meets a new emulator: none may skip records by an earlier run's state.
-    fn forget_state(&self) {
-        let _ = std::fs::remove_dir_all(self.dir.path("state"));
+    /// [`Runs::aws`] against any endpoint.
+    async fn aws_at(&mut self, endpoint_var: &str, endpoint: &str, args: &[&str]) -> (i32, String) {
+        let cmd = self.dir.command(args).aws(endpoint_var, endpoint).envs(&[
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+            ("AWS_SESSION_TOKEN", SESSION_TOKEN),
+            ("GENESYS_UCS_USERNAME", UCS_USER),
+            ("GENESYS_UCS_PASSWORD", UCS_PASSWORD),
+        ]);
+        self.keep(args, cmd).await
     }
 
+    /// Runs the binary with the Genesys preset: only PATH and `env`.
     async fn with_env(&mut self, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
-        self.forget_state();
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_profilesync"));
-        cmd.args(args)
-            .current_dir(self.dir.path(""))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (name, value) in env {
-            cmd.env(name, value);
-        }
-        self.keep(args, cmd.output().await.expect("run profilesync"))
+        let cmd = self.dir.command(args).genesys(env);
+        self.keep(args, cmd).await
     }
 
-    fn keep(&mut self, args: &[&str], out: Output) -> (i32, String) {
-        let result = (out.status.code().expect("an exit code"), stderr(&out));
+    /// Runs `cmd` and keeps its output. Each run here meets a new emulator: none may skip
+    /// records by an earlier run's state.
+    async fn keep(&mut self, args: &[&str], cmd: TestCommand) -> (i32, String) {
+        let _ = std::fs::remove_dir_all(self.dir.path("state"));
+        let out = cmd.output().await;
+        let result = (out.code(), out.stderr());
         self.outputs.push((args.join(" "), out));
         result
     }
@@ -169,11 +165,8 @@ impl Runs {
         let forbidden = forbidden();
         let mut texts: Vec<(String, String)> = Vec::new();
         for (args, out) in &self.outputs {
-            texts.push((
-                format!("stdout of `{args}`"),
-                String::from_utf8_lossy(&out.stdout).into_owned(),
-            ));
-            texts.push((format!("stderr of `{args}`"), stderr(out)));
+            texts.push((format!("stdout of `{args}`"), out.stdout()));
+            texts.push((format!("stderr of `{args}`"), out.stderr()));
         }
         let mut files = 0;
         collect_files(&self.dir.path(""), inputs, &mut texts, &mut files);
@@ -234,7 +227,7 @@ fn assert_request_lines(log: &str, operation: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_credential_or_value_leaves_an_aws_run_on_any_path() {
-    const CP: &str = "AWS_ENDPOINT_URL_CUSTOMER_PROFILES";
+    const CP: &str = PROFILES_ENDPOINT;
     let mut runs = Runs::new();
     runs.dir.write("in.csv", customers(30));
     runs.dir.write(
@@ -249,14 +242,13 @@ async fn no_credential_or_value_leaves_an_aws_run_on_any_path() {
         latency: Duration::ZERO,
         seed: 3,
     };
-    let emulator = Emulator::start(
+    let emulator = start_emulator(
         EmulatorConfig::default()
             .with_seed(profiles_seed(30))
             .with_quota("UpdateProfile", 20.0, 2)
             .with_faults(faults),
     )
-    .await
-    .unwrap();
+    .await;
     let apply = [
         "-vv",
         "apply",
@@ -339,13 +331,12 @@ async fn no_credential_or_value_leaves_an_aws_run_on_any_path() {
     assert_eq!(runs.summary("check.json")["records"]["invalid"], 3);
 
     // Access denied: the run stops (exit 3) after the ledger exists.
-    let denied = Emulator::start(
+    let denied = start_emulator(
         EmulatorConfig::default()
             .with_seed(profiles_seed(30))
             .with_denied("UpdateProfile"),
     )
-    .await
-    .unwrap();
+    .await;
     let args = [
         "-vv",
         "apply",
@@ -415,11 +406,7 @@ async fn no_credential_or_value_leaves_an_aws_run_on_any_path() {
         "--summary-json",
         "unreachable.json",
     ];
-    let mut cmd = aws_command(&runs.dir, CP, "http://127.0.0.1:9", &args);
-    cmd.env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .env("AWS_SESSION_TOKEN", SESSION_TOKEN);
-    let (code, log) = runs.keep(&args, cmd.output().await.unwrap());
+    let (code, log) = runs.aws_at(CP, "http://127.0.0.1:9", &args).await;
     assert_eq!(code, 3, "{log}");
     assert!(
         log.contains("attempt=2 outcome=\"failed\" class=\"transient\""),
@@ -436,9 +423,7 @@ async fn no_credential_or_value_leaves_an_aws_run_on_any_path() {
     let seed = json!({"instances": {"i-1": {"users": {
         "u1": {"Username": "agent1", "IdentityInfo": {"FirstName": "Xanthor", "LastName": "Xanthor"}},
     }}}});
-    let connect = Emulator::start(EmulatorConfig::default().with_seed(seed))
-        .await
-        .unwrap();
+    let connect = start_emulator(EmulatorConfig::default().with_seed(seed)).await;
     runs.dir.write(
         "agents.csv",
         "user_id,first,last\nu1,Vaelith,Orrimund\nu2,Vaelith2,Orrimund2\n",
@@ -459,7 +444,7 @@ async fn no_credential_or_value_leaves_an_aws_run_on_any_path() {
         "--summary-json",
         "connect.json",
     ];
-    let (code, log) = runs.aws("AWS_ENDPOINT_URL_CONNECT", &connect, &args).await;
+    let (code, log) = runs.aws(CONNECT_ENDPOINT, &connect, &args).await;
     assert_eq!(code, 1, "u2 does not exist: {log}");
     assert_request_lines(&log, "DescribeUser");
     assert_request_lines(&log, "UpdateUserIdentityInfo");
@@ -483,13 +468,12 @@ async fn no_credential_or_value_leaves_a_genesys_run_on_any_path() {
     let seed = json!({"genesys": {"tenant_id": 1, "profiles": {
         "G1": {"FirstName": "Xanthor", "LastName": "Xanthor"},
     }}});
-    let emulator = Emulator::start(
+    let emulator = start_emulator(
         EmulatorConfig::default()
             .with_seed(seed)
             .with_genesys_auth(UCS_USER, UCS_PASSWORD),
     )
-    .await
-    .unwrap();
+    .await;
     let mut runs = Runs::new();
     runs.dir.write(
         "in.csv",
@@ -567,9 +551,7 @@ async fn no_credential_or_value_leaves_a_genesys_run_on_any_path() {
 /// only there), so the scan must name that file and no other output.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_search_finds_values_where_they_were_asked_for() {
-    let emulator = Emulator::start(EmulatorConfig::default().with_seed(profiles_seed(3)))
-        .await
-        .unwrap();
+    let emulator = start_emulator(EmulatorConfig::default().with_seed(profiles_seed(3))).await;
     let mut runs = Runs::new();
     runs.dir.write("in.csv", customers(3));
     runs.dir
@@ -586,9 +568,7 @@ async fn the_search_finds_values_where_they_were_asked_for() {
         "--summary-json",
         "plan.json",
     ];
-    let (code, log) = runs
-        .aws("AWS_ENDPOINT_URL_CUSTOMER_PROFILES", &emulator, &args)
-        .await;
+    let (code, log) = runs.aws(PROFILES_ENDPOINT, &emulator, &args).await;
     assert_eq!(code, 1, "{log}");
     let found = runs.leaks(&["in.csv", "c.toml"]);
     let secrets: Vec<&str> = found.iter().map(|(_, s)| s.as_str()).collect();
