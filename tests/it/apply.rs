@@ -3,22 +3,20 @@
 
 use std::time::Duration;
 
-use profilesync::emulator::{EmulatorConfig, EmulatorHandle, FaultConfig};
+use profilesync::emulator::{EmulatorConfig, EmulatorHandle};
 use serde_json::{Value, json};
 
 use crate::support::{
     APPLY, BY_ID, DOMAIN, Dir, PROFILES_ENDPOINT, Run, assert_every_record_once,
-    assert_stopped_before_any_record, command, config, count, customers, pid, profile, records,
-    run, seed, seeded, slow_emulator, start_emulator, statuses, sync, sync_args, synced_profile,
-    tally, wait_for_entries,
+    assert_stopped_before_any_record, command, config, count, customers, customers_dir, faults,
+    pid, profile, records, run, run_args, sample, sample_seed, seed, seeded, slow_emulator,
+    start_emulator, statuses, sync, sync_args, synced_profile, tally, wait_for_entries,
 };
 
 /// Applies `customers(n)` by id with these `[limits]`, and checks that the run exits 0 with
 /// every record `updated`. Returns the output and the ledger in record order.
 async fn apply_all(emulator: &EmulatorHandle, n: u32, limits: &str) -> (Run, Vec<Value>) {
-    let dir = Dir::new();
-    dir.write("in.csv", customers(n));
-    dir.write("c.toml", config(limits, BY_ID));
+    let dir = customers_dir(n, limits);
     let out = sync(&dir, emulator, "apply", "c.toml", "l.jsonl", &[]).await;
     out.assert_exit(0);
     let ledger = dir.ledger_by_record("l.jsonl");
@@ -70,16 +68,10 @@ async fn a_quota_below_the_rate_slows_the_run_and_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_errors_and_dropped_connections_are_retried_until_every_record_lands() {
-    let faults = FaultConfig {
-        error_rate: 0.05,
-        drop_rate: 0.01,
-        latency: Duration::ZERO,
-        seed: 7,
-    };
     let emulator = start_emulator(
         EmulatorConfig::default()
             .with_seed(seed(200))
-            .with_faults(faults),
+            .with_faults(faults(0.05, 0.01, 7)),
     )
     .await;
     let (_, ledger) = apply_all(&emulator, 200, "rate = 90\nburst = 10\nconcurrency = 8").await;
@@ -95,15 +87,10 @@ async fn server_errors_and_dropped_connections_are_retried_until_every_record_la
 async fn a_killed_run_resumes_without_sending_settled_records_again() {
     let n = 150;
     let emulator = slow_emulator(n, 20).await;
-    let dir = Dir::new();
-    dir.write("in.csv", customers(n));
     let concurrency = 4;
-    dir.write(
-        "c.toml",
-        config(
-            &format!("rate = 50\nburst = 5\nconcurrency = {concurrency}"),
-            BY_ID,
-        ),
+    let dir = customers_dir(
+        n,
+        &format!("rate = 50\nburst = 5\nconcurrency = {concurrency}"),
     );
     let mut child = command(&dir, &emulator, &APPLY).spawn();
     // Kill it mid-run, once some records have settled.
@@ -403,12 +390,7 @@ async fn ctrl_c_or_sigterm_lets_records_in_flight_settle_and_exits_3() {
     for signal in ["-INT", "-TERM"] {
         let n = 100;
         let emulator = slow_emulator(n, 50).await;
-        let dir = Dir::new();
-        dir.write("in.csv", customers(n));
-        dir.write(
-            "c.toml",
-            config("rate = 20\nburst = 2\nconcurrency = 4", BY_ID),
-        );
+        let dir = customers_dir(n, "rate = 20\nburst = 2\nconcurrency = 4");
         let child = command(&dir, &emulator, &APPLY).spawn();
         wait_for_entries(&dir.path("l.jsonl"), 10).await;
         child.signal(signal);
@@ -434,9 +416,7 @@ async fn ctrl_c_or_sigterm_lets_records_in_flight_settle_and_exits_3() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resuming_against_another_input_is_refused() {
     let emulator = seeded(3).await;
-    let dir = Dir::new();
-    dir.write("in.csv", customers(3));
-    dir.write("c.toml", config("rate = 50", BY_ID));
+    let dir = customers_dir(3, "rate = 50");
     let out = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &[]).await;
     out.assert_exit(0);
     // A re-export in another order: record 1 is now another customer.
@@ -458,15 +438,7 @@ async fn resuming_against_another_input_is_refused() {
 async fn a_target_that_stops_answering_mid_run_stops_the_run() {
     let n = 300;
     let emulator = seeded(n).await;
-    let dir = Dir::new();
-    dir.write("in.csv", customers(n));
-    dir.write(
-        "c.toml",
-        config(
-            "rate = 40\nburst = 2\nconcurrency = 2\nmax_attempts = 2",
-            BY_ID,
-        ),
-    );
+    let dir = customers_dir(n, "rate = 40\nburst = 2\nconcurrency = 2\nmax_attempts = 2");
     let child = command(&dir, &emulator, &APPLY).spawn();
     wait_for_entries(&dir.path("l.jsonl"), 20).await;
     emulator.shutdown().await;
@@ -526,9 +498,7 @@ async fn an_interrupted_retry_of_failed_records_resumes_with_the_same_selection(
 async fn plans_of_the_bundled_samples_match_their_documented_outcomes() {
     // samples/README.md: 8 invalid, 167 unchanged, 76 would_update, 49 not_found, for the CSV
     // and the JSONL export alike.
-    let seed: Value = serde_json::from_str(include_str!("../../samples/seed.json")).unwrap();
-    let emulator = start_emulator(EmulatorConfig::default().with_seed(seed)).await;
-    let root = crate::support::repo();
+    let emulator = start_emulator(EmulatorConfig::default().with_seed(sample_seed())).await;
     for (config, input) in [
         ("config/customer-profiles.toml", "samples/customers.csv"),
         (
@@ -537,30 +507,18 @@ async fn plans_of_the_bundled_samples_match_their_documented_outcomes() {
         ),
     ] {
         let dir = Dir::new();
-        let (config, input) = (root.join(config), root.join(input));
-        let args = [
-            "plan",
-            "--config",
-            config.to_str().unwrap(),
-            input.to_str().unwrap(),
-            "--ledger",
-            "p.jsonl",
-            "--no-progress",
-            "--rate",
-            "90",
-        ];
+        let (config, input) = (sample(config), sample(input));
+        let args = run_args("plan", &config, &input, "p.jsonl", &["--rate", "90"]);
         let out = run(&dir, &emulator, &args).await;
         out.assert_exit_because(1, "the invalid rows");
         let counts = tally(&dir.ledger("p.jsonl"), &PLANNED);
-        assert_eq!(counts, [8, 167, 76, 49], "{}", config.display());
+        assert_eq!(counts, [8, 167, 76, 49], "{config}");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_denied_aborts_the_run_but_a_denied_preflight_only_warns() {
-    let dir = Dir::new();
-    dir.write("in.csv", customers(30));
-    dir.write("c.toml", config("rate = 50\nconcurrency = 2", BY_ID));
+    let dir = customers_dir(30, "rate = 50\nconcurrency = 2");
 
     // A role without profile:GetDomain: the run warns and goes on.
     let emulator = start_emulator(
@@ -611,9 +569,7 @@ async fn access_denied_aborts_the_run_but_a_denied_preflight_only_warns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_http_endpoints_from_the_aws_configuration_are_refused() {
     let emulator = start_emulator(EmulatorConfig::default()).await;
-    let dir = Dir::new();
-    dir.write("in.csv", customers(3));
-    dir.write("c.toml", config("rate = 50", BY_ID));
+    let dir = customers_dir(3, "rate = 50");
     for (var, url) in [
         (PROFILES_ENDPOINT, "http://profiles.example.com"),
         ("AWS_ENDPOINT_URL", "http://10.1.2.3:4566"),

@@ -4,7 +4,8 @@
 use std::io::Write;
 
 use crate::support::{
-    Dir, Run, SyncChild, feed, pid, profiles_config, read_ledger, records, repo, run_args, statuses,
+    Dir, Run, SyncChild, feed, pid, profiles_config, read_ledger, records, run_args, sample,
+    statuses,
 };
 
 const FIELDS: &str = r#"FirstName = { from = "first", transform = ["trim", "nfc"] }
@@ -304,11 +305,11 @@ fn bundled_samples_check_as_documented() {
     ];
     for (config, input, invalid) in cases {
         let dir = Dir::new();
-        let root = repo();
+        let (config_path, input_path) = (sample(config), sample(input));
         let run = dir.run(&run_args(
             "check",
-            root.join(config).to_str().unwrap(),
-            root.join(input).to_str().unwrap(),
+            &config_path,
+            &input_path,
             "l.jsonl",
             &["--quiet"],
         ));

@@ -6,8 +6,8 @@ use profilesync::emulator::{EmulatorConfig, EmulatorHandle};
 use serde_json::{Map, Value, json};
 
 use crate::support::{
-    Dir, Run, assert_every_record_once, assert_stopped_before_any_record, repo, start_emulator,
-    statuses, sync_args, tally, wait_for_entries,
+    Dir, Run, assert_every_record_once, assert_stopped_before_any_record, run_args, sample,
+    sample_seed, start_emulator, statuses, sync_args, tally, wait_for_entries,
 };
 
 const INSTANCE: &str = "i-1";
@@ -454,24 +454,18 @@ async fn the_preflight_checks_the_instance_and_the_access() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bundled_agents_plan_as_documented() {
-    let seed: Value =
-        serde_json::from_str(&std::fs::read_to_string(repo().join("samples/seed.json")).unwrap())
-            .unwrap();
-    let emulator = start_emulator(EmulatorConfig::default().with_seed(seed).without_quotas()).await;
+    let emulator = start_emulator(
+        EmulatorConfig::default()
+            .with_seed(sample_seed())
+            .without_quotas(),
+    )
+    .await;
     let dir = Dir::new();
-    let config = repo().join("config/connect-user.toml");
-    let input = repo().join("samples/agents.csv");
-    let args = [
-        "plan",
-        "--config",
-        config.to_str().unwrap(),
-        input.to_str().unwrap(),
-        "--ledger",
-        "p.jsonl",
-        "--no-progress",
-        "--rate",
-        "100",
-    ];
+    let (config, input) = (
+        sample("config/connect-user.toml"),
+        sample("samples/agents.csv"),
+    );
+    let args = run_args("plan", &config, &input, "p.jsonl", &["--rate", "100"]);
     dir.command(&args)
         .connect(&emulator)
         .output()

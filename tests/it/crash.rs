@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::{
-    APPLY, BY_ID, Dir, assert_every_record_once, command, config, customers, pid, profile,
-    read_ledger, slow_emulator, synced_profile, wait_for_entries,
+    APPLY, assert_every_record_once, command, customers_dir, pid, profile, read_ledger,
+    slow_emulator, synced_profile, wait_for_entries,
 };
 
 /// Record numbers of the complete entries of a ledger (a line torn by the kill is left out),
@@ -43,14 +43,9 @@ async fn three_sigkills_in_one_apply_each_resumed_end_exact() {
     let n: u32 = 400;
     let concurrency = 4;
     let emulator = slow_emulator(n, 15).await;
-    let dir = Dir::new();
-    dir.write("in.csv", customers(n));
-    dir.write(
-        "c.toml",
-        config(
-            &format!("rate = 150\nburst = 5\nconcurrency = {concurrency}"),
-            BY_ID,
-        ),
+    let dir = customers_dir(
+        n,
+        &format!("rate = 150\nburst = 5\nconcurrency = {concurrency}"),
     );
     let ledger = dir.path("l.jsonl");
     let mut resume = APPLY.to_vec();

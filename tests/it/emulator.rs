@@ -13,8 +13,8 @@ use profilesync::emulator::{EmulatorConfig, EmulatorHandle, FaultConfig};
 use serde_json::{Value, json};
 
 use crate::support::{
-    AwsCli, CliCase, Dir, emulator_process, emulator_process_sync, genesys_profile, profile_in,
-    start_emulator,
+    AwsCli, CliCase, Dir, emulator_process, emulator_process_sync, faults, genesys_profile,
+    profile_in, start_emulator,
 };
 
 const DOMAIN: &str = "TestDomain";
@@ -733,15 +733,10 @@ async fn throttle_carries_retry_after_when_asked() {
 }
 
 async fn count_500s(seed_value: u64) -> u64 {
-    let faults = FaultConfig {
-        error_rate: 0.5,
-        seed: seed_value,
-        ..FaultConfig::default()
-    };
     let handle = start_emulator(
         EmulatorConfig::default()
             .with_seed(seed())
-            .with_faults(faults),
+            .with_faults(faults(0.5, 0.0, seed_value)),
     )
     .await;
     let http = reqwest::Client::new();
@@ -763,14 +758,10 @@ async fn injected_errors_repeat_with_the_same_seed() {
 
 #[tokio::test]
 async fn injected_500_is_classified_by_the_sdk() {
-    let faults = FaultConfig {
-        error_rate: 1.0,
-        ..FaultConfig::default()
-    };
     let handle = start_emulator(
         EmulatorConfig::default()
             .with_seed(seed())
-            .with_faults(faults),
+            .with_faults(faults(1.0, 0.0, 0)),
     )
     .await;
     let err = sdk(&handle, false)

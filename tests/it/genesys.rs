@@ -1,12 +1,12 @@
 //! `plan` and `apply` for Genesys UCS, with reqwest against the emulator: read, merge, and
 //! PUT the whole profile, so nothing unmapped is lost.
 
-use profilesync::emulator::{EmulatorConfig, FaultConfig};
+use profilesync::emulator::EmulatorConfig;
 use serde_json::{Value, json};
 
 use crate::support::{
-    Dir, Run, assert_stopped_before_any_record, genesys_profile as profile, repo, start_emulator,
-    statuses, stderr, sync_args, tally,
+    Dir, Run, assert_stopped_before_any_record, faults, genesys_profile as profile, repo, run_args,
+    sample, sample_seed, start_emulator, statuses, stderr, sync_args, tally,
 };
 
 const FIELDS: &str = r#"FirstName = "first"
@@ -236,16 +236,11 @@ async fn throttles_and_server_errors_are_retried_and_ids_are_encoded() {
         .iter()
         .map(|id| (id.clone(), json!({"FirstName": "Old", "Segment": "retail"})))
         .collect();
-    let faults = FaultConfig {
-        error_rate: 0.1,
-        seed: 3,
-        ..FaultConfig::default()
-    };
     let emulator = start_emulator(
         EmulatorConfig::default()
             .with_seed(json!({"genesys": {"tenant_id": 1, "profiles": profiles}}))
             .with_quota("GenesysPutProfile", 20.0, 2)
-            .with_faults(faults),
+            .with_faults(faults(0.1, 0.0, 3)),
     )
     .await;
     let dir = Dir::new();
@@ -310,8 +305,7 @@ async fn a_single_column_sets_the_primary_value_and_keeps_the_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bundled_genesys_sample_plans_as_documented_and_applies_without_loss() {
     // samples/README.md: 1 invalid, 29 unchanged, 21 would_update, 9 not_found.
-    let seed: Value = serde_json::from_str(include_str!("../../samples/seed.json")).unwrap();
-    let emulator = start_emulator(EmulatorConfig::default().with_seed(seed)).await;
+    let emulator = start_emulator(EmulatorConfig::default().with_seed(sample_seed())).await;
     let dir = Dir::new();
     let text = std::fs::read_to_string(repo().join("config/genesys-ucs.toml")).unwrap();
     let text = text.replace(
@@ -319,18 +313,8 @@ async fn the_bundled_genesys_sample_plans_as_documented_and_applies_without_loss
         &format!("base_url = \"{}\"", emulator.endpoint_url()),
     );
     dir.write("c.toml", text);
-    let input = repo().join("samples/genesys.csv");
-    let args = [
-        "plan",
-        "--config",
-        "c.toml",
-        input.to_str().unwrap(),
-        "--ledger",
-        "p.jsonl",
-        "--no-progress",
-        "--rate",
-        "200",
-    ];
+    let input = sample("samples/genesys.csv");
+    let mut args = run_args("plan", "c.toml", &input, "p.jsonl", &["--rate", "200"]);
     let out = run(&dir, &args, &[]).await;
     out.assert_exit_because(1, "the invalid row");
     let planned = ["invalid", "unchanged", "would_update", "not_found"];
@@ -338,7 +322,6 @@ async fn the_bundled_genesys_sample_plans_as_documented_and_applies_without_loss
 
     // Applied, the differing profiles change, and the attributes the config does not map
     // (Segment, PreferredLanguage) survive the PUT.
-    let mut args = args;
     args[0] = "apply";
     args[5] = "a.jsonl";
     let out = run(&dir, &args, &[]).await;

@@ -5,8 +5,8 @@ use profilesync::emulator::EmulatorHandle;
 use serde_json::Value;
 
 use crate::support::{
-    APPLY, BY_ID, Dir, Run, assert_every_record_once, command, config, customers, pid,
-    profiles_config, run, run_args, seeded, slow_emulator, stderr, sync, wait_for_entries,
+    APPLY, BY_ID, Dir, Run, assert_every_record_once, command, config, customers, customers_dir,
+    pid, profiles_config, run, run_args, seeded, slow_emulator, stderr, sync, wait_for_entries,
 };
 
 const FIELDS: &str = r#"FirstName = "first"
@@ -197,9 +197,7 @@ fn updates(emulator: &EmulatorHandle) -> u64 {
 async fn fault_2_resume_refuses_a_ledger_of_another_command_config_or_input() {
     let n = 20;
     let emulator = seeded(n).await;
-    let dir = Dir::new();
-    dir.write("in.csv", customers(n));
-    dir.write("c.toml", config("rate = 100", BY_ID));
+    let dir = customers_dir(n, "rate = 100");
     let refused = |out: &Run, says: &str| {
         let err = stderr(out);
         assert_eq!(out.status.code(), Some(2), "{err}");
@@ -313,12 +311,7 @@ async fn fault_2_resume_refuses_a_ledger_of_another_command_config_or_input() {
 async fn fault_3_a_second_run_on_a_ledger_in_use_exits_2_naming_the_holder() {
     let n = 60;
     let emulator = slow_emulator(n, 30).await;
-    let dir = Dir::new();
-    dir.write("in.csv", customers(n));
-    dir.write(
-        "c.toml",
-        config("rate = 50\nburst = 2\nconcurrency = 2", BY_ID),
-    );
+    let dir = customers_dir(n, "rate = 50\nburst = 2\nconcurrency = 2");
     let first = command(&dir, &emulator, &APPLY).spawn();
     let holder = first.id();
     wait_for_entries(&dir.path("l.jsonl"), 3).await;

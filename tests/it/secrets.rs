@@ -5,14 +5,13 @@
 //! per-request lines, so that a silent run cannot pass.
 
 use std::path::Path;
-use std::time::Duration;
 
 use base64::Engine;
-use profilesync::emulator::{EmulatorConfig, EmulatorHandle, FaultConfig};
+use profilesync::emulator::{EmulatorConfig, EmulatorHandle};
 use serde_json::{Map, Value, json};
 
 use crate::support::{
-    CONNECT_ENDPOINT, Dir, PROFILES_ENDPOINT, Run, TestCommand, pid, start_emulator,
+    CONNECT_ENDPOINT, Dir, PROFILES_ENDPOINT, Run, TestCommand, faults, pid, start_emulator,
 };
 
 const ACCESS_KEY: &str = "AKIDCANARY7Q3ZLEAK";
@@ -215,6 +214,27 @@ fn collect_files(
     }
 }
 
+/// `-vv COMMAND --config CONFIG INPUT --ledger LEDGER --summary-json SUMMARY`.
+fn verbose<'a>(
+    command: &'a str,
+    config: &'a str,
+    input: &'a str,
+    ledger: &'a str,
+    summary: &'a str,
+) -> Vec<&'a str> {
+    vec![
+        "-vv",
+        command,
+        "--config",
+        config,
+        input,
+        "--ledger",
+        ledger,
+        "--summary-json",
+        summary,
+    ]
+}
+
 /// Asserts that a `-vv` log holds per-request lines for `operation` with attempts.
 fn assert_request_lines(log: &str, operation: &str) {
     assert!(
@@ -236,30 +256,14 @@ async fn no_credential_or_value_leaves_an_aws_run_on_any_path() {
     );
 
     // Throttles and 500s, retried until the records land; three invalid records.
-    let faults = FaultConfig {
-        error_rate: 0.15,
-        drop_rate: 0.0,
-        latency: Duration::ZERO,
-        seed: 3,
-    };
     let emulator = start_emulator(
         EmulatorConfig::default()
             .with_seed(profiles_seed(30))
             .with_quota("UpdateProfile", 20.0, 2)
-            .with_faults(faults),
+            .with_faults(faults(0.15, 0.0, 3)),
     )
     .await;
-    let apply = [
-        "-vv",
-        "apply",
-        "--config",
-        "c.toml",
-        "in.csv",
-        "--ledger",
-        "apply.jsonl",
-        "--summary-json",
-        "apply.json",
-    ];
+    let apply = verbose("apply", "c.toml", "in.csv", "apply.jsonl", "apply.json");
     let (code, log) = runs.aws(CP, &emulator, &apply).await;
     assert_eq!(code, 1, "{log}");
     assert_request_lines(&log, "UpdateProfile");
@@ -287,18 +291,10 @@ async fn no_credential_or_value_leaves_an_aws_run_on_any_path() {
 
     // plan, logging JSON: every line of standard error is one object.
     let plan = [
-        "-vv",
-        "--log-format",
-        "json",
-        "plan",
-        "--config",
-        "c.toml",
-        "in.csv",
-        "--ledger",
-        "plan.jsonl",
-        "--summary-json",
-        "plan.json",
-    ];
+        &["--log-format", "json"][..],
+        &verbose("plan", "c.toml", "in.csv", "plan.jsonl", "plan.json"),
+    ]
+    .concat();
     let (code, log) = runs.aws(CP, &emulator, &plan).await;
     assert_eq!(code, 1, "{log}");
     let lines: Vec<Value> = log
@@ -315,17 +311,7 @@ async fn no_credential_or_value_leaves_an_aws_run_on_any_path() {
     assert!(runs.summary("plan.json")["report"].is_string());
 
     // check, with its summary.
-    let check = [
-        "-vv",
-        "check",
-        "--config",
-        "c.toml",
-        "in.csv",
-        "--ledger",
-        "check.jsonl",
-        "--summary-json",
-        "check.json",
-    ];
+    let check = verbose("check", "c.toml", "in.csv", "check.jsonl", "check.json");
     let (code, log) = runs.aws(CP, &emulator, &check).await;
     assert_eq!(code, 1, "{log}");
     assert_eq!(runs.summary("check.json")["records"]["invalid"], 3);
@@ -337,17 +323,7 @@ async fn no_credential_or_value_leaves_an_aws_run_on_any_path() {
             .with_denied("UpdateProfile"),
     )
     .await;
-    let args = [
-        "-vv",
-        "apply",
-        "--config",
-        "c.toml",
-        "in.csv",
-        "--ledger",
-        "denied.jsonl",
-        "--summary-json",
-        "denied.json",
-    ];
+    let args = verbose("apply", "c.toml", "in.csv", "denied.jsonl", "denied.json");
     let (code, log) = runs.aws(CP, &denied, &args).await;
     assert_eq!(code, 3, "{log}");
     assert!(
@@ -367,17 +343,7 @@ async fn no_credential_or_value_leaves_an_aws_run_on_any_path() {
     // A domain that does not exist: exit 2, the summary says why and names no ledger.
     runs.dir
         .write("d.toml", profiles_config("NoSuchDomain", "rate = 100"));
-    let args = [
-        "-vv",
-        "apply",
-        "--config",
-        "d.toml",
-        "in.csv",
-        "--ledger",
-        "d.jsonl",
-        "--summary-json",
-        "domain.json",
-    ];
+    let args = verbose("apply", "d.toml", "in.csv", "d.jsonl", "domain.json");
     let (code, log) = runs.aws(CP, &emulator, &args).await;
     assert_eq!(code, 2, "{log}");
     let summary = runs.summary("domain.json");
@@ -395,17 +361,7 @@ async fn no_credential_or_value_leaves_an_aws_run_on_any_path() {
         "u.toml",
         profiles_config("ExampleDomainName", "max_attempts = 2"),
     );
-    let args = [
-        "-vv",
-        "apply",
-        "--config",
-        "u.toml",
-        "in.csv",
-        "--ledger",
-        "u.jsonl",
-        "--summary-json",
-        "unreachable.json",
-    ];
+    let args = verbose("apply", "u.toml", "in.csv", "u.jsonl", "unreachable.json");
     let (code, log) = runs.aws_at(CP, "http://127.0.0.1:9", &args).await;
     assert_eq!(code, 3, "{log}");
     assert!(
@@ -433,17 +389,13 @@ async fn no_credential_or_value_leaves_an_aws_run_on_any_path() {
         "[source]\nkey = \"user_id\"\n\n[target]\nkind = \"connect-user\"\ninstance_id = \"i-1\"\n\n\
          [match]\nid = \"user_id\"\nwhen_missing = \"fail\"\n\n[fields]\nFirstName = \"first\"\nLastName = \"last\"\n",
     );
-    let args = [
-        "-vv",
+    let args = verbose(
         "apply",
-        "--config",
         "connect.toml",
         "agents.csv",
-        "--ledger",
         "connect.jsonl",
-        "--summary-json",
         "connect.json",
-    ];
+    );
     let (code, log) = runs.aws(CONNECT_ENDPOINT, &connect, &args).await;
     assert_eq!(code, 1, "u2 does not exist: {log}");
     assert_request_lines(&log, "DescribeUser");
@@ -500,18 +452,10 @@ async fn no_credential_or_value_leaves_a_genesys_run_on_any_path() {
     // A password the server refuses: 401 in the preflight, exit 3, no ledger.
     for (format, name) in [("text", "wrong.json"), ("json", "wrong-json.json")] {
         let args = [
-            "-vv",
-            "--log-format",
-            format,
-            "apply",
-            "--config",
-            "c.toml",
-            "in.csv",
-            "--ledger",
-            "wrong.jsonl",
-            "--summary-json",
-            name,
-        ];
+            &["--log-format", format][..],
+            &verbose("apply", "c.toml", "in.csv", "wrong.jsonl", name),
+        ]
+        .concat();
         let (code, log) = runs.with_env(&args, &wrong).await;
         assert_eq!(code, 3, "{log}");
         assert!(
@@ -522,17 +466,7 @@ async fn no_credential_or_value_leaves_a_genesys_run_on_any_path() {
         assert_eq!(runs.summary(name)["exit_code"], 3);
     }
 
-    let args = [
-        "-vv",
-        "apply",
-        "--config",
-        "c.toml",
-        "in.csv",
-        "--ledger",
-        "ok.jsonl",
-        "--summary-json",
-        "ok.json",
-    ];
+    let args = verbose("apply", "c.toml", "in.csv", "ok.jsonl", "ok.json");
     let (code, log) = runs.with_env(&args, &secrets).await;
     assert_eq!(code, 1, "G3 is invalid: {log}");
     assert_request_lines(&log, "GenesysGetProfile");
@@ -557,17 +491,10 @@ async fn the_search_finds_values_where_they_were_asked_for() {
     runs.dir
         .write("c.toml", profiles_config("ExampleDomainName", "rate = 100"));
     let args = [
-        "-vv",
-        "plan",
-        "--config",
-        "c.toml",
-        "in.csv",
-        "--ledger",
-        "plan.jsonl",
-        "--show-values",
-        "--summary-json",
-        "plan.json",
-    ];
+        verbose("plan", "c.toml", "in.csv", "plan.jsonl", "plan.json"),
+        vec!["--show-values"],
+    ]
+    .concat();
     let (code, log) = runs.aws(PROFILES_ENDPOINT, &emulator, &args).await;
     assert_eq!(code, 1, "{log}");
     let found = runs.leaks(&["in.csv", "c.toml"]);

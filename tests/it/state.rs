@@ -3,8 +3,8 @@
 use profilesync::emulator::EmulatorConfig;
 
 use crate::support::{
-    APPLY, BY_ID, DOMAIN, Dir, command, config, count, customers, pid, profile, seed, seeded,
-    slow_emulator, start_emulator, statuses, sync, wait_for_entries,
+    APPLY, BY_ID, DOMAIN, command, config, count, customers, customers_dir, pid, profile, seed,
+    seeded, slow_emulator, start_emulator, statuses, sync, wait_for_entries,
 };
 
 const LIMITS: &str = "rate = 500\nburst = 50\nconcurrency = 8";
@@ -13,9 +13,7 @@ const LIMITS: &str = "rate = 500\nburst = 50\nconcurrency = 8";
 async fn a_second_night_sends_nothing_and_one_changed_row_one_write() {
     let n = 20;
     let emulator = seeded(n).await;
-    let dir = Dir::new();
-    dir.write("in.csv", customers(n));
-    dir.write("c.toml", config(LIMITS, BY_ID));
+    let dir = customers_dir(n, LIMITS);
     let out = sync(&dir, &emulator, "apply", "c.toml", "night1.jsonl", &[]).await;
     out.assert_exit(0);
     assert_eq!(
@@ -73,16 +71,13 @@ async fn a_second_night_sends_nothing_and_one_changed_row_one_write() {
 async fn full_repairs_exactly_the_profile_someone_else_changed() {
     let n = 10;
     let emulator = seeded(n).await;
-    let dir = Dir::new();
-    dir.write("in.csv", customers(n));
-    dir.write("c.toml", config(LIMITS, BY_ID));
+    let dir = customers_dir(n, LIMITS);
     let out = sync(&dir, &emulator, "apply", "c.toml", "night1.jsonl", &[]).await;
     out.assert_exit(0);
 
     // Someone else changes profile 4 in the target (another tool, another state).
-    let drift = Dir::new();
+    let drift = customers_dir(n, LIMITS);
     drift.write("in.csv", customers(n).replace("First4,", "Drift,"));
-    drift.write("c.toml", config(LIMITS, BY_ID));
     let out = sync(&drift, &emulator, "apply", "c.toml", "d.jsonl", &[]).await;
     out.assert_exit(0);
     assert_eq!(profile(&emulator, &pid(4))["FirstName"], "Drift");
@@ -116,9 +111,7 @@ async fn full_repairs_exactly_the_profile_someone_else_changed() {
 async fn a_state_file_of_another_domain_is_never_used() {
     let n = 5;
     let emulator = seeded(n).await;
-    let dir = Dir::new();
-    dir.write("in.csv", customers(n));
-    dir.write("c.toml", config(LIMITS, BY_ID));
+    let dir = customers_dir(n, LIMITS);
     let out = sync(&dir, &emulator, "apply", "c.toml", "a.jsonl", &[]).await;
     out.assert_exit(0);
     // The same ids in another domain: the state of ExampleDomainName says nothing of it.
@@ -149,9 +142,7 @@ async fn batched_reads_give_each_record_its_own_result() {
             .with_batch_error(&pid(3)),
     )
     .await;
-    let dir = Dir::new();
-    dir.write("in.csv", customers(6));
-    dir.write("c.toml", config(LIMITS, BY_ID));
+    let dir = customers_dir(6, LIMITS);
     let out = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &[]).await;
     out.assert_exit(1);
     let ledger = dir.ledger_by_record("l.jsonl");
@@ -175,12 +166,7 @@ async fn batched_reads_give_each_record_its_own_result() {
 async fn a_kill_never_marks_an_unsent_record_synced() {
     let n = 60;
     let emulator = slow_emulator(n, 30).await;
-    let dir = Dir::new();
-    dir.write("in.csv", customers(n));
-    dir.write(
-        "c.toml",
-        config("rate = 100\nburst = 4\nconcurrency = 4", BY_ID),
-    );
+    let dir = customers_dir(n, "rate = 100\nburst = 4\nconcurrency = 4");
     let mut child = command(&dir, &emulator, &APPLY).spawn();
     wait_for_entries(&dir.path("l.jsonl"), 10).await;
     child.kill().await;

@@ -212,7 +212,7 @@ impl TestCommand {
     }
 
     /// The command as a `tokio::process::Command`, killed when dropped.
-    pub fn into_tokio(self) -> tokio::process::Command {
+    pub fn tokio(&self) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::from(self.std());
         cmd.kill_on_drop(true);
         cmd
@@ -220,49 +220,34 @@ impl TestCommand {
 
     /// Runs it to the end from an async test.
     pub async fn output(self) -> Run {
-        let dir = self.dir.clone();
-        let what = self.describe();
-        let output = self
-            .into_tokio()
-            .output()
-            .await
-            .unwrap_or_else(|e| panic!("run {what}: {e}"));
-        Run { output, dir }
+        self.spawn().wait().await
     }
 
     /// Runs it to the end from a sync test.
     pub fn output_sync(self) -> Run {
-        let output = self
-            .std()
-            .output()
-            .unwrap_or_else(|e| panic!("run {}: {e}", self.describe()));
-        Run {
-            output,
-            dir: self.dir,
-        }
+        self.spawn_sync().wait()
     }
 
     /// Starts it from an async test, to interrupt or kill it.
     pub fn spawn(self) -> Child {
-        let dir = self.dir.clone();
-        let what = self.describe();
-        let child = self
-            .into_tokio()
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {what}: {e}"));
-        Child { child, dir }
+        let child = self.tokio().spawn();
+        Child {
+            child: self.started(child),
+            dir: self.dir,
+        }
     }
 
     /// Starts it from a sync test, to feed its standard input or interrupt it.
     pub fn spawn_sync(self) -> SyncChild {
-        let child = self
-            .std()
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", self.describe()));
+        let child = self.std().spawn();
         SyncChild {
-            child,
+            child: self.started(child),
             dir: self.dir,
         }
+    }
+
+    fn started<T>(&self, child: std::io::Result<T>) -> T {
+        child.unwrap_or_else(|e| panic!("start {}: {e}", self.describe()))
     }
 
     fn describe(&self) -> String {
@@ -750,6 +735,36 @@ pub fn synced_profile(i: u32) -> Value {
            "Attributes": {"Other": "x", "Tier": "Gold"}})
 }
 
+/// A scratch folder holding `in.csv` = [`customers`]`(n)` and `c.toml` = [`config`] with
+/// these `[limits]`, matching [`BY_ID`].
+pub fn customers_dir(n: u32, limits: &str) -> Dir {
+    let dir = Dir::new();
+    dir.write("in.csv", customers(n));
+    dir.write("c.toml", config(limits, BY_ID));
+    dir
+}
+
+/// Faults that answer `error_rate` of the requests with a 500 and drop `drop_rate` of the
+/// connections, picked by a generator seeded with `seed`.
+pub fn faults(error_rate: f64, drop_rate: f64, seed: u64) -> FaultConfig {
+    FaultConfig {
+        error_rate,
+        drop_rate,
+        seed,
+        ..FaultConfig::default()
+    }
+}
+
+/// A file of the repository (a bundled config or sample), as an argument.
+pub fn sample(path: &str) -> String {
+    repo().join(path).display().to_string()
+}
+
+/// The bundled samples' emulator seed (`samples/seed.json`).
+pub fn sample_seed() -> Value {
+    serde_json::from_str(include_str!("../../samples/seed.json")).expect("the sample seed")
+}
+
 /// A config for [`customers`] with these `[limits]` and `[match]` lines.
 pub fn config(limits: &str, matching: &str) -> String {
     format!(
@@ -893,7 +908,7 @@ pub fn aws_command(
     endpoint: &str,
     args: &[&str],
 ) -> tokio::process::Command {
-    dir.command(args).aws(endpoint_var, endpoint).into_tokio()
+    dir.command(args).aws(endpoint_var, endpoint).tokio()
 }
 
 /// Writes `text` to a child's standard input and flushes it; false once the child is gone.
