@@ -7,7 +7,7 @@ use profilesync::emulator::{EmulatorConfig, EmulatorHandle};
 use serde_json::{Value, json};
 
 use crate::support::{
-    APPLY, BY_ID, DOMAIN, Dir, PROFILES_ENDPOINT, Run, assert_every_record_once,
+    APPLY, BY_ID, DOMAIN, Dir, PROFILES_ENDPOINT, Run, assert_every_record_once, assert_has,
     assert_stopped_before_any_record, command, config, count, customers, customers_dir, faults,
     pid, profile, records, run, run_args, sample, sample_seed, seed, seeded, slow_emulator,
     start_emulator, statuses, sync, sync_args, synced_profile, tally, wait_for_entries,
@@ -17,7 +17,7 @@ use crate::support::{
 /// every record `updated`. Returns the output and the ledger in record order.
 async fn apply_all(emulator: &EmulatorHandle, n: u32, limits: &str) -> (Run, Vec<Value>) {
     let dir = customers_dir(n, limits);
-    let out = sync(&dir, emulator, "apply", "c.toml", "l.jsonl", &[]).await;
+    let out = dir.apply(emulator, "l.jsonl", &[]).await;
     out.assert_exit(0);
     let ledger = dir.ledger_by_record("l.jsonl");
     assert_eq!(statuses(&ledger), vec!["updated"; n as usize]);
@@ -46,12 +46,7 @@ async fn a_full_sync_reaches_the_expected_state_and_keeps_what_it_does_not_map()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quota_below_the_rate_slows_the_run_and_loses_nothing() {
-    let emulator = start_emulator(EmulatorConfig::default().with_seed(seed(60)).with_quota(
-        "UpdateProfile",
-        20.0,
-        5,
-    ))
-    .await;
+    let emulator = with_update_quota(60, 20.0).await;
     let (_, ledger) = apply_all(&emulator, 60, "rate = 100\nburst = 10\nconcurrency = 8").await;
     let stats = emulator.stats().operation("UpdateProfile");
     assert!(stats.status(429) > 0, "the quota was hit: {stats:?}");
@@ -105,7 +100,7 @@ async fn a_killed_run_resumes_without_sending_settled_records_again() {
     );
     let sent_first = emulator.stats().operation("UpdateProfile").status(200);
 
-    let out = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &["--resume"]).await;
+    let out = dir.apply(&emulator, "l.jsonl", &["--resume"]).await;
     out.assert_exit(0);
     let ledger = dir.ledger("l.jsonl");
     assert_every_record_once(&ledger, n as u64);
@@ -134,6 +129,17 @@ async fn a_killed_run_resumes_without_sending_settled_records_again() {
     }
 }
 
+/// An emulator seeded with profiles 1..=n whose UpdateProfile quota is `rate` a second,
+/// with a burst of 5.
+async fn with_update_quota(n: u32, rate: f64) -> EmulatorHandle {
+    start_emulator(EmulatorConfig::default().with_seed(seed(n)).with_quota(
+        "UpdateProfile",
+        rate,
+        5,
+    ))
+    .await
+}
+
 /// The statuses of a plan, as samples/README.md counts them.
 const PLANNED: [&str; 4] = ["invalid", "unchanged", "would_update", "not_found"];
 
@@ -159,7 +165,7 @@ async fn upserts_update_one_match_create_none_and_refuse_ambiguity() {
     // c1: one match; c2: two; c3: none; c4: one match, already equal.
     dir.write("in.csv", customers(4));
     dir.write("c.toml", config("rate = 50", UPSERT));
-    let out = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &[]).await;
+    let out = dir.apply(&emulator, "l.jsonl", &[]).await;
     out.assert_exit_because(1, "the ambiguous record fails");
     let ledger = dir.ledger_by_record("l.jsonl");
     assert_eq!(
@@ -169,11 +175,9 @@ async fn upserts_update_one_match_create_none_and_refuse_ambiguity() {
     assert_eq!(ledger[0]["target_id"], pid(1));
     assert_eq!(profile(&emulator, &pid(1))["FirstName"], "First1");
     assert_eq!(ledger[1]["error"]["code"], "ambiguous");
-    assert!(
-        ledger[1]["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("ambiguous: 2 profiles match _email")
+    assert_has(
+        &ledger[1]["error"]["message"],
+        "ambiguous: 2 profiles match _email",
     );
     let created = ledger[2]["target_id"].as_str().unwrap();
     assert_eq!(created.len(), 32);
@@ -306,7 +310,7 @@ async fn plan_reports_differences_and_writes_nothing() {
             "",
         ),
     );
-    let out = sync(&dir, &emulator, "plan", "c.toml", "p.jsonl", &[]).await;
+    let out = dir.plan(&emulator, "p.jsonl", &[]).await;
     out.assert_exit(0);
     let ledger = dir.ledger_by_record("p.jsonl");
     assert_eq!(
@@ -332,15 +336,9 @@ async fn plan_reports_differences_and_writes_nothing() {
             "3,4,C3,00000000000000000000000000000003,would_update,FirstName"
         ]
     );
-    let out = sync(
-        &dir,
-        &emulator,
-        "plan",
-        "c.toml",
-        "p2.jsonl",
-        &["--report", "rep", "--show-values"],
-    )
-    .await;
+    let out = dir
+        .plan(&emulator, "p2.jsonl", &["--report", "rep", "--show-values"])
+        .await;
     out.assert_exit(0);
     let stdout = out.stdout();
     let report = stdout
@@ -359,7 +357,7 @@ async fn plan_reports_differences_and_writes_nothing() {
 fn demo_runs_from_any_directory() {
     let dir = Dir::new();
     let run = dir.run(&["demo"]);
-    assert_eq!(run.code(), 0, "{}", run.stderr());
+    run.assert_exit(0);
     let out = run.stdout();
     assert!(out.contains("plan: 300 records"), "{out}");
     assert!(out.contains("apply: 300 records"), "{out}");
@@ -417,7 +415,7 @@ async fn ctrl_c_or_sigterm_lets_records_in_flight_settle_and_exits_3() {
 async fn resuming_against_another_input_is_refused() {
     let emulator = seeded(3).await;
     let dir = customers_dir(3, "rate = 50");
-    let out = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &[]).await;
+    let out = dir.apply(&emulator, "l.jsonl", &[]).await;
     out.assert_exit(0);
     // A re-export in another order: record 1 is now another customer.
     let csv = customers(3);
@@ -427,7 +425,7 @@ async fn resuming_against_another_input_is_refused() {
         format!("{}\n{}\n{}\n{}\n", lines[0], lines[2], lines[1], lines[3]),
     );
     emulator.reset_stats();
-    let out = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &["--resume"]).await;
+    let out = dir.apply(&emulator, "l.jsonl", &["--resume"]).await;
     out.assert_exit(3);
     out.assert_says("another key than in the ledger");
     assert_eq!(emulator.stats().operation("UpdateProfile").requests, 0);
@@ -458,7 +456,7 @@ async fn an_interrupted_retry_of_failed_records_resumes_with_the_same_selection(
         "c.toml",
         config("rate = 50", &format!("{BY_ID}\nwhen_missing = \"fail\"")),
     );
-    let out = sync(&dir, &emulator, "apply", "c.toml", "first.jsonl", &[]).await;
+    let out = dir.apply(&emulator, "first.jsonl", &[]).await;
     assert_eq!(out.status.code(), Some(1));
     // Records 3-6 failed. A re-drive settled record 3, then stopped (its ledger says so).
     std::fs::write(
@@ -473,15 +471,13 @@ async fn an_interrupted_retry_of_failed_records_resumes_with_the_same_selection(
     run["retry_failed"] = json!(first.display().to_string());
     std::fs::write(dir.path("retry.jsonl.run.json"), run.to_string()).unwrap();
     emulator.reset_stats();
-    let out = sync(
-        &dir,
-        &emulator,
-        "apply",
-        "c.toml",
-        "retry.jsonl",
-        &["--retry-failed", "first.jsonl", "--resume"],
-    )
-    .await;
+    let out = dir
+        .apply(
+            &emulator,
+            "retry.jsonl",
+            &["--retry-failed", "first.jsonl", "--resume"],
+        )
+        .await;
     out.assert_exit(1);
     assert_eq!(
         records(&dir.ledger("retry.jsonl")),
@@ -527,7 +523,7 @@ async fn access_denied_aborts_the_run_but_a_denied_preflight_only_warns() {
             .with_denied("GetDomain"),
     )
     .await;
-    let out = sync(&dir, &emulator, "apply", "c.toml", "ok.jsonl", &[]).await;
+    let out = dir.apply(&emulator, "ok.jsonl", &[]).await;
     out.assert_exit(0);
     out.assert_says("warning: cannot check the domain");
     assert_eq!(statuses(&dir.ledger("ok.jsonl")), vec!["updated"; 30]);
@@ -541,15 +537,7 @@ async fn access_denied_aborts_the_run_but_a_denied_preflight_only_warns() {
     )
     .await;
     // A new emulator: the first run's sync state does not hold for it.
-    let out = sync(
-        &dir,
-        &emulator,
-        "apply",
-        "c.toml",
-        "denied.jsonl",
-        &["--full"],
-    )
-    .await;
+    let out = dir.apply(&emulator, "denied.jsonl", &["--full"]).await;
     out.assert_exit(3);
     out.assert_says("not authorized to perform: profile:UpdateProfile");
     let stats = emulator.stats().operation("UpdateProfile");
@@ -608,12 +596,7 @@ async fn the_client_never_goes_over_its_own_rate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_auto_finds_an_unknown_quota_and_loses_nothing() {
-    let emulator = start_emulator(EmulatorConfig::default().with_seed(seed(80)).with_quota(
-        "UpdateProfile",
-        40.0,
-        5,
-    ))
-    .await;
+    let emulator = with_update_quota(80, 40.0).await;
     let (_, ledger) = apply_all(
         &emulator,
         80,
@@ -651,15 +634,12 @@ async fn ambiguity_counts_matches_across_search_pages() {
             "search_key = \"_email\"\nsearch_column = \"email\"",
         ),
     );
-    let out = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &[]).await;
+    let out = dir.apply(&emulator, "l.jsonl", &[]).await;
     out.assert_exit(1);
     let ledger = dir.ledger("l.jsonl");
-    assert!(
-        ledger[0]["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("ambiguous: 105 profiles match"),
-        "{ledger:?}"
+    assert_has(
+        &ledger[0]["error"]["message"],
+        "ambiguous: 105 profiles match",
     );
     assert_eq!(ledger[0]["attempts"], 2, "two pages");
     assert_eq!(emulator.stats().operation("SearchProfiles").status(200), 2);
@@ -673,7 +653,7 @@ async fn plan_by_search_key_reports_what_apply_would_do() {
     let dir = Dir::new();
     dir.write("in.csv", customers(4));
     dir.write("c.toml", config("rate = 50", UPSERT));
-    let out = sync(&dir, &emulator, "plan", "c.toml", "l.jsonl", &[]).await;
+    let out = dir.plan(&emulator, "l.jsonl", &[]).await;
     out.assert_exit(1);
     let ledger = dir.ledger_by_record("l.jsonl");
     assert_eq!(
@@ -715,7 +695,7 @@ async fn empty_cells_keep_or_clear_as_configured() {
             "\"Attributes.Tier\" = { from = \"tier\", empty = \"keep\" }",
         );
     dir.write("c.toml", text);
-    let out = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &[]).await;
+    let out = dir.apply(&emulator, "l.jsonl", &[]).await;
     out.assert_exit(0);
     let ledger = dir.ledger("l.jsonl");
     assert_eq!(ledger[0]["changed"], json!(["Address.City", "FirstName"]));
@@ -732,11 +712,11 @@ async fn matching_by_profile_id_search_writes_only_what_differs() {
     dir.write("in.csv", customers(3));
     let matching = "search_key = \"_profileId\"\nsearch_column = \"profile_id\"";
     dir.write("c.toml", config("rate = 50", matching));
-    let out = sync(&dir, &emulator, "apply", "c.toml", "first.jsonl", &[]).await;
+    let out = dir.apply(&emulator, "first.jsonl", &[]).await;
     out.assert_exit(0);
     assert_eq!(statuses(&dir.ledger("first.jsonl")), ["updated"; 3]);
     // The nightly re-run of the same export: nothing differs, nothing is written.
-    let out = sync(&dir, &emulator, "apply", "c.toml", "again.jsonl", &[]).await;
+    let out = dir.apply(&emulator, "again.jsonl", &[]).await;
     out.assert_exit(0);
     let again = dir.ledger_by_record("again.jsonl");
     assert_eq!(statuses(&again), ["unchanged"; 3]);

@@ -50,14 +50,14 @@ fn clean_csv_is_valid_and_exits_0() {
     );
     dir.write("in.csv", csv);
     let run = check(&dir, "in.csv");
-    assert_eq!(run.code(), 0, "{}", run.stderr());
+    run.assert_exit(0);
     let ledger = run.ledger("l.jsonl");
     assert_eq!(statuses(&ledger), ["valid", "valid"]);
     assert_eq!(ledger[0]["record"], 1);
     assert_eq!(ledger[0]["line"], 2);
     assert_eq!(ledger[0]["key"], "C1");
     assert_eq!(ledger[0]["target_id"], pid(1));
-    assert!(run.stdout().contains("valid"), "{}", run.stdout());
+    run.assert_prints("valid");
     assert!(run.stdout().contains("ledger: l.jsonl"));
 }
 
@@ -87,7 +87,7 @@ fn each_broken_csv_case_is_invalid_with_line_and_reason() {
     csv.extend(format!(",{},Ana,,,,\n", pid(7)).as_bytes());
     dir.write("in.csv", &csv);
     let run = check(&dir, "in.csv");
-    assert_eq!(run.code(), 1, "{}", run.stderr());
+    run.assert_exit(1);
     let ledger = run.ledger("l.jsonl");
     assert_eq!(
         statuses(&ledger),
@@ -156,7 +156,7 @@ fn broken_jsonl_lines_are_invalid_and_the_run_goes_on() {
     );
     dir.write("in.jsonl", jsonl);
     let run = check(&dir, "in.jsonl");
-    assert_eq!(run.code(), 1, "{}", run.stderr());
+    run.assert_exit(1);
     let ledger = run.ledger("l.jsonl");
     assert_eq!(
         statuses(&ledger),
@@ -183,7 +183,7 @@ fn gzip_and_stdin_inputs() {
     gz.write_all(csv.as_bytes()).unwrap();
     dir.write("in.csv.gz", gz.finish().unwrap());
     let run = check(&dir, "in.csv.gz");
-    assert_eq!(run.code(), 0, "{}", run.stderr());
+    run.assert_exit(0);
     assert_eq!(statuses(&run.ledger("l.jsonl")), ["valid"]);
 
     // Standard input needs the format from the config.
@@ -216,7 +216,7 @@ fn delimiters_ndjson_and_extra_columns() {
     let run = dir.run(&[
         "check", "--config", "c.toml", "in.csv", "--ledger", "l.jsonl",
     ]);
-    assert_eq!(run.code(), 1, "{}", run.stderr());
+    run.assert_exit(1);
     let ledger = run.ledger("l.jsonl");
     assert_eq!(statuses(&ledger), ["valid", "valid", "invalid"]);
     assert_eq!(ledger[2]["error"]["code"], "column_count");
@@ -235,7 +235,7 @@ fn delimiters_ndjson_and_extra_columns() {
     );
     std::fs::remove_file(dir.path("l.jsonl")).unwrap();
     let run = check(&dir, "in.ndjson");
-    assert_eq!(run.code(), 0, "{}", run.stderr());
+    run.assert_exit(0);
     assert_eq!(statuses(&run.ledger("l.jsonl")), ["valid"]);
 }
 
@@ -266,11 +266,7 @@ fn config_errors_exit_2_and_name_file_line_and_expected() {
         "check", "--config", "c.toml", "in.csv", "--ledger", "l.jsonl",
     ]);
     assert_eq!(run.code(), 2);
-    assert!(
-        run.stderr().contains("does not have: first"),
-        "{}",
-        run.stderr()
-    );
+    run.assert_says("does not have: first");
 
     let run = dir.run(&["check", "--config", "c.toml", "missing.csv"]);
     assert_eq!(run.code(), 2);
@@ -345,7 +341,7 @@ fn default_ledger_goes_under_ledgers() {
         ),
     );
     let run = check_default_ledger(&dir);
-    assert_eq!(run.code(), 0, "{}", run.stderr());
+    run.assert_exit(0);
     let out = run.stdout();
     let path = out
         .lines()
@@ -389,7 +385,7 @@ fn an_oversized_jsonl_line_is_invalid_and_reading_resumes_after_it() {
     );
     dir.write("in.jsonl", jsonl);
     let run = check(&dir, "in.jsonl");
-    assert_eq!(run.code(), 1, "{}", run.stderr());
+    run.assert_exit(1);
     let ledger = run.ledger("l.jsonl");
     assert_eq!(statuses(&ledger), ["invalid", "valid"]);
     assert_eq!(ledger[0]["error"]["code"], "too_large");
@@ -413,13 +409,8 @@ fn an_unclosed_quote_stops_the_run_instead_of_reading_the_file_into_memory() {
     }
     dir.write("in.csv", csv);
     let run = check(&dir, "in.csv");
-    assert_eq!(run.code(), 3, "{}", run.stderr());
-    assert!(
-        run.stderr()
-            .contains("line 3 is over 16 MiB: an unclosed quote?"),
-        "{}",
-        run.stderr()
-    );
+    run.assert_exit(3);
+    run.assert_says("line 3 is over 16 MiB: an unclosed quote?");
     assert_eq!(statuses(&run.ledger("l.jsonl")), ["valid"]);
 }
 

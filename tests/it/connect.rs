@@ -6,8 +6,8 @@ use profilesync::emulator::{EmulatorConfig, EmulatorHandle};
 use serde_json::{Map, Value, json};
 
 use crate::support::{
-    Dir, Run, assert_every_record_once, assert_stopped_before_any_record, run_args, sample,
-    sample_seed, start_emulator, statuses, sync_args, tally, wait_for_entries,
+    Dir, Run, assert_every_record_once, assert_has, assert_stopped_before_any_record, run_args,
+    sample, sample_seed, start_emulator, statuses, sync_args, tally, wait_for_entries,
 };
 
 const INSTANCE: &str = "i-1";
@@ -72,6 +72,20 @@ instance_id = "{INSTANCE}"
 }
 
 const BY_ID: &str = r#"id = "user_id""#;
+
+/// A config that maps only LastName, by UserId, with these `[limits]`.
+fn last_names(limits: &str) -> String {
+    config(r#"LastName = "last""#, BY_ID, "", limits)
+}
+
+/// A roster of users 1..=n that gives user i the last name `last(i)`.
+fn renamed(n: u32, last: impl Fn(u32) -> String) -> String {
+    let mut csv = String::from("user_id,username,last,mobile,email\n");
+    for i in 1..=n {
+        csv.push_str(&format!("u{i},agent{i},{},,\n", last(i)));
+    }
+    csv
+}
 const LAST_AND_MOBILE: &str = r#"LastName = "last"
 Mobile = { from = "mobile", transform = ["e164"] }"#;
 /// Fast enough for tests; the emulator's own quotas are off unless a test sets them.
@@ -229,19 +243,12 @@ async fn names_must_be_nfc_before_anything_is_sent() {
         "in.csv",
         "user_id,username,last,mobile,email\nu1,agent1,Jose\u{301},,\nu2,agent2,Jos\u{e9},,\n",
     );
-    dir.write("c.toml", config(r#"LastName = "last""#, BY_ID, "", FAST));
+    dir.write("c.toml", last_names(FAST));
     let out = sync(&dir, &emulator, "apply", "l.jsonl", &[]).await;
     out.assert_exit(1);
     let ledger = dir.ledger_by_record("l.jsonl");
     assert_eq!(statuses(&ledger), ["invalid", "updated"]);
-    assert!(
-        ledger[0]["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("LastName"),
-        "{}",
-        ledger[0]
-    );
+    assert_has(&ledger[0]["error"]["message"], "LastName");
     assert_eq!(emulator.stats().operation("DescribeUser").requests, 1);
     assert_eq!(identity(&emulator, "u2")["LastName"], "Jos\u{e9}");
 }
@@ -293,12 +300,7 @@ async fn saml_never_gets_an_email_and_a_directory_keeps_its_members() {
     let ledger = dir.ledger_by_record("l3.jsonl");
     assert_eq!(statuses(&ledger), ["failed", "updated"]);
     assert_eq!(ledger[0]["error"]["code"], "managed_by_directory");
-    assert!(
-        ledger[0]["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("LastName")
-    );
+    assert_has(&ledger[0]["error"]["message"], "LastName");
     assert_eq!(identity(&emulator_dir, "u1")["LastName"], "Old");
     assert_eq!(identity(&emulator_dir, "u2")["Mobile"], "+12062340148");
     assert_eq!(identity(&emulator_dir, "u2")["FirstName"], "First2");
@@ -348,7 +350,7 @@ async fn matching_by_username_pages_list_users_once() {
         "the unknown name, once"
     );
     assert_eq!(stats.operation("DescribeUser").requests, 3);
-    assert!(out.stdout().contains("ListUsers 3"), "{}", out.stdout());
+    out.assert_prints("ListUsers 3");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -357,20 +359,8 @@ async fn throttled_at_two_per_second_nothing_is_lost() {
     let n = 12;
     let emulator = start_emulator(EmulatorConfig::default().with_seed(seed(n, None))).await;
     let dir = Dir::new();
-    let mut csv = String::from("user_id,username,last,mobile,email\n");
-    for i in 1..=n {
-        csv.push_str(&format!("u{i},agent{i},New,,\n"));
-    }
-    dir.write("in.csv", csv);
-    dir.write(
-        "c.toml",
-        config(
-            r#"LastName = "last""#,
-            BY_ID,
-            "",
-            "rate = 6\nburst = 6\nconcurrency = 6",
-        ),
-    );
+    dir.write("in.csv", renamed(n, |_| "New".to_owned()));
+    dir.write("c.toml", last_names("rate = 6\nburst = 6\nconcurrency = 6"));
     let out = sync(&dir, &emulator, "apply", "l.jsonl", &[]).await;
     out.assert_exit(0);
     let ledger = dir.ledger("l.jsonl");
@@ -397,20 +387,8 @@ async fn a_killed_run_resumes_and_ends_exact() {
     let n = 10;
     let emulator = start_emulator(EmulatorConfig::default().with_seed(seed(n, None))).await;
     let dir = Dir::new();
-    let mut csv = String::from("user_id,username,last,mobile,email\n");
-    for i in 1..=n {
-        csv.push_str(&format!("u{i},agent{i},New{i},,\n"));
-    }
-    dir.write("in.csv", csv);
-    dir.write(
-        "c.toml",
-        config(
-            r#"LastName = "last""#,
-            BY_ID,
-            "",
-            "rate = 2\nburst = 1\nconcurrency = 2",
-        ),
-    );
+    dir.write("in.csv", renamed(n, |i| format!("New{i}")));
+    dir.write("c.toml", last_names("rate = 2\nburst = 1\nconcurrency = 2"));
     let args = sync_args("apply", "c.toml", "l.jsonl", &[]);
     let mut child = dir.command(&args).connect(&emulator).spawn();
     wait_for_entries(&dir.path("l.jsonl"), 2).await;
@@ -434,10 +412,7 @@ async fn the_preflight_checks_the_instance_and_the_access() {
     let emulator = start_emulator(EmulatorConfig::default().with_seed(seed(1, None))).await;
     let dir = Dir::new();
     dir.write("in.csv", roster(1));
-    dir.write(
-        "c.toml",
-        config(r#"LastName = "last""#, BY_ID, "", FAST).replace(INSTANCE, "i-missing"),
-    );
+    dir.write("c.toml", last_names(FAST).replace(INSTANCE, "i-missing"));
     let out = sync(&dir, &emulator, "apply", "l.jsonl", &[]).await;
     assert_stopped_before_any_record(&out, 2, "instance_id right?", &dir.path("l.jsonl"));
 
@@ -447,7 +422,7 @@ async fn the_preflight_checks_the_instance_and_the_access() {
             .with_denied("DescribeInstance"),
     )
     .await;
-    dir.write("c.toml", config(r#"LastName = "last""#, BY_ID, "", FAST));
+    dir.write("c.toml", last_names(FAST));
     let out = sync(&dir, &denied, "apply", "l.jsonl", &[]).await;
     assert_stopped_before_any_record(&out, 3, "AccessDeniedException", &dir.path("l.jsonl"));
 }

@@ -143,12 +143,8 @@ async fn missing_profiles_are_created_when_asked_and_empty_cells_clear_when_aske
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_come_from_the_environment_and_failing_ones_stop_the_run() {
-    let emulator = start_emulator(
-        EmulatorConfig::default()
-            .with_seed(seed())
-            .with_genesys_auth("sync", "s3cret"),
-    )
-    .await;
+    let seeded = EmulatorConfig::default().with_seed(seed());
+    let emulator = start_emulator(seeded.with_genesys_auth("sync", "s3cret")).await;
     let dir = Dir::new();
     dir.write("in.csv", INPUT);
     dir.write("c.toml", config(&emulator.endpoint_url(), "", ""));

@@ -107,12 +107,7 @@ fn fault_1_no_personal_data_when_header_looks_like_data() {
     );
     let run = check(&dir, "in.csv");
     assert_eq!(run.code(), 2);
-    assert!(
-        run.stderr()
-            .contains("its columns are: crm_id, profileid, first"),
-        "{}",
-        run.stderr()
-    );
+    run.assert_says("its columns are: crm_id, profileid, first");
     assert_no_values(&data, &run.stderr());
 }
 
@@ -124,7 +119,7 @@ fn lone_cr_line_endings_read_like_crlf() {
     let text = csv(true, &data, "\r").replace("Lena2,", "\"Lena\r2\",");
     dir.write("in.csv", text);
     let run = check(&dir, "in.csv");
-    assert_eq!(run.code(), 0, "{}", run.stderr());
+    run.assert_exit(0);
     let ledger = run.ledger("l.jsonl");
     let lines: Vec<u64> = ledger.iter().map(|e| e["line"].as_u64().unwrap()).collect();
     assert_eq!(lines, [2, 3, 4, 6, 7], "{ledger:?}");
@@ -141,7 +136,7 @@ fn fault_5_an_unclosed_quote_near_the_end_is_invalid_and_says_what_it_swallowed(
     let dir = Dir::new();
     dir.write("in.csv", &text);
     let run = check(&dir, "in.csv");
-    assert_eq!(run.code(), 1, "{}", run.stderr());
+    run.assert_exit(1);
     let ledger = run.ledger("l.jsonl");
     assert_eq!(ledger.len(), 18, "{ledger:?}");
     assert!(ledger[..17].iter().all(|e| e["status"] == "valid"));
@@ -155,12 +150,7 @@ fn fault_5_an_unclosed_quote_near_the_end_is_invalid_and_says_what_it_swallowed(
         message.contains("unclosed quote starting at line 19") && message.contains("2 lines"),
         "{message}"
     );
-    assert!(
-        run.stdout()
-            .contains("unclosed quote at line 19 swallowed the 2 input lines"),
-        "{}",
-        run.stdout()
-    );
+    run.assert_prints("unclosed quote at line 19 swallowed the 2 input lines");
     assert_no_values(&data, &run.stdout());
     assert_no_personal_data(
         &data,
@@ -173,7 +163,7 @@ fn fault_5_an_unclosed_quote_near_the_end_is_invalid_and_says_what_it_swallowed(
     text = text.replace("Lena8,O'Neil8", "\"Smith, J\",O'Neil8");
     dir.write("mid.csv", &text);
     let run = dir.run(&run_args("check", "c.toml", "mid.csv", "mid.jsonl", &[]));
-    assert_eq!(run.code(), 1, "{}", run.stderr());
+    run.assert_exit(1);
     let ledger = run.ledger("mid.jsonl");
     let broken = &ledger[4];
     assert_eq!(broken["status"], "invalid");
@@ -181,11 +171,7 @@ fn fault_5_an_unclosed_quote_near_the_end_is_invalid_and_says_what_it_swallowed(
     let message = broken["error"]["message"].as_str().unwrap();
     assert!(message.contains("spans lines 6-10"), "{message}");
     assert_eq!(ledger.last().unwrap()["key"], "CRM000019");
-    assert!(
-        run.stdout().contains("spans lines 6-10"),
-        "{}",
-        run.stdout()
-    );
+    run.assert_prints("spans lines 6-10");
 }
 
 /// UpdateProfile requests the emulator has answered 200.
@@ -215,39 +201,17 @@ async fn fault_2_resume_refuses_a_ledger_of_another_command_config_or_input() {
         "check.jsonl",
         &["--quiet"],
     ));
-    assert_eq!(check.code(), 0, "{}", check.stderr());
-    let out = sync(
-        &dir,
-        &emulator,
-        "apply",
-        "c.toml",
-        "check.jsonl",
-        &["--resume"],
-    )
-    .await;
+    check.assert_exit(0);
+    let out = dir.apply(&emulator, "check.jsonl", &["--resume"]).await;
     refused(&out, "it was written by `check`, and this run is `apply`");
-    let out = sync(&dir, &emulator, "plan", "c.toml", "plan.jsonl", &[]).await;
+    let out = dir.plan(&emulator, "plan.jsonl", &[]).await;
     out.assert_exit(0);
-    let out = sync(
-        &dir,
-        &emulator,
-        "apply",
-        "c.toml",
-        "plan.jsonl",
-        &["--resume"],
-    )
-    .await;
+    let out = dir.apply(&emulator, "plan.jsonl", &["--resume"]).await;
     refused(&out, "it was written by `plan`, and this run is `apply`");
     // Nor is a check ledger one to re-drive failed records from.
-    let out = sync(
-        &dir,
-        &emulator,
-        "apply",
-        "c.toml",
-        "r.jsonl",
-        &["--retry-failed", "check.jsonl"],
-    )
-    .await;
+    let out = dir
+        .apply(&emulator, "r.jsonl", &["--retry-failed", "check.jsonl"])
+        .await;
     out.assert_exit(2);
     out.assert_says("it is a `check` ledger, which has no failed records");
     assert!(!dir.path("r.jsonl").exists());
@@ -255,19 +219,11 @@ async fn fault_2_resume_refuses_a_ledger_of_another_command_config_or_input() {
 
     // A ledger without a run file (older versions) is refused with a clear reason.
     std::fs::copy(dir.path("plan.jsonl"), dir.path("old.jsonl")).unwrap();
-    let out = sync(
-        &dir,
-        &emulator,
-        "plan",
-        "c.toml",
-        "old.jsonl",
-        &["--resume"],
-    )
-    .await;
+    let out = dir.plan(&emulator, "old.jsonl", &["--resume"]).await;
     refused(&out, "it has no run file");
 
     // Another input, or a changed config: refused; the same run resumes.
-    let out = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &[]).await;
+    let out = dir.apply(&emulator, "l.jsonl", &[]).await;
     out.assert_exit(0);
     assert_eq!(updates(&emulator), n as u64);
     dir.write("other.csv", customers(n));
@@ -289,11 +245,11 @@ async fn fault_2_resume_refuses_a_ledger_of_another_command_config_or_input() {
     .await;
     refused(&out, "it was written for the config");
     dir.write("c.toml", config("rate = 100\nburst = 3", BY_ID));
-    let out = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &["--resume"]).await;
+    let out = dir.apply(&emulator, "l.jsonl", &["--resume"]).await;
     refused(&out, "has changed since the ledger was written");
     assert_eq!(updates(&emulator), n as u64, "nothing was sent");
     dir.write("c.toml", config("rate = 100", BY_ID));
-    let out = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &["--resume"]).await;
+    let out = dir.apply(&emulator, "l.jsonl", &["--resume"]).await;
     out.assert_exit(0);
     assert!(out.stdout().contains("20 more settled earlier"));
     let run_file: Value =
@@ -315,7 +271,7 @@ async fn fault_3_a_second_run_on_a_ledger_in_use_exits_2_naming_the_holder() {
     let first = command(&dir, &emulator, &APPLY).spawn();
     let holder = first.id();
     wait_for_entries(&dir.path("l.jsonl"), 3).await;
-    let second = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &["--resume"]).await;
+    let second = dir.apply(&emulator, "l.jsonl", &["--resume"]).await;
     let err = stderr(&second);
     assert_eq!(second.status.code(), Some(2), "{err}");
     assert!(
@@ -328,7 +284,7 @@ async fn fault_3_a_second_run_on_a_ledger_in_use_exits_2_naming_the_holder() {
     assert_every_record_once(&ledger, n as u64);
     assert_eq!(updates(&emulator), n as u64, "no record was sent twice");
     // Once the holder has ended, the ledger can be resumed (there is nothing left to send).
-    let out = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &["--resume"]).await;
+    let out = dir.apply(&emulator, "l.jsonl", &["--resume"]).await;
     out.assert_exit(0);
 }
 
@@ -353,7 +309,7 @@ async fn fault_4_every_complete_record_before_a_read_error_settles() {
         "check.jsonl",
         &["--quiet"],
     ));
-    assert_eq!(check.code(), 3, "{}", check.stderr());
+    check.assert_exit(3);
     let readable = check.ledger("check.jsonl").len();
     assert!(readable > 100 && readable < n as usize, "{readable}");
 

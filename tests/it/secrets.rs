@@ -11,7 +11,8 @@ use profilesync::emulator::{EmulatorConfig, EmulatorHandle};
 use serde_json::{Map, Value, json};
 
 use crate::support::{
-    CONNECT_ENDPOINT, Dir, PROFILES_ENDPOINT, Run, TestCommand, faults, pid, start_emulator,
+    CONNECT_ENDPOINT, Dir, PROFILES_ENDPOINT, Run, TestCommand, assert_has, faults, pid,
+    start_emulator,
 };
 
 const ACCESS_KEY: &str = "AKIDCANARY7Q3ZLEAK";
@@ -268,13 +269,17 @@ async fn no_credential_or_value_leaves_an_aws_run_on_any_path() {
     assert_eq!(code, 1, "{log}");
     assert_request_lines(&log, "UpdateProfile");
     assert_request_lines(&log, "GetDomain");
-    assert!(
-        log.contains("code=\"ThrottlingException\" status=429")
-            && log.contains("code=\"InternalServerException\" status=500")
-            && log.contains("outcome=\"retry\"")
-            && log.contains("wait_ms="),
-        "throttles and 500s, with their backoff: {log}"
-    );
+    for says in [
+        "code=\"ThrottlingException\" status=429",
+        "code=\"InternalServerException\" status=500",
+        "outcome=\"retry\"",
+        "wait_ms=",
+    ] {
+        assert!(
+            log.contains(says),
+            "throttles and 500s, with their backoff: {log}"
+        );
+    }
     assert!(log.contains("settled status=\"invalid\""), "{log}");
     let summary = runs.summary("apply.json");
     assert_eq!(summary["exit_code"], 1);
@@ -332,12 +337,7 @@ async fn no_credential_or_value_leaves_an_aws_run_on_any_path() {
     );
     let summary = runs.summary("denied.json");
     assert_eq!(summary["exit_code"], 3);
-    assert!(
-        summary["stop_reason"]
-            .as_str()
-            .unwrap()
-            .contains("AccessDeniedException")
-    );
+    assert_has(&summary["stop_reason"], "AccessDeniedException");
     assert!(summary["ledger"].is_string());
 
     // A domain that does not exist: exit 2, the summary says why and names no ledger.
@@ -348,12 +348,7 @@ async fn no_credential_or_value_leaves_an_aws_run_on_any_path() {
     assert_eq!(code, 2, "{log}");
     let summary = runs.summary("domain.json");
     assert_eq!(summary["exit_code"], 2);
-    assert!(
-        summary["error"]
-            .as_str()
-            .unwrap()
-            .contains("NoSuchDomain does not exist")
-    );
+    assert_has(&summary["error"], "NoSuchDomain does not exist");
     assert!(summary["ledger"].is_null() && summary["records_total"] == 0);
 
     // An endpoint that does not answer: exit 3 before any ledger.

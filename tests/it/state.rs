@@ -1,21 +1,27 @@
 //! The local sync state: a night costs what changed. Real SDK, real emulator, real binary.
 
-use profilesync::emulator::EmulatorConfig;
+use profilesync::emulator::{EmulatorConfig, EmulatorHandle};
 
 use crate::support::{
-    APPLY, BY_ID, DOMAIN, command, config, count, customers, customers_dir, pid, profile, seed,
-    seeded, slow_emulator, start_emulator, statuses, sync, wait_for_entries,
+    APPLY, BY_ID, DOMAIN, Dir, command, config, count, customers, customers_dir, pid, profile,
+    seed, seeded, slow_emulator, start_emulator, statuses, sync, wait_for_entries,
 };
 
 const LIMITS: &str = "rate = 500\nburst = 50\nconcurrency = 8";
 
+/// The first night: an emulator with profiles 1..=n, and `customers(n)` applied into
+/// `ledger` (exit 0).
+async fn first_night(n: u32, ledger: &str) -> (EmulatorHandle, Dir) {
+    let emulator = seeded(n).await;
+    let dir = customers_dir(n, LIMITS);
+    dir.apply(&emulator, ledger, &[]).await.assert_exit(0);
+    (emulator, dir)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_night_sends_nothing_and_one_changed_row_one_write() {
     let n = 20;
-    let emulator = seeded(n).await;
-    let dir = customers_dir(n, LIMITS);
-    let out = sync(&dir, &emulator, "apply", "c.toml", "night1.jsonl", &[]).await;
-    out.assert_exit(0);
+    let (emulator, dir) = first_night(n, "night1.jsonl").await;
     assert_eq!(
         count(&dir.ledger("night1.jsonl"), "updated", None),
         n as usize
@@ -27,7 +33,7 @@ async fn a_second_night_sends_nothing_and_one_changed_row_one_write() {
 
     // Night 2, the same export: no read, no write.
     emulator.reset_stats();
-    let out = sync(&dir, &emulator, "apply", "c.toml", "night2.jsonl", &[]).await;
+    let out = dir.apply(&emulator, "night2.jsonl", &[]).await;
     out.assert_exit(0);
     let night2 = dir.ledger("night2.jsonl");
     assert_eq!(
@@ -48,7 +54,7 @@ async fn a_second_night_sends_nothing_and_one_changed_row_one_write() {
     // Night 3, one row changed: exactly one write.
     emulator.reset_stats();
     dir.write("in.csv", customers(n).replace("First7,", "Seventh,"));
-    let out = sync(&dir, &emulator, "apply", "c.toml", "night3.jsonl", &[]).await;
+    let out = dir.apply(&emulator, "night3.jsonl", &[]).await;
     out.assert_exit(0);
     let night3 = dir.ledger_by_record("night3.jsonl");
     assert_eq!(night3[6]["status"], "updated");
@@ -58,7 +64,7 @@ async fn a_second_night_sends_nothing_and_one_changed_row_one_write() {
 
     // plan uses the state too: nothing read.
     emulator.reset_stats();
-    let out = sync(&dir, &emulator, "plan", "c.toml", "plan.jsonl", &[]).await;
+    let out = dir.plan(&emulator, "plan.jsonl", &[]).await;
     out.assert_exit(0);
     assert_eq!(
         count(&dir.ledger("plan.jsonl"), "unchanged", Some("state")),
@@ -70,34 +76,23 @@ async fn a_second_night_sends_nothing_and_one_changed_row_one_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_repairs_exactly_the_profile_someone_else_changed() {
     let n = 10;
-    let emulator = seeded(n).await;
-    let dir = customers_dir(n, LIMITS);
-    let out = sync(&dir, &emulator, "apply", "c.toml", "night1.jsonl", &[]).await;
-    out.assert_exit(0);
+    let (emulator, dir) = first_night(n, "night1.jsonl").await;
 
     // Someone else changes profile 4 in the target (another tool, another state).
     let drift = customers_dir(n, LIMITS);
     drift.write("in.csv", customers(n).replace("First4,", "Drift,"));
-    let out = sync(&drift, &emulator, "apply", "c.toml", "d.jsonl", &[]).await;
+    let out = drift.apply(&emulator, "d.jsonl", &[]).await;
     out.assert_exit(0);
     assert_eq!(profile(&emulator, &pid(4))["FirstName"], "Drift");
 
     // Our state does not know: a normal night misses the drift...
     emulator.reset_stats();
-    let out = sync(&dir, &emulator, "apply", "c.toml", "night2.jsonl", &[]).await;
+    let out = dir.apply(&emulator, "night2.jsonl", &[]).await;
     out.assert_exit(0);
     assert_eq!(emulator.stats().operation("UpdateProfile").requests, 0);
     // ...and --full reads every profile and writes exactly the one that drifted.
     emulator.reset_stats();
-    let out = sync(
-        &dir,
-        &emulator,
-        "apply",
-        "c.toml",
-        "full.jsonl",
-        &["--full"],
-    )
-    .await;
+    let out = dir.apply(&emulator, "full.jsonl", &["--full"]).await;
     out.assert_exit(0);
     let full = dir.ledger_by_record("full.jsonl");
     assert_eq!(full[3]["status"], "updated");
@@ -110,10 +105,7 @@ async fn full_repairs_exactly_the_profile_someone_else_changed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_state_file_of_another_domain_is_never_used() {
     let n = 5;
-    let emulator = seeded(n).await;
-    let dir = customers_dir(n, LIMITS);
-    let out = sync(&dir, &emulator, "apply", "c.toml", "a.jsonl", &[]).await;
-    out.assert_exit(0);
+    let (_emulator, dir) = first_night(n, "a.jsonl").await;
     // The same ids in another domain: the state of ExampleDomainName says nothing of it.
     let mut seed = seed(n);
     let profiles = seed["domains"][DOMAIN].clone();
@@ -143,7 +135,7 @@ async fn batched_reads_give_each_record_its_own_result() {
     )
     .await;
     let dir = customers_dir(6, LIMITS);
-    let out = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &[]).await;
+    let out = dir.apply(&emulator, "l.jsonl", &[]).await;
     out.assert_exit(1);
     let ledger = dir.ledger_by_record("l.jsonl");
     assert_eq!(
@@ -175,7 +167,7 @@ async fn a_kill_never_marks_an_unsent_record_synced() {
     // The next night (a new run, not a resume): the state skips only what it recorded, which
     // the ledger holds; every other record is read, and written only if it still differs.
     emulator.reset_stats();
-    let out = sync(&dir, &emulator, "apply", "c.toml", "next.jsonl", &[]).await;
+    let out = dir.apply(&emulator, "next.jsonl", &[]).await;
     out.assert_exit(0);
     let next = dir.ledger("next.jsonl");
     let by_state = count(&next, "unchanged", Some("state"));

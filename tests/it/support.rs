@@ -72,6 +72,18 @@ impl Dir {
         self.command(args).output_sync()
     }
 
+    /// `apply` of `in.csv` with `c.toml` into `ledger`, against the emulator's Customer
+    /// Profiles (see [`sync`]).
+    pub async fn apply(&self, emulator: &EmulatorHandle, ledger: &str, extra: &[&str]) -> Run {
+        sync(self, emulator, "apply", "c.toml", ledger, extra).await
+    }
+
+    /// `plan` of `in.csv` with `c.toml` into `ledger`, against the emulator's Customer
+    /// Profiles (see [`sync`]).
+    pub async fn plan(&self, emulator: &EmulatorHandle, ledger: &str, extra: &[&str]) -> Run {
+        sync(self, emulator, "plan", "c.toml", ledger, extra).await
+    }
+
     /// The entries of the ledger `name` in this folder.
     pub fn ledger(&self, name: &str) -> Vec<Value> {
         read_ledger(&self.path(name))
@@ -415,6 +427,13 @@ impl Run {
         self
     }
 
+    /// Asserts that standard output says `says`.
+    pub fn assert_prints(&self, says: &str) -> &Run {
+        let out = self.stdout();
+        assert!(out.contains(says), "expected {says:?} in: {out}");
+        self
+    }
+
     /// The ledger entries in the file at `path` (relative to the run's folder).
     pub fn ledger(&self, path: &str) -> Vec<Value> {
         read_ledger(&self.dir.join(path))
@@ -629,6 +648,14 @@ pub fn records(ledger: &[Value]) -> Vec<u64> {
         .collect()
 }
 
+/// Asserts that `value` (a ledger's or a summary's field) is a string that says `says`.
+pub fn assert_has(value: &Value, says: &str) {
+    assert!(
+        value.as_str().is_some_and(|v| v.contains(says)),
+        "expected {says:?} in {value}"
+    );
+}
+
 /// Asserts that the ledger holds records 1..=n, each exactly once.
 pub fn assert_every_record_once(ledger: &[Value], n: u64) {
     let mut records: Vec<u64> = ledger
@@ -767,25 +794,12 @@ pub fn sample_seed() -> Value {
 
 /// A config for [`customers`] with these `[limits]` and `[match]` lines.
 pub fn config(limits: &str, matching: &str) -> String {
-    format!(
-        r#"[source]
-key = "crm_id"
-
-[target]
-kind = "customer-profiles"
-domain = "{DOMAIN}"
-
-[match]
-{matching}
-
-[limits]
-{limits}
-
-[fields]
-FirstName = "first"
-"Address.City" = "city"
-"Attributes.Tier" = "tier"
-"#
+    let fields =
+        "FirstName = \"first\"\n\"Address.City\" = \"city\"\n\"Attributes.Tier\" = \"tier\"";
+    profiles_config(fields).replacen(
+        "id = \"profile_id\"\n",
+        &format!("{matching}\n\n[limits]\n{limits}\n"),
+        1,
     )
 }
 
@@ -885,17 +899,20 @@ pub fn run_args<'a>(
     ledger: &'a str,
     extra: &[&'a str],
 ) -> Vec<&'a str> {
-    let mut args = vec![
-        command,
-        "--config",
-        config,
-        input,
-        "--ledger",
-        ledger,
-        "--no-progress",
-    ];
+    let mut args = base_args(command, config, input, ledger);
+    args.push("--no-progress");
     args.extend_from_slice(extra);
     args
+}
+
+/// `COMMAND --config CONFIG INPUT --ledger LEDGER`.
+pub fn base_args<'a>(
+    command: &'a str,
+    config: &'a str,
+    input: &'a str,
+    ledger: &'a str,
+) -> Vec<&'a str> {
+    vec![command, "--config", config, input, "--ledger", ledger]
 }
 
 /// The earlier name of the AWS preset: `profilesync ARGS` in `dir` with only the standard
