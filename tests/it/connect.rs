@@ -73,6 +73,11 @@ instance_id = "{INSTANCE}"
 
 const BY_ID: &str = r#"id = "user_id""#;
 
+/// An emulator with this seed and no quotas.
+async fn unthrottled(seed: Value) -> EmulatorHandle {
+    start_emulator(EmulatorConfig::default().with_seed(seed).without_quotas()).await
+}
+
 /// A config that maps only LastName, by UserId, with these `[limits]`.
 fn last_names(limits: &str) -> String {
     config(r#"LastName = "last""#, BY_ID, "", limits)
@@ -111,12 +116,7 @@ fn identity(emulator: &EmulatorHandle, user: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unmapped_members_survive_and_only_what_differs_is_written() {
-    let emulator = start_emulator(
-        EmulatorConfig::default()
-            .with_seed(seed(6, None))
-            .without_quotas(),
-    )
-    .await;
+    let emulator = unthrottled(seed(6, None)).await;
     let dir = Dir::new();
     dir.write("in.csv", roster(6));
     dir.write("c.toml", config(LAST_AND_MOBILE, BY_ID, "", FAST));
@@ -173,12 +173,7 @@ async fn unmapped_members_survive_and_only_what_differs_is_written() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_email_guard_stops_a_changed_login_unless_allowed() {
-    let emulator = start_emulator(
-        EmulatorConfig::default()
-            .with_seed(seed(2, None))
-            .without_quotas(),
-    )
-    .await;
+    let emulator = unthrottled(seed(2, None)).await;
     let dir = Dir::new();
     // Agent 2's login e-mail changes (after trim and lowercase); agent 1's does not.
     dir.write(
@@ -231,12 +226,7 @@ LastName = "last""#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_must_be_nfc_before_anything_is_sent() {
-    let emulator = start_emulator(
-        EmulatorConfig::default()
-            .with_seed(seed(2, None))
-            .without_quotas(),
-    )
-    .await;
+    let emulator = unthrottled(seed(2, None)).await;
     let dir = Dir::new();
     // "Jose\u{301}" is NFD: without the nfc transform the record is invalid, locally.
     dir.write(
@@ -261,8 +251,7 @@ async fn saml_never_gets_an_email_and_a_directory_keeps_its_members() {
         let info = &mut saml["instances"][INSTANCE]["users"][format!("u{i}")]["IdentityInfo"];
         info.as_object_mut().unwrap().remove("Email");
     }
-    let emulator_saml =
-        start_emulator(EmulatorConfig::default().with_seed(saml).without_quotas()).await;
+    let emulator_saml = unthrottled(saml).await;
     let dir = Dir::new();
     dir.write("in.csv", roster(2));
     let with_email = format!("{LAST_AND_MOBILE}\nEmail = \"email\"");
@@ -285,12 +274,7 @@ async fn saml_never_gets_an_email_and_a_directory_keeps_its_members() {
 
     // An existing directory owns FirstName, LastName and Email: a record that changes one
     // fails, naming it; one that changes only Mobile is written with the rest as read.
-    let emulator_dir = start_emulator(
-        EmulatorConfig::default()
-            .with_seed(seed(2, Some("EXISTING_DIRECTORY")))
-            .without_quotas(),
-    )
-    .await;
+    let emulator_dir = unthrottled(seed(2, Some("EXISTING_DIRECTORY"))).await;
     dir.write(
         "in.csv",
         "user_id,username,last,mobile,email\nu1,agent1,New,,\nu2,agent2,Old,(206) 234-0148,\n",
@@ -309,12 +293,7 @@ async fn saml_never_gets_an_email_and_a_directory_keeps_its_members() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn matching_by_username_pages_list_users_once() {
     let n = 2_345;
-    let emulator = start_emulator(
-        EmulatorConfig::default()
-            .with_seed(seed(n, None))
-            .without_quotas(),
-    )
-    .await;
+    let emulator = unthrottled(seed(n, None)).await;
     let dir = Dir::new();
     dir.write(
         "in.csv",
@@ -429,12 +408,7 @@ async fn the_preflight_checks_the_instance_and_the_access() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bundled_agents_plan_as_documented() {
-    let emulator = start_emulator(
-        EmulatorConfig::default()
-            .with_seed(sample_seed())
-            .without_quotas(),
-    )
-    .await;
+    let emulator = unthrottled(sample_seed()).await;
     let dir = Dir::new();
     let (config, input) = (
         sample("config/connect-user.toml"),

@@ -8,6 +8,9 @@ use aws_sdk_customerprofiles::Client;
 use aws_sdk_customerprofiles::config::retry::RetryConfig;
 use aws_sdk_customerprofiles::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_customerprofiles::error::ProvideErrorMetadata;
+use aws_sdk_customerprofiles::operation::batch_get_profile::builders::BatchGetProfileFluentBuilder;
+use aws_sdk_customerprofiles::operation::search_profiles::builders::SearchProfilesFluentBuilder;
+use aws_sdk_customerprofiles::operation::update_profile::builders::UpdateProfileFluentBuilder;
 use aws_sdk_customerprofiles::types::UpdateAddress;
 use profilesync::emulator::{EmulatorConfig, EmulatorHandle, FaultConfig};
 use serde_json::{Value, json};
@@ -67,16 +70,54 @@ fn sdk(handle: &EmulatorHandle, retries: bool) -> Client {
     Client::from_conf(config)
 }
 
+/// An emulator with [`seed`], configured further by `with`.
+async fn seeded_with(with: impl FnOnce(EmulatorConfig) -> EmulatorConfig) -> EmulatorHandle {
+    start_emulator(with(EmulatorConfig::default().with_seed(seed()))).await
+}
+
+/// UpdateProfile of profile `id` in [`DOMAIN`].
+fn update(client: &Client, id: &str) -> UpdateProfileFluentBuilder {
+    client.update_profile().domain_name(DOMAIN).profile_id(id)
+}
+
+/// BatchGetProfile in [`DOMAIN`].
+fn batch(client: &Client) -> BatchGetProfileFluentBuilder {
+    client.batch_get_profile().domain_name(DOMAIN)
+}
+
+/// SearchProfiles in [`DOMAIN`] by `key` = `value`.
+fn search(client: &Client, key: &str, value: &str) -> SearchProfilesFluentBuilder {
+    client
+        .search_profiles()
+        .domain_name(DOMAIN)
+        .key_name(key)
+        .values(value)
+}
+
+/// Asserts that the emulator accepted one `operation` request and throttled one.
+fn assert_one_accepted_one_throttled(handle: &EmulatorHandle, operation: &str) {
+    let stats = handle.stats().operation(operation);
+    assert_eq!(
+        (stats.status(200), stats.status(429), stats.accepted),
+        (1, 1, 1),
+        "{operation}"
+    );
+}
+
+/// Sends a request that must fail (`$what` says why it must); its service error.
+macro_rules! refused {
+    ($request:expr, $what:expr $(,)?) => {
+        $request.send().await.expect_err($what).into_service_error()
+    };
+}
+
 // ---- Customer Profiles through the official Rust SDK ----
 
 #[tokio::test]
 async fn sdk_update_sets_keeps_and_removes_with_empty_string() {
     let handle = seeded().await;
     let client = sdk(&handle, false);
-    let out = client
-        .update_profile()
-        .domain_name(DOMAIN)
-        .profile_id(P1)
+    let out = update(&client, P1)
         .first_name("Anne")
         .last_name("")
         .address(UpdateAddress::builder().city("").country("FR").build())
@@ -99,24 +140,15 @@ async fn sdk_update_sets_keeps_and_removes_with_empty_string() {
 async fn sdk_unknown_profile_is_resource_not_found() {
     let handle = seeded().await;
     let client = sdk(&handle, false);
-    let err = client
-        .update_profile()
-        .domain_name(DOMAIN)
-        .profile_id(MISSING)
-        .first_name("X")
-        .send()
-        .await
-        .expect_err("unknown profile")
-        .into_service_error();
+    let err = refused!(update(&client, MISSING).first_name("X"), "unknown profile",);
     assert!(err.is_resource_not_found_exception(), "{err:?}");
-    let err = client
-        .update_profile()
-        .domain_name("NoSuchDomain")
-        .profile_id(P1)
-        .send()
-        .await
-        .expect_err("unknown domain")
-        .into_service_error();
+    let err = refused!(
+        client
+            .update_profile()
+            .domain_name("NoSuchDomain")
+            .profile_id(P1),
+        "unknown domain",
+    );
     assert!(err.is_resource_not_found_exception(), "{err:?}");
     assert!(err.message().is_some_and(|m| m.contains("NoSuchDomain")));
     handle.shutdown().await;
@@ -126,15 +158,7 @@ async fn sdk_unknown_profile_is_resource_not_found() {
 async fn sdk_validation_error_is_bad_request_naming_member_and_rule() {
     let handle = seeded().await;
     let client = sdk(&handle, false);
-    let err = client
-        .update_profile()
-        .domain_name(DOMAIN)
-        .profile_id(P1)
-        .first_name("x".repeat(256))
-        .send()
-        .await
-        .expect_err("too long")
-        .into_service_error();
+    let err = refused!(update(&client, P1).first_name("x".repeat(256)), "too long",);
     assert!(err.is_bad_request_exception(), "{err:?}");
     assert_eq!(
         err.message(),
@@ -142,14 +166,7 @@ async fn sdk_validation_error_is_bad_request_naming_member_and_rule() {
             "1 validation error detected: Value at 'firstName' failed to satisfy constraint: Member must have length less than or equal to 255"
         )
     );
-    let err = client
-        .update_profile()
-        .domain_name(DOMAIN)
-        .profile_id("NOT-HEX")
-        .send()
-        .await
-        .expect_err("bad id")
-        .into_service_error();
+    let err = refused!(update(&client, "NOT-HEX"), "bad id",);
     assert!(err.is_bad_request_exception(), "{err:?}");
     assert!(err.message().is_some_and(|m| m.contains("[a-f0-9]{32}")));
     assert_eq!(profile_in(&handle, DOMAIN, P1)["FirstName"], "Ann");
@@ -158,49 +175,22 @@ async fn sdk_validation_error_is_bad_request_naming_member_and_rule() {
 
 #[tokio::test]
 async fn sdk_throttle_is_throttling_exception() {
-    let handle = start_emulator(EmulatorConfig::default().with_seed(seed()).with_quota(
-        "UpdateProfile",
-        1.0,
-        1,
-    ))
-    .await;
+    let handle = seeded_with(|c| c.with_quota("UpdateProfile", 1.0, 1)).await;
     let client = sdk(&handle, false);
-    let update = || {
-        client
-            .update_profile()
-            .domain_name(DOMAIN)
-            .profile_id(P1)
-            .first_name("Z")
-            .send()
-    };
-    update().await.expect("first request fits the burst");
-    let err = update()
-        .await
-        .expect_err("second is throttled")
-        .into_service_error();
+    let update = || update(&client, P1).first_name("Z");
+    update().send().await.expect("first request fits the burst");
+    let err = refused!(update(), "second is throttled");
     assert!(err.is_throttling_exception(), "{err:?}");
     assert_eq!(err.code(), Some("ThrottlingException"));
-    let stats = handle.stats().operation("UpdateProfile");
-    assert_eq!(
-        (stats.status(200), stats.status(429), stats.accepted),
-        (1, 1, 1)
-    );
+    assert_one_accepted_one_throttled(&handle, "UpdateProfile");
     handle.shutdown().await;
 }
 
 #[tokio::test]
 async fn sdk_sees_a_denied_operation_as_access_denied() {
-    let handle = start_emulator(
-        EmulatorConfig::default()
-            .with_seed(seed())
-            .with_denied("UpdateProfile"),
-    )
-    .await;
+    let handle = seeded_with(|c| c.with_denied("UpdateProfile")).await;
     let client = sdk(&handle, false);
-    let err = client
-        .update_profile()
-        .domain_name(DOMAIN)
-        .profile_id(P1)
+    let err = update(&client, P1)
         .first_name("Z")
         .send()
         .await
@@ -215,11 +205,7 @@ async fn sdk_sees_a_denied_operation_as_access_denied() {
     );
     assert_eq!(profile_in(&handle, DOMAIN, P1)["FirstName"], "Ann");
     // Other operations are not affected.
-    client
-        .search_profiles()
-        .domain_name(DOMAIN)
-        .key_name("_profileId")
-        .values(P1)
+    search(&client, "_profileId", P1)
         .send()
         .await
         .expect("search is allowed");
@@ -228,18 +214,10 @@ async fn sdk_sees_a_denied_operation_as_access_denied() {
 
 #[tokio::test]
 async fn sdk_retries_a_throttle_because_its_code_says_throttling() {
-    let handle = start_emulator(EmulatorConfig::default().with_seed(seed()).with_quota(
-        "UpdateProfile",
-        5.0,
-        1,
-    ))
-    .await;
+    let handle = seeded_with(|c| c.with_quota("UpdateProfile", 5.0, 1)).await;
     let client = sdk(&handle, true);
     for _ in 0..2 {
-        client
-            .update_profile()
-            .domain_name(DOMAIN)
-            .profile_id(P1)
+        update(&client, P1)
             .first_name("Z")
             .send()
             .await
@@ -274,14 +252,10 @@ async fn sdk_create_returns_hex_id_and_refuses_empty_strings() {
         profile_in(&handle, DOMAIN, &id),
         json!({"FirstName": "Cy", "EmailAddress": "cy@example.com"})
     );
-    let err = client
-        .create_profile()
-        .domain_name(DOMAIN)
-        .first_name("")
-        .send()
-        .await
-        .expect_err("empty first name")
-        .into_service_error();
+    let err = refused!(
+        client.create_profile().domain_name(DOMAIN).first_name(""),
+        "empty first name",
+    );
     assert!(err.is_bad_request_exception(), "{err:?}");
     handle.shutdown().await;
 }
@@ -305,11 +279,7 @@ async fn sdk_search_by_email_pages_through_all_e_mail_members() {
     let mut token: Option<String> = None;
     let mut pages = 0;
     loop {
-        let out = client
-            .search_profiles()
-            .domain_name(DOMAIN)
-            .key_name("_email")
-            .values("same@example.com")
+        let out = search(&client, "_email", "same@example.com")
             .max_results(2)
             .set_next_token(token.clone())
             .send()
@@ -327,11 +297,7 @@ async fn sdk_search_by_email_pages_through_all_e_mail_members() {
     }
     assert_eq!(pages, 3);
     assert_eq!(found.len(), 5);
-    let by_attribute = client
-        .search_profiles()
-        .domain_name(DOMAIN)
-        .key_name("Tier")
-        .values("gold")
+    let by_attribute = search(&client, "Tier", "gold")
         .send()
         .await
         .expect("custom key search");
@@ -344,9 +310,7 @@ async fn sdk_search_by_email_pages_through_all_e_mail_members() {
 async fn sdk_batch_get_answers_found_profiles_and_an_error_per_missing_id() {
     let handle = seeded().await;
     let client = sdk(&handle, false);
-    let out = client
-        .batch_get_profile()
-        .domain_name(DOMAIN)
+    let out = batch(&client)
         .profile_ids(P2)
         .profile_ids(MISSING)
         .profile_ids(P1)
@@ -378,11 +342,7 @@ async fn sdk_batch_get_answers_found_profiles_and_an_error_per_missing_id() {
         (MISSING, "ResourceNotFoundException", "Profile not found")
     );
     // The same profile as SearchProfiles returns it, but for FoundByItems.
-    let searched = client
-        .search_profiles()
-        .domain_name(DOMAIN)
-        .key_name("_profileId")
-        .values(P1)
+    let searched = search(&client, "_profileId", P1)
         .send()
         .await
         .expect("search succeeds");
@@ -390,14 +350,13 @@ async fn sdk_batch_get_answers_found_profiles_and_an_error_per_missing_id() {
     item.found_by_items = None;
     assert_eq!(&item, ann);
 
-    let err = client
-        .batch_get_profile()
-        .domain_name("NoSuchDomain")
-        .profile_ids(P1)
-        .send()
-        .await
-        .expect_err("unknown domain")
-        .into_service_error();
+    let err = refused!(
+        client
+            .batch_get_profile()
+            .domain_name("NoSuchDomain")
+            .profile_ids(P1),
+        "unknown domain",
+    );
     assert!(err.is_resource_not_found_exception(), "{err:?}");
     assert!(err.message().is_some_and(|m| m.contains("NoSuchDomain")));
     let stats = handle.stats().operation("BatchGetProfile");
@@ -410,14 +369,10 @@ async fn sdk_batch_get_refuses_21_ids_no_ids_and_a_bad_id() {
     let handle = seeded().await;
     let client = sdk(&handle, false);
     let twenty_one: Vec<String> = (0..21u32).map(|i| format!("{i:032x}")).collect();
-    let err = client
-        .batch_get_profile()
-        .domain_name(DOMAIN)
-        .set_profile_ids(Some(twenty_one.clone()))
-        .send()
-        .await
-        .expect_err("21 ids")
-        .into_service_error();
+    let err = refused!(
+        batch(&client).set_profile_ids(Some(twenty_one.clone())),
+        "21 ids",
+    );
     assert!(err.is_bad_request_exception(), "{err:?}");
     assert_eq!(
         err.message(),
@@ -425,23 +380,14 @@ async fn sdk_batch_get_refuses_21_ids_no_ids_and_a_bad_id() {
             "1 validation error detected: Value at 'profileIds' failed to satisfy constraint: Member must have length less than or equal to 20"
         )
     );
-    let twenty = client
-        .batch_get_profile()
-        .domain_name(DOMAIN)
+    let twenty = batch(&client)
         .set_profile_ids(Some(twenty_one[..20].to_vec()))
         .send()
         .await
         .expect("20 ids are fine");
     assert_eq!(twenty.errors().len(), 20);
 
-    let err = client
-        .batch_get_profile()
-        .domain_name(DOMAIN)
-        .set_profile_ids(Some(Vec::new()))
-        .send()
-        .await
-        .expect_err("no ids")
-        .into_service_error();
+    let err = refused!(batch(&client).set_profile_ids(Some(Vec::new())), "no ids",);
     assert!(err.is_bad_request_exception(), "{err:?}");
     assert!(
         err.message()
@@ -449,15 +395,12 @@ async fn sdk_batch_get_refuses_21_ids_no_ids_and_a_bad_id() {
         "{err:?}"
     );
 
-    let err = client
-        .batch_get_profile()
-        .domain_name(DOMAIN)
-        .profile_ids(P1)
-        .profile_ids("0123456789ABCDEF0123456789ABCDEF")
-        .send()
-        .await
-        .expect_err("upper-case id")
-        .into_service_error();
+    let err = refused!(
+        batch(&client)
+            .profile_ids(P1)
+            .profile_ids("0123456789ABCDEF0123456789ABCDEF"),
+        "upper-case id",
+    );
     assert!(err.is_bad_request_exception(), "{err:?}");
     assert_eq!(
         err.message(),
@@ -470,54 +413,26 @@ async fn sdk_batch_get_refuses_21_ids_no_ids_and_a_bad_id() {
 
 #[tokio::test]
 async fn sdk_batch_get_is_throttled_by_its_own_quota() {
-    let handle = start_emulator(EmulatorConfig::default().with_seed(seed()).with_quota(
-        "BatchGetProfile",
-        0.1,
-        1,
-    ))
-    .await;
+    let handle = seeded_with(|c| c.with_quota("BatchGetProfile", 0.1, 1)).await;
     let client = sdk(&handle, false);
-    let batch = || {
-        client
-            .batch_get_profile()
-            .domain_name(DOMAIN)
-            .profile_ids(P1)
-            .send()
-    };
-    batch().await.expect("first request fits the burst");
-    let err = batch()
-        .await
-        .expect_err("second is throttled")
-        .into_service_error();
+    let batch = || batch(&client).profile_ids(P1);
+    batch().send().await.expect("first request fits the burst");
+    let err = refused!(batch(), "second is throttled");
     assert!(err.is_throttling_exception(), "{err:?}");
-    client
-        .update_profile()
-        .domain_name(DOMAIN)
-        .profile_id(P1)
+    update(&client, P1)
         .first_name("Z")
         .send()
         .await
         .expect("UpdateProfile has its own bucket");
-    let stats = handle.stats().operation("BatchGetProfile");
-    assert_eq!(
-        (stats.status(200), stats.status(429), stats.accepted),
-        (1, 1, 1)
-    );
+    assert_one_accepted_one_throttled(&handle, "BatchGetProfile");
     handle.shutdown().await;
 }
 
 #[tokio::test]
 async fn sdk_batch_get_reports_an_injected_per_id_error_and_serves_the_rest() {
-    let handle = start_emulator(
-        EmulatorConfig::default()
-            .with_seed(seed())
-            .with_batch_error(P2),
-    )
-    .await;
+    let handle = seeded_with(|c| c.with_batch_error(P2)).await;
     let client = sdk(&handle, false);
-    let out = client
-        .batch_get_profile()
-        .domain_name(DOMAIN)
+    let out = batch(&client)
         .profile_ids(P1)
         .profile_ids(P2)
         .profile_ids(MISSING)
@@ -580,10 +495,7 @@ async fn state_and_stats_are_readable_over_http() {
         .await
         .expect("json");
     assert_eq!(state, seed());
-    sdk(&handle, false)
-        .update_profile()
-        .domain_name(DOMAIN)
-        .profile_id(P2)
+    update(&sdk(&handle, false), P2)
         .send()
         .await
         .expect("update");
@@ -632,12 +544,7 @@ async fn signed_update(http: &reqwest::Client, handle: &EmulatorHandle) -> reqwe
 
 #[tokio::test]
 async fn stats_prove_accepted_requests_stay_within_the_quota() {
-    let handle = start_emulator(EmulatorConfig::default().with_seed(seed()).with_quota(
-        "UpdateProfile",
-        5.0,
-        5,
-    ))
-    .await;
+    let handle = seeded_with(|c| c.with_quota("UpdateProfile", 5.0, 5)).await;
     let http = reqwest::Client::new();
     let until = tokio::time::Instant::now() + Duration::from_millis(2300);
     while tokio::time::Instant::now() < until {
@@ -733,12 +640,7 @@ async fn throttle_carries_retry_after_when_asked() {
 }
 
 async fn count_500s(seed_value: u64) -> u64 {
-    let handle = start_emulator(
-        EmulatorConfig::default()
-            .with_seed(seed())
-            .with_faults(faults(0.5, 0.0, seed_value)),
-    )
-    .await;
+    let handle = seeded_with(|c| c.with_faults(faults(0.5, 0.0, seed_value))).await;
     let http = reqwest::Client::new();
     for _ in 0..40 {
         signed_update(&http, &handle).await.expect("answered");
@@ -758,20 +660,8 @@ async fn injected_errors_repeat_with_the_same_seed() {
 
 #[tokio::test]
 async fn injected_500_is_classified_by_the_sdk() {
-    let handle = start_emulator(
-        EmulatorConfig::default()
-            .with_seed(seed())
-            .with_faults(faults(1.0, 0.0, 0)),
-    )
-    .await;
-    let err = sdk(&handle, false)
-        .update_profile()
-        .domain_name(DOMAIN)
-        .profile_id(P1)
-        .send()
-        .await
-        .expect_err("fault")
-        .into_service_error();
+    let handle = seeded_with(|c| c.with_faults(faults(1.0, 0.0, 0))).await;
+    let err = refused!(update(&sdk(&handle, false), P1), "fault");
     assert!(err.is_internal_server_exception(), "{err:?}");
     handle.shutdown().await;
 }
@@ -783,12 +673,7 @@ async fn dropped_connection_is_a_connection_error_and_latency_is_added() {
         latency: Duration::from_millis(150),
         ..FaultConfig::default()
     };
-    let handle = start_emulator(
-        EmulatorConfig::default()
-            .with_seed(seed())
-            .with_faults(faults),
-    )
-    .await;
+    let handle = seeded_with(|c| c.with_faults(faults)).await;
     let http = reqwest::Client::new();
     let started = std::time::Instant::now();
     let err = signed_update(&http, &handle).await.expect_err("dropped");
@@ -943,12 +828,7 @@ async fn genesys_writes_before_a_profile_schema_are_forbidden() {
 
 #[tokio::test]
 async fn genesys_errors_have_the_documented_statuses() {
-    let handle = start_emulator(
-        EmulatorConfig::default()
-            .with_seed(seed())
-            .with_genesys_auth("agent", "s3cret"),
-    )
-    .await;
+    let handle = seeded_with(|c| c.with_genesys_auth("agent", "s3cret")).await;
     let genesys = Genesys::new(&handle);
     let path = format!("/{GENESYS_ID}");
     // 401: credentials missing, then wrong.
@@ -1071,7 +951,7 @@ async fn aws_cli_customer_profiles_update_and_search() {
 }
 
 /// `customer-profiles batch-get-profile` of these ids.
-fn batch_get(ids: &[&str]) -> Vec<String> {
+fn cli_batch_get(ids: &[&str]) -> Vec<String> {
     let mut args = vec![
         "customer-profiles",
         "batch-get-profile",
@@ -1091,7 +971,7 @@ async fn aws_cli_batch_get_profile_found_missing_and_refused() {
     let printed = aws(&handle)
         .check(vec![
             CliCase::json(
-                &batch_get(&[P1, MISSING]),
+                &cli_batch_get(&[P1, MISSING]),
                 vec![
                     ("/Profiles/0/ProfileId", json!(P1)),
                     ("/Profiles/0/Address/City", json!("Paris")),
@@ -1103,7 +983,7 @@ async fn aws_cli_batch_get_profile_found_missing_and_refused() {
                 ],
             ),
             CliCase::fails(
-                &batch_get(&twenty_one),
+                &cli_batch_get(&twenty_one),
                 &[
                     "BadRequestException",
                     "'profileIds'",
@@ -1111,7 +991,7 @@ async fn aws_cli_batch_get_profile_found_missing_and_refused() {
                 ],
             ),
             CliCase::fails(
-                &batch_get(&["not-a-profile-id"]),
+                &cli_batch_get(&["not-a-profile-id"]),
                 &["BadRequestException", "'profileIds.1'", "[a-f0-9]{32}"],
             ),
         ])
@@ -1255,7 +1135,7 @@ async fn cli_batch_get_profile_quota_and_injected_error() {
         ],
     )
     .await;
-    let args = batch_get(&[P1, P2]);
+    let args = cli_batch_get(&[P1, P2]);
     AwsCli::at(&url)
         .check(vec![
             CliCase::json(
