@@ -253,10 +253,8 @@ async fn missing_profiles_follow_when_missing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_is_not_about_one_record_aborts_the_run_with_exit_3() {
     let emulator = seeded(50).await;
-    let dir = Dir::new();
-    dir.write("in.csv", customers(50));
+    let dir = customers_dir(50, "rate = 50");
     // No credentials anywhere in the chain.
-    dir.write("c.toml", config("rate = 50", BY_ID));
     let out = command(&dir, &emulator, &APPLY)
         .env_remove("AWS_ACCESS_KEY_ID")
         .env_remove("AWS_SECRET_ACCESS_KEY")
@@ -320,13 +318,9 @@ async fn plan_reports_differences_and_writes_nothing() {
     assert_eq!(ledger[0]["changed"], json!(["FirstName"]));
     assert_eq!(emulator.state(), before);
     // The diff report: field names by default, values when asked.
-    let stdout = out.stdout();
-    let report = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("diff csv: "))
-        .expect("a report");
+    let report = out.printed("diff csv: ");
     assert!(report.starts_with("reports/"), "{report}");
-    let text = std::fs::read_to_string(dir.path(report)).unwrap();
+    let text = std::fs::read_to_string(dir.path(&report)).unwrap();
     let mut rows: Vec<&str> = text.lines().skip(1).collect();
     rows.sort_unstable();
     assert_eq!(
@@ -340,12 +334,8 @@ async fn plan_reports_differences_and_writes_nothing() {
         .plan(&emulator, "p2.jsonl", &["--report", "rep", "--show-values"])
         .await;
     out.assert_exit(0);
-    let stdout = out.stdout();
-    let report = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("diff csv: "))
-        .expect("a report");
-    let text = std::fs::read_to_string(dir.path(report)).unwrap();
+    let report = out.printed("diff csv: ");
+    let text = std::fs::read_to_string(dir.path(&report)).unwrap();
     assert!(
         text.contains("would_update,FirstName,Old1,First1"),
         "{text}"

@@ -3,6 +3,8 @@
 
 use std::io::Write;
 
+use serde_json::Value;
+
 use crate::support::{
     Dir, Run, SyncChild, feed, pid, profiles_config, read_ledger, records, run_args, sample,
     statuses,
@@ -18,6 +20,14 @@ Gender = { from = "gender", transform = [{ map = { M = "MALE", F = "FEMALE" } }]
 fn check(dir: &Dir, input: &str) -> Run {
     dir.write("c.toml", profiles_config(FIELDS));
     dir.run(&run_args("check", "c.toml", input, "l.jsonl", &[]))
+}
+
+/// [`check`] of `input`, which must exit with `code`; the run and its ledger.
+fn checked(dir: &Dir, input: &str, code: i32) -> (Run, Vec<Value>) {
+    let run = check(dir, input);
+    run.assert_exit(code);
+    let ledger = run.ledger("l.jsonl");
+    (run, ledger)
 }
 
 /// `check` reading standard input (the format comes from the config), into `s.jsonl`.
@@ -49,9 +59,7 @@ fn clean_csv_is_valid_and_exits_0() {
         pid(2)
     );
     dir.write("in.csv", csv);
-    let run = check(&dir, "in.csv");
-    run.assert_exit(0);
-    let ledger = run.ledger("l.jsonl");
+    let (run, ledger) = checked(&dir, "in.csv", 0);
     assert_eq!(statuses(&ledger), ["valid", "valid"]);
     assert_eq!(ledger[0]["record"], 1);
     assert_eq!(ledger[0]["line"], 2);
@@ -86,9 +94,7 @@ fn each_broken_csv_case_is_invalid_with_line_and_reason() {
     // 8: empty key.
     csv.extend(format!(",{},Ana,,,,\n", pid(7)).as_bytes());
     dir.write("in.csv", &csv);
-    let run = check(&dir, "in.csv");
-    run.assert_exit(1);
-    let ledger = run.ledger("l.jsonl");
+    let (_, ledger) = checked(&dir, "in.csv", 1);
     assert_eq!(
         statuses(&ledger),
         [
@@ -155,9 +161,7 @@ fn broken_jsonl_lines_are_invalid_and_the_run_goes_on() {
         pid(5)
     );
     dir.write("in.jsonl", jsonl);
-    let run = check(&dir, "in.jsonl");
-    run.assert_exit(1);
-    let ledger = run.ledger("l.jsonl");
+    let (_, ledger) = checked(&dir, "in.jsonl", 1);
     assert_eq!(
         statuses(&ledger),
         ["valid", "invalid", "invalid", "invalid", "valid"]
@@ -342,16 +346,12 @@ fn default_ledger_goes_under_ledgers() {
     );
     let run = check_default_ledger(&dir);
     run.assert_exit(0);
-    let out = run.stdout();
-    let path = out
-        .lines()
-        .find_map(|l| l.strip_prefix("ledger: "))
-        .expect("the ledger path is printed");
+    let path = run.printed("ledger: ");
     assert!(
         path.starts_with("ledgers/") && path.ends_with("-check.jsonl"),
         "{path}"
     );
-    assert_eq!(run.ledger(path).len(), 1);
+    assert_eq!(run.ledger(&path).len(), 1);
 }
 
 fn check_default_ledger(dir: &Dir) -> Run {
@@ -384,9 +384,7 @@ fn an_oversized_jsonl_line_is_invalid_and_reading_resumes_after_it() {
         pid(2)
     );
     dir.write("in.jsonl", jsonl);
-    let run = check(&dir, "in.jsonl");
-    run.assert_exit(1);
-    let ledger = run.ledger("l.jsonl");
+    let (_, ledger) = checked(&dir, "in.jsonl", 1);
     assert_eq!(statuses(&ledger), ["invalid", "valid"]);
     assert_eq!(ledger[0]["error"]["code"], "too_large");
     assert_eq!(

@@ -486,27 +486,13 @@ async fn state_and_stats_are_readable_over_http() {
     let handle = seeded().await;
     let http = reqwest::Client::new();
     let url = handle.endpoint_url();
-    let state: Value = http
-        .get(format!("{url}/_emulator/state"))
-        .send()
-        .await
-        .expect("answered")
-        .json()
-        .await
-        .expect("json");
+    let state = get_json(&http, format!("{url}/_emulator/state")).await;
     assert_eq!(state, seed());
     update(&sdk(&handle, false), P2)
         .send()
         .await
         .expect("update");
-    let stats: Value = http
-        .get(format!("{url}/_emulator/stats"))
-        .send()
-        .await
-        .expect("answered")
-        .json()
-        .await
-        .expect("json");
+    let stats = get_json(&http, format!("{url}/_emulator/stats")).await;
     assert_eq!(stats["operations"]["UpdateProfile"]["by_status"]["200"], 1);
     assert_eq!(
         stats,
@@ -525,6 +511,12 @@ async fn default_state_has_example_domain_and_instance() {
                "genesys": {"profiles": {}}})
     );
     handle.shutdown().await;
+}
+
+/// GETs `url` and reads its JSON answer.
+async fn get_json(http: &reqwest::Client, url: String) -> Value {
+    let response = http.get(url).send().await.expect("answered");
+    response.json().await.expect("json")
 }
 
 // ---- Quotas, statistics and faults ----

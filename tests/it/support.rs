@@ -434,6 +434,16 @@ impl Run {
         self
     }
 
+    /// What standard output prints after `label` on the first line that starts with it
+    /// (`ledger: `, `diff csv: `).
+    pub fn printed(&self, label: &str) -> String {
+        let out = self.stdout();
+        out.lines()
+            .find_map(|l| l.strip_prefix(label))
+            .unwrap_or_else(|| panic!("no `{label}` line in: {out}"))
+            .to_owned()
+    }
+
     /// The ledger entries in the file at `path` (relative to the run's folder).
     pub fn ledger(&self, path: &str) -> Vec<Value> {
         read_ledger(&self.dir.join(path))
