@@ -73,9 +73,14 @@ instance_id = "{INSTANCE}"
 
 const BY_ID: &str = r#"id = "user_id""#;
 
+/// An emulator with this configuration.
+async fn emulator(config: EmulatorConfig) -> EmulatorHandle {
+    start_emulator(config).await
+}
+
 /// An emulator with this seed and no quotas.
 async fn unthrottled(seed: Value) -> EmulatorHandle {
-    start_emulator(EmulatorConfig::default().with_seed(seed).without_quotas()).await
+    emulator(EmulatorConfig::default().with_seed(seed).without_quotas()).await
 }
 
 /// A config that maps only LastName, by UserId, with these `[limits]`.
@@ -336,7 +341,7 @@ async fn matching_by_username_pages_list_users_once() {
 async fn throttled_at_two_per_second_nothing_is_lost() {
     // Connect's default quota (2/s, burst 5, per operation); the client asks for more.
     let n = 12;
-    let emulator = start_emulator(EmulatorConfig::default().with_seed(seed(n, None))).await;
+    let emulator = emulator(EmulatorConfig::default().with_seed(seed(n, None))).await;
     let dir = Dir::new();
     dir.write("in.csv", renamed(n, |_| "New".to_owned()));
     dir.write("c.toml", last_names("rate = 6\nburst = 6\nconcurrency = 6"));
@@ -364,7 +369,7 @@ async fn throttled_at_two_per_second_nothing_is_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_run_resumes_and_ends_exact() {
     let n = 10;
-    let emulator = start_emulator(EmulatorConfig::default().with_seed(seed(n, None))).await;
+    let emulator = emulator(EmulatorConfig::default().with_seed(seed(n, None))).await;
     let dir = Dir::new();
     dir.write("in.csv", renamed(n, |i| format!("New{i}")));
     dir.write("c.toml", last_names("rate = 2\nburst = 1\nconcurrency = 2"));
@@ -388,7 +393,7 @@ async fn a_killed_run_resumes_and_ends_exact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_preflight_checks_the_instance_and_the_access() {
-    let emulator = start_emulator(EmulatorConfig::default().with_seed(seed(1, None))).await;
+    let emulator = emulator(EmulatorConfig::default().with_seed(seed(1, None))).await;
     let dir = Dir::new();
     dir.write("in.csv", roster(1));
     dir.write("c.toml", last_names(FAST).replace(INSTANCE, "i-missing"));
