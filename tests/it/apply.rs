@@ -3,160 +3,25 @@
 
 use std::time::Duration;
 
-use profilesync::emulator::{Emulator, EmulatorConfig, EmulatorHandle, FaultConfig};
+use profilesync::emulator::{EmulatorConfig, EmulatorHandle};
 use serde_json::{Value, json};
 
 use crate::support::{
-    Dir, assert_every_record_once, assert_stopped_before_any_record, aws_command, by_record, pid,
-    read_ledger, stderr, sync_args, wait_for_entries,
+    APPLY, BY_ID, DOMAIN, Dir, PROFILES_ENDPOINT, Run, assert_every_record_once, assert_has,
+    assert_stopped_before_any_record, command, config, count, customers, customers_dir, faults,
+    pid, profile, records, run, run_args, sample, sample_seed, seed, seeded, slow_emulator,
+    start_emulator, statuses, sync, sync_args, synced_profile, tally, wait_for_entries,
 };
-
-pub(crate) const DOMAIN: &str = "ExampleDomainName";
-
-/// A CSV of `n` customers: record i sets FirstName "First{i}", City "City{i}", and a tier.
-pub(crate) fn customers(n: u32) -> String {
-    let mut csv = String::from("crm_id,profile_id,first,city,tier,email\n");
-    for i in 1..=n {
-        csv.push_str(&format!(
-            "C{i},{},First{i},City{i},Gold,c{i}@example.com\n",
-            pid(i)
-        ));
-    }
-    csv
-}
-
-/// A seed with profiles 1..=n, each with an old first name and an attribute the CSV does not map.
-pub(crate) fn seed(n: u32) -> Value {
-    let profiles: serde_json::Map<String, Value> = (1..=n)
-        .map(|i| (pid(i), json!({"FirstName": format!("Old{i}"), "LastName": "Kept", "Attributes": {"Other": "x"}})))
-        .collect();
-    json!({"domains": {DOMAIN: {"profiles": profiles}}})
-}
-
-pub(crate) fn config(limits: &str, matching: &str) -> String {
-    format!(
-        r#"[source]
-key = "crm_id"
-
-[target]
-kind = "customer-profiles"
-domain = "{DOMAIN}"
-
-[match]
-{matching}
-
-[limits]
-{limits}
-
-[fields]
-FirstName = "first"
-"Address.City" = "city"
-"Attributes.Tier" = "tier"
-"#
-    )
-}
-
-pub(crate) const BY_ID: &str = "id = \"profile_id\"";
-
-/// `apply` of `in.csv` with `c.toml` into `l.jsonl`.
-pub(crate) const APPLY: [&str; 7] = [
-    "apply",
-    "--config",
-    "c.toml",
-    "in.csv",
-    "--ledger",
-    "l.jsonl",
-    "--no-progress",
-];
-
-/// An emulator seeded with profiles 1..=n (see [`seed`]).
-pub(crate) async fn seeded(n: u32) -> EmulatorHandle {
-    Emulator::start(EmulatorConfig::default().with_seed(seed(n)))
-        .await
-        .unwrap()
-}
-
-/// `profilesync COMMAND --config CONFIG in.csv --ledger LEDGER --no-progress EXTRA...`.
-pub(crate) async fn sync(
-    dir: &Dir,
-    emulator: &EmulatorHandle,
-    command: &str,
-    config: &str,
-    ledger: &str,
-    extra: &[&str],
-) -> std::process::Output {
-    run(dir, emulator, &sync_args(command, config, ledger, extra)).await
-}
-
-/// Runs the binary with the AWS environment pointing at the emulator.
-pub(crate) async fn run(
-    dir: &Dir,
-    emulator: &EmulatorHandle,
-    args: &[&str],
-) -> std::process::Output {
-    command(dir, emulator, args)
-        .output()
-        .await
-        .expect("run profilesync")
-}
-
-pub(crate) fn command(
-    dir: &Dir,
-    emulator: &EmulatorHandle,
-    args: &[&str],
-) -> tokio::process::Command {
-    aws_command(
-        dir,
-        "AWS_ENDPOINT_URL_CUSTOMER_PROFILES",
-        &emulator.endpoint_url(),
-        args,
-    )
-}
 
 /// Applies `customers(n)` by id with these `[limits]`, and checks that the run exits 0 with
 /// every record `updated`. Returns the output and the ledger in record order.
-async fn apply_all(
-    emulator: &EmulatorHandle,
-    n: u32,
-    limits: &str,
-) -> (std::process::Output, Vec<Value>) {
-    let dir = Dir::new();
-    dir.write("in.csv", customers(n));
-    dir.write("c.toml", config(limits, BY_ID));
-    let out = sync(&dir, emulator, "apply", "c.toml", "l.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let ledger = by_record(&read_ledger(&dir.path("l.jsonl")));
+async fn apply_all(emulator: &EmulatorHandle, n: u32, limits: &str) -> (Run, Vec<Value>) {
+    let dir = customers_dir(n, limits);
+    let out = dir.apply(emulator, "l.jsonl", &[]).await;
+    out.assert_exit(0);
+    let ledger = dir.ledger_by_record("l.jsonl");
     assert_eq!(statuses(&ledger), vec!["updated"; n as usize]);
     (out, ledger)
-}
-
-/// An emulator seeded with profiles 1..=n that answers every request after `latency_ms`, so
-/// that a run lasts long enough to be interrupted.
-pub(crate) async fn slow_emulator(n: u32, latency_ms: u64) -> EmulatorHandle {
-    let faults = FaultConfig {
-        latency: Duration::from_millis(latency_ms),
-        ..FaultConfig::default()
-    };
-    Emulator::start(
-        EmulatorConfig::default()
-            .with_seed(seed(n))
-            .with_faults(faults),
-    )
-    .await
-    .unwrap()
-}
-
-/// Waits (up to 5 s) until a ledger being written has at least `n` entries.
-pub(crate) fn profile(emulator: &EmulatorHandle, id: &str) -> Value {
-    emulator.state()["domains"][DOMAIN]["profiles"][id].clone()
-}
-
-/// Statuses in record order (apply writes entries as records settle).
-pub(crate) fn statuses(ledger: &[Value]) -> Vec<String> {
-    by_record(ledger)
-        .iter()
-        .map(|e| e["status"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,13 +35,9 @@ async fn a_full_sync_reaches_the_expected_state_and_keeps_what_it_does_not_map()
     // One BatchGetProfile read, shared with the other records in flight, and one write.
     assert_eq!(ledger[0]["attempts"], 2);
     for i in 1..=20 {
-        assert_eq!(
-            profile(&emulator, &pid(i)),
-            json!({"FirstName": format!("First{i}"), "LastName": "Kept", "Address": {"City": format!("City{i}")},
-                   "Attributes": {"Other": "x", "Tier": "Gold"}})
-        );
+        assert_eq!(profile(&emulator, &pid(i)), synced_profile(i));
     }
-    let summary = String::from_utf8_lossy(&out.stdout).into_owned();
+    let summary = out.stdout();
     assert!(
         summary.contains("updated") && summary.contains("ledger: l.jsonl"),
         "{summary}"
@@ -185,13 +46,7 @@ async fn a_full_sync_reaches_the_expected_state_and_keeps_what_it_does_not_map()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quota_below_the_rate_slows_the_run_and_loses_nothing() {
-    let emulator = Emulator::start(EmulatorConfig::default().with_seed(seed(60)).with_quota(
-        "UpdateProfile",
-        20.0,
-        5,
-    ))
-    .await
-    .unwrap();
+    let emulator = with_update_quota(60, 20.0).await;
     let (_, ledger) = apply_all(&emulator, 60, "rate = 100\nburst = 10\nconcurrency = 8").await;
     let stats = emulator.stats().operation("UpdateProfile");
     assert!(stats.status(429) > 0, "the quota was hit: {stats:?}");
@@ -208,19 +63,12 @@ async fn a_quota_below_the_rate_slows_the_run_and_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_errors_and_dropped_connections_are_retried_until_every_record_lands() {
-    let faults = FaultConfig {
-        error_rate: 0.05,
-        drop_rate: 0.01,
-        latency: Duration::ZERO,
-        seed: 7,
-    };
-    let emulator = Emulator::start(
+    let emulator = start_emulator(
         EmulatorConfig::default()
             .with_seed(seed(200))
-            .with_faults(faults),
+            .with_faults(faults(0.05, 0.01, 7)),
     )
-    .await
-    .unwrap();
+    .await;
     let (_, ledger) = apply_all(&emulator, 200, "rate = 90\nburst = 10\nconcurrency = 8").await;
     let stats = emulator.stats().operation("UpdateProfile");
     assert!(
@@ -234,22 +82,16 @@ async fn server_errors_and_dropped_connections_are_retried_until_every_record_la
 async fn a_killed_run_resumes_without_sending_settled_records_again() {
     let n = 150;
     let emulator = slow_emulator(n, 20).await;
-    let dir = Dir::new();
-    dir.write("in.csv", customers(n));
     let concurrency = 4;
-    dir.write(
-        "c.toml",
-        config(
-            &format!("rate = 50\nburst = 5\nconcurrency = {concurrency}"),
-            BY_ID,
-        ),
+    let dir = customers_dir(
+        n,
+        &format!("rate = 50\nburst = 5\nconcurrency = {concurrency}"),
     );
-    let mut child = command(&dir, &emulator, &APPLY).spawn().unwrap();
+    let mut child = command(&dir, &emulator, &APPLY).spawn();
     // Kill it mid-run, once some records have settled.
     let ledger_path = dir.path("l.jsonl");
     wait_for_entries(&ledger_path, 40).await;
-    child.start_kill().unwrap(); // SIGKILL
-    child.wait().await.unwrap();
+    child.kill().await; // SIGKILL
     let first = std::fs::read_to_string(&ledger_path).unwrap();
     let settled_first = first.lines().filter(|l| l.ends_with('}')).count();
     assert!(
@@ -258,9 +100,9 @@ async fn a_killed_run_resumes_without_sending_settled_records_again() {
     );
     let sent_first = emulator.stats().operation("UpdateProfile").status(200);
 
-    let out = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &["--resume"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let ledger = read_ledger(&ledger_path);
+    let out = dir.apply(&emulator, "l.jsonl", &["--resume"]).await;
+    out.assert_exit(0);
+    let ledger = dir.ledger("l.jsonl");
     assert_every_record_once(&ledger, n as u64);
     // A record in flight at the kill, written but not settled, is read on resume and found
     // as the record says: `unchanged`, not written twice.
@@ -287,6 +129,20 @@ async fn a_killed_run_resumes_without_sending_settled_records_again() {
     }
 }
 
+/// An emulator seeded with profiles 1..=n whose UpdateProfile quota is `rate` a second,
+/// with a burst of 5.
+async fn with_update_quota(n: u32, rate: f64) -> EmulatorHandle {
+    start_emulator(EmulatorConfig::default().with_seed(seed(n)).with_quota(
+        "UpdateProfile",
+        rate,
+        5,
+    ))
+    .await
+}
+
+/// The statuses of a plan, as samples/README.md counts them.
+const PLANNED: [&str; 4] = ["invalid", "unchanged", "would_update", "not_found"];
+
 /// Upserts by e-mail, creating what is missing.
 const UPSERT: &str =
     "search_key = \"_email\"\nsearch_column = \"email\"\nwhen_missing = \"create\"";
@@ -304,21 +160,14 @@ fn upsert_seed() -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upserts_update_one_match_create_none_and_refuse_ambiguity() {
-    let emulator = Emulator::start(EmulatorConfig::default().with_seed(upsert_seed()))
-        .await
-        .unwrap();
+    let emulator = start_emulator(EmulatorConfig::default().with_seed(upsert_seed())).await;
     let dir = Dir::new();
     // c1: one match; c2: two; c3: none; c4: one match, already equal.
     dir.write("in.csv", customers(4));
     dir.write("c.toml", config("rate = 50", UPSERT));
-    let out = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &[]).await;
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "the ambiguous record fails: {}",
-        stderr(&out)
-    );
-    let ledger = by_record(&read_ledger(&dir.path("l.jsonl")));
+    let out = dir.apply(&emulator, "l.jsonl", &[]).await;
+    out.assert_exit_because(1, "the ambiguous record fails");
+    let ledger = dir.ledger_by_record("l.jsonl");
     assert_eq!(
         statuses(&ledger),
         ["updated", "failed", "created", "unchanged"]
@@ -326,11 +175,9 @@ async fn upserts_update_one_match_create_none_and_refuse_ambiguity() {
     assert_eq!(ledger[0]["target_id"], pid(1));
     assert_eq!(profile(&emulator, &pid(1))["FirstName"], "First1");
     assert_eq!(ledger[1]["error"]["code"], "ambiguous");
-    assert!(
-        ledger[1]["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("ambiguous: 2 profiles match _email")
+    assert_has(
+        &ledger[1]["error"]["message"],
+        "ambiguous: 2 profiles match _email",
     );
     let created = ledger[2]["target_id"].as_str().unwrap();
     assert_eq!(created.len(), 32);
@@ -350,9 +197,9 @@ async fn missing_profiles_follow_when_missing() {
     dir.write("in.csv", customers(4));
     dir.write("skip.toml", config("rate = 50", BY_ID));
     let out = sync(&dir, &emulator, "apply", "skip.toml", "skip.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    out.assert_exit(0);
     assert_eq!(
-        statuses(&read_ledger(&dir.path("skip.jsonl"))),
+        statuses(&dir.ledger("skip.jsonl")),
         ["updated", "updated", "skipped", "skipped"]
     );
 
@@ -362,7 +209,7 @@ async fn missing_profiles_follow_when_missing() {
     );
     let out = sync(&dir, &emulator, "apply", "fail.toml", "fail.jsonl", &[]).await;
     assert_eq!(out.status.code(), Some(1));
-    let ledger = by_record(&read_ledger(&dir.path("fail.jsonl")));
+    let ledger = dir.ledger_by_record("fail.jsonl");
     // Records 1 and 2 were written by the first run; the sync state knows it.
     assert_eq!(
         statuses(&ledger),
@@ -383,14 +230,7 @@ async fn missing_profiles_follow_when_missing() {
     )
     .await;
     assert_eq!(out.status.code(), Some(1));
-    let retried = by_record(&read_ledger(&dir.path("retry.jsonl")));
-    assert_eq!(
-        retried
-            .iter()
-            .map(|e| e["record"].as_u64().unwrap())
-            .collect::<Vec<_>>(),
-        [3, 4]
-    );
+    assert_eq!(records(&dir.ledger("retry.jsonl")), [3, 4]);
     // Both are read again (and still missing), nothing else is.
     let stats = emulator.stats();
     assert_eq!(stats.operation("UpdateProfile").requests, 0);
@@ -406,23 +246,20 @@ async fn missing_profiles_follow_when_missing() {
         &["--max-errors", "1", "--concurrency", "1"],
     )
     .await;
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert!(stderr(&out).contains("--max-errors"), "{}", stderr(&out));
+    out.assert_exit(3);
+    out.assert_says("--max-errors");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_is_not_about_one_record_aborts_the_run_with_exit_3() {
     let emulator = seeded(50).await;
-    let dir = Dir::new();
-    dir.write("in.csv", customers(50));
+    let dir = customers_dir(50, "rate = 50");
     // No credentials anywhere in the chain.
-    dir.write("c.toml", config("rate = 50", BY_ID));
     let out = command(&dir, &emulator, &APPLY)
         .env_remove("AWS_ACCESS_KEY_ID")
         .env_remove("AWS_SECRET_ACCESS_KEY")
         .output()
-        .await
-        .unwrap();
+        .await;
     assert_stopped_before_any_record(&out, 3, "nothing was sent", &dir.path("l.jsonl"));
     assert_eq!(emulator.stats().operation("UpdateProfile").requests, 0);
 
@@ -434,20 +271,11 @@ async fn what_is_not_about_one_record_aborts_the_run_with_exit_3() {
     let out = command(
         &dir,
         &emulator,
-        &[
-            "apply",
-            "--config",
-            "u.toml",
-            "in.csv",
-            "--ledger",
-            "u.jsonl",
-            "--no-progress",
-        ],
+        &sync_args("apply", "u.toml", "u.jsonl", &[]),
     )
-    .env("AWS_ENDPOINT_URL_CUSTOMER_PROFILES", "http://127.0.0.1:9")
+    .env(PROFILES_ENDPOINT, "http://127.0.0.1:9")
     .output()
-    .await
-    .unwrap();
+    .await;
     assert_stopped_before_any_record(&out, 3, "could not be reached", &dir.path("u.jsonl"));
 
     // A domain that does not exist.
@@ -480,9 +308,9 @@ async fn plan_reports_differences_and_writes_nothing() {
             "",
         ),
     );
-    let out = sync(&dir, &emulator, "plan", "c.toml", "p.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let ledger = by_record(&read_ledger(&dir.path("p.jsonl")));
+    let out = dir.plan(&emulator, "p.jsonl", &[]).await;
+    out.assert_exit(0);
+    let ledger = dir.ledger_by_record("p.jsonl");
     assert_eq!(
         statuses(&ledger),
         ["would_update", "unchanged", "would_update", "not_found"]
@@ -490,13 +318,9 @@ async fn plan_reports_differences_and_writes_nothing() {
     assert_eq!(ledger[0]["changed"], json!(["FirstName"]));
     assert_eq!(emulator.state(), before);
     // The diff report: field names by default, values when asked.
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let report = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("diff csv: "))
-        .expect("a report");
+    let report = out.printed("diff csv: ");
     assert!(report.starts_with("reports/"), "{report}");
-    let text = std::fs::read_to_string(dir.path(report)).unwrap();
+    let text = std::fs::read_to_string(dir.path(&report)).unwrap();
     let mut rows: Vec<&str> = text.lines().skip(1).collect();
     rows.sort_unstable();
     assert_eq!(
@@ -506,22 +330,12 @@ async fn plan_reports_differences_and_writes_nothing() {
             "3,4,C3,00000000000000000000000000000003,would_update,FirstName"
         ]
     );
-    let out = sync(
-        &dir,
-        &emulator,
-        "plan",
-        "c.toml",
-        "p2.jsonl",
-        &["--report", "rep", "--show-values"],
-    )
-    .await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let report = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("diff csv: "))
-        .expect("a report");
-    let text = std::fs::read_to_string(dir.path(report)).unwrap();
+    let out = dir
+        .plan(&emulator, "p2.jsonl", &["--report", "rep", "--show-values"])
+        .await;
+    out.assert_exit(0);
+    let report = out.printed("diff csv: ");
+    let text = std::fs::read_to_string(dir.path(&report)).unwrap();
     assert!(
         text.contains("would_update,FirstName,Old1,First1"),
         "{text}"
@@ -533,7 +347,7 @@ async fn plan_reports_differences_and_writes_nothing() {
 fn demo_runs_from_any_directory() {
     let dir = Dir::new();
     let run = dir.run(&["demo"]);
-    assert_eq!(run.code(), 0, "{}", run.stderr());
+    run.assert_exit(0);
     let out = run.stdout();
     assert!(out.contains("plan: 300 records"), "{out}");
     assert!(out.contains("apply: 300 records"), "{out}");
@@ -548,18 +362,14 @@ fn demo_runs_from_any_directory() {
     };
     let apply = ledger_of("customer-profiles apply");
     assert_eq!(apply.len(), 300);
-    let count =
-        |ledger: &[Value], status: &str| ledger.iter().filter(|e| e["status"] == status).count();
-    assert_eq!(count(&apply, "invalid"), 8);
-    assert_eq!(count(&apply, "failed"), 0);
+    assert_eq!(tally(&apply, &["invalid", "failed"]), [8, 0]);
     // The agents sample: one record is stopped by the e-mail guard, as documented.
     let agents = ledger_of("connect-user apply");
     assert_eq!(agents.len(), 40);
-    assert_eq!(count(&agents, "failed"), 1);
-    assert_eq!(count(&agents, "updated"), 12);
+    assert_eq!(tally(&agents, &["failed", "updated"]), [1, 12]);
     let genesys = ledger_of("genesys-ucs apply");
     assert_eq!(genesys.len(), 60);
-    assert_eq!(count(&genesys, "failed"), 0);
+    assert_eq!(count(&genesys, "failed", None), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -568,24 +378,14 @@ async fn ctrl_c_or_sigterm_lets_records_in_flight_settle_and_exits_3() {
     for signal in ["-INT", "-TERM"] {
         let n = 100;
         let emulator = slow_emulator(n, 50).await;
-        let dir = Dir::new();
-        dir.write("in.csv", customers(n));
-        dir.write(
-            "c.toml",
-            config("rate = 20\nburst = 2\nconcurrency = 4", BY_ID),
-        );
-        let child = command(&dir, &emulator, &APPLY).spawn().unwrap();
-        let pid = child.id().unwrap().to_string();
+        let dir = customers_dir(n, "rate = 20\nburst = 2\nconcurrency = 4");
+        let child = command(&dir, &emulator, &APPLY).spawn();
         wait_for_entries(&dir.path("l.jsonl"), 10).await;
-        let kill = std::process::Command::new("kill")
-            .args([signal, &pid])
-            .status()
-            .unwrap();
-        assert!(kill.success());
-        let out = child.wait_with_output().await.unwrap();
-        assert_eq!(out.status.code(), Some(3), "{signal}: {}", stderr(&out));
-        assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
-        let ledger = read_ledger(&dir.path("l.jsonl"));
+        child.signal(signal);
+        let out = child.wait().await;
+        out.assert_exit_because(3, signal);
+        out.assert_says("interrupted");
+        let ledger = dir.ledger("l.jsonl");
         assert!(
             ledger.len() >= 10 && ledger.len() < n as usize,
             "{signal}: {} settled",
@@ -604,11 +404,9 @@ async fn ctrl_c_or_sigterm_lets_records_in_flight_settle_and_exits_3() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resuming_against_another_input_is_refused() {
     let emulator = seeded(3).await;
-    let dir = Dir::new();
-    dir.write("in.csv", customers(3));
-    dir.write("c.toml", config("rate = 50", BY_ID));
-    let out = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let dir = customers_dir(3, "rate = 50");
+    let out = dir.apply(&emulator, "l.jsonl", &[]).await;
+    out.assert_exit(0);
     // A re-export in another order: record 1 is now another customer.
     let csv = customers(3);
     let lines: Vec<&str> = csv.lines().collect();
@@ -617,41 +415,25 @@ async fn resuming_against_another_input_is_refused() {
         format!("{}\n{}\n{}\n{}\n", lines[0], lines[2], lines[1], lines[3]),
     );
     emulator.reset_stats();
-    let out = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &["--resume"]).await;
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("another key than in the ledger"),
-        "{}",
-        stderr(&out)
-    );
+    let out = dir.apply(&emulator, "l.jsonl", &["--resume"]).await;
+    out.assert_exit(3);
+    out.assert_says("another key than in the ledger");
     assert_eq!(emulator.stats().operation("UpdateProfile").requests, 0);
-    assert_eq!(read_ledger(&dir.path("l.jsonl")).len(), 3);
+    assert_eq!(dir.ledger("l.jsonl").len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_that_stops_answering_mid_run_stops_the_run() {
     let n = 300;
     let emulator = seeded(n).await;
-    let dir = Dir::new();
-    dir.write("in.csv", customers(n));
-    dir.write(
-        "c.toml",
-        config(
-            "rate = 40\nburst = 2\nconcurrency = 2\nmax_attempts = 2",
-            BY_ID,
-        ),
-    );
-    let child = command(&dir, &emulator, &APPLY).spawn().unwrap();
+    let dir = customers_dir(n, "rate = 40\nburst = 2\nconcurrency = 2\nmax_attempts = 2");
+    let child = command(&dir, &emulator, &APPLY).spawn();
     wait_for_entries(&dir.path("l.jsonl"), 20).await;
     emulator.shutdown().await;
-    let out = child.wait_with_output().await.unwrap();
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("stopped answering"),
-        "{}",
-        stderr(&out)
-    );
-    let ledger = read_ledger(&dir.path("l.jsonl"));
+    let out = child.wait().await;
+    out.assert_exit(3);
+    out.assert_says("stopped answering");
+    let ledger = dir.ledger("l.jsonl");
     assert!(ledger.len() < 100, "{} records settled", ledger.len());
 }
 
@@ -664,7 +446,7 @@ async fn an_interrupted_retry_of_failed_records_resumes_with_the_same_selection(
         "c.toml",
         config("rate = 50", &format!("{BY_ID}\nwhen_missing = \"fail\"")),
     );
-    let out = sync(&dir, &emulator, "apply", "c.toml", "first.jsonl", &[]).await;
+    let out = dir.apply(&emulator, "first.jsonl", &[]).await;
     assert_eq!(out.status.code(), Some(1));
     // Records 3-6 failed. A re-drive settled record 3, then stopped (its ledger says so).
     std::fs::write(
@@ -679,21 +461,19 @@ async fn an_interrupted_retry_of_failed_records_resumes_with_the_same_selection(
     run["retry_failed"] = json!(first.display().to_string());
     std::fs::write(dir.path("retry.jsonl.run.json"), run.to_string()).unwrap();
     emulator.reset_stats();
-    let out = sync(
-        &dir,
-        &emulator,
-        "apply",
-        "c.toml",
-        "retry.jsonl",
-        &["--retry-failed", "first.jsonl", "--resume"],
-    )
-    .await;
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let records: Vec<u64> = by_record(&read_ledger(&dir.path("retry.jsonl")))
-        .iter()
-        .map(|e| e["record"].as_u64().unwrap())
-        .collect();
-    assert_eq!(records, [3, 4, 5, 6], "only the failed records, none twice");
+    let out = dir
+        .apply(
+            &emulator,
+            "retry.jsonl",
+            &["--retry-failed", "first.jsonl", "--resume"],
+        )
+        .await;
+    out.assert_exit(1);
+    assert_eq!(
+        records(&dir.ledger("retry.jsonl")),
+        [3, 4, 5, 6],
+        "only the failed records, none twice"
+    );
     // Records 4-6 are read again (their profiles are still missing); none is written.
     let stats = emulator.stats();
     assert_eq!(stats.operation("UpdateProfile").requests, 0);
@@ -704,11 +484,7 @@ async fn an_interrupted_retry_of_failed_records_resumes_with_the_same_selection(
 async fn plans_of_the_bundled_samples_match_their_documented_outcomes() {
     // samples/README.md: 8 invalid, 167 unchanged, 76 would_update, 49 not_found, for the CSV
     // and the JSONL export alike.
-    let seed: Value = serde_json::from_str(include_str!("../../samples/seed.json")).unwrap();
-    let emulator = Emulator::start(EmulatorConfig::default().with_seed(seed))
-        .await
-        .unwrap();
-    let root = crate::support::repo();
+    let emulator = start_emulator(EmulatorConfig::default().with_seed(sample_seed())).await;
     for (config, input) in [
         ("config/customer-profiles.toml", "samples/customers.csv"),
         (
@@ -717,95 +493,50 @@ async fn plans_of_the_bundled_samples_match_their_documented_outcomes() {
         ),
     ] {
         let dir = Dir::new();
-        let (config, input) = (root.join(config), root.join(input));
-        let args = [
-            "plan",
-            "--config",
-            config.to_str().unwrap(),
-            input.to_str().unwrap(),
-            "--ledger",
-            "p.jsonl",
-            "--no-progress",
-            "--rate",
-            "90",
-        ];
+        let (config, input) = (sample(config), sample(input));
+        let args = run_args("plan", &config, &input, "p.jsonl", &["--rate", "90"]);
         let out = run(&dir, &emulator, &args).await;
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "the invalid rows: {}",
-            stderr(&out)
-        );
-        let ledger = read_ledger(&dir.path("p.jsonl"));
-        let count = |status: &str| ledger.iter().filter(|e| e["status"] == status).count();
-        let counts = [
-            count("invalid"),
-            count("unchanged"),
-            count("would_update"),
-            count("not_found"),
-        ];
-        assert_eq!(counts, [8, 167, 76, 49], "{}", config.display());
+        out.assert_exit_because(1, "the invalid rows");
+        let counts = tally(&dir.ledger("p.jsonl"), &PLANNED);
+        assert_eq!(counts, [8, 167, 76, 49], "{config}");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_denied_aborts_the_run_but_a_denied_preflight_only_warns() {
-    let dir = Dir::new();
-    dir.write("in.csv", customers(30));
-    dir.write("c.toml", config("rate = 50\nconcurrency = 2", BY_ID));
+    let dir = customers_dir(30, "rate = 50\nconcurrency = 2");
 
     // A role without profile:GetDomain: the run warns and goes on.
-    let emulator = Emulator::start(
+    let emulator = start_emulator(
         EmulatorConfig::default()
             .with_seed(seed(30))
             .with_denied("GetDomain"),
     )
-    .await
-    .unwrap();
-    let out = sync(&dir, &emulator, "apply", "c.toml", "ok.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("warning: cannot check the domain"),
-        "{}",
-        stderr(&out)
-    );
-    assert_eq!(
-        statuses(&read_ledger(&dir.path("ok.jsonl"))),
-        vec!["updated"; 30]
-    );
+    .await;
+    let out = dir.apply(&emulator, "ok.jsonl", &[]).await;
+    out.assert_exit(0);
+    out.assert_says("warning: cannot check the domain");
+    assert_eq!(statuses(&dir.ledger("ok.jsonl")), vec!["updated"; 30]);
 
     // Without profile:UpdateProfile either: the first answer stops the run.
-    let emulator = Emulator::start(
+    let emulator = start_emulator(
         EmulatorConfig::default()
             .with_seed(seed(30))
             .with_denied("GetDomain")
             .with_denied("UpdateProfile"),
     )
-    .await
-    .unwrap();
-    // A new emulator: the first run's sync state does not hold for it.
-    let out = sync(
-        &dir,
-        &emulator,
-        "apply",
-        "c.toml",
-        "denied.jsonl",
-        &["--full"],
-    )
     .await;
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("not authorized to perform: profile:UpdateProfile"),
-        "{}",
-        stderr(&out)
-    );
+    // A new emulator: the first run's sync state does not hold for it.
+    let out = dir.apply(&emulator, "denied.jsonl", &["--full"]).await;
+    out.assert_exit(3);
+    out.assert_says("not authorized to perform: profile:UpdateProfile");
     let stats = emulator.stats().operation("UpdateProfile");
     assert_eq!(stats.status(403), stats.requests);
     assert!(
         stats.requests <= 2,
         "only the requests already in flight: {stats:?}"
     );
-    let ledger = read_ledger(&dir.path("denied.jsonl"));
+    let ledger = dir.ledger("denied.jsonl");
     assert!(
         ledger.iter().all(|e| e["status"] != "failed"),
         "records are not failed one by one: {ledger:?}"
@@ -815,15 +546,10 @@ async fn access_denied_aborts_the_run_but_a_denied_preflight_only_warns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_http_endpoints_from_the_aws_configuration_are_refused() {
-    let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    let dir = Dir::new();
-    dir.write("in.csv", customers(3));
-    dir.write("c.toml", config("rate = 50", BY_ID));
+    let emulator = start_emulator(EmulatorConfig::default()).await;
+    let dir = customers_dir(3, "rate = 50");
     for (var, url) in [
-        (
-            "AWS_ENDPOINT_URL_CUSTOMER_PROFILES",
-            "http://profiles.example.com",
-        ),
+        (PROFILES_ENDPOINT, "http://profiles.example.com"),
         ("AWS_ENDPOINT_URL", "http://10.1.2.3:4566"),
     ] {
         let out = command(
@@ -833,24 +559,22 @@ async fn plain_http_endpoints_from_the_aws_configuration_are_refused() {
                 "plan", "--config", "c.toml", "in.csv", "--ledger", "l.jsonl",
             ],
         )
-        .env_remove("AWS_ENDPOINT_URL_CUSTOMER_PROFILES")
+        .env_remove(PROFILES_ENDPOINT)
         .env(var, url)
         .output()
-        .await
-        .unwrap();
+        .await;
         assert_stopped_before_any_record(&out, 2, "plain http:// is refused", &dir.path("l.jsonl"));
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_never_goes_over_its_own_rate() {
-    let emulator = Emulator::start(
+    let emulator = start_emulator(
         EmulatorConfig::default()
             .with_seed(seed(70))
             .without_quotas(),
     )
-    .await
-    .unwrap();
+    .await;
     apply_all(&emulator, 70, "rate = 20\nburst = 5\nconcurrency = 16").await;
     let stats = emulator.stats().operation("UpdateProfile");
     assert_eq!(stats.status(429), 0);
@@ -862,13 +586,7 @@ async fn the_client_never_goes_over_its_own_rate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_auto_finds_an_unknown_quota_and_loses_nothing() {
-    let emulator = Emulator::start(EmulatorConfig::default().with_seed(seed(80)).with_quota(
-        "UpdateProfile",
-        40.0,
-        5,
-    ))
-    .await
-    .unwrap();
+    let emulator = with_update_quota(80, 40.0).await;
     let (_, ledger) = apply_all(
         &emulator,
         80,
@@ -893,11 +611,10 @@ async fn ambiguity_counts_matches_across_search_pages() {
     let profiles: serde_json::Map<String, Value> = (1..=105)
         .map(|i| (pid(i), json!({"PersonalEmailAddress": "c1@example.com"})))
         .collect();
-    let emulator = Emulator::start(
+    let emulator = start_emulator(
         EmulatorConfig::default().with_seed(json!({"domains": {DOMAIN: {"profiles": profiles}}})),
     )
-    .await
-    .unwrap();
+    .await;
     let dir = Dir::new();
     dir.write("in.csv", customers(1));
     dir.write(
@@ -907,15 +624,12 @@ async fn ambiguity_counts_matches_across_search_pages() {
             "search_key = \"_email\"\nsearch_column = \"email\"",
         ),
     );
-    let out = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let ledger = read_ledger(&dir.path("l.jsonl"));
-    assert!(
-        ledger[0]["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("ambiguous: 105 profiles match"),
-        "{ledger:?}"
+    let out = dir.apply(&emulator, "l.jsonl", &[]).await;
+    out.assert_exit(1);
+    let ledger = dir.ledger("l.jsonl");
+    assert_has(
+        &ledger[0]["error"]["message"],
+        "ambiguous: 105 profiles match",
     );
     assert_eq!(ledger[0]["attempts"], 2, "two pages");
     assert_eq!(emulator.stats().operation("SearchProfiles").status(200), 2);
@@ -924,16 +638,14 @@ async fn ambiguity_counts_matches_across_search_pages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_by_search_key_reports_what_apply_would_do() {
-    let emulator = Emulator::start(EmulatorConfig::default().with_seed(upsert_seed()))
-        .await
-        .unwrap();
+    let emulator = start_emulator(EmulatorConfig::default().with_seed(upsert_seed())).await;
     let before = emulator.state();
     let dir = Dir::new();
     dir.write("in.csv", customers(4));
     dir.write("c.toml", config("rate = 50", UPSERT));
-    let out = sync(&dir, &emulator, "plan", "c.toml", "l.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let ledger = by_record(&read_ledger(&dir.path("l.jsonl")));
+    let out = dir.plan(&emulator, "l.jsonl", &[]).await;
+    out.assert_exit(1);
+    let ledger = dir.ledger_by_record("l.jsonl");
     assert_eq!(
         statuses(&ledger),
         ["would_update", "failed", "would_create", "unchanged"]
@@ -955,9 +667,7 @@ async fn empty_cells_keep_or_clear_as_configured() {
     let seed = json!({"domains": {DOMAIN: {"profiles": {
         pid(1): {"FirstName": "Ann", "Address": {"City": "Paris", "Country": "FR"}, "Attributes": {"Tier": "Gold", "Other": "x"}},
     }}}});
-    let emulator = Emulator::start(EmulatorConfig::default().with_seed(seed))
-        .await
-        .unwrap();
+    let emulator = start_emulator(EmulatorConfig::default().with_seed(seed)).await;
     let dir = Dir::new();
     // Every mapped cell is empty.
     dir.write(
@@ -975,9 +685,9 @@ async fn empty_cells_keep_or_clear_as_configured() {
             "\"Attributes.Tier\" = { from = \"tier\", empty = \"keep\" }",
         );
     dir.write("c.toml", text);
-    let out = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let ledger = read_ledger(&dir.path("l.jsonl"));
+    let out = dir.apply(&emulator, "l.jsonl", &[]).await;
+    out.assert_exit(0);
+    let ledger = dir.ledger("l.jsonl");
     assert_eq!(ledger[0]["changed"], json!(["Address.City", "FirstName"]));
     assert_eq!(
         profile(&emulator, &pid(1)),
@@ -992,16 +702,13 @@ async fn matching_by_profile_id_search_writes_only_what_differs() {
     dir.write("in.csv", customers(3));
     let matching = "search_key = \"_profileId\"\nsearch_column = \"profile_id\"";
     dir.write("c.toml", config("rate = 50", matching));
-    let out = sync(&dir, &emulator, "apply", "c.toml", "first.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(
-        statuses(&read_ledger(&dir.path("first.jsonl"))),
-        ["updated"; 3]
-    );
+    let out = dir.apply(&emulator, "first.jsonl", &[]).await;
+    out.assert_exit(0);
+    assert_eq!(statuses(&dir.ledger("first.jsonl")), ["updated"; 3]);
     // The nightly re-run of the same export: nothing differs, nothing is written.
-    let out = sync(&dir, &emulator, "apply", "c.toml", "again.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let again = by_record(&read_ledger(&dir.path("again.jsonl")));
+    let out = dir.apply(&emulator, "again.jsonl", &[]).await;
+    out.assert_exit(0);
+    let again = dir.ledger_by_record("again.jsonl");
     assert_eq!(statuses(&again), ["unchanged"; 3]);
     assert_eq!(again[0]["target_id"], pid(1));
     assert_eq!(emulator.stats().operation("UpdateProfile").requests, 3);
@@ -1009,23 +716,17 @@ async fn matching_by_profile_id_search_writes_only_what_differs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signal_during_the_preflight_exits_3_before_anything_is_written() {
-    let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let emulator = start_emulator(EmulatorConfig::default()).await;
     let dir = Dir::new();
     dir.write("in.csv", customers(3));
     // An endpoint that refuses connections: the preflight retries for many seconds.
     dir.write("c.toml", config("rate = 50\nmax_attempts = 20", BY_ID));
     let child = command(&dir, &emulator, &APPLY)
-        .env("AWS_ENDPOINT_URL_CUSTOMER_PROFILES", "http://127.0.0.1:9")
-        .spawn()
-        .unwrap();
+        .env(PROFILES_ENDPOINT, "http://127.0.0.1:9")
+        .spawn();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let pid = child.id().unwrap().to_string();
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let out = child.wait_with_output().await.unwrap();
+    child.signal("-TERM");
+    let out = child.wait().await;
     assert_stopped_before_any_record(
         &out,
         3,

@@ -5,7 +5,10 @@ use std::io::Write;
 
 use serde_json::Value;
 
-use crate::support::{Dir, pid, profiles_config, repo};
+use crate::support::{
+    Dir, Run, SyncChild, feed, pid, profiles_config, read_ledger, records, run_args, sample,
+    statuses,
+};
 
 const FIELDS: &str = r#"FirstName = { from = "first", transform = ["trim", "nfc"] }
 EmailAddress = { from = "email", transform = ["trim", "lowercase", "email"] }
@@ -14,46 +17,35 @@ BirthDate = { from = "dob", transform = [{ date = { from = "%m/%d/%Y", to = "%Y-
 Gender = { from = "gender", transform = [{ map = { M = "MALE", F = "FEMALE" } }] }
 "#;
 
-fn check(dir: &Dir, input: &str) -> crate::support::Run {
+fn check(dir: &Dir, input: &str) -> Run {
     dir.write("c.toml", profiles_config(FIELDS));
-    dir.run(&[
-        "check",
-        "--config",
-        "c.toml",
-        input,
-        "--ledger",
-        "l.jsonl",
-        "--no-progress",
-    ])
+    dir.run(&run_args("check", "c.toml", input, "l.jsonl", &[]))
+}
+
+/// [`check`] of `input`, which must exit with `code`; the run and its ledger.
+fn checked(dir: &Dir, input: &str, code: i32) -> (Run, Vec<Value>) {
+    let run = check(dir, input);
+    run.assert_exit(code);
+    let ledger = run.ledger("l.jsonl");
+    (run, ledger)
 }
 
 /// `check` reading standard input (the format comes from the config), into `s.jsonl`.
-fn check_stdin(dir: &Dir) -> std::process::Child {
+fn check_stdin(dir: &Dir) -> SyncChild {
     let config =
         profiles_config(FIELDS).replace("key = \"crm_id\"", "key = \"crm_id\"\nformat = \"csv\"");
     dir.write("stdin.toml", config);
-    std::process::Command::new(env!("CARGO_BIN_EXE_profilesync"))
-        .args([
-            "check",
-            "--config",
-            "stdin.toml",
-            "-",
-            "--ledger",
-            "s.jsonl",
-            "--quiet",
-        ])
-        .current_dir(dir.path(""))
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn statuses(ledger: &[Value]) -> Vec<&str> {
-    ledger
-        .iter()
-        .map(|e| e["status"].as_str().unwrap())
-        .collect()
+    dir.command(&[
+        "check",
+        "--config",
+        "stdin.toml",
+        "-",
+        "--ledger",
+        "s.jsonl",
+        "--quiet",
+    ])
+    .stdin_piped()
+    .spawn_sync()
 }
 
 #[test]
@@ -67,15 +59,13 @@ fn clean_csv_is_valid_and_exits_0() {
         pid(2)
     );
     dir.write("in.csv", csv);
-    let run = check(&dir, "in.csv");
-    assert_eq!(run.code(), 0, "{}", run.stderr());
-    let ledger = run.ledger("l.jsonl");
+    let (run, ledger) = checked(&dir, "in.csv", 0);
     assert_eq!(statuses(&ledger), ["valid", "valid"]);
     assert_eq!(ledger[0]["record"], 1);
     assert_eq!(ledger[0]["line"], 2);
     assert_eq!(ledger[0]["key"], "C1");
     assert_eq!(ledger[0]["target_id"], pid(1));
-    assert!(run.stdout().contains("valid"), "{}", run.stdout());
+    run.assert_prints("valid");
     assert!(run.stdout().contains("ledger: l.jsonl"));
 }
 
@@ -104,9 +94,7 @@ fn each_broken_csv_case_is_invalid_with_line_and_reason() {
     // 8: empty key.
     csv.extend(format!(",{},Ana,,,,\n", pid(7)).as_bytes());
     dir.write("in.csv", &csv);
-    let run = check(&dir, "in.csv");
-    assert_eq!(run.code(), 1, "{}", run.stderr());
-    let ledger = run.ledger("l.jsonl");
+    let (_, ledger) = checked(&dir, "in.csv", 1);
     assert_eq!(
         statuses(&ledger),
         [
@@ -173,9 +161,7 @@ fn broken_jsonl_lines_are_invalid_and_the_run_goes_on() {
         pid(5)
     );
     dir.write("in.jsonl", jsonl);
-    let run = check(&dir, "in.jsonl");
-    assert_eq!(run.code(), 1, "{}", run.stderr());
-    let ledger = run.ledger("l.jsonl");
+    let (_, ledger) = checked(&dir, "in.jsonl", 1);
     assert_eq!(
         statuses(&ledger),
         ["valid", "invalid", "invalid", "invalid", "valid"]
@@ -201,22 +187,14 @@ fn gzip_and_stdin_inputs() {
     gz.write_all(csv.as_bytes()).unwrap();
     dir.write("in.csv.gz", gz.finish().unwrap());
     let run = check(&dir, "in.csv.gz");
-    assert_eq!(run.code(), 0, "{}", run.stderr());
+    run.assert_exit(0);
     assert_eq!(statuses(&run.ledger("l.jsonl")), ["valid"]);
 
     // Standard input needs the format from the config.
     let mut child = check_stdin(&dir);
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(csv.as_bytes())
-        .unwrap();
-    assert_eq!(child.wait().unwrap().code(), Some(0));
-    assert_eq!(
-        statuses(&crate::support::read_ledger(&dir.path("s.jsonl"))),
-        ["valid"]
-    );
+    child.stdin().write_all(csv.as_bytes()).unwrap();
+    child.wait().assert_exit(0);
+    assert_eq!(statuses(&dir.ledger("s.jsonl")), ["valid"]);
 }
 
 #[test]
@@ -242,7 +220,7 @@ fn delimiters_ndjson_and_extra_columns() {
     let run = dir.run(&[
         "check", "--config", "c.toml", "in.csv", "--ledger", "l.jsonl",
     ]);
-    assert_eq!(run.code(), 1, "{}", run.stderr());
+    run.assert_exit(1);
     let ledger = run.ledger("l.jsonl");
     assert_eq!(statuses(&ledger), ["valid", "valid", "invalid"]);
     assert_eq!(ledger[2]["error"]["code"], "column_count");
@@ -261,7 +239,7 @@ fn delimiters_ndjson_and_extra_columns() {
     );
     std::fs::remove_file(dir.path("l.jsonl")).unwrap();
     let run = check(&dir, "in.ndjson");
-    assert_eq!(run.code(), 0, "{}", run.stderr());
+    run.assert_exit(0);
     assert_eq!(statuses(&run.ledger("l.jsonl")), ["valid"]);
 }
 
@@ -292,11 +270,7 @@ fn config_errors_exit_2_and_name_file_line_and_expected() {
         "check", "--config", "c.toml", "in.csv", "--ledger", "l.jsonl",
     ]);
     assert_eq!(run.code(), 2);
-    assert!(
-        run.stderr().contains("does not have: first"),
-        "{}",
-        run.stderr()
-    );
+    run.assert_says("does not have: first");
 
     let run = dir.run(&["check", "--config", "c.toml", "missing.csv"]);
     assert_eq!(run.code(), 2);
@@ -331,16 +305,14 @@ fn bundled_samples_check_as_documented() {
     ];
     for (config, input, invalid) in cases {
         let dir = Dir::new();
-        let root = repo();
-        let run = dir.run(&[
+        let (config_path, input_path) = (sample(config), sample(input));
+        let run = dir.run(&run_args(
             "check",
-            "--config",
-            root.join(config).to_str().unwrap(),
-            root.join(input).to_str().unwrap(),
-            "--ledger",
+            &config_path,
+            &input_path,
             "l.jsonl",
-            "--quiet",
-        ]);
+            &["--quiet"],
+        ));
         assert_eq!(run.code(), 1, "{config}: {}", run.stderr());
         let ledger = run.ledger("l.jsonl");
         let got: Vec<u64> = ledger
@@ -349,12 +321,13 @@ fn bundled_samples_check_as_documented() {
             .map(|e| e["record"].as_u64().unwrap())
             .collect();
         assert_eq!(got, invalid, "{config} on {input}");
-        let records: Vec<u64> = ledger
+        let in_order: Vec<u64> = ledger
             .iter()
             .map(|e| e["record"].as_u64().unwrap())
             .collect();
+        assert_eq!(in_order, records(&ledger), "in order");
         assert_eq!(
-            records,
+            in_order,
             (1..=ledger.len() as u64).collect::<Vec<_>>(),
             "every record, in order"
         );
@@ -372,20 +345,16 @@ fn default_ledger_goes_under_ledgers() {
         ),
     );
     let run = check_default_ledger(&dir);
-    assert_eq!(run.code(), 0, "{}", run.stderr());
-    let out = run.stdout();
-    let path = out
-        .lines()
-        .find_map(|l| l.strip_prefix("ledger: "))
-        .expect("the ledger path is printed");
+    run.assert_exit(0);
+    let path = run.printed("ledger: ");
     assert!(
         path.starts_with("ledgers/") && path.ends_with("-check.jsonl"),
         "{path}"
     );
-    assert_eq!(run.ledger(path).len(), 1);
+    assert_eq!(run.ledger(&path).len(), 1);
 }
 
-fn check_default_ledger(dir: &Dir) -> crate::support::Run {
+fn check_default_ledger(dir: &Dir) -> Run {
     dir.write("c.toml", profiles_config(FIELDS));
     dir.run(&["check", "--config", "c.toml", "in.csv", "--no-progress"])
 }
@@ -415,9 +384,7 @@ fn an_oversized_jsonl_line_is_invalid_and_reading_resumes_after_it() {
         pid(2)
     );
     dir.write("in.jsonl", jsonl);
-    let run = check(&dir, "in.jsonl");
-    assert_eq!(run.code(), 1, "{}", run.stderr());
-    let ledger = run.ledger("l.jsonl");
+    let (_, ledger) = checked(&dir, "in.jsonl", 1);
     assert_eq!(statuses(&ledger), ["invalid", "valid"]);
     assert_eq!(ledger[0]["error"]["code"], "too_large");
     assert_eq!(
@@ -440,13 +407,8 @@ fn an_unclosed_quote_stops_the_run_instead_of_reading_the_file_into_memory() {
     }
     dir.write("in.csv", csv);
     let run = check(&dir, "in.csv");
-    assert_eq!(run.code(), 3, "{}", run.stderr());
-    assert!(
-        run.stderr()
-            .contains("line 3 is over 16 MiB: an unclosed quote?"),
-        "{}",
-        run.stderr()
-    );
+    run.assert_exit(3);
+    run.assert_says("line 3 is over 16 MiB: an unclosed quote?");
     assert_eq!(statuses(&run.ledger("l.jsonl")), ["valid"]);
 }
 
@@ -455,22 +417,29 @@ fn bad_concurrency_is_a_usage_error() {
     let dir = Dir::new();
     let run = dir.run(&["apply", "--config", "c.toml", "--concurrency", "100000"]);
     assert_eq!(run.code(), 2);
+    // The usage error itself, not the missing config (which exits 2 too).
+    assert!(
+        run.stderr()
+            .contains("invalid value '100000' for '--concurrency <CONCURRENCY>'")
+            && run.stderr().contains("not in 1..=1024"),
+        "{}",
+        run.stderr()
+    );
+    assert!(!run.stderr().contains("c.toml"), "{}", run.stderr());
 }
 
 #[test]
 fn ctrl_c_stops_check_with_exit_3_and_keeps_what_was_read() {
     let dir = Dir::new();
     let mut child = check_stdin(&dir);
-    let mut stdin = child.stdin.take().unwrap();
-    stdin
-        .write_all(b"crm_id,profile_id,first,email,phone,dob,gender\n")
-        .unwrap();
+    let mut stdin = child.stdin();
+    assert!(feed(
+        &mut stdin,
+        "crm_id,profile_id,first,email,phone,dob,gender\n"
+    ));
     for i in 1..=3 {
-        stdin
-            .write_all(format!("C{i},{},Ana,,,,\n", pid(i)).as_bytes())
-            .unwrap();
+        assert!(feed(&mut stdin, &format!("C{i},{},Ana,,,,\n", pid(i))));
     }
-    stdin.flush().unwrap();
     // The ledger exists once the header is read; the Ctrl-C handler comes right after it.
     for _ in 0..200 {
         if dir.path("s.jsonl").exists() {
@@ -479,37 +448,19 @@ fn ctrl_c_stops_check_with_exit_3_and_keeps_what_was_read() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let pid_text = child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-INT", &pid_text])
-            .status()
-            .unwrap()
-            .success()
-    );
+    child.signal("-INT");
     // The reader notices the signal when the next record comes: keep them coming, slowly,
     // until the process has stopped.
     for i in 4..100 {
-        if child.try_wait().unwrap().is_some()
-            || stdin
-                .write_all(format!("C{i},{},Ana,,,,\n", pid(i)).as_bytes())
-                .and_then(|()| stdin.flush())
-                .is_err()
-        {
+        if child.has_ended() || !feed(&mut stdin, &format!("C{i},{},Ana,,,,\n", pid(i))) {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
-    let ledger = crate::support::read_ledger(&dir.path("s.jsonl"));
+    let out = child.wait();
+    out.assert_exit(3).assert_says("interrupted");
+    let ledger = read_ledger(&dir.path("s.jsonl"));
     let keys: Vec<&str> = ledger.iter().map(|e| e["key"].as_str().unwrap()).collect();
     assert!(keys.len() >= 3 && keys.len() < 99, "{keys:?}");
     assert_eq!(keys[..3], ["C1", "C2", "C3"]);

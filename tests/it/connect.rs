@@ -2,12 +2,12 @@
 //! requests signed by `aws-sigv4`: the binary runs as a user would run it, configured only by
 //! the standard AWS environment (`AWS_ENDPOINT_URL_CONNECT`).
 
-use profilesync::emulator::{Emulator, EmulatorConfig, EmulatorHandle};
+use profilesync::emulator::{EmulatorConfig, EmulatorHandle};
 use serde_json::{Map, Value, json};
 
 use crate::support::{
-    Dir, assert_every_record_once, assert_stopped_before_any_record, aws_command, by_record,
-    read_ledger, repo, stderr, sync_args, wait_for_entries,
+    Dir, Run, assert_every_record_once, assert_has, assert_stopped_before_any_record, run_args,
+    sample, sample_seed, start_emulator, statuses, sync_args, tally, wait_for_entries,
 };
 
 const INSTANCE: &str = "i-1";
@@ -34,10 +34,6 @@ fn seed(n: u32, management: Option<&str>) -> Value {
         instance["IdentityManagementType"] = json!(kind);
     }
     json!({ "instances": { INSTANCE: instance } })
-}
-
-async fn emulator(config: EmulatorConfig) -> EmulatorHandle {
-    Emulator::start(config).await.expect("start the emulator")
 }
 
 /// A roster of users 1..=n: `user_id,username,last,mobile,email`; odd users get a new last
@@ -76,6 +72,30 @@ instance_id = "{INSTANCE}"
 }
 
 const BY_ID: &str = r#"id = "user_id""#;
+
+/// An emulator with this configuration.
+async fn emulator(config: EmulatorConfig) -> EmulatorHandle {
+    start_emulator(config).await
+}
+
+/// An emulator with this seed and no quotas.
+async fn unthrottled(seed: Value) -> EmulatorHandle {
+    emulator(EmulatorConfig::default().with_seed(seed).without_quotas()).await
+}
+
+/// A config that maps only LastName, by UserId, with these `[limits]`.
+fn last_names(limits: &str) -> String {
+    config(r#"LastName = "last""#, BY_ID, "", limits)
+}
+
+/// A roster of users 1..=n that gives user i the last name `last(i)`.
+fn renamed(n: u32, last: impl Fn(u32) -> String) -> String {
+    let mut csv = String::from("user_id,username,last,mobile,email\n");
+    for i in 1..=n {
+        csv.push_str(&format!("u{i},agent{i},{},,\n", last(i)));
+    }
+    csv
+}
 const LAST_AND_MOBILE: &str = r#"LastName = "last"
 Mobile = { from = "mobile", transform = ["e164"] }"#;
 /// Fast enough for tests; the emulator's own quotas are off unless a test sets them.
@@ -88,44 +108,26 @@ async fn sync(
     command: &str,
     ledger: &str,
     extra: &[&str],
-) -> std::process::Output {
-    let args = sync_args(command, "c.toml", ledger, extra);
-    aws_command(
-        dir,
-        "AWS_ENDPOINT_URL_CONNECT",
-        &emulator.endpoint_url(),
-        &args,
-    )
-    .output()
-    .await
-    .expect("run profilesync")
+) -> Run {
+    dir.command(&sync_args(command, "c.toml", ledger, extra))
+        .connect(emulator)
+        .output()
+        .await
 }
 
 fn identity(emulator: &EmulatorHandle, user: &str) -> Value {
     emulator.state()["instances"][INSTANCE]["users"][user]["IdentityInfo"].clone()
 }
 
-fn statuses(ledger: &[Value]) -> Vec<String> {
-    by_record(ledger)
-        .iter()
-        .map(|e| e["status"].as_str().unwrap_or_default().to_owned())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unmapped_members_survive_and_only_what_differs_is_written() {
-    let emulator = emulator(
-        EmulatorConfig::default()
-            .with_seed(seed(6, None))
-            .without_quotas(),
-    )
-    .await;
+    let emulator = unthrottled(seed(6, None)).await;
     let dir = Dir::new();
     dir.write("in.csv", roster(6));
     dir.write("c.toml", config(LAST_AND_MOBILE, BY_ID, "", FAST));
     let out = sync(&dir, &emulator, "apply", "l.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let ledger = by_record(&read_ledger(&dir.path("l.jsonl")));
+    out.assert_exit(0);
+    let ledger = dir.ledger_by_record("l.jsonl");
     assert_eq!(
         statuses(&ledger),
         [
@@ -154,16 +156,16 @@ async fn unmapped_members_survive_and_only_what_differs_is_written() {
         "unchanged users are not written"
     );
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("UpdateUserIdentityInfo 3"),
+        out.stdout().contains("UpdateUserIdentityInfo 3"),
         "the summary counts requests per operation: {}",
-        String::from_utf8_lossy(&out.stdout)
+        out.stdout()
     );
 
     // plan reads and diffs, and writes nothing.
     emulator.reset_stats();
     let out = sync(&dir, &emulator, "plan", "p.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let plan = read_ledger(&dir.path("p.jsonl"));
+    out.assert_exit(0);
+    let plan = dir.ledger("p.jsonl");
     assert!(plan.iter().all(|e| e["status"] == "unchanged"), "{plan:?}");
     assert_eq!(
         emulator
@@ -176,12 +178,7 @@ async fn unmapped_members_survive_and_only_what_differs_is_written() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_email_guard_stops_a_changed_login_unless_allowed() {
-    let emulator = emulator(
-        EmulatorConfig::default()
-            .with_seed(seed(2, None))
-            .without_quotas(),
-    )
-    .await;
+    let emulator = unthrottled(seed(2, None)).await;
     let dir = Dir::new();
     // Agent 2's login e-mail changes (after trim and lowercase); agent 1's does not.
     dir.write(
@@ -196,8 +193,8 @@ LastName = "last""#;
     for command in ["plan", "apply"] {
         let ledger = format!("{command}.jsonl");
         let out = sync(&dir, &emulator, command, &ledger, &[]).await;
-        assert_eq!(out.status.code(), Some(1), "{command}: {}", stderr(&out));
-        let ledger = by_record(&read_ledger(&dir.path(&ledger)));
+        out.assert_exit_because(1, command);
+        let ledger = dir.ledger_by_record(&ledger);
         assert_eq!(statuses(&ledger), ["unchanged", "failed"], "{command}");
         assert_eq!(ledger[1]["error"]["code"], "email_change_guarded");
         let message = ledger[1]["error"]["message"].as_str().unwrap();
@@ -206,7 +203,7 @@ LastName = "last""#;
             !message.contains("mallory"),
             "no values in the ledger: {message}"
         );
-        let summary = String::from_utf8_lossy(&out.stdout).into_owned();
+        let summary = out.stdout();
         assert!(summary.contains("email_change_guarded 1"), "{summary}");
     }
     assert_eq!(
@@ -223,9 +220,9 @@ LastName = "last""#;
         config(fields, BY_ID, "allow_email_change = true", FAST),
     );
     let out = sync(&dir, &emulator, "apply", "allowed.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    out.assert_exit(0);
     assert_eq!(
-        statuses(&read_ledger(&dir.path("allowed.jsonl"))),
+        statuses(&dir.ledger("allowed.jsonl")),
         ["unchanged", "updated"]
     );
     assert_eq!(identity(&emulator, "u2")["Email"], "mallory@example.net");
@@ -234,31 +231,19 @@ LastName = "last""#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_must_be_nfc_before_anything_is_sent() {
-    let emulator = emulator(
-        EmulatorConfig::default()
-            .with_seed(seed(2, None))
-            .without_quotas(),
-    )
-    .await;
+    let emulator = unthrottled(seed(2, None)).await;
     let dir = Dir::new();
     // "Jose\u{301}" is NFD: without the nfc transform the record is invalid, locally.
     dir.write(
         "in.csv",
         "user_id,username,last,mobile,email\nu1,agent1,Jose\u{301},,\nu2,agent2,Jos\u{e9},,\n",
     );
-    dir.write("c.toml", config(r#"LastName = "last""#, BY_ID, "", FAST));
+    dir.write("c.toml", last_names(FAST));
     let out = sync(&dir, &emulator, "apply", "l.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let ledger = by_record(&read_ledger(&dir.path("l.jsonl")));
+    out.assert_exit(1);
+    let ledger = dir.ledger_by_record("l.jsonl");
     assert_eq!(statuses(&ledger), ["invalid", "updated"]);
-    assert!(
-        ledger[0]["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("LastName"),
-        "{}",
-        ledger[0]
-    );
+    assert_has(&ledger[0]["error"]["message"], "LastName");
     assert_eq!(emulator.stats().operation("DescribeUser").requests, 1);
     assert_eq!(identity(&emulator, "u2")["LastName"], "Jos\u{e9}");
 }
@@ -271,15 +256,15 @@ async fn saml_never_gets_an_email_and_a_directory_keeps_its_members() {
         let info = &mut saml["instances"][INSTANCE]["users"][format!("u{i}")]["IdentityInfo"];
         info.as_object_mut().unwrap().remove("Email");
     }
-    let emulator_saml = emulator(EmulatorConfig::default().with_seed(saml).without_quotas()).await;
+    let emulator_saml = unthrottled(saml).await;
     let dir = Dir::new();
     dir.write("in.csv", roster(2));
     let with_email = format!("{LAST_AND_MOBILE}\nEmail = \"email\"");
     dir.write("c.toml", config(&with_email, BY_ID, "", FAST));
     let out = sync(&dir, &emulator_saml, "apply", "l.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("uses SAML"), "{}", stderr(&out));
-    let ledger = read_ledger(&dir.path("l.jsonl"));
+    out.assert_exit(1);
+    out.assert_says("uses SAML");
+    let ledger = dir.ledger("l.jsonl");
     assert!(
         ledger.iter().all(|e| e["status"] == "invalid"),
         "{ledger:?}"
@@ -288,33 +273,23 @@ async fn saml_never_gets_an_email_and_a_directory_keeps_its_members() {
     // Without Email, the same roster applies, and no Email is ever sent.
     dir.write("c.toml", config(LAST_AND_MOBILE, BY_ID, "", FAST));
     let out = sync(&dir, &emulator_saml, "apply", "l2.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    out.assert_exit(0);
     assert_eq!(identity(&emulator_saml, "u1")["LastName"], "New");
     assert!(identity(&emulator_saml, "u1").get("Email").is_none());
 
     // An existing directory owns FirstName, LastName and Email: a record that changes one
     // fails, naming it; one that changes only Mobile is written with the rest as read.
-    let emulator_dir = emulator(
-        EmulatorConfig::default()
-            .with_seed(seed(2, Some("EXISTING_DIRECTORY")))
-            .without_quotas(),
-    )
-    .await;
+    let emulator_dir = unthrottled(seed(2, Some("EXISTING_DIRECTORY"))).await;
     dir.write(
         "in.csv",
         "user_id,username,last,mobile,email\nu1,agent1,New,,\nu2,agent2,Old,(206) 234-0148,\n",
     );
     let out = sync(&dir, &emulator_dir, "apply", "l3.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let ledger = by_record(&read_ledger(&dir.path("l3.jsonl")));
+    out.assert_exit(1);
+    let ledger = dir.ledger_by_record("l3.jsonl");
     assert_eq!(statuses(&ledger), ["failed", "updated"]);
     assert_eq!(ledger[0]["error"]["code"], "managed_by_directory");
-    assert!(
-        ledger[0]["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("LastName")
-    );
+    assert_has(&ledger[0]["error"]["message"], "LastName");
     assert_eq!(identity(&emulator_dir, "u1")["LastName"], "Old");
     assert_eq!(identity(&emulator_dir, "u2")["Mobile"], "+12062340148");
     assert_eq!(identity(&emulator_dir, "u2")["FirstName"], "First2");
@@ -323,12 +298,7 @@ async fn saml_never_gets_an_email_and_a_directory_keeps_its_members() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn matching_by_username_pages_list_users_once() {
     let n = 2_345;
-    let emulator = emulator(
-        EmulatorConfig::default()
-            .with_seed(seed(n, None))
-            .without_quotas(),
-    )
-    .await;
+    let emulator = unthrottled(seed(n, None)).await;
     let dir = Dir::new();
     dir.write(
         "in.csv",
@@ -342,8 +312,8 @@ async fn matching_by_username_pages_list_users_once() {
         "search_key = \"Username\"\nsearch_column = \"username\"\nwhen_missing = \"fail\"";
     dir.write("c.toml", config(r#"LastName = "last""#, matching, "", FAST));
     let out = sync(&dir, &emulator, "apply", "l.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let ledger = by_record(&read_ledger(&dir.path("l.jsonl")));
+    out.assert_exit(1);
+    let ledger = dir.ledger_by_record("l.jsonl");
     assert_eq!(
         statuses(&ledger),
         ["updated", "updated", "failed", "unchanged"]
@@ -364,11 +334,7 @@ async fn matching_by_username_pages_list_users_once() {
         "the unknown name, once"
     );
     assert_eq!(stats.operation("DescribeUser").requests, 3);
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("ListUsers 3"),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    out.assert_prints("ListUsers 3");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -377,23 +343,11 @@ async fn throttled_at_two_per_second_nothing_is_lost() {
     let n = 12;
     let emulator = emulator(EmulatorConfig::default().with_seed(seed(n, None))).await;
     let dir = Dir::new();
-    let mut csv = String::from("user_id,username,last,mobile,email\n");
-    for i in 1..=n {
-        csv.push_str(&format!("u{i},agent{i},New,,\n"));
-    }
-    dir.write("in.csv", csv);
-    dir.write(
-        "c.toml",
-        config(
-            r#"LastName = "last""#,
-            BY_ID,
-            "",
-            "rate = 6\nburst = 6\nconcurrency = 6",
-        ),
-    );
+    dir.write("in.csv", renamed(n, |_| "New".to_owned()));
+    dir.write("c.toml", last_names("rate = 6\nburst = 6\nconcurrency = 6"));
     let out = sync(&dir, &emulator, "apply", "l.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let ledger = read_ledger(&dir.path("l.jsonl"));
+    out.assert_exit(0);
+    let ledger = dir.ledger("l.jsonl");
     assert_eq!(ledger.len(), n as usize);
     assert!(
         ledger.iter().all(|e| e["status"] == "updated"),
@@ -417,45 +371,17 @@ async fn a_killed_run_resumes_and_ends_exact() {
     let n = 10;
     let emulator = emulator(EmulatorConfig::default().with_seed(seed(n, None))).await;
     let dir = Dir::new();
-    let mut csv = String::from("user_id,username,last,mobile,email\n");
-    for i in 1..=n {
-        csv.push_str(&format!("u{i},agent{i},New{i},,\n"));
-    }
-    dir.write("in.csv", csv);
-    dir.write(
-        "c.toml",
-        config(
-            r#"LastName = "last""#,
-            BY_ID,
-            "",
-            "rate = 2\nburst = 1\nconcurrency = 2",
-        ),
-    );
-    let args = [
-        "apply",
-        "--config",
-        "c.toml",
-        "in.csv",
-        "--ledger",
-        "l.jsonl",
-        "--no-progress",
-    ];
-    let mut child = aws_command(
-        &dir,
-        "AWS_ENDPOINT_URL_CONNECT",
-        &emulator.endpoint_url(),
-        &args,
-    )
-    .spawn()
-    .unwrap();
+    dir.write("in.csv", renamed(n, |i| format!("New{i}")));
+    dir.write("c.toml", last_names("rate = 2\nburst = 1\nconcurrency = 2"));
+    let args = sync_args("apply", "c.toml", "l.jsonl", &[]);
+    let mut child = dir.command(&args).connect(&emulator).spawn();
     wait_for_entries(&dir.path("l.jsonl"), 2).await;
-    child.start_kill().unwrap();
-    let _ = child.wait().await;
-    let before = read_ledger(&dir.path("l.jsonl")).len();
+    child.kill().await;
+    let before = dir.ledger("l.jsonl").len();
     assert!(before < n as usize, "killed mid-run: {before} settled");
     let out = sync(&dir, &emulator, "apply", "l.jsonl", &["--resume"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let ledger = read_ledger(&dir.path("l.jsonl"));
+    out.assert_exit(0);
+    let ledger = dir.ledger("l.jsonl");
     assert_every_record_once(&ledger, u64::from(n));
     for i in 1..=n {
         assert_eq!(
@@ -470,67 +396,39 @@ async fn the_preflight_checks_the_instance_and_the_access() {
     let emulator = emulator(EmulatorConfig::default().with_seed(seed(1, None))).await;
     let dir = Dir::new();
     dir.write("in.csv", roster(1));
-    dir.write(
-        "c.toml",
-        config(r#"LastName = "last""#, BY_ID, "", FAST).replace(INSTANCE, "i-missing"),
-    );
+    dir.write("c.toml", last_names(FAST).replace(INSTANCE, "i-missing"));
     let out = sync(&dir, &emulator, "apply", "l.jsonl", &[]).await;
     assert_stopped_before_any_record(&out, 2, "instance_id right?", &dir.path("l.jsonl"));
 
-    let denied = Emulator::start(
+    let denied = start_emulator(
         EmulatorConfig::default()
             .with_seed(seed(1, None))
             .with_denied("DescribeInstance"),
     )
-    .await
-    .unwrap();
-    dir.write("c.toml", config(r#"LastName = "last""#, BY_ID, "", FAST));
+    .await;
+    dir.write("c.toml", last_names(FAST));
     let out = sync(&dir, &denied, "apply", "l.jsonl", &[]).await;
     assert_stopped_before_any_record(&out, 3, "AccessDeniedException", &dir.path("l.jsonl"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bundled_agents_plan_as_documented() {
-    let seed: Value =
-        serde_json::from_str(&std::fs::read_to_string(repo().join("samples/seed.json")).unwrap())
-            .unwrap();
-    let emulator = emulator(EmulatorConfig::default().with_seed(seed).without_quotas()).await;
+    let emulator = unthrottled(sample_seed()).await;
     let dir = Dir::new();
-    let config = repo().join("config/connect-user.toml");
-    let input = repo().join("samples/agents.csv");
-    let args = [
-        "plan",
-        "--config",
-        config.to_str().unwrap(),
-        input.to_str().unwrap(),
-        "--ledger",
-        "p.jsonl",
-        "--no-progress",
-        "--rate",
-        "100",
-    ];
-    let out = aws_command(
-        &dir,
-        "AWS_ENDPOINT_URL_CONNECT",
-        &emulator.endpoint_url(),
-        &args,
-    )
-    .output()
-    .await
-    .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let ledger = by_record(&read_ledger(&dir.path("p.jsonl")));
-    let count = |s: &str| ledger.iter().filter(|e| e["status"] == s).count();
-    // samples/README.md: 3 invalid, 24 unchanged, 12 would_update, 1 guarded Email change.
-    assert_eq!(
-        (
-            count("invalid"),
-            count("unchanged"),
-            count("would_update"),
-            count("failed")
-        ),
-        (3, 24, 12, 1)
+    let (config, input) = (
+        sample("config/connect-user.toml"),
+        sample("samples/agents.csv"),
     );
+    let args = run_args("plan", &config, &input, "p.jsonl", &["--rate", "100"]);
+    dir.command(&args)
+        .connect(&emulator)
+        .output()
+        .await
+        .assert_exit(1);
+    let ledger = dir.ledger_by_record("p.jsonl");
+    // samples/README.md: 3 invalid, 24 unchanged, 12 would_update, 1 guarded Email change.
+    let planned = ["invalid", "unchanged", "would_update", "failed"];
+    assert_eq!(tally(&ledger, &planned), [3, 24, 12, 1]);
     assert_eq!(
         ledger[28]["error"]["code"], "email_change_guarded",
         "record 29"

@@ -6,10 +6,12 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::apply::{APPLY, BY_ID, command, config, customers, profile, slow_emulator};
-use crate::support::{Dir, assert_every_record_once, pid, read_ledger};
+use crate::support::{
+    APPLY, assert_every_record_once, command, customers_dir, pid, profile, read_ledger,
+    slow_emulator, synced_profile, wait_for_entries,
+};
 
 /// Record numbers of the complete entries of a ledger (a line torn by the kill is left out),
 /// asserting that none appears twice.
@@ -36,29 +38,14 @@ fn settled(ledger: &std::path::Path) -> BTreeSet<u64> {
     records
 }
 
-/// Waits (up to 30 s, for a loaded machine) until the ledger has at least `n` lines.
-async fn wait_for(ledger: &std::path::Path, n: usize) {
-    for _ in 0..1200 {
-        if std::fs::read_to_string(ledger).map_or(0, |t| t.lines().count()) >= n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_sigkills_in_one_apply_each_resumed_end_exact() {
     let n: u32 = 400;
     let concurrency = 4;
     let emulator = slow_emulator(n, 15).await;
-    let dir = Dir::new();
-    dir.write("in.csv", customers(n));
-    dir.write(
-        "c.toml",
-        config(
-            &format!("rate = 150\nburst = 5\nconcurrency = {concurrency}"),
-            BY_ID,
-        ),
+    let dir = customers_dir(
+        n,
+        &format!("rate = 150\nburst = 5\nconcurrency = {concurrency}"),
     );
     let ledger = dir.path("l.jsonl");
     let mut resume = APPLY.to_vec();
@@ -67,10 +54,9 @@ async fn three_sigkills_in_one_apply_each_resumed_end_exact() {
     let mut resent_by_crashes = 0;
     for (crash, at) in [n / 8, n / 2, n * 7 / 8].into_iter().enumerate() {
         let args: &[&str] = if crash == 0 { &APPLY } else { &resume };
-        let mut child = command(&dir, &emulator, args).spawn().unwrap();
-        wait_for(&ledger, at as usize).await;
-        child.start_kill().unwrap(); // SIGKILL
-        child.wait().await.unwrap();
+        let mut child = command(&dir, &emulator, args).spawn();
+        wait_for_entries(&ledger, at as usize).await;
+        child.kill().await; // SIGKILL
         // Let the emulator finish the requests that were on the wire.
         tokio::time::sleep(Duration::from_millis(200)).await;
         let settled = settled(&ledger);
@@ -97,20 +83,16 @@ async fn three_sigkills_in_one_apply_each_resumed_end_exact() {
         resent_by_crashes += on_the_wire;
     }
 
-    let out = command(&dir, &emulator, &resume).output().await.unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    command(&dir, &emulator, &resume)
+        .output()
+        .await
+        .assert_exit(0);
     let entries = read_ledger(&ledger);
     assert_every_record_once(&entries, u64::from(n));
     for i in 1..=n {
         assert_eq!(
             profile(&emulator, &pid(i)),
-            json!({"FirstName": format!("First{i}"), "LastName": "Kept", "Address": {"City": format!("City{i}")},
-                   "Attributes": {"Other": "x", "Tier": "Gold"}}),
+            synced_profile(i),
             "profile {i}"
         );
     }

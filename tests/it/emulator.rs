@@ -2,16 +2,23 @@
 //! Profiles, the AWS CLI (Customer Profiles and Connect), and plain HTTP for Genesys; plus
 //! faults, quotas and statistics.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use aws_sdk_customerprofiles::Client;
 use aws_sdk_customerprofiles::config::retry::RetryConfig;
 use aws_sdk_customerprofiles::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_customerprofiles::error::ProvideErrorMetadata;
+use aws_sdk_customerprofiles::operation::batch_get_profile::builders::BatchGetProfileFluentBuilder;
+use aws_sdk_customerprofiles::operation::search_profiles::builders::SearchProfilesFluentBuilder;
+use aws_sdk_customerprofiles::operation::update_profile::builders::UpdateProfileFluentBuilder;
 use aws_sdk_customerprofiles::types::UpdateAddress;
-use profilesync::emulator::{Emulator, EmulatorConfig, EmulatorHandle, FaultConfig};
+use profilesync::emulator::{EmulatorConfig, EmulatorHandle, FaultConfig};
 use serde_json::{Value, json};
+
+use crate::support::{
+    AwsCli, CliCase, Dir, emulator_process, emulator_process_sync, faults, genesys_profile,
+    profile_in, start_emulator,
+};
 
 const DOMAIN: &str = "TestDomain";
 const P1: &str = "0123456789abcdef0123456789abcdef";
@@ -41,12 +48,8 @@ fn seed() -> Value {
     })
 }
 
-async fn start(config: EmulatorConfig) -> EmulatorHandle {
-    Emulator::start(config).await.expect("emulator starts")
-}
-
 async fn seeded() -> EmulatorHandle {
-    start(EmulatorConfig::default().with_seed(seed())).await
+    start_emulator(EmulatorConfig::default().with_seed(seed())).await
 }
 
 fn sdk(handle: &EmulatorHandle, retries: bool) -> Client {
@@ -67,8 +70,45 @@ fn sdk(handle: &EmulatorHandle, retries: bool) -> Client {
     Client::from_conf(config)
 }
 
-fn profile(handle: &EmulatorHandle, id: &str) -> Value {
-    handle.state()["domains"][DOMAIN]["profiles"][id].clone()
+/// An emulator with [`seed`], configured further by `with`.
+async fn seeded_with(with: impl FnOnce(EmulatorConfig) -> EmulatorConfig) -> EmulatorHandle {
+    start_emulator(with(EmulatorConfig::default().with_seed(seed()))).await
+}
+
+/// UpdateProfile of profile `id` in [`DOMAIN`].
+fn update(client: &Client, id: &str) -> UpdateProfileFluentBuilder {
+    client.update_profile().domain_name(DOMAIN).profile_id(id)
+}
+
+/// BatchGetProfile in [`DOMAIN`].
+fn batch(client: &Client) -> BatchGetProfileFluentBuilder {
+    client.batch_get_profile().domain_name(DOMAIN)
+}
+
+/// SearchProfiles in [`DOMAIN`] by `key` = `value`.
+fn search(client: &Client, key: &str, value: &str) -> SearchProfilesFluentBuilder {
+    client
+        .search_profiles()
+        .domain_name(DOMAIN)
+        .key_name(key)
+        .values(value)
+}
+
+/// Asserts that the emulator accepted one `operation` request and throttled one.
+fn assert_one_accepted_one_throttled(handle: &EmulatorHandle, operation: &str) {
+    let stats = handle.stats().operation(operation);
+    assert_eq!(
+        (stats.status(200), stats.status(429), stats.accepted),
+        (1, 1, 1),
+        "{operation}"
+    );
+}
+
+/// Sends a request that must fail (`$what` says why it must); its service error.
+macro_rules! refused {
+    ($request:expr, $what:expr $(,)?) => {
+        $request.send().await.expect_err($what).into_service_error()
+    };
 }
 
 // ---- Customer Profiles through the official Rust SDK ----
@@ -77,10 +117,7 @@ fn profile(handle: &EmulatorHandle, id: &str) -> Value {
 async fn sdk_update_sets_keeps_and_removes_with_empty_string() {
     let handle = seeded().await;
     let client = sdk(&handle, false);
-    let out = client
-        .update_profile()
-        .domain_name(DOMAIN)
-        .profile_id(P1)
+    let out = update(&client, P1)
         .first_name("Anne")
         .last_name("")
         .address(UpdateAddress::builder().city("").country("FR").build())
@@ -91,7 +128,7 @@ async fn sdk_update_sets_keeps_and_removes_with_empty_string() {
         .expect("update succeeds");
     assert_eq!(out.profile_id(), P1);
     assert_eq!(
-        profile(&handle, P1),
+        profile_in(&handle, DOMAIN, P1),
         json!({"FirstName": "Anne", "EmailAddress": "ann@example.com",
                "Address": {"PostalCode": "75001", "Country": "FR"},
                "Attributes": {"Tier": "gold", "Since": "2020"}})
@@ -103,24 +140,15 @@ async fn sdk_update_sets_keeps_and_removes_with_empty_string() {
 async fn sdk_unknown_profile_is_resource_not_found() {
     let handle = seeded().await;
     let client = sdk(&handle, false);
-    let err = client
-        .update_profile()
-        .domain_name(DOMAIN)
-        .profile_id(MISSING)
-        .first_name("X")
-        .send()
-        .await
-        .expect_err("unknown profile")
-        .into_service_error();
+    let err = refused!(update(&client, MISSING).first_name("X"), "unknown profile",);
     assert!(err.is_resource_not_found_exception(), "{err:?}");
-    let err = client
-        .update_profile()
-        .domain_name("NoSuchDomain")
-        .profile_id(P1)
-        .send()
-        .await
-        .expect_err("unknown domain")
-        .into_service_error();
+    let err = refused!(
+        client
+            .update_profile()
+            .domain_name("NoSuchDomain")
+            .profile_id(P1),
+        "unknown domain",
+    );
     assert!(err.is_resource_not_found_exception(), "{err:?}");
     assert!(err.message().is_some_and(|m| m.contains("NoSuchDomain")));
     handle.shutdown().await;
@@ -130,15 +158,7 @@ async fn sdk_unknown_profile_is_resource_not_found() {
 async fn sdk_validation_error_is_bad_request_naming_member_and_rule() {
     let handle = seeded().await;
     let client = sdk(&handle, false);
-    let err = client
-        .update_profile()
-        .domain_name(DOMAIN)
-        .profile_id(P1)
-        .first_name("x".repeat(256))
-        .send()
-        .await
-        .expect_err("too long")
-        .into_service_error();
+    let err = refused!(update(&client, P1).first_name("x".repeat(256)), "too long",);
     assert!(err.is_bad_request_exception(), "{err:?}");
     assert_eq!(
         err.message(),
@@ -146,65 +166,31 @@ async fn sdk_validation_error_is_bad_request_naming_member_and_rule() {
             "1 validation error detected: Value at 'firstName' failed to satisfy constraint: Member must have length less than or equal to 255"
         )
     );
-    let err = client
-        .update_profile()
-        .domain_name(DOMAIN)
-        .profile_id("NOT-HEX")
-        .send()
-        .await
-        .expect_err("bad id")
-        .into_service_error();
+    let err = refused!(update(&client, "NOT-HEX"), "bad id",);
     assert!(err.is_bad_request_exception(), "{err:?}");
     assert!(err.message().is_some_and(|m| m.contains("[a-f0-9]{32}")));
-    assert_eq!(profile(&handle, P1)["FirstName"], "Ann");
+    assert_eq!(profile_in(&handle, DOMAIN, P1)["FirstName"], "Ann");
     handle.shutdown().await;
 }
 
 #[tokio::test]
 async fn sdk_throttle_is_throttling_exception() {
-    let handle = start(EmulatorConfig::default().with_seed(seed()).with_quota(
-        "UpdateProfile",
-        1.0,
-        1,
-    ))
-    .await;
+    let handle = seeded_with(|c| c.with_quota("UpdateProfile", 1.0, 1)).await;
     let client = sdk(&handle, false);
-    let update = || {
-        client
-            .update_profile()
-            .domain_name(DOMAIN)
-            .profile_id(P1)
-            .first_name("Z")
-            .send()
-    };
-    update().await.expect("first request fits the burst");
-    let err = update()
-        .await
-        .expect_err("second is throttled")
-        .into_service_error();
+    let update = || update(&client, P1).first_name("Z");
+    update().send().await.expect("first request fits the burst");
+    let err = refused!(update(), "second is throttled");
     assert!(err.is_throttling_exception(), "{err:?}");
     assert_eq!(err.code(), Some("ThrottlingException"));
-    let stats = handle.stats().operation("UpdateProfile");
-    assert_eq!(
-        (stats.status(200), stats.status(429), stats.accepted),
-        (1, 1, 1)
-    );
+    assert_one_accepted_one_throttled(&handle, "UpdateProfile");
     handle.shutdown().await;
 }
 
 #[tokio::test]
 async fn sdk_sees_a_denied_operation_as_access_denied() {
-    let handle = start(
-        EmulatorConfig::default()
-            .with_seed(seed())
-            .with_denied("UpdateProfile"),
-    )
-    .await;
+    let handle = seeded_with(|c| c.with_denied("UpdateProfile")).await;
     let client = sdk(&handle, false);
-    let err = client
-        .update_profile()
-        .domain_name(DOMAIN)
-        .profile_id(P1)
+    let err = update(&client, P1)
         .first_name("Z")
         .send()
         .await
@@ -217,13 +203,9 @@ async fn sdk_sees_a_denied_operation_as_access_denied() {
             .is_some_and(|m| m.contains("not authorized to perform: profile:UpdateProfile")),
         "{err:?}"
     );
-    assert_eq!(profile(&handle, P1)["FirstName"], "Ann");
+    assert_eq!(profile_in(&handle, DOMAIN, P1)["FirstName"], "Ann");
     // Other operations are not affected.
-    client
-        .search_profiles()
-        .domain_name(DOMAIN)
-        .key_name("_profileId")
-        .values(P1)
+    search(&client, "_profileId", P1)
         .send()
         .await
         .expect("search is allowed");
@@ -232,18 +214,10 @@ async fn sdk_sees_a_denied_operation_as_access_denied() {
 
 #[tokio::test]
 async fn sdk_retries_a_throttle_because_its_code_says_throttling() {
-    let handle = start(EmulatorConfig::default().with_seed(seed()).with_quota(
-        "UpdateProfile",
-        5.0,
-        1,
-    ))
-    .await;
+    let handle = seeded_with(|c| c.with_quota("UpdateProfile", 5.0, 1)).await;
     let client = sdk(&handle, true);
     for _ in 0..2 {
-        client
-            .update_profile()
-            .domain_name(DOMAIN)
-            .profile_id(P1)
+        update(&client, P1)
             .first_name("Z")
             .send()
             .await
@@ -275,17 +249,13 @@ async fn sdk_create_returns_hex_id_and_refuses_empty_strings() {
         "{id}"
     );
     assert_eq!(
-        profile(&handle, &id),
+        profile_in(&handle, DOMAIN, &id),
         json!({"FirstName": "Cy", "EmailAddress": "cy@example.com"})
     );
-    let err = client
-        .create_profile()
-        .domain_name(DOMAIN)
-        .first_name("")
-        .send()
-        .await
-        .expect_err("empty first name")
-        .into_service_error();
+    let err = refused!(
+        client.create_profile().domain_name(DOMAIN).first_name(""),
+        "empty first name",
+    );
     assert!(err.is_bad_request_exception(), "{err:?}");
     handle.shutdown().await;
 }
@@ -303,17 +273,13 @@ async fn sdk_search_by_email_pages_through_all_e_mail_members() {
         let id = format!("{:032x}", 0xa0 + i);
         profiles[&id] = json!({ members[i as usize % 3]: "same@example.com" });
     }
-    let handle = start(EmulatorConfig::default().with_seed(seed)).await;
+    let handle = start_emulator(EmulatorConfig::default().with_seed(seed)).await;
     let client = sdk(&handle, false);
     let mut found = Vec::new();
     let mut token: Option<String> = None;
     let mut pages = 0;
     loop {
-        let out = client
-            .search_profiles()
-            .domain_name(DOMAIN)
-            .key_name("_email")
-            .values("same@example.com")
+        let out = search(&client, "_email", "same@example.com")
             .max_results(2)
             .set_next_token(token.clone())
             .send()
@@ -331,11 +297,7 @@ async fn sdk_search_by_email_pages_through_all_e_mail_members() {
     }
     assert_eq!(pages, 3);
     assert_eq!(found.len(), 5);
-    let by_attribute = client
-        .search_profiles()
-        .domain_name(DOMAIN)
-        .key_name("Tier")
-        .values("gold")
+    let by_attribute = search(&client, "Tier", "gold")
         .send()
         .await
         .expect("custom key search");
@@ -348,9 +310,7 @@ async fn sdk_search_by_email_pages_through_all_e_mail_members() {
 async fn sdk_batch_get_answers_found_profiles_and_an_error_per_missing_id() {
     let handle = seeded().await;
     let client = sdk(&handle, false);
-    let out = client
-        .batch_get_profile()
-        .domain_name(DOMAIN)
+    let out = batch(&client)
         .profile_ids(P2)
         .profile_ids(MISSING)
         .profile_ids(P1)
@@ -382,11 +342,7 @@ async fn sdk_batch_get_answers_found_profiles_and_an_error_per_missing_id() {
         (MISSING, "ResourceNotFoundException", "Profile not found")
     );
     // The same profile as SearchProfiles returns it, but for FoundByItems.
-    let searched = client
-        .search_profiles()
-        .domain_name(DOMAIN)
-        .key_name("_profileId")
-        .values(P1)
+    let searched = search(&client, "_profileId", P1)
         .send()
         .await
         .expect("search succeeds");
@@ -394,14 +350,13 @@ async fn sdk_batch_get_answers_found_profiles_and_an_error_per_missing_id() {
     item.found_by_items = None;
     assert_eq!(&item, ann);
 
-    let err = client
-        .batch_get_profile()
-        .domain_name("NoSuchDomain")
-        .profile_ids(P1)
-        .send()
-        .await
-        .expect_err("unknown domain")
-        .into_service_error();
+    let err = refused!(
+        client
+            .batch_get_profile()
+            .domain_name("NoSuchDomain")
+            .profile_ids(P1),
+        "unknown domain",
+    );
     assert!(err.is_resource_not_found_exception(), "{err:?}");
     assert!(err.message().is_some_and(|m| m.contains("NoSuchDomain")));
     let stats = handle.stats().operation("BatchGetProfile");
@@ -414,14 +369,10 @@ async fn sdk_batch_get_refuses_21_ids_no_ids_and_a_bad_id() {
     let handle = seeded().await;
     let client = sdk(&handle, false);
     let twenty_one: Vec<String> = (0..21u32).map(|i| format!("{i:032x}")).collect();
-    let err = client
-        .batch_get_profile()
-        .domain_name(DOMAIN)
-        .set_profile_ids(Some(twenty_one.clone()))
-        .send()
-        .await
-        .expect_err("21 ids")
-        .into_service_error();
+    let err = refused!(
+        batch(&client).set_profile_ids(Some(twenty_one.clone())),
+        "21 ids",
+    );
     assert!(err.is_bad_request_exception(), "{err:?}");
     assert_eq!(
         err.message(),
@@ -429,23 +380,14 @@ async fn sdk_batch_get_refuses_21_ids_no_ids_and_a_bad_id() {
             "1 validation error detected: Value at 'profileIds' failed to satisfy constraint: Member must have length less than or equal to 20"
         )
     );
-    let twenty = client
-        .batch_get_profile()
-        .domain_name(DOMAIN)
+    let twenty = batch(&client)
         .set_profile_ids(Some(twenty_one[..20].to_vec()))
         .send()
         .await
         .expect("20 ids are fine");
     assert_eq!(twenty.errors().len(), 20);
 
-    let err = client
-        .batch_get_profile()
-        .domain_name(DOMAIN)
-        .set_profile_ids(Some(Vec::new()))
-        .send()
-        .await
-        .expect_err("no ids")
-        .into_service_error();
+    let err = refused!(batch(&client).set_profile_ids(Some(Vec::new())), "no ids",);
     assert!(err.is_bad_request_exception(), "{err:?}");
     assert!(
         err.message()
@@ -453,15 +395,12 @@ async fn sdk_batch_get_refuses_21_ids_no_ids_and_a_bad_id() {
         "{err:?}"
     );
 
-    let err = client
-        .batch_get_profile()
-        .domain_name(DOMAIN)
-        .profile_ids(P1)
-        .profile_ids("0123456789ABCDEF0123456789ABCDEF")
-        .send()
-        .await
-        .expect_err("upper-case id")
-        .into_service_error();
+    let err = refused!(
+        batch(&client)
+            .profile_ids(P1)
+            .profile_ids("0123456789ABCDEF0123456789ABCDEF"),
+        "upper-case id",
+    );
     assert!(err.is_bad_request_exception(), "{err:?}");
     assert_eq!(
         err.message(),
@@ -474,54 +413,26 @@ async fn sdk_batch_get_refuses_21_ids_no_ids_and_a_bad_id() {
 
 #[tokio::test]
 async fn sdk_batch_get_is_throttled_by_its_own_quota() {
-    let handle = start(EmulatorConfig::default().with_seed(seed()).with_quota(
-        "BatchGetProfile",
-        0.1,
-        1,
-    ))
-    .await;
+    let handle = seeded_with(|c| c.with_quota("BatchGetProfile", 0.1, 1)).await;
     let client = sdk(&handle, false);
-    let batch = || {
-        client
-            .batch_get_profile()
-            .domain_name(DOMAIN)
-            .profile_ids(P1)
-            .send()
-    };
-    batch().await.expect("first request fits the burst");
-    let err = batch()
-        .await
-        .expect_err("second is throttled")
-        .into_service_error();
+    let batch = || batch(&client).profile_ids(P1);
+    batch().send().await.expect("first request fits the burst");
+    let err = refused!(batch(), "second is throttled");
     assert!(err.is_throttling_exception(), "{err:?}");
-    client
-        .update_profile()
-        .domain_name(DOMAIN)
-        .profile_id(P1)
+    update(&client, P1)
         .first_name("Z")
         .send()
         .await
         .expect("UpdateProfile has its own bucket");
-    let stats = handle.stats().operation("BatchGetProfile");
-    assert_eq!(
-        (stats.status(200), stats.status(429), stats.accepted),
-        (1, 1, 1)
-    );
+    assert_one_accepted_one_throttled(&handle, "BatchGetProfile");
     handle.shutdown().await;
 }
 
 #[tokio::test]
 async fn sdk_batch_get_reports_an_injected_per_id_error_and_serves_the_rest() {
-    let handle = start(
-        EmulatorConfig::default()
-            .with_seed(seed())
-            .with_batch_error(P2),
-    )
-    .await;
+    let handle = seeded_with(|c| c.with_batch_error(P2)).await;
     let client = sdk(&handle, false);
-    let out = client
-        .batch_get_profile()
-        .domain_name(DOMAIN)
+    let out = batch(&client)
         .profile_ids(P1)
         .profile_ids(P2)
         .profile_ids(MISSING)
@@ -566,7 +477,7 @@ async fn unsigned_aws_request_is_access_denied() {
     );
     let body: Value = response.json().await.expect("json");
     assert!(body["message"].is_string());
-    assert_eq!(profile(&handle, P1)["FirstName"], "Ann");
+    assert_eq!(profile_in(&handle, DOMAIN, P1)["FirstName"], "Ann");
     handle.shutdown().await;
 }
 
@@ -575,30 +486,13 @@ async fn state_and_stats_are_readable_over_http() {
     let handle = seeded().await;
     let http = reqwest::Client::new();
     let url = handle.endpoint_url();
-    let state: Value = http
-        .get(format!("{url}/_emulator/state"))
-        .send()
-        .await
-        .expect("answered")
-        .json()
-        .await
-        .expect("json");
+    let state = get_json(&http, format!("{url}/_emulator/state")).await;
     assert_eq!(state, seed());
-    sdk(&handle, false)
-        .update_profile()
-        .domain_name(DOMAIN)
-        .profile_id(P2)
+    update(&sdk(&handle, false), P2)
         .send()
         .await
         .expect("update");
-    let stats: Value = http
-        .get(format!("{url}/_emulator/stats"))
-        .send()
-        .await
-        .expect("answered")
-        .json()
-        .await
-        .expect("json");
+    let stats = get_json(&http, format!("{url}/_emulator/stats")).await;
     assert_eq!(stats["operations"]["UpdateProfile"]["by_status"]["200"], 1);
     assert_eq!(
         stats,
@@ -609,7 +503,7 @@ async fn state_and_stats_are_readable_over_http() {
 
 #[tokio::test]
 async fn default_state_has_example_domain_and_instance() {
-    let handle = start(EmulatorConfig::default()).await;
+    let handle = start_emulator(EmulatorConfig::default()).await;
     assert_eq!(
         handle.state(),
         json!({"domains": {"ExampleDomainName": {"profiles": {}}},
@@ -617,6 +511,12 @@ async fn default_state_has_example_domain_and_instance() {
                "genesys": {"profiles": {}}})
     );
     handle.shutdown().await;
+}
+
+/// GETs `url` and reads its JSON answer.
+async fn get_json(http: &reqwest::Client, url: String) -> Value {
+    let response = http.get(url).send().await.expect("answered");
+    response.json().await.expect("json")
 }
 
 // ---- Quotas, statistics and faults ----
@@ -636,12 +536,7 @@ async fn signed_update(http: &reqwest::Client, handle: &EmulatorHandle) -> reqwe
 
 #[tokio::test]
 async fn stats_prove_accepted_requests_stay_within_the_quota() {
-    let handle = start(EmulatorConfig::default().with_seed(seed()).with_quota(
-        "UpdateProfile",
-        5.0,
-        5,
-    ))
-    .await;
+    let handle = seeded_with(|c| c.with_quota("UpdateProfile", 5.0, 5)).await;
     let http = reqwest::Client::new();
     let until = tokio::time::Instant::now() + Duration::from_millis(2300);
     while tokio::time::Instant::now() < until {
@@ -712,7 +607,7 @@ async fn throttle_carries_retry_after_when_asked() {
             .with_seed(seed())
             .with_quota("UpdateProfile", 0.5, 1)
     };
-    let handle = start(config).await;
+    let handle = start_emulator(config).await;
     let http = reqwest::Client::new();
     assert_eq!(signed_update(&http, &handle).await.expect("answered"), 200);
     let response = http
@@ -737,17 +632,7 @@ async fn throttle_carries_retry_after_when_asked() {
 }
 
 async fn count_500s(seed_value: u64) -> u64 {
-    let faults = FaultConfig {
-        error_rate: 0.5,
-        seed: seed_value,
-        ..FaultConfig::default()
-    };
-    let handle = start(
-        EmulatorConfig::default()
-            .with_seed(seed())
-            .with_faults(faults),
-    )
-    .await;
+    let handle = seeded_with(|c| c.with_faults(faults(0.5, 0.0, seed_value))).await;
     let http = reqwest::Client::new();
     for _ in 0..40 {
         signed_update(&http, &handle).await.expect("answered");
@@ -767,24 +652,8 @@ async fn injected_errors_repeat_with_the_same_seed() {
 
 #[tokio::test]
 async fn injected_500_is_classified_by_the_sdk() {
-    let faults = FaultConfig {
-        error_rate: 1.0,
-        ..FaultConfig::default()
-    };
-    let handle = start(
-        EmulatorConfig::default()
-            .with_seed(seed())
-            .with_faults(faults),
-    )
-    .await;
-    let err = sdk(&handle, false)
-        .update_profile()
-        .domain_name(DOMAIN)
-        .profile_id(P1)
-        .send()
-        .await
-        .expect_err("fault")
-        .into_service_error();
+    let handle = seeded_with(|c| c.with_faults(faults(1.0, 0.0, 0))).await;
+    let err = refused!(update(&sdk(&handle, false), P1), "fault");
     assert!(err.is_internal_server_exception(), "{err:?}");
     handle.shutdown().await;
 }
@@ -796,12 +665,7 @@ async fn dropped_connection_is_a_connection_error_and_latency_is_added() {
         latency: Duration::from_millis(150),
         ..FaultConfig::default()
     };
-    let handle = start(
-        EmulatorConfig::default()
-            .with_seed(seed())
-            .with_faults(faults),
-    )
-    .await;
+    let handle = seeded_with(|c| c.with_faults(faults)).await;
     let http = reqwest::Client::new();
     let started = std::time::Instant::now();
     let err = signed_update(&http, &handle).await.expect_err("dropped");
@@ -861,10 +725,6 @@ impl Genesys {
     }
 }
 
-fn genesys_profile(handle: &EmulatorHandle) -> Value {
-    handle.state()["genesys"]["profiles"][GENESYS_ID].clone()
-}
-
 #[tokio::test]
 async fn genesys_put_overwrites_every_attribute_and_keeps_extensions_when_absent() {
     let handle = seeded().await;
@@ -874,7 +734,7 @@ async fn genesys_put_overwrites_every_attribute_and_keeps_extensions_when_absent
         .await;
     assert_eq!(response.status(), 200);
     assert_eq!(
-        genesys_profile(&handle),
+        genesys_profile(&handle, GENESYS_ID),
         json!({"FirstName": "Robert", "Address": {"Type": 1, "City": "Hollywood"}})
     );
     let (status, body) = genesys.get(&format!("/{GENESYS_ID}")).await;
@@ -897,7 +757,7 @@ async fn genesys_put_with_extensions_replaces_the_whole_set() {
     let body = json!({"FirstName": "Bruce", "EmailAddress": ["b1@x.com", "b2@x.com"],
                       "Phones": [{"Number": "1"}, {"Number": "2"}]});
     assert_eq!(genesys.put(GENESYS_ID, body.clone()).await.status(), 200);
-    assert_eq!(genesys_profile(&handle), body);
+    assert_eq!(genesys_profile(&handle, GENESYS_ID), body);
     handle.shutdown().await;
 }
 
@@ -934,7 +794,7 @@ async fn genesys_create_then_duplicate() {
 async fn genesys_writes_before_a_profile_schema_are_forbidden() {
     let mut seed = seed();
     seed["genesys"]["schema"] = json!(false);
-    let handle = start(EmulatorConfig::default().with_seed(seed)).await;
+    let handle = start_emulator(EmulatorConfig::default().with_seed(seed)).await;
     let genesys = Genesys::new(&handle);
     let response = genesys
         .put(GENESYS_ID, json!({"FirstName": "Robert"}))
@@ -960,12 +820,7 @@ async fn genesys_writes_before_a_profile_schema_are_forbidden() {
 
 #[tokio::test]
 async fn genesys_errors_have_the_documented_statuses() {
-    let handle = start(
-        EmulatorConfig::default()
-            .with_seed(seed())
-            .with_genesys_auth("agent", "s3cret"),
-    )
-    .await;
+    let handle = seeded_with(|c| c.with_genesys_auth("agent", "s3cret")).await;
     let genesys = Genesys::new(&handle);
     let path = format!("/{GENESYS_ID}");
     // 401: credentials missing, then wrong.
@@ -1019,310 +874,221 @@ async fn genesys_errors_have_the_documented_statuses() {
         .await
         .expect("answered");
     assert_eq!(text.status(), 415);
-    assert_eq!(genesys_profile(&handle)["FirstName"], "Bruce");
+    assert_eq!(genesys_profile(&handle, GENESYS_ID)["FirstName"], "Bruce");
     handle.shutdown().await;
 }
 
 // ---- The AWS CLI, a client nobody here wrote ----
 
-fn aws_cli() -> String {
-    if let Ok(path) = std::env::var("PROFILESYNC_AWS_CLI") {
-        return path;
-    }
-    let found = Command::new("aws")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "the AWS CLI is needed for these tests: install it with `python3 -m pip install awscli` \
-         (or point PROFILESYNC_AWS_CLI at it)"
-    );
-    "aws".to_string()
-}
-
-/// Runs the AWS CLI against the emulator; returns (success, stdout, stderr).
-async fn aws(handle: &EmulatorHandle, args: &[&str]) -> (bool, String, String) {
-    aws_at(&handle.endpoint_url(), args).await
-}
-
-/// Runs the AWS CLI against the emulator at `endpoint`; returns (success, stdout, stderr).
-async fn aws_at(endpoint: &str, args: &[&str]) -> (bool, String, String) {
-    let program = aws_cli();
-    let mut command = Command::new(program);
-    command
-        .args(args)
-        .args(["--endpoint-url", endpoint, "--output", "json"])
-        .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
-        .env("AWS_SECRET_ACCESS_KEY", "secret")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env("AWS_CONFIG_FILE", "/nonexistent/profilesync-test-config")
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            "/nonexistent/profilesync-test-credentials",
-        )
-        .env("AWS_PAGER", "")
-        .env("AWS_MAX_ATTEMPTS", "1")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("AWS_ENDPOINT_URL");
-    let output = tokio::task::spawn_blocking(move || command.output())
-        .await
-        .expect("joined")
-        .expect("the aws command runs");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+/// The AWS CLI against this emulator.
+fn aws(handle: &EmulatorHandle) -> AwsCli {
+    AwsCli::at(&handle.endpoint_url())
 }
 
 #[tokio::test]
 async fn aws_cli_customer_profiles_update_and_search() {
     let handle = seeded().await;
-    let (ok, stdout, stderr) = aws(
-        &handle,
-        &[
-            "customer-profiles",
-            "update-profile",
-            "--domain-name",
-            DOMAIN,
-            "--profile-id",
-            P1,
-            "--first-name",
-            "Annie",
-            "--middle-name",
-            "",
-            "--attributes",
-            "Tier=platinum",
-        ],
-    )
-    .await;
-    assert!(ok, "{stderr}");
-    let out: Value = serde_json::from_str(&stdout).expect("json output");
-    assert_eq!(out["ProfileId"], P1);
-    assert_eq!(profile(&handle, P1)["FirstName"], "Annie");
+    let update = [
+        "customer-profiles",
+        "update-profile",
+        "--domain-name",
+        DOMAIN,
+        "--profile-id",
+        P1,
+        "--first-name",
+        "Annie",
+        "--middle-name",
+        "",
+        "--attributes",
+        "Tier=platinum",
+    ];
+    let search = [
+        "customer-profiles",
+        "search-profiles",
+        "--domain-name",
+        DOMAIN,
+        "--key-name",
+        "_email",
+        "--values",
+        "bob@example.com",
+    ];
+    let missing = [
+        "customer-profiles",
+        "update-profile",
+        "--domain-name",
+        DOMAIN,
+        "--profile-id",
+        MISSING,
+    ];
+    aws(&handle)
+        .check(vec![
+            CliCase::json(&update, vec![("/ProfileId", json!(P1))]),
+            CliCase::json(
+                &search,
+                vec![
+                    ("/Items/0/ProfileId", json!(P2)),
+                    ("/Items/0/FirstName", json!("Bob")),
+                ],
+            ),
+            CliCase::fails(&missing, &["ResourceNotFoundException"]),
+        ])
+        .await;
+    // Only the first call changed anything.
+    assert_eq!(profile_in(&handle, DOMAIN, P1)["FirstName"], "Annie");
     assert_eq!(
-        profile(&handle, P1)["Attributes"],
+        profile_in(&handle, DOMAIN, P1)["Attributes"],
         json!({"Tier": "platinum", "Points": "10"})
     );
-
-    let (ok, stdout, stderr) = aws(
-        &handle,
-        &[
-            "customer-profiles",
-            "search-profiles",
-            "--domain-name",
-            DOMAIN,
-            "--key-name",
-            "_email",
-            "--values",
-            "bob@example.com",
-        ],
-    )
-    .await;
-    assert!(ok, "{stderr}");
-    let out: Value = serde_json::from_str(&stdout).expect("json output");
-    assert_eq!(out["Items"][0]["ProfileId"], P2);
-    assert_eq!(out["Items"][0]["FirstName"], "Bob");
-
-    let (ok, _, stderr) = aws(
-        &handle,
-        &[
-            "customer-profiles",
-            "update-profile",
-            "--domain-name",
-            DOMAIN,
-            "--profile-id",
-            MISSING,
-        ],
-    )
-    .await;
-    assert!(!ok);
-    assert!(stderr.contains("ResourceNotFoundException"), "{stderr}");
     handle.shutdown().await;
+}
+
+/// `customer-profiles batch-get-profile` of these ids.
+fn cli_batch_get(ids: &[&str]) -> Vec<String> {
+    let mut args = vec![
+        "customer-profiles",
+        "batch-get-profile",
+        "--domain-name",
+        DOMAIN,
+        "--profile-ids",
+    ];
+    args.extend_from_slice(ids);
+    args.into_iter().map(str::to_owned).collect()
 }
 
 #[tokio::test]
 async fn aws_cli_batch_get_profile_found_missing_and_refused() {
     let handle = seeded().await;
-    let batch = |ids: Vec<String>| {
-        let mut args: Vec<String> = [
-            "customer-profiles",
-            "batch-get-profile",
-            "--domain-name",
-            DOMAIN,
-            "--profile-ids",
-        ]
-        .map(str::to_string)
-        .to_vec();
-        args.extend(ids);
-        let endpoint = handle.endpoint_url();
-        async move {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            aws_at(&endpoint, &args).await
-        }
-    };
-    let (ok, stdout, stderr) = batch(vec![P1.to_string(), MISSING.to_string()]).await;
-    assert!(ok, "{stderr}");
-    let out: Value = serde_json::from_str(&stdout).expect("json output");
-    assert_eq!(out["Profiles"].as_array().map(Vec::len), Some(1));
-    assert_eq!(out["Profiles"][0]["ProfileId"], P1);
-    assert_eq!(out["Profiles"][0]["Address"]["City"], "Paris");
-    assert_eq!(
-        out["Errors"],
-        json!([{"Code": "ResourceNotFoundException", "Message": "Profile not found",
-                "ProfileId": MISSING}])
-    );
-
-    let twenty_one = (0..21u32).map(|i| format!("{i:032x}")).collect();
-    let (ok, _, stderr) = batch(twenty_one).await;
-    assert!(!ok);
-    assert!(stderr.contains("BadRequestException"), "{stderr}");
-    assert!(
-        stderr.contains("'profileIds'") && stderr.contains("less than or equal to 20"),
-        "{stderr}"
-    );
-
-    let (ok, _, stderr) = batch(vec!["not-a-profile-id".to_string()]).await;
-    assert!(!ok);
-    assert!(stderr.contains("BadRequestException"), "{stderr}");
-    assert!(
-        stderr.contains("'profileIds.1'") && stderr.contains("[a-f0-9]{32}"),
-        "{stderr}"
-    );
+    let twenty_one: Vec<String> = (0..21u32).map(|i| format!("{i:032x}")).collect();
+    let twenty_one: Vec<&str> = twenty_one.iter().map(String::as_str).collect();
+    let printed = aws(&handle)
+        .check(vec![
+            CliCase::json(
+                &cli_batch_get(&[P1, MISSING]),
+                vec![
+                    ("/Profiles/0/ProfileId", json!(P1)),
+                    ("/Profiles/0/Address/City", json!("Paris")),
+                    (
+                        "/Errors",
+                        json!([{"Code": "ResourceNotFoundException", "Message": "Profile not found",
+                                "ProfileId": MISSING}]),
+                    ),
+                ],
+            ),
+            CliCase::fails(
+                &cli_batch_get(&twenty_one),
+                &[
+                    "BadRequestException",
+                    "'profileIds'",
+                    "less than or equal to 20",
+                ],
+            ),
+            CliCase::fails(
+                &cli_batch_get(&["not-a-profile-id"]),
+                &["BadRequestException", "'profileIds.1'", "[a-f0-9]{32}"],
+            ),
+        ])
+        .await;
+    assert_eq!(printed[0]["Profiles"].as_array().map(Vec::len), Some(1));
     handle.shutdown().await;
 }
 
 #[tokio::test]
 async fn aws_cli_connect_identity_replaces_whole_identity_and_describes() {
     let handle = seeded().await;
-    let (ok, stdout, stderr) = aws(
-        &handle,
-        &[
-            "connect",
-            "update-user-identity-info",
-            "--identity-info",
-            "FirstName=Mary,LastName=Major,Email=marym@example.com",
-            "--user-id",
-            USER,
-            "--instance-id",
-            INSTANCE,
-        ],
-    )
-    .await;
-    assert!(ok, "{stderr}");
-    assert_eq!(stdout.trim(), "");
-    // Mobile was left out, so it is cleared.
+    let user = |command: &str, user: &str| {
+        vec![
+            "connect".to_owned(),
+            command.to_owned(),
+            "--user-id".to_owned(),
+            user.to_owned(),
+            "--instance-id".to_owned(),
+            INSTANCE.to_owned(),
+        ]
+    };
+    let update = |identity: &str| {
+        let mut args = user("update-user-identity-info", USER);
+        args.extend(["--identity-info".to_owned(), identity.to_owned()]);
+        args
+    };
+    aws(&handle)
+        .check(vec![
+            CliCase::silent(&update(
+                "FirstName=Mary,LastName=Major,Email=marym@example.com",
+            )),
+            CliCase::json(
+                &user("describe-user", USER),
+                vec![
+                    ("/User/Id", json!(USER)),
+                    ("/User/Username", json!("mary")),
+                    ("/User/IdentityInfo/Email", json!("marym@example.com")),
+                ],
+            ),
+            CliCase::fails(
+                &update("FirstName=Mary,LastName=Major,Mobile=555-0100"),
+                &["InvalidParameterException", "identityInfo.mobile"],
+            ),
+            CliCase::fails(
+                &user("describe-user", "nobody"),
+                &["ResourceNotFoundException"],
+            ),
+        ])
+        .await;
+    // Mobile was left out of the accepted update, so it is cleared.
     assert_eq!(
         handle.state()["instances"][INSTANCE]["users"][USER]["IdentityInfo"],
         json!({"FirstName": "Mary", "LastName": "Major", "Email": "marym@example.com"})
     );
-
-    let (ok, stdout, stderr) = aws(
-        &handle,
-        &[
-            "connect",
-            "describe-user",
-            "--user-id",
-            USER,
-            "--instance-id",
-            INSTANCE,
-        ],
-    )
-    .await;
-    assert!(ok, "{stderr}");
-    let out: Value = serde_json::from_str(&stdout).expect("json output");
-    assert_eq!(out["User"]["Id"], USER);
-    assert_eq!(out["User"]["Username"], "mary");
-    assert_eq!(out["User"]["IdentityInfo"]["Email"], "marym@example.com");
-
-    let (ok, _, stderr) = aws(
-        &handle,
-        &[
-            "connect",
-            "update-user-identity-info",
-            "--identity-info",
-            "FirstName=Mary,LastName=Major,Mobile=555-0100",
-            "--user-id",
-            USER,
-            "--instance-id",
-            INSTANCE,
-        ],
-    )
-    .await;
-    assert!(!ok);
-    assert!(stderr.contains("InvalidParameterException"), "{stderr}");
-    assert!(stderr.contains("identityInfo.mobile"), "{stderr}");
-
-    let (ok, _, stderr) = aws(
-        &handle,
-        &[
-            "connect",
-            "describe-user",
-            "--user-id",
-            "nobody",
-            "--instance-id",
-            INSTANCE,
-        ],
-    )
-    .await;
-    assert!(!ok);
-    assert!(stderr.contains("ResourceNotFoundException"), "{stderr}");
     handle.shutdown().await;
 }
 
 #[tokio::test]
 async fn aws_cli_connect_list_and_search_users() {
     let handle = seeded().await;
-    let (ok, stdout, stderr) = aws(
-        &handle,
-        &["connect", "list-users", "--instance-id", INSTANCE],
-    )
-    .await;
-    assert!(ok, "{stderr}");
-    let out: Value = serde_json::from_str(&stdout).expect("json output");
-    assert_eq!(out["UserSummaryList"][0]["Username"], "mary");
-    let (ok, stdout, stderr) = aws(
-        &handle,
-        &[
-            "connect", "search-users",
-            "--instance-id", INSTANCE,
-            "--search-criteria",
-            r#"{"StringCondition":{"FieldName":"Username","Value":"mary","ComparisonType":"EXACT"}}"#,
-        ],
-    )
-    .await;
-    assert!(ok, "{stderr}");
-    let out: Value = serde_json::from_str(&stdout).expect("json output");
-    assert_eq!(out["Users"][0]["Id"], USER);
-    assert_eq!(
-        out["Users"][0]["IdentityInfo"],
-        json!({"FirstName": "Mary", "LastName": "Major"})
-    );
-    let (ok, stdout, stderr) = aws(
-        &handle,
-        &["connect", "describe-instance", "--instance-id", INSTANCE],
-    )
-    .await;
-    assert!(ok, "{stderr}");
-    let out: Value = serde_json::from_str(&stdout).expect("json output");
-    assert_eq!(out["Instance"]["Id"], INSTANCE);
-    assert_eq!(out["Instance"]["IdentityManagementType"], "CONNECT_MANAGED");
-    let (ok, _, stderr) = aws(
-        &handle,
-        &[
-            "connect",
-            "describe-instance",
-            "--instance-id",
-            "no-such-instance",
-        ],
-    )
-    .await;
-    assert!(!ok);
-    assert!(stderr.contains("ResourceNotFoundException"), "{stderr}");
+    let search = [
+        "connect",
+        "search-users",
+        "--instance-id",
+        INSTANCE,
+        "--search-criteria",
+        r#"{"StringCondition":{"FieldName":"Username","Value":"mary","ComparisonType":"EXACT"}}"#,
+    ];
+    let describe = |instance: &str| {
+        vec![
+            "connect".to_owned(),
+            "describe-instance".to_owned(),
+            "--instance-id".to_owned(),
+            instance.to_owned(),
+        ]
+    };
+    aws(&handle)
+        .check(vec![
+            CliCase::json(
+                &["connect", "list-users", "--instance-id", INSTANCE],
+                vec![("/UserSummaryList/0/Username", json!("mary"))],
+            ),
+            CliCase::json(
+                &search,
+                vec![
+                    ("/Users/0/Id", json!(USER)),
+                    (
+                        "/Users/0/IdentityInfo",
+                        json!({"FirstName": "Mary", "LastName": "Major"}),
+                    ),
+                ],
+            ),
+            CliCase::json(
+                &describe(INSTANCE),
+                vec![
+                    ("/Instance/Id", json!(INSTANCE)),
+                    ("/Instance/IdentityManagementType", json!("CONNECT_MANAGED")),
+                ],
+            ),
+            CliCase::fails(
+                &describe("no-such-instance"),
+                &["ResourceNotFoundException"],
+            ),
+        ])
+        .await;
     handle.shutdown().await;
 }
 
@@ -1330,14 +1096,14 @@ async fn aws_cli_connect_list_and_search_users() {
 
 #[test]
 fn cli_refuses_bad_arguments_with_exit_2() {
-    let bin = env!("CARGO_BIN_EXE_profilesync");
+    let dir = Dir::new();
     for args in [
         vec!["emulator", "--quota", "NoSuchOperation=1"],
         vec!["emulator", "--error-rate", "2"],
         vec!["emulator", "--seed", "/nonexistent/seed.json"],
         vec!["emulator", "--batch-error-id", "NOT-HEX"],
     ] {
-        let output = Command::new(bin).args(&args).output().expect("runs");
+        let output = dir.run(&args);
         assert_eq!(output.status.code(), Some(2), "{args:?}");
         assert!(!output.stderr.is_empty(), "{args:?}");
     }
@@ -1346,71 +1112,53 @@ fn cli_refuses_bad_arguments_with_exit_2() {
 /// The command line's `--quota BatchGetProfile=...` and `--batch-error-id`, through the AWS CLI.
 #[tokio::test]
 async fn cli_batch_get_profile_quota_and_injected_error() {
-    use tokio::io::AsyncBufReadExt;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let seed_path = dir.path().join("seed.json");
-    std::fs::write(&seed_path, seed().to_string()).expect("seed written");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_profilesync"))
-        .args(["emulator", "--seed"])
-        .arg(&seed_path)
-        .args(["--quota", "BatchGetProfile=0.01:1", "--batch-error-id", P2])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    tokio::io::BufReader::new(stdout)
-        .read_line(&mut line)
-        .await
-        .expect("a line");
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("listening line")
-        .to_string();
-    let args = [
-        "customer-profiles",
-        "batch-get-profile",
-        "--domain-name",
-        DOMAIN,
-        "--profile-ids",
-        P1,
-        P2,
-    ];
-    let (ok, stdout, stderr) = aws_at(&url, &args).await;
-    assert!(ok, "{stderr}");
-    let out: Value = serde_json::from_str(&stdout).expect("json output");
-    assert_eq!(out["Profiles"][0]["ProfileId"], P1);
-    assert_eq!(out["Errors"][0]["ProfileId"], P2);
-    assert_eq!(out["Errors"][0]["Code"], "InternalServerException");
-    let (ok, _, stderr) = aws_at(&url, &args).await;
-    assert!(!ok, "the second call is past the quota");
-    assert!(stderr.contains("ThrottlingException"), "{stderr}");
-    let _ = child.kill().await;
+    let dir = Dir::new();
+    dir.write("seed.json", seed().to_string());
+    let (mut child, url) = emulator_process(
+        &dir,
+        &[
+            "emulator",
+            "--seed",
+            "seed.json",
+            "--quota",
+            "BatchGetProfile=0.01:1",
+            "--batch-error-id",
+            P2,
+        ],
+    )
+    .await;
+    let args = cli_batch_get(&[P1, P2]);
+    AwsCli::at(&url)
+        .check(vec![
+            CliCase::json(
+                &args,
+                vec![
+                    ("/Profiles/0/ProfileId", json!(P1)),
+                    ("/Errors/0/ProfileId", json!(P2)),
+                    ("/Errors/0/Code", json!("InternalServerException")),
+                ],
+            ),
+            // The second call is past the quota.
+            CliCase::fails(&args, &["ThrottlingException"]),
+        ])
+        .await;
+    child.kill().await;
 }
 
 #[test]
 fn cli_prints_the_endpoint_and_serves_the_seed() {
-    use std::io::{BufRead, BufReader};
-    let dir = tempfile::tempdir().expect("tempdir");
-    let seed_path = dir.path().join("seed.json");
-    std::fs::write(&seed_path, seed().to_string()).expect("seed written");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_profilesync"))
-        .args(["emulator", "--seed"])
-        .arg(&seed_path)
-        .args(["--quota", "UpdateProfile=10:20"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("a line");
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("listening line")
-        .to_string();
+    let dir = Dir::new();
+    dir.write("seed.json", seed().to_string());
+    let (mut child, url) = emulator_process_sync(
+        &dir,
+        &[
+            "emulator",
+            "--seed",
+            "seed.json",
+            "--quota",
+            "UpdateProfile=10:20",
+        ],
+    );
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -1424,7 +1172,6 @@ fn cli_prints_the_endpoint_and_serves_the_seed() {
             .await
             .expect("json")
     });
-    let _ = child.kill();
-    let _ = child.wait();
+    child.kill();
     assert_eq!(state, seed());
 }

@@ -1,12 +1,13 @@
 //! `plan` and `apply` for Genesys UCS, with reqwest against the emulator: read, merge, and
 //! PUT the whole profile, so nothing unmapped is lost.
 
-use std::process::{Output, Stdio};
-
-use profilesync::emulator::{Emulator, EmulatorConfig, EmulatorHandle, FaultConfig};
+use profilesync::emulator::EmulatorConfig;
 use serde_json::{Value, json};
 
-use crate::support::{self, Dir, assert_stopped_before_any_record, read_ledger, repo, stderr};
+use crate::support::{
+    Dir, Run, assert_stopped_before_any_record, faults, genesys_profile as profile, repo, run_args,
+    sample, sample_seed, start_emulator, statuses, stderr, sync_args, tally,
+};
 
 const FIELDS: &str = r#"FirstName = "first"
 LastName = "last"
@@ -54,71 +55,33 @@ fn seed() -> Value {
     }}})
 }
 
-async fn start(config: EmulatorConfig) -> EmulatorHandle {
-    Emulator::start(config).await.unwrap()
+/// Runs `profilesync ARGS` in `dir` with the Genesys preset and `env`.
+async fn run(dir: &Dir, args: &[&str], env: &[(&str, &str)]) -> Run {
+    dir.command(args).genesys(env).output().await
 }
 
-/// Runs `profilesync ARGS` in `dir` with only `env` (and PATH) in the environment.
-async fn run(dir: &Dir, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_profilesync"));
-    cmd.args(args)
-        .current_dir(dir.path(""))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (name, value) in env {
-        cmd.env(name, value);
-    }
-    cmd.output().await.expect("run profilesync")
-}
-
-async fn sync(dir: &Dir, command: &str, ledger: &str, env: &[(&str, &str)]) -> Output {
-    let args = [
-        command,
-        "--config",
-        "c.toml",
-        "in.csv",
-        "--ledger",
-        ledger,
-        "--no-progress",
-    ];
-    run(dir, &args, env).await
-}
-
-/// Ledger entries in record order.
-fn by_record(dir: &Dir, ledger: &str) -> Vec<Value> {
-    support::by_record(&read_ledger(&dir.path(ledger)))
-}
-
-fn statuses(entries: &[Value]) -> Vec<&str> {
-    entries
-        .iter()
-        .map(|e| e["status"].as_str().unwrap())
-        .collect()
-}
-
-fn profile(emulator: &EmulatorHandle, id: &str) -> Value {
-    emulator.state()["genesys"]["profiles"][id].clone()
+/// `COMMAND --config c.toml in.csv --ledger LEDGER --no-progress` with the Genesys preset.
+async fn sync(dir: &Dir, command: &str, ledger: &str, env: &[(&str, &str)]) -> Run {
+    run(dir, &sync_args(command, "c.toml", ledger, &[]), env).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_merges_into_the_whole_profile_and_keeps_what_it_does_not_map() {
-    let emulator = start(EmulatorConfig::default().with_seed(seed())).await;
+    let emulator = start_emulator(EmulatorConfig::default().with_seed(seed())).await;
     let dir = Dir::new();
     dir.write("in.csv", INPUT);
     dir.write("c.toml", config(&emulator.endpoint_url(), "", ""));
 
     let out = sync(&dir, "plan", "plan.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let plan = by_record(&dir, "plan.jsonl");
+    out.assert_exit(0);
+    let plan = dir.ledger_by_record("plan.jsonl");
     assert_eq!(statuses(&plan), ["would_update", "unchanged", "not_found"]);
     assert_eq!(plan[0]["changed"], json!(["EmailAddress", "LastName"]));
     assert_eq!(emulator.stats().operation("GenesysPutProfile").requests, 0);
 
     let out = sync(&dir, "apply", "apply.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let apply = by_record(&dir, "apply.jsonl");
+    out.assert_exit(0);
+    let apply = dir.ledger_by_record("apply.jsonl");
     assert_eq!(statuses(&apply), ["updated", "unchanged", "skipped"]);
     assert_eq!(apply[0]["target_id"], "G1");
     assert_eq!(apply[0]["attempts"], 2, "one GET, one PUT");
@@ -139,7 +102,7 @@ async fn apply_merges_into_the_whole_profile_and_keeps_what_it_does_not_map() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_profiles_are_created_when_asked_and_empty_cells_clear_when_asked() {
-    let emulator = start(EmulatorConfig::default().with_seed(seed())).await;
+    let emulator = start_emulator(EmulatorConfig::default().with_seed(seed())).await;
     let dir = Dir::new();
     dir.write(
         "in.csv",
@@ -154,16 +117,16 @@ async fn missing_profiles_are_created_when_asked_and_empty_cells_clear_when_aske
         ),
     );
     let out = sync(&dir, "plan", "plan.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    out.assert_exit(0);
     assert_eq!(
-        statuses(&by_record(&dir, "plan.jsonl")),
+        statuses(&dir.ledger_by_record("plan.jsonl")),
         ["would_update", "would_create"]
     );
     assert!(emulator.state()["genesys"]["profiles"]["G3"].is_null());
 
     let out = sync(&dir, "apply", "apply.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let apply = by_record(&dir, "apply.jsonl");
+    out.assert_exit(0);
+    let apply = dir.ledger_by_record("apply.jsonl");
     assert_eq!(statuses(&apply), ["updated", "created"]);
     assert_eq!(apply[0]["changed"], json!(["VIP"]));
     assert_eq!(
@@ -180,12 +143,8 @@ async fn missing_profiles_are_created_when_asked_and_empty_cells_clear_when_aske
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_come_from_the_environment_and_failing_ones_stop_the_run() {
-    let emulator = start(
-        EmulatorConfig::default()
-            .with_seed(seed())
-            .with_genesys_auth("sync", "s3cret"),
-    )
-    .await;
+    let seeded = EmulatorConfig::default().with_seed(seed());
+    let emulator = start_emulator(seeded.with_genesys_auth("sync", "s3cret")).await;
     let dir = Dir::new();
     dir.write("in.csv", INPUT);
     dir.write("c.toml", config(&emulator.endpoint_url(), "", ""));
@@ -207,16 +166,16 @@ async fn credentials_come_from_the_environment_and_failing_ones_stop_the_run() {
 
     let half = [("GENESYS_UCS_USERNAME", "sync")];
     let out = sync(&dir, "apply", "half.jsonl", &half).await;
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    out.assert_exit(2);
 
     let env = [
         ("GENESYS_UCS_USERNAME", "sync"),
         ("GENESYS_UCS_PASSWORD", "s3cret"),
     ];
     let out = sync(&dir, "apply", "ok.jsonl", &env).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    out.assert_exit(0);
     assert_eq!(
-        statuses(&by_record(&dir, "ok.jsonl")),
+        statuses(&dir.ledger_by_record("ok.jsonl")),
         ["updated", "unchanged", "skipped"]
     );
 }
@@ -224,7 +183,7 @@ async fn credentials_come_from_the_environment_and_failing_ones_stop_the_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_is_wrong_for_every_record_stops_the_run() {
     // A wrong tenant: a configuration error, before the ledger exists.
-    let emulator = start(EmulatorConfig::default().with_seed(seed())).await;
+    let emulator = start_emulator(EmulatorConfig::default().with_seed(seed())).await;
     let dir = Dir::new();
     dir.write("in.csv", INPUT);
     dir.write(
@@ -238,26 +197,22 @@ async fn what_is_wrong_for_every_record_stops_the_run() {
     // the run instead of failing each record.
     let mut no_schema = seed();
     no_schema["genesys"]["schema"] = json!(false);
-    let emulator = start(EmulatorConfig::default().with_seed(no_schema)).await;
+    let emulator = start_emulator(EmulatorConfig::default().with_seed(no_schema)).await;
     dir.write(
         "c.toml",
         config(&emulator.endpoint_url(), "", "").replace("concurrency = 4", "concurrency = 1"),
     );
     let out = sync(&dir, "apply", "schema.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("prior to the definition of a profile schema"),
-        "{}",
-        stderr(&out)
-    );
-    let ledger = read_ledger(&dir.path("schema.jsonl"));
+    out.assert_exit(3);
+    out.assert_says("prior to the definition of a profile schema");
+    let ledger = dir.ledger("schema.jsonl");
     assert!(ledger.iter().all(|e| e["status"] != "failed"), "{ledger:?}");
     assert_eq!(emulator.stats().operation("GenesysPutProfile").requests, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_base_path_is_a_configuration_error_not_missing_profiles() {
-    let emulator = start(EmulatorConfig::default().with_seed(seed())).await;
+    let emulator = start_emulator(EmulatorConfig::default().with_seed(seed())).await;
     let dir = Dir::new();
     dir.write("in.csv", INPUT);
     let url = format!("{}/no/such/path", emulator.endpoint_url());
@@ -277,16 +232,11 @@ async fn throttles_and_server_errors_are_retried_and_ids_are_encoded() {
         .iter()
         .map(|id| (id.clone(), json!({"FirstName": "Old", "Segment": "retail"})))
         .collect();
-    let faults = FaultConfig {
-        error_rate: 0.1,
-        seed: 3,
-        ..FaultConfig::default()
-    };
-    let emulator = start(
+    let emulator = start_emulator(
         EmulatorConfig::default()
             .with_seed(json!({"genesys": {"tenant_id": 1, "profiles": profiles}}))
             .with_quota("GenesysPutProfile", 20.0, 2)
-            .with_faults(faults),
+            .with_faults(faults(0.1, 0.0, 3)),
     )
     .await;
     let dir = Dir::new();
@@ -297,8 +247,11 @@ async fn throttles_and_server_errors_are_retried_and_ids_are_encoded() {
     dir.write("in.csv", csv);
     dir.write("c.toml", config(&emulator.endpoint_url(), "", ""));
     let out = sync(&dir, "apply", "l.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(statuses(&by_record(&dir, "l.jsonl")), vec!["updated"; 30]);
+    out.assert_exit(0);
+    assert_eq!(
+        statuses(&dir.ledger_by_record("l.jsonl")),
+        vec!["updated"; 30]
+    );
     for id in &ids {
         assert_eq!(
             profile(&emulator, id),
@@ -317,12 +270,12 @@ async fn throttles_and_server_errors_are_retried_and_ids_are_encoded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_column_sets_the_primary_value_and_keeps_the_others() {
-    let emulator = start(
-        EmulatorConfig::default().with_seed(json!({"genesys": {"profiles": {
+    let emulator = start_emulator(EmulatorConfig::default().with_seed(
+        json!({"genesys": {"profiles": {
             "G1": {"PhoneNumber": ["+12065550100", "+12065550101"]},
             "G2": {"PhoneNumber": ["+12065550200", "+12065550201"]},
-        }}})),
-    )
+        }}}),
+    ))
     .await;
     let dir = Dir::new();
     dir.write(
@@ -334,9 +287,9 @@ async fn a_single_column_sets_the_primary_value_and_keeps_the_others() {
         .replace(FIELDS, "PhoneNumber = \"phone\"\n");
     dir.write("c.toml", text);
     let out = sync(&dir, "apply", "l.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    out.assert_exit(0);
     assert_eq!(
-        statuses(&by_record(&dir, "l.jsonl")),
+        statuses(&dir.ledger_by_record("l.jsonl")),
         ["unchanged", "updated"]
     );
     assert_eq!(
@@ -348,8 +301,7 @@ async fn a_single_column_sets_the_primary_value_and_keeps_the_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bundled_genesys_sample_plans_as_documented_and_applies_without_loss() {
     // samples/README.md: 1 invalid, 29 unchanged, 21 would_update, 9 not_found.
-    let seed: Value = serde_json::from_str(include_str!("../../samples/seed.json")).unwrap();
-    let emulator = start(EmulatorConfig::default().with_seed(seed)).await;
+    let emulator = start_emulator(EmulatorConfig::default().with_seed(sample_seed())).await;
     let dir = Dir::new();
     let text = std::fs::read_to_string(repo().join("config/genesys-ucs.toml")).unwrap();
     let text = text.replace(
@@ -357,44 +309,19 @@ async fn the_bundled_genesys_sample_plans_as_documented_and_applies_without_loss
         &format!("base_url = \"{}\"", emulator.endpoint_url()),
     );
     dir.write("c.toml", text);
-    let input = repo().join("samples/genesys.csv");
-    let args = [
-        "plan",
-        "--config",
-        "c.toml",
-        input.to_str().unwrap(),
-        "--ledger",
-        "p.jsonl",
-        "--no-progress",
-        "--rate",
-        "200",
-    ];
+    let input = sample("samples/genesys.csv");
+    let mut args = run_args("plan", "c.toml", &input, "p.jsonl", &["--rate", "200"]);
     let out = run(&dir, &args, &[]).await;
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "the invalid row: {}",
-        stderr(&out)
-    );
-    let ledger = read_ledger(&dir.path("p.jsonl"));
-    let count = |status: &str| ledger.iter().filter(|e| e["status"] == status).count();
-    assert_eq!(
-        [
-            count("invalid"),
-            count("unchanged"),
-            count("would_update"),
-            count("not_found")
-        ],
-        [1, 29, 21, 9]
-    );
+    out.assert_exit_because(1, "the invalid row");
+    let planned = ["invalid", "unchanged", "would_update", "not_found"];
+    assert_eq!(tally(&dir.ledger("p.jsonl"), &planned), [1, 29, 21, 9]);
 
     // Applied, the differing profiles change, and the attributes the config does not map
     // (Segment, PreferredLanguage) survive the PUT.
-    let mut args = args;
     args[0] = "apply";
     args[5] = "a.jsonl";
     let out = run(&dir, &args, &[]).await;
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    out.assert_exit(1);
     assert_eq!(
         emulator.stats().operation("GenesysPutProfile").status(200),
         21

@@ -4,9 +4,9 @@
 use profilesync::emulator::EmulatorHandle;
 use serde_json::Value;
 
-use crate::apply::{APPLY, BY_ID, command, config, customers, run, seeded, slow_emulator, sync};
 use crate::support::{
-    Dir, assert_every_record_once, pid, profiles_config, read_ledger, stderr, wait_for_entries,
+    APPLY, BY_ID, Dir, Run, assert_every_record_once, command, config, customers, customers_dir,
+    pid, profiles_config, run, run_args, seeded, slow_emulator, stderr, sync, wait_for_entries,
 };
 
 const FIELDS: &str = r#"FirstName = "first"
@@ -46,17 +46,9 @@ fn csv(header: bool, rows: &[[String; 6]], newline: &str) -> String {
     text
 }
 
-fn check(dir: &Dir, input: &str) -> crate::support::Run {
+fn check(dir: &Dir, input: &str) -> Run {
     dir.write("c.toml", profiles_config(FIELDS));
-    dir.run(&[
-        "check",
-        "--config",
-        "c.toml",
-        input,
-        "--ledger",
-        "l.jsonl",
-        "--no-progress",
-    ])
+    dir.run(&run_args("check", "c.toml", input, "l.jsonl", &[]))
 }
 
 /// Asserts that none of the values of `rows` appears in `text`, ids included.
@@ -115,12 +107,7 @@ fn fault_1_no_personal_data_when_header_looks_like_data() {
     );
     let run = check(&dir, "in.csv");
     assert_eq!(run.code(), 2);
-    assert!(
-        run.stderr()
-            .contains("its columns are: crm_id, profileid, first"),
-        "{}",
-        run.stderr()
-    );
+    run.assert_says("its columns are: crm_id, profileid, first");
     assert_no_values(&data, &run.stderr());
 }
 
@@ -132,7 +119,7 @@ fn lone_cr_line_endings_read_like_crlf() {
     let text = csv(true, &data, "\r").replace("Lena2,", "\"Lena\r2\",");
     dir.write("in.csv", text);
     let run = check(&dir, "in.csv");
-    assert_eq!(run.code(), 0, "{}", run.stderr());
+    run.assert_exit(0);
     let ledger = run.ledger("l.jsonl");
     let lines: Vec<u64> = ledger.iter().map(|e| e["line"].as_u64().unwrap()).collect();
     assert_eq!(lines, [2, 3, 4, 6, 7], "{ledger:?}");
@@ -149,7 +136,7 @@ fn fault_5_an_unclosed_quote_near_the_end_is_invalid_and_says_what_it_swallowed(
     let dir = Dir::new();
     dir.write("in.csv", &text);
     let run = check(&dir, "in.csv");
-    assert_eq!(run.code(), 1, "{}", run.stderr());
+    run.assert_exit(1);
     let ledger = run.ledger("l.jsonl");
     assert_eq!(ledger.len(), 18, "{ledger:?}");
     assert!(ledger[..17].iter().all(|e| e["status"] == "valid"));
@@ -163,12 +150,7 @@ fn fault_5_an_unclosed_quote_near_the_end_is_invalid_and_says_what_it_swallowed(
         message.contains("unclosed quote starting at line 19") && message.contains("2 lines"),
         "{message}"
     );
-    assert!(
-        run.stdout()
-            .contains("unclosed quote at line 19 swallowed the 2 input lines"),
-        "{}",
-        run.stdout()
-    );
+    run.assert_prints("unclosed quote at line 19 swallowed the 2 input lines");
     assert_no_values(&data, &run.stdout());
     assert_no_personal_data(
         &data,
@@ -180,16 +162,8 @@ fn fault_5_an_unclosed_quote_near_the_end_is_invalid_and_says_what_it_swallowed(
     let mut text = csv(true, &data, "\n").replace("Lena4,", "\"Lena4,");
     text = text.replace("Lena8,O'Neil8", "\"Smith, J\",O'Neil8");
     dir.write("mid.csv", &text);
-    let run = dir.run(&[
-        "check",
-        "--config",
-        "c.toml",
-        "mid.csv",
-        "--ledger",
-        "mid.jsonl",
-        "--no-progress",
-    ]);
-    assert_eq!(run.code(), 1, "{}", run.stderr());
+    let run = dir.run(&run_args("check", "c.toml", "mid.csv", "mid.jsonl", &[]));
+    run.assert_exit(1);
     let ledger = run.ledger("mid.jsonl");
     let broken = &ledger[4];
     assert_eq!(broken["status"], "invalid");
@@ -197,11 +171,7 @@ fn fault_5_an_unclosed_quote_near_the_end_is_invalid_and_says_what_it_swallowed(
     let message = broken["error"]["message"].as_str().unwrap();
     assert!(message.contains("spans lines 6-10"), "{message}");
     assert_eq!(ledger.last().unwrap()["key"], "CRM000019");
-    assert!(
-        run.stdout().contains("spans lines 6-10"),
-        "{}",
-        run.stdout()
-    );
+    run.assert_prints("spans lines 6-10");
 }
 
 /// UpdateProfile requests the emulator has answered 200.
@@ -213,10 +183,8 @@ fn updates(emulator: &EmulatorHandle) -> u64 {
 async fn fault_2_resume_refuses_a_ledger_of_another_command_config_or_input() {
     let n = 20;
     let emulator = seeded(n).await;
-    let dir = Dir::new();
-    dir.write("in.csv", customers(n));
-    dir.write("c.toml", config("rate = 100", BY_ID));
-    let refused = |out: &std::process::Output, says: &str| {
+    let dir = customers_dir(n, "rate = 100");
+    let refused = |out: &Run, says: &str| {
         let err = stderr(out);
         assert_eq!(out.status.code(), Some(2), "{err}");
         assert!(
@@ -226,69 +194,37 @@ async fn fault_2_resume_refuses_a_ledger_of_another_command_config_or_input() {
     };
 
     // A check or plan ledger is not an apply ledger: nothing is sent.
-    let check = dir.run(&[
+    let check = dir.run(&run_args(
         "check",
-        "--config",
         "c.toml",
         "in.csv",
-        "--ledger",
         "check.jsonl",
-        "--quiet",
-    ]);
-    assert_eq!(check.code(), 0, "{}", check.stderr());
-    let out = sync(
-        &dir,
-        &emulator,
-        "apply",
-        "c.toml",
-        "check.jsonl",
-        &["--resume"],
-    )
-    .await;
+        &["--quiet"],
+    ));
+    check.assert_exit(0);
+    let out = dir.apply(&emulator, "check.jsonl", &["--resume"]).await;
     refused(&out, "it was written by `check`, and this run is `apply`");
-    let out = sync(&dir, &emulator, "plan", "c.toml", "plan.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let out = sync(
-        &dir,
-        &emulator,
-        "apply",
-        "c.toml",
-        "plan.jsonl",
-        &["--resume"],
-    )
-    .await;
+    let out = dir.plan(&emulator, "plan.jsonl", &[]).await;
+    out.assert_exit(0);
+    let out = dir.apply(&emulator, "plan.jsonl", &["--resume"]).await;
     refused(&out, "it was written by `plan`, and this run is `apply`");
     // Nor is a check ledger one to re-drive failed records from.
-    let out = sync(
-        &dir,
-        &emulator,
-        "apply",
-        "c.toml",
-        "r.jsonl",
-        &["--retry-failed", "check.jsonl"],
-    )
-    .await;
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("it is a `check` ledger, which has no failed records"));
+    let out = dir
+        .apply(&emulator, "r.jsonl", &["--retry-failed", "check.jsonl"])
+        .await;
+    out.assert_exit(2);
+    out.assert_says("it is a `check` ledger, which has no failed records");
     assert!(!dir.path("r.jsonl").exists());
     assert_eq!(updates(&emulator), 0);
 
     // A ledger without a run file (older versions) is refused with a clear reason.
     std::fs::copy(dir.path("plan.jsonl"), dir.path("old.jsonl")).unwrap();
-    let out = sync(
-        &dir,
-        &emulator,
-        "plan",
-        "c.toml",
-        "old.jsonl",
-        &["--resume"],
-    )
-    .await;
+    let out = dir.plan(&emulator, "old.jsonl", &["--resume"]).await;
     refused(&out, "it has no run file");
 
     // Another input, or a changed config: refused; the same run resumes.
-    let out = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = dir.apply(&emulator, "l.jsonl", &[]).await;
+    out.assert_exit(0);
     assert_eq!(updates(&emulator), n as u64);
     dir.write("other.csv", customers(n));
     let mut args = APPLY.to_vec();
@@ -296,7 +232,7 @@ async fn fault_2_resume_refuses_a_ledger_of_another_command_config_or_input() {
     args.push("--resume");
     let out = run(&dir, &emulator, &args).await;
     refused(&out, "it was written for the input");
-    assert!(stderr(&out).contains("other.csv"), "{}", stderr(&out));
+    out.assert_says("other.csv");
     dir.write("c2.toml", config("rate = 100", BY_ID));
     let out = sync(
         &dir,
@@ -309,13 +245,13 @@ async fn fault_2_resume_refuses_a_ledger_of_another_command_config_or_input() {
     .await;
     refused(&out, "it was written for the config");
     dir.write("c.toml", config("rate = 100\nburst = 3", BY_ID));
-    let out = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &["--resume"]).await;
+    let out = dir.apply(&emulator, "l.jsonl", &["--resume"]).await;
     refused(&out, "has changed since the ledger was written");
     assert_eq!(updates(&emulator), n as u64, "nothing was sent");
     dir.write("c.toml", config("rate = 100", BY_ID));
-    let out = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &["--resume"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("20 more settled earlier"));
+    let out = dir.apply(&emulator, "l.jsonl", &["--resume"]).await;
+    out.assert_exit(0);
+    assert!(out.stdout().contains("20 more settled earlier"));
     let run_file: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path("l.jsonl.run.json")).unwrap())
             .unwrap();
@@ -331,30 +267,25 @@ async fn fault_2_resume_refuses_a_ledger_of_another_command_config_or_input() {
 async fn fault_3_a_second_run_on_a_ledger_in_use_exits_2_naming_the_holder() {
     let n = 60;
     let emulator = slow_emulator(n, 30).await;
-    let dir = Dir::new();
-    dir.write("in.csv", customers(n));
-    dir.write(
-        "c.toml",
-        config("rate = 50\nburst = 2\nconcurrency = 2", BY_ID),
-    );
-    let first = command(&dir, &emulator, &APPLY).spawn().unwrap();
-    let holder = first.id().unwrap();
+    let dir = customers_dir(n, "rate = 50\nburst = 2\nconcurrency = 2");
+    let first = command(&dir, &emulator, &APPLY).spawn();
+    let holder = first.id();
     wait_for_entries(&dir.path("l.jsonl"), 3).await;
-    let second = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &["--resume"]).await;
+    let second = dir.apply(&emulator, "l.jsonl", &["--resume"]).await;
     let err = stderr(&second);
     assert_eq!(second.status.code(), Some(2), "{err}");
     assert!(
         err.contains("in use by another profilesync run") && err.contains(&format!("pid {holder}")),
         "{err}"
     );
-    let first = first.wait_with_output().await.unwrap();
-    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
-    let ledger = read_ledger(&dir.path("l.jsonl"));
+    let first = first.wait().await;
+    first.assert_exit(0);
+    let ledger = dir.ledger("l.jsonl");
     assert_every_record_once(&ledger, n as u64);
     assert_eq!(updates(&emulator), n as u64, "no record was sent twice");
     // Once the holder has ended, the ledger can be resumed (there is nothing left to send).
-    let out = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &["--resume"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = dir.apply(&emulator, "l.jsonl", &["--resume"]).await;
+    out.assert_exit(0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -371,16 +302,14 @@ async fn fault_4_every_complete_record_before_a_read_error_settles() {
         "c.toml",
         config("rate = 500\nburst = 10\nconcurrency = 4", BY_ID),
     );
-    let check = dir.run(&[
+    let check = dir.run(&run_args(
         "check",
-        "--config",
         "c.toml",
         "in.csv.gz",
-        "--ledger",
         "check.jsonl",
-        "--quiet",
-    ]);
-    assert_eq!(check.code(), 3, "{}", check.stderr());
+        &["--quiet"],
+    ));
+    check.assert_exit(3);
     let readable = check.ledger("check.jsonl").len();
     assert!(readable > 100 && readable < n as usize, "{readable}");
 
@@ -394,7 +323,7 @@ async fn fault_4_every_complete_record_before_a_read_error_settles() {
             && err.contains(&format!("in the record starting at line {}", readable + 2)),
         "{err}"
     );
-    let ledger = read_ledger(&dir.path("l.jsonl"));
+    let ledger = dir.ledger("l.jsonl");
     assert_eq!(ledger.len(), readable, "every complete record settled");
     assert!(ledger.iter().all(|e| e["status"] == "updated"));
     assert_eq!(updates(&emulator), readable as u64);
@@ -402,9 +331,9 @@ async fn fault_4_every_complete_record_before_a_read_error_settles() {
     // A resume reads as far as the file allows again: nothing more to send, the same error.
     args.push("--resume");
     let out = run(&dir, &emulator, &args).await;
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert!(stderr(&out).contains("reading the input failed"));
-    assert_eq!(read_ledger(&dir.path("l.jsonl")).len(), readable);
+    out.assert_exit(3);
+    out.assert_says("reading the input failed");
+    assert_eq!(dir.ledger("l.jsonl").len(), readable);
     assert_eq!(
         updates(&emulator),
         readable as u64,

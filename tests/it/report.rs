@@ -5,15 +5,14 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
-use profilesync::emulator::{Emulator, EmulatorConfig, EmulatorHandle};
+use profilesync::emulator::EmulatorConfig;
 use serde_json::{Value, json};
 
-use crate::support::{Dir, pid, read_ledger};
-
-const DOMAIN: &str = "ExampleDomainName";
+use crate::support::{
+    DOMAIN, Dir, TestCommand, pid, profiles_config, read_ledger, run, start_emulator, sync_args,
+};
 
 /// First names that try to become formulas, elements and attributes.
 const HOSTILE: [&str; 5] = [
@@ -80,51 +79,11 @@ fn seed() -> Value {
     json!({"domains": {DOMAIN: {"profiles": profiles}}})
 }
 
-const CONFIG: &str = r#"[source]
-key = "crm_id"
-
-[target]
-kind = "customer-profiles"
-domain = "ExampleDomainName"
-
-[match]
-id = "profile_id"
-
-[fields]
-FirstName = "first"
+/// The fields of the input, mapped to the profile.
+const FIELDS: &str = r#"FirstName = "first"
 "Address.City" = "city"
 "Attributes.Tier" = "tier"
 "#;
-
-async fn emulator() -> EmulatorHandle {
-    Emulator::start(EmulatorConfig::default().with_seed(seed()))
-        .await
-        .unwrap()
-}
-
-/// Runs `profilesync ARGS` in `dir` with the AWS environment pointing at the emulator.
-async fn run(dir: &Dir, emulator: &EmulatorHandle, args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_profilesync"))
-        .args(args)
-        .current_dir(dir.path(""))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
-        .env("AWS_SECRET_ACCESS_KEY", "test-secret")
-        .env("AWS_REGION", "us-east-1")
-        .env(
-            "AWS_ENDPOINT_URL_CUSTOMER_PROFILES",
-            emulator.endpoint_url(),
-        )
-        .env("AWS_CONFIG_FILE", "/nonexistent")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .await
-        .expect("run profilesync")
-}
 
 /// The report's files, from the lines of the summary that name them.
 struct Files {
@@ -151,27 +110,16 @@ fn files(dir: &Dir, stdout: &str) -> Files {
 /// `plan` (or `apply`) of the input with `--report rep` and `extra`; checks the exit code
 /// (1: record 8 is invalid) and returns the stdout and the ledger.
 async fn sync(dir: &Dir, command: &str, extra: &[&str]) -> (String, Vec<Value>) {
-    let emulator = emulator().await;
+    let emulator = start_emulator(EmulatorConfig::default().with_seed(seed())).await;
     dir.write("in.csv", input());
-    dir.write("c.toml", CONFIG);
-    let mut args = vec![
-        command,
-        "--config",
-        "c.toml",
-        "in.csv",
-        "--ledger",
-        "l.jsonl",
-        "--no-progress",
-        "--report",
-        "rep",
-    ];
+    dir.write("c.toml", profiles_config(FIELDS));
+    let mut args = sync_args(command, "c.toml", "l.jsonl", &["--report", "rep"]);
     args.extend_from_slice(extra);
     let out = run(dir, &emulator, &args).await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    let ledger = read_ledger(&dir.path("l.jsonl"));
+    out.assert_exit(1);
+    let ledger = dir.ledger("l.jsonl");
     assert_eq!(ledger.len(), 8);
-    (String::from_utf8_lossy(&out.stdout).into_owned(), ledger)
+    (out.stdout(), ledger)
 }
 
 fn counts(ledger: &[Value]) -> BTreeMap<String, u64> {
@@ -373,8 +321,8 @@ fn chromium() -> Option<PathBuf> {
 async fn dump_dom(chromium: &Path, page: &Path, hash: &str) -> String {
     let profile = tempfile::tempdir().unwrap();
     let url = format!("file://{}{hash}", page.canonicalize().unwrap().display());
-    let run = tokio::process::Command::new(chromium)
-        .args([
+    let run = TestCommand::program(chromium, profile.path())
+        .args(&[
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
@@ -385,21 +333,13 @@ async fn dump_dom(chromium: &Path, page: &Path, hash: &str) -> String {
             "--disable-sync",
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(["--dump-dom", &url])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
+        .args(&["--dump-dom", &url])
         .output();
     let out = tokio::time::timeout(Duration::from_secs(120), run)
         .await
-        .expect("chromium answers within 2 minutes")
-        .expect("chromium runs");
-    assert!(
-        out.status.success(),
-        "chromium: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+        .expect("chromium answers within 2 minutes");
+    assert!(out.status.success(), "chromium: {}", out.stderr());
+    out.stdout()
 }
 
 /// The elements `report/html.rs` writes.

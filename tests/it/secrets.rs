@@ -5,14 +5,15 @@
 //! per-request lines, so that a silent run cannot pass.
 
 use std::path::Path;
-use std::process::{Output, Stdio};
-use std::time::Duration;
 
 use base64::Engine;
-use profilesync::emulator::{Emulator, EmulatorConfig, EmulatorHandle, FaultConfig};
+use profilesync::emulator::{EmulatorConfig, EmulatorHandle};
 use serde_json::{Map, Value, json};
 
-use crate::support::{Dir, aws_command, pid, stderr};
+use crate::support::{
+    CONNECT_ENDPOINT, Dir, PROFILES_ENDPOINT, Run, TestCommand, assert_has, faults, pid,
+    start_emulator,
+};
 
 const ACCESS_KEY: &str = "AKIDCANARY7Q3ZLEAK";
 const SECRET_KEY: &str = "secret-canary-9f8e7d6c5b4a";
@@ -100,7 +101,7 @@ fn profiles_seed(n: u32) -> Value {
 /// The runs of one test: each output is kept to be searched at the end.
 struct Runs {
     dir: Dir,
-    outputs: Vec<(String, Output)>,
+    outputs: Vec<(String, Run)>,
 }
 
 impl Runs {
@@ -119,39 +120,34 @@ impl Runs {
         emulator: &EmulatorHandle,
         args: &[&str],
     ) -> (i32, String) {
-        self.forget_state();
-        let mut cmd = aws_command(&self.dir, endpoint_var, &emulator.endpoint_url(), args);
-        cmd.env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-            .env("AWS_SESSION_TOKEN", SESSION_TOKEN)
-            .env("GENESYS_UCS_USERNAME", UCS_USER)
-            .env("GENESYS_UCS_PASSWORD", UCS_PASSWORD);
-        self.keep(args, cmd.output().await.expect("run profilesync"))
+        self.aws_at(endpoint_var, &emulator.endpoint_url(), args)
+            .await
     }
 
-    /// Runs the binary with only PATH and `env`.
-    /// Each run here meets a new emulator: none may skip records by an earlier run's state.
-    fn forget_state(&self) {
-        let _ = std::fs::remove_dir_all(self.dir.path("state"));
+    /// [`Runs::aws`] against any endpoint.
+    async fn aws_at(&mut self, endpoint_var: &str, endpoint: &str, args: &[&str]) -> (i32, String) {
+        let cmd = self.dir.command(args).aws(endpoint_var, endpoint).envs(&[
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+            ("AWS_SESSION_TOKEN", SESSION_TOKEN),
+            ("GENESYS_UCS_USERNAME", UCS_USER),
+            ("GENESYS_UCS_PASSWORD", UCS_PASSWORD),
+        ]);
+        self.keep(args, cmd).await
     }
 
+    /// Runs the binary with the Genesys preset: only PATH and `env`.
     async fn with_env(&mut self, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
-        self.forget_state();
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_profilesync"));
-        cmd.args(args)
-            .current_dir(self.dir.path(""))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (name, value) in env {
-            cmd.env(name, value);
-        }
-        self.keep(args, cmd.output().await.expect("run profilesync"))
+        let cmd = self.dir.command(args).genesys(env);
+        self.keep(args, cmd).await
     }
 
-    fn keep(&mut self, args: &[&str], out: Output) -> (i32, String) {
-        let result = (out.status.code().expect("an exit code"), stderr(&out));
+    /// Runs `cmd` and keeps its output. Each run here meets a new emulator: none may skip
+    /// records by an earlier run's state.
+    async fn keep(&mut self, args: &[&str], cmd: TestCommand) -> (i32, String) {
+        let _ = std::fs::remove_dir_all(self.dir.path("state"));
+        let out = cmd.output().await;
+        let result = (out.code(), out.stderr());
         self.outputs.push((args.join(" "), out));
         result
     }
@@ -169,11 +165,8 @@ impl Runs {
         let forbidden = forbidden();
         let mut texts: Vec<(String, String)> = Vec::new();
         for (args, out) in &self.outputs {
-            texts.push((
-                format!("stdout of `{args}`"),
-                String::from_utf8_lossy(&out.stdout).into_owned(),
-            ));
-            texts.push((format!("stderr of `{args}`"), stderr(out)));
+            texts.push((format!("stdout of `{args}`"), out.stdout()));
+            texts.push((format!("stderr of `{args}`"), out.stderr()));
         }
         let mut files = 0;
         collect_files(&self.dir.path(""), inputs, &mut texts, &mut files);
@@ -222,6 +215,27 @@ fn collect_files(
     }
 }
 
+/// `-vv COMMAND --config CONFIG INPUT --ledger LEDGER --summary-json SUMMARY`.
+fn verbose<'a>(
+    command: &'a str,
+    config: &'a str,
+    input: &'a str,
+    ledger: &'a str,
+    summary: &'a str,
+) -> Vec<&'a str> {
+    vec![
+        "-vv",
+        command,
+        "--config",
+        config,
+        input,
+        "--ledger",
+        ledger,
+        "--summary-json",
+        summary,
+    ]
+}
+
 /// Asserts that a `-vv` log holds per-request lines for `operation` with attempts.
 fn assert_request_lines(log: &str, operation: &str) {
     assert!(
@@ -234,7 +248,7 @@ fn assert_request_lines(log: &str, operation: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_credential_or_value_leaves_an_aws_run_on_any_path() {
-    const CP: &str = "AWS_ENDPOINT_URL_CUSTOMER_PROFILES";
+    const CP: &str = PROFILES_ENDPOINT;
     let mut runs = Runs::new();
     runs.dir.write("in.csv", customers(30));
     runs.dir.write(
@@ -243,42 +257,29 @@ async fn no_credential_or_value_leaves_an_aws_run_on_any_path() {
     );
 
     // Throttles and 500s, retried until the records land; three invalid records.
-    let faults = FaultConfig {
-        error_rate: 0.15,
-        drop_rate: 0.0,
-        latency: Duration::ZERO,
-        seed: 3,
-    };
-    let emulator = Emulator::start(
+    let emulator = start_emulator(
         EmulatorConfig::default()
             .with_seed(profiles_seed(30))
             .with_quota("UpdateProfile", 20.0, 2)
-            .with_faults(faults),
+            .with_faults(faults(0.15, 0.0, 3)),
     )
-    .await
-    .unwrap();
-    let apply = [
-        "-vv",
-        "apply",
-        "--config",
-        "c.toml",
-        "in.csv",
-        "--ledger",
-        "apply.jsonl",
-        "--summary-json",
-        "apply.json",
-    ];
+    .await;
+    let apply = verbose("apply", "c.toml", "in.csv", "apply.jsonl", "apply.json");
     let (code, log) = runs.aws(CP, &emulator, &apply).await;
     assert_eq!(code, 1, "{log}");
     assert_request_lines(&log, "UpdateProfile");
     assert_request_lines(&log, "GetDomain");
-    assert!(
-        log.contains("code=\"ThrottlingException\" status=429")
-            && log.contains("code=\"InternalServerException\" status=500")
-            && log.contains("outcome=\"retry\"")
-            && log.contains("wait_ms="),
-        "throttles and 500s, with their backoff: {log}"
-    );
+    for says in [
+        "code=\"ThrottlingException\" status=429",
+        "code=\"InternalServerException\" status=500",
+        "outcome=\"retry\"",
+        "wait_ms=",
+    ] {
+        assert!(
+            log.contains(says),
+            "throttles and 500s, with their backoff: {log}"
+        );
+    }
     assert!(log.contains("settled status=\"invalid\""), "{log}");
     let summary = runs.summary("apply.json");
     assert_eq!(summary["exit_code"], 1);
@@ -295,18 +296,10 @@ async fn no_credential_or_value_leaves_an_aws_run_on_any_path() {
 
     // plan, logging JSON: every line of standard error is one object.
     let plan = [
-        "-vv",
-        "--log-format",
-        "json",
-        "plan",
-        "--config",
-        "c.toml",
-        "in.csv",
-        "--ledger",
-        "plan.jsonl",
-        "--summary-json",
-        "plan.json",
-    ];
+        &["--log-format", "json"][..],
+        &verbose("plan", "c.toml", "in.csv", "plan.jsonl", "plan.json"),
+    ]
+    .concat();
     let (code, log) = runs.aws(CP, &emulator, &plan).await;
     assert_eq!(code, 1, "{log}");
     let lines: Vec<Value> = log
@@ -323,40 +316,19 @@ async fn no_credential_or_value_leaves_an_aws_run_on_any_path() {
     assert!(runs.summary("plan.json")["report"].is_string());
 
     // check, with its summary.
-    let check = [
-        "-vv",
-        "check",
-        "--config",
-        "c.toml",
-        "in.csv",
-        "--ledger",
-        "check.jsonl",
-        "--summary-json",
-        "check.json",
-    ];
+    let check = verbose("check", "c.toml", "in.csv", "check.jsonl", "check.json");
     let (code, log) = runs.aws(CP, &emulator, &check).await;
     assert_eq!(code, 1, "{log}");
     assert_eq!(runs.summary("check.json")["records"]["invalid"], 3);
 
     // Access denied: the run stops (exit 3) after the ledger exists.
-    let denied = Emulator::start(
+    let denied = start_emulator(
         EmulatorConfig::default()
             .with_seed(profiles_seed(30))
             .with_denied("UpdateProfile"),
     )
-    .await
-    .unwrap();
-    let args = [
-        "-vv",
-        "apply",
-        "--config",
-        "c.toml",
-        "in.csv",
-        "--ledger",
-        "denied.jsonl",
-        "--summary-json",
-        "denied.json",
-    ];
+    .await;
+    let args = verbose("apply", "c.toml", "in.csv", "denied.jsonl", "denied.json");
     let (code, log) = runs.aws(CP, &denied, &args).await;
     assert_eq!(code, 3, "{log}");
     assert!(
@@ -365,38 +337,18 @@ async fn no_credential_or_value_leaves_an_aws_run_on_any_path() {
     );
     let summary = runs.summary("denied.json");
     assert_eq!(summary["exit_code"], 3);
-    assert!(
-        summary["stop_reason"]
-            .as_str()
-            .unwrap()
-            .contains("AccessDeniedException")
-    );
+    assert_has(&summary["stop_reason"], "AccessDeniedException");
     assert!(summary["ledger"].is_string());
 
     // A domain that does not exist: exit 2, the summary says why and names no ledger.
     runs.dir
         .write("d.toml", profiles_config("NoSuchDomain", "rate = 100"));
-    let args = [
-        "-vv",
-        "apply",
-        "--config",
-        "d.toml",
-        "in.csv",
-        "--ledger",
-        "d.jsonl",
-        "--summary-json",
-        "domain.json",
-    ];
+    let args = verbose("apply", "d.toml", "in.csv", "d.jsonl", "domain.json");
     let (code, log) = runs.aws(CP, &emulator, &args).await;
     assert_eq!(code, 2, "{log}");
     let summary = runs.summary("domain.json");
     assert_eq!(summary["exit_code"], 2);
-    assert!(
-        summary["error"]
-            .as_str()
-            .unwrap()
-            .contains("NoSuchDomain does not exist")
-    );
+    assert_has(&summary["error"], "NoSuchDomain does not exist");
     assert!(summary["ledger"].is_null() && summary["records_total"] == 0);
 
     // An endpoint that does not answer: exit 3 before any ledger.
@@ -404,22 +356,8 @@ async fn no_credential_or_value_leaves_an_aws_run_on_any_path() {
         "u.toml",
         profiles_config("ExampleDomainName", "max_attempts = 2"),
     );
-    let args = [
-        "-vv",
-        "apply",
-        "--config",
-        "u.toml",
-        "in.csv",
-        "--ledger",
-        "u.jsonl",
-        "--summary-json",
-        "unreachable.json",
-    ];
-    let mut cmd = aws_command(&runs.dir, CP, "http://127.0.0.1:9", &args);
-    cmd.env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .env("AWS_SESSION_TOKEN", SESSION_TOKEN);
-    let (code, log) = runs.keep(&args, cmd.output().await.unwrap());
+    let args = verbose("apply", "u.toml", "in.csv", "u.jsonl", "unreachable.json");
+    let (code, log) = runs.aws_at(CP, "http://127.0.0.1:9", &args).await;
     assert_eq!(code, 3, "{log}");
     assert!(
         log.contains("attempt=2 outcome=\"failed\" class=\"transient\""),
@@ -436,9 +374,7 @@ async fn no_credential_or_value_leaves_an_aws_run_on_any_path() {
     let seed = json!({"instances": {"i-1": {"users": {
         "u1": {"Username": "agent1", "IdentityInfo": {"FirstName": "Xanthor", "LastName": "Xanthor"}},
     }}}});
-    let connect = Emulator::start(EmulatorConfig::default().with_seed(seed))
-        .await
-        .unwrap();
+    let connect = start_emulator(EmulatorConfig::default().with_seed(seed)).await;
     runs.dir.write(
         "agents.csv",
         "user_id,first,last\nu1,Vaelith,Orrimund\nu2,Vaelith2,Orrimund2\n",
@@ -448,18 +384,14 @@ async fn no_credential_or_value_leaves_an_aws_run_on_any_path() {
         "[source]\nkey = \"user_id\"\n\n[target]\nkind = \"connect-user\"\ninstance_id = \"i-1\"\n\n\
          [match]\nid = \"user_id\"\nwhen_missing = \"fail\"\n\n[fields]\nFirstName = \"first\"\nLastName = \"last\"\n",
     );
-    let args = [
-        "-vv",
+    let args = verbose(
         "apply",
-        "--config",
         "connect.toml",
         "agents.csv",
-        "--ledger",
         "connect.jsonl",
-        "--summary-json",
         "connect.json",
-    ];
-    let (code, log) = runs.aws("AWS_ENDPOINT_URL_CONNECT", &connect, &args).await;
+    );
+    let (code, log) = runs.aws(CONNECT_ENDPOINT, &connect, &args).await;
     assert_eq!(code, 1, "u2 does not exist: {log}");
     assert_request_lines(&log, "DescribeUser");
     assert_request_lines(&log, "UpdateUserIdentityInfo");
@@ -483,13 +415,12 @@ async fn no_credential_or_value_leaves_a_genesys_run_on_any_path() {
     let seed = json!({"genesys": {"tenant_id": 1, "profiles": {
         "G1": {"FirstName": "Xanthor", "LastName": "Xanthor"},
     }}});
-    let emulator = Emulator::start(
+    let emulator = start_emulator(
         EmulatorConfig::default()
             .with_seed(seed)
             .with_genesys_auth(UCS_USER, UCS_PASSWORD),
     )
-    .await
-    .unwrap();
+    .await;
     let mut runs = Runs::new();
     runs.dir.write(
         "in.csv",
@@ -516,18 +447,10 @@ async fn no_credential_or_value_leaves_a_genesys_run_on_any_path() {
     // A password the server refuses: 401 in the preflight, exit 3, no ledger.
     for (format, name) in [("text", "wrong.json"), ("json", "wrong-json.json")] {
         let args = [
-            "-vv",
-            "--log-format",
-            format,
-            "apply",
-            "--config",
-            "c.toml",
-            "in.csv",
-            "--ledger",
-            "wrong.jsonl",
-            "--summary-json",
-            name,
-        ];
+            &["--log-format", format][..],
+            &verbose("apply", "c.toml", "in.csv", "wrong.jsonl", name),
+        ]
+        .concat();
         let (code, log) = runs.with_env(&args, &wrong).await;
         assert_eq!(code, 3, "{log}");
         assert!(
@@ -538,17 +461,7 @@ async fn no_credential_or_value_leaves_a_genesys_run_on_any_path() {
         assert_eq!(runs.summary(name)["exit_code"], 3);
     }
 
-    let args = [
-        "-vv",
-        "apply",
-        "--config",
-        "c.toml",
-        "in.csv",
-        "--ledger",
-        "ok.jsonl",
-        "--summary-json",
-        "ok.json",
-    ];
+    let args = verbose("apply", "c.toml", "in.csv", "ok.jsonl", "ok.json");
     let (code, log) = runs.with_env(&args, &secrets).await;
     assert_eq!(code, 1, "G3 is invalid: {log}");
     assert_request_lines(&log, "GenesysGetProfile");
@@ -567,28 +480,17 @@ async fn no_credential_or_value_leaves_a_genesys_run_on_any_path() {
 /// only there), so the scan must name that file and no other output.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_search_finds_values_where_they_were_asked_for() {
-    let emulator = Emulator::start(EmulatorConfig::default().with_seed(profiles_seed(3)))
-        .await
-        .unwrap();
+    let emulator = start_emulator(EmulatorConfig::default().with_seed(profiles_seed(3))).await;
     let mut runs = Runs::new();
     runs.dir.write("in.csv", customers(3));
     runs.dir
         .write("c.toml", profiles_config("ExampleDomainName", "rate = 100"));
     let args = [
-        "-vv",
-        "plan",
-        "--config",
-        "c.toml",
-        "in.csv",
-        "--ledger",
-        "plan.jsonl",
-        "--show-values",
-        "--summary-json",
-        "plan.json",
-    ];
-    let (code, log) = runs
-        .aws("AWS_ENDPOINT_URL_CUSTOMER_PROFILES", &emulator, &args)
-        .await;
+        verbose("plan", "c.toml", "in.csv", "plan.jsonl", "plan.json"),
+        vec!["--show-values"],
+    ]
+    .concat();
+    let (code, log) = runs.aws(PROFILES_ENDPOINT, &emulator, &args).await;
     assert_eq!(code, 1, "{log}");
     let found = runs.leaks(&["in.csv", "c.toml"]);
     let secrets: Vec<&str> = found.iter().map(|(_, s)| s.as_str()).collect();

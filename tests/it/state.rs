@@ -1,30 +1,29 @@
 //! The local sync state: a night costs what changed. Real SDK, real emulator, real binary.
 
-use serde_json::Value;
+use profilesync::emulator::{EmulatorConfig, EmulatorHandle};
 
-use crate::apply::{BY_ID, DOMAIN, config, customers, profile, seeded, sync};
-use crate::support::{Dir, by_record, read_ledger, stderr};
+use crate::support::{
+    APPLY, BY_ID, DOMAIN, Dir, command, config, count, customers, customers_dir, pid, profile,
+    seed, seeded, slow_emulator, start_emulator, statuses, sync, wait_for_entries,
+};
 
 const LIMITS: &str = "rate = 500\nburst = 50\nconcurrency = 8";
 
-fn count(ledger: &[Value], status: &str, basis: Option<&str>) -> usize {
-    ledger
-        .iter()
-        .filter(|e| e["status"] == status && basis.is_none_or(|b| e["basis"] == b))
-        .count()
+/// The first night: an emulator with profiles 1..=n, and `customers(n)` applied into
+/// `ledger` (exit 0).
+async fn first_night(n: u32, ledger: &str) -> (EmulatorHandle, Dir) {
+    let emulator = seeded(n).await;
+    let dir = customers_dir(n, LIMITS);
+    dir.apply(&emulator, ledger, &[]).await.assert_exit(0);
+    (emulator, dir)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_night_sends_nothing_and_one_changed_row_one_write() {
     let n = 20;
-    let emulator = seeded(n).await;
-    let dir = Dir::new();
-    dir.write("in.csv", customers(n));
-    dir.write("c.toml", config(LIMITS, BY_ID));
-    let out = sync(&dir, &emulator, "apply", "c.toml", "night1.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let (emulator, dir) = first_night(n, "night1.jsonl").await;
     assert_eq!(
-        count(&read_ledger(&dir.path("night1.jsonl")), "updated", None),
+        count(&dir.ledger("night1.jsonl"), "updated", None),
         n as usize
     );
     assert!(
@@ -34,9 +33,9 @@ async fn a_second_night_sends_nothing_and_one_changed_row_one_write() {
 
     // Night 2, the same export: no read, no write.
     emulator.reset_stats();
-    let out = sync(&dir, &emulator, "apply", "c.toml", "night2.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let night2 = read_ledger(&dir.path("night2.jsonl"));
+    let out = dir.apply(&emulator, "night2.jsonl", &[]).await;
+    out.assert_exit(0);
+    let night2 = dir.ledger("night2.jsonl");
     assert_eq!(
         count(&night2, "unchanged", Some("state")),
         n as usize,
@@ -46,7 +45,7 @@ async fn a_second_night_sends_nothing_and_one_changed_row_one_write() {
     let stats = emulator.stats();
     assert_eq!(stats.operation("UpdateProfile").requests, 0);
     assert_eq!(stats.operation("SearchProfiles").requests, 0);
-    let summary = String::from_utf8_lossy(&out.stdout).into_owned();
+    let summary = out.stdout();
     assert!(
         summary.contains(&format!("unchanged by the sync state: {n}")),
         "{summary}"
@@ -55,27 +54,20 @@ async fn a_second_night_sends_nothing_and_one_changed_row_one_write() {
     // Night 3, one row changed: exactly one write.
     emulator.reset_stats();
     dir.write("in.csv", customers(n).replace("First7,", "Seventh,"));
-    let out = sync(&dir, &emulator, "apply", "c.toml", "night3.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let night3 = by_record(&read_ledger(&dir.path("night3.jsonl")));
+    let out = dir.apply(&emulator, "night3.jsonl", &[]).await;
+    out.assert_exit(0);
+    let night3 = dir.ledger_by_record("night3.jsonl");
     assert_eq!(night3[6]["status"], "updated");
     assert_eq!(count(&night3, "unchanged", Some("state")), n as usize - 1);
     assert_eq!(emulator.stats().operation("UpdateProfile").requests, 1);
-    assert_eq!(
-        profile(&emulator, &crate::support::pid(7))["FirstName"],
-        "Seventh"
-    );
+    assert_eq!(profile(&emulator, &pid(7))["FirstName"], "Seventh");
 
     // plan uses the state too: nothing read.
     emulator.reset_stats();
-    let out = sync(&dir, &emulator, "plan", "c.toml", "plan.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = dir.plan(&emulator, "plan.jsonl", &[]).await;
+    out.assert_exit(0);
     assert_eq!(
-        count(
-            &read_ledger(&dir.path("plan.jsonl")),
-            "unchanged",
-            Some("state")
-        ),
+        count(&dir.ledger("plan.jsonl"), "unchanged", Some("state")),
         n as usize
     );
     assert_eq!(emulator.stats().operation("SearchProfiles").requests, 0);
@@ -84,77 +76,48 @@ async fn a_second_night_sends_nothing_and_one_changed_row_one_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_repairs_exactly_the_profile_someone_else_changed() {
     let n = 10;
-    let emulator = seeded(n).await;
-    let dir = Dir::new();
-    dir.write("in.csv", customers(n));
-    dir.write("c.toml", config(LIMITS, BY_ID));
-    let out = sync(&dir, &emulator, "apply", "c.toml", "night1.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let (emulator, dir) = first_night(n, "night1.jsonl").await;
 
     // Someone else changes profile 4 in the target (another tool, another state).
-    let drift = Dir::new();
+    let drift = customers_dir(n, LIMITS);
     drift.write("in.csv", customers(n).replace("First4,", "Drift,"));
-    drift.write("c.toml", config(LIMITS, BY_ID));
-    let out = sync(&drift, &emulator, "apply", "c.toml", "d.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(
-        profile(&emulator, &crate::support::pid(4))["FirstName"],
-        "Drift"
-    );
+    let out = drift.apply(&emulator, "d.jsonl", &[]).await;
+    out.assert_exit(0);
+    assert_eq!(profile(&emulator, &pid(4))["FirstName"], "Drift");
 
     // Our state does not know: a normal night misses the drift...
     emulator.reset_stats();
-    let out = sync(&dir, &emulator, "apply", "c.toml", "night2.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = dir.apply(&emulator, "night2.jsonl", &[]).await;
+    out.assert_exit(0);
     assert_eq!(emulator.stats().operation("UpdateProfile").requests, 0);
     // ...and --full reads every profile and writes exactly the one that drifted.
     emulator.reset_stats();
-    let out = sync(
-        &dir,
-        &emulator,
-        "apply",
-        "c.toml",
-        "full.jsonl",
-        &["--full"],
-    )
-    .await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let full = by_record(&read_ledger(&dir.path("full.jsonl")));
+    let out = dir.apply(&emulator, "full.jsonl", &["--full"]).await;
+    out.assert_exit(0);
+    let full = dir.ledger_by_record("full.jsonl");
     assert_eq!(full[3]["status"], "updated");
     assert_eq!(full[3]["changed"], serde_json::json!(["FirstName"]));
     assert_eq!(count(&full, "unchanged", Some("target")), n as usize - 1);
     assert_eq!(emulator.stats().operation("UpdateProfile").requests, 1);
-    assert_eq!(
-        profile(&emulator, &crate::support::pid(4))["FirstName"],
-        "First4"
-    );
+    assert_eq!(profile(&emulator, &pid(4))["FirstName"], "First4");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_state_file_of_another_domain_is_never_used() {
     let n = 5;
-    let emulator = seeded(n).await;
-    let dir = Dir::new();
-    dir.write("in.csv", customers(n));
-    dir.write("c.toml", config(LIMITS, BY_ID));
-    let out = sync(&dir, &emulator, "apply", "c.toml", "a.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let (_emulator, dir) = first_night(n, "a.jsonl").await;
     // The same ids in another domain: the state of ExampleDomainName says nothing of it.
-    let mut seed = crate::apply::seed(n);
+    let mut seed = seed(n);
     let profiles = seed["domains"][DOMAIN].clone();
     seed["domains"]["OtherDomain"] = profiles;
-    let other = profilesync::emulator::Emulator::start(
-        profilesync::emulator::EmulatorConfig::default().with_seed(seed),
-    )
-    .await
-    .unwrap();
+    let other = start_emulator(EmulatorConfig::default().with_seed(seed)).await;
     dir.write(
         "o.toml",
         config(LIMITS, BY_ID).replace(DOMAIN, "OtherDomain"),
     );
     let out = sync(&dir, &other, "apply", "o.toml", "b.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let ledger = read_ledger(&dir.path("b.jsonl"));
+    out.assert_exit(0);
+    let ledger = dir.ledger("b.jsonl");
     assert_eq!(count(&ledger, "updated", None), n as usize, "{ledger:?}");
     assert_eq!(
         other.stats().operation("UpdateProfile").requests,
@@ -165,25 +128,18 @@ async fn a_state_file_of_another_domain_is_never_used() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batched_reads_give_each_record_its_own_result() {
     // Profiles 1-5 exist; BatchGetProfile answers profile 3 with an error entry; 6 is missing.
-    let emulator = profilesync::emulator::Emulator::start(
-        profilesync::emulator::EmulatorConfig::default()
-            .with_seed(crate::apply::seed(5))
-            .with_batch_error(&crate::support::pid(3)),
+    let emulator = start_emulator(
+        EmulatorConfig::default()
+            .with_seed(seed(5))
+            .with_batch_error(&pid(3)),
     )
-    .await
-    .unwrap();
-    let dir = Dir::new();
-    dir.write("in.csv", customers(6));
-    dir.write("c.toml", config(LIMITS, BY_ID));
-    let out = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let ledger = by_record(&read_ledger(&dir.path("l.jsonl")));
-    let statuses: Vec<&str> = ledger
-        .iter()
-        .map(|e| e["status"].as_str().unwrap())
-        .collect();
+    .await;
+    let dir = customers_dir(6, LIMITS);
+    let out = dir.apply(&emulator, "l.jsonl", &[]).await;
+    out.assert_exit(1);
+    let ledger = dir.ledger_by_record("l.jsonl");
     assert_eq!(
-        statuses,
+        statuses(&ledger),
         [
             "updated", "updated", "failed", "updated", "updated", "skipped"
         ]
@@ -201,27 +157,19 @@ async fn batched_reads_give_each_record_its_own_result() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_never_marks_an_unsent_record_synced() {
     let n = 60;
-    let emulator = crate::apply::slow_emulator(n, 30).await;
-    let dir = Dir::new();
-    dir.write("in.csv", customers(n));
-    dir.write(
-        "c.toml",
-        config("rate = 100\nburst = 4\nconcurrency = 4", BY_ID),
-    );
-    let mut child = crate::apply::command(&dir, &emulator, &crate::apply::APPLY)
-        .spawn()
-        .unwrap();
-    crate::support::wait_for_entries(&dir.path("l.jsonl"), 10).await;
-    child.start_kill().unwrap();
-    let _ = child.wait().await;
-    let settled = read_ledger(&dir.path("l.jsonl")).len();
+    let emulator = slow_emulator(n, 30).await;
+    let dir = customers_dir(n, "rate = 100\nburst = 4\nconcurrency = 4");
+    let mut child = command(&dir, &emulator, &APPLY).spawn();
+    wait_for_entries(&dir.path("l.jsonl"), 10).await;
+    child.kill().await;
+    let settled = dir.ledger("l.jsonl").len();
     assert!(settled < n as usize, "killed mid-run: {settled}");
     // The next night (a new run, not a resume): the state skips only what it recorded, which
     // the ledger holds; every other record is read, and written only if it still differs.
     emulator.reset_stats();
-    let out = sync(&dir, &emulator, "apply", "c.toml", "next.jsonl", &[]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let next = read_ledger(&dir.path("next.jsonl"));
+    let out = dir.apply(&emulator, "next.jsonl", &[]).await;
+    out.assert_exit(0);
+    let next = dir.ledger("next.jsonl");
     let by_state = count(&next, "unchanged", Some("state"));
     assert!(
         by_state <= settled,
@@ -229,7 +177,7 @@ async fn a_kill_never_marks_an_unsent_record_synced() {
     );
     for i in 1..=n {
         assert_eq!(
-            profile(&emulator, &crate::support::pid(i))["FirstName"],
+            profile(&emulator, &pid(i))["FirstName"],
             format!("First{i}")
         );
     }
