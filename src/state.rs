@@ -68,8 +68,12 @@ const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 /// The on-disk layout version, written at creation and checked on open.
 const FORMAT: &str = "1";
 /// redb's page cache (reads and writes together). redb's default is 1 GiB, which would let
-/// memory grow with the file; 16 MiB keeps the branch pages of a 1M-record tree cached.
-pub const CACHE_BYTES: usize = 16 * 1024 * 1024;
+/// memory grow with the file. 4 MiB holds the branch pages of a 1M-record tree (about 100
+/// pages once packed) many times over, and is full already at 100,000 records, so a run's
+/// memory does not grow from 100k to 1M records (with 16 MiB a 1M-record night peaked at
+/// 53 MB, 29 MB now; `bench/nightly.sh`); a leaf not cached is one `pread` of 4 KiB from the
+/// OS's page cache.
+pub const CACHE_BYTES: usize = 4 * 1024 * 1024;
 
 const TAG_TEXT: u8 = 0;
 const TAG_HEX32: u8 = 1;

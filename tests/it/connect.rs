@@ -634,3 +634,40 @@ async fn the_state_reads_only_the_users_changed_in_connect_since_it_last_read_th
     assert_eq!(stats.operation("DescribeUser").requests, 8);
     assert_eq!(stats.operation("ListUsers").requests, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_list_users_the_state_stops_the_run_and_names_full() {
+    let emulator = emulator(
+        EmulatorConfig::default()
+            .with_seed(seed(3, None))
+            .without_quotas(),
+    )
+    .await;
+    let dir = Dir::new();
+    dir.write("in.csv", roster(3));
+    dir.write("c.toml", config(LAST_AND_MOBILE, BY_ID, "", FAST));
+    let out = sync(&dir, &emulator, "apply", "n1.jsonl", &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // The next night, the credentials may no longer list users: the state cannot tell who
+    // changed, so nothing is skipped silently; the run stops, saying what to do.
+    let denied = Emulator::start(
+        EmulatorConfig::default()
+            .with_seed(seed(3, None))
+            .without_quotas()
+            .with_denied("ListUsers"),
+    )
+    .await
+    .unwrap();
+    let out = sync(&dir, &denied, "apply", "n2.jsonl", &[]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("AccessDeniedException"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("--full"), "{}", stderr(&out));
+    // --full needs no ListUsers.
+    let out = sync(&dir, &denied, "apply", "full.jsonl", &["--full"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_every_record_once(&read_ledger(&dir.path("full.jsonl")), 3);
+}
