@@ -201,7 +201,9 @@ async fn demo() -> Result<(), String> {
          profiles), merges and writes only what differs. `apply again` is the next night over the same export: the local sync state knows \
          what each target accepted, so it reads and writes nothing for those records; its \
          few requests are the preflight and the records nothing was accepted for (the \
-         profiles that do not exist, and the agent the guard stopped)."
+         profiles that do not exist, and the agent the guard stopped), and for Connect one \
+         ListUsers, whose LastModifiedTime shows the users the first apply wrote: each is \
+         read once more, then skipped on the nights after."
     );
     let _ = std::fs::remove_dir_all(&state_dir);
     emulator.shutdown().await;

@@ -14,9 +14,10 @@
 //! a lower-case UUID (a Connect UserId) as its 16 bytes, anything else (a Genesys
 //! `customer_id`) as its text; one tag byte in front keeps the three apart. The value is a
 //! [`Stored`]: the 128-bit [`payload_hash`] of the mapped payload (16 bytes) and, for Connect
-//! users, the user's `LastModifiedTime` then (8 more bytes). At 1,000,000 records the file
-//! takes about 71 bytes per record after a first run and 60 once [`SyncState::close`] has
-//! compacted it (see `bench/state.sh` and ARCHITECTURE.md).
+//! users, the user's `LastModifiedTime` then (8 more bytes). A first run leaves redb's
+//! leaves half to two thirds full (71-89 bytes per record); [`SyncState::close`] rewrites
+//! them full and drops the free pages, to about 43 bytes per record (see `bench/state.sh`,
+//! `bench/nightly.sh` and ARCHITECTURE.md).
 //!
 //! # Durability and order
 //!
@@ -60,20 +61,27 @@ use xxhash_rust::xxh3::{Xxh3Default, xxh3_64};
 
 /// Target id (encoded by [`encode_id`]) → [`Stored`] (16 or 24 bytes).
 const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
+/// Where [`SyncState::repack`] builds the records' new B-tree, within its transaction.
+const REPACKED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records-repacked");
 /// What the file is: `format`, `kind`, `scope`.
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 /// The on-disk layout version, written at creation and checked on open.
 const FORMAT: &str = "1";
 /// redb's page cache (reads and writes together). redb's default is 1 GiB, which would let
-/// memory grow with the file; 16 MiB keeps the branch pages of a 1M-record tree cached.
-pub const CACHE_BYTES: usize = 16 * 1024 * 1024;
+/// memory grow with the file. 4 MiB holds the branch pages of a 1M-record tree (about 100
+/// pages once packed) many times over, and is full already at 100,000 records, so a run's
+/// memory does not grow from 100k to 1M records (with 16 MiB a 1M-record night peaked at
+/// 53 MB, 29 MB now; `bench/nightly.sh`); a leaf not cached is one `pread` of 4 KiB from the
+/// OS's page cache.
+pub const CACHE_BYTES: usize = 4 * 1024 * 1024;
 
 const TAG_TEXT: u8 = 0;
 const TAG_HEX32: u8 = 1;
 const TAG_UUID: u8 = 2;
 
-/// [`SyncState::close`] compacts only when at least this much of the file is free.
-pub const COMPACT_MIN_FREE_BYTES: u64 = 1024 * 1024;
+/// [`SyncState::close`] tidies the file only when at least this much of it is wasted (free
+/// pages and unused room inside the records' pages together), and an eighth of it.
+pub const TIDY_MIN_WASTE_BYTES: u64 = 64 * 1024;
 
 /// How a state file's space is used ([`SyncState::disk_usage`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +94,10 @@ pub struct DiskUsage {
     pub allocated_bytes: u64,
     /// Bytes of keys and values, without the B-tree's overhead.
     pub stored_bytes: u64,
+    /// Bytes in the pages of the records' B-tree.
+    pub table_bytes: u64,
+    /// Of them, room no entry uses (redb's `fragmented_bytes` of the records table).
+    pub sparse_bytes: u64,
 }
 
 /// Which target a state file describes: the target kind and, within it, the one place records
@@ -448,37 +460,75 @@ impl SyncState {
                 source,
             })?
             .len();
-        let records = self.len()?;
+        let (records, table) = {
+            let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+            let table = txn.open_table(RECORDS).map_err(|e| self.error(e))?;
+            (
+                table.len().map_err(|e| self.error(e))?,
+                table.stats().map_err(|e| self.error(e))?,
+            )
+        };
         let txn = self.db.begin_write().map_err(|e| self.error(e))?;
         let stats = txn.stats().map_err(|e| self.error(e))?;
         txn.abort().map_err(|e| self.error(e))?;
+        let page_size = stats.page_size() as u64;
         Ok(DiskUsage {
             records,
             file_bytes,
-            allocated_bytes: stats.allocated_pages() * stats.page_size() as u64,
+            allocated_bytes: stats.allocated_pages() * page_size,
             stored_bytes: stats.stored_bytes(),
+            table_bytes: (table.leaf_pages() + table.branch_pages()) * page_size,
+            sparse_bytes: table.fragmented_bytes(),
         })
     }
 
-    /// Closes the state, compacting the file first when an eighth of it or more (and at
-    /// least [`COMPACT_MIN_FREE_BYTES`]) is free pages, as copy-on-write commits leave behind
-    /// after a big run (a first run of 1M records leaves 15%). Returns whether it compacted.
-    pub fn close(self) -> Result<bool, StateError> {
+    /// Closes the state, tidying the file first when an eighth of it or more (and at least
+    /// [`TIDY_MIN_WASTE_BYTES`]) is wasted: free pages, which copy-on-write commits leave
+    /// behind, or unused room inside the B-tree's pages, which inserts leave (a leaf that
+    /// splits keeps half of its room empty, and an export in id order never comes back to
+    /// fill it: about 50% full after such a first night, 89 bytes per record). Sparse pages
+    /// are first rewritten full ([`SyncState::repack`]); then redb's compaction moves every
+    /// page to the front of the file and truncates it (it moves pages, it does not fill them).
+    /// Returns whether it tidied.
+    pub fn close(mut self) -> Result<bool, StateError> {
         let usage = self.disk_usage()?;
         let free = usage.file_bytes.saturating_sub(usage.allocated_bytes);
-        if free >= COMPACT_MIN_FREE_BYTES && free * 8 >= usage.file_bytes {
-            self.compact_and_close()?;
-            return Ok(true);
+        let waste = free + usage.sparse_bytes;
+        if waste < TIDY_MIN_WASTE_BYTES || waste * 8 < usage.file_bytes {
+            return Ok(false);
         }
-        Ok(false)
-    }
-
-    /// Rewrites the file without its free pages (redb's compaction, crash-safe), then closes
-    /// it.
-    pub fn compact_and_close(mut self) -> Result<(), StateError> {
+        if usage.sparse_bytes * 8 >= usage.table_bytes {
+            self.repack()?;
+        }
         let path = self.path.clone();
         while self.db.compact().map_err(|e| store_error(&path, e))? {}
-        Ok(())
+        Ok(true)
+    }
+
+    /// Rewrites every page of the records' B-tree full, in one durable transaction: the
+    /// records, in key order, into a new table (each key greater than all before it, so redb
+    /// leaves each leaf packed and starts the next), which then replaces the old one. A crash
+    /// before the commit leaves the old table as it was; memory stays within redb's cache
+    /// (its write buffer spills to the file). The old pages become free pages, for
+    /// [`Database::compact`] to drop.
+    pub fn repack(&self) -> Result<(), StateError> {
+        let mut txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(|e| self.error(e))?;
+        txn.delete_table(REPACKED).map_err(|e| self.error(e))?;
+        {
+            let old = txn.open_table(RECORDS).map_err(|e| self.error(e))?;
+            let mut new = txn.open_table(REPACKED).map_err(|e| self.error(e))?;
+            for entry in old.iter().map_err(|e| self.error(e))? {
+                let (key, value) = entry.map_err(|e| self.error(e))?;
+                new.insert(key.value(), value.value())
+                    .map_err(|e| self.error(e))?;
+            }
+        }
+        txn.delete_table(RECORDS).map_err(|e| self.error(e))?;
+        txn.rename_table(REPACKED, RECORDS)
+            .map_err(|e| self.error(e))?;
+        txn.commit().map_err(|e| self.error(e))
     }
 
     fn write(
@@ -838,7 +888,7 @@ mod tests {
     }
 
     #[test]
-    fn close_compacts_only_a_file_that_is_mostly_free_pages() {
+    fn close_compacts_a_file_that_is_mostly_free_pages() {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = SyncState::open(dir.path(), &domain("D")).expect("opens");
         state.put(P1, stored(1)).expect("put");
@@ -852,7 +902,7 @@ mod tests {
         state.remove_many(&refs).expect("remove");
         let before = state.disk_usage().expect("usage");
         assert_eq!(before.records, 1);
-        assert!(before.file_bytes > before.allocated_bytes + COMPACT_MIN_FREE_BYTES);
+        assert!(before.file_bytes > before.allocated_bytes + TIDY_MIN_WASTE_BYTES);
         assert!(state.close().expect("closes"), "compacted");
         let path = dir.path().join(domain("D").file_name());
         let after = std::fs::metadata(&path).expect("metadata").len();
@@ -860,6 +910,85 @@ mod tests {
         let state = SyncState::open(dir.path(), &domain("D")).expect("reopens");
         assert_eq!(state.get(P1).expect("get"), Some(stored(1)));
         assert_eq!(state.len().expect("len"), 1);
+    }
+
+    /// The ids of `n` records as a run's writer commits them: an export in id order, settled
+    /// by 32 record tasks at once (so each window of 32 in some order), in batches of 64.
+    fn put_as_a_run_does(state: &SyncState, n: u64, hash: u128) {
+        let mut order: Vec<u64> = Vec::with_capacity(n as usize);
+        for window in (0..n).collect::<Vec<u64>>().chunks(32) {
+            // A fixed shuffle of the window: settled out of order, as requests answer.
+            let mut window = window.to_vec();
+            let len = window.len() as u64;
+            for i in (1..len).rev() {
+                let j = (i * 7 + window[0]) % (i + 1);
+                window.swap(i as usize, j as usize);
+            }
+            order.extend(window);
+        }
+        for batch in order.chunks(64) {
+            let ids: Vec<String> = batch.iter().map(|i| format!("{i:032x}")).collect();
+            let items: Vec<(&str, Stored)> =
+                ids.iter().map(|id| (id.as_str(), stored(hash))).collect();
+            state.put_many(&items).expect("put");
+        }
+    }
+
+    #[test]
+    fn close_repacks_the_sparse_pages_a_first_run_leaves_to_64_bytes_a_record_or_less() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let n = 30_000u64;
+        let state = SyncState::open(dir.path(), &domain("D")).expect("opens");
+        put_as_a_run_does(&state, n, 5);
+        let before = state.disk_usage().expect("usage");
+        assert_eq!(before.records, n);
+        // What a first night leaves: leaves about half full, well over the goal.
+        assert!(before.file_bytes > 80 * n, "{before:?}");
+        assert!(before.sparse_bytes * 3 > before.table_bytes, "{before:?}");
+        assert!(state.close().expect("closes"), "tidied");
+
+        let path = dir.path().join(domain("D").file_name());
+        let size = std::fs::metadata(&path).expect("metadata").len();
+        assert!(
+            size <= 64 * n,
+            "{} bytes per record",
+            size as f64 / n as f64
+        );
+        let state = SyncState::open(dir.path(), &domain("D")).expect("reopens");
+        let after = state.disk_usage().expect("usage");
+        assert_eq!(after.records, n);
+        assert!(after.sparse_bytes * 8 < after.table_bytes, "{after:?}");
+        for i in [0, 1, n / 2, n - 1] {
+            assert_eq!(
+                state.get(&format!("{i:032x}")).expect("get"),
+                Some(stored(5))
+            );
+        }
+        // A second night (1% changed, each in its own copy-on-write leaf: the file grows by
+        // the pages of the last few commits) is within the goal again once closed.
+        let changed: Vec<String> = (0..n).step_by(100).map(|i| format!("{i:032x}")).collect();
+        for batch in changed.chunks(64) {
+            let items: Vec<(&str, Stored)> =
+                batch.iter().map(|id| (id.as_str(), stored(6))).collect();
+            state.put_many(&items).expect("put");
+        }
+        state.close().expect("closes");
+        let size = std::fs::metadata(&path).expect("metadata").len();
+        assert!(
+            size <= 64 * n,
+            "{} bytes per record",
+            size as f64 / n as f64
+        );
+        let state = SyncState::open(dir.path(), &domain("D")).expect("reopens");
+        assert_eq!(
+            state.get(&format!("{:032x}", 100)).expect("get"),
+            Some(stored(6))
+        );
+        assert_eq!(
+            state.get(&format!("{:032x}", 101)).expect("get"),
+            Some(stored(5))
+        );
+        assert_eq!(state.len().expect("len"), n);
     }
 
     #[cfg(unix)]

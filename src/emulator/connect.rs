@@ -12,6 +12,12 @@
 //! E.164; SecondaryEmail the documented pattern. SearchUsers understands `StringCondition`
 //! leaves (Username, FirstName, LastName, resourceId, RoutingProfileId; EXACT, STARTS_WITH,
 //! CONTAINS) combined with `AndConditions` / `OrConditions`.
+//!
+//! DescribeUser's `User` and ListUsers' `UserSummary` carry `LastModifiedTime` (epoch
+//! seconds with milliseconds, a JSON number) and `LastModifiedRegion`: a seeded user's own
+//! members, else [`SEEDED_MODIFIED_AT`] and [`REGION`]. UpdateUserIdentityInfo sets them to
+//! the emulator's clock (the system clock, and always at least a millisecond later than
+//! before, so every write is seen as a change) and [`REGION`].
 
 use std::collections::BTreeMap;
 
@@ -34,6 +40,10 @@ use super::wire::{self, ApiError};
 const IDENTITY_MEMBERS: [&str; 5] = ["FirstName", "LastName", "Email", "SecondaryEmail", "Mobile"];
 /// The account and Region used in ARNs.
 const ARN_PREFIX: &str = "arn:aws:connect:us-east-1:123456789012:instance";
+/// The Region the emulated instance lives in (`LastModifiedRegion`).
+pub const REGION: &str = "us-east-1";
+/// `LastModifiedTime` of a seeded user whose seed gives none: 2025-01-01T00:00:00Z.
+pub const SEEDED_MODIFIED_AT: f64 = 1_735_689_600.0;
 
 /// The Connect routes.
 pub fn routes() -> Router<App> {
@@ -162,6 +172,7 @@ fn update_user_identity_info(
         let record = user_mut(instance, user)?;
         check_management(&management, record, &identity)?;
         record.insert("IdentityInfo".to_string(), Value::Object(identity));
+        touch(record);
         Ok::<_, ApiError>(())
     })?;
     Ok(wire::empty_ok())
@@ -272,6 +283,41 @@ fn check_name(value: Option<&Value>, path: &str, max: usize, violations: &mut Vi
     }
 }
 
+/// A user's `LastModifiedTime` (epoch seconds) and `LastModifiedRegion`.
+fn last_modified(record: &Record) -> (f64, String) {
+    let time = record
+        .get("LastModifiedTime")
+        .and_then(Value::as_f64)
+        .unwrap_or(SEEDED_MODIFIED_AT);
+    let region = record
+        .get("LastModifiedRegion")
+        .and_then(Value::as_str)
+        .unwrap_or(REGION);
+    (time, region.to_string())
+}
+
+/// Marks a user modified now: the emulator's clock to the millisecond, never earlier than a
+/// millisecond after the time it had.
+fn touch(record: &mut Record) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let before = (last_modified(record).0 * 1000.0).round() as u128;
+    let millis = now.max(before + 1);
+    record.insert(
+        "LastModifiedTime".to_string(),
+        json!(millis as f64 / 1000.0),
+    );
+    record.insert("LastModifiedRegion".to_string(), json!(REGION));
+}
+
+/// Adds `LastModifiedTime` and `LastModifiedRegion` (a seeded user may lack them).
+fn with_last_modified(item: &mut Value, record: &Record) {
+    let (time, region) = last_modified(record);
+    item["LastModifiedTime"] = json!(time);
+    item["LastModifiedRegion"] = json!(region);
+}
+
 fn arn(instance: &str, user: &str) -> String {
     format!("{ARN_PREFIX}/{instance}/agent/{user}")
 }
@@ -290,7 +336,9 @@ fn describe_user(app: &Shared, instance: &str, user: &str) -> Result<Response, A
     check(&violations)?;
     let body = app.with_state(|state| {
         let record = user_mut(instance_mut(&mut state.instances, instance)?, user)?;
-        Ok::<_, ApiError>(json!({ "User": user_json(instance, user, record) }))
+        let mut user_value = user_json(instance, user, record);
+        with_last_modified(&mut user_value, record);
+        Ok::<_, ApiError>(json!({ "User": user_value }))
     })?;
     Ok(wire::json_response(StatusCode::OK, &body))
 }
@@ -376,6 +424,7 @@ fn summary(instance: &str, id: &str, record: &Record) -> Value {
     if let Some(username) = record.get("Username") {
         item["Username"] = username.clone();
     }
+    with_last_modified(&mut item, record);
     item
 }
 
@@ -428,6 +477,11 @@ fn search_summary(instance: &str, id: &str, record: &Record) -> Value {
             .filter_map(|m| info.get(*m).map(|v| (m.to_string(), v.clone())))
             .collect();
         user["IdentityInfo"] = Value::Object(lite);
+    }
+    // UserSearchSummary has no LastModifiedTime / LastModifiedRegion.
+    if let Some(members) = user.as_object_mut() {
+        members.remove("LastModifiedTime");
+        members.remove("LastModifiedRegion");
     }
     user
 }
@@ -498,6 +552,33 @@ mod tests {
         check_identity(Some(&bad), &mut v);
         let message = v.message().unwrap_or_default();
         assert!(message.starts_with("3 validation errors"), "{message}");
+    }
+
+    #[test]
+    fn a_write_moves_last_modified_time_forward_even_within_a_millisecond() {
+        let mut record = Record::new();
+        assert_eq!(
+            last_modified(&record),
+            (SEEDED_MODIFIED_AT, REGION.to_string())
+        );
+        // A seeded time in the future: the write still moves it forward, by a millisecond.
+        record.insert("LastModifiedTime".to_string(), json!(4_000_000_000.5));
+        record.insert("LastModifiedRegion".to_string(), json!("eu-west-2"));
+        touch(&mut record);
+        assert_eq!(
+            last_modified(&record),
+            (4_000_000_000.501, REGION.to_string())
+        );
+        let mut record = Record::new();
+        touch(&mut record);
+        let first = last_modified(&record).0;
+        touch(&mut record);
+        assert!(last_modified(&record).0 > first);
+        assert!(first > SEEDED_MODIFIED_AT);
+        let mut summary = json!({});
+        with_last_modified(&mut summary, &record);
+        assert_eq!(summary["LastModifiedRegion"], REGION);
+        assert!(summary["LastModifiedTime"].is_f64());
     }
 
     #[test]

@@ -30,10 +30,10 @@ use crate::limiter::{Limiters, OperationCalls};
 use crate::logging::RECORD;
 use crate::mapping::{Mapped, Value};
 use crate::report::{DiffReport, FieldCounts, Progress};
-use crate::retry::{Halt, RetryPolicy};
+use crate::retry::{ErrorClass, Halt, RetryPolicy};
 use crate::source::SourceRecord;
 use crate::state::{self, Stored, SyncState};
-use crate::targets::{FieldChange, Mode, Outcome, Pace, PreflightError, Target};
+use crate::targets::{FieldChange, LastChange, Mode, Outcome, Pace, PreflightError, Target};
 
 /// Records in a row that fail to connect after every retry, after which a run stops (exit 3).
 const UNANSWERED_LIMIT: u32 = 20;
@@ -447,8 +447,9 @@ struct Settlement {
 enum StateChange {
     /// Nothing new (no state, a plan's difference, an invalid record, a skip by state).
     Keep,
-    /// The target accepted (or was found to hold) the payload with this hash.
-    Accepted(u128),
+    /// The target accepted (or was found to hold) the payload with this hash, and the
+    /// record's last-modified time as read before any write.
+    Accepted(Stored),
     /// The write failed: whatever the state held for the record may no longer hold.
     Forget,
 }
@@ -481,7 +482,7 @@ async fn settle(
     };
     let hash = state.map(|_| payload_hash(cx, &mapped));
     if let (Some(state), Some(hash)) = (state, hash)
-        && let Some(unchanged) = by_state(cx, state, &mapped, hash, record)?
+        && let Some(unchanged) = by_state(cx, target, state, &mapped, hash, record, pace).await?
     {
         return Ok(unchanged);
     }
@@ -489,7 +490,10 @@ async fn settle(
         Outcome::Settled(settled) => {
             let learnt = match (settled.status, hash) {
                 (Status::Updated | Status::Created | Status::Unchanged, Some(hash)) => {
-                    StateChange::Accepted(hash)
+                    StateChange::Accepted(Stored {
+                        hash,
+                        last_modified: settled.last_modified,
+                    })
                 }
                 (Status::Failed, Some(_)) => StateChange::Forget,
                 _ => StateChange::Keep,
@@ -519,13 +523,18 @@ async fn settle(
 }
 
 /// The record's settlement when the sync state already holds this very payload for its
-/// target id (matched by id, without `--full`): `unchanged`, with no request.
-fn by_state(
+/// target id (matched by id, without `--full`) and, for a target that tracks changes, the
+/// target's record has not changed since (its last-modified time is the one stored):
+/// `unchanged`, with no request for the record itself (a target's index of changes is read
+/// once per run, by the first record that asks).
+async fn by_state(
     cx: &Context,
+    target: &Target,
     state: &StateUse,
     mapped: &Mapped,
     hash: u128,
     record: &SourceRecord,
+    pace: &Pace<'_>,
 ) -> Result<Option<Settlement>, String> {
     let id = match (&mapped.target_id, cx.config.matching.id_column()) {
         (Some(id), Some(_)) if !state.full => id,
@@ -535,14 +544,29 @@ fn by_state(
         .state
         .get(id)
         .map_err(|e| format!("the sync state cannot be read: {e}"))?;
-    if stored.is_none_or(|s| s.hash != hash) {
+    let Some(stored) = stored.filter(|s| s.hash == hash) else {
         return Ok(None);
+    };
+    match target.last_change(id, pace).await {
+        Ok(LastChange::NotTracked) => {}
+        Ok(LastChange::At(time)) if stored.last_modified == Some(time) => {}
+        // Changed since (by us or by someone else), or not known: read it.
+        Ok(LastChange::At(_) | LastChange::Unknown) => return Ok(None),
+        Err(e) if e.class == ErrorClass::Fatal => {
+            return Err(format!(
+                "the sync state cannot tell which records changed in the target: {}: {}; \
+                 allow the listing, or run with --full",
+                e.code, e.message
+            ));
+        }
+        // The index could not be read: the record is read, as without a state.
+        Err(_) => return Ok(None),
     }
     Ok(Some(Settlement {
         entry: Entry {
             key: Some(mapped.key.clone()),
             target_id: Some(id.clone()),
-            attempts: Some(0),
+            attempts: Some(pace.attempts()),
             basis: Some(Basis::State),
             ..new_entry(record, Status::Unchanged)
         },
@@ -698,13 +722,7 @@ impl StateBatch {
     fn add(&mut self, id: &str, change: StateChange) {
         match change {
             StateChange::Keep => {}
-            StateChange::Accepted(hash) => self.accepted.push((
-                id.to_owned(),
-                Stored {
-                    hash,
-                    last_modified: None,
-                },
-            )),
+            StateChange::Accepted(stored) => self.accepted.push((id.to_owned(), stored)),
             StateChange::Forget => self.forgotten.push(id.to_owned()),
         }
     }

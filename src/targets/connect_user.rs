@@ -9,6 +9,11 @@
 //!   the instance's users, built once per run from `ListUsers` pages of 1,000 (instead of
 //!   one `SearchUsers` per record at 2/s), then reads the user. A name the index does not
 //!   know is looked up once with `SearchUsers`, in case the user was added during the run.
+//! - **last change**: the same index holds each user's `LastModifiedTime`, which the sync
+//!   state compares with the time stored when the user was last read, so that a user
+//!   changed in Connect since (by anyone) is read again, and only such a user (plus those
+//!   whose record changed). The time stored is the one DescribeUser gave *before* our own
+//!   write, which changes it: a user we wrote is read once more the next run.
 //! - **merge** ([`merge`], pure) puts the mapped members into the user's current
 //!   `IdentityInfo`; **write** sends the *complete* result with `UpdateUserIdentityInfo`,
 //!   which replaces the whole structure, so an unmapped Email, SecondaryEmail or Mobile is
@@ -39,8 +44,8 @@ use serde::{Deserialize, Serialize};
 
 use super::driver::{Merged, Refusal, Remote};
 use super::{
-    Desired, FieldChange, Pace, PreflightError, aws, changes, describe, diff, path_segment,
-    transport,
+    Desired, FieldChange, LastChange, Pace, PreflightError, aws, changes, describe, diff,
+    path_segment, transport,
 };
 use crate::config::{Config, ConnectUserTarget};
 use crate::ledger::Status;
@@ -109,8 +114,26 @@ pub struct ConnectUser {
     allow_email_change: bool,
     /// Set by the preflight.
     management: OnceLock<IdentityManagement>,
-    /// Username → UserId, built from ListUsers on first use.
-    users: tokio::sync::OnceCell<Arc<HashMap<String, String>>>,
+    /// The instance's users, from ListUsers on first use.
+    users: tokio::sync::OnceCell<Arc<Directory>>,
+}
+
+/// What ListUsers tells of the instance's users, read once per run.
+#[derive(Debug, Default)]
+struct Directory {
+    /// Username → UserId.
+    ids: HashMap<String, String>,
+    /// UserId → `LastModifiedTime`, in epoch milliseconds.
+    modified: HashMap<String, i64>,
+}
+
+/// A user as DescribeUser reads it: its identity and when it last changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// The `IdentityInfo`.
+    pub info: IdentityInfo,
+    /// `LastModifiedTime`, in epoch milliseconds, when Connect gives it.
+    pub last_modified: Option<i64>,
 }
 
 impl ConnectUser {
@@ -200,11 +223,12 @@ impl ConnectUser {
         }
     }
 
-    /// Username → UserId for every user of the instance, from ListUsers (once per run).
-    async fn index(&self, pace: &Pace<'_>) -> Result<Arc<HashMap<String, String>>, ApiError> {
+    /// Every user of the instance, by Username and with its `LastModifiedTime`, from
+    /// ListUsers (once per run, for matching by Username and for the sync state).
+    async fn index(&self, pace: &Pace<'_>) -> Result<Arc<Directory>, ApiError> {
         self.users
             .get_or_try_init(|| async {
-                let mut index = HashMap::new();
+                let mut index = Directory::default();
                 let mut token: Option<String> = None;
                 loop {
                     let mut path = format!(
@@ -219,8 +243,12 @@ impl ConnectUser {
                         .call(LIST_USERS, Method::GET, &path, None, pace)
                         .await?;
                     for user in page.user_summary_list {
-                        if let (Some(id), Some(name)) = (user.id, user.username) {
-                            index.insert(name, id);
+                        let Some(id) = user.id else { continue };
+                        if let Some(time) = user.last_modified_time.and_then(epoch_millis) {
+                            index.modified.insert(id.clone(), time);
+                        }
+                        if let Some(name) = user.username {
+                            index.ids.insert(name, id);
                         }
                     }
                     match page.next_token {
@@ -377,11 +405,11 @@ impl ConnectUser {
 
 impl Remote for ConnectUser {
     const NOUN: &'static str = "user";
-    type Current = IdentityInfo;
+    type Current = User;
     type Write = IdentityInfo;
     type Create = ();
 
-    async fn read(&self, id: &str, pace: &Pace<'_>) -> Result<Option<IdentityInfo>, ApiError> {
+    async fn read(&self, id: &str, pace: &Pace<'_>) -> Result<Option<User>, ApiError> {
         let path = format!(
             "/users/{}/{}",
             path_segment(&self.instance_id),
@@ -391,7 +419,10 @@ impl Remote for ConnectUser {
             .call::<DescribeUser>(DESCRIBE_USER, Method::GET, &path, None, pace)
             .await
         {
-            Ok(answer) => Ok(Some(answer.user.identity_info.into_map())),
+            Ok(answer) => Ok(Some(User {
+                info: answer.user.identity_info.into_map(),
+                last_modified: answer.user.last_modified_time.and_then(epoch_millis),
+            })),
             Err(e) if e.code == NOT_FOUND => Ok(None),
             Err(e) => Err(e),
         }
@@ -403,9 +434,9 @@ impl Remote for ConnectUser {
         _key: &str,
         username: &str,
         pace: &Pace<'_>,
-    ) -> Result<Vec<(String, IdentityInfo)>, ApiError> {
+    ) -> Result<Vec<(String, User)>, ApiError> {
         let index = self.index(pace).await?;
-        let ids = match index.get(username) {
+        let ids = match index.ids.get(username) {
             Some(id) => vec![id.clone()],
             None => self.search_users(username, pace).await?,
         };
@@ -418,12 +449,8 @@ impl Remote for ConnectUser {
         Ok(found)
     }
 
-    fn merge(
-        &self,
-        current: IdentityInfo,
-        desired: &Desired<'_>,
-    ) -> Result<Merged<IdentityInfo>, Refusal> {
-        merge(current, desired, self.rules())
+    fn merge(&self, current: User, desired: &Desired<'_>) -> Result<Merged<IdentityInfo>, Refusal> {
+        merge(current.info, desired, self.rules())
     }
 
     async fn write(&self, id: &str, write: &IdentityInfo, pace: &Pace<'_>) -> Result<(), ApiError> {
@@ -461,6 +488,28 @@ impl Remote for ConnectUser {
     fn is_gone(&self, error: &ApiError) -> bool {
         error.code == NOT_FOUND
     }
+
+    fn modified(current: &User) -> Option<i64> {
+        current.last_modified
+    }
+
+    /// The user's `LastModifiedTime` from ListUsers (the index read once per run). Our own
+    /// UpdateUserIdentityInfo changes it too; the state keeps the time read before the write,
+    /// so the next run reads a user we wrote once more (see ARCHITECTURE.md, "Sync state").
+    async fn last_change(&self, id: &str, pace: &Pace<'_>) -> Result<LastChange, ApiError> {
+        let index = self.index(pace).await?;
+        Ok(match index.modified.get(id) {
+            Some(time) => LastChange::At(*time),
+            None => LastChange::Unknown,
+        })
+    }
+}
+
+/// An AWS timestamp (epoch seconds, with a fraction) in epoch milliseconds.
+fn epoch_millis(seconds: f64) -> Option<i64> {
+    let millis = (seconds * 1000.0).round();
+    // Within ±2^53, where an f64 holds every integer exactly.
+    (millis.is_finite() && millis.abs() < 9.0e15).then_some(millis as i64)
 }
 
 /// The error code of a missing instance or user.
@@ -564,14 +613,15 @@ struct Instance {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct DescribeUser {
-    user: User,
+    user: WireUser,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct User {
+struct WireUser {
     #[serde(default)]
     identity_info: WireIdentity,
+    last_modified_time: Option<f64>,
 }
 
 /// `UserIdentityInfo` on the wire.
@@ -613,6 +663,8 @@ struct ListUsers {
 struct UserSummary {
     id: Option<String>,
     username: Option<String>,
+    #[serde(default)]
+    last_modified_time: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -639,6 +691,39 @@ mod tests {
             allow_email_change: allow,
             management,
         }
+    }
+
+    #[test]
+    fn last_modified_times_are_read_as_epoch_milliseconds() {
+        let page: ListUsers = serde_json::from_str(
+            r#"{"UserSummaryList": [
+                {"Id": "u1", "Username": "a", "LastModifiedTime": 1.700000000123E9,
+                 "LastModifiedRegion": "us-east-1"},
+                {"Id": "u2", "Username": "b", "LastModifiedTime": 1700000001},
+                {"Id": "u3", "Username": "c"}
+            ]}"#,
+        )
+        .expect("the ListUsers shape");
+        let times: Vec<Option<i64>> = page
+            .user_summary_list
+            .iter()
+            .map(|u| u.last_modified_time.and_then(epoch_millis))
+            .collect();
+        assert_eq!(
+            times,
+            [Some(1_700_000_000_123), Some(1_700_000_001_000), None]
+        );
+        let user: DescribeUser = serde_json::from_str(
+            r#"{"User": {"Id": "u1", "IdentityInfo": {"FirstName": "A"},
+                "LastModifiedTime": 1.5E9, "LastModifiedRegion": "eu-west-2"}}"#,
+        )
+        .expect("the DescribeUser shape");
+        assert_eq!(
+            user.user.last_modified_time.and_then(epoch_millis),
+            Some(1_500_000_000_000)
+        );
+        assert_eq!(epoch_millis(f64::NAN), None);
+        assert_eq!(epoch_millis(1e300), None);
     }
 
     #[test]

@@ -19,7 +19,8 @@
 use std::future::Future;
 
 use super::{
-    Desired, FieldChange, Mode, Outcome, Pace, Settled, desired, failed, missing, settled,
+    Desired, FieldChange, LastChange, Mode, Outcome, Pace, Settled, desired, failed, missing,
+    settled,
 };
 use crate::config::{Config, MatchBy, WhenMissing};
 use crate::ledger::{EntryError, Status};
@@ -119,6 +120,28 @@ pub trait Remote: Sync {
 
     /// Whether this error, answering a write, says the record does not exist.
     fn is_gone(&self, error: &ApiError) -> bool;
+
+    /// The record's last-modified time as read (epoch milliseconds), for a target whose
+    /// [`Remote::last_change`] tracks changes; the sync state stores it with the payload
+    /// hash. `None` by default.
+    fn modified(current: &Self::Current) -> Option<i64> {
+        let _ = current;
+        None
+    }
+
+    /// The record's last change as the target tells it without reading the record, from an
+    /// index read at most once per run (Connect's ListUsers). The pipeline skips a record by
+    /// its sync state only when the stored payload hash matches and, for a target that
+    /// tracks changes, the stored last-modified time is this one. By default
+    /// [`LastChange::NotTracked`], with no request.
+    fn last_change(
+        &self,
+        id: &str,
+        pace: &Pace<'_>,
+    ) -> impl Future<Output = Result<LastChange, ApiError>> + Send {
+        let _ = (id, pace);
+        async { Ok(LastChange::NotTracked) }
+    }
 }
 
 /// Syncs one mapped, valid record through `remote`.
@@ -166,11 +189,12 @@ pub async fn sync<R: Remote>(
             }
         }
     };
+    let seen = R::modified(&current);
     let merged = match remote.merge(current, &desired) {
         Ok(merged) => merged,
         Err(refusal) => return refused(refusal, id, pace.attempts()),
     };
-    match (merged.changed.is_empty(), mode) {
+    let outcome = match (merged.changed.is_empty(), mode) {
         (true, _) => settled(Status::Unchanged, Some(id), merged.changed, pace.attempts()),
         (false, Mode::Plan) => settled(
             Status::WouldUpdate,
@@ -182,6 +206,16 @@ pub async fn sync<R: Remote>(
             let gone = format!("the {noun} was deleted while it was being updated");
             write(remote, &id, merged, when, pace, &gone).await
         }
+    };
+    // The time as read, before our own write changed it: the next run that finds another
+    // time reads the record once more, so nobody else's change made after this read is
+    // missed (see ARCHITECTURE.md, "Sync state").
+    match outcome {
+        Outcome::Settled(settled) if settled.error.is_none() => Outcome::Settled(Settled {
+            last_modified: seen,
+            ..settled
+        }),
+        other => other,
     }
 }
 
@@ -257,6 +291,7 @@ fn invalid_for_create(problems: &[Problem], attempts: u32) -> Outcome {
         changed: Vec::new(),
         attempts,
         unanswered: false,
+        last_modified: None,
         error: Some(EntryError {
             code: "invalid_for_create".to_owned(),
             message: format!("cannot create the record: {message}"),
@@ -273,6 +308,7 @@ fn refused(refusal: Refusal, id: String, attempts: u32) -> Outcome {
         changed: refusal.changed,
         attempts,
         unanswered: false,
+        last_modified: None,
         error: Some(EntryError {
             code: refusal.code.to_owned(),
             message: refusal.message,

@@ -69,6 +69,22 @@ pub struct Settled {
     /// timeouts, 5xx, 503 included where it counts as a throttle): a run stops after many of
     /// these in a row.
     pub unanswered: bool,
+    /// The record's last-modified time on the target as read, before any write (epoch
+    /// milliseconds; Connect users' `LastModifiedTime`), for the sync state; `None` when the
+    /// target keeps none or the record was not read.
+    pub last_modified: Option<i64>,
+}
+
+/// What a target tells of a record's last change without reading the record, for the sync
+/// state ([`driver::Remote::last_change`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LastChange {
+    /// The target has no cheap index of changes: the stored payload hash alone decides.
+    NotTracked,
+    /// The record's last-modified time now, in epoch milliseconds.
+    At(i64),
+    /// The index does not know the record, or gives it no time: read it.
+    Unknown,
 }
 
 /// The end of one record's trip to the target.
@@ -221,6 +237,17 @@ impl Target {
             Self::GenesysUcs(t) => driver::sync(t, config, mapped, mode, pace).await,
         }
     }
+
+    /// What the target tells of the last change of the record `id` without reading it; see
+    /// [`driver::Remote::last_change`].
+    pub async fn last_change(&self, id: &str, pace: &Pace<'_>) -> Result<LastChange, ApiError> {
+        use driver::Remote;
+        match self {
+            Self::CustomerProfiles(t) => t.last_change(id, pace).await,
+            Self::ConnectUser(t) => t.last_change(id, pace).await,
+            Self::GenesysUcs(t) => t.last_change(id, pace).await,
+        }
+    }
 }
 
 /// One field a record changes, or would change.
@@ -307,6 +334,7 @@ pub fn settled(
         attempts,
         error: None,
         unanswered: false,
+        last_modified: None,
     })
 }
 
@@ -327,6 +355,7 @@ pub fn failed(error: ApiError, target_id: Option<String>, attempts: u32) -> Outc
         changed: Vec::new(),
         attempts,
         unanswered: error.class == ErrorClass::Transient || error.status == Some(503),
+        last_modified: None,
         error: Some(EntryError {
             code: error.code,
             message,
@@ -347,6 +376,7 @@ pub fn missing(when: WhenMissing, mode: Mode, what: &str, attempts: u32) -> Outc
                 changed: Vec::new(),
                 attempts,
                 unanswered: false,
+                last_modified: None,
                 error: Some(EntryError {
                     code: "not_found".to_owned(),
                     message: format!("{what}, and [match] when_missing = \"{}\"", when.name()),

@@ -2,12 +2,13 @@
 //! requests signed by `aws-sigv4`: the binary runs as a user would run it, configured only by
 //! the standard AWS environment (`AWS_ENDPOINT_URL_CONNECT`).
 
-use profilesync::emulator::{EmulatorConfig, EmulatorHandle};
+use profilesync::emulator::{Emulator, EmulatorConfig, EmulatorHandle};
 use serde_json::{Map, Value, json};
 
 use crate::support::{
-    Dir, Run, assert_every_record_once, assert_has, assert_stopped_before_any_record, run_args,
-    sample, sample_seed, start_emulator, statuses, sync_args, tally, wait_for_entries,
+    Dir, Run, assert_every_record_once, assert_has, assert_stopped_before_any_record, by_record,
+    read_ledger, run_args, sample, sample_seed, start_emulator, statuses, stderr, sync_args, tally,
+    wait_for_entries,
 };
 
 const INSTANCE: &str = "i-1";
@@ -440,4 +441,132 @@ async fn the_bundled_agents_plan_as_documented() {
             .requests,
         0
     );
+}
+
+/// One night of `apply` over `in.csv`: the ledger's `unchanged` records by basis
+/// (`(state, target)`), and the requests per Connect operation.
+async fn night(dir: &Dir, emulator: &EmulatorHandle, ledger: &str) -> ((usize, usize), [u64; 3]) {
+    emulator.reset_stats();
+    let out = sync(dir, emulator, "apply", ledger, &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let entries = read_ledger(&dir.path(ledger));
+    assert_every_record_once(&entries, 8);
+    let unchanged = |basis: &str| {
+        entries
+            .iter()
+            .filter(|e| e["status"] == "unchanged" && e["basis"] == basis)
+            .count()
+    };
+    let stats = emulator.stats();
+    let requests = |op: &str| stats.operation(op).requests;
+    (
+        (unchanged("state"), unchanged("target")),
+        [
+            requests("ListUsers"),
+            requests("DescribeUser"),
+            requests("UpdateUserIdentityInfo"),
+        ],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_state_reads_only_the_users_changed_in_connect_since_it_last_read_them() {
+    let emulator = emulator(
+        EmulatorConfig::default()
+            .with_seed(seed(8, None))
+            .without_quotas(),
+    )
+    .await;
+    let dir = Dir::new();
+    dir.write("in.csv", roster(8));
+    dir.write("c.toml", config(LAST_AND_MOBILE, BY_ID, "", FAST));
+    let written_at = |user: &str| {
+        emulator.state()["instances"][INSTANCE]["users"][user]["LastModifiedTime"].as_f64()
+    };
+
+    // Night 1, no state yet: every user read, the odd ones written (which moves their
+    // LastModifiedTime; the state keeps the time read before the write).
+    let ((by_state, _), [_, described, updated]) = night(&dir, &emulator, "n1.jsonl").await;
+    assert_eq!((by_state, described, updated), (0, 8, 4));
+    assert!(written_at("u1").is_some() && written_at("u2").is_none());
+
+    // Night 2, the same export: ListUsers once; the 4 users we wrote are read once more
+    // (their time moved), found unchanged; the 4 others are unchanged by the state, unread.
+    let counts = night(&dir, &emulator, "n2.jsonl").await;
+    assert_eq!(counts, ((4, 4), [1, 4, 0]));
+
+    // Someone else changes user 2 in Connect (another tool: its own state, its own export).
+    let other = Dir::new();
+    other.write(
+        "in.csv",
+        roster(8).replace("u2,agent2,Old,", "u2,agent2,Drift,"),
+    );
+    other.write("c.toml", config(LAST_AND_MOBILE, BY_ID, "", FAST));
+    let out = sync(&other, &emulator, "apply", "o.jsonl", &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(identity(&emulator, "u2")["LastName"], "Drift");
+
+    // Night 3, the same export again: exactly user 2 is read, and repaired; no other user
+    // is read.
+    let counts = night(&dir, &emulator, "n3.jsonl").await;
+    assert_eq!(counts, ((7, 0), [1, 1, 1]));
+    let n3 = by_record(&read_ledger(&dir.path("n3.jsonl")));
+    assert_eq!(n3[1]["status"], "updated");
+    assert_eq!(n3[1]["changed"], json!(["LastName"]));
+    assert_eq!(identity(&emulator, "u2")["LastName"], "Old");
+
+    // Night 4: the user we repaired is read once more; night 5: nobody is.
+    assert_eq!(
+        night(&dir, &emulator, "n4.jsonl").await,
+        ((7, 1), [1, 1, 0])
+    );
+    assert_eq!(
+        night(&dir, &emulator, "n5.jsonl").await,
+        ((8, 0), [1, 0, 0])
+    );
+
+    // --full reads every user, and ListUsers is not needed for it.
+    emulator.reset_stats();
+    let out = sync(&dir, &emulator, "apply", "full.jsonl", &["--full"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let stats = emulator.stats();
+    assert_eq!(stats.operation("DescribeUser").requests, 8);
+    assert_eq!(stats.operation("ListUsers").requests, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_list_users_the_state_stops_the_run_and_names_full() {
+    let emulator = emulator(
+        EmulatorConfig::default()
+            .with_seed(seed(3, None))
+            .without_quotas(),
+    )
+    .await;
+    let dir = Dir::new();
+    dir.write("in.csv", roster(3));
+    dir.write("c.toml", config(LAST_AND_MOBILE, BY_ID, "", FAST));
+    let out = sync(&dir, &emulator, "apply", "n1.jsonl", &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // The next night, the credentials may no longer list users: the state cannot tell who
+    // changed, so nothing is skipped silently; the run stops, saying what to do.
+    let denied = Emulator::start(
+        EmulatorConfig::default()
+            .with_seed(seed(3, None))
+            .without_quotas()
+            .with_denied("ListUsers"),
+    )
+    .await
+    .unwrap();
+    let out = sync(&dir, &denied, "apply", "n2.jsonl", &[]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("AccessDeniedException"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("--full"), "{}", stderr(&out));
+    // --full needs no ListUsers.
+    let out = sync(&dir, &denied, "apply", "full.jsonl", &["--full"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_every_record_once(&read_ledger(&dir.path("full.jsonl")), 3);
 }
