@@ -177,9 +177,13 @@ async fn demo() -> Result<(), String> {
             };
             let finished = run::run_sync(request, &mut RunSummary::start("demo"))
                 .await
-                .map_err(|f| f.message)?;
+                .map_err(|f| format!("{} {command}: {}", sample.kind, f.reason))?;
             if let Some(reason) = &finished.result.aborted {
                 return Err(format!("{} {command} aborted: {reason}", sample.kind));
+            }
+            if finished.code == EXIT_ABORTED {
+                // What could not be written is said above.
+                return Err(format!("{} {command} did not complete", sample.kind));
             }
             rows.push(Row {
                 target: sample.kind,

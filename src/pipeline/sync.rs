@@ -274,12 +274,16 @@ pub async fn sync(
     };
     signals.abort();
     let mut aborted = stop.reason();
-    // Every task is done with the state: close it, compacting it when much of it is free.
-    // Its records are all committed by now, so a failed compaction loses nothing.
-    if let Some(Ok(used)) = state.map(Arc::try_unwrap)
-        && let Err(e) = tokio::task::block_in_place(|| used.state.close())
-    {
-        eprintln!("profilesync: warning: compacting the sync state failed: {e}");
+    // Every task is done with the state: close it, tidying it (repack, compact) when much of
+    // it is wasted. Its records are all committed by now, so a failed tidying loses nothing.
+    match state.map(Arc::try_unwrap) {
+        Some(Ok(used)) => {
+            if let Err(e) = tokio::task::block_in_place(|| used.state.close()) {
+                eprintln!("profilesync: warning: tidying the sync state failed: {e}");
+            }
+        }
+        Some(Err(_)) => tracing::debug!("the sync state is still held by a task: not tidied"),
+        None => {}
     }
     if let Some(Ok(Err(e))) = reader {
         let also = format!("reading the input failed: {e}");
@@ -554,9 +558,9 @@ async fn by_state(
         Ok(LastChange::At(_) | LastChange::Unknown) => return Ok(None),
         Err(e) if e.class == ErrorClass::Fatal => {
             return Err(format!(
-                "the sync state cannot tell which records changed in the target: {}: {}; \
+                "the sync state cannot tell which records changed in the target ({}); \
                  allow the listing, or run with --full",
-                e.code, e.message
+                e.code
             ));
         }
         // The index could not be read: the record is read, as without a state.
@@ -566,7 +570,8 @@ async fn by_state(
         entry: Entry {
             key: Some(mapped.key.clone()),
             target_id: Some(id.clone()),
-            attempts: Some(pace.attempts()),
+            // No request of its own: a listing it waited on is the run's, counted there.
+            attempts: Some(0),
             basis: Some(Basis::State),
             ..new_entry(record, Status::Unchanged)
         },

@@ -2,9 +2,9 @@
 //! continued with `--resume`) with its run file, the `--retry-failed` selection, and the
 //! diff report.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use super::{ConfigFrom, SyncRequest};
+use super::SyncRequest;
 use crate::config::Config;
 use crate::ledger::{self, Ledger, RunFile, Tally};
 use crate::pipeline::{Selection, SyncOptions};
@@ -17,8 +17,8 @@ pub(super) struct Opened {
     pub ledger: Ledger,
     /// The pipeline's options: mode, selection, carried counts, report (no state yet).
     pub options: SyncOptions,
-    /// The command that continues the run.
-    pub resume_hint: String,
+    /// The command that continues the run (none without a run file: it cannot be resumed).
+    pub resume_hint: Option<String>,
 }
 
 /// Opens the ledger (continuing it with `--resume`), picks the records to send and creates
@@ -26,7 +26,7 @@ pub(super) struct Opened {
 pub(super) fn open(
     request: &SyncRequest,
     config: &Config,
-    run: &RunFile,
+    run: Option<&RunFile>,
 ) -> Result<Opened, String> {
     let name = request.name.as_str();
     let ledgers = request.out_dir.join("ledgers");
@@ -40,9 +40,10 @@ pub(super) fn open(
         state: None,
     };
     // The resumed ledger is locked, and its run file checked, before it is read.
-    let resumed = match request.resume {
-        false => None,
-        true => {
+    let resumed = match (request.resume, run) {
+        (false, _) => None,
+        (true, None) => return Err("a bundled run cannot be resumed".to_owned()),
+        (true, Some(run)) => {
             let path = request
                 .ledger
                 .clone()
@@ -87,14 +88,17 @@ pub(super) fn open(
             options.carried = resumed.tally;
             ledger
         }
-        None => Ledger::create_for(
-            &request
+        None => {
+            let path = request
                 .ledger
                 .clone()
-                .unwrap_or_else(|| ledger::default_path_in(&ledgers, name)),
-            run,
-        )
-        .map_err(|e| e.to_string())?,
+                .unwrap_or_else(|| ledger::default_path_in(&ledgers, name));
+            match run {
+                Some(run) => Ledger::create_for(&path, run),
+                None => Ledger::create(&path),
+            }
+            .map_err(|e| e.to_string())?
+        }
     };
     let report_dir = match (request.mode, &request.report) {
         (_, Some(dir)) => Some(dir.clone()),
@@ -106,7 +110,7 @@ pub(super) fn open(
             Some(DiffReport::create(&dir, name, request.show_values).map_err(|e| e.to_string())?);
     }
     let command = request.mode.command();
-    let resume_hint = match &request.retry_failed {
+    let resume_hint = run.map(|_| match &request.retry_failed {
         Some(earlier) => format!(
             "profilesync {command} --resume --retry-failed {} --ledger {}",
             earlier.display(),
@@ -116,7 +120,7 @@ pub(super) fn open(
             "profilesync {command} --resume --ledger {}",
             ledger.path().display()
         ),
-    };
+    });
     Ok(Opened {
         ledger,
         options,
@@ -127,8 +131,8 @@ pub(super) fn open(
 /// `--retry-failed EARLIER` re-drives a `plan` or `apply` ledger of the same input and
 /// target: one that says otherwise in its run file is refused. (An older ledger without a
 /// run file is taken; its keys are still checked against the input.)
-fn check_earlier(earlier: &Path, run: &RunFile) -> Result<(), String> {
-    let Some(then) = RunFile::read(earlier).map_err(|e| e.to_string())? else {
+fn check_earlier(earlier: &Path, run: Option<&RunFile>) -> Result<(), String> {
+    let (Some(then), Some(run)) = (RunFile::read(earlier).map_err(|e| e.to_string())?, run) else {
         return Ok(());
     };
     let why = if then.command != "plan" && then.command != "apply" {
@@ -160,7 +164,7 @@ fn check_earlier(earlier: &Path, run: &RunFile) -> Result<(), String> {
 /// sets none.
 pub(super) fn run_file(
     command: &str,
-    from: &ConfigFrom,
+    config_path: &Path,
     config: &Config,
     input: &str,
     region: Option<&str>,
@@ -172,14 +176,8 @@ pub(super) fn run_file(
             .display()
             .to_string()
     };
-    let (path, text) = match from {
-        ConfigFrom::File(path) => (
-            path.clone(),
-            std::fs::read(path)
-                .map_err(|e| format!("cannot read the config {}: {e}", path.display()))?,
-        ),
-        ConfigFrom::Bundled { name, text, .. } => (PathBuf::from(name), text.as_bytes().to_vec()),
-    };
+    let text = std::fs::read(config_path)
+        .map_err(|e| format!("cannot read the config {}: {e}", config_path.display()))?;
     let target = format!(
         "{} {}",
         config.target.kind().name(),
@@ -187,7 +185,7 @@ pub(super) fn run_file(
     );
     Ok(RunFile {
         command: command.to_owned(),
-        config: absolute(&path),
+        config: absolute(config_path),
         config_sha256: ledger::sha256_hex(&text),
         target,
         input: if input == "<stdin>" {

@@ -17,7 +17,7 @@ pub(super) fn finish(
     info: &RunInfo,
     result: Result<(SyncResult, PathBuf), String>,
     started: Instant,
-    resume_hint: &str,
+    resume_hint: Option<&str>,
 ) -> Result<Finished, Failure> {
     let (mut result, ledger) = result.map_err(Failure::aborted)?;
     let mut code = exit_code(&result);
@@ -51,9 +51,9 @@ pub(super) fn finish(
         }
     }
     if let Some(reason) = &result.aborted {
+        let then = resume_hint.map_or(String::new(), |hint| format!("; continue with: {hint}"));
         eprintln!(
-            "profilesync: {} aborted: {reason}. Records not in the ledger were not sent; \
-             continue with: {resume_hint}",
+            "profilesync: {} aborted: {reason}. Records not in the ledger were not sent{then}",
             request.label
         );
     }

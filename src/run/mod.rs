@@ -153,33 +153,44 @@ pub struct SyncRequest {
     pub sdk: Option<aws_types::SdkConfig>,
 }
 
-/// Why a run could not start or finish: its exit code, and the message for standard error.
+/// Why a run could not start or finish: its exit code, the message for standard error, and
+/// the reason alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     /// The exit code.
     pub code: i32,
     /// The whole message, as printed.
     pub message: String,
+    /// Why, without the program's or the command's name: what `--summary-json` and the
+    /// demo say.
+    pub reason: String,
 }
 
 impl Failure {
-    fn usage(message: impl Into<String>) -> Failure {
+    /// A failure whose reason is its message, less a leading `profilesync: `.
+    fn new(code: i32, message: String) -> Failure {
+        let reason = message
+            .strip_prefix("profilesync: ")
+            .unwrap_or(&message)
+            .to_owned();
         Failure {
-            code: EXIT_USAGE,
-            message: message.into(),
+            code,
+            message,
+            reason,
         }
+    }
+
+    fn usage(message: impl Into<String>) -> Failure {
+        Failure::new(EXIT_USAGE, message.into())
     }
 
     fn aborted(message: impl Into<String>) -> Failure {
-        Failure {
-            code: EXIT_ABORTED,
-            message: message.into(),
-        }
+        Failure::new(EXIT_ABORTED, message.into())
     }
 
-    /// Prints the message, tells the summary, and gives the exit code.
+    /// Prints the message, tells the summary the reason, and gives the exit code.
     fn report(self, summary: &mut RunSummary) -> i32 {
-        summary.error(&self.message);
+        summary.error(&self.reason);
         eprintln!("{}", self.message);
         self.code
     }
@@ -209,7 +220,10 @@ pub fn check(request: &CheckRequest, summary: &mut RunSummary) -> i32 {
         .ledger
         .clone()
         .unwrap_or_else(|| ledger::default_path("check"));
-    let run = files::run_file("check", &request.config, &cx.config, &cx.input, None, None);
+    let run = match &request.config {
+        ConfigFrom::File(path) => files::run_file("check", path, &cx.config, &cx.input, None, None),
+        ConfigFrom::Bundled { name, .. } => Err(format!("{name}: a bundled config is not checked")),
+    };
     let mut ledger = match run
         .and_then(|run| Ledger::create_for(&ledger_path, &run).map_err(|e| e.to_string()))
     {
@@ -301,26 +315,34 @@ pub async fn run_sync(request: SyncRequest, summary: &mut RunSummary) -> Result<
         connected = connect(&cx.config, request.sdk.as_ref()) => connected,
         _ = interrupts.next() => Err(Failure::aborted("interrupted")),
     };
-    let sender = connected.map_err(|f| Failure {
-        code: f.code,
-        message: format!(
-            "profilesync: {}: {}; nothing was sent",
-            request.label, f.message
-        ),
+    let sender = connected.map_err(|f| {
+        let reason = format!("{}; nothing was sent", f.reason);
+        Failure {
+            code: f.code,
+            message: format!("profilesync: {}: {reason}", request.label),
+            reason,
+        }
     })?;
     let region = sender.target.region();
     let state = open_state(&request, &cx.config, region.as_deref())
         .map_err(|m| Failure::usage(format!("profilesync: {m}")))?;
-    let run = files::run_file(
-        request.mode.command(),
-        &request.config,
-        &cx.config,
-        &cx.input,
-        region.as_deref(),
-        request.retry_failed.as_deref(),
-    )
-    .map_err(|m| Failure::usage(format!("profilesync: {m}")))?;
-    let opened = files::open(&request, &cx.config, &run)
+    // A run of a config file has a run file beside its ledger (what `--resume` checks); the
+    // demo's bundled runs are not resumed, and have none.
+    let run = match &request.config {
+        ConfigFrom::File(path) => Some(
+            files::run_file(
+                request.mode.command(),
+                path,
+                &cx.config,
+                &cx.input,
+                region.as_deref(),
+                request.retry_failed.as_deref(),
+            )
+            .map_err(|m| Failure::usage(format!("profilesync: {m}")))?,
+        ),
+        ConfigFrom::Bundled { .. } => None,
+    };
+    let opened = files::open(&request, &cx.config, run.as_ref())
         .map_err(|m| Failure::usage(format!("profilesync: {m}")))?;
     let mut options = opened.options;
     options.state = Some(state);
@@ -347,7 +369,13 @@ pub async fn run_sync(request: SyncRequest, summary: &mut RunSummary) -> Result<
         )
     });
     summary.synced(&result);
-    let finished = finish::finish(&request, &info, result, started, &opened.resume_hint);
+    let finished = finish::finish(
+        &request,
+        &info,
+        result,
+        started,
+        opened.resume_hint.as_deref(),
+    );
     finish::print_notes(&notes, request.quiet);
     finished
 }
@@ -360,26 +388,20 @@ pub async fn connect(
     config: &Config,
     sdk: Option<&aws_types::SdkConfig>,
 ) -> Result<Sender, Failure> {
-    let loaded;
-    let sdk = match (&config.target, sdk) {
-        (TargetConfig::GenesysUcs(_), _) => None,
-        (_, Some(sdk)) => Some(sdk),
-        (_, None) => {
-            loaded = aws::load().await;
-            Some(&loaded)
+    let aws = || async {
+        match sdk {
+            Some(sdk) => sdk.clone(),
+            None => aws::load().await,
         }
     };
-    let target = match (&config.target, sdk) {
-        (TargetConfig::CustomerProfiles(t), Some(sdk)) => {
-            CustomerProfiles::new(sdk, t).map(Target::CustomerProfiles)
+    let target = match &config.target {
+        TargetConfig::CustomerProfiles(t) => {
+            CustomerProfiles::new(&aws().await, t).map(Target::CustomerProfiles)
         }
-        (TargetConfig::ConnectUser(t), Some(sdk)) => {
-            ConnectUser::new(sdk, t).map(Target::ConnectUser)
-        }
-        (TargetConfig::GenesysUcs(t), _) => {
+        TargetConfig::ConnectUser(t) => ConnectUser::new(&aws().await, t).map(Target::ConnectUser),
+        TargetConfig::GenesysUcs(t) => {
             GenesysUcs::new(t, |name| std::env::var(name).ok()).map(Target::GenesysUcs)
         }
-        (_, None) => unreachable!("an AWS target always has the AWS configuration"),
     }
     .map_err(Failure::usage)?;
     let sender = Sender {
@@ -399,10 +421,10 @@ pub async fn connect(
             }
             Ok(sender)
         }
-        Err(e) => Err(Failure {
-            code: if e.config { EXIT_USAGE } else { EXIT_ABORTED },
-            message: e.message,
-        }),
+        Err(e) => Err(Failure::new(
+            if e.config { EXIT_USAGE } else { EXIT_ABORTED },
+            e.message,
+        )),
     }
 }
 

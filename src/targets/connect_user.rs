@@ -30,6 +30,7 @@
 //! `__type` exactly as the SDKs read them ([`super::aws`]).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -116,6 +117,9 @@ pub struct ConnectUser {
     management: OnceLock<IdentityManagement>,
     /// The instance's users, from ListUsers on first use.
     users: tokio::sync::OnceCell<Arc<Directory>>,
+    /// Set when ListUsers failed for the sync state: every later record is read instead,
+    /// without listing again.
+    unlisted: AtomicBool,
 }
 
 /// What ListUsers tells of the instance's users, read once per run.
@@ -164,6 +168,7 @@ impl ConnectUser {
             allow_email_change: target.allow_email_change,
             management: OnceLock::new(),
             users: tokio::sync::OnceCell::new(),
+            unlisted: AtomicBool::new(false),
         })
     }
 
@@ -497,7 +502,20 @@ impl Remote for ConnectUser {
     /// UpdateUserIdentityInfo changes it too; the state keeps the time read before the write,
     /// so the next run reads a user we wrote once more (see ARCHITECTURE.md, "Sync state").
     async fn last_change(&self, id: &str, pace: &Pace<'_>) -> Result<LastChange, ApiError> {
-        let index = self.index(pace).await?;
+        if self.unlisted.load(Ordering::Relaxed) {
+            return Ok(LastChange::Unknown);
+        }
+        let index = match self.index(pace).await {
+            Ok(index) => index,
+            // Access denied stops the run (the caller says to allow ListUsers or use --full).
+            Err(e) if e.class == ErrorClass::Fatal => return Err(e),
+            // A listing that failed after its retries is not tried again for every record:
+            // the records are read, as without a state.
+            Err(_) => {
+                self.unlisted.store(true, Ordering::Relaxed);
+                return Ok(LastChange::Unknown);
+            }
+        };
         Ok(match index.modified.get(id) {
             Some(time) => LastChange::At(*time),
             None => LastChange::Unknown,

@@ -443,14 +443,20 @@ async fn the_bundled_agents_plan_as_documented() {
     );
 }
 
-/// One night of `apply` over `in.csv`: the ledger's `unchanged` records by basis
-/// (`(state, target)`), and the requests per Connect operation.
-async fn night(dir: &Dir, emulator: &EmulatorHandle, ledger: &str) -> ((usize, usize), [u64; 3]) {
+/// One night of `apply` over `in.csv` (`records` rows): the ledger's `unchanged` records by
+/// basis (`(state, target)`), and the requests of ListUsers, DescribeUser and
+/// UpdateUserIdentityInfo.
+async fn night(
+    dir: &Dir,
+    emulator: &EmulatorHandle,
+    ledger: &str,
+    records: u64,
+) -> ((usize, usize), [u64; 3]) {
     emulator.reset_stats();
     let out = sync(dir, emulator, "apply", ledger, &[]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let entries = read_ledger(&dir.path(ledger));
-    assert_every_record_once(&entries, 8);
+    assert_every_record_once(&entries, records);
     let unchanged = |basis: &str| {
         entries
             .iter()
@@ -486,13 +492,13 @@ async fn the_state_reads_only_the_users_changed_in_connect_since_it_last_read_th
 
     // Night 1, no state yet: every user read, the odd ones written (which moves their
     // LastModifiedTime; the state keeps the time read before the write).
-    let ((by_state, _), [_, described, updated]) = night(&dir, &emulator, "n1.jsonl").await;
+    let ((by_state, _), [_, described, updated]) = night(&dir, &emulator, "n1.jsonl", 8).await;
     assert_eq!((by_state, described, updated), (0, 8, 4));
     assert!(written_at("u1").is_some() && written_at("u2").is_none());
 
     // Night 2, the same export: ListUsers once; the 4 users we wrote are read once more
     // (their time moved), found unchanged; the 4 others are unchanged by the state, unread.
-    let counts = night(&dir, &emulator, "n2.jsonl").await;
+    let counts = night(&dir, &emulator, "n2.jsonl", 8).await;
     assert_eq!(counts, ((4, 4), [1, 4, 0]));
 
     // Someone else changes user 2 in Connect (another tool: its own state, its own export).
@@ -508,7 +514,7 @@ async fn the_state_reads_only_the_users_changed_in_connect_since_it_last_read_th
 
     // Night 3, the same export again: exactly user 2 is read, and repaired; no other user
     // is read.
-    let counts = night(&dir, &emulator, "n3.jsonl").await;
+    let counts = night(&dir, &emulator, "n3.jsonl", 8).await;
     assert_eq!(counts, ((7, 0), [1, 1, 1]));
     let n3 = by_record(&read_ledger(&dir.path("n3.jsonl")));
     assert_eq!(n3[1]["status"], "updated");
@@ -517,11 +523,11 @@ async fn the_state_reads_only_the_users_changed_in_connect_since_it_last_read_th
 
     // Night 4: the user we repaired is read once more; night 5: nobody is.
     assert_eq!(
-        night(&dir, &emulator, "n4.jsonl").await,
+        night(&dir, &emulator, "n4.jsonl", 8).await,
         ((7, 1), [1, 1, 0])
     );
     assert_eq!(
-        night(&dir, &emulator, "n5.jsonl").await,
+        night(&dir, &emulator, "n5.jsonl", 8).await,
         ((8, 0), [1, 0, 0])
     );
 
@@ -569,4 +575,32 @@ async fn without_list_users_the_state_stops_the_run_and_names_full() {
     let out = sync(&dir, &denied, "apply", "full.jsonl", &["--full"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_every_record_once(&read_ledger(&dir.path("full.jsonl")), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_that_fails_is_not_repeated_for_every_user() {
+    // 1,200 users: ListUsers takes two pages, and its quota lets only the first through.
+    let emulator = emulator(
+        EmulatorConfig::default()
+            .with_seed(seed(1_200, None))
+            .without_quotas()
+            .with_quota("ListUsers", 0.001, 1),
+    )
+    .await;
+    let dir = Dir::new();
+    dir.write("in.csv", renamed(40, |_| "Old".to_owned()));
+    dir.write(
+        "c.toml",
+        last_names("rate = 200\nburst = 20\nconcurrency = 4\nmax_attempts = 1"),
+    );
+    // Night 1 has no state to check: no ListUsers.
+    let ((by_state, by_target), [listed, described, _]) =
+        night(&dir, &emulator, "n1.jsonl", 40).await;
+    assert_eq!((by_state, by_target, listed, described), (0, 40, 0, 40));
+    // Night 2: the listing is throttled on its second page and gives up; every user is read
+    // instead, and the listing is not tried again by each of the 40 records.
+    let ((by_state, by_target), [listed, described, _]) =
+        night(&dir, &emulator, "n2.jsonl", 40).await;
+    assert_eq!((by_state, by_target, described), (0, 40, 40));
+    assert!(listed <= 2 + 4, "{listed} ListUsers requests");
 }
