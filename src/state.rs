@@ -19,6 +19,13 @@
 //! them full and drops the free pages, to about 43 bytes per record (see `bench/state.sh`,
 //! `bench/nightly.sh` and ARCHITECTURE.md).
 //!
+//! Records matched by a search have a second table ([`SyncState::found`]): under the
+//! record's own key ([`found_key`]: the search key, the `[source] key` column and the
+//! record's value of it, which the ledger holds too; never the value searched for), the
+//! target id it was found at, so that the next run finds its [`Stored`] without a search.
+//! It is written after the records' batch ([`SyncState::put_found_many`]): a crash between
+//! the two only makes the next run search again.
+//!
 //! # Durability and order
 //!
 //! [`SyncState::put_many`] writes its whole batch in one redb write transaction committed
@@ -63,6 +70,10 @@ use xxhash_rust::xxh3::{Xxh3Default, xxh3_64};
 const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
 /// Where [`SyncState::repack`] builds the records' new B-tree, within its transaction.
 const REPACKED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records-repacked");
+/// Records matched by a search: where each was found, `search key \0 [source] key column \0
+/// the record's key` → target id. (The record's key is in the ledger too; the value searched
+/// for is not kept.)
+const FOUND: TableDefinition<&[u8], &str> = TableDefinition::new("found");
 /// What the file is: `format`, `kind`, `scope`.
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 /// The on-disk layout version, written at creation and checked on open.
@@ -440,6 +451,36 @@ impl SyncState {
         self.remove_many(&[id])
     }
 
+    /// The target id a record matched by a search was found at, under its [`found_key`].
+    pub fn found(&self, key: &str) -> Result<Option<String>, StateError> {
+        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = match txn.open_table(FOUND) {
+            Ok(table) => table,
+            // A state that never held a searched record.
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(self.error(e)),
+        };
+        let found = table.get(key.as_bytes()).map_err(|e| self.error(e))?;
+        Ok(found.map(|id| id.value().to_owned()))
+    }
+
+    /// Stores where each record was found (`(found key, target id)`, replacing what was
+    /// there) in one transaction, durable when this returns.
+    pub fn put_found_many(&self, items: &[(&str, &str)]) -> Result<(), StateError> {
+        let mut txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(|e| self.error(e))?;
+        {
+            let mut table = txn.open_table(FOUND).map_err(|e| self.error(e))?;
+            for (key, id) in items {
+                table
+                    .insert(key.as_bytes(), *id)
+                    .map_err(|e| self.error(e))?;
+            }
+        }
+        txn.commit().map_err(|e| self.error(e))
+    }
+
     /// How many records the state holds.
     pub fn len(&self) -> Result<u64, StateError> {
         let txn = self.db.begin_read().map_err(|e| self.error(e))?;
@@ -692,6 +733,14 @@ fn hex16(digits: &[u8]) -> Option<[u8; 16]> {
     Some(raw)
 }
 
+/// The key under which [`SyncState::found`] keeps where a record matched by a search was
+/// found: the search key (`_email`, `Username`), the `[source] key` column and the record's
+/// value of it. The column is part of it so that a config that names another key column
+/// never reads the first one's entries.
+pub fn found_key(search_key: &str, key_column: &str, key: &str) -> String {
+    format!("{search_key}\0{key_column}\0{key}")
+}
+
 /// The hash of a mapped payload: xxh3-128 (seed 0) of a canonical encoding of its
 /// `(field, value)` pairs, so that the same payload always hashes the same, on any machine
 /// and with any Rust version.
@@ -785,6 +834,30 @@ mod tests {
         state.remove(P2).expect("removing an absent id is fine");
         assert_eq!(state.get(P1).expect("get"), None);
         assert_eq!(state.len().expect("len"), 3);
+    }
+
+    #[test]
+    fn where_a_searched_record_was_found_is_kept_apart_from_its_hash() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = SyncState::open(dir.path(), &domain("D")).expect("opens");
+        let key = found_key("_email", "crm_id", "C7");
+        assert_eq!(state.found(&key).expect("reads"), None, "no table yet");
+        state
+            .put_found_many(&[(&key, P1), (&found_key("_email", "crm_id", "C8"), P2)])
+            .expect("writes");
+        assert_eq!(state.found(&key).expect("reads").as_deref(), Some(P1));
+        assert_eq!(
+            state
+                .found(&found_key("_email", "email", "C7"))
+                .expect("reads"),
+            None,
+            "another key column is another record"
+        );
+        assert!(state.is_empty().expect("len"), "no hash is implied");
+        state.put_found_many(&[(&key, P2)]).expect("replaces");
+        drop(state);
+        let state = SyncState::open(dir.path(), &domain("D")).expect("reopens");
+        assert_eq!(state.found(&key).expect("reads").as_deref(), Some(P2));
     }
 
     #[test]

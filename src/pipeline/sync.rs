@@ -24,7 +24,7 @@ use tracing::Instrument;
 
 use super::signals::Interrupts;
 use super::{Context, new_entry, prepare};
-use crate::config::Config;
+use crate::config::{Config, MatchBy};
 use crate::ledger::{Basis, Entry, EntryError, KeyIndex, Ledger, RecordSet, Status, Tally};
 use crate::limiter::{Limiters, OperationCalls};
 use crate::logging::RECORD;
@@ -447,13 +447,14 @@ struct Settlement {
 }
 
 /// What a settled record tells the sync state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum StateChange {
     /// Nothing new (no state, a plan's difference, an invalid record, a skip by state).
     Keep,
     /// The target accepted (or was found to hold) the payload with this hash, and the
-    /// record's last-modified time as read before any write.
-    Accepted(Stored),
+    /// record's last-modified time as read before any write; for a record matched by a
+    /// search, under which [`state::found_key`] its target id was found.
+    Accepted(Stored, Option<String>),
     /// The write failed: whatever the state held for the record may no longer hold.
     Forget,
 }
@@ -494,10 +495,13 @@ async fn settle(
         Outcome::Settled(settled) => {
             let learnt = match (settled.status, hash) {
                 (Status::Updated | Status::Created | Status::Unchanged, Some(hash)) => {
-                    StateChange::Accepted(Stored {
-                        hash,
-                        last_modified: settled.last_modified,
-                    })
+                    StateChange::Accepted(
+                        Stored {
+                            hash,
+                            last_modified: settled.last_modified,
+                        },
+                        found_key(cx, &mapped),
+                    )
                 }
                 (Status::Failed, Some(_)) => StateChange::Forget,
                 _ => StateChange::Keep,
@@ -527,7 +531,8 @@ async fn settle(
 }
 
 /// The record's settlement when the sync state already holds this very payload for its
-/// target id (matched by id, without `--full`) and, for a target that tracks changes, the
+/// target id (its own, matched by id; or, matched by a search, the one the state says the
+/// record was found at), without `--full`, and, for a target that tracks changes, the
 /// target's record has not changed since (its last-modified time is the one stored):
 /// `unchanged`, with no request for the record itself (a target's index of changes is read
 /// once per run, by the first record that asks).
@@ -540,14 +545,18 @@ async fn by_state(
     record: &SourceRecord,
     pace: &Pace<'_>,
 ) -> Result<Option<Settlement>, String> {
-    let id = match (&mapped.target_id, cx.config.matching.id_column()) {
-        (Some(id), Some(_)) if !state.full => id,
+    let unreadable = |e| format!("the sync state cannot be read: {e}");
+    let id = match (&mapped.target_id, found_key(cx, mapped)) {
+        _ if state.full => return Ok(None),
+        (Some(id), None) => id.clone(),
+        (None, Some(key)) => match state.state.found(&key).map_err(unreadable)? {
+            Some(id) => id,
+            None => return Ok(None),
+        },
         _ => return Ok(None),
     };
-    let stored = state
-        .state
-        .get(id)
-        .map_err(|e| format!("the sync state cannot be read: {e}"))?;
+    let id = &id;
+    let stored = state.state.get(id).map_err(unreadable)?;
     let Some(stored) = stored.filter(|s| s.hash == hash) else {
         return Ok(None);
     };
@@ -582,10 +591,26 @@ async fn by_state(
     }))
 }
 
+/// Where the state keeps the target id of a record matched by a search ([`state::found_key`]);
+/// `None` for a record matched by id.
+fn found_key(cx: &Context, mapped: &Mapped) -> Option<String> {
+    match &cx.config.matching.by {
+        MatchBy::Search { key, .. } => {
+            Some(state::found_key(key, &cx.config.source.key, &mapped.key))
+        }
+        MatchBy::Id(_) => None,
+    }
+}
+
 /// The hash of what the record asks of the target: its mapped fields, by target name, as
-/// the write would carry them (a cleared field as `""`, each value of a list on its own).
+/// the write would carry them (a cleared field as `""`, each value of a list on its own),
+/// and the value a search matches it by (a record whose searched value changed is searched
+/// again, even when that value is not written).
 fn payload_hash(cx: &Context, mapped: &Mapped) -> u128 {
-    let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(mapped.fields.len());
+    let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(mapped.fields.len() + 1);
+    if let Some(value) = &mapped.search_value {
+        pairs.push(("\0search", value));
+    }
     for (index, value) in &mapped.fields {
         let name = cx.config.rules[*index].name.as_str();
         match value {
@@ -721,13 +746,20 @@ impl Writer {
 struct StateBatch {
     accepted: Vec<(String, Stored)>,
     forgotten: Vec<String>,
+    /// `(found key, target id)` of records matched by a search.
+    found: Vec<(String, String)>,
 }
 
 impl StateBatch {
     fn add(&mut self, id: &str, change: StateChange) {
         match change {
             StateChange::Keep => {}
-            StateChange::Accepted(stored) => self.accepted.push((id.to_owned(), stored)),
+            StateChange::Accepted(stored, found) => {
+                self.accepted.push((id.to_owned(), stored));
+                if let Some(key) = found {
+                    self.found.push((key, id.to_owned()));
+                }
+            }
             StateChange::Forget => self.forgotten.push(id.to_owned()),
         }
     }
@@ -747,13 +779,26 @@ impl StateBatch {
             .map(|(id, stored)| (id.as_str(), *stored))
             .collect();
         let forgotten: Vec<&str> = self.forgotten.iter().map(String::as_str).collect();
+        let found: Vec<(&str, &str)> = self
+            .found
+            .iter()
+            .map(|(key, id)| (key.as_str(), id.as_str()))
+            .collect();
+        // Where a record was found is written after its hash: a crash between the two
+        // leaves a hash no search finds, and the record is searched again.
         tokio::task::block_in_place(|| {
             state.put_many(&accepted)?;
-            state.remove_many(&forgotten)
+            state.remove_many(&forgotten)?;
+            if found.is_empty() {
+                Ok(())
+            } else {
+                state.put_found_many(&found)
+            }
         })
         .map_err(|e| io::Error::other(format!("writing the sync state failed: {e}")))?;
         self.accepted.clear();
         self.forgotten.clear();
+        self.found.clear();
         Ok(())
     }
 }

@@ -233,3 +233,62 @@ async fn the_run_closes_its_state_packed_to_64_bytes_a_record_or_less() {
     let night2 = read_ledger(&dir.path("night2.jsonl"));
     assert_eq!(count(&night2, "unchanged", Some("state")), n as usize);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_matched_by_a_search_are_found_again_in_the_state() {
+    let n = 12;
+    let profiles: serde_json::Map<String, serde_json::Value> = (1..=n)
+        .map(|i| {
+            let profile = serde_json::json!({
+                "FirstName": format!("Old{i}"),
+                "EmailAddress": format!("c{i}@example.com"),
+            });
+            (pid(i), profile)
+        })
+        .collect();
+    let seed = serde_json::json!({"domains": {DOMAIN: {"profiles": profiles}}});
+    let emulator = start_emulator(EmulatorConfig::default().with_seed(seed).without_quotas()).await;
+    let dir = Dir::new();
+    dir.write("in.csv", customers(n));
+    let by_email = "search_key = \"_email\"\nsearch_column = \"email\"\nwhen_missing = \"skip\"";
+    dir.write("c.toml", config(LIMITS, by_email));
+    let searches =
+        |emulator: &EmulatorHandle| emulator.stats().operation("SearchProfiles").requests;
+    let writes = |emulator: &EmulatorHandle| emulator.stats().operation("UpdateProfile").requests;
+
+    // Night 1 searches every record, and the state learns where each was found.
+    dir.apply(&emulator, "n1.jsonl", &[]).await.assert_exit(0);
+    assert_eq!(count(&dir.ledger("n1.jsonl"), "updated", None), n as usize);
+    assert_eq!(searches(&emulator), u64::from(n));
+
+    // Night 2, the same export: no search, no write; each record names its profile.
+    emulator.reset_stats();
+    dir.apply(&emulator, "n2.jsonl", &[]).await.assert_exit(0);
+    let night2 = dir.ledger_by_record("n2.jsonl");
+    assert_eq!(count(&night2, "unchanged", Some("state")), n as usize);
+    for (i, entry) in (1..=n).zip(&night2) {
+        assert_eq!(entry["target_id"], pid(i), "{entry}");
+    }
+    assert_eq!((searches(&emulator), writes(&emulator)), (0, 0));
+
+    // Night 3: record 5 has a new first name, record 9 a new e-mail (which no profile has):
+    // those two are searched again, and only record 5 is written.
+    emulator.reset_stats();
+    let export = customers(n)
+        .replace("First5,", "Fifth,")
+        .replace("c9@example.com", "new9@example.com");
+    dir.write("in.csv", export);
+    dir.apply(&emulator, "n3.jsonl", &[]).await.assert_exit(0);
+    let night3 = dir.ledger_by_record("n3.jsonl");
+    assert_eq!(night3[4]["status"], "updated");
+    assert_eq!(night3[8]["status"], "skipped");
+    assert_eq!(count(&night3, "unchanged", Some("state")), n as usize - 2);
+    assert_eq!((searches(&emulator), writes(&emulator)), (2, 1));
+
+    // --full searches everything again.
+    emulator.reset_stats();
+    dir.apply(&emulator, "full.jsonl", &["--full"])
+        .await
+        .assert_exit(0);
+    assert_eq!(searches(&emulator), u64::from(n));
+}
