@@ -836,6 +836,16 @@ mod tests {
         assert_eq!(state.len().expect("len"), 3);
     }
 
+    /// The file at `path` holds `n` records in 64 bytes a record or less.
+    fn assert_within_goal(path: &Path, n: u64) {
+        let size = std::fs::metadata(path).expect("metadata").len();
+        assert!(
+            size <= 64 * n,
+            "{} bytes per record",
+            size as f64 / n as f64
+        );
+    }
+
     #[test]
     fn where_a_searched_record_was_found_is_kept_apart_from_its_hash() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -1021,12 +1031,7 @@ mod tests {
         assert!(state.close().expect("closes"), "tidied");
 
         let path = dir.path().join(domain("D").file_name());
-        let size = std::fs::metadata(&path).expect("metadata").len();
-        assert!(
-            size <= 64 * n,
-            "{} bytes per record",
-            size as f64 / n as f64
-        );
+        assert_within_goal(&path, n);
         let state = SyncState::open(dir.path(), &domain("D")).expect("reopens");
         let after = state.disk_usage().expect("usage");
         assert_eq!(after.records, n);
@@ -1046,12 +1051,7 @@ mod tests {
             state.put_many(&items).expect("put");
         }
         state.close().expect("closes");
-        let size = std::fs::metadata(&path).expect("metadata").len();
-        assert!(
-            size <= 64 * n,
-            "{} bytes per record",
-            size as f64 / n as f64
-        );
+        assert_within_goal(&path, n);
         let state = SyncState::open(dir.path(), &domain("D")).expect("reopens");
         assert_eq!(
             state.get(&format!("{:032x}", 100)).expect("get"),

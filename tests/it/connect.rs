@@ -475,17 +475,19 @@ async fn night(
     )
 }
 
+/// An unthrottled instance of users 1..=n, and a folder with their [`roster`] mapped by
+/// UserId (LastName and Mobile).
+async fn rostered(n: u32) -> (EmulatorHandle, Dir) {
+    let emulator = unthrottled(seed(n, None)).await;
+    let dir = Dir::new();
+    dir.write("in.csv", roster(n));
+    dir.write("c.toml", config(LAST_AND_MOBILE, BY_ID, "", FAST));
+    (emulator, dir)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_state_reads_only_the_users_changed_in_connect_since_it_last_read_them() {
-    let emulator = emulator(
-        EmulatorConfig::default()
-            .with_seed(seed(8, None))
-            .without_quotas(),
-    )
-    .await;
-    let dir = Dir::new();
-    dir.write("in.csv", roster(8));
-    dir.write("c.toml", config(LAST_AND_MOBILE, BY_ID, "", FAST));
+    let (emulator, dir) = rostered(8).await;
     let written_at = |user: &str| {
         emulator.state()["instances"][INSTANCE]["users"][user]["LastModifiedTime"].as_f64()
     };
@@ -542,15 +544,7 @@ async fn the_state_reads_only_the_users_changed_in_connect_since_it_last_read_th
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_list_users_the_state_stops_the_run_and_names_full() {
-    let emulator = emulator(
-        EmulatorConfig::default()
-            .with_seed(seed(3, None))
-            .without_quotas(),
-    )
-    .await;
-    let dir = Dir::new();
-    dir.write("in.csv", roster(3));
-    dir.write("c.toml", config(LAST_AND_MOBILE, BY_ID, "", FAST));
+    let (emulator, dir) = rostered(3).await;
     let out = sync(&dir, &emulator, "apply", "n1.jsonl", &[]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     // The next night, the credentials may no longer list users: the state cannot tell who
