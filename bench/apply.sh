@@ -47,22 +47,7 @@ EmailAddress = { from = "email", transform = ["trim", "lowercase"] }
 TOML
 }
 
-port=$((20000 + RANDOM % 20000))
-# The client is configured only through the standard AWS environment, as in production.
-export AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=bench-secret AWS_REGION=us-east-1
-export AWS_ENDPOINT_URL_CUSTOMER_PROFILES="http://127.0.0.1:$port"
-export AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/nonexistent AWS_SHARED_CREDENTIALS_FILE=/nonexistent
-emulator_pid=
-stop_emulator() { [ -n "$emulator_pid" ] && kill "$emulator_pid" 2>/dev/null && wait "$emulator_pid" 2>/dev/null || true; emulator_pid=; }
-trap stop_emulator EXIT
-
-start_emulator() { # extra args
-    stop_emulator
-    "$bin" emulator --port "$port" --seed "$data/seed.json" --no-quota "$@" > "$data/emulator.log" 2>&1 &
-    emulator_pid=$!
-    for _ in $(seq 100); do grep -q listening "$data/emulator.log" 2>/dev/null && return; sleep 0.1; done
-    echo "the emulator did not start" >&2; exit 1
-}
+. bench/emulator-lib.sh AWS_ENDPOINT_URL_CUSTOMER_PROFILES
 
 stat() { # field of UpdateProfile stats
     python3 -c "import json,sys,urllib.request; s=json.load(urllib.request.urlopen('http://127.0.0.1:$port/_emulator/stats')); o=s['operations'].get('UpdateProfile',{}); print(o.get('by_status',{}).get('$1',0) if '$1'.isdigit() else o.get('$1',0))"
@@ -91,16 +76,16 @@ run() { # label limits target-wall throttle-limit-percent
 
 nq=$(awk -v n="$n" -v q="$quota" 'BEGIN { print n / q }')
 echo "== apply, $n records, $(nproc) cores; N/Q = $nq s"
-start_emulator --quota "UpdateProfile=$quota:10"
+start_emulator --no-quota --quota "UpdateProfile=$quota:10"
 run "(a) quota $quota/s, rate = $quota" "rate = $quota
 burst = 10
 concurrency = 16" "$(awk -v x="$nq" 'BEGIN { print 1.05 * x + 2 }')" 1
-start_emulator --quota "UpdateProfile=$quota:10"
+start_emulator --no-quota --quota "UpdateProfile=$quota:10"
 run "(b) quota $quota/s, rate = auto" 'rate = "auto"
 start_rate = 2000
 burst = 10
 concurrency = 16' "$(awk -v x="$nq" 'BEGIN { print 1.15 * x + 5 }')" 5
-start_emulator
+start_emulator --no-quota
 run "(c) no quota, concurrency 64" "rate = 100000
 burst = 1000
 concurrency = 64"
