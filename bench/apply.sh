@@ -56,10 +56,11 @@ stat() { # field of UpdateProfile stats
 run() { # label limits target-wall throttle-limit-percent
     local label=$1 limits=$2
     config "$limits" > "$data/config.toml"
-    rm -f "$data/ledger.jsonl"
+    # Each case is a first night against a freshly seeded emulator: a sync state of its own.
+    rm -rf "$data/ledger.jsonl" "$data/ledger.jsonl.run.json" "$data/state"
     local out
     out=$( { /usr/bin/time -f "%e %U %S" "$bin" apply --config "$data/config.toml" "$data/customers.csv" \
-        --ledger "$data/ledger.jsonl" --quiet --no-progress || true; } 2>&1 | tail -1)
+        --ledger "$data/ledger.jsonl" --state "$data/state" --quiet --no-progress || true; } 2>&1 | tail -1)
     read -r wall user sys <<< "$out"
     local updated requests throttled
     updated=$(grep -c '"status":"updated"' "$data/ledger.jsonl" || true)
