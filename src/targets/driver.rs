@@ -19,11 +19,11 @@
 use std::future::Future;
 
 use super::{
-    Desired, FieldChange, LastChange, Mode, Outcome, Pace, Settled, desired, failed, missing,
-    settled,
+    Desired, FieldChange, LastChange, Mode, Outcome, Pace, Settled, desired, errored, failed,
+    missing, settled,
 };
 use crate::config::{Config, MatchBy, WhenMissing};
-use crate::ledger::{EntryError, Status};
+use crate::ledger::Status;
 use crate::mapping::{Mapped, Problem};
 use crate::retry::{ApiError, ErrorClass};
 
@@ -285,36 +285,30 @@ fn invalid_for_create(problems: &[Problem], attempts: u32) -> Outcome {
         .map(|p| format!("{}: {}", p.field, p.message))
         .collect::<Vec<_>>()
         .join("; ");
-    Outcome::Settled(Settled {
-        status: Status::Invalid,
-        target_id: None,
-        changed: Vec::new(),
+    let mut settled = errored(
+        Status::Invalid,
+        None,
+        Vec::new(),
         attempts,
-        unanswered: false,
-        last_modified: None,
-        error: Some(EntryError {
-            code: "invalid_for_create".to_owned(),
-            message: format!("cannot create the record: {message}"),
-            problems: problems.to_vec(),
-        }),
-    })
+        "invalid_for_create",
+        format!("cannot create the record: {message}"),
+    );
+    if let Some(error) = &mut settled.error {
+        error.problems = problems.to_vec();
+    }
+    Outcome::Settled(settled)
 }
 
 /// A record the target's rules refuse, as its outcome.
 fn refused(refusal: Refusal, id: String, attempts: u32) -> Outcome {
-    Outcome::Settled(Settled {
-        status: refusal.status,
-        target_id: Some(id),
-        changed: refusal.changed,
+    Outcome::Settled(errored(
+        refusal.status,
+        Some(id),
+        refusal.changed,
         attempts,
-        unanswered: false,
-        last_modified: None,
-        error: Some(EntryError {
-            code: refusal.code.to_owned(),
-            message: refusal.message,
-            problems: Vec::new(),
-        }),
-    })
+        refusal.code,
+        refusal.message,
+    ))
 }
 
 fn ambiguous(count: usize, noun: &str, key: &str) -> ApiError {

@@ -349,19 +349,42 @@ pub fn failed(error: ApiError, target_id: Option<String>, attempts: u32) -> Outc
         }
         _ => error.message,
     };
+    let unanswered = error.class == ErrorClass::Transient || error.status == Some(503);
     Outcome::Settled(Settled {
-        status: Status::Failed,
+        unanswered,
+        ..errored(
+            Status::Failed,
+            target_id,
+            Vec::new(),
+            attempts,
+            error.code,
+            message,
+        )
+    })
+}
+
+/// A settled record that did not end well: its status and why (`code`, `message`).
+pub fn errored(
+    status: Status,
+    target_id: Option<String>,
+    changed: Vec<FieldChange>,
+    attempts: u32,
+    code: impl Into<String>,
+    message: String,
+) -> Settled {
+    Settled {
+        status,
         target_id,
-        changed: Vec::new(),
+        changed,
         attempts,
-        unanswered: error.class == ErrorClass::Transient || error.status == Some(503),
+        unanswered: false,
         last_modified: None,
         error: Some(EntryError {
-            code: error.code,
+            code: code.into(),
             message,
             problems: Vec::new(),
         }),
-    })
+    }
 }
 
 /// What happens when no target record matches, as a settled outcome (`create` aside).
@@ -370,19 +393,15 @@ pub fn missing(when: WhenMissing, mode: Mode, what: &str, attempts: u32) -> Outc
         (Mode::Plan, _) => Status::NotFound,
         (Mode::Apply, WhenMissing::Skip) => Status::Skipped,
         (Mode::Apply, WhenMissing::Fail | WhenMissing::Create) => {
-            return Outcome::Settled(Settled {
-                status: Status::Failed,
-                target_id: None,
-                changed: Vec::new(),
+            let message = format!("{what}, and [match] when_missing = \"{}\"", when.name());
+            return Outcome::Settled(errored(
+                Status::Failed,
+                None,
+                Vec::new(),
                 attempts,
-                unanswered: false,
-                last_modified: None,
-                error: Some(EntryError {
-                    code: "not_found".to_owned(),
-                    message: format!("{what}, and [match] when_missing = \"{}\"", when.name()),
-                    problems: Vec::new(),
-                }),
-            });
+                "not_found",
+                message,
+            ));
         }
     };
     settled(status, None, Vec::new(), attempts)
