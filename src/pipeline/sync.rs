@@ -486,8 +486,10 @@ async fn settle(
         Err(invalid) => return Ok(Settlement::invalid(*invalid, record.end)),
     };
     let hash = state.map(|_| payload_hash(cx, &mapped));
+    let found = state.and_then(|_| found_key(cx, &mapped));
     if let (Some(state), Some(hash)) = (state, hash)
-        && let Some(unchanged) = by_state(cx, target, state, &mapped, hash, record, pace).await?
+        && let Some(unchanged) =
+            by_state(target, state, &mapped, hash, found.as_deref(), record, pace).await?
     {
         return Ok(unchanged);
     }
@@ -500,7 +502,7 @@ async fn settle(
                             hash,
                             last_modified: settled.last_modified,
                         },
-                        found_key(cx, &mapped),
+                        found,
                     )
                 }
                 (Status::Failed, Some(_)) => StateChange::Forget,
@@ -537,30 +539,29 @@ async fn settle(
 /// `unchanged`, with no request for the record itself (a target's index of changes is read
 /// once per run, by the first record that asks).
 async fn by_state(
-    cx: &Context,
     target: &Target,
     state: &StateUse,
     mapped: &Mapped,
     hash: u128,
+    found: Option<&str>,
     record: &SourceRecord,
     pace: &Pace<'_>,
 ) -> Result<Option<Settlement>, String> {
     let unreadable = |e| format!("the sync state cannot be read: {e}");
-    let id = match (&mapped.target_id, found_key(cx, mapped)) {
+    let id = match (&mapped.target_id, found) {
         _ if state.full => return Ok(None),
         (Some(id), None) => id.clone(),
-        (None, Some(key)) => match state.state.found(&key).map_err(unreadable)? {
+        (None, Some(key)) => match state.state.found(key).map_err(unreadable)? {
             Some(id) => id,
             None => return Ok(None),
         },
         _ => return Ok(None),
     };
-    let id = &id;
-    let stored = state.state.get(id).map_err(unreadable)?;
+    let stored = state.state.get(&id).map_err(unreadable)?;
     let Some(stored) = stored.filter(|s| s.hash == hash) else {
         return Ok(None);
     };
-    match target.last_change(id, pace).await {
+    match target.last_change(&id, pace).await {
         Ok(LastChange::NotTracked) => {}
         Ok(LastChange::At(time)) if stored.last_modified == Some(time) => {}
         // Changed since (by us or by someone else), or not known: read it.
@@ -578,7 +579,7 @@ async fn by_state(
     Ok(Some(Settlement {
         entry: Entry {
             key: Some(mapped.key.clone()),
-            target_id: Some(id.clone()),
+            target_id: Some(id),
             // No request of its own: a listing it waited on is the run's, counted there.
             attempts: Some(0),
             basis: Some(Basis::State),
