@@ -144,8 +144,8 @@ impl RunArgs {
     /// What `check` is asked to do.
     fn check_request(&self) -> CheckRequest {
         CheckRequest {
-            config: ConfigFrom::File(self.config.clone()),
-            input: InputFrom::Path(self.input.clone()),
+            config: self.config.clone(),
+            input: self.input.clone(),
             ledger: self.ledger.clone(),
             quiet: self.quiet,
             progress: self.progress(),

@@ -95,10 +95,10 @@ pub enum InputFrom {
 /// What a `check` run is asked to do.
 #[derive(Debug, Clone)]
 pub struct CheckRequest {
-    /// The config.
-    pub config: ConfigFrom,
-    /// The input.
-    pub input: InputFrom,
+    /// The config file.
+    pub config: PathBuf,
+    /// The command line's INPUT (a path, or `-` for standard input), else `[source] path`.
+    pub input: Option<String>,
     /// Where to write the ledger (default: a new file under `./ledgers/`).
     pub ledger: Option<PathBuf>,
     /// Print nothing but errors.
@@ -212,7 +212,8 @@ pub struct Finished {
 /// Runs `check`, and returns its exit code.
 pub fn check(request: &CheckRequest, summary: &mut RunSummary) -> i32 {
     let started = Instant::now();
-    let (cx, source) = match input::open(&request.config, &request.input) {
+    let config = ConfigFrom::File(request.config.clone());
+    let (cx, source) = match input::open(&config, &InputFrom::Path(request.input.clone())) {
         Ok(opened) => opened,
         Err(failure) => return failure.report(summary),
     };
@@ -220,10 +221,7 @@ pub fn check(request: &CheckRequest, summary: &mut RunSummary) -> i32 {
         .ledger
         .clone()
         .unwrap_or_else(|| ledger::default_path("check"));
-    let run = match &request.config {
-        ConfigFrom::File(path) => files::run_file("check", path, &cx.config, &cx.input, None, None),
-        ConfigFrom::Bundled { name, .. } => Err(format!("{name}: a bundled config is not checked")),
-    };
+    let run = files::run_file("check", &request.config, &cx.config, &cx.input, None, None);
     let mut ledger = match run
         .and_then(|run| Ledger::create_for(&ledger_path, &run).map_err(|e| e.to_string()))
     {
