@@ -207,7 +207,7 @@ impl Plan {
         id: Option<&str>,
         search: Option<&str>,
         rules: &[FieldRule],
-        resolve: impl Fn(&str) -> Option<ColumnRef>,
+        mut resolve: impl FnMut(&str) -> Option<ColumnRef>,
     ) -> Result<Plan, Vec<String>> {
         let mut missing = Vec::new();
         let mut lookup = |name: &str| {
