@@ -10,8 +10,8 @@
 //!  "settled_earlier":0,
 //!  "operations":[{"operation":"UpdateProfile","requests":5830,"throttled":17}],
 //!  "reasons":{"BadRequestException":3,"invalid_record":37},
-//!  "stop_reason":null,"error":null,"ledger":"/srv/sync/ledgers/20261201-020000-apply.jsonl",
-//!  "report":null}
+//!  "stop_reason":null,"error":null,"warnings":[],
+//!  "ledger":"/srv/sync/ledgers/20261201-020000-apply.jsonl","report":null}
 //! ```
 //!
 //! It is written whatever the exit code, once the arguments parsed: on exit 2 (nothing
@@ -44,6 +44,7 @@ pub struct RunSummary {
     reasons: Option<BTreeMap<String, u64>>,
     stop_reason: Option<String>,
     error: Option<String>,
+    warnings: Vec<String>,
     ledger: Option<PathBuf>,
     report: Option<PathBuf>,
 }
@@ -63,6 +64,7 @@ struct Json<'a> {
     reasons: Option<&'a BTreeMap<String, u64>>,
     stop_reason: Option<&'a str>,
     error: Option<&'a str>,
+    warnings: &'a [String],
     ledger: Option<String>,
     report: Option<String>,
 }
@@ -87,6 +89,7 @@ impl RunSummary {
             reasons: None,
             stop_reason: None,
             error: None,
+            warnings: Vec::new(),
             ledger: None,
             report: None,
         }
@@ -104,6 +107,12 @@ impl RunSummary {
             let message = message.strip_prefix("profilesync: ").unwrap_or(message);
             self.error = Some(message.to_owned());
         }
+    }
+
+    /// Something the run finished with that a person should look at (a JSONL path no
+    /// record has); such a run exits 1.
+    pub fn warning(&mut self, message: &str) {
+        self.warnings.push(message.to_owned());
     }
 
     /// The ledger the run writes.
@@ -161,6 +170,7 @@ impl RunSummary {
             reasons: self.reasons.as_ref(),
             stop_reason: self.stop_reason.as_deref(),
             error: self.error.as_deref(),
+            warnings: &self.warnings,
             ledger: self.ledger.as_ref().map(|p| p.display().to_string()),
             report: self.report.as_ref().map(|p| p.display().to_string()),
         };

@@ -6,7 +6,8 @@ use profilesync::emulator::EmulatorConfig;
 use serde_json::json;
 
 use crate::support::{
-    Dir, Run, genesys_profile, pid, profiles_config, run_args, start_emulator, statuses,
+    Dir, Run, assert_has, customers_dir, genesys_profile, pid, profiles_config, run_args, seeded,
+    start_emulator, statuses, sync,
 };
 
 /// Item 6: a header that repeats a column a mapping uses is a config error naming both
@@ -96,4 +97,146 @@ async fn a_value_and_a_one_element_list_are_different_payloads_for_the_state() {
         json!(["new@x.com"]),
         "a list replaces the list"
     );
+}
+
+/// Item 2: JSONL numbers reach the target as their text, booleans as `true`/`false`, and a
+/// number the full-overwrite GET returns unmapped is PUT back as written (it went through
+/// f64: `9.876543210987654e+19`, `1000.0`, `-0.0`, `1.2345678901234567e+20`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jsonl_numbers_and_unmapped_numbers_keep_their_exact_text() {
+    let seed: serde_json::Value = serde_json::from_str(
+        r#"{"genesys": {"tenant_id": 1, "profiles": {"G1": {"Big": 123456789012345678901, "Small": 1.50}}}}"#,
+    )
+    .expect("the seed");
+    let emulator = start_emulator(EmulatorConfig::default().with_seed(seed)).await;
+    let dir = Dir::new();
+    let fields = "Account = \"acct\"\nThousand = \"e\"\nZero = \"z\"\nRatio = \"f\"\nVIP = \"b\"";
+    dir.write("c.toml", genesys_config(&emulator.endpoint_url(), fields));
+    dir.write(
+        "in.jsonl",
+        "{\"customer_id\":\"G1\",\"acct\":98765432109876543210,\"e\":1E3,\"z\":-0,\
+         \"f\":0.12345678901234567890,\"b\":true}\n",
+    );
+    genesys(&dir, "apply", "l.jsonl", &[]).await.assert_exit(0);
+    assert_eq!(statuses(&dir.ledger("l.jsonl")), ["updated"]);
+    let profile = genesys_profile(&emulator, "G1");
+    let text = |name: &str| profile[name].to_string();
+    assert_eq!(profile["Account"], "98765432109876543210");
+    // serde_json writes an exponent in one form (`e`, with its sign): the number, not f64's.
+    assert_eq!(profile["Thousand"], "1e+3");
+    assert_eq!(profile["Zero"], "-0");
+    assert_eq!(profile["Ratio"], "0.12345678901234567890");
+    assert_eq!(profile["VIP"], "true");
+    assert_eq!(text("Big"), "123456789012345678901", "{profile}");
+    assert_eq!(text("Small"), "1.50", "{profile}");
+}
+
+/// Item 3: a configured JSONL path that no record has is a warning on standard error and in
+/// `--summary-json`, and the run exits 1; a flat key that holds dots is read as written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jsonl_path_no_record_has_is_a_warning_and_exit_1() {
+    let emulator = start_emulator(EmulatorConfig::default().with_seed(json!({"genesys": {
+        "tenant_id": 1,
+        "profiles": {"G1": {"FirstName": "Old"}, "G2": {"FirstName": "Old"}},
+    }})))
+    .await;
+    let dir = Dir::new();
+    let fields = "FirstName = \"name.first\"\nEmailAddress = \"contact.email\"\nVIP = \"vip\"";
+    dir.write("c.toml", genesys_config(&emulator.endpoint_url(), fields));
+    // `contact.email` is a flat key in one record and a nested path in the other; `vip`,
+    // misspelt `VIP` in the export, is in neither.
+    dir.write(
+        "in.jsonl",
+        "{\"customer_id\":\"G1\",\"name\":{\"first\":\"Ana\"},\"contact.email\":\"a@x.com\",\"VIP\":\"Y\"}\n\
+         {\"customer_id\":\"G2\",\"name\":{\"first\":\"Bo\"},\"contact\":{\"email\":\"b@x.com\"},\"VIP\":\"N\"}\n",
+    );
+    let run = genesys(&dir, "apply", "l.jsonl", &["--summary-json", "s.json"]).await;
+    run.assert_exit(1)
+        .assert_says("has the path `vip` the config reads");
+    assert!(
+        !run.stderr().contains("`contact.email`"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(statuses(&dir.ledger("l.jsonl")), ["updated", "updated"]);
+    assert_eq!(
+        genesys_profile(&emulator, "G1"),
+        json!({"FirstName": "Ana", "EmailAddress": "a@x.com"})
+    );
+    assert_eq!(
+        genesys_profile(&emulator, "G2"),
+        json!({"FirstName": "Bo", "EmailAddress": "b@x.com"})
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path("s.json")).expect("summary"))
+            .expect("JSON");
+    assert_eq!(summary["exit_code"], 1);
+    let warnings = summary["warnings"].as_array().expect("warnings");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_has(&warnings[0], "`vip`");
+
+    // `check` says the same.
+    dir.command(&run_args("check", "c.toml", "in.jsonl", "c.jsonl", &[]))
+        .output_sync()
+        .assert_exit(1)
+        .assert_says("`vip`");
+}
+
+/// Item 5: `--resume` refuses (exit 2) an input that changed since the run it continues,
+/// naming what changed; the same input resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_refuses_an_input_that_changed_naming_what_changed() {
+    let emulator = seeded(3).await;
+    let dir = customers_dir(3, "rate = 100");
+    let input = dir.path("in.csv");
+    sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &[])
+        .await
+        .assert_exit(0);
+    let original = std::fs::read(&input).expect("the input");
+    let modified = std::fs::metadata(&input)
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    let resume = ["--resume"];
+
+    // Tonight's export: same size, same modification time, another customer in it.
+    let tonight = String::from_utf8(original.clone())
+        .expect("UTF-8")
+        .replace("First2", "Other2");
+    std::fs::write(&input, &tonight).expect("write");
+    let file = std::fs::File::options()
+        .write(true)
+        .open(&input)
+        .expect("open");
+    file.set_modified(modified).expect("set mtime");
+    drop(file);
+    sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &resume)
+        .await
+        .assert_exit(2)
+        .assert_says("has changed since the ledger was written: the content of its first MiB");
+
+    // A longer export, written now.
+    std::fs::write(
+        &input,
+        format!("{tonight}C4,{},Dee,Town,Gold,d@x.com\n", pid(4)),
+    )
+    .expect("write");
+    let run = sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &resume).await;
+    run.assert_exit(2).assert_says("its size (was ");
+    assert!(
+        run.stderr().contains("its modification time"),
+        "{}",
+        run.stderr()
+    );
+
+    // The same file as the run's resumes.
+    std::fs::write(&input, &original).expect("write");
+    let file = std::fs::File::options()
+        .write(true)
+        .open(&input)
+        .expect("open");
+    file.set_modified(modified).expect("set mtime");
+    drop(file);
+    sync(&dir, &emulator, "apply", "c.toml", "l.jsonl", &resume)
+        .await
+        .assert_exit(0);
 }
