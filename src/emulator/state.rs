@@ -84,6 +84,15 @@ pub struct Genesys {
     /// Seeded as `"schema": false`; absent means defined.
     #[serde(skip_serializing_if = "is_true")]
     pub schema: bool,
+    /// The status of a `POST /profiles` whose customer_id exists: UCS documents 400 (its
+    /// general error) and no 409, which is the default; a seed's `"duplicate_status": 409`
+    /// answers as other servers do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicate_status: Option<u16>,
+    /// How many `POST /profiles`, from the next one, create the profile and then answer 500,
+    /// as a response lost after the commit (seeded as `"lost_creates": N`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub lost_creates: u32,
 }
 
 impl Default for Genesys {
@@ -92,8 +101,14 @@ impl Default for Genesys {
             tenant_id: None,
             profiles: BTreeMap::new(),
             schema: true,
+            duplicate_status: None,
+            lost_creates: 0,
         }
     }
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
 }
 
 fn is_true(value: &bool) -> bool {

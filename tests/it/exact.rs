@@ -240,3 +240,58 @@ async fn resume_refuses_an_input_that_changed_naming_what_changed() {
         .await
         .assert_exit(0);
 }
+
+/// Item 7: a mapped attribute named like a declared extension (in any case) is a config
+/// error; a retried POST that meets 409 for the record's own customer_id, created by its
+/// first attempt whose answer was lost, counts as created (read back and compared).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn genesys_extensions_are_not_overwritten_and_a_409_after_a_retried_post_is_created() {
+    let emulator = start_emulator(EmulatorConfig::default().with_seed(json!({"genesys": {
+        "tenant_id": 1, "duplicate_status": 409, "lost_creates": 1,
+        "profiles": {"G1": {"FirstName": "Ana", "contacts": [{"phone": "+15550100"}]}},
+    }})))
+    .await;
+    let dir = Dir::new();
+    let url = emulator.endpoint_url();
+    let declared = |fields: &str| {
+        genesys_config(&url, fields).replace(
+            "tenant_id = 1\n",
+            "tenant_id = 1\nextensions = [\"contacts\"]\n",
+        )
+    };
+    dir.write(
+        "c.toml",
+        declared("FirstName = \"first\"\nContacts = \"phone\""),
+    );
+    dir.write(
+        "in.jsonl",
+        "{\"customer_id\":\"G1\",\"first\":\"Ana\",\"phone\":\"+15550199\"}\n",
+    );
+    let run = genesys(&dir, "apply", "x.jsonl", &[]).await;
+    run.assert_exit(2)
+        .assert_says("declared extension `contacts`");
+    assert_eq!(emulator.stats().operation("GenesysPutProfile").requests, 0);
+
+    // The retried POST meets the profile its lost first attempt created: created.
+    dir.write(
+        "c.toml",
+        declared("FirstName = \"first\"").replace(
+            "id = \"customer_id\"\n",
+            "id = \"customer_id\"\nwhen_missing = \"create\"\n",
+        ),
+    );
+    dir.write("in.jsonl", "{\"customer_id\":\"G2\",\"first\":\"Bo\"}\n");
+    genesys(&dir, "apply", "l.jsonl", &[]).await.assert_exit(0);
+    let ledger = dir.ledger("l.jsonl");
+    assert_eq!(statuses(&ledger), ["created"], "{ledger:?}");
+    assert_eq!(
+        emulator.stats().operation("GenesysCreateProfile").requests,
+        2,
+        "the lost answer and the retry's 409"
+    );
+    assert_eq!(genesys_profile(&emulator, "G2"), json!({"FirstName": "Bo"}));
+    assert_eq!(
+        genesys_profile(&emulator, "G1")["contacts"],
+        json!([{"phone": "+15550100"}])
+    );
+}
