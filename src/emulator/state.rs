@@ -57,6 +57,15 @@ pub struct Instance {
     pub identity_management_type: Option<String>,
     /// Users by UserId; members as in DescribeUser's `User` (`Id` and `Arn` are derived).
     pub users: BTreeMap<String, Record>,
+    /// `"merge"`: UpdateUserIdentityInfo keeps a member left out of `IdentityInfo` instead of
+    /// clearing it (`"replace"`, the default). The documentation does not say which the
+    /// service does; the option lets a client's read-back be tested.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity_update: Option<String>,
+    /// UserId → the `Username` ListUsers gives that user instead of its own: a listing read
+    /// before the user was renamed (DescribeUser and SearchUsers give the current name).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub listed_usernames: BTreeMap<String, String>,
 }
 
 /// The identity management types DescribeInstance knows.

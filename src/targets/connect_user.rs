@@ -131,13 +131,26 @@ struct Directory {
     modified: HashMap<String, i64>,
 }
 
-/// A user as DescribeUser reads it: its identity and when it last changed.
+/// A user as DescribeUser reads it: its identity, its name and when it last changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     /// The `IdentityInfo`.
     pub info: IdentityInfo,
+    /// `Username`, when Connect gives it.
+    pub username: Option<String>,
     /// `LastModifiedTime`, in epoch milliseconds, when Connect gives it.
     pub last_modified: Option<i64>,
+}
+
+/// What `UpdateUserIdentityInfo` sends (the whole `IdentityInfo`), and the members it clears
+/// by leaving them out, which [`Remote::write`] reads back: the documentation does not say
+/// that the service clears an absent member rather than keeping it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityWrite {
+    /// The complete `IdentityInfo`.
+    pub info: IdentityInfo,
+    /// Members the user had and this write leaves out.
+    pub cleared: Vec<String>,
 }
 
 impl ConnectUser {
@@ -411,7 +424,7 @@ impl ConnectUser {
 impl Remote for ConnectUser {
     const NOUN: &'static str = "user";
     type Current = User;
-    type Write = IdentityInfo;
+    type Write = IdentityWrite;
     type Create = ();
 
     async fn read(&self, id: &str, pace: &Pace<'_>) -> Result<Option<User>, ApiError> {
@@ -426,6 +439,7 @@ impl Remote for ConnectUser {
         {
             Ok(answer) => Ok(Some(User {
                 info: answer.user.identity_info.into_map(),
+                username: answer.user.username,
                 last_modified: answer.user.last_modified_time.and_then(epoch_millis),
             })),
             Err(e) if e.code == NOT_FOUND => Ok(None),
@@ -447,24 +461,53 @@ impl Remote for ConnectUser {
         };
         let mut found = Vec::new();
         for id in ids {
-            if let Some(info) = self.read(&id, pace).await? {
-                found.push((id, info));
+            if let Some(user) = self.read(&id, pace).await? {
+                // The index is a snapshot from the start of the run: a user renamed since is
+                // someone else now, and is never written for this row.
+                check_username(&id, user.username.as_deref(), username)?;
+                found.push((id, user));
             }
         }
         Ok(found)
     }
 
-    fn merge(&self, current: User, desired: &Desired<'_>) -> Result<Merged<IdentityInfo>, Refusal> {
-        merge(current.info, desired, self.rules())
+    fn merge(
+        &self,
+        current: User,
+        desired: &Desired<'_>,
+    ) -> Result<Merged<IdentityWrite>, Refusal> {
+        let merged = merge(current.info, desired, self.rules())?;
+        let cleared = merged
+            .changed
+            .iter()
+            .filter(|c| c.to.is_empty())
+            .map(|c| c.field.clone())
+            .collect();
+        Ok(Merged {
+            write: IdentityWrite {
+                info: merged.write,
+                cleared,
+            },
+            changed: merged.changed,
+        })
     }
 
-    async fn write(&self, id: &str, write: &IdentityInfo, pace: &Pace<'_>) -> Result<(), ApiError> {
+    /// `UpdateUserIdentityInfo` with the whole `IdentityInfo`; when it clears a member by
+    /// leaving it out, DescribeUser reads the user back, and a member still there is
+    /// `clear_not_applied` (a service that keeps absent members would otherwise be
+    /// `updated` again every night, never cleared).
+    async fn write(
+        &self,
+        id: &str,
+        write: &IdentityWrite,
+        pace: &Pace<'_>,
+    ) -> Result<(), ApiError> {
         let path = format!(
             "/users/{}/{}/identity-info",
             path_segment(&self.instance_id),
             path_segment(id)
         );
-        let body = serde_json::json!({ "IdentityInfo": write }).to_string();
+        let body = serde_json::json!({ "IdentityInfo": write.info }).to_string();
         self.call::<serde_json::Value>(
             UPDATE_USER_IDENTITY_INFO,
             Method::POST,
@@ -472,8 +515,28 @@ impl Remote for ConnectUser {
             Some(body.into_bytes()),
             pace,
         )
-        .await
-        .map(drop)
+        .await?;
+        if write.cleared.is_empty() {
+            return Ok(());
+        }
+        let after = self.read(id, pace).await?;
+        let kept = after.map_or_else(Vec::new, |user| still_there(&write.cleared, &user.info));
+        if kept.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError {
+                class: ErrorClass::Permanent,
+                code: "clear_not_applied".to_owned(),
+                message: format!(
+                    "UpdateUserIdentityInfo was accepted, but a read-back shows {} still set: \
+                     the service keeps members left out of IdentityInfo, so they cannot be \
+                     cleared this way; clear them in Connect",
+                    kept.join(", ")
+                ),
+                status: None,
+                retry_after: None,
+            })
+        }
     }
 
     /// Users are not created: the config refuses `when_missing = "create"` for Connect.
@@ -520,6 +583,34 @@ impl Remote for ConnectUser {
             Some(time) => LastChange::At(*time),
             None => LastChange::Unknown,
         })
+    }
+}
+
+/// The members of `cleared` that `now` still holds. Pure.
+fn still_there(cleared: &[String], now: &IdentityInfo) -> Vec<String> {
+    cleared
+        .iter()
+        .filter(|member| now.contains_key(member.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// Checks that the user DescribeUser read under `id` has the row's `Username` (ASCII case
+/// aside); a user renamed since the ListUsers index was read is `username_mismatch`.
+/// Neither name is repeated in the message.
+fn check_username(id: &str, described: Option<&str>, row: &str) -> Result<(), ApiError> {
+    match described {
+        Some(name) if !name.eq_ignore_ascii_case(row) => Err(ApiError {
+            class: ErrorClass::Permanent,
+            code: "username_mismatch".to_owned(),
+            message: format!(
+                "the user found for this Username (UserId {id}) has another Username in \
+                 DescribeUser (renamed since the run listed the users?); nothing was written"
+            ),
+            status: None,
+            retry_after: None,
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -639,6 +730,7 @@ struct DescribeUser {
 struct WireUser {
     #[serde(default)]
     identity_info: WireIdentity,
+    username: Option<String>,
     last_modified_time: Option<f64>,
 }
 

@@ -295,3 +295,61 @@ async fn genesys_extensions_are_not_overwritten_and_a_409_after_a_retried_post_i
         json!([{"phone": "+15550100"}])
     );
 }
+
+/// Item 8: a member cleared by leaving it out of `IdentityInfo` is read back, and a service
+/// that kept it (the emulator's `merge` behaviour) makes the record `failed`
+/// (`clear_not_applied`), not `updated`; a user found by Username whose DescribeUser names
+/// someone else (renamed since ListUsers) is `failed` and never written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_clears_are_read_back_and_a_renamed_user_is_never_written() {
+    let emulator = start_emulator(EmulatorConfig::default().without_quotas().with_seed(
+        json!({"instances": {"i-1": {
+            "identity_update": "merge",
+            "listed_usernames": {"u2": "agent2"},
+            "users": {
+                "u1": {"Username": "agent1", "IdentityInfo": {
+                    "FirstName": "Ann", "LastName": "Old", "Mobile": "+12062340147"}},
+                "u2": {"Username": "someone-else", "IdentityInfo": {
+                    "FirstName": "Bo", "LastName": "Old"}},
+            },
+        }}}),
+    ))
+    .await;
+    let dir = Dir::new();
+    dir.write(
+        "c.toml",
+        "[source]\nkey = \"row\"\n\n[target]\nkind = \"connect-user\"\ninstance_id = \"i-1\"\n\n\
+         [match]\nsearch_key = \"Username\"\nsearch_column = \"username\"\n\n[limits]\n\
+         rate = 200\nconcurrency = 2\n\n[fields]\nLastName = \"last\"\n\
+         Mobile = { from = \"mobile\", empty = \"clear\" }\n",
+    );
+    dir.write(
+        "in.csv",
+        "row,username,last,mobile\nr1,agent1,Old,\nr2,agent2,New,\n",
+    );
+    let run = dir
+        .command(&run_args("apply", "c.toml", "in.csv", "l.jsonl", &[]))
+        .connect(&emulator)
+        .output()
+        .await;
+    run.assert_exit(1);
+    let ledger = crate::support::by_record(&dir.ledger("l.jsonl"));
+    assert_eq!(statuses(&ledger), ["failed", "failed"], "{ledger:?}");
+    assert_eq!(ledger[0]["error"]["code"], "clear_not_applied");
+    assert_has(&ledger[0]["error"]["message"], "Mobile");
+    assert_eq!(ledger[1]["error"]["code"], "username_mismatch");
+    let users = &emulator.state()["instances"]["i-1"]["users"];
+    assert_eq!(users["u1"]["IdentityInfo"]["Mobile"], "+12062340147");
+    assert_eq!(
+        users["u2"]["IdentityInfo"],
+        json!({"FirstName": "Bo", "LastName": "Old"}),
+        "another user is never written"
+    );
+    assert_eq!(
+        emulator
+            .stats()
+            .operation("UpdateUserIdentityInfo")
+            .requests,
+        1
+    );
+}
