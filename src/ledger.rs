@@ -919,6 +919,36 @@ mod tests {
     }
 
     #[test]
+    fn an_input_file_names_each_thing_that_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.csv");
+        fs::write(&path, "a,b\n1,2\n").unwrap();
+        let then = InputFile::of(&path).unwrap();
+        assert_eq!(then.size, 8);
+        assert_eq!(then.head_sha256, sha256_hex(b"a,b\n1,2\n"));
+        assert_eq!(then.changes(&InputFile::of(&path).unwrap()), None);
+        let now = InputFile {
+            size: 9,
+            head_sha256: sha256_hex(b"x"),
+            ..then.clone()
+        };
+        let changes = then.changes(&now).unwrap();
+        assert!(
+            changes.starts_with("its size (was 8 bytes, now 9)"),
+            "{changes}"
+        );
+        assert!(
+            changes.ends_with("the content of its first MiB (SHA-256)"),
+            "{changes}"
+        );
+        assert!(!changes.contains("modification time"), "{changes}");
+        // A run file without the input's fingerprint (written before issue 20) still reads.
+        let old = r#"{"command":"apply","config":"/c","config_sha256":"00","target":"t","input":"/in.csv","pid":1}"#;
+        let run: RunFile = serde_json::from_str(old).unwrap();
+        assert_eq!(run.input_file, None);
+    }
+
+    #[test]
     fn a_ledger_is_locked_by_its_run_and_resumed_only_by_the_same_run() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("l.jsonl");

@@ -804,6 +804,18 @@ mod tests {
     }
 
     #[test]
+    fn a_renamed_user_and_a_kept_member_are_told() {
+        assert!(check_username("u1", Some("Agent1"), "agent1").is_ok());
+        assert!(check_username("u1", None, "agent1").is_ok());
+        let err = check_username("u1", Some("agent9"), "agent1").unwrap_err();
+        assert_eq!(err.code, "username_mismatch");
+        assert!(!err.message.contains("agent"), "{}", err.message);
+        let now = info(&[("FirstName", "Mary"), ("Mobile", "+12062340147")]);
+        let cleared = ["Mobile".to_owned(), "SecondaryEmail".to_owned()];
+        assert_eq!(still_there(&cleared, &now), ["Mobile"]);
+    }
+
+    #[test]
     fn last_modified_times_are_read_as_epoch_milliseconds() {
         let page: ListUsers = serde_json::from_str(
             r#"{"UserSummaryList": [
