@@ -34,6 +34,7 @@ fn stored(i: u64, night: u32) -> Stored {
     Stored {
         hash: payload_hash(&[("FirstName", &first), ("EmailAddress", &email)]),
         last_modified: None,
+        written_at: Some(1_800_000_000 + night),
     }
 }
 

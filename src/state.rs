@@ -14,7 +14,9 @@
 //! a lower-case UUID (a Connect UserId) as its 16 bytes, anything else (a Genesys
 //! `customer_id`) as its text; one tag byte in front keeps the three apart. The value is a
 //! [`Stored`]: the 128-bit [`payload_hash`] of the mapped payload (16 bytes) and, for Connect
-//! users, the user's `LastModifiedTime` then (8 more bytes). A first run leaves redb's
+//! users, the user's `LastModifiedTime` then (8 more bytes), and, for a record we wrote, when the
+//! target accepted our last write (4 more bytes, seconds since the epoch), which tells when
+//! a Customer Profiles record is due for a refresh before it expires. A first run leaves redb's
 //! leaves half to two thirds full (71-89 bytes per record); [`SyncState::close`] rewrites
 //! them full and drops the free pages, to about 43 bytes per record (see `bench/state.sh`,
 //! `bench/nightly.sh` and ARCHITECTURE.md).
@@ -66,7 +68,7 @@ use redb::{
 };
 use xxhash_rust::xxh3::{Xxh3Default, xxh3_64};
 
-/// Target id (encoded by [`encode_id`]) → [`Stored`] (16 or 24 bytes).
+/// Target id (encoded by [`encode_id`]) → [`Stored`] (16 to 28 bytes).
 const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
 /// Where [`SyncState::repack`] builds the records' new B-tree, within its transaction.
 const REPACKED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records-repacked");
@@ -186,32 +188,64 @@ pub struct Stored {
     /// The record's last-modified time on the target then, in epoch milliseconds (Connect
     /// users' `LastModifiedTime`); `None` for targets that have none.
     pub last_modified: Option<i64>,
+    /// When the target last accepted a write of ours for the record (system clock, seconds
+    /// since the epoch), for targets whose records expire when nobody writes them; `None`
+    /// when we never wrote it (it was found holding the payload: someone else wrote it,
+    /// perhaps long ago).
+    pub written_at: Option<u32>,
 }
 
 impl Stored {
-    /// 16 bytes of hash, big-endian, then 8 of `last_modified`, big-endian, if any.
-    fn encode(&self) -> ([u8; 24], usize) {
-        let mut bytes = [0u8; 24];
-        bytes[..16].copy_from_slice(&self.hash.to_be_bytes());
-        match self.last_modified {
-            Some(millis) => {
-                bytes[16..].copy_from_slice(&millis.to_be_bytes());
-                (bytes, 24)
-            }
-            None => (bytes, 16),
+    /// A record the target holds this payload for, neither timed nor written by us.
+    pub fn hash(hash: u128) -> Stored {
+        Stored {
+            hash,
+            last_modified: None,
+            written_at: None,
         }
+    }
+
+    /// 16 bytes of hash, then 8 of `last_modified` if any, then 4 of `written_at` if any,
+    /// all big-endian: 16, 20, 24 or 28 bytes, the length telling which are there.
+    fn encode(&self) -> ([u8; 28], usize) {
+        let mut bytes = [0u8; 28];
+        bytes[..16].copy_from_slice(&self.hash.to_be_bytes());
+        let mut len = 16;
+        if let Some(millis) = self.last_modified {
+            bytes[len..len + 8].copy_from_slice(&millis.to_be_bytes());
+            len += 8;
+        }
+        if let Some(secs) = self.written_at {
+            bytes[len..len + 4].copy_from_slice(&secs.to_be_bytes());
+            len += 4;
+        }
+        (bytes, len)
     }
 
     fn decode(bytes: &[u8]) -> Option<Stored> {
         let hash = u128::from_be_bytes(bytes.get(..16)?.try_into().ok()?);
-        let last_modified = match bytes.len() {
-            16 => None,
-            24 => Some(i64::from_be_bytes(bytes[16..].try_into().ok()?)),
+        let (timed, written) = match bytes.len() {
+            16 => (false, false),
+            20 => (false, true),
+            24 => (true, false),
+            28 => (true, true),
             _ => return None,
         };
+        let last_modified = timed
+            .then(|| bytes[16..24].try_into().ok().map(i64::from_be_bytes))
+            .flatten();
+        let written_at = written
+            .then(|| {
+                bytes[bytes.len() - 4..]
+                    .try_into()
+                    .ok()
+                    .map(u32::from_be_bytes)
+            })
+            .flatten();
         Some(Stored {
             hash,
             last_modified,
+            written_at,
         })
     }
 }
@@ -791,10 +825,7 @@ mod tests {
     }
 
     fn stored(hash: u128) -> Stored {
-        Stored {
-            hash,
-            last_modified: None,
-        }
+        Stored::hash(hash)
     }
 
     #[test]
@@ -806,6 +837,15 @@ mod tests {
         let with_time = Stored {
             hash: u128::MAX - 1,
             last_modified: Some(-1_700_000_000_123),
+            written_at: None,
+        };
+        let written = Stored {
+            written_at: Some(1_800_000_000),
+            ..stored(5)
+        };
+        let both = Stored {
+            written_at: Some(7),
+            ..with_time
         };
         state
             .put_many(&[
@@ -813,8 +853,12 @@ mod tests {
                 (user, with_time),
                 ("00027a52JCGY000M", stored(3)),
                 ("0123456789ABCDEF0123456789ABCDEF", stored(4)),
+                ("written", written),
+                ("both", both),
             ])
             .expect("put");
+        assert_eq!(state.get("written").expect("get"), Some(written));
+        assert_eq!(state.get("both").expect("get"), Some(both));
         assert_eq!(state.get(P1).expect("get"), Some(stored(1)));
         assert_eq!(state.get(user).expect("get"), Some(with_time));
         assert_eq!(state.get("00027a52JCGY000M").expect("get"), Some(stored(3)));
@@ -833,7 +877,7 @@ mod tests {
         state.remove(P1).expect("remove");
         state.remove(P2).expect("removing an absent id is fine");
         assert_eq!(state.get(P1).expect("get"), None);
-        assert_eq!(state.len().expect("len"), 3);
+        assert_eq!(state.len().expect("len"), 5);
     }
 
     /// The file at `path` holds `n` records in 64 bytes a record or less.

@@ -347,6 +347,10 @@ pub struct EmulatorArgs {
     /// Share of API requests whose connection is closed without an answer (0.0-1.0).
     #[arg(long, default_value_t = 0.0, value_parser = parse_share)]
     pub drop_rate: f64,
+    /// Share of API requests that are applied, then their connection closed without the
+    /// answer (0.0-1.0).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_share)]
+    pub lose_answer_rate: f64,
     /// Milliseconds added before every API request is handled.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
@@ -450,6 +454,7 @@ impl EmulatorArgs {
             faults: FaultConfig {
                 error_rate: self.error_rate,
                 drop_rate: self.drop_rate,
+                lose_answer_rate: self.lose_answer_rate,
                 latency: Duration::from_millis(self.latency_ms),
                 seed: self.fault_seed,
             },

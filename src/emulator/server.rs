@@ -135,7 +135,14 @@ impl Shared {
     {
         let api = op.api();
         let response = match self.admit(op, headers).await {
-            Ok(()) => handler(self).unwrap_or_else(|e| e.render(api)),
+            Ok(Fault::LoseAnswer) => {
+                let _applied = handler(self);
+                lock(&self.stats).dropped(op);
+                let mut response = Response::default();
+                response.extensions_mut().insert(DropConnection);
+                return response;
+            }
+            Ok(_) => handler(self).unwrap_or_else(|e| e.render(api)),
             Err(Refusal::Answer(e)) => e.render(api),
             Err(Refusal::Drop) => {
                 lock(&self.stats).dropped(op);
@@ -148,7 +155,9 @@ impl Shared {
         response
     }
 
-    async fn admit(&self, op: Operation, headers: &HeaderMap) -> Result<(), Refusal> {
+    /// Lets a request through (returning the fault still to apply after it is handled) or
+    /// refuses it.
+    async fn admit(&self, op: Operation, headers: &HeaderMap) -> Result<Fault, Refusal> {
         let api = op.api();
         self.authenticate(api, headers).map_err(Refusal::Answer)?;
         if self.denied.contains(&op) {
@@ -164,9 +173,9 @@ impl Shared {
         match fault {
             Fault::Drop => return Err(Refusal::Drop),
             Fault::Error => return Err(Refusal::Answer(ApiError::internal(api))),
-            Fault::None => {}
+            Fault::None | Fault::LoseAnswer => {}
         }
-        self.take_token(op)
+        self.take_token(op).map(|()| fault)
     }
 
     fn authenticate(&self, api: Api, headers: &HeaderMap) -> Result<(), ApiError> {

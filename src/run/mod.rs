@@ -23,9 +23,11 @@ use std::time::Instant;
 
 use chrono::Local;
 
+use crate::config::RefreshSetting;
 use crate::config::{Config, Rate, Target as TargetConfig};
 use crate::ledger::{self, Ledger};
 use crate::limiter::{Limiters, RateSetting};
+use crate::pipeline::refresh::Refresh;
 use crate::pipeline::{self, Interrupts, Sender, StateUse, SyncResult};
 use crate::report::{self, FieldCounts, Progress, ReportPaths, RunInfo};
 use crate::retry::RetryPolicy;
@@ -322,7 +324,8 @@ pub async fn run_sync(request: SyncRequest, summary: &mut RunSummary) -> Result<
         }
     })?;
     let region = sender.target.region();
-    let state = open_state(&request, &cx.config, region.as_deref())
+    let expiration = sender.target.expiration_days();
+    let state = open_state(&request, &cx.config, region.as_deref(), expiration)
         .map_err(|m| Failure::usage(format!("profilesync: {m}")))?;
     // A run of a config file has a run file beside its ledger (what `--resume` checks); the
     // demo's bundled runs are not resumed, and have none.
@@ -475,11 +478,12 @@ fn state_identity(config: &Config, region: Option<&str>) -> TargetIdentity {
 }
 
 /// Opens the target's sync state (the request's, else `[state] path`, else `./state`),
-/// locked for the run.
+/// locked for the run, with the rule for refreshing records the target would expire.
 fn open_state(
     request: &SyncRequest,
     config: &Config,
     region: Option<&str>,
+    expiration_days: Option<u32>,
 ) -> Result<StateUse, String> {
     let dir = request
         .state
@@ -488,8 +492,29 @@ fn open_state(
         .unwrap_or_else(|| PathBuf::from("state"));
     let state =
         SyncState::open(&dir, &state_identity(config, region)).map_err(|e| e.to_string())?;
+    if expiration_days.is_some() && config.refresh == RefreshSetting::Off {
+        eprintln!(
+            "profilesync: warning: [state] refresh = false: profiles this run leaves unchanged are not written, and the target deletes a profile nobody updates within {} days",
+            expiration_days.unwrap_or_default()
+        );
+    }
     Ok(StateUse {
         state,
         full: request.full,
+        refresh: Refresh::new(config.refresh, expiration_days, now()),
     })
+}
+
+/// The clock the sync state's write times are kept on: the system clock, moved by
+/// `PROFILESYNC_CLOCK_OFFSET_DAYS` days when set (to rehearse expiry against a target whose
+/// clock was moved the same way, such as the emulator's `--clock-offset-days`).
+fn now() -> u64 {
+    let system = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let offset_days = std::env::var("PROFILESYNC_CLOCK_OFFSET_DAYS")
+        .ok()
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .unwrap_or(0);
+    system.saturating_add_signed(offset_days.saturating_mul(86_400))
 }

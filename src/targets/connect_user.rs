@@ -437,14 +437,22 @@ impl Remote for ConnectUser {
     async fn search(
         &self,
         _key: &str,
-        username: &str,
+        usernames: &[&str],
         pace: &Pace<'_>,
     ) -> Result<Vec<(String, User)>, ApiError> {
         let index = self.index(pace).await?;
-        let ids = match index.ids.get(username) {
-            Some(id) => vec![id.clone()],
-            None => self.search_users(username, pace).await?,
-        };
+        let mut ids: Vec<String> = Vec::new();
+        for username in usernames {
+            let listed = match index.ids.get(*username) {
+                Some(id) => vec![id.clone()],
+                None => self.search_users(username, pace).await?,
+            };
+            for id in listed {
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+        }
         let mut found = Vec::new();
         for id in ids {
             if let Some(info) = self.read(&id, pace).await? {

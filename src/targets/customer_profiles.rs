@@ -52,6 +52,9 @@ use crate::schema::{ADDRESS_MEMBERS, ADDRESS_PARTS};
 const SERVICE_ID: &str = "Customer Profiles";
 /// Profiles asked for per SearchProfiles page (the model's maximum).
 const PAGE_SIZE: i32 = 100;
+/// The expiration Customer Profiles gives a domain that sets none (the admin guide's
+/// "Customer Profiles data expiration"); assumed when GetDomain cannot be read.
+const DEFAULT_EXPIRATION_DAYS: u32 = 365;
 /// The error code of a missing domain or profile.
 const NOT_FOUND: &str = "ResourceNotFoundException";
 
@@ -60,6 +63,8 @@ pub struct CustomerProfiles {
     client: Client,
     domain: String,
     batch: Mutex<Batch>,
+    /// The domain's `DefaultExpirationDays`, once the preflight read it.
+    expiration: std::sync::OnceLock<u32>,
 }
 
 /// Reads by ProfileId waiting to go out together in one `BatchGetProfile`.
@@ -110,7 +115,19 @@ impl CustomerProfiles {
             client: Client::from_conf(builder.build()),
             domain: target.domain.clone(),
             batch: Mutex::new(Batch::default()),
+            expiration: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The domain's `DefaultExpirationDays` as the preflight read it, else the service's
+    /// default (profiles expire whatever we could read).
+    pub fn expiration_days(&self) -> Option<u32> {
+        Some(
+            self.expiration
+                .get()
+                .copied()
+                .unwrap_or(DEFAULT_EXPIRATION_DAYS),
+        )
     }
 
     /// The region the client sends to.
@@ -129,7 +146,21 @@ impl CustomerProfiles {
             })
             .await;
         let error = match result {
-            Ok(_) => return Ok(Vec::new()),
+            Ok(domain) => {
+                let days = domain
+                    .default_expiration_days()
+                    .and_then(|d| u32::try_from(d).ok());
+                return match days {
+                    Some(days) => {
+                        let _ = self.expiration.set(days);
+                        Ok(Vec::new())
+                    }
+                    None => Ok(vec![format!(
+                        "the domain {} gives no DefaultExpirationDays; profiles are refreshed as if it were {DEFAULT_EXPIRATION_DAYS}",
+                        self.domain
+                    )]),
+                };
+            }
             Err(e) => e,
         };
         match error.class {
@@ -141,7 +172,7 @@ impl CustomerProfiles {
                 ),
             }),
             _ if error.code == "AccessDeniedException" => Ok(vec![format!(
-                "cannot check the domain {} first (GetDomain: {}); going on without the check",
+                "cannot check the domain {} first (GetDomain: {}); going on without the check, and refreshing profiles as if DefaultExpirationDays were {DEFAULT_EXPIRATION_DAYS}",
                 self.domain, error.message
             )]),
             _ => Err(PreflightError::unreachable(&error, pace.attempts())),
@@ -232,11 +263,12 @@ impl Remote for CustomerProfiles {
         result
     }
 
-    /// Every profile that has `key` = `value`, following `NextToken`.
+    /// Every profile that has `key` = one of `values` (one call carries them all),
+    /// following `NextToken`.
     async fn search(
         &self,
         key: &str,
-        value: &str,
+        values: &[&str],
         pace: &Pace<'_>,
     ) -> Result<Vec<(String, Self::Current)>, ApiError> {
         let mut found = Vec::new();
@@ -249,17 +281,18 @@ impl Remote for CustomerProfiles {
                         .search_profiles()
                         .domain_name(&self.domain)
                         .key_name(key)
-                        .values(value)
+                        .set_values(Some(values.iter().map(|v| (*v).to_owned()).collect()))
                         .max_results(PAGE_SIZE)
                         .set_next_token(token.clone());
                     async move { request.send().await.map_err(aws::from_sdk) }
                 })
                 .await?;
-            found.extend(
-                page.items()
-                    .iter()
-                    .map(|p| (p.profile_id().unwrap_or_default().to_owned(), flatten(p))),
-            );
+            for profile in page.items() {
+                let id = profile.profile_id().unwrap_or_default();
+                if !found.iter().any(|(seen, _)| seen == id) {
+                    found.push((id.to_owned(), flatten(profile)));
+                }
+            }
             match page.next_token() {
                 Some(next) if !next.is_empty() => token = Some(next.to_owned()),
                 _ => return Ok(found),
@@ -308,8 +341,9 @@ impl Remote for CustomerProfiles {
         create: &Self::Create,
         pace: &Pace<'_>,
     ) -> Result<String, ApiError> {
+        // Not retried blind: the driver searches again first (see `driver::absent`).
         let out = pace
-            .send(CREATE_PROFILE, || {
+            .send_not_idempotent(CREATE_PROFILE, || {
                 let request = create_request(
                     self.client.create_profile().domain_name(&self.domain),
                     create,
@@ -318,6 +352,12 @@ impl Remote for CustomerProfiles {
             })
             .await?;
         Ok(out.profile_id().to_owned())
+    }
+
+    /// Every mapped member again, as they are: UpdateProfile then renews the profile's
+    /// last update, which its expiration counts from.
+    fn refresh(&self, desired: &Desired<'_>) -> Option<Self::Write> {
+        Some(unread(&changes(desired)))
     }
 
     /// The domain was checked before the run, so a 404 on a write is about the profile.
