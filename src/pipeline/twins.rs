@@ -45,6 +45,8 @@ pub struct Turn {
     twins: Arc<Twins>,
     key: u64,
     record: u64,
+    /// The record number of the first row with this key.
+    first: u64,
     /// The earlier twin still in flight, to wait for.
     wait: Option<watch::Receiver<Option<Twin>>>,
     /// What an earlier twin that settled already left behind.
@@ -69,7 +71,7 @@ impl Twins {
         let before = match (&wait, seen) {
             (None, true) => Some(book.created.get(&key).map_or(
                 Twin {
-                    record: first,
+                    first,
                     status: Status::Unchanged,
                     target_id: None,
                 },
@@ -81,6 +83,7 @@ impl Twins {
             twins: Arc::clone(self),
             key,
             record,
+            first,
             wait,
             before,
             seen,
@@ -121,7 +124,7 @@ impl Turn {
             book.created.insert(
                 self.key,
                 Box::new(Twin {
-                    record: self.record,
+                    first: self.first,
                     status: *status,
                     target_id: target_id.clone(),
                 }),
@@ -137,7 +140,7 @@ impl Turn {
         drop(book);
         if let Some((status, target_id)) = settled {
             let _ = self.done.send(Some(Twin {
-                record: self.record,
+                first: self.first,
                 status,
                 target_id,
             }));
@@ -164,7 +167,7 @@ mod tests {
         first.finish(Some((Status::Created, Some("p1".into()))));
         let (twin, second) = waiting.await.unwrap();
         let twin = twin.unwrap().expect("a twin");
-        assert_eq!((twin.record, twin.target_id.as_deref()), (1, Some("p1")));
+        assert_eq!((twin.first, twin.target_id.as_deref()), (1, Some("p1")));
         second.finish(Some((Status::Updated, Some("p1".into()))));
         // A third row, after both settled, still finds the created record.
         let mut third = twins.enter("ada@example.com", 4);

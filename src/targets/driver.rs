@@ -168,8 +168,8 @@ pub struct Known<'a> {
 /// value), as it settled (see `pipeline::twins`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Twin {
-    /// Its record number (the first row of the key's, for a twin that settled long before).
-    pub record: u64,
+    /// The record number of the first row of the input naming the target record.
+    pub first: u64,
     /// How it settled; `unchanged` stands for any outcome but a create once the row is no
     /// longer in flight (only creates are kept for the rest of the run).
     pub status: Status,
@@ -201,7 +201,7 @@ pub async fn sync<R: Remote>(
             "duplicate_in_input",
             format!(
                 "record {} of the input names the same {noun}; [match] duplicates = \"fail\"",
-                twin.record
+                twin.first
             ),
         ));
     }

@@ -6,6 +6,7 @@ mod connect;
 mod crash;
 mod emulator;
 mod genesys;
+mod matching;
 mod reliability;
 mod report;
 mod secrets;
