@@ -607,8 +607,9 @@ async fn settle_mapped(
     let mut known = Known {
         twin,
         refresh_due: false,
+        synced: false,
     };
-    let mut stored = None;
+    let (mut stored, mut stored_id) = (None, None);
     if let (Some(state), Some(hash), false) = (state, hash, seen) {
         match by_state(target, state, &mapped, hash, found.as_deref(), record, pace)
             .await
@@ -616,11 +617,14 @@ async fn settle_mapped(
         {
             ByState::Skip(unchanged) => return Ok(*unchanged),
             ByState::Look {
+                id,
                 stored: entry,
                 refresh_due,
             } => {
                 stored = entry;
+                stored_id = id.filter(|_| entry.is_some());
                 known.refresh_due = refresh_due;
+                known.synced = entry.is_some();
             }
         }
     }
@@ -649,12 +653,21 @@ async fn settle_mapped(
                     found,
                 ),
                 (Status::Failed, Some(_)) => StateChange::Forget,
+                // Gone from the target: what the state held of it no longer holds.
+                (Status::Skipped | Status::NotFound, Some(_)) if stored.is_some() => {
+                    StateChange::Forget
+                }
                 _ => StateChange::Keep,
             };
+            // A record the state held and the target no longer has names the id it had, so
+            // that the writer forgets it.
+            let gone = matches!(learnt, StateChange::Forget)
+                .then_some(stored_id)
+                .flatten();
             Ok(Settlement {
                 entry: Entry {
                     key: Some(mapped.key),
-                    target_id: settled.target_id.or(mapped.target_id),
+                    target_id: settled.target_id.or(mapped.target_id).or(gone),
                     status: settled.status,
                     changed: settled.changed.iter().map(|c| c.field.clone()).collect(),
                     attempts: Some(settled.attempts),
@@ -679,9 +692,11 @@ async fn settle_mapped(
 enum ByState {
     /// It holds this very payload, written recently enough: `unchanged`, no request.
     Skip(Box<Settlement>),
-    /// Ask the target: what the state holds for the record (if anything), and whether our
-    /// last write is old enough to write it again though unchanged.
+    /// Ask the target: the id the state knows the record by and what it holds for it (if
+    /// anything), and whether our last write is old enough to write it again though
+    /// unchanged.
     Look {
+        id: Option<String>,
         stored: Option<Stored>,
         refresh_due: bool,
     },
@@ -719,12 +734,17 @@ async fn by_state(
             stored.and_then(|s| s.written_at),
         )
     });
+    let (Some(id), Some(entry)) = (id.clone(), stored) else {
+        return Ok(ByState::Look {
+            id,
+            stored,
+            refresh_due,
+        });
+    };
     let look = ByState::Look {
+        id: Some(id.clone()),
         stored,
         refresh_due,
-    };
-    let (Some(id), Some(entry)) = (id, stored) else {
-        return Ok(look);
     };
     if state.full || refresh_due || entry.hash != hash {
         return Ok(look);

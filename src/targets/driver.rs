@@ -162,6 +162,9 @@ pub struct Known<'a> {
     /// Our last write of the record is old enough (or unknown) that the target may expire
     /// it: write it even when nothing differs.
     pub refresh_due: bool,
+    /// The sync state holds the record as synced: if the target no longer has it, it expired
+    /// or was deleted by hand (`expired_or_deleted`).
+    pub synced: bool,
 }
 
 /// An earlier row of the input naming the same target record (the same id or search
@@ -179,6 +182,51 @@ pub struct Twin {
 
 /// Syncs one mapped, valid record through `remote`.
 pub async fn sync<R: Remote>(
+    remote: &R,
+    config: &Config,
+    mapped: &Mapped,
+    mode: Mode,
+    known: Known<'_>,
+    pace: &Pace<'_>,
+) -> Outcome {
+    let outcome = settle(remote, config, mapped, mode, known, pace).await;
+    if known.synced {
+        gone_since_synced(outcome, R::NOUN)
+    } else {
+        outcome
+    }
+}
+
+/// A record the sync state called synced that the target no longer has (`not_found`,
+/// `skipped`, or `failed` as `not_found`): it says so, `expired_or_deleted`.
+fn gone_since_synced(outcome: Outcome, noun: &str) -> Outcome {
+    let Outcome::Settled(mut settled) = outcome else {
+        return outcome;
+    };
+    let missing = match (&settled.status, &settled.error) {
+        (Status::NotFound | Status::Skipped, None) => true,
+        (Status::Failed, Some(e)) => e.code == "not_found",
+        _ => false,
+    };
+    if missing {
+        let why = format!(
+            "the {noun} an earlier run synced is gone: it expired in the target or was deleted"
+        );
+        let message = match settled.error.take() {
+            Some(e) => format!("{why}; {}", e.message),
+            None => why,
+        };
+        settled.error = Some(crate::ledger::EntryError {
+            code: "expired_or_deleted".to_owned(),
+            message,
+            problems: Vec::new(),
+        });
+    }
+    Outcome::Settled(settled)
+}
+
+/// [`sync`] before what the sync state knows is added to the outcome.
+async fn settle<R: Remote>(
     remote: &R,
     config: &Config,
     mapped: &Mapped,
