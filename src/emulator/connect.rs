@@ -16,8 +16,8 @@
 //! DescribeUser's `User` and ListUsers' `UserSummary` carry `LastModifiedTime` (epoch
 //! seconds with milliseconds, a JSON number) and `LastModifiedRegion`: a seeded user's own
 //! members, else [`SEEDED_MODIFIED_AT`] and [`REGION`]. UpdateUserIdentityInfo sets them to
-//! the emulator's clock (the system clock, and always at least a millisecond later than
-//! before, so every write is seen as a change) and [`REGION`].
+//! the emulator's clock (the system clock plus its offset, see [`super::clock`], and always at
+//! least a millisecond later than before, so every write is seen as a change) and [`REGION`].
 
 use std::collections::BTreeMap;
 
@@ -166,13 +166,14 @@ fn update_user_identity_info(
     let identity = check_identity(body.get("IdentityInfo"), &mut violations);
     check(&violations)?;
     let identity = identity.unwrap_or_default();
+    let now = app.now_millis();
     app.with_state(|state| {
         let instance = instance_mut(&mut state.instances, instance)?;
         let management = instance.identity_management().to_owned();
         let record = user_mut(instance, user)?;
         check_management(&management, record, &identity)?;
         record.insert("IdentityInfo".to_string(), Value::Object(identity));
-        touch(record);
+        touch(record, now);
         Ok::<_, ApiError>(())
     })?;
     Ok(wire::empty_ok())
@@ -298,12 +299,9 @@ fn last_modified(record: &Record) -> (f64, String) {
 
 /// Marks a user modified now: the emulator's clock to the millisecond, never earlier than a
 /// millisecond after the time it had.
-fn touch(record: &mut Record) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    let before = (last_modified(record).0 * 1000.0).round() as u128;
-    let millis = now.max(before + 1);
+fn touch(record: &mut Record, now_millis: i64) {
+    let before = (last_modified(record).0 * 1000.0).round() as i64;
+    let millis = now_millis.max(before + 1);
     record.insert(
         "LastModifiedTime".to_string(),
         json!(millis as f64 / 1000.0),
@@ -564,15 +562,15 @@ mod tests {
         // A seeded time in the future: the write still moves it forward, by a millisecond.
         record.insert("LastModifiedTime".to_string(), json!(4_000_000_000.5));
         record.insert("LastModifiedRegion".to_string(), json!("eu-west-2"));
-        touch(&mut record);
+        touch(&mut record, 1_767_225_600_000);
         assert_eq!(
             last_modified(&record),
             (4_000_000_000.501, REGION.to_string())
         );
         let mut record = Record::new();
-        touch(&mut record);
+        touch(&mut record, 1_767_225_600_000);
         let first = last_modified(&record).0;
-        touch(&mut record);
+        touch(&mut record, 1_767_225_600_000);
         assert!(last_modified(&record).0 > first);
         assert!(first > SEEDED_MODIFIED_AT);
         let mut summary = json!({});
