@@ -1,7 +1,8 @@
 //! Loopback emulator of the three target APIs: Amazon Connect Customer Profiles
 //! (UpdateProfile, CreateProfile, SearchProfiles, BatchGetProfile), Amazon Connect users
 //! (UpdateUserIdentityInfo, DescribeUser, ListUsers, SearchUsers) and Genesys UCS profiles
-//! (`GET`/`PUT /profiles/{customer_id}`, `POST /profiles`), on 127.0.0.1 only.
+//! (`GET`/`PUT /profiles/{customer_id}`, `POST /profiles`), plus STS `GetCallerIdentity`
+//! (so that a client learns its account as in production), on 127.0.0.1 only.
 //!
 //! It speaks the real wire formats (rest-json with `x-amzn-ErrorType` errors, so the
 //! unmodified AWS SDKs and the AWS CLI work against it), checks the models' constraints,
@@ -28,7 +29,12 @@
 //!
 //! - **No seed** means one empty Customer Profiles domain `ExampleDomainName`, one empty
 //!   Connect instance `a1b2c3d4-5678-90ab-cdef-EXAMPLE11111`, and Genesys with no tenant
-//!   check and no profiles. With a seed, exactly what it holds exists; an unknown domain,
+//!   check and no profiles.
+//! - **Account and region.** STS `GetCallerIdentity` answers the account of the seed's
+//!   top-level `"account": "<12 digits>"`, overridden by `--account` /
+//!   [`EmulatorConfig::with_account`], default `123456789012`. ARNs (DescribeInstance's
+//!   instance, the users') hold that account and the region the request is signed for (its
+//!   SigV4 credential scope), as a service in that region would answer. With a seed, exactly what it holds exists; an unknown domain,
 //!   instance, user or profile is a 404 `ResourceNotFoundException`.
 //! - **Order of checks** for every API request: authentication (AWS: an `Authorization`
 //!   header starting `AWS4-HMAC-SHA256 Credential=`, else 403 `AccessDeniedException`;
@@ -69,7 +75,7 @@
 //! # Layout
 //!
 //! `server` holds the shared state, the gate every request passes and the connection loop;
-//! `customer_profiles`, `connect` and `genesys` hold one API each; `state` the seed/state
+//! `customer_profiles`, `connect`, `genesys` and `sts` hold one API each; `state` the seed/state
 //! model; `rules` the constraint checks; `wire` the error shapes and authentication;
 //! `operation` the operation names; `quota`, `faults` and `stats` the knobs; `clock` the
 //! emulator's movable clock.
@@ -85,6 +91,7 @@ mod rules;
 mod server;
 mod state;
 mod stats;
+mod sts;
 mod wire;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -102,7 +109,7 @@ use tokio::time::Instant;
 pub use faults::FaultConfig;
 pub use operation::{Api, Operation};
 pub use quota::Quota;
-pub use state::{DEFAULT_DOMAIN, DEFAULT_INSTANCE, State};
+pub use state::{DEFAULT_ACCOUNT, DEFAULT_DOMAIN, DEFAULT_INSTANCE, State};
 pub use stats::{OperationStats, Stats};
 
 /// How to start an emulator; the default is the documented quotas, no faults, no seed.
@@ -130,6 +137,8 @@ pub struct EmulatorConfig {
     pub batch_error_ids: Vec<String>,
     /// Days the emulator's clock runs ahead of the system clock (behind when negative).
     pub clock_offset_days: i64,
+    /// The AWS account (12 digits) STS answers and ARNs hold, over the seed's `"account"`.
+    pub account: Option<String>,
 }
 
 impl EmulatorConfig {
@@ -167,6 +176,12 @@ impl EmulatorConfig {
     /// Makes BatchGetProfile answer `profile_id` with an `InternalServerException` entry.
     pub fn with_batch_error(mut self, profile_id: &str) -> Self {
         self.batch_error_ids.push(profile_id.to_string());
+        self
+    }
+
+    /// Answers for the AWS account `account` (12 digits), whatever the seed says.
+    pub fn with_account(mut self, account: &str) -> Self {
+        self.account = Some(account.to_string());
         self
     }
 
@@ -238,6 +253,10 @@ impl Emulator {
             return Err(EmulatorError::Setting(format!(
                 "batch error id {id:?} is not a ProfileId ([a-f0-9]{{32}})"
             )));
+        }
+        if let Some(account) = config.account {
+            state::check_account(&account).map_err(EmulatorError::Setting)?;
+            state.account = Some(account);
         }
         let clock = clock::Clock::new(config.clock_offset_days).map_err(EmulatorError::Setting)?;
         state.remove_expired(clock.moment());
@@ -430,6 +449,10 @@ pub struct EmulatorArgs {
         allow_hyphen_values = true
     )]
     pub clock_offset_days: i64,
+    /// The AWS account (12 digits) STS GetCallerIdentity answers and ARNs hold, over the
+    /// seed's `"account"` (default 123456789012).
+    #[arg(long, value_name = "ACCOUNT")]
+    pub account: Option<String>,
 }
 
 fn parse_operation(name: &str) -> Result<Operation, String> {
@@ -524,6 +547,7 @@ impl EmulatorArgs {
             retry_after: self.retry_after,
             denied: self.denied.iter().map(|op| op.name().to_string()).collect(),
             clock_offset_days: self.clock_offset_days,
+            account: self.account.clone(),
         })
     }
 }

@@ -34,7 +34,7 @@ use super::quota::Quotas;
 use super::state::State;
 use super::stats::{Recorder, Stats};
 use super::wire::{self, ApiError};
-use super::{connect, customer_profiles, genesys};
+use super::{connect, customer_profiles, genesys, sts};
 
 /// The state every handler shares.
 pub type App = Arc<Shared>;
@@ -208,7 +208,7 @@ impl Shared {
 
     fn authenticate(&self, api: Api, headers: &HeaderMap) -> Result<(), ApiError> {
         match api {
-            Api::CustomerProfiles | Api::Connect => wire::check_sigv4(headers),
+            Api::CustomerProfiles | Api::Connect | Api::Sts => wire::check_sigv4(headers),
             Api::Genesys => wire::check_basic(headers, self.policy.genesys_auth.as_deref()),
         }
     }
@@ -234,7 +234,7 @@ fn faults_seed_for_ids(faults: &Faults) -> u64 {
     faults.seed().wrapping_add(0x9e37_79b9_7f4a_7c15)
 }
 
-/// The whole router: the three APIs and the `/_emulator` read-back and clock routes.
+/// The whole router: the three APIs, STS, and the `/_emulator` read-back and clock routes.
 pub fn router(app: App) -> Router {
     Router::new()
         .route("/_emulator/state", get(read_state))
@@ -243,6 +243,7 @@ pub fn router(app: App) -> Router {
         .merge(customer_profiles::routes())
         .merge(connect::routes())
         .merge(genesys::routes())
+        .merge(sts::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .with_state(app)

@@ -2,7 +2,8 @@
 //! read from a seed and written back in the same shape.
 //!
 //! ```json
-//! {"domains":   {"<DomainName>": {"profiles": {"<32 hex ProfileId>": {"FirstName": "..."}},
+//! {"account":   "123456789012",
+//!  "domains":   {"<DomainName>": {"profiles": {"<32 hex ProfileId>": {"FirstName": "..."}},
 //!                                 "expiration_days": 366,
 //!                                 "updated": {"<32 hex ProfileId>": 1767225600}}},
 //!  "instances": {"<InstanceId>": {"users": {"<UserId>": {"Username": "...", "IdentityInfo": {}}}}},
@@ -34,10 +35,17 @@ pub const DEFAULT_DOMAIN: &str = "ExampleDomainName";
 /// The Connect instance that exists when no seed is given (the id of the AWS examples).
 pub const DEFAULT_INSTANCE: &str = "a1b2c3d4-5678-90ab-cdef-EXAMPLE11111";
 
+/// The AWS account the emulator answers for when neither the seed nor `--account` names one.
+pub const DEFAULT_ACCOUNT: &str = "123456789012";
+
 /// Everything the emulator stores.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct State {
+    /// The AWS account (12 digits) STS `GetCallerIdentity` answers and ARNs hold
+    /// ([`DEFAULT_ACCOUNT`] when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     /// Customer Profiles domains by DomainName.
     pub domains: BTreeMap<String, Domain>,
     /// Connect instances by InstanceId.
@@ -174,6 +182,11 @@ fn is_true(value: &bool) -> bool {
 }
 
 impl State {
+    /// The AWS account.
+    pub fn account(&self) -> &str {
+        self.account.as_deref().unwrap_or(DEFAULT_ACCOUNT)
+    }
+
     /// The state used when no seed is given: one empty domain `ExampleDomainName`, one
     /// empty instance `a1b2c3d4-5678-90ab-cdef-EXAMPLE11111`, Genesys with no tenant check.
     pub fn default_seed() -> State {
@@ -208,6 +221,9 @@ impl State {
     }
 
     fn check(&self) -> Result<(), String> {
+        if let Some(account) = &self.account {
+            check_account(account)?;
+        }
         for (name, domain) in &self.domains {
             if !rules::is_name(name) {
                 return Err(format!(
@@ -258,6 +274,15 @@ impl State {
     }
 }
 
+/// An AWS account id is 12 digits.
+pub fn check_account(account: &str) -> Result<(), String> {
+    if account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(format!("account {account:?} must be 12 digits"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,6 +307,10 @@ mod tests {
         assert!(State::from_seed(json!({"domains": {"D": {"expiration_days": 0}}})).is_err());
         assert!(State::from_seed(json!({"domains": {"D": {"expiration_days": 1099}}})).is_err());
         assert!(State::from_seed(json!({"domains": {"D": {"updated": {P: 1}}}})).is_err());
+        assert!(State::from_seed(json!({"account": "12345"})).is_err());
+        let state = State::from_seed(json!({"account": "210987654321"})).expect("valid");
+        assert_eq!(state.account(), "210987654321");
+        assert_eq!(State::default_seed().account(), DEFAULT_ACCOUNT);
     }
 
     const P: &str = "0123456789abcdef0123456789abcdef";

@@ -36,7 +36,7 @@ use crate::targets::aws;
 use crate::targets::connect_user::ConnectUser;
 use crate::targets::customer_profiles::CustomerProfiles;
 use crate::targets::genesys_ucs::GenesysUcs;
-use crate::targets::{Mode, Target};
+use crate::targets::{Mode, PreflightError, Target};
 
 pub use finish::exit_code;
 
@@ -310,10 +310,10 @@ pub async fn run_sync(request: SyncRequest, summary: &mut RunSummary) -> Result<
     let mut interrupts = Interrupts::register()
         .map_err(|e| Failure::aborted(format!("profilesync: cannot watch for Ctrl-C: {e}")))?;
     let connected = tokio::select! {
-        connected = connect(&cx.config, request.sdk.as_ref()) => connected,
+        connected = connect_and_identify(&cx.config, request.sdk.as_ref()) => connected,
         _ = interrupts.next() => Err(Failure::aborted("interrupted")),
     };
-    let sender = connected.map_err(|f| {
+    let (sender, identity) = connected.map_err(|f| {
         let reason = format!("{}; nothing was sent", f.reason);
         Failure {
             code: f.code,
@@ -322,7 +322,7 @@ pub async fn run_sync(request: SyncRequest, summary: &mut RunSummary) -> Result<
         }
     })?;
     let region = sender.target.region();
-    let state = open_state(&request, &cx.config, region.as_deref())
+    let state = open_state(&request, &cx.config, &identity)
         .map_err(|m| Failure::usage(format!("profilesync: {m}")))?;
     // A run of a config file has a run file beside its ledger (what `--resume` checks); the
     // demo's bundled runs are not resumed, and have none.
@@ -419,11 +419,25 @@ pub async fn connect(
             }
             Ok(sender)
         }
-        Err(e) => Err(Failure::new(
-            if e.config { EXIT_USAGE } else { EXIT_ABORTED },
-            e.message,
-        )),
+        Err(e) => Err(preflight_failure(e)),
     }
+}
+
+/// [`connect`], then the identity the target's sync state is kept under, which the target
+/// tells once connected (see `Target::identity`).
+async fn connect_and_identify(
+    config: &Config,
+    sdk: Option<&aws_types::SdkConfig>,
+) -> Result<(Sender, TargetIdentity), Failure> {
+    let sender = connect(config, sdk).await?;
+    let identity = sender.identity().await.map_err(preflight_failure)?;
+    tracing::info!(kind = identity.kind(), "target identity known");
+    Ok((sender, identity))
+}
+
+/// A preflight that failed: exit 2 for the configuration, 3 otherwise.
+fn preflight_failure(e: PreflightError) -> Failure {
+    Failure::new(if e.config { EXIT_USAGE } else { EXIT_ABORTED }, e.message)
 }
 
 /// One limiter per API operation of the target, each at its `[limits]` setting.
@@ -468,26 +482,28 @@ fn overrides(config: &mut Config, request: &SyncRequest) -> Result<(), String> {
     Ok(())
 }
 
-/// The identity a target's sync state is kept under: its kind and
-/// [`TargetConfig::scope`].
-fn state_identity(config: &Config, region: Option<&str>) -> TargetIdentity {
-    TargetIdentity::new(config.target.kind().name(), config.target.scope(region))
-}
-
-/// Opens the target's sync state (the request's, else `[state] path`, else `./state`),
-/// locked for the run.
+/// Opens the sync state of `identity` (in the request's directory, else `[state] path`, else
+/// `./state`), locked for the run, and says on standard error which file it is (unless
+/// `--quiet`): a rehearsal and a production run from one directory use two files.
 fn open_state(
     request: &SyncRequest,
     config: &Config,
-    region: Option<&str>,
+    identity: &TargetIdentity,
 ) -> Result<StateUse, String> {
     let dir = request
         .state
         .clone()
         .or_else(|| config.state.clone())
         .unwrap_or_else(|| PathBuf::from("state"));
-    let state =
-        SyncState::open(&dir, &state_identity(config, region)).map_err(|e| e.to_string())?;
+    let state = SyncState::open(&dir, identity).map_err(|e| e.to_string())?;
+    if !request.quiet {
+        eprintln!(
+            "sync state: {} ({} {})",
+            state.path().display(),
+            identity.kind(),
+            identity.scope()
+        );
+    }
     Ok(StateUse {
         state,
         full: request.full,

@@ -1040,6 +1040,50 @@ async fn aws_cli_customer_profiles_update_and_search() {
     handle.shutdown().await;
 }
 
+#[tokio::test]
+async fn aws_cli_sts_get_caller_identity_and_arns_name_the_seeded_account() {
+    let mut seed = seed();
+    seed["account"] = json!("210987654321");
+    let handle = start_emulator(EmulatorConfig::default().with_seed(seed)).await;
+    let describe = ["connect", "describe-instance", "--instance-id", INSTANCE];
+    aws(&handle)
+        .check(vec![
+            CliCase::json(
+                &["sts", "get-caller-identity"],
+                vec![
+                    ("/Account", json!("210987654321")),
+                    ("/Arn", json!("arn:aws:iam::210987654321:user/emulator")),
+                ],
+            ),
+            // The CLI signs for us-east-1: the instance lives there, in the seeded account.
+            CliCase::json(
+                &describe,
+                vec![(
+                    "/Instance/Arn",
+                    json!(format!(
+                        "arn:aws:connect:us-east-1:210987654321:instance/{INSTANCE}"
+                    )),
+                )],
+            ),
+        ])
+        .await;
+    handle.shutdown().await;
+    let denied = seeded_with(|c| {
+        c.with_account("109876543210")
+            .with_denied("GetCallerIdentity")
+    })
+    .await;
+    aws(&denied)
+        .check(vec![CliCase::fails(
+            &["sts", "get-caller-identity"],
+            &["AccessDenied", "sts:GetCallerIdentity"],
+        )])
+        .await;
+    let stats = denied.stats().operation("GetCallerIdentity");
+    assert_eq!(stats.status(403), 1);
+    denied.shutdown().await;
+}
+
 /// `customer-profiles batch-get-profile` of these ids.
 fn cli_batch_get(ids: &[&str]) -> Vec<String> {
     let mut args = vec![
@@ -1201,6 +1245,7 @@ fn cli_refuses_bad_arguments_with_exit_2() {
         vec!["emulator", "--seed", "/nonexistent/seed.json"],
         vec!["emulator", "--batch-error-id", "NOT-HEX"],
         vec!["emulator", "--clock-offset-days", "40000"],
+        vec!["emulator", "--account", "12345"],
     ] {
         let output = dir.run(&args);
         assert_eq!(output.status.code(), Some(2), "{args:?}");
@@ -1257,6 +1302,8 @@ fn cli_clock_offset_expires_old_profiles_at_start() {
             "seed.json",
             "--clock-offset-days",
             "-1",
+            "--account",
+            "109876543210",
         ],
     );
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -1271,6 +1318,7 @@ fn cli_clock_offset_expires_old_profiles_at_start() {
     });
     child.kill();
     assert_eq!(clock["offset_days"], -1);
+    assert_eq!(before["account"], "109876543210");
     assert_eq!(
         before["domains"][DOMAIN]["profiles"]
             .as_object()
