@@ -496,7 +496,8 @@ fn open_state(
         .or_else(|| config.state.clone())
         .unwrap_or_else(|| PathBuf::from("state"));
     let state = SyncState::open(&dir, identity).map_err(|e| e.to_string())?;
-    if !request.quiet {
+    tracing::info!(path = %state.path().display(), kind = identity.kind(), "sync state");
+    if !request.quiet && !crate::logging::json() {
         eprintln!(
             "sync state: {} ({} {})",
             state.path().display(),

@@ -573,12 +573,18 @@ async fn without_list_users_the_state_stops_the_run_and_names_full() {
     let out = sync(&dir, &emulator, "apply", "n1.jsonl", &[]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     // The next night, the credentials may no longer list users: the state cannot tell who
-    // changed, so nothing is skipped silently; the run stops, saying what to do.
+    // changed, so nothing is skipped silently; the run stops, saying what to do. (The same
+    // instance at the same endpoint: the same sync state.)
+    let port = emulator.addr().port();
+    emulator.shutdown().await;
     let denied = Emulator::start(
-        EmulatorConfig::default()
-            .with_seed(seed(3, None))
-            .without_quotas()
-            .with_denied("ListUsers"),
+        EmulatorConfig {
+            port,
+            ..EmulatorConfig::default()
+        }
+        .with_seed(seed(3, None))
+        .without_quotas()
+        .with_denied("ListUsers"),
     )
     .await
     .unwrap();
