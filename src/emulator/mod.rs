@@ -63,7 +63,9 @@
 //!   default 366) is GetDomain's `DefaultExpirationDays`. A profile not updated for more than
 //!   that many days is removed, as the service removes it: at start, whenever the clock is
 //!   set, and when a request or the read-back touches it. Connect's `LastModifiedTime` reads
-//!   the same clock. For example, a profile seeded 350 days old in a 365-day domain is gone
+//!   the same clock, and every API answer's `Date` header carries it (as a service's
+//!   carries the service's time), so a client that takes "now" from the target sees the
+//!   moved clock. For example, a profile seeded 350 days old in a 365-day domain is gone
 //!   once the clock is set 30 days ahead, unless it was updated meanwhile:
 //!
 //! ```json

@@ -182,6 +182,12 @@ impl Shared {
             }
         };
         lock(&self.stats).response(op, response.status().as_u16());
+        let mut response = response;
+        if let Some(date) = http_date(self.clock.now()) {
+            response
+                .headers_mut()
+                .insert(axum::http::header::DATE, date);
+        }
         response
     }
 
@@ -228,6 +234,15 @@ impl Shared {
             }
         }
     }
+}
+
+/// An HTTP `Date` value (`Sun, 06 Nov 1994 08:49:37 GMT`) for `epoch` seconds: API answers
+/// carry the emulator's clock, as a service's carry its own (hyper adds the system time only
+/// to answers that have none).
+fn http_date(epoch: i64) -> Option<axum::http::HeaderValue> {
+    let time = chrono::DateTime::from_timestamp(epoch, 0)?;
+    let text = time.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+    axum::http::HeaderValue::from_str(&text).ok()
 }
 
 fn faults_seed_for_ids(faults: &Faults) -> u64 {
@@ -361,4 +376,15 @@ pub async fn bind(port: u16) -> std::io::Result<(TcpListener, SocketAddr)> {
     let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port)).await?;
     let addr = listener.local_addr()?;
     Ok((listener, addr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_http_dates() {
+        let date = http_date(784_111_777).expect("a valid time");
+        assert_eq!(date, "Sun, 06 Nov 1994 08:49:37 GMT");
+    }
 }

@@ -608,6 +608,22 @@ async fn clock_moves_over_http_and_expires_what_it_passes() {
         assert_eq!(refused.status(), 400, "{body}");
     }
     assert_eq!(handle.clock_offset_days(), 366);
+    // API answers carry the emulator's clock in `Date`, as a service's carry its own.
+    let answer = http
+        .get(format!("{}/domains/{DOMAIN}", handle.endpoint_url()))
+        .header("Authorization", FAKE_SIGV4)
+        .send()
+        .await
+        .expect("answered");
+    let date = answer.headers()["date"]
+        .to_str()
+        .unwrap_or_default()
+        .to_owned();
+    let date = chrono::DateTime::parse_from_rfc2822(&date).map(|d| d.timestamp());
+    assert!(
+        date.is_ok_and(|d| (d - epoch_now() - 366 * DAY).abs() <= 2),
+        "{date:?}"
+    );
     handle.shutdown().await;
 }
 
