@@ -86,7 +86,12 @@ fn main() -> Result<(), String> {
         .ok_or(usage.to_string())?;
     let dir = args.next().ok_or(usage.to_string())?;
     let dir = Path::new(&dir);
-    let identity = TargetIdentity::customer_profiles("BenchDomain");
+    let identity = TargetIdentity::customer_profiles(
+        "123456789012",
+        "us-east-1",
+        "http://127.0.0.1:1",
+        "BenchDomain",
+    );
     println!("records={n}");
 
     let state = SyncState::open(dir, &identity).map_err(|e| e.to_string())?;

@@ -92,6 +92,7 @@ pub fn operations(kind: TargetKind) -> &'static [&'static str] {
             op::SEARCH_PROFILES,
             op::UPDATE_PROFILE,
             op::CREATE_PROFILE,
+            op::GET_CALLER_IDENTITY,
         ],
         TargetKind::ConnectUser => &[
             op::DESCRIBE_INSTANCE,
@@ -120,6 +121,9 @@ pub mod op {
     pub const UPDATE_PROFILE: &str = "UpdateProfile";
     /// Customer Profiles `CreateProfile`.
     pub const CREATE_PROFILE: &str = "CreateProfile";
+    /// STS `GetCallerIdentity`: the AWS account a Customer Profiles target's sync state is
+    /// kept under (once per run).
+    pub const GET_CALLER_IDENTITY: &str = "GetCallerIdentity";
     /// Connect `DescribeInstance` (the preflight).
     pub const DESCRIBE_INSTANCE: &str = "DescribeInstance";
     /// Connect `ListUsers`.

@@ -2,11 +2,14 @@
 //! accepted, so that the next run can tell an unchanged record without asking the target.
 //!
 //! Pure storage, with no knowledge of the pipeline. One [redb] file per target identity
-//! ([`TargetIdentity`]: the target kind and its domain, instance or `base_url#tenant`),
-//! named `<kind>-<16 hex>.redb` under the state directory (default `./state/`), and the
-//! identity written inside the file, checked on every open: a file that belongs to another
-//! identity is refused ([`StateError::WrongIdentity`]), never used, even when the user names
-//! it explicitly.
+//! ([`TargetIdentity`]: the target kind and what tells its records apart from every other
+//! target's: for Customer Profiles the AWS account, region, endpoint and domain; for Connect
+//! users the instance ARN and endpoint; for Genesys the base URL and tenant), named
+//! `<kind>-<16 hex>.redb` under the state directory (default `./state/`), and the identity
+//! written inside the file, checked on every open: a file that belongs to another identity
+//! is refused ([`StateError::WrongIdentity`]), never used, even when the user names it
+//! explicitly. So a rehearsal against an emulator or a staging account and the production
+//! run from the same working directory keep two files, and neither reads the other's.
 //!
 //! # Records
 //!
@@ -114,7 +117,8 @@ pub struct DiskUsage {
 }
 
 /// Which target a state file describes: the target kind and, within it, the one place records
-/// live (a Customer Profiles domain, a Connect instance, a Genesys `base_url#tenant`).
+/// live, as `key=value` words (the scope). Built by the target once it knows where its
+/// requests really go (`Target::identity`): the account from STS, the instance's ARN.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetIdentity {
     kind: String,
@@ -130,19 +134,44 @@ impl TargetIdentity {
         }
     }
 
-    /// A Customer Profiles domain.
-    pub fn customer_profiles(domain: &str) -> TargetIdentity {
-        TargetIdentity::new("customer-profiles", domain)
+    /// A Customer Profiles domain of the AWS `account` in `region`, reached at `endpoint`
+    /// (the URL the client sends to, whether configured or the service's default):
+    /// `account=… region=… endpoint=… domain=…`.
+    pub fn customer_profiles(
+        account: &str,
+        region: &str,
+        endpoint: &str,
+        domain: &str,
+    ) -> TargetIdentity {
+        TargetIdentity::new(
+            "customer-profiles",
+            format!(
+                "account={account} region={region} endpoint={} domain={domain}",
+                endpoint_key(endpoint)
+            ),
+        )
     }
 
-    /// A Connect instance's users.
-    pub fn connect_user(instance_id: &str) -> TargetIdentity {
-        TargetIdentity::new("connect-user", instance_id)
+    /// A Connect instance's users: the instance's ARN (which holds its account and region),
+    /// reached at `endpoint`: `instance_arn=… endpoint=…`.
+    pub fn connect_user(instance_arn: &str, endpoint: &str) -> TargetIdentity {
+        TargetIdentity::new(
+            "connect-user",
+            format!(
+                "instance_arn={instance_arn} endpoint={}",
+                endpoint_key(endpoint)
+            ),
+        )
     }
 
-    /// A Genesys UCS tenant behind `base_url` (`<base_url>#<tenant>`).
-    pub fn genesys_ucs(base_url: &str, tenant_id: &str) -> TargetIdentity {
-        TargetIdentity::new("genesys-ucs", format!("{base_url}#{tenant_id}"))
+    /// A Genesys UCS tenant behind `base_url`: `base_url=…` and, when the config names one,
+    /// `tenant_id=…` (the scope these files have always had).
+    pub fn genesys_ucs(base_url: &str, tenant_id: Option<i64>) -> TargetIdentity {
+        let mut scope = format!("base_url={}", endpoint_key(base_url));
+        if let Some(tenant) = tenant_id {
+            scope.push_str(&format!(" tenant_id={tenant}"));
+        }
+        TargetIdentity::new("genesys-ucs", scope)
     }
 
     /// The target kind.
@@ -172,6 +201,11 @@ impl TargetIdentity {
             .collect();
         format!("{kind}-{:016x}.redb", xxh3_64(self.scope.as_bytes()))
     }
+}
+
+/// An endpoint as the identity holds it: without the trailing `/` that names the same place.
+fn endpoint_key(url: &str) -> &str {
+    url.trim_end_matches('/')
 }
 
 impl fmt::Display for TargetIdentity {
@@ -820,8 +854,10 @@ mod tests {
     const P1: &str = "0123456789abcdef0123456789abcdef";
     const P2: &str = "ffffffffffffffffffffffffffffffff";
 
+    const AWS: &str = "https://profile.us-east-1.amazonaws.com";
+
     fn domain(name: &str) -> TargetIdentity {
-        TargetIdentity::customer_profiles(name)
+        TargetIdentity::customer_profiles("123456789012", "us-east-1", AWS, name)
     }
 
     fn stored(hash: u128) -> Stored {
@@ -969,16 +1005,64 @@ mod tests {
         );
 
         // The file of DomainA, named explicitly for DomainB (or for another kind), is refused.
-        for other in [domain("DomainB"), TargetIdentity::connect_user("DomainA")] {
+        let connect = TargetIdentity::connect_user("arn:aws:connect:us-east-1:1:instance/i", AWS);
+        for other in [domain("DomainB"), connect] {
             let err = SyncState::open_file(&a_path, &other).expect_err("wrong identity");
             assert!(matches!(err, StateError::WrongIdentity { .. }), "{err:?}");
             let message = err.to_string();
-            assert!(message.contains("\"DomainA\""), "{message}");
+            assert!(message.contains("domain=DomainA\""), "{message}");
             assert!(message.contains(&a_path.display().to_string()), "{message}");
         }
         // ... and left as it was.
         let a = SyncState::open_file(&a_path, &domain("DomainA")).expect("its own identity");
         assert_eq!(a.get(P1).expect("get"), Some(stored(1)));
+    }
+
+    #[test]
+    fn the_identity_holds_account_region_endpoint_and_domain() {
+        let prod = domain("D");
+        assert_eq!(
+            prod.scope(),
+            "account=123456789012 region=us-east-1 \
+             endpoint=https://profile.us-east-1.amazonaws.com domain=D"
+        );
+        let others = [
+            TargetIdentity::customer_profiles("210987654321", "us-east-1", AWS, "D"),
+            TargetIdentity::customer_profiles("123456789012", "eu-west-2", AWS, "D"),
+            TargetIdentity::customer_profiles(
+                "123456789012",
+                "us-east-1",
+                "http://127.0.0.1:1",
+                "D",
+            ),
+        ];
+        for other in &others {
+            assert_ne!(other.file_name(), prod.file_name(), "{other}");
+        }
+        // A trailing slash names the same endpoint.
+        let slash =
+            TargetIdentity::customer_profiles("123456789012", "us-east-1", &format!("{AWS}/"), "D");
+        assert_eq!(slash, prod);
+        let connect = |arn: &str, url: &str| TargetIdentity::connect_user(arn, url);
+        let arn = "arn:aws:connect:us-east-1:123456789012:instance/i-1";
+        let url = "https://connect.us-east-1.amazonaws.com";
+        assert_eq!(
+            connect(arn, url).scope(),
+            format!("instance_arn={arn} endpoint={url}")
+        );
+        assert_ne!(connect(arn, url), connect(arn, "http://127.0.0.1:9"));
+        assert_ne!(
+            connect(arn, url),
+            connect("arn:aws:connect:us-east-1:210987654321:instance/i-1", url)
+        );
+        assert_eq!(
+            TargetIdentity::genesys_ucs("https://ucs.example.com/", Some(7)).scope(),
+            "base_url=https://ucs.example.com tenant_id=7"
+        );
+        assert_eq!(
+            TargetIdentity::genesys_ucs("https://ucs.example.com", None).scope(),
+            "base_url=https://ucs.example.com"
+        );
     }
 
     #[test]

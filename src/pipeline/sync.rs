@@ -34,7 +34,7 @@ use crate::mapping::{Mapped, Value};
 use crate::report::{DiffReport, FieldCounts, Progress};
 use crate::retry::{ErrorClass, Halt, RetryPolicy};
 use crate::source::SourceRecord;
-use crate::state::{self, Stored, SyncState};
+use crate::state::{self, Stored, SyncState, TargetIdentity};
 use crate::targets::driver::{Known, Twin};
 use crate::targets::{FieldChange, LastChange, Mode, Outcome, Pace, PreflightError, Target};
 
@@ -135,6 +135,11 @@ impl Sender {
         self.target
             .preflight(config, &self.pace(Halt::never()))
             .await
+    }
+
+    /// The identity the target's sync state is kept under; see [`Target::identity`].
+    pub async fn identity(&self) -> Result<TargetIdentity, PreflightError> {
+        self.target.identity(&self.pace(Halt::never())).await
     }
 }
 

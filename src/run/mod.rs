@@ -38,7 +38,7 @@ use crate::targets::aws;
 use crate::targets::connect_user::ConnectUser;
 use crate::targets::customer_profiles::CustomerProfiles;
 use crate::targets::genesys_ucs::GenesysUcs;
-use crate::targets::{Mode, Target};
+use crate::targets::{Mode, PreflightError, Target};
 
 pub use finish::exit_code;
 
@@ -312,10 +312,10 @@ pub async fn run_sync(request: SyncRequest, summary: &mut RunSummary) -> Result<
     let mut interrupts = Interrupts::register()
         .map_err(|e| Failure::aborted(format!("profilesync: cannot watch for Ctrl-C: {e}")))?;
     let connected = tokio::select! {
-        connected = connect(&cx.config, request.sdk.as_ref()) => connected,
+        connected = connect_and_identify(&cx.config, request.sdk.as_ref()) => connected,
         _ = interrupts.next() => Err(Failure::aborted("interrupted")),
     };
-    let sender = connected.map_err(|f| {
+    let (sender, identity) = connected.map_err(|f| {
         let reason = format!("{}; nothing was sent", f.reason);
         Failure {
             code: f.code,
@@ -325,7 +325,7 @@ pub async fn run_sync(request: SyncRequest, summary: &mut RunSummary) -> Result<
     })?;
     let region = sender.target.region();
     let expiration = sender.target.expiration_days();
-    let state = open_state(&request, &cx.config, region.as_deref(), expiration)
+    let state = open_state(&request, &cx.config, &identity, expiration)
         .map_err(|m| Failure::usage(format!("profilesync: {m}")))?;
     // A run of a config file has a run file beside its ledger (what `--resume` checks); the
     // demo's bundled runs are not resumed, and have none.
@@ -422,11 +422,25 @@ pub async fn connect(
             }
             Ok(sender)
         }
-        Err(e) => Err(Failure::new(
-            if e.config { EXIT_USAGE } else { EXIT_ABORTED },
-            e.message,
-        )),
+        Err(e) => Err(preflight_failure(e)),
     }
+}
+
+/// [`connect`], then the identity the target's sync state is kept under, which the target
+/// tells once connected (see `Target::identity`).
+async fn connect_and_identify(
+    config: &Config,
+    sdk: Option<&aws_types::SdkConfig>,
+) -> Result<(Sender, TargetIdentity), Failure> {
+    let sender = connect(config, sdk).await?;
+    let identity = sender.identity().await.map_err(preflight_failure)?;
+    tracing::info!(kind = identity.kind(), "target identity known");
+    Ok((sender, identity))
+}
+
+/// A preflight that failed: exit 2 for the configuration, 3 otherwise.
+fn preflight_failure(e: PreflightError) -> Failure {
+    Failure::new(if e.config { EXIT_USAGE } else { EXIT_ABORTED }, e.message)
 }
 
 /// One limiter per API operation of the target, each at its `[limits]` setting.
@@ -471,18 +485,14 @@ fn overrides(config: &mut Config, request: &SyncRequest) -> Result<(), String> {
     Ok(())
 }
 
-/// The identity a target's sync state is kept under: its kind and
-/// [`TargetConfig::scope`].
-fn state_identity(config: &Config, region: Option<&str>) -> TargetIdentity {
-    TargetIdentity::new(config.target.kind().name(), config.target.scope(region))
-}
-
-/// Opens the target's sync state (the request's, else `[state] path`, else `./state`),
-/// locked for the run, with the rule for refreshing records the target would expire.
+/// Opens the sync state of `identity` (in the request's directory, else `[state] path`, else
+/// `./state`), locked for the run, with the rule for refreshing records the target would
+/// expire, and says on standard error which file it is (unless `--quiet`): a rehearsal and a
+/// production run from one directory use two files.
 fn open_state(
     request: &SyncRequest,
     config: &Config,
-    region: Option<&str>,
+    identity: &TargetIdentity,
     expiration_days: Option<u32>,
 ) -> Result<StateUse, String> {
     let dir = request
@@ -490,8 +500,16 @@ fn open_state(
         .clone()
         .or_else(|| config.state.clone())
         .unwrap_or_else(|| PathBuf::from("state"));
-    let state =
-        SyncState::open(&dir, &state_identity(config, region)).map_err(|e| e.to_string())?;
+    let state = SyncState::open(&dir, identity).map_err(|e| e.to_string())?;
+    tracing::info!(path = %state.path().display(), kind = identity.kind(), "sync state");
+    if !request.quiet && !crate::logging::json() {
+        eprintln!(
+            "sync state: {} ({} {})",
+            state.path().display(),
+            identity.kind(),
+            identity.scope()
+        );
+    }
     if expiration_days.is_some() && config.refresh == RefreshSetting::Off {
         eprintln!(
             "profilesync: warning: [state] refresh = false: profiles this run leaves unchanged are not written, and the target deletes a profile nobody updates within {} days",

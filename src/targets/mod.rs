@@ -32,6 +32,7 @@ use rand::rngs::StdRng;
 use tracing::Instrument;
 
 use crate::retry::{self, ApiError, ErrorClass, Halt, RetryPolicy};
+use crate::state::TargetIdentity;
 
 /// What the run does with the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,6 +236,17 @@ impl Target {
             Self::CustomerProfiles(t) => t.preflight(pace).await,
             Self::ConnectUser(t) => t.preflight(config, pace).await,
             Self::GenesysUcs(t) => t.preflight(pace).await,
+        }
+    }
+
+    /// The identity the sync state is kept under, learnt from the target once its preflight
+    /// passed: Customer Profiles asks STS for the account (a request), Connect users take
+    /// the instance ARN the preflight read, Genesys its base URL and tenant.
+    pub async fn identity(&self, pace: &Pace<'_>) -> Result<TargetIdentity, PreflightError> {
+        match self {
+            Self::CustomerProfiles(t) => t.identity(pace).await,
+            Self::ConnectUser(t) => Ok(t.identity()),
+            Self::GenesysUcs(t) => Ok(t.identity()),
         }
     }
 
