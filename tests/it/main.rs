@@ -5,6 +5,7 @@ mod check;
 mod connect;
 mod crash;
 mod emulator;
+mod expiry;
 mod genesys;
 mod matching;
 mod reliability;
