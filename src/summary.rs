@@ -10,8 +10,8 @@
 //!  "settled_earlier":0,
 //!  "operations":[{"operation":"UpdateProfile","requests":5830,"throttled":17}],
 //!  "reasons":{"BadRequestException":3,"invalid_record":37},
-//!  "stop_reason":null,"error":null,"warnings":[],
-//!  "ledger":"/srv/sync/ledgers/20261201-020000-apply.jsonl","report":null}
+//!  "stop_reason":null,"error":null,"ledger":"/srv/sync/ledgers/20261201-020000-apply.jsonl",
+//!  "report":null}
 //! ```
 //!
 //! It is written whatever the exit code, once the arguments parsed: on exit 2 (nothing
@@ -44,9 +44,10 @@ pub struct RunSummary {
     reasons: Option<BTreeMap<String, u64>>,
     stop_reason: Option<String>,
     error: Option<String>,
-    warnings: Vec<String>,
     ledger: Option<PathBuf>,
     report: Option<PathBuf>,
+    duplicates: u64,
+    warnings: Vec<String>,
 }
 
 /// The JSON object written.
@@ -64,9 +65,10 @@ struct Json<'a> {
     reasons: Option<&'a BTreeMap<String, u64>>,
     stop_reason: Option<&'a str>,
     error: Option<&'a str>,
-    warnings: &'a [String],
     ledger: Option<String>,
     report: Option<String>,
+    duplicates: u64,
+    warnings: &'a [String],
 }
 
 #[derive(Debug, Serialize)]
@@ -89,9 +91,10 @@ impl RunSummary {
             reasons: None,
             stop_reason: None,
             error: None,
-            warnings: Vec::new(),
             ledger: None,
             report: None,
+            duplicates: 0,
+            warnings: Vec::new(),
         }
     }
 
@@ -109,8 +112,8 @@ impl RunSummary {
         }
     }
 
-    /// Something the run finished with that a person should look at (a JSONL path no
-    /// record has); such a run exits 1.
+    /// Something a `check` run finished with that a person should look at (a JSONL path no
+    /// record has); such a run exits 1. (A `plan` or `apply` run's come with its result.)
     pub fn warning(&mut self, message: &str) {
         self.warnings.push(message.to_owned());
     }
@@ -134,6 +137,8 @@ impl RunSummary {
                 self.calls = result.calls.clone();
                 self.reasons = Some(result.reasons.clone());
                 self.stop_reason = result.aborted.clone();
+                self.duplicates = result.duplicates;
+                self.warnings = result.warnings.clone();
                 self.report = result.report.as_ref().map(|r| absolute(&r.paths().html));
                 self.ledger(ledger);
             }
@@ -170,9 +175,10 @@ impl RunSummary {
             reasons: self.reasons.as_ref(),
             stop_reason: self.stop_reason.as_deref(),
             error: self.error.as_deref(),
-            warnings: &self.warnings,
             ledger: self.ledger.as_ref().map(|p| p.display().to_string()),
             report: self.report.as_ref().map(|p| p.display().to_string()),
+            duplicates: self.duplicates,
+            warnings: &self.warnings,
         };
         let mut text = serde_json::to_string(&json).unwrap_or_else(|_| "{}".to_owned());
         text.push('\n');
@@ -253,6 +259,8 @@ mod tests {
             report: None,
             fields: Default::default(),
             unchanged_by_state: 0,
+            duplicates: 0,
+            warnings: Vec::new(),
             reasons: [("BadRequestException".to_owned(), 1)].into(),
             calls: vec![OperationCalls {
                 operation: "UpdateProfile",

@@ -18,13 +18,9 @@ pub(super) fn finish(
     result: Result<(SyncResult, PathBuf), String>,
     started: Instant,
     resume_hint: Option<&str>,
-    warnings: &[String],
 ) -> Result<Finished, Failure> {
     let (mut result, ledger) = result.map_err(Failure::aborted)?;
     let mut code = exit_code(&result);
-    if code == EXIT_OK && !warnings.is_empty() {
-        code = EXIT_RECORDS_FAILED;
-    }
     let report = match write_report(&mut result, info, &ledger, started, code) {
         Ok(report) => report,
         Err(message) => {
@@ -47,6 +43,7 @@ pub(super) fn finish(
         let _ = report::costs(
             &mut out,
             result.unchanged_by_state,
+            result.duplicates,
             &result.calls,
             &result.reasons,
         );
@@ -54,7 +51,7 @@ pub(super) fn finish(
             let _ = report.write_to(&mut out);
         }
     }
-    print_warnings(warnings);
+    print_warnings(&result.warnings);
     if let Some(reason) = &result.aborted {
         let then = resume_hint.map_or(String::new(), |hint| format!("; continue with: {hint}"));
         eprintln!(
@@ -71,11 +68,11 @@ pub(super) fn finish(
 }
 
 /// The exit code of a finished `plan` or `apply` run: 3 stopped, 1 some records invalid or
-/// failed, else 0.
+/// failed or a warning about the run as a whole (nothing matched), else 0.
 pub fn exit_code(result: &SyncResult) -> i32 {
     if result.aborted.is_some() {
         EXIT_ABORTED
-    } else if result.tally.failures() > 0 {
+    } else if result.tally.failures() > 0 || !result.warnings.is_empty() {
         EXIT_RECORDS_FAILED
     } else {
         EXIT_OK
@@ -101,6 +98,7 @@ fn write_report(
         stopped: result.aborted.as_deref(),
         tally: &result.tally,
         carried: result.carried,
+        duplicates: result.duplicates,
         fields: &result.fields,
         ledger,
     };

@@ -54,6 +54,7 @@ use crate::retry::{ApiError, ErrorClass};
 use crate::schema::op::{
     DESCRIBE_INSTANCE, DESCRIBE_USER, LIST_USERS, SEARCH_USERS, UPDATE_USER_IDENTITY_INFO,
 };
+use crate::state::TargetIdentity;
 
 /// The service id the AWS configuration knows Connect by (`AWS_ENDPOINT_URL_CONNECT`).
 const SERVICE_ID: &str = "Connect";
@@ -115,6 +116,8 @@ pub struct ConnectUser {
     allow_email_change: bool,
     /// Set by the preflight.
     management: OnceLock<IdentityManagement>,
+    /// The instance's ARN, from the preflight's DescribeInstance.
+    instance_arn: OnceLock<String>,
     /// The instance's users, from ListUsers on first use.
     users: tokio::sync::OnceCell<Arc<Directory>>,
     /// Set when ListUsers failed for the sync state: every later record is read instead,
@@ -161,10 +164,11 @@ impl ConnectUser {
         let region = aws::region(sdk, &target.aws).ok_or_else(|| {
             "no AWS region: set AWS_REGION, a profile's region, or [target] region".to_owned()
         })?;
-        let endpoint = aws::endpoint(sdk, &target.aws, SERVICE_ID)?
-            .unwrap_or_else(|| format!("https://connect.{region}.amazonaws.com"))
-            .trim_end_matches('/')
-            .to_owned();
+        let endpoint = aws::url_used(
+            aws::endpoint(sdk, &target.aws, SERVICE_ID)?.as_deref(),
+            "connect",
+            &region,
+        );
         let http = Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_millis(3100))
@@ -180,6 +184,7 @@ impl ConnectUser {
             instance_id: target.instance_id.clone(),
             allow_email_change: target.allow_email_change,
             management: OnceLock::new(),
+            instance_arn: OnceLock::new(),
             users: tokio::sync::OnceCell::new(),
             unlisted: AtomicBool::new(false),
         })
@@ -208,6 +213,9 @@ impl ConnectUser {
         };
         let management = instance.identity_management_type.unwrap_or_default();
         let _ = self.management.set(management);
+        if let Some(arn) = instance.arn {
+            let _ = self.instance_arn.set(arn);
+        }
         let mapped = |member: &str| config.rules.iter().any(|r| r.name == member);
         let mut warnings = Vec::new();
         if management == IdentityManagement::Saml && mapped("Email") {
@@ -232,6 +240,19 @@ impl ConnectUser {
     /// The region the requests are signed for.
     pub fn region(&self) -> &str {
         &self.region
+    }
+
+    /// The sync state's identity: the instance's ARN from the preflight (its account,
+    /// region and id) and the endpoint. An answer without an ARN (the model does not require
+    /// one) stands in `region` and the instance id for it.
+    pub fn identity(&self) -> TargetIdentity {
+        let arn = self.instance_arn.get().cloned().unwrap_or_else(|| {
+            format!(
+                "arn:aws:connect:{}:unknown-account:instance/{}",
+                self.region, self.instance_id
+            )
+        });
+        TargetIdentity::connect_user(&arn, &self.endpoint)
     }
 
     fn rules(&self) -> Rules {
@@ -451,20 +472,28 @@ impl Remote for ConnectUser {
     async fn search(
         &self,
         _key: &str,
-        username: &str,
+        usernames: &[&str],
         pace: &Pace<'_>,
     ) -> Result<Vec<(String, User)>, ApiError> {
         let index = self.index(pace).await?;
-        let ids = match index.ids.get(username) {
-            Some(id) => vec![id.clone()],
-            None => self.search_users(username, pace).await?,
-        };
+        let mut ids: Vec<String> = Vec::new();
+        for username in usernames {
+            let listed = match index.ids.get(*username) {
+                Some(id) => vec![id.clone()],
+                None => self.search_users(username, pace).await?,
+            };
+            for id in listed {
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+        }
         let mut found = Vec::new();
         for id in ids {
             if let Some(user) = self.read(&id, pace).await? {
                 // The index is a snapshot from the start of the run: a user renamed since is
                 // someone else now, and is never written for this row.
-                check_username(&id, user.username.as_deref(), username)?;
+                check_username(&id, user.username.as_deref(), usernames)?;
                 found.push((id, user));
             }
         }
@@ -595,12 +624,12 @@ fn still_there(cleared: &[String], now: &IdentityInfo) -> Vec<String> {
         .collect()
 }
 
-/// Checks that the user DescribeUser read under `id` has the row's `Username` (ASCII case
-/// aside); a user renamed since the ListUsers index was read is `username_mismatch`.
-/// Neither name is repeated in the message.
-fn check_username(id: &str, described: Option<&str>, row: &str) -> Result<(), ApiError> {
+/// Checks that the user DescribeUser read under `id` has one of the row's `Username`s (the
+/// value searched for, and its raw text; ASCII case aside); a user renamed since the
+/// ListUsers index was read is `username_mismatch`. No name is repeated in the message.
+fn check_username(id: &str, described: Option<&str>, row: &[&str]) -> Result<(), ApiError> {
     match described {
-        Some(name) if !name.eq_ignore_ascii_case(row) => Err(ApiError {
+        Some(name) if !row.iter().any(|r| name.eq_ignore_ascii_case(r)) => Err(ApiError {
             class: ErrorClass::Permanent,
             code: "username_mismatch".to_owned(),
             message: format!(
@@ -717,6 +746,7 @@ struct DescribeInstance {
 #[serde(rename_all = "PascalCase")]
 struct Instance {
     identity_management_type: Option<IdentityManagement>,
+    arn: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -805,9 +835,10 @@ mod tests {
 
     #[test]
     fn a_renamed_user_and_a_kept_member_are_told() {
-        assert!(check_username("u1", Some("Agent1"), "agent1").is_ok());
-        assert!(check_username("u1", None, "agent1").is_ok());
-        let err = check_username("u1", Some("agent9"), "agent1").unwrap_err();
+        assert!(check_username("u1", Some("Agent1"), &["agent1"]).is_ok());
+        assert!(check_username("u1", Some("agent1"), &["Agent1 ", "agent1"]).is_ok());
+        assert!(check_username("u1", None, &["agent1"]).is_ok());
+        let err = check_username("u1", Some("agent9"), &["agent1"]).unwrap_err();
         assert_eq!(err.code, "username_mismatch");
         assert!(!err.message.contains("agent"), "{}", err.message);
         let now = info(&[("FirstName", "Mary"), ("Mobile", "+12062340147")]);
