@@ -167,7 +167,7 @@ pub struct SyncResult {
     /// request.
     pub unchanged_by_state: u64,
     /// Rows of this run whose target record an earlier row of the input named too (see
-    /// [`super::twins`]).
+    /// `pipeline::twins`).
     pub duplicates: u64,
     /// What the run found wrong as a whole, though no record failed; each makes it exit 1.
     pub warnings: Vec<String>,
