@@ -7,7 +7,9 @@
 //! ```
 //!
 //! The dispatcher takes one of `concurrency` semaphore permits before it starts a record; the
-//! permit travels with the task and is freed when the record settles. Every request of a task
+//! permit travels with the task and is freed when the record settles. It prepares each record
+//! (map and validate, pure) and gives it its turn among its twins ([`super::twins`]): rows
+//! naming the same target record settle one after another, in input order. Every request of a task
 //! goes through the shared limiter and retry policy (see [`crate::targets`]). A stop (Ctrl-C,
 //! `--max-errors`, an error that is not about one record) ends the dispatching; requests on
 //! the wire finish and their records settle, those not yet sent give up, the ledger is
