@@ -881,12 +881,13 @@ async fn genesys_errors_have_the_documented_statuses() {
 // ---- The AWS CLI, a client nobody here wrote ----
 
 /// The AWS CLI against this emulator.
-fn aws(handle: &EmulatorHandle) -> AwsCli {
-    AwsCli::at(&handle.endpoint_url())
+fn aws(cli: AwsCli, handle: &EmulatorHandle) -> AwsCli {
+    cli.at(&handle.endpoint_url())
 }
 
 #[tokio::test]
 async fn aws_cli_customer_profiles_update_and_search() {
+    let Some(cli) = AwsCli::find() else { return };
     let handle = seeded().await;
     let update = [
         "customer-profiles",
@@ -920,7 +921,7 @@ async fn aws_cli_customer_profiles_update_and_search() {
         "--profile-id",
         MISSING,
     ];
-    aws(&handle)
+    aws(cli, &handle)
         .check(vec![
             CliCase::json(&update, vec![("/ProfileId", json!(P1))]),
             CliCase::json(
@@ -957,10 +958,11 @@ fn cli_batch_get(ids: &[&str]) -> Vec<String> {
 
 #[tokio::test]
 async fn aws_cli_batch_get_profile_found_missing_and_refused() {
+    let Some(cli) = AwsCli::find() else { return };
     let handle = seeded().await;
     let twenty_one: Vec<String> = (0..21u32).map(|i| format!("{i:032x}")).collect();
     let twenty_one: Vec<&str> = twenty_one.iter().map(String::as_str).collect();
-    let printed = aws(&handle)
+    let printed = aws(cli, &handle)
         .check(vec![
             CliCase::json(
                 &cli_batch_get(&[P1, MISSING]),
@@ -994,6 +996,7 @@ async fn aws_cli_batch_get_profile_found_missing_and_refused() {
 
 #[tokio::test]
 async fn aws_cli_connect_identity_replaces_whole_identity_and_describes() {
+    let Some(cli) = AwsCli::find() else { return };
     let handle = seeded().await;
     let user = |command: &str, user: &str| {
         vec![
@@ -1010,7 +1013,7 @@ async fn aws_cli_connect_identity_replaces_whole_identity_and_describes() {
         args.extend(["--identity-info".to_owned(), identity.to_owned()]);
         args
     };
-    aws(&handle)
+    aws(cli, &handle)
         .check(vec![
             CliCase::silent(&update(
                 "FirstName=Mary,LastName=Major,Email=marym@example.com",
@@ -1043,6 +1046,7 @@ async fn aws_cli_connect_identity_replaces_whole_identity_and_describes() {
 
 #[tokio::test]
 async fn aws_cli_connect_list_and_search_users() {
+    let Some(cli) = AwsCli::find() else { return };
     let handle = seeded().await;
     let search = [
         "connect",
@@ -1060,7 +1064,7 @@ async fn aws_cli_connect_list_and_search_users() {
             instance.to_owned(),
         ]
     };
-    aws(&handle)
+    aws(cli, &handle)
         .check(vec![
             CliCase::json(
                 &["connect", "list-users", "--instance-id", INSTANCE],
@@ -1112,6 +1116,7 @@ fn cli_refuses_bad_arguments_with_exit_2() {
 /// The command line's `--quota BatchGetProfile=...` and `--batch-error-id`, through the AWS CLI.
 #[tokio::test]
 async fn cli_batch_get_profile_quota_and_injected_error() {
+    let Some(cli) = AwsCli::find() else { return };
     let dir = Dir::new();
     dir.write("seed.json", seed().to_string());
     let (mut child, url) = emulator_process(
@@ -1128,7 +1133,7 @@ async fn cli_batch_get_profile_quota_and_injected_error() {
     )
     .await;
     let args = cli_batch_get(&[P1, P2]);
-    AwsCli::at(&url)
+    cli.at(&url)
         .check(vec![
             CliCase::json(
                 &args,
