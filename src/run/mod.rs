@@ -392,11 +392,27 @@ pub async fn connect(
             None => aws::load().await,
         }
     };
+    // An AWS target's region and credentials are checked before its client is built: what
+    // every request needs is said once, at once, and never retried.
+    let setup = |e: aws::SetupError| {
+        let code = if e.is_config() {
+            EXIT_USAGE
+        } else {
+            EXIT_ABORTED
+        };
+        Failure::new(code, e.to_string())
+    };
     let target = match &config.target {
         TargetConfig::CustomerProfiles(t) => {
-            CustomerProfiles::new(&aws().await, t).map(Target::CustomerProfiles)
+            let sdk = aws().await;
+            aws::check_setup(&sdk, &t.aws).await.map_err(setup)?;
+            CustomerProfiles::new(&sdk, t).map(Target::CustomerProfiles)
         }
-        TargetConfig::ConnectUser(t) => ConnectUser::new(&aws().await, t).map(Target::ConnectUser),
+        TargetConfig::ConnectUser(t) => {
+            let sdk = aws().await;
+            aws::check_setup(&sdk, &t.aws).await.map_err(setup)?;
+            ConnectUser::new(&sdk, t).map(Target::ConnectUser)
+        }
         TargetConfig::GenesysUcs(t) => {
             GenesysUcs::new(t, |name| std::env::var(name).ok()).map(Target::GenesysUcs)
         }

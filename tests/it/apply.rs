@@ -734,3 +734,52 @@ async fn a_signal_during_the_preflight_exits_3_before_anything_is_written() {
         &dir.path("l.jsonl"),
     );
 }
+
+/// Issue 19: no region is a configuration error (exit 2) naming both places to set one, and
+/// no credentials a plain sentence naming the chain (exit 3); each at once, with no request
+/// sent and no retry, for both AWS targets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_region_or_no_credentials_stops_at_once_without_a_request() {
+    let emulator = seeded(2).await;
+    let dir = customers_dir(2, "");
+    dir.write(
+        "u.toml",
+        "[source]\nkey = \"crm_id\"\n[target]\nkind = \"connect-user\"\ninstance_id = \"i-1\"\n\
+         [match]\nid = \"crm_id\"\n[fields]\nFirstName = \"first\"\n",
+    );
+    for config in ["c.toml", "u.toml"] {
+        let args = sync_args("apply", config, "l.jsonl", &[]);
+        let started = std::time::Instant::now();
+        let out = command(&dir, &emulator, &args)
+            .env_remove("AWS_REGION")
+            .output()
+            .await;
+        assert_stopped_before_any_record(&out, 2, "no AWS region", &dir.path("l.jsonl"));
+        out.assert_says("AWS_REGION").assert_says("[target] region");
+
+        let out = command(&dir, &emulator, &args)
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .output()
+            .await;
+        assert_stopped_before_any_record(&out, 3, "no AWS credentials", &dir.path("l.jsonl"));
+        out.assert_says("AWS_ACCESS_KEY_ID")
+            .assert_says("AWS_PROFILE");
+        let err = out.stderr();
+        assert_eq!(
+            err.lines().filter(|l| !l.trim().is_empty()).count(),
+            1,
+            "one sentence: {err}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "nothing retried: {:?}",
+            started.elapsed()
+        );
+    }
+    let stats = emulator.stats();
+    assert_eq!(
+        stats.operation("GetDomain").requests + stats.operation("DescribeInstance").requests,
+        0
+    );
+}
