@@ -169,6 +169,10 @@ impl SyncArgs {
             config: ConfigFrom::File(self.run.config.clone()),
             input: InputFrom::Path(self.run.input.clone()),
             command_line: command_line(),
+            args: std::env::args_os()
+                .skip(1)
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
             ledger: self.run.ledger.clone(),
             resume: self.resume,
             retry_failed: self.retry_failed.clone(),
@@ -247,16 +251,6 @@ fn command_line() -> String {
                 .map(|n| n.to_string_lossy().into_owned())
         })
         .unwrap_or_else(|| "profilesync".to_owned());
-    let mut line = program;
-    for arg in args {
-        line.push(' ');
-        if arg.is_empty() || arg.contains([' ', '"', '\'', '\t', '\n', '\\', '$', '`']) {
-            line.push('\'');
-            line.push_str(&arg.replace('\'', "'\\''"));
-            line.push('\'');
-        } else {
-            line.push_str(&arg);
-        }
-    }
-    line
+    let args: Vec<String> = args.collect();
+    run::shell_line(&program, &args)
 }

@@ -38,6 +38,7 @@ use crate::targets::customer_profiles::CustomerProfiles;
 use crate::targets::genesys_ucs::GenesysUcs;
 use crate::targets::{Mode, Target};
 
+pub use files::shell_line;
 pub use finish::exit_code;
 
 /// Every record ended well.
@@ -125,6 +126,9 @@ pub struct SyncRequest {
     pub input: InputFrom,
     /// The command line, for the report.
     pub command_line: String,
+    /// The command line's arguments after the program's name, from which the command that
+    /// resumes the run is made (empty for the demo, whose runs are not resumed).
+    pub args: Vec<String>,
     /// The ledger to write (or, with `resume`, to continue).
     pub ledger: Option<PathBuf>,
     /// Continue an interrupted run from its ledger.

@@ -783,3 +783,97 @@ async fn no_region_or_no_credentials_stops_at_once_without_a_request() {
         0
     );
 }
+
+/// Issue 19: the command printed when a run stops carries `--config`, the input and every
+/// option of the run, and runs as printed; `--resume` without `--ledger` takes the newest
+/// ledger of the same config and input, not a newer one of another config.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_printed_resume_command_runs_as_printed_and_finds_its_own_ledger() {
+    let emulator = seeded(2).await;
+    let dir = Dir::new();
+    dir.write("in.csv", customers(8));
+    let failing = config("rate = 50", &format!("{BY_ID}\nwhen_missing = \"fail\""));
+    dir.write("c.toml", &failing);
+    dir.write("other.toml", &failing);
+    let first = [
+        "apply",
+        "--config",
+        "c.toml",
+        "in.csv",
+        "--state",
+        "st",
+        "--full",
+        "--rate",
+        "40",
+        "--concurrency",
+        "1",
+        "--report",
+        "rep",
+        "--max-errors",
+        "2",
+        "--no-progress",
+    ];
+    let out = command(&dir, &emulator, &first).output().await;
+    out.assert_exit(3);
+    let err = out.stderr();
+    let hint = err
+        .split("continue with: ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no resume command in: {err}"))
+        .trim()
+        .to_owned();
+    let words: Vec<&str> = hint.split(' ').collect();
+    assert_eq!(words[0], "profilesync", "{hint}");
+    for option in [
+        "--config c.toml in.csv",
+        "--state st --full --rate 40",
+        "--report rep",
+        "--resume --ledger ledgers/",
+    ] {
+        assert!(hint.contains(option), "{option:?} not in {hint}");
+    }
+    let ledger = words.last().unwrap().to_string();
+    let settled = dir.ledger(&ledger).len();
+
+    // A newer run of another config: `--resume` alone passes over its ledger.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let other = [
+        "apply",
+        "--config",
+        "other.toml",
+        "in.csv",
+        "--state",
+        "st2",
+        "--no-progress",
+    ];
+    command(&dir, &emulator, &other)
+        .output()
+        .await
+        .assert_exit(1);
+    let resume = [
+        "apply",
+        "--config",
+        "c.toml",
+        "in.csv",
+        "--state",
+        "st",
+        "--concurrency",
+        "1",
+        "--max-errors",
+        "2",
+        "--no-progress",
+        "--resume",
+    ];
+    let out = command(&dir, &emulator, &resume).output().await;
+    out.assert_exit(3)
+        .assert_says(&format!("resuming {ledger}"));
+    let after = dir.ledger(&ledger).len();
+    assert!(after > settled, "{settled} then {after}");
+
+    // The printed command, as printed: it continues the same ledger to its end.
+    let out = command(&dir, &emulator, &words[1..]).output().await;
+    out.assert_says(&format!("resuming {ledger}"));
+    assert!(!out.stderr().contains("cannot resume"), "{}", out.stderr());
+    let ledger = dir.ledger(&ledger);
+    assert!(ledger.len() > after, "{after} then {}", ledger.len());
+}
