@@ -152,9 +152,10 @@ impl RunArgs {
         }
     }
 
-    /// Whether to show the progress line: not with `--quiet`, `--no-progress` or more logs.
+    /// Whether to show the progress: not with `--quiet` or `--no-progress`. With more logs
+    /// (`-v`) it is logged rather than drawn (see [`crate::report::Progress`]).
     fn progress(&self) -> bool {
-        !self.quiet && !self.no_progress && !logging::verbose()
+        !self.quiet && !self.no_progress
     }
 }
 

@@ -26,6 +26,7 @@ use chrono::Local;
 use crate::config::{Config, Rate, Target as TargetConfig};
 use crate::ledger::{self, Ledger};
 use crate::limiter::{Limiters, RateSetting};
+use crate::logging;
 use crate::pipeline::{self, Interrupts, Sender, StateUse, SyncResult};
 use crate::report::{self, FieldCounts, Progress, ReportPaths, RunInfo};
 use crate::retry::RetryPolicy;
@@ -233,7 +234,12 @@ pub fn check(request: &CheckRequest, summary: &mut RunSummary) -> i32 {
         Err(e) => return Failure::usage(format!("profilesync: {e}")).report(summary),
     };
     summary.ledger(ledger.path());
-    let progress = Progress::new(request.progress, "check", source.progress.clone());
+    let progress = Progress::new(
+        request.progress,
+        logging::verbose(),
+        "check",
+        source.progress.clone(),
+    );
     let notes = source.notes();
     let result = pipeline::check(cx, source.records(), &mut ledger, &progress);
     progress.finish();
@@ -349,11 +355,16 @@ pub async fn run_sync(request: SyncRequest, summary: &mut RunSummary) -> Result<
     let mut options = opened.options;
     options.state = Some(state);
     summary.ledger(opened.ledger.path());
-    let progress = Progress::new(request.progress, &request.label, source.progress.clone());
+    let progress = Progress::new(
+        request.progress,
+        logging::verbose(),
+        &request.label,
+        source.progress.clone(),
+    );
     let notes = source.notes();
     let path = opened.ledger.path().to_owned();
     let progress = Arc::new(progress);
-    let result = pipeline::sync(
+    let run = pipeline::sync(
         Arc::new(cx),
         source.records(),
         opened.ledger,
@@ -361,8 +372,8 @@ pub async fn run_sync(request: SyncRequest, summary: &mut RunSummary) -> Result<
         options,
         Arc::clone(&progress),
         interrupts,
-    )
-    .await;
+    );
+    let result = report::logging_progress(&progress, run).await;
     progress.finish();
     let result = result.map(|result| (result, path.clone())).map_err(|e| {
         format!(

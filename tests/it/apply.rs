@@ -877,3 +877,36 @@ async fn the_printed_resume_command_runs_as_printed_and_finds_its_own_ledger() {
     let ledger = dir.ledger(&ledger);
     assert!(ledger.len() > after, "{after} then {}", ledger.len());
 }
+
+/// Issue 19: a run without a terminal (as under cron or in a container) logs its progress at
+/// `-v`, one line every 10 s, with the settled records, the rate and the counts by status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_terminal_v_logs_the_progress_every_ten_seconds() {
+    // 25 records at 2 writes per second: the run lasts about 12 s.
+    let emulator = seeded(25).await;
+    let dir = customers_dir(25, "rate = 2\nburst = 1\nconcurrency = 2");
+    let mut args = APPLY[..6].to_vec();
+    args.extend(["-v", "--log-format", "json"]);
+    let out = command(&dir, &emulator, &args).output().await;
+    out.assert_exit(0);
+    let err = out.stderr();
+    let lines: Vec<Value> = err
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("progress: "))
+        })
+        .collect();
+    assert_eq!(lines.len(), 1, "one line at 10 s: {err}");
+    let fields = &lines[0];
+    let settled = fields["settled"].as_u64().unwrap();
+    assert!((10..25).contains(&settled), "{fields}");
+    assert_eq!(fields["statuses"], format!("{settled} updated"));
+    assert!(fields["per_second"].as_u64().is_some(), "{fields}");
+    assert!(
+        fields["limits"].as_str().unwrap().contains("UpdateProfile"),
+        "{fields}"
+    );
+}
