@@ -431,7 +431,8 @@ impl ReportPaths {
 
 /// Writes what a `plan` or `apply` run cost and why records did not end well: the records
 /// the sync state found unchanged, the requests per API operation (throttles included), and
-/// the error codes of `failed` and `invalid` records (`email_change_guarded`, ...).
+/// the error codes of `failed`, `invalid`, `not_found` and `skipped` records
+/// (`email_change_guarded`, `not_found`, ...).
 pub fn costs(
     out: &mut dyn Write,
     unchanged_by_state: u64,
@@ -522,9 +523,10 @@ impl DiffReport {
         &self.paths
     }
 
-    /// Writes one settled record: its changed fields (CSV, JSONL), and what the page needs.
+    /// Writes one settled record: its changed fields, or why nothing was written for it
+    /// ([`needs_a_look`]), in the CSV and JSONL; and what the page needs.
     pub fn write(&mut self, entry: &Entry, changes: &[FieldChange]) -> io::Result<()> {
-        if !changes.is_empty() {
+        if !changes.is_empty() || needs_a_look(entry.status) {
             self.csv.write(entry, changes)?;
             self.jsonl.write(entry, changes)?;
         }
@@ -554,6 +556,13 @@ impl DiffReport {
         self.html.sync_all()?;
         Ok(self.paths)
     }
+}
+
+/// Whether someone signing a run off should see the record listed with its reason: nothing
+/// was (or would be) written for it because it is invalid, failed, matched no target record
+/// (`not_found`), or was skipped for that reason.
+pub fn needs_a_look(status: Status) -> bool {
+    status.is_failure() || matches!(status, Status::NotFound | Status::Skipped)
 }
 
 fn file_name(path: &Path) -> String {
@@ -586,6 +595,7 @@ fn create_file(path: &Path, values: bool) -> io::Result<File> {
 mod tests {
     use super::*;
     use crate::ledger::EntryError;
+    use serde_json::{Value, json};
 
     fn entry(record: u64, status: Status, key: &str, changed: &[&str]) -> Entry {
         Entry {
@@ -764,8 +774,8 @@ mod tests {
             if values {
                 assert_eq!(
                     csv,
-                    "record,line,key,target_id,status,field,from,to\n\
-                     2,3,C2,00000000000000000000000000000002,would_update,FirstName,Ana,Annabelle\n"
+                    "record,line,key,target_id,status,field,from,to,code,reason\n\
+                     2,3,C2,00000000000000000000000000000002,would_update,FirstName,Ana,Annabelle,,\n"
                 );
                 assert!(
                     jsonl.contains(r#""from":"Ana","to":"Annabelle""#),
@@ -775,8 +785,8 @@ mod tests {
             } else {
                 assert_eq!(
                     csv,
-                    "record,line,key,target_id,status,field\n\
-                     2,3,C2,00000000000000000000000000000002,would_update,FirstName\n"
+                    "record,line,key,target_id,status,field,code,reason\n\
+                     2,3,C2,00000000000000000000000000000002,would_update,FirstName,,\n"
                 );
                 for text in [&csv, &jsonl, &html] {
                     assert!(!text.contains("Ana"), "a value leaked: {text}");
@@ -941,11 +951,81 @@ mod tests {
         assert!(html.contains("data-field=\"FirstName\" data-count=\"7\""));
         assert!(html.contains("data-field=\"Address.City\" data-count=\"3\""));
         assert!(html.contains("not an e-mail address"));
-        assert!(html.contains("Failed and invalid records (1)"));
+        assert!(html.contains("Records not written: failed, invalid, not found, skipped (1)"));
         assert!(html.contains("<span id=\"changed-total\">7</span>"));
         assert!(html.contains("what would change"));
-        assert_eq!(jsonl.lines().count(), 7);
+        assert_eq!(
+            jsonl.lines().count(),
+            8,
+            "the changed records and the invalid one"
+        );
         assert_eq!(html.matches("<tr data-status=\"would_update\">").count(), 7);
+    }
+
+    /// Issue 19: records nothing was written for are listed with their reasons, on the page
+    /// and in the CSV and JSONL, so a sign-off sees the new hires missing in the target.
+    #[test]
+    fn records_not_written_are_listed_with_their_reasons_in_all_three_files() {
+        let reasoned = |record: u64, status: Status, code: &str, message: &str| {
+            let mut e = entry(record, status, &format!("K{record}"), &[]);
+            e.error = Some(EntryError {
+                code: code.into(),
+                message: message.into(),
+                problems: Vec::new(),
+            });
+            (e, Vec::new())
+        };
+        let records = [
+            (
+                entry(1, Status::Updated, "K1", &["FirstName"]),
+                vec![change("FirstName", None, "x")],
+            ),
+            (entry(2, Status::Unchanged, "K2", &[]), Vec::new()),
+            reasoned(
+                3,
+                Status::Skipped,
+                "not_found",
+                "no user has this UserId, and [match] when_missing = \"skip\"",
+            ),
+            reasoned(4, Status::Failed, "BadRequestException", "refused"),
+            reasoned(
+                5,
+                Status::Invalid,
+                "invalid_record",
+                "in.csv:6: Mobile: not E.164",
+            ),
+        ];
+        for values in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let (paths, _) = report(dir.path(), Mode::Apply, values, &records);
+            let [csv, jsonl, html] = read(&paths);
+            let rows: Vec<&str> = csv.lines().skip(1).collect();
+            let tail = if values { ",," } else { "" };
+            assert_eq!(rows.len(), 4, "{csv}");
+            assert!(rows[0].starts_with("1,2,K1,"), "{csv}");
+            assert!(rows[1].starts_with("3,4,K3,"), "{csv}");
+            assert!(
+                rows[1].ends_with(&format!(
+                    ",skipped,{tail},not_found,\"no user has this UserId, and [match] \
+                     when_missing = \"\"skip\"\"\""
+                )),
+                "{csv}"
+            );
+            assert!(rows[2].ends_with(",failed,,BadRequestException,refused") || values);
+            assert!(rows[3].contains(",invalid,") && rows[3].contains("not E.164"));
+            let lines: Vec<Value> = jsonl
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            assert_eq!(lines.len(), 4);
+            assert_eq!(lines[1]["status"], "skipped");
+            assert_eq!(lines[1]["changes"], json!([]));
+            assert_eq!(lines[1]["error"]["code"], "not_found");
+            assert!(lines[0].get("error").is_none());
+            assert!(html.contains("Records not written: failed, invalid, not found, skipped (3)"));
+            assert!(html.contains("<span class=\"st st-skipped\">skipped</span>"));
+            assert!(html.contains("when_missing = &quot;skip&quot;"));
+        }
     }
 
     #[test]

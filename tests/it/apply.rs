@@ -326,8 +326,9 @@ async fn plan_reports_differences_and_writes_nothing() {
     assert_eq!(
         rows,
         [
-            "1,2,C1,00000000000000000000000000000001,would_update,FirstName",
-            "3,4,C3,00000000000000000000000000000003,would_update,FirstName"
+            "1,2,C1,00000000000000000000000000000001,would_update,FirstName,,",
+            "3,4,C3,00000000000000000000000000000003,would_update,FirstName,,",
+            "4,5,C4,00000000000000000000000000000004,not_found,,not_found,\"in.csv:5: no profile has this ProfileId, and [match] when_missing = \"\"skip\"\"\""
         ]
     );
     let out = dir
