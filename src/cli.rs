@@ -40,6 +40,18 @@ enum Command {
         /// customer-profiles, connect-user or genesys-ucs.
         target: String,
     },
+    /// Write a first config from a CSV export's header and first records: each column
+    /// matched to a target field, with the transforms its values call for. No value of the
+    /// file is written into it.
+    Init {
+        /// customer-profiles, connect-user or genesys-ucs.
+        target: String,
+        /// The CSV export (optionally .gz).
+        input: PathBuf,
+        /// Write the config to FILE (never over an existing one) instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// A local stand-in for the three target APIs, for rehearsals and tests.
     Emulator(crate::emulator::EmulatorArgs),
 }
@@ -136,6 +148,11 @@ pub fn main() -> i32 {
         }
         Command::Demo => crate::demo::run(),
         Command::Skeleton { target } => skeleton(&target),
+        Command::Init {
+            target,
+            input,
+            output,
+        } => crate::init::run(&target, &input, output.as_deref()),
         Command::Emulator(args) => crate::emulator::run_cli(args),
     }
 }

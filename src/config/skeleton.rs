@@ -103,7 +103,8 @@ max_attempts = {attempts}
     out
 }
 
-fn target_lines(kind: TargetKind) -> &'static str {
+/// The `[target]` lines of a config for `kind`, with placeholders to set (also `init`'s).
+pub(crate) fn target_lines(kind: TargetKind) -> &'static str {
     match kind {
         TargetKind::CustomerProfiles => {
             "domain = \"ExampleDomainName\"   # the Customer Profiles domain\n\

@@ -6,6 +6,7 @@ mod connect;
 mod crash;
 mod emulator;
 mod genesys;
+mod init;
 mod reliability;
 mod report;
 mod secrets;
