@@ -693,7 +693,8 @@ mod tests {
         let mut tally = Tally::default();
         let mut lines = Vec::new();
         let work = async {
-            // 20 records in the first 10 s, then a 10 s stall (throttled), then 5 more.
+            // 20 records in the first 9 s, a stall (throttled) to 25 s, then 5 more; the
+            // run ends at 29 s. No record settles on a tick, so the order is certain.
             for i in 0..20 {
                 tokio::time::sleep(Duration::from_millis(450)).await;
                 tally.add(if i == 3 {
@@ -703,7 +704,7 @@ mod tests {
                 });
                 progress.advance(1, &tally, Some("UpdateProfile 2/s (4 throttled)"), 0);
             }
-            tokio::time::sleep(Duration::from_secs(11)).await;
+            tokio::time::sleep(Duration::from_secs(16)).await;
             for _ in 0..5 {
                 tally.add(Status::Updated);
                 progress.advance(1, &tally, None, 0);
@@ -716,7 +717,7 @@ mod tests {
         })
         .await;
         assert_eq!(out, "done");
-        // Lines at 10 s and 20 s (the run ended at 24 s, before a third).
+        // Lines at 10 s and 20 s (the run ended at 29 s, before a third).
         assert_eq!(lines.len(), 2, "{lines:#?}");
         assert_eq!(lines[0].settled, 20);
         assert_eq!(lines[0].statuses, "19 updated, 1 failed");
