@@ -467,6 +467,36 @@ pub fn suggest(kind: TargetKind, sample: &Sample) -> Suggestion {
             commented,
         });
     }
+    // A column whose name says nothing but whose every sampled value is an e-mail address
+    // (or a phone number written in full) fills the first such field still free.
+    for &(index, name) in &columns {
+        if taken.contains(&index) || PREFERRED_NAMES.contains(&normalise(name).as_str()) {
+            continue;
+        }
+        let values = values(index);
+        let Some((looks, what)) = kind_of_values(&values, region.as_ref()) else {
+            continue;
+        };
+        let Some(target) = fields
+            .iter()
+            .find(|f| f.kind == looks && !used.contains(f.name))
+        else {
+            continue;
+        };
+        let (transforms, _, _) = evidence(kind, looks, &values, region.as_ref());
+        used.insert(target.name);
+        taken.insert(index);
+        lines.push(FieldLine {
+            field: target.name.to_owned(),
+            columns: vec![name.to_owned()],
+            transforms,
+            why: format!(
+                "by its values: all {} sampled values are {what}",
+                values.len()
+            ),
+            commented: false,
+        });
+    }
     // A preferred name, where there is one, comes before the first name.
     if let Some(&(index, preferred)) = columns
         .iter()
@@ -521,6 +551,30 @@ fn by_name(fields: &'static [Field], column: &str) -> Option<(&'static Field, St
         .filter(|(score, _)| *score >= 0.93)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(score, f)| (f, format!("near name of {} ({score:.2})", f.name)))
+}
+
+/// What every one of (at least three) sampled values is, when that alone says which field
+/// the column fills: e-mail addresses, or phone numbers written in full (ten digits or more,
+/// valid in the sample's region), which a postal code or an id is not.
+fn kind_of_values(
+    values: &[&str],
+    region: Option<&(String, String)>,
+) -> Option<(Kind, &'static str)> {
+    if values.len() < 3 {
+        return None;
+    }
+    if values
+        .iter()
+        .all(|v| check_email(&v.to_lowercase()).is_ok())
+    {
+        return Some((Kind::Email, "e-mail addresses"));
+    }
+    let region = PhoneRegion::parse(region.map_or("US", |(r, _)| r.as_str()))?;
+    let full = |v: &&str| v.chars().filter(char::is_ascii_digit).count() >= 10;
+    if values.iter().all(|v| full(v) && region.to_e164(v).is_ok()) {
+        return Some((Kind::Phone, "phone numbers"));
+    }
+    None
 }
 
 /// The transforms a field's values call for, what the values say (`; 38 of 40 values are
@@ -993,6 +1047,39 @@ mod tests {
         );
         assert!(find("Favourite Colour").is_none());
         assert!(find("Tier").is_none());
+    }
+
+    #[test]
+    fn a_column_named_for_nothing_is_matched_by_its_values() {
+        let sample = Sample {
+            bom: false,
+            delimiter: b',',
+            header: vec!["Ref".into(), "Contact".into(), "Reach".into(), "Zip".into()],
+            rows: (0..3)
+                .map(|i| {
+                    vec![
+                        format!("R{i}"),
+                        format!("person{i}@example.com"),
+                        format!("(206) 555-01{i}7"),
+                        format!("9810{i}"),
+                    ]
+                })
+                .collect(),
+        };
+        let suggestion = suggest(TargetKind::ConnectUser, &sample);
+        let field = |name: &str| suggestion.fields.iter().find(|l| l.field == name);
+        assert_eq!(field("Email").unwrap().columns, ["Contact"]);
+        assert!(
+            field("Email")
+                .unwrap()
+                .why
+                .contains("all 3 sampled values are e-mail addresses")
+        );
+        assert_eq!(field("Mobile").unwrap().columns, ["Reach"]);
+        assert!(
+            suggestion.unmatched.contains(&"Zip".to_owned()),
+            "a postal code is no phone"
+        );
     }
 
     #[test]
