@@ -624,9 +624,10 @@ fn evidence(
     }
 }
 
-/// The date pattern every sampled value fits: one → reformat (none when it is already
-/// `%Y-%m-%d`); several (day and month both 12 or less) → commented out, saying so; none →
-/// commented out.
+/// The date pattern the sampled values fit: the one every value fits (none when it is
+/// already `%Y-%m-%d`), else the one at least 90% fit (the rest, broken dates, will be
+/// `invalid`, which the comment says); several equally good (day and month both 12 or less)
+/// → commented out, saying so; none → commented out.
 fn date_evidence(values: &[&str]) -> (Vec<String>, String, bool) {
     if values.is_empty() {
         return (
@@ -635,41 +636,42 @@ fn date_evidence(values: &[&str]) -> (Vec<String>, String, bool) {
             false,
         );
     }
-    let fits: Vec<&str> = DATE_PATTERNS
-        .iter()
-        .copied()
-        .filter(|p| {
-            values
-                .iter()
-                .all(|v| NaiveDate::parse_from_str(v, p).is_ok())
-        })
-        .collect();
     let n = values.len();
+    let fitting = |p: &str| {
+        values
+            .iter()
+            .filter(|v| NaiveDate::parse_from_str(v, p).is_ok())
+            .count()
+    };
+    let counts: Vec<(&str, usize)> = DATE_PATTERNS.iter().map(|p| (*p, fitting(p))).collect();
+    let best = counts.iter().map(|(_, c)| *c).max().unwrap_or(0);
+    let fits: Vec<&str> = counts
+        .iter()
+        .filter(|(_, c)| *c == best)
+        .map(|(p, _)| *p)
+        .collect();
+    let share = if best == n {
+        format!("all {n} sampled values")
+    } else {
+        format!("{best} of {n} sampled values (the others will be invalid)")
+    };
+    let transform = |p: &str| {
+        vec![format!(
+            "{{ date = {{ from = \"{p}\", to = \"{ISO_DATE}\" }} }}"
+        )]
+    };
     match fits.as_slice() {
-        [] => (
+        _ if best * 10 < n * 9 => (
             Vec::new(),
-            format!("; no date pattern fits all {n} sampled values: add a date transform"),
+            format!("; no date pattern fits 90% of the {n} sampled values: add a date transform"),
             true,
         ),
-        [ISO_DATE] => (
-            Vec::new(),
-            format!("; all {n} sampled values are YYYY-MM-DD"),
-            false,
-        ),
-        [one] => (
-            vec![format!(
-                "{{ date = {{ from = \"{one}\", to = \"{ISO_DATE}\" }} }}"
-            )],
-            format!("; all {n} sampled values fit {one}"),
-            false,
-        ),
+        [ISO_DATE] => (Vec::new(), format!("; {share} are YYYY-MM-DD"), false),
+        [one] => (transform(one), format!("; {share} fit {one}"), false),
         several => (
-            vec![format!(
-                "{{ date = {{ from = \"{}\", to = \"{ISO_DATE}\" }} }}",
-                several[0]
-            )],
+            transform(several[0]),
             format!(
-                "; day/month order is ambiguous: all {n} sampled values fit {}: pick one",
+                "; day/month order is ambiguous: {share} fit {}: pick one",
                 several.join(" and ")
             ),
             true,
@@ -709,12 +711,16 @@ fn phone_region(phones: &[&str]) -> Option<(String, String)> {
 /// empty in the sample; else the first such column; else the first column.
 fn choose_key(sample: &Sample, columns: &[(usize, &str)]) -> (String, String) {
     let n = sample.rows.len();
+    // Unique among the values there are, and empty in at most 1 record in 20 (a broken
+    // row or two of a real export); such records are `invalid` on `check`.
     let unique = |index: usize| {
         let mut seen = HashSet::new();
-        sample
-            .rows
-            .iter()
-            .all(|row| !row[index].trim().is_empty() && seen.insert(row[index].trim()))
+        let mut empty = 0;
+        sample.rows.iter().all(|row| {
+            let value = row[index].trim();
+            empty += usize::from(value.is_empty());
+            value.is_empty() || seen.insert(value)
+        }) && empty * 20 <= n
     };
     let rank = |name: &str| {
         let norm = normalise(name);
@@ -731,7 +737,7 @@ fn choose_key(sample: &Sample, columns: &[(usize, &str)]) -> (String, String) {
     let evidence = if n == 0 {
         "named like an id; no sampled records to confirm it is unique".to_owned()
     } else {
-        format!("unique and never empty in the {n} sampled records")
+        format!("unique, and empty in at most 1 in 20, of the {n} sampled records")
     };
     if let Some(&(_, _, name)) = named.iter().find(|(_, i, _)| unique(*i)) {
         let why = if n == 0 {
@@ -1095,6 +1101,14 @@ mod tests {
         assert!(t.is_empty() && !off);
         let (_, why, off) = date_evidence(&["soon"]);
         assert!(why.contains("no date pattern") && off);
+        let mut mostly = vec!["07/31/1980"; 19];
+        mostly.push("02/30/1985");
+        let (t, why, off) = date_evidence(&mostly);
+        assert!(t[0].contains("%m/%d/%Y") && !off, "{why}");
+        assert!(
+            why.contains("19 of 20 sampled values (the others will be invalid)"),
+            "{why}"
+        );
     }
 
     #[test]
