@@ -40,13 +40,13 @@ enum Command {
         /// customer-profiles, connect-user or genesys-ucs.
         target: String,
     },
-    /// Write a first config from a CSV export's header and first records: each column
+    /// Write a first config from an export's header and first records: each column
     /// matched to a target field, with the transforms its values call for. No value of the
     /// file is written into it.
     Init {
         /// customer-profiles, connect-user or genesys-ucs.
         target: String,
-        /// The CSV export (optionally .gz).
+        /// The export: .csv (any delimiter) or .jsonl / .ndjson, optionally .gz.
         input: PathBuf,
         /// Write the config to FILE (never over an existing one) instead of standard output.
         #[arg(long, value_name = "FILE")]

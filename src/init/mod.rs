@@ -2,7 +2,8 @@
 //! and first records, so a new user does not type every mapping by hand.
 //!
 //! `sniff.rs` reads a sample (the first 1,000 records or 4 MiB): encoding (a UTF-8 BOM is
-//! fine, UTF-16 and Latin-1 are refused with a way out), delimiter and header. `suggest.rs`
+//! fine, UTF-16 and Latin-1 are refused with a way out), delimiter and header; for JSON Lines,
+//! the dotted paths of the objects' values stand for the header. `suggest.rs`
 //! matches each column to a target field by its normalised name, a per-target synonym table
 //! or a near name, lets the sampled values confirm or veto the match (share of valid e-mails
 //! and phones, the one date pattern all values fit), picks the transforms, the `[source] key`
@@ -22,7 +23,7 @@ use crate::config::skeleton;
 use crate::run::{EXIT_OK, EXIT_USAGE};
 use crate::schema::TargetKind;
 
-pub use sniff::{Sample, SniffError, sniff};
+pub use sniff::{Sample, SniffError, sniff, sniff_jsonl};
 pub use suggest::{Suggestion, normalise, render, suggest};
 
 /// The records sampled.
@@ -50,13 +51,17 @@ fn init(target: &str, input: &Path, output: Option<&Path>) -> Result<(), String>
         )
     })?;
     let name = input.display().to_string();
-    if name.ends_with(".jsonl") || name.ends_with(".ndjson") || name.ends_with(".jsonl.gz") {
-        return Err(format!(
-            "{name}: init reads CSV exports; for JSON Lines start from `profilesync skeleton {kind}`"
-        ));
-    }
+    let lower = name.to_lowercase();
+    let jsonl = [".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz"]
+        .iter()
+        .any(|end| lower.ends_with(end));
     let (bytes, truncated) = read_sample(input).map_err(|e| format!("cannot read {name}: {e}"))?;
-    let sample = sniff(&bytes, truncated, SAMPLE_ROWS).map_err(|e| format!("{name}: {e}"))?;
+    let sample = if jsonl {
+        sniff_jsonl(&bytes, truncated, SAMPLE_ROWS)
+    } else {
+        sniff(&bytes, truncated, SAMPLE_ROWS)
+    }
+    .map_err(|e| format!("{name}: {e}"))?;
     let suggestion = suggest(kind, &sample);
     let text = render(
         kind,

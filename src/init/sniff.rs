@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use serde_json::{Map, Value};
+
 /// The delimiters tried, in order of preference on a tie.
 const DELIMITERS: [u8; 4] = [b',', b';', b'\t', b'|'];
 
@@ -90,6 +92,86 @@ pub fn sniff(bytes: &[u8], truncated: bool, max_rows: usize) -> Result<Sample, S
     })
 }
 
+/// Reads at most `max_rows` JSON Lines objects: the "header" is every dotted path to a value
+/// (`address.city`), in the order first seen (an object's keys in name order); a list gives
+/// its first item (the sampled
+/// values only feed counts). A line that is not an object is passed over.
+pub fn sniff_jsonl(bytes: &[u8], truncated: bool, max_rows: usize) -> Result<Sample, SniffError> {
+    if bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) {
+        return Err(SniffError::Utf16);
+    }
+    let mut body = bytes.strip_prefix(&[0xEF, 0xBB, 0xBF]).unwrap_or(bytes);
+    if truncated && let Some(end) = body.iter().rposition(|&b| b == b'\n') {
+        body = &body[..=end];
+    }
+    let text = std::str::from_utf8(body).map_err(|_| SniffError::NotUtf8)?;
+    let objects: Vec<Map<String, Value>> = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter_map(|value| match value {
+            Value::Object(object) => Some(object),
+            _ => None,
+        })
+        .take(max_rows)
+        .collect();
+    let mut header: Vec<String> = Vec::new();
+    let mut flat: Vec<Vec<(String, String)>> = Vec::new();
+    for object in &objects {
+        let mut leaves = Vec::new();
+        flatten("", object, &mut leaves);
+        for (path, _) in &leaves {
+            if !header.contains(path) {
+                header.push(path.clone());
+            }
+        }
+        flat.push(leaves);
+    }
+    if header.is_empty() {
+        return Err(SniffError::Empty);
+    }
+    let rows = flat
+        .into_iter()
+        .map(|leaves| {
+            header
+                .iter()
+                .map(|h| {
+                    leaves
+                        .iter()
+                        .find(|(p, _)| p == h)
+                        .map_or_else(String::new, |(_, v)| v.clone())
+                })
+                .collect()
+        })
+        .collect();
+    Ok(Sample {
+        bom: bytes.starts_with(&[0xEF, 0xBB, 0xBF]),
+        delimiter: b',',
+        header,
+        rows,
+    })
+}
+
+/// The dotted paths of an object's values, each with its text (a list: its first item).
+fn flatten(prefix: &str, object: &Map<String, Value>, out: &mut Vec<(String, String)>) {
+    for (key, value) in object {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        let value = match value {
+            Value::Array(items) => items.first().unwrap_or(&Value::Null),
+            other => other,
+        };
+        match value {
+            Value::Object(inner) => flatten(&path, inner, out),
+            Value::String(text) => out.push((path, text.clone())),
+            Value::Null => out.push((path, String::new())),
+            other => out.push((path, other.to_string())),
+        }
+    }
+}
+
 fn rank(delimiter: u8) -> usize {
     DELIMITERS.iter().position(|&d| d == delimiter).unwrap_or(0)
 }
@@ -150,6 +232,24 @@ mod tests {
         assert_eq!(sample.rows, [["1", "2"], ["3", "4"]]);
         let sample = sniff(b"a,b\n1,2\n3,4\n5,6\n", false, 2).unwrap();
         assert_eq!(sample.rows.len(), 2);
+    }
+
+    #[test]
+    fn json_lines_give_their_dotted_paths_as_the_header() {
+        let sample = sniff_jsonl(
+            b"{\"id\":\"C1\",\"name\":{\"first\":\"Ana\"},\"emails\":[\"a@x.io\"],\"vip\":true}\n\
+              not json\n{\"id\":\"C2\",\"address\":{\"city\":null}}\n",
+            false,
+            10,
+        )
+        .unwrap();
+        assert_eq!(
+            sample.header,
+            ["emails", "id", "name.first", "vip", "address.city"]
+        );
+        assert_eq!(sample.rows[0], ["a@x.io", "C1", "Ana", "true", ""]);
+        assert_eq!(sample.rows[1], ["", "C2", "", "", ""]);
+        assert_eq!(sniff_jsonl(b"[1]\n", false, 10), Err(SniffError::Empty));
     }
 
     #[test]

@@ -529,6 +529,15 @@ pub fn suggest(kind: TargetKind, sample: &Sample) -> Suggestion {
 /// The field a column's name points to, and how: the field's own name, a synonym, or a near
 /// name (Jaro-Winkler 0.93 or more over names of 5 letters or more).
 fn by_name(fields: &'static [Field], column: &str) -> Option<(&'static Field, String)> {
+    let found = by_whole_name(fields, column);
+    match column.rsplit_once('.') {
+        // A JSON path (`contact.address.city`): its whole name, else its last part.
+        Some((_, last)) if found.is_none() && !last.is_empty() => by_whole_name(fields, last),
+        _ => found,
+    }
+}
+
+fn by_whole_name(fields: &'static [Field], column: &str) -> Option<(&'static Field, String)> {
     let norm = normalise(column);
     if let Some(f) = fields.iter().find(|f| normalise(f.name) == norm) {
         return Some((f, "header match".to_owned()));
@@ -903,7 +912,15 @@ pub fn render(
         suggestion.key.1
     );
     let lower = input.to_lowercase();
-    if !(lower.ends_with(".csv") || lower.ends_with(".csv.gz")) {
+    let named = [
+        ".csv",
+        ".csv.gz",
+        ".jsonl",
+        ".jsonl.gz",
+        ".ndjson",
+        ".ndjson.gz",
+    ];
+    if !named.iter().any(|end| lower.ends_with(end)) {
         out.push_str("format = \"csv\"   # the file's name does not say so\n");
     }
     if sample.delimiter != b',' {

@@ -213,3 +213,37 @@ fn init_refuses_utf16_an_existing_output_and_an_unknown_target() {
     run.assert_exit(0);
     assert!(run.stdout().contains("kind = \"genesys-ucs\""));
 }
+
+/// JSON Lines (a Segment or CDP export): the objects' dotted paths stand for the header.
+#[test]
+fn init_reads_json_lines_by_their_dotted_paths() {
+    let dir = Dir::new();
+    dir.write(
+        "people.jsonl",
+        "{\"userId\":\"SEG-0001\",\"traits\":{\"firstName\":\"Marisol\",\"email\":\"Marisol.Quaid@Example.com\",\"phone\":\"+1 206 555 0147\",\"address\":{\"city\":\"Spokane\"}}}\n\
+         {\"userId\":\"SEG-0002\",\"traits\":{\"firstName\":\"Nikolai\",\"email\":\"nikolai.brandt@example.com\",\"phone\":\"+1 206 555 0188\",\"address\":{\"city\":\"Olympia\"}}}\n",
+    );
+    dir.run(&[
+        "init",
+        "customer-profiles",
+        "people.jsonl",
+        "--output",
+        "c.toml",
+    ])
+    .assert_exit(0);
+    let config = std::fs::read_to_string(dir.path("c.toml")).unwrap();
+    for line in [
+        "key = \"userId\"",
+        "FirstName = { from = \"traits.firstName\"",
+        "EmailAddress = { from = \"traits.email\"",
+        "PhoneNumber = { from = \"traits.phone\"",
+        "\"Address.City\" = { from = \"traits.address.city\"",
+    ] {
+        assert!(config.contains(line), "{line:?} not in:\n{config}");
+    }
+    for value in ["SEG-0001", "Marisol", "Spokane", "555 0147", "Nikolai"] {
+        assert!(!config.contains(value), "{value} is in the config");
+    }
+    let check = dir.run(&["check", "--config", "c.toml", "--ledger", "l.jsonl"]);
+    assert_eq!(check.code(), 0, "{}\n{config}", check.stderr());
+}
