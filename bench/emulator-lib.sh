@@ -6,7 +6,7 @@
 #   start_emulator [EMULATOR ARGS...]    # (re)starts it with $data/seed.json; log in $data
 port=$((20000 + RANDOM % 20000))
 export AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=bench-secret AWS_REGION=us-east-1
-export "$1=http://127.0.0.1:$port"
+export "$1=http://127.0.0.1:$port" AWS_ENDPOINT_URL_STS="http://127.0.0.1:$port"   # STS: the account
 export AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/nonexistent AWS_SHARED_CREDENTIALS_FILE=/nonexistent
 emulator_pid=
 stop_emulator() { [ -n "$emulator_pid" ] && kill "$emulator_pid" 2>/dev/null && wait "$emulator_pid" 2>/dev/null || true; emulator_pid=; }

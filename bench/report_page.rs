@@ -84,6 +84,7 @@ fn main() {
         stopped: None,
         tally: &tally,
         carried: 0,
+        duplicates: 0,
         fields: &fields,
         ledger: Path::new("ledger.jsonl"),
     };

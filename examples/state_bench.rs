@@ -34,6 +34,7 @@ fn stored(i: u64, night: u32) -> Stored {
     Stored {
         hash: payload_hash(&[("FirstName", &first), ("EmailAddress", &email)]),
         last_modified: None,
+        written_at: Some(1_800_000_000 + night),
     }
 }
 
@@ -85,7 +86,12 @@ fn main() -> Result<(), String> {
         .ok_or(usage.to_string())?;
     let dir = args.next().ok_or(usage.to_string())?;
     let dir = Path::new(&dir);
-    let identity = TargetIdentity::customer_profiles("BenchDomain");
+    let identity = TargetIdentity::customer_profiles(
+        "123456789012",
+        "us-east-1",
+        "http://127.0.0.1:1",
+        "BenchDomain",
+    );
     println!("records={n}");
 
     let state = SyncState::open(dir, &identity).map_err(|e| e.to_string())?;

@@ -118,7 +118,9 @@ async fn demo() -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot start the emulator: {e}"))?;
     let url = emulator.endpoint_url();
+    // The emulator is every AWS service's endpoint here, STS (the account) included.
     let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(&url)
         .region("us-east-1")
         .credentials_provider(Credentials::new(
             "AKIDPROFILESYNCDEMO",

@@ -39,6 +39,12 @@ pub enum Status {
     Updated,
     /// `apply`: a target record was created.
     Created,
+    /// `plan`: the target record holds these values, but our last write of it is old
+    /// enough that the target may expire it: it would be written again.
+    WouldRefresh,
+    /// `apply`: the target record held these values and was written again so that the
+    /// target does not expire it (Customer Profiles removes profiles nobody updates).
+    Refreshed,
     /// `apply`: nothing matched and `when_missing = "skip"`.
     Skipped,
     /// The target refused the record, or it could not be sent.
@@ -47,12 +53,14 @@ pub enum Status {
 
 impl Status {
     /// Every status, in the order summaries print them.
-    pub const ALL: [Status; 10] = [
+    pub const ALL: [Status; 12] = [
         Self::Valid,
         Self::WouldUpdate,
         Self::WouldCreate,
+        Self::WouldRefresh,
         Self::Updated,
         Self::Created,
+        Self::Refreshed,
         Self::Unchanged,
         Self::NotFound,
         Self::Skipped,
@@ -71,6 +79,8 @@ impl Status {
             Self::NotFound => "not_found",
             Self::Updated => "updated",
             Self::Created => "created",
+            Self::WouldRefresh => "would_refresh",
+            Self::Refreshed => "refreshed",
             Self::Skipped => "skipped",
             Self::Failed => "failed",
         }

@@ -64,6 +64,15 @@ pub enum LogFormat {
 /// that it does not garble the log lines).
 static VERBOSE: AtomicBool = AtomicBool::new(false);
 
+/// Whether standard error is for JSON log lines only (`--log-format json`).
+static JSON: AtomicBool = AtomicBool::new(false);
+
+/// Whether standard error carries JSON log lines only (`--log-format json`): then the run's
+/// plain notes (which sync state file it uses) are left out, so that every line parses.
+pub fn json() -> bool {
+    JSON.load(Ordering::Relaxed)
+}
+
 /// Whether `-v`, `-vv` or `RUST_LOG` asked for more than the default logs.
 pub fn verbose() -> bool {
     VERBOSE.load(Ordering::Relaxed)
@@ -108,6 +117,7 @@ pub fn init(args: &LogArgs) {
         args.verbose > 0 || rust_log.is_some_and(|r| !r.trim().is_empty()),
         Ordering::Relaxed,
     );
+    JSON.store(args.log_format == LogFormat::Json, Ordering::Relaxed);
     let ansi = args.log_format == LogFormat::Text && io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

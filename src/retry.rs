@@ -163,6 +163,10 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     /// How long to wait between attempts.
     pub backoff: Backoff,
+    /// Whether a transient failure (5xx, timeout, dropped connection) is retried. Not for a
+    /// request that is not idempotent (a create): the service may have applied it, so the
+    /// caller looks before it sends again ([`RetryPolicy::not_idempotent`]).
+    pub transient: bool,
 }
 
 impl RetryPolicy {
@@ -171,6 +175,16 @@ impl RetryPolicy {
         RetryPolicy {
             max_attempts,
             backoff: Backoff::default(),
+            transient: true,
+        }
+    }
+
+    /// This policy for a request that is not idempotent: throttles (which the service did
+    /// not apply) are still retried, transient failures (whose outcome is unknown) are not.
+    pub fn not_idempotent(self) -> RetryPolicy {
+        RetryPolicy {
+            transient: false,
+            ..self
         }
     }
 
@@ -178,8 +192,10 @@ impl RetryPolicy {
     pub fn decide(&self, error: &ApiError, attempts: u32) -> RetryAction {
         let reason = match error.class {
             ErrorClass::Throttled => RetryReason::Throttled,
-            ErrorClass::Transient => RetryReason::Transient,
-            ErrorClass::Permanent | ErrorClass::Fatal => return RetryAction::DontRetry,
+            ErrorClass::Transient if self.transient => RetryReason::Transient,
+            ErrorClass::Transient | ErrorClass::Permanent | ErrorClass::Fatal => {
+                return RetryAction::DontRetry;
+            }
         };
         if attempts < self.max_attempts.max(1) {
             RetryAction::Retry(reason)
@@ -450,6 +466,12 @@ mod tests {
             RetryPolicy::new(0).decide(&throttled, 1),
             RetryAction::DontRetry
         );
+        let create = policy.not_idempotent();
+        assert_eq!(
+            create.decide(&throttled, 1),
+            RetryAction::Retry(RetryReason::Throttled)
+        );
+        assert_eq!(create.decide(&transient, 1), RetryAction::DontRetry);
     }
 
     #[test]
@@ -632,6 +654,7 @@ mod tests {
                 transient_base: Duration::from_millis(1),
                 ..Backoff::default()
             },
+            transient: true,
         };
         let calls = Cell::new(0);
         let start = Instant::now();

@@ -51,6 +51,37 @@ impl TargetKind {
     }
 }
 
+/// Whether the search key `key` finds a record by the value of the field `field` (the
+/// e-mail members for `_email`, the phone members for `_phone`, `AccountNumber` for
+/// `_account`, `Attributes.<key>` for a custom key); a search value borrows that field's
+/// transforms.
+pub fn indexed_by(kind: TargetKind, key: &str, field: &str) -> bool {
+    match kind {
+        TargetKind::CustomerProfiles => match key {
+            "_email" => EMAIL_FIELDS.contains(&field),
+            "_phone" => PHONE_FIELDS.contains(&field),
+            "_account" => field == "AccountNumber",
+            custom if !custom.starts_with('_') => field.strip_prefix("Attributes.") == Some(custom),
+            _ => false,
+        },
+        TargetKind::ConnectUser | TargetKind::GenesysUcs => false,
+    }
+}
+
+/// The profile members SearchProfiles' `_email` key indexes.
+pub const EMAIL_FIELDS: [&str; 3] = [
+    "EmailAddress",
+    "PersonalEmailAddress",
+    "BusinessEmailAddress",
+];
+/// The profile members SearchProfiles' `_phone` key indexes.
+pub const PHONE_FIELDS: [&str; 4] = [
+    "PhoneNumber",
+    "MobilePhoneNumber",
+    "HomePhoneNumber",
+    "BusinessPhoneNumber",
+];
+
 /// The API operations a target calls, each with its own quota and limiter, named as the API
 /// names them (Genesys has no operation names, so its resources carry a `Genesys` prefix).
 pub fn operations(kind: TargetKind) -> &'static [&'static str] {
@@ -61,6 +92,7 @@ pub fn operations(kind: TargetKind) -> &'static [&'static str] {
             op::SEARCH_PROFILES,
             op::UPDATE_PROFILE,
             op::CREATE_PROFILE,
+            op::GET_CALLER_IDENTITY,
         ],
         TargetKind::ConnectUser => &[
             op::DESCRIBE_INSTANCE,
@@ -89,6 +121,9 @@ pub mod op {
     pub const UPDATE_PROFILE: &str = "UpdateProfile";
     /// Customer Profiles `CreateProfile`.
     pub const CREATE_PROFILE: &str = "CreateProfile";
+    /// STS `GetCallerIdentity`: the AWS account a Customer Profiles target's sync state is
+    /// kept under (once per run).
+    pub const GET_CALLER_IDENTITY: &str = "GetCallerIdentity";
     /// Connect `DescribeInstance` (the preflight).
     pub const DESCRIBE_INSTANCE: &str = "DescribeInstance";
     /// Connect `ListUsers`.

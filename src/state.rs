@@ -2,11 +2,14 @@
 //! accepted, so that the next run can tell an unchanged record without asking the target.
 //!
 //! Pure storage, with no knowledge of the pipeline. One [redb] file per target identity
-//! ([`TargetIdentity`]: the target kind and its domain, instance or `base_url#tenant`),
-//! named `<kind>-<16 hex>.redb` under the state directory (default `./state/`), and the
-//! identity written inside the file, checked on every open: a file that belongs to another
-//! identity is refused ([`StateError::WrongIdentity`]), never used, even when the user names
-//! it explicitly.
+//! ([`TargetIdentity`]: the target kind and what tells its records apart from every other
+//! target's: for Customer Profiles the AWS account, region, endpoint and domain; for Connect
+//! users the instance ARN and endpoint; for Genesys the base URL and tenant), named
+//! `<kind>-<16 hex>.redb` under the state directory (default `./state/`), and the identity
+//! written inside the file, checked on every open: a file that belongs to another identity
+//! is refused ([`StateError::WrongIdentity`]), never used, even when the user names it
+//! explicitly. So a rehearsal against an emulator or a staging account and the production
+//! run from the same working directory keep two files, and neither reads the other's.
 //!
 //! # Records
 //!
@@ -14,7 +17,9 @@
 //! a lower-case UUID (a Connect UserId) as its 16 bytes, anything else (a Genesys
 //! `customer_id`) as its text; one tag byte in front keeps the three apart. The value is a
 //! [`Stored`]: the 128-bit [`payload_hash`] of the mapped payload (16 bytes) and, for Connect
-//! users, the user's `LastModifiedTime` then (8 more bytes). A first run leaves redb's
+//! users, the user's `LastModifiedTime` then (8 more bytes), and, for a record we wrote, when the
+//! target accepted our last write (4 more bytes, seconds since the epoch), which tells when
+//! a Customer Profiles record is due for a refresh before it expires. A first run leaves redb's
 //! leaves half to two thirds full (71-89 bytes per record); [`SyncState::close`] rewrites
 //! them full and drops the free pages, to about 43 bytes per record (see `bench/state.sh`,
 //! `bench/nightly.sh` and ARCHITECTURE.md).
@@ -66,7 +71,7 @@ use redb::{
 };
 use xxhash_rust::xxh3::{Xxh3Default, xxh3_64};
 
-/// Target id (encoded by [`encode_id`]) → [`Stored`] (16 or 24 bytes).
+/// Target id (encoded by [`encode_id`]) → [`Stored`] (16 to 28 bytes).
 const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
 /// Where [`SyncState::repack`] builds the records' new B-tree, within its transaction.
 const REPACKED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records-repacked");
@@ -112,7 +117,8 @@ pub struct DiskUsage {
 }
 
 /// Which target a state file describes: the target kind and, within it, the one place records
-/// live (a Customer Profiles domain, a Connect instance, a Genesys `base_url#tenant`).
+/// live, as `key=value` words (the scope). Built by the target once it knows where its
+/// requests really go (`Target::identity`): the account from STS, the instance's ARN.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetIdentity {
     kind: String,
@@ -128,19 +134,44 @@ impl TargetIdentity {
         }
     }
 
-    /// A Customer Profiles domain.
-    pub fn customer_profiles(domain: &str) -> TargetIdentity {
-        TargetIdentity::new("customer-profiles", domain)
+    /// A Customer Profiles domain of the AWS `account` in `region`, reached at `endpoint`
+    /// (the URL the client sends to, whether configured or the service's default):
+    /// `account=… region=… endpoint=… domain=…`.
+    pub fn customer_profiles(
+        account: &str,
+        region: &str,
+        endpoint: &str,
+        domain: &str,
+    ) -> TargetIdentity {
+        TargetIdentity::new(
+            "customer-profiles",
+            format!(
+                "account={account} region={region} endpoint={} domain={domain}",
+                endpoint_key(endpoint)
+            ),
+        )
     }
 
-    /// A Connect instance's users.
-    pub fn connect_user(instance_id: &str) -> TargetIdentity {
-        TargetIdentity::new("connect-user", instance_id)
+    /// A Connect instance's users: the instance's ARN (which holds its account and region),
+    /// reached at `endpoint`: `instance_arn=… endpoint=…`.
+    pub fn connect_user(instance_arn: &str, endpoint: &str) -> TargetIdentity {
+        TargetIdentity::new(
+            "connect-user",
+            format!(
+                "instance_arn={instance_arn} endpoint={}",
+                endpoint_key(endpoint)
+            ),
+        )
     }
 
-    /// A Genesys UCS tenant behind `base_url` (`<base_url>#<tenant>`).
-    pub fn genesys_ucs(base_url: &str, tenant_id: &str) -> TargetIdentity {
-        TargetIdentity::new("genesys-ucs", format!("{base_url}#{tenant_id}"))
+    /// A Genesys UCS tenant behind `base_url`: `base_url=…` and, when the config names one,
+    /// `tenant_id=…` (the scope these files have always had).
+    pub fn genesys_ucs(base_url: &str, tenant_id: Option<i64>) -> TargetIdentity {
+        let mut scope = format!("base_url={}", endpoint_key(base_url));
+        if let Some(tenant) = tenant_id {
+            scope.push_str(&format!(" tenant_id={tenant}"));
+        }
+        TargetIdentity::new("genesys-ucs", scope)
     }
 
     /// The target kind.
@@ -172,6 +203,11 @@ impl TargetIdentity {
     }
 }
 
+/// An endpoint as the identity holds it: without the trailing `/` that names the same place.
+fn endpoint_key(url: &str) -> &str {
+    url.trim_end_matches('/')
+}
+
 impl fmt::Display for TargetIdentity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {:?}", self.kind, self.scope)
@@ -186,32 +222,64 @@ pub struct Stored {
     /// The record's last-modified time on the target then, in epoch milliseconds (Connect
     /// users' `LastModifiedTime`); `None` for targets that have none.
     pub last_modified: Option<i64>,
+    /// When the target last accepted a write of ours for the record (system clock, seconds
+    /// since the epoch), for targets whose records expire when nobody writes them; `None`
+    /// when we never wrote it (it was found holding the payload: someone else wrote it,
+    /// perhaps long ago).
+    pub written_at: Option<u32>,
 }
 
 impl Stored {
-    /// 16 bytes of hash, big-endian, then 8 of `last_modified`, big-endian, if any.
-    fn encode(&self) -> ([u8; 24], usize) {
-        let mut bytes = [0u8; 24];
-        bytes[..16].copy_from_slice(&self.hash.to_be_bytes());
-        match self.last_modified {
-            Some(millis) => {
-                bytes[16..].copy_from_slice(&millis.to_be_bytes());
-                (bytes, 24)
-            }
-            None => (bytes, 16),
+    /// A record the target holds this payload for, neither timed nor written by us.
+    pub fn hash(hash: u128) -> Stored {
+        Stored {
+            hash,
+            last_modified: None,
+            written_at: None,
         }
+    }
+
+    /// 16 bytes of hash, then 8 of `last_modified` if any, then 4 of `written_at` if any,
+    /// all big-endian: 16, 20, 24 or 28 bytes, the length telling which are there.
+    fn encode(&self) -> ([u8; 28], usize) {
+        let mut bytes = [0u8; 28];
+        bytes[..16].copy_from_slice(&self.hash.to_be_bytes());
+        let mut len = 16;
+        if let Some(millis) = self.last_modified {
+            bytes[len..len + 8].copy_from_slice(&millis.to_be_bytes());
+            len += 8;
+        }
+        if let Some(secs) = self.written_at {
+            bytes[len..len + 4].copy_from_slice(&secs.to_be_bytes());
+            len += 4;
+        }
+        (bytes, len)
     }
 
     fn decode(bytes: &[u8]) -> Option<Stored> {
         let hash = u128::from_be_bytes(bytes.get(..16)?.try_into().ok()?);
-        let last_modified = match bytes.len() {
-            16 => None,
-            24 => Some(i64::from_be_bytes(bytes[16..].try_into().ok()?)),
+        let (timed, written) = match bytes.len() {
+            16 => (false, false),
+            20 => (false, true),
+            24 => (true, false),
+            28 => (true, true),
             _ => return None,
         };
+        let last_modified = timed
+            .then(|| bytes[16..24].try_into().ok().map(i64::from_be_bytes))
+            .flatten();
+        let written_at = written
+            .then(|| {
+                bytes[bytes.len() - 4..]
+                    .try_into()
+                    .ok()
+                    .map(u32::from_be_bytes)
+            })
+            .flatten();
         Some(Stored {
             hash,
             last_modified,
+            written_at,
         })
     }
 }
@@ -786,15 +854,14 @@ mod tests {
     const P1: &str = "0123456789abcdef0123456789abcdef";
     const P2: &str = "ffffffffffffffffffffffffffffffff";
 
+    const AWS: &str = "https://profile.us-east-1.amazonaws.com";
+
     fn domain(name: &str) -> TargetIdentity {
-        TargetIdentity::customer_profiles(name)
+        TargetIdentity::customer_profiles("123456789012", "us-east-1", AWS, name)
     }
 
     fn stored(hash: u128) -> Stored {
-        Stored {
-            hash,
-            last_modified: None,
-        }
+        Stored::hash(hash)
     }
 
     #[test]
@@ -806,6 +873,15 @@ mod tests {
         let with_time = Stored {
             hash: u128::MAX - 1,
             last_modified: Some(-1_700_000_000_123),
+            written_at: None,
+        };
+        let written = Stored {
+            written_at: Some(1_800_000_000),
+            ..stored(5)
+        };
+        let both = Stored {
+            written_at: Some(7),
+            ..with_time
         };
         state
             .put_many(&[
@@ -813,8 +889,12 @@ mod tests {
                 (user, with_time),
                 ("00027a52JCGY000M", stored(3)),
                 ("0123456789ABCDEF0123456789ABCDEF", stored(4)),
+                ("written", written),
+                ("both", both),
             ])
             .expect("put");
+        assert_eq!(state.get("written").expect("get"), Some(written));
+        assert_eq!(state.get("both").expect("get"), Some(both));
         assert_eq!(state.get(P1).expect("get"), Some(stored(1)));
         assert_eq!(state.get(user).expect("get"), Some(with_time));
         assert_eq!(state.get("00027a52JCGY000M").expect("get"), Some(stored(3)));
@@ -833,7 +913,7 @@ mod tests {
         state.remove(P1).expect("remove");
         state.remove(P2).expect("removing an absent id is fine");
         assert_eq!(state.get(P1).expect("get"), None);
-        assert_eq!(state.len().expect("len"), 3);
+        assert_eq!(state.len().expect("len"), 5);
     }
 
     /// The file at `path` holds `n` records in 64 bytes a record or less.
@@ -925,16 +1005,64 @@ mod tests {
         );
 
         // The file of DomainA, named explicitly for DomainB (or for another kind), is refused.
-        for other in [domain("DomainB"), TargetIdentity::connect_user("DomainA")] {
+        let connect = TargetIdentity::connect_user("arn:aws:connect:us-east-1:1:instance/i", AWS);
+        for other in [domain("DomainB"), connect] {
             let err = SyncState::open_file(&a_path, &other).expect_err("wrong identity");
             assert!(matches!(err, StateError::WrongIdentity { .. }), "{err:?}");
             let message = err.to_string();
-            assert!(message.contains("\"DomainA\""), "{message}");
+            assert!(message.contains("domain=DomainA\""), "{message}");
             assert!(message.contains(&a_path.display().to_string()), "{message}");
         }
         // ... and left as it was.
         let a = SyncState::open_file(&a_path, &domain("DomainA")).expect("its own identity");
         assert_eq!(a.get(P1).expect("get"), Some(stored(1)));
+    }
+
+    #[test]
+    fn the_identity_holds_account_region_endpoint_and_domain() {
+        let prod = domain("D");
+        assert_eq!(
+            prod.scope(),
+            "account=123456789012 region=us-east-1 \
+             endpoint=https://profile.us-east-1.amazonaws.com domain=D"
+        );
+        let others = [
+            TargetIdentity::customer_profiles("210987654321", "us-east-1", AWS, "D"),
+            TargetIdentity::customer_profiles("123456789012", "eu-west-2", AWS, "D"),
+            TargetIdentity::customer_profiles(
+                "123456789012",
+                "us-east-1",
+                "http://127.0.0.1:1",
+                "D",
+            ),
+        ];
+        for other in &others {
+            assert_ne!(other.file_name(), prod.file_name(), "{other}");
+        }
+        // A trailing slash names the same endpoint.
+        let slash =
+            TargetIdentity::customer_profiles("123456789012", "us-east-1", &format!("{AWS}/"), "D");
+        assert_eq!(slash, prod);
+        let connect = |arn: &str, url: &str| TargetIdentity::connect_user(arn, url);
+        let arn = "arn:aws:connect:us-east-1:123456789012:instance/i-1";
+        let url = "https://connect.us-east-1.amazonaws.com";
+        assert_eq!(
+            connect(arn, url).scope(),
+            format!("instance_arn={arn} endpoint={url}")
+        );
+        assert_ne!(connect(arn, url), connect(arn, "http://127.0.0.1:9"));
+        assert_ne!(
+            connect(arn, url),
+            connect("arn:aws:connect:us-east-1:210987654321:instance/i-1", url)
+        );
+        assert_eq!(
+            TargetIdentity::genesys_ucs("https://ucs.example.com/", Some(7)).scope(),
+            "base_url=https://ucs.example.com tenant_id=7"
+        );
+        assert_eq!(
+            TargetIdentity::genesys_ucs("https://ucs.example.com", None).scope(),
+            "base_url=https://ucs.example.com"
+        );
     }
 
     #[test]

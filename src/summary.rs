@@ -46,6 +46,8 @@ pub struct RunSummary {
     error: Option<String>,
     ledger: Option<PathBuf>,
     report: Option<PathBuf>,
+    duplicates: u64,
+    warnings: Vec<String>,
 }
 
 /// The JSON object written.
@@ -65,6 +67,8 @@ struct Json<'a> {
     error: Option<&'a str>,
     ledger: Option<String>,
     report: Option<String>,
+    duplicates: u64,
+    warnings: &'a [String],
 }
 
 #[derive(Debug, Serialize)]
@@ -89,6 +93,8 @@ impl RunSummary {
             error: None,
             ledger: None,
             report: None,
+            duplicates: 0,
+            warnings: Vec::new(),
         }
     }
 
@@ -125,6 +131,8 @@ impl RunSummary {
                 self.calls = result.calls.clone();
                 self.reasons = Some(result.reasons.clone());
                 self.stop_reason = result.aborted.clone();
+                self.duplicates = result.duplicates;
+                self.warnings = result.warnings.clone();
                 self.report = result.report.as_ref().map(|r| absolute(&r.paths().html));
                 self.ledger(ledger);
             }
@@ -163,6 +171,8 @@ impl RunSummary {
             error: self.error.as_deref(),
             ledger: self.ledger.as_ref().map(|p| p.display().to_string()),
             report: self.report.as_ref().map(|p| p.display().to_string()),
+            duplicates: self.duplicates,
+            warnings: &self.warnings,
         };
         let mut text = serde_json::to_string(&json).unwrap_or_else(|_| "{}".to_owned());
         text.push('\n');
@@ -243,6 +253,8 @@ mod tests {
             report: None,
             fields: Default::default(),
             unchanged_by_state: 0,
+            duplicates: 0,
+            warnings: Vec::new(),
             reasons: [("BadRequestException".to_owned(), 1)].into(),
             calls: vec![OperationCalls {
                 operation: "UpdateProfile",

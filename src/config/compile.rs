@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-use super::raw::{RawConfig, RawLimits, RawMatch, RawTarget};
+use super::raw::{RawConfig, RawLimits, RawMatch, RawState, RawTarget};
 use super::{
-    Config, ConfigError, ConfigErrors, Limits, Match, MatchBy, OperationLimits, Rate,
-    SourceSettings, Target, WhenMissing,
+    Config, ConfigError, ConfigErrors, Duplicates, Limits, Match, MatchBy, OperationLimits, Rate,
+    RefreshSetting, SourceSettings, Target, WhenMissing,
 };
 use crate::mapping::{
-    DateFormat, EmptyPolicy, FieldRule, Input, PhoneRegion, RegexRewrite, Transform,
+    DateFormat, EmptyPolicy, FieldRule, Input, PhoneRegion, RegexRewrite, SearchRule, Transform,
     column_in_constant, parse_template,
 };
 use crate::schema::{self, TargetKind};
@@ -88,13 +88,16 @@ impl Compiler<'_> {
         let kind = *raw.target.kind.get_ref();
         let source = self.source(&raw);
         let target = self.target(raw.target);
-        let matching = self.matching(kind, raw.matching);
+        let mut matching = self.matching(kind, &source, raw.matching);
         let limits = self.limits(kind, &raw.limits);
         let mut rules = Vec::new();
         for (name, spec) in &raw.fields {
             if let Some(rule) = self.field(kind, &source, name, spec) {
                 rules.push(rule);
             }
+        }
+        if let MatchBy::Search { key, value } = &mut matching.by {
+            borrow_transforms(kind, key, value, &rules);
         }
         if rules.is_empty() && raw.fields.is_empty() {
             self.error(None, "[fields] is empty: map at least one target field");
@@ -105,8 +108,27 @@ impl Compiler<'_> {
             target,
             matching,
             limits,
+            refresh: self.refresh(&raw.state),
             state: raw.state.path.map(PathBuf::from),
             rules,
+        }
+    }
+
+    fn refresh(&mut self, raw: &RawState) -> RefreshSetting {
+        match (raw.refresh, &raw.refresh_days) {
+            (Some(false), Some(days)) => {
+                self.error(
+                    Some(days.span()),
+                    "[state] refresh_days needs refresh = true (or no refresh key)",
+                );
+                RefreshSetting::Off
+            }
+            (Some(false), None) => RefreshSetting::Off,
+            (_, None) => RefreshSetting::Default,
+            (_, Some(_)) => match self.bounded("[state] refresh_days", &raw.refresh_days, 3_650) {
+                Some(days) => RefreshSetting::Days(days as u32),
+                None => RefreshSetting::Default,
+            },
         }
     }
 
@@ -157,10 +179,16 @@ impl Compiler<'_> {
         target
     }
 
-    fn matching(&mut self, kind: TargetKind, raw: Option<Spanned<RawMatch>>) -> Match {
+    fn matching(
+        &mut self,
+        kind: TargetKind,
+        source: &SourceSettings,
+        raw: Option<Spanned<RawMatch>>,
+    ) -> Match {
         let fallback = Match {
             by: MatchBy::Id(String::new()),
             when_missing: WhenMissing::Skip,
+            duplicates: Duplicates::Update,
         };
         let Some(raw) = raw else {
             self.error(None, format!("[match] is missing: set `id` (the column holding the {}) or `search_key` and `search_column`", kind.id_name()));
@@ -172,9 +200,12 @@ impl Compiler<'_> {
             (Some(id), None, None) => MatchBy::Id(id.into_inner()),
             (None, Some(key), Some(column)) => {
                 self.search_key(kind, &key);
+                let Some(value) = self.search_rule(kind, source, &column) else {
+                    return fallback;
+                };
                 MatchBy::Search {
                     key: key.into_inner(),
-                    column: column.into_inner(),
+                    value,
                 }
             }
             (None, Some(key), None) => {
@@ -202,7 +233,48 @@ impl Compiler<'_> {
             }
             w.into_inner()
         });
-        Match { by, when_missing }
+        Match {
+            by,
+            when_missing,
+            duplicates: raw.duplicates.unwrap_or_default(),
+        }
+    }
+
+    /// `search_column`: a column (whose field's transforms are borrowed once the fields are
+    /// compiled), or a table deriving the value like a field mapping.
+    fn search_rule(
+        &mut self,
+        kind: TargetKind,
+        source: &SourceSettings,
+        column: &Spanned<toml::Value>,
+    ) -> Option<SearchRule> {
+        const WHAT: &str = "[match] search_column";
+        let span = column.span();
+        let table = match column.get_ref() {
+            toml::Value::String(name) => return Some(SearchRule::column(name)),
+            toml::Value::Table(table) => table,
+            _ => {
+                self.error(Some(span), format!("{WHAT}: expected a column name, or a table with `from` (or `template`) and `transform`, such as {{ from = \"email\", transform = [{{ regex = {{ pattern = \"^([^@]+)@\", replace = \"$1\" }} }}] }}"));
+                return None;
+            }
+        };
+        if table.contains_key("empty") {
+            self.error(Some(span.clone()), format!("{WHAT}: `empty` does not apply to a search value (an empty one is an invalid record)"));
+        }
+        let mut derived = table.clone();
+        derived.remove("empty");
+        let (input, transforms, _) = self.field_table(kind, source, WHAT, &derived, &span)?;
+        match input? {
+            Input::Constant(_) => {
+                self.error(Some(span), format!("{WHAT}: `value` is the same for every record; a search value comes from the record (`from` or `template`)"));
+                None
+            }
+            input => Some(SearchRule {
+                input,
+                transforms,
+                also_raw: false,
+            }),
+        }
     }
 
     fn search_key(&mut self, kind: TargetKind, key: &Spanned<String>) {
@@ -583,6 +655,25 @@ fn simple_transform(name: &str, region: PhoneRegion) -> Result<Transform, String
             ));
         }
     })
+}
+
+/// A `search_column` given as a column name searches by what the record writes: the
+/// transforms of the first field filled from that column among those the search key
+/// indexes, with the value as read searched too when they change it.
+fn borrow_transforms(kind: TargetKind, key: &str, value: &mut SearchRule, rules: &[FieldRule]) {
+    let Some(column) = value.column_name() else {
+        return;
+    };
+    if !value.transforms.is_empty() || value.also_raw {
+        return;
+    }
+    let filled = rules.iter().find(|rule| {
+        rule.input == Input::Column(column.to_owned()) && schema::indexed_by(kind, key, &rule.name)
+    });
+    if let Some(rule) = filled {
+        value.transforms = rule.transforms.clone();
+        value.also_raw = !rule.transforms.is_empty();
+    }
 }
 
 /// The limits a target gets when `[limits]` leaves them out: under the documented quotas.

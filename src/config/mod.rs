@@ -14,10 +14,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use raw::WhenMissing;
+pub use raw::{Duplicates, WhenMissing};
 pub use target::{AwsTarget, ConnectUserTarget, CustomerProfilesTarget, GenesysUcsTarget, Target};
 
-use crate::mapping::{EmptyPolicy, FieldRule, PhoneRegion};
+use crate::mapping::{EmptyPolicy, FieldRule, PhoneRegion, SearchRule};
 use crate::source::SourceFormat;
 
 /// A compiled config: everything a run needs to know, checked.
@@ -35,8 +35,23 @@ pub struct Config {
     pub limits: Limits,
     /// `[state] path`: the directory of the sync state files, when the config sets it.
     pub state: Option<PathBuf>,
+    /// `[state] refresh` and `refresh_days`: when records are written again before the
+    /// target expires them.
+    pub refresh: RefreshSetting,
     /// `[fields]`, sorted by target field name.
     pub rules: Vec<FieldRule>,
+}
+
+/// `[state] refresh` / `refresh_days`, compiled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RefreshSetting {
+    /// Refresh at the default age (80% of the target's expiration at most).
+    #[default]
+    Default,
+    /// Refresh at this age in days at most.
+    Days(u32),
+    /// Never refresh (`refresh = false`): records may expire.
+    Off,
 }
 
 /// `[source]`, compiled.
@@ -57,16 +72,16 @@ pub struct SourceSettings {
 }
 
 /// How a record finds its target record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum MatchBy {
     /// The column holds the target's own id.
     Id(String),
-    /// Search the target by `key` for the value of `column`.
+    /// Search the target by `key` for the value the record writes (see [`SearchRule`]).
     Search {
         /// Search key name (`_email`, `Username`, ...).
         key: String,
-        /// Column holding the value searched for.
-        column: String,
+        /// How the value searched for is made.
+        value: SearchRule,
     },
 }
 
@@ -77,6 +92,8 @@ pub struct Match {
     pub by: MatchBy,
     /// What to do when nothing matches.
     pub when_missing: WhenMissing,
+    /// What a second row naming the same target record does.
+    pub duplicates: Duplicates,
 }
 
 impl Match {
@@ -88,11 +105,11 @@ impl Match {
         }
     }
 
-    /// The search column, when matching by search.
-    pub fn search_column(&self) -> Option<&str> {
+    /// How the search value is made, when matching by search.
+    pub fn search(&self) -> Option<&SearchRule> {
         match &self.by {
             MatchBy::Id(_) => None,
-            MatchBy::Search { column, .. } => Some(column),
+            MatchBy::Search { value, .. } => Some(value),
         }
     }
 }

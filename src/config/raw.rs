@@ -43,6 +43,11 @@ pub struct RawConfig {
 pub struct RawState {
     /// The directory of the sync state files (default `./state/`).
     pub path: Option<String>,
+    /// Write a record again, though unchanged, before the target expires it (default true).
+    pub refresh: Option<bool>,
+    /// The age, in days, of our last write after which a record is refreshed (default 80%
+    /// of the domain's `DefaultExpirationDays`).
+    pub refresh_days: Option<Spanned<i64>>,
 }
 
 /// `[source]`.
@@ -93,10 +98,23 @@ pub struct RawMatch {
     pub id: Option<Spanned<String>>,
     /// Search key name (`_email`, `Username`, ...).
     pub search_key: Option<Spanned<String>>,
-    /// Column whose value is searched for.
-    pub search_column: Option<Spanned<String>>,
+    /// Column whose value is searched for, or a table (`from`, `transform`) deriving it.
+    pub search_column: Option<Spanned<toml::Value>>,
     /// What to do when nothing matches.
     pub when_missing: Option<Spanned<WhenMissing>>,
+    /// What a second row naming the same target record does.
+    pub duplicates: Option<Duplicates>,
+}
+
+/// What a row does when an earlier row of the same input names the same target record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Duplicates {
+    /// Applied after the earlier row, to the record it found or created: the last row wins.
+    #[default]
+    Update,
+    /// Ends `failed` with `duplicate_in_input`, naming the first row.
+    Fail,
 }
 
 /// What `apply` does when no target record matches.

@@ -120,7 +120,9 @@ impl Target {
 
     /// What names the target's records, beyond its kind, as `key=value` words: the domain,
     /// instance or base URL and tenant, and an AWS target's region (`[target] region`, else
-    /// `region`, the AWS configuration's). Sync state files and run files are kept under it.
+    /// `region`, the AWS configuration's). Run files record it (`--resume` checks it); the
+    /// sync state is kept under the fuller identity the target itself gives once connected
+    /// (`Target::identity`: account, endpoint, instance ARN).
     pub fn scope(&self, region: Option<&str>) -> String {
         let mut scope = Vec::new();
         match self {

@@ -16,8 +16,8 @@
 //! DescribeUser's `User` and ListUsers' `UserSummary` carry `LastModifiedTime` (epoch
 //! seconds with milliseconds, a JSON number) and `LastModifiedRegion`: a seeded user's own
 //! members, else [`SEEDED_MODIFIED_AT`] and [`REGION`]. UpdateUserIdentityInfo sets them to
-//! the emulator's clock (the system clock, and always at least a millisecond later than
-//! before, so every write is seen as a change) and [`REGION`].
+//! the emulator's clock (the system clock plus its offset, see [`super::clock`], and always at
+//! least a millisecond later than before, so every write is seen as a change) and [`REGION`].
 
 use std::collections::BTreeMap;
 
@@ -38,9 +38,8 @@ use super::wire::{self, ApiError};
 
 /// The members of `UserIdentityInfo` that are stored.
 const IDENTITY_MEMBERS: [&str; 5] = ["FirstName", "LastName", "Email", "SecondaryEmail", "Mobile"];
-/// The account and Region used in ARNs.
-const ARN_PREFIX: &str = "arn:aws:connect:us-east-1:123456789012:instance";
-/// The Region the emulated instance lives in (`LastModifiedRegion`).
+/// The Region the emulated instance lives in (`LastModifiedRegion`), and the one ARNs hold
+/// when a request's signature names none.
 pub const REGION: &str = "us-east-1";
 /// `LastModifiedTime` of a seeded user whose seed gives none: 2025-01-01T00:00:00Z.
 pub const SEEDED_MODIFIED_AT: f64 = 1_735_689_600.0;
@@ -76,7 +75,7 @@ async fn describe(
     headers: HeaderMap,
 ) -> Response {
     app.serve(Operation::DescribeUser, &headers, |app| {
-        describe_user(app, &instance, &user)
+        describe_user(app, &Arns::of(app, &headers), &instance, &user)
     })
     .await
 }
@@ -87,7 +86,7 @@ async fn describe_instance_route(
     headers: HeaderMap,
 ) -> Response {
     app.serve(Operation::DescribeInstance, &headers, |app| {
-        describe_instance(app, &instance)
+        describe_instance(app, &Arns::of(app, &headers), &instance)
     })
     .await
 }
@@ -99,14 +98,14 @@ async fn list(
     headers: HeaderMap,
 ) -> Response {
     app.serve(Operation::ListUsers, &headers, |app| {
-        list_users(app, &instance, &query)
+        list_users(app, &Arns::of(app, &headers), &instance, &query)
     })
     .await
 }
 
 async fn search(Extract(app): Extract<App>, headers: HeaderMap, body: Bytes) -> Response {
     app.serve(Operation::SearchUsers, &headers, |app| {
-        search_users(app, &body)
+        search_users(app, &Arns::of(app, &headers), &body)
     })
     .await
 }
@@ -166,13 +165,14 @@ fn update_user_identity_info(
     let identity = check_identity(body.get("IdentityInfo"), &mut violations);
     check(&violations)?;
     let identity = identity.unwrap_or_default();
+    let now = app.now_millis();
     app.with_state(|state| {
         let instance = instance_mut(&mut state.instances, instance)?;
         let management = instance.identity_management().to_owned();
         let record = user_mut(instance, user)?;
         check_management(&management, record, &identity)?;
         record.insert("IdentityInfo".to_string(), Value::Object(identity));
-        touch(record);
+        touch(record, now);
         Ok::<_, ApiError>(())
     })?;
     Ok(wire::empty_ok())
@@ -204,7 +204,7 @@ fn check_management(
     Ok(())
 }
 
-fn describe_instance(app: &Shared, instance: &str) -> Result<Response, ApiError> {
+fn describe_instance(app: &Shared, arns: &Arns, instance: &str) -> Result<Response, ApiError> {
     let mut violations = Violations::default();
     check_instance_id(instance, &mut violations);
     check(&violations)?;
@@ -212,7 +212,7 @@ fn describe_instance(app: &Shared, instance: &str) -> Result<Response, ApiError>
         let data = instance_mut(&mut state.instances, instance)?;
         Ok::<_, ApiError>(json!({ "Instance": {
             "Id": instance,
-            "Arn": format!("{ARN_PREFIX}/{instance}"),
+            "Arn": arns.instance(instance),
             "IdentityManagementType": data.identity_management(),
             "InstanceStatus": "ACTIVE",
             "InboundCallsEnabled": true,
@@ -298,12 +298,9 @@ fn last_modified(record: &Record) -> (f64, String) {
 
 /// Marks a user modified now: the emulator's clock to the millisecond, never earlier than a
 /// millisecond after the time it had.
-fn touch(record: &mut Record) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    let before = (last_modified(record).0 * 1000.0).round() as u128;
-    let millis = now.max(before + 1);
+fn touch(record: &mut Record, now_millis: i64) {
+    let before = (last_modified(record).0 * 1000.0).round() as i64;
+    let millis = now_millis.max(before + 1);
     record.insert(
         "LastModifiedTime".to_string(),
         json!(millis as f64 / 1000.0),
@@ -318,25 +315,56 @@ fn with_last_modified(item: &mut Value, record: &Record) {
     item["LastModifiedRegion"] = json!(region);
 }
 
-fn arn(instance: &str, user: &str) -> String {
-    format!("{ARN_PREFIX}/{instance}/agent/{user}")
+/// The ARNs of one request's answer: the emulator's account and the region the request is
+/// signed for (a client that signs for `eu-west-2` talks to Connect in `eu-west-2`).
+struct Arns {
+    prefix: String,
+}
+
+impl Arns {
+    fn of(app: &Shared, headers: &HeaderMap) -> Arns {
+        let account = app.with_state(|state| state.account().to_string());
+        let region = wire::signing_region(headers).unwrap_or(REGION);
+        Arns::new(&account, region)
+    }
+
+    fn new(account: &str, region: &str) -> Arns {
+        Arns {
+            prefix: format!("arn:aws:connect:{region}:{account}:instance"),
+        }
+    }
+
+    /// `arn:aws:connect:REGION:ACCOUNT:instance/ID`.
+    fn instance(&self, instance: &str) -> String {
+        format!("{}/{instance}", self.prefix)
+    }
+
+    /// `arn:aws:connect:REGION:ACCOUNT:instance/ID/agent/USER`.
+    fn user(&self, instance: &str, user: &str) -> String {
+        format!("{}/{instance}/agent/{user}", self.prefix)
+    }
 }
 
 /// A stored user as DescribeUser's `User`: the stored members plus `Id` and `Arn`.
-fn user_json(instance: &str, id: &str, record: &Record) -> Value {
+fn user_json(arns: &Arns, instance: &str, id: &str, record: &Record) -> Value {
     let mut user: Map<String, Value> = record.clone().into_iter().collect();
     user.insert("Id".to_string(), Value::String(id.to_string()));
-    user.insert("Arn".to_string(), Value::String(arn(instance, id)));
+    user.insert("Arn".to_string(), Value::String(arns.user(instance, id)));
     Value::Object(user)
 }
 
-fn describe_user(app: &Shared, instance: &str, user: &str) -> Result<Response, ApiError> {
+fn describe_user(
+    app: &Shared,
+    arns: &Arns,
+    instance: &str,
+    user: &str,
+) -> Result<Response, ApiError> {
     let mut violations = Violations::default();
     check_instance_id(instance, &mut violations);
     check(&violations)?;
     let body = app.with_state(|state| {
         let record = user_mut(instance_mut(&mut state.instances, instance)?, user)?;
-        let mut user_value = user_json(instance, user, record);
+        let mut user_value = user_json(arns, instance, user, record);
         with_last_modified(&mut user_value, record);
         Ok::<_, ApiError>(json!({ "User": user_value }))
     })?;
@@ -386,6 +414,7 @@ fn paginate(items: Vec<Value>, size: usize, offset: usize) -> (Vec<Value>, Optio
 
 fn list_users(
     app: &Shared,
+    arns: &Arns,
     instance: &str,
     query: &BTreeMap<String, String>,
 ) -> Result<Response, ApiError> {
@@ -407,7 +436,7 @@ fn list_users(
         let list: Vec<Value> = instance_data
             .users
             .iter()
-            .map(|(id, record)| summary(instance, id, record))
+            .map(|(id, record)| summary(arns, instance, id, record))
             .collect();
         Ok::<_, ApiError>(list)
     })?;
@@ -419,8 +448,8 @@ fn list_users(
     Ok(wire::json_response(StatusCode::OK, &body))
 }
 
-fn summary(instance: &str, id: &str, record: &Record) -> Value {
-    let mut item = json!({ "Id": id, "Arn": arn(instance, id) });
+fn summary(arns: &Arns, instance: &str, id: &str, record: &Record) -> Value {
+    let mut item = json!({ "Id": id, "Arn": arns.user(instance, id) });
     if let Some(username) = record.get("Username") {
         item["Username"] = username.clone();
     }
@@ -428,7 +457,7 @@ fn summary(instance: &str, id: &str, record: &Record) -> Value {
     item
 }
 
-fn search_users(app: &Shared, body: &[u8]) -> Result<Response, ApiError> {
+fn search_users(app: &Shared, arns: &Arns, body: &[u8]) -> Result<Response, ApiError> {
     let body = wire::parse_object(body).map_err(invalid_request)?;
     let mut violations = Violations::default();
     let instance = match body.get("InstanceId") {
@@ -455,7 +484,7 @@ fn search_users(app: &Shared, body: &[u8]) -> Result<Response, ApiError> {
             .users
             .iter()
             .filter(|(id, record)| matches_criteria(&criteria, id, record))
-            .map(|(id, record)| search_summary(&instance, id, record))
+            .map(|(id, record)| search_summary(arns, &instance, id, record))
             .collect();
         Ok::<_, ApiError>(list)
     })?;
@@ -469,8 +498,8 @@ fn search_users(app: &Shared, body: &[u8]) -> Result<Response, ApiError> {
 }
 
 /// A `UserSearchSummary`: like `User`, with `IdentityInfo` cut to first and last name.
-fn search_summary(instance: &str, id: &str, record: &Record) -> Value {
-    let mut user = user_json(instance, id, record);
+fn search_summary(arns: &Arns, instance: &str, id: &str, record: &Record) -> Value {
+    let mut user = user_json(arns, instance, id, record);
     if let Some(info) = record.get("IdentityInfo").and_then(Value::as_object) {
         let lite: Map<String, Value> = ["FirstName", "LastName"]
             .iter()
@@ -564,15 +593,15 @@ mod tests {
         // A seeded time in the future: the write still moves it forward, by a millisecond.
         record.insert("LastModifiedTime".to_string(), json!(4_000_000_000.5));
         record.insert("LastModifiedRegion".to_string(), json!("eu-west-2"));
-        touch(&mut record);
+        touch(&mut record, 1_767_225_600_000);
         assert_eq!(
             last_modified(&record),
             (4_000_000_000.501, REGION.to_string())
         );
         let mut record = Record::new();
-        touch(&mut record);
+        touch(&mut record, 1_767_225_600_000);
         let first = last_modified(&record).0;
-        touch(&mut record);
+        touch(&mut record, 1_767_225_600_000);
         assert!(last_modified(&record).0 > first);
         assert!(first > SEEDED_MODIFIED_AT);
         let mut summary = json!({});

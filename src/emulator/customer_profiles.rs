@@ -20,6 +20,12 @@
 //!   uses); an id listed twice is answered once; a missing domain is a 404 for the whole call.
 //!   An id given to `--batch-error-id` is answered with an `InternalServerException` entry
 //!   instead, found or not, to rehearse per-id errors.
+//!
+//! **Expiry.** CreateProfile and UpdateProfile set the profile's last update (the domain's
+//! `updated`, on the emulator's clock); GetDomain answers the domain's `expiration_days` as
+//! `DefaultExpirationDays`. A profile not updated for longer than that is gone, as the
+//! service removes it: GetDomain and SearchProfiles first remove every expired profile of the
+//! domain, UpdateProfile and BatchGetProfile treat an expired one as absent (and remove it).
 
 use crate::schema::{ADDRESS_MEMBERS, ADDRESS_PARTS, GENDER, PARTY_TYPE, PROFILE_TYPE};
 use std::collections::BTreeMap;
@@ -204,13 +210,17 @@ fn get_domain(app: &Shared, domain: &str) -> Result<Response, ApiError> {
     let mut violations = Violations::default();
     check_domain_name(domain, &mut violations);
     check(&violations)?;
-    let profiles =
-        app.with_state(|state| Ok(domain_mut(&mut state.domains, domain)?.profiles.len()))?;
+    let at = app.moment();
+    let (profiles, expiration_days) = app.with_state(|state| {
+        let domain = domain_mut(&mut state.domains, domain)?;
+        domain.remove_expired(at);
+        Ok::<_, ApiError>((domain.profiles.len(), domain.expiration_days()))
+    })?;
     Ok(wire::json_response(
         StatusCode::OK,
         &json!({
             "DomainName": domain,
-            "DefaultExpirationDays": 366,
+            "DefaultExpirationDays": expiration_days,
             "CreatedAt": CREATED_AT,
             "LastUpdatedAt": CREATED_AT,
             "Stats": {"ProfileCount": profiles},
@@ -226,12 +236,14 @@ fn update_profile(app: &Shared, domain: &str, body: &[u8]) -> Result<Response, A
     check_members(&body, Mode::Update, &mut violations);
     check(&violations)?;
     let id = id.unwrap_or_default();
+    let at = app.moment();
     app.with_state(|state| {
-        let profiles = &mut domain_mut(&mut state.domains, domain)?.profiles;
-        let profile = profiles
-            .get_mut(&id)
+        let data = domain_mut(&mut state.domains, domain)?;
+        let profile = data
+            .live_profile(&id, at)
             .ok_or_else(|| not_found(format!("Profile {id} does not exist in domain {domain}")))?;
         apply_update(profile, &body);
+        data.touch(&id, at);
         Ok(())
     })?;
     Ok(wire::json_response(
@@ -258,13 +270,15 @@ fn create_profile(app: &Shared, domain: &str, body: &[u8]) -> Result<Response, A
     check(&violations)?;
     let mut profile = Record::new();
     apply_update(&mut profile, &body);
+    let at = app.moment();
     let id = app.with_state(|state| {
         let domain = domain_mut(&mut state.domains, domain)?;
         let mut id = app.new_hex_id();
-        while domain.profiles.contains_key(&id) {
+        while domain.live_profile(&id, at).is_some() {
             id = app.new_hex_id();
         }
         domain.profiles.insert(id.clone(), profile);
+        domain.touch(&id, at);
         Ok::<_, ApiError>(id)
     })?;
     Ok(wire::json_response(
@@ -415,8 +429,10 @@ fn search_profiles(
     let all = check_logical_operator(&body, &mut violations);
     check(&violations)?;
     let (max, offset) = page.unwrap_or((DEFAULT_PAGE, 0));
+    let at = app.moment();
     let found = app.with_state(|state| {
         let domain = domain_mut(&mut state.domains, domain)?;
+        domain.remove_expired(at);
         Ok::<_, ApiError>(find_profiles(domain, &keys, all))
     })?;
     let items: Vec<Value> = found.iter().skip(offset).take(max).cloned().collect();
@@ -435,6 +451,7 @@ fn batch_get_profile(app: &Shared, domain: &str, body: &[u8]) -> Result<Response
     check(&violations)?;
     let mut profiles = Vec::new();
     let mut errors = Vec::new();
+    let at = app.moment();
     app.with_state(|state| {
         let domain = domain_mut(&mut state.domains, domain)?;
         let mut seen = std::collections::BTreeSet::new();
@@ -444,7 +461,7 @@ fn batch_get_profile(app: &Shared, domain: &str, body: &[u8]) -> Result<Response
             }
             if app.batch_error(id) {
                 errors.push(batch_error(id, "InternalServerException", "Internal error"));
-            } else if let Some(profile) = domain.profiles.get(id) {
+            } else if let Some(profile) = domain.live_profile(id, at) {
                 profiles.push(profile_json(id, profile));
             } else {
                 errors.push(batch_error(

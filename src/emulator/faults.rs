@@ -1,4 +1,5 @@
-//! Seeded fault injection: a share of 5xx answers, a share of dropped connections, and a
+//! Seeded fault injection: a share of 5xx answers, a share of dropped connections, a share
+//! of requests applied whose answer is then lost, and a
 //! fixed added latency, drawn from one seeded generator so that a run repeats; plus fixed
 //! ProfileIds that BatchGetProfile answers with a per-id error entry.
 //!
@@ -17,6 +18,9 @@ pub struct FaultConfig {
     pub error_rate: f64,
     /// Share of requests (0.0–1.0) whose connection is closed without any response.
     pub drop_rate: f64,
+    /// Share of requests (0.0–1.0) that are applied, then their connection is closed without
+    /// the answer (a create whose answer was lost: the client cannot know it happened).
+    pub lose_answer_rate: f64,
     /// Delay added before every API request is handled.
     pub latency: Duration,
     /// Seed of the generator that picks the faulty requests.
@@ -29,13 +33,14 @@ impl FaultConfig {
         for (name, rate) in [
             ("error rate", self.error_rate),
             ("drop rate", self.drop_rate),
+            ("lost answer rate", self.lose_answer_rate),
         ] {
             if !(0.0..=1.0).contains(&rate) {
                 return Err(format!("{name} must be between 0 and 1, got {rate}"));
             }
         }
-        if self.error_rate + self.drop_rate > 1.0 {
-            return Err("error rate and drop rate add up to more than 1".to_string());
+        if self.error_rate + self.drop_rate + self.lose_answer_rate > 1.0 {
+            return Err("the error, drop and lost answer rates add up to more than 1".to_string());
         }
         Ok(())
     }
@@ -50,6 +55,8 @@ pub enum Fault {
     Error,
     /// Close the connection without answering.
     Drop,
+    /// Handle normally, then close the connection without the answer.
+    LoseAnswer,
 }
 
 /// The seeded generator and the configuration it serves.
@@ -94,14 +101,17 @@ impl Faults {
 
     /// Draws the fate of the next request.
     pub fn roll(&mut self) -> Fault {
-        if self.config.error_rate == 0.0 && self.config.drop_rate == 0.0 {
+        let c = &self.config;
+        if c.error_rate == 0.0 && c.drop_rate == 0.0 && c.lose_answer_rate == 0.0 {
             return Fault::None;
         }
         let draw: f64 = self.rng.random();
-        if draw < self.config.drop_rate {
+        if draw < c.drop_rate {
             Fault::Drop
-        } else if draw < self.config.drop_rate + self.config.error_rate {
+        } else if draw < c.drop_rate + c.error_rate {
             Fault::Error
+        } else if draw < c.drop_rate + c.error_rate + c.lose_answer_rate {
+            Fault::LoseAnswer
         } else {
             Fault::None
         }

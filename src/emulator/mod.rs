@@ -1,7 +1,8 @@
 //! Loopback emulator of the three target APIs: Amazon Connect Customer Profiles
 //! (UpdateProfile, CreateProfile, SearchProfiles, BatchGetProfile), Amazon Connect users
 //! (UpdateUserIdentityInfo, DescribeUser, ListUsers, SearchUsers) and Genesys UCS profiles
-//! (`GET`/`PUT /profiles/{customer_id}`, `POST /profiles`), on 127.0.0.1 only.
+//! (`GET`/`PUT /profiles/{customer_id}`, `POST /profiles`), plus STS `GetCallerIdentity`
+//! (so that a client learns its account as in production), on 127.0.0.1 only.
 //!
 //! It speaks the real wire formats (rest-json with `x-amzn-ErrorType` errors, so the
 //! unmodified AWS SDKs and the AWS CLI work against it), checks the models' constraints,
@@ -19,6 +20,7 @@
 //! let state = handle.state(); // same shape as the seed
 //! let stats = handle.stats().operation("UpdateProfile");
 //! assert!(stats.max_accepted_in_any_second <= 5 + 5);
+//! handle.set_clock_offset_days(30)?; // 30 days later: profiles past expiration are gone
 //! handle.shutdown().await;
 //! # Ok(()) }
 //! ```
@@ -27,7 +29,12 @@
 //!
 //! - **No seed** means one empty Customer Profiles domain `ExampleDomainName`, one empty
 //!   Connect instance `a1b2c3d4-5678-90ab-cdef-EXAMPLE11111`, and Genesys with no tenant
-//!   check and no profiles. With a seed, exactly what it holds exists; an unknown domain,
+//!   check and no profiles.
+//! - **Account and region.** STS `GetCallerIdentity` answers the account of the seed's
+//!   top-level `"account": "<12 digits>"`, overridden by `--account` /
+//!   [`EmulatorConfig::with_account`], default `123456789012`. ARNs (DescribeInstance's
+//!   instance, the users') hold that account and the region the request is signed for (its
+//!   SigV4 credential scope), as a service in that region would answer. With a seed, exactly what it holds exists; an unknown domain,
 //!   instance, user or profile is a 404 `ResourceNotFoundException`.
 //! - **Order of checks** for every API request: authentication (AWS: an `Authorization`
 //!   header starting `AWS4-HMAC-SHA256 Credential=`, else 403 `AccessDeniedException`;
@@ -44,15 +51,38 @@
 //! - **Statistics** count every request per operation by status, plus the *accepted* ones
 //!   (past the quota), per one-second window and as the maximum in any sliding second.
 //! - **Read-back**: `GET /_emulator/state`, `GET /_emulator/stats`, `DELETE
-//!   /_emulator/stats` (reset). Faults never apply there.
+//!   /_emulator/stats` (reset), `GET /_emulator/clock`. Faults never apply there.
+//! - **Clock and expiry.** The emulator's clock is the system clock plus a whole number of
+//!   days: `--clock-offset-days N` (or [`EmulatorConfig::with_clock_offset_days`]) at start,
+//!   then `POST /_emulator/clock` with `{"offset_days": N}` or
+//!   [`EmulatorHandle::set_clock_offset_days`]; both *set* the offset (not add to it) and
+//!   answer/read back as `{"offset_days": N, "now": <epoch seconds>}`. CreateProfile and
+//!   UpdateProfile stamp the profile's last update on that clock, kept per domain in the
+//!   seed's shape, `"updated": {"<ProfileId>": <epoch seconds>}`; a profile it does not list
+//!   counts as updated at the emulator's start. A domain's `"expiration_days": N` (1–1098,
+//!   default 366) is GetDomain's `DefaultExpirationDays`. A profile not updated for more than
+//!   that many days is removed, as the service removes it: at start, whenever the clock is
+//!   set, and when a request or the read-back touches it. Connect's `LastModifiedTime` reads
+//!   the same clock, and every API answer's `Date` header carries it (as a service's
+//!   carries the service's time), so a client that takes "now" from the target sees the
+//!   moved clock. For example, a profile seeded 350 days old in a 365-day domain is gone
+//!   once the clock is set 30 days ahead, unless it was updated meanwhile:
+//!
+//! ```json
+//! {"domains": {"D": {"profiles": {"0123456789abcdef0123456789abcdef": {"FirstName": "Ann"}},
+//!                    "expiration_days": 365,
+//!                    "updated": {"0123456789abcdef0123456789abcdef": 1765000000}}}}
+//! ```
 //!
 //! # Layout
 //!
 //! `server` holds the shared state, the gate every request passes and the connection loop;
-//! `customer_profiles`, `connect` and `genesys` hold one API each; `state` the seed/state
+//! `customer_profiles`, `connect`, `genesys` and `sts` hold one API each; `state` the seed/state
 //! model; `rules` the constraint checks; `wire` the error shapes and authentication;
-//! `operation` the operation names; `quota`, `faults` and `stats` the knobs.
+//! `operation` the operation names; `quota`, `faults` and `stats` the knobs; `clock` the
+//! emulator's movable clock.
 
+mod clock;
 mod connect;
 mod customer_profiles;
 mod faults;
@@ -63,6 +93,7 @@ mod rules;
 mod server;
 mod state;
 mod stats;
+mod sts;
 mod wire;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -80,7 +111,7 @@ use tokio::time::Instant;
 pub use faults::FaultConfig;
 pub use operation::{Api, Operation};
 pub use quota::Quota;
-pub use state::{DEFAULT_DOMAIN, DEFAULT_INSTANCE, State};
+pub use state::{DEFAULT_ACCOUNT, DEFAULT_DOMAIN, DEFAULT_INSTANCE, State};
 pub use stats::{OperationStats, Stats};
 
 /// How to start an emulator; the default is the documented quotas, no faults, no seed.
@@ -106,6 +137,10 @@ pub struct EmulatorConfig {
     /// ProfileIds that BatchGetProfile answers with an `InternalServerException` entry in
     /// `Errors` (the rest of the call succeeds), whether the profile exists or not.
     pub batch_error_ids: Vec<String>,
+    /// Days the emulator's clock runs ahead of the system clock (behind when negative).
+    pub clock_offset_days: i64,
+    /// The AWS account (12 digits) STS answers and ARNs hold, over the seed's `"account"`.
+    pub account: Option<String>,
 }
 
 impl EmulatorConfig {
@@ -143,6 +178,18 @@ impl EmulatorConfig {
     /// Makes BatchGetProfile answer `profile_id` with an `InternalServerException` entry.
     pub fn with_batch_error(mut self, profile_id: &str) -> Self {
         self.batch_error_ids.push(profile_id.to_string());
+        self
+    }
+
+    /// Answers for the AWS account `account` (12 digits), whatever the seed says.
+    pub fn with_account(mut self, account: &str) -> Self {
+        self.account = Some(account.to_string());
+        self
+    }
+
+    /// Starts the emulator's clock `days` ahead of the system clock.
+    pub fn with_clock_offset_days(mut self, days: i64) -> Self {
+        self.clock_offset_days = days;
         self
     }
 
@@ -186,7 +233,7 @@ pub struct Emulator;
 impl Emulator {
     /// Starts an emulator on 127.0.0.1 and returns once it accepts connections.
     pub async fn start(config: EmulatorConfig) -> Result<EmulatorHandle, EmulatorError> {
-        let state = match config.seed {
+        let mut state = match config.seed {
             Some(seed) => State::from_seed(seed).map_err(EmulatorError::Seed)?,
             None => State::default_seed(),
         };
@@ -209,6 +256,12 @@ impl Emulator {
                 "batch error id {id:?} is not a ProfileId ([a-f0-9]{{32}})"
             )));
         }
+        if let Some(account) = config.account {
+            state::check_account(&account).map_err(EmulatorError::Setting)?;
+            state.account = Some(account);
+        }
+        let clock = clock::Clock::new(config.clock_offset_days).map_err(EmulatorError::Setting)?;
+        state.remove_expired(clock.moment());
         let started = Instant::now();
         let quotas = quota::Quotas::new(&overrides, config.no_quotas, started);
         let genesys_auth = config
@@ -219,10 +272,13 @@ impl Emulator {
             state,
             quotas,
             faults::Faults::new(config.faults).with_batch_errors(config.batch_error_ids),
-            genesys_auth,
-            config.retry_after,
-            denied,
+            server::Policy {
+                genesys_auth,
+                retry_after: config.retry_after,
+                denied,
+            },
             started,
+            clock,
         ));
         let (listener, addr) =
             server::bind(config.port)
@@ -288,6 +344,25 @@ impl EmulatorHandle {
         self.shared.stats()
     }
 
+    /// The emulator's clock, in seconds since the epoch.
+    pub fn now(&self) -> i64 {
+        self.shared.moment().now
+    }
+
+    /// How many days the emulator's clock runs ahead of the system clock.
+    pub fn clock_offset_days(&self) -> i64 {
+        self.shared.clock_offset_days()
+    }
+
+    /// Sets the clock to `days` ahead of the system clock (not `days` further), then
+    /// removes the profiles that expired by then, as `POST /_emulator/clock` does. Fails only
+    /// beyond 36,500 days either way.
+    pub fn set_clock_offset_days(&self, days: i64) -> Result<(), EmulatorError> {
+        self.shared
+            .set_clock_offset_days(days)
+            .map_err(EmulatorError::Setting)
+    }
+
     /// Forgets the statistics so far (the state is kept).
     pub fn reset_stats(&self) {
         self.shared.reset_stats();
@@ -347,6 +422,10 @@ pub struct EmulatorArgs {
     /// Share of API requests whose connection is closed without an answer (0.0-1.0).
     #[arg(long, default_value_t = 0.0, value_parser = parse_share)]
     pub drop_rate: f64,
+    /// Share of API requests that are applied, then their connection closed without the
+    /// answer (0.0-1.0).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_share)]
+    pub lose_answer_rate: f64,
     /// Milliseconds added before every API request is handled.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
@@ -367,6 +446,19 @@ pub struct EmulatorArgs {
     /// role without the permission (repeatable).
     #[arg(long = "deny", value_name = "OPERATION", value_parser = parse_operation)]
     pub denied: Vec<Operation>,
+    /// Run the emulator's clock N days ahead of the system clock (behind when negative);
+    /// profiles older than their domain's expiration are removed at start.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        allow_hyphen_values = true
+    )]
+    pub clock_offset_days: i64,
+    /// The AWS account (12 digits) STS GetCallerIdentity answers and ARNs hold, over the
+    /// seed's `"account"` (default 123456789012).
+    #[arg(long, value_name = "ACCOUNT")]
+    pub account: Option<String>,
 }
 
 fn parse_operation(name: &str) -> Result<Operation, String> {
@@ -450,6 +542,7 @@ impl EmulatorArgs {
             faults: FaultConfig {
                 error_rate: self.error_rate,
                 drop_rate: self.drop_rate,
+                lose_answer_rate: self.lose_answer_rate,
                 latency: Duration::from_millis(self.latency_ms),
                 seed: self.fault_seed,
             },
@@ -460,6 +553,8 @@ impl EmulatorArgs {
                 .map(|c| (c.user.clone(), c.password.clone())),
             retry_after: self.retry_after,
             denied: self.denied.iter().map(|op| op.name().to_string()).collect(),
+            clock_offset_days: self.clock_offset_days,
+            account: self.account.clone(),
         })
     }
 }

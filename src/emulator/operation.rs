@@ -11,6 +11,8 @@ pub enum Api {
     Connect,
     /// Genesys Context Services / UCS profile resources (JSON, optional basic auth).
     Genesys,
+    /// AWS Security Token Service (the query protocol: form-encoded requests, XML answers).
+    Sts,
 }
 
 /// One operation, named as the API names it (Genesys ones carry a `Genesys` prefix).
@@ -29,11 +31,12 @@ pub enum Operation {
     GenesysGetProfile,
     GenesysPutProfile,
     GenesysCreateProfile,
+    GetCallerIdentity,
 }
 
 impl Operation {
     /// Every operation, in a fixed order.
-    pub const ALL: [Operation; 13] = [
+    pub const ALL: [Operation; 14] = [
         Operation::GetDomain,
         Operation::UpdateProfile,
         Operation::CreateProfile,
@@ -47,6 +50,7 @@ impl Operation {
         Operation::GenesysGetProfile,
         Operation::GenesysPutProfile,
         Operation::GenesysCreateProfile,
+        Operation::GetCallerIdentity,
     ];
 
     /// The operation's name, as used by `--quota` and in the statistics.
@@ -65,6 +69,7 @@ impl Operation {
             Operation::GenesysGetProfile => "GenesysGetProfile",
             Operation::GenesysPutProfile => "GenesysPutProfile",
             Operation::GenesysCreateProfile => "GenesysCreateProfile",
+            Operation::GetCallerIdentity => "GetCallerIdentity",
         }
     }
 
@@ -89,14 +94,16 @@ impl Operation {
             Operation::GenesysGetProfile
             | Operation::GenesysPutProfile
             | Operation::GenesysCreateProfile => Api::Genesys,
+            Operation::GetCallerIdentity => Api::Sts,
         }
     }
 
     /// The documented default quota as `(requests per second, burst)`, if the API has one.
     ///
     /// Customer Profiles: 100 TPS (GetDomain 5), no separate burst documented, so the burst
-    /// equals the rate; BatchGetProfile is not in the quota table, so it gets the same 100. Connect user operations: `RateLimit` 2, `BurstLimit` 5. Genesys: none
-    /// documented.
+    /// equals the rate; BatchGetProfile is not in the quota table, so it gets the same 100.
+    /// Connect user operations: `RateLimit` 2, `BurstLimit` 5. Genesys and STS: none (STS
+    /// allows far more than a run's one call).
     pub fn default_quota(self) -> Option<(f64, u32)> {
         if self == Operation::GetDomain {
             return Some((5.0, 5));
@@ -104,7 +111,7 @@ impl Operation {
         match self.api() {
             Api::CustomerProfiles => Some((100.0, 100)),
             Api::Connect => Some((2.0, 5)),
-            Api::Genesys => None,
+            Api::Genesys | Api::Sts => None,
         }
     }
 }

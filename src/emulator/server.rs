@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::State as Extract;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
@@ -26,13 +27,14 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
+use super::clock::{Clock, Moment};
 use super::faults::{Fault, Faults};
 use super::operation::{Api, Operation};
 use super::quota::Quotas;
 use super::state::State;
 use super::stats::{Recorder, Stats};
 use super::wire::{self, ApiError};
-use super::{connect, customer_profiles, genesys};
+use super::{connect, customer_profiles, genesys, sts};
 
 /// The state every handler shares.
 pub type App = Arc<Shared>;
@@ -46,9 +48,19 @@ pub struct Shared {
     stats: Mutex<Recorder>,
     ids: Mutex<StdRng>,
     started: Instant,
-    genesys_auth: Option<String>,
-    retry_after: bool,
-    denied: BTreeSet<Operation>,
+    clock: Clock,
+    policy: Policy,
+}
+
+/// How the gate answers before a handler runs: authentication, permissions, `Retry-After`.
+#[derive(Debug, Default)]
+pub struct Policy {
+    /// The expected Genesys `Authorization` header; `None` turns authentication off.
+    pub genesys_auth: Option<String>,
+    /// Sends `Retry-After` / `x-amz-retry-after` with every 429.
+    pub retry_after: bool,
+    /// Operations answered with 403 `AccessDeniedException`.
+    pub denied: BTreeSet<Operation>,
 }
 
 /// Marks a response whose connection must be closed without sending it.
@@ -77,10 +89,9 @@ impl Shared {
         state: State,
         quotas: Quotas,
         faults: Faults,
-        genesys_auth: Option<String>,
-        retry_after: bool,
-        denied: BTreeSet<Operation>,
+        policy: Policy,
         started: Instant,
+        clock: Clock,
     ) -> Shared {
         let id_seed = faults_seed_for_ids(&faults);
         Shared {
@@ -90,9 +101,8 @@ impl Shared {
             stats: Mutex::new(Recorder::default()),
             ids: Mutex::new(StdRng::seed_from_u64(id_seed)),
             started,
-            genesys_auth,
-            retry_after,
-            denied,
+            clock,
+            policy,
         }
     }
 
@@ -101,9 +111,36 @@ impl Shared {
         f(&mut lock(&self.state))
     }
 
-    /// The stored data as JSON, in the seed's shape.
+    /// The stored data as JSON, in the seed's shape (expired profiles removed first).
     pub fn state_json(&self) -> serde_json::Value {
-        lock(&self.state).to_json()
+        let at = self.clock.moment();
+        let mut state = lock(&self.state);
+        state.remove_expired(at);
+        state.to_json()
+    }
+
+    /// The emulator's clock now, with its start.
+    pub fn moment(&self) -> Moment {
+        self.clock.moment()
+    }
+
+    /// The emulator's clock now, in milliseconds since the epoch.
+    pub fn now_millis(&self) -> i64 {
+        self.clock.now_millis()
+    }
+
+    /// The clock's offset from the system clock, in days.
+    pub fn clock_offset_days(&self) -> i64 {
+        self.clock.offset_days()
+    }
+
+    /// Moves the clock to `offset_days` from the system clock, then removes the profiles
+    /// that expired by then.
+    pub fn set_clock_offset_days(&self, offset_days: i64) -> Result<(), String> {
+        let mut state = lock(&self.state);
+        self.clock.set_offset_days(offset_days)?;
+        state.remove_expired(self.clock.moment());
+        Ok(())
     }
 
     /// A snapshot of the statistics.
@@ -135,7 +172,14 @@ impl Shared {
     {
         let api = op.api();
         let response = match self.admit(op, headers).await {
-            Ok(()) => handler(self).unwrap_or_else(|e| e.render(api)),
+            Ok(Fault::LoseAnswer) => {
+                let _applied = handler(self);
+                lock(&self.stats).dropped(op);
+                let mut response = Response::default();
+                response.extensions_mut().insert(DropConnection);
+                return response;
+            }
+            Ok(_) => handler(self).unwrap_or_else(|e| e.render(api)),
             Err(Refusal::Answer(e)) => e.render(api),
             Err(Refusal::Drop) => {
                 lock(&self.stats).dropped(op);
@@ -145,13 +189,21 @@ impl Shared {
             }
         };
         lock(&self.stats).response(op, response.status().as_u16());
+        let mut response = response;
+        if let Some(date) = http_date(self.clock.now()) {
+            response
+                .headers_mut()
+                .insert(axum::http::header::DATE, date);
+        }
         response
     }
 
-    async fn admit(&self, op: Operation, headers: &HeaderMap) -> Result<(), Refusal> {
+    /// Lets a request through (returning the fault still to apply after it is handled) or
+    /// refuses it.
+    async fn admit(&self, op: Operation, headers: &HeaderMap) -> Result<Fault, Refusal> {
         let api = op.api();
         self.authenticate(api, headers).map_err(Refusal::Answer)?;
-        if self.denied.contains(&op) {
+        if self.policy.denied.contains(&op) {
             return Err(Refusal::Answer(wire::denied(op)));
         }
         let (fault, latency) = {
@@ -164,15 +216,15 @@ impl Shared {
         match fault {
             Fault::Drop => return Err(Refusal::Drop),
             Fault::Error => return Err(Refusal::Answer(ApiError::internal(api))),
-            Fault::None => {}
+            Fault::None | Fault::LoseAnswer => {}
         }
-        self.take_token(op)
+        self.take_token(op).map(|()| fault)
     }
 
     fn authenticate(&self, api: Api, headers: &HeaderMap) -> Result<(), ApiError> {
         match api {
-            Api::CustomerProfiles | Api::Connect => wire::check_sigv4(headers),
-            Api::Genesys => wire::check_basic(headers, self.genesys_auth.as_deref()),
+            Api::CustomerProfiles | Api::Connect | Api::Sts => wire::check_sigv4(headers),
+            Api::Genesys => wire::check_basic(headers, self.policy.genesys_auth.as_deref()),
         }
     }
 
@@ -186,25 +238,36 @@ impl Shared {
                 Ok(())
             }
             Err(wait) => {
-                let wait = self.retry_after.then_some(wait);
+                let wait = self.policy.retry_after.then_some(wait);
                 Err(Refusal::Answer(ApiError::throttled(op.api(), wait)))
             }
         }
     }
 }
 
+/// An HTTP `Date` value (`Sun, 06 Nov 1994 08:49:37 GMT`) for `epoch` seconds: API answers
+/// carry the emulator's clock, as a service's carry its own (hyper adds the system time only
+/// to answers that have none).
+fn http_date(epoch: i64) -> Option<axum::http::HeaderValue> {
+    let time = chrono::DateTime::from_timestamp(epoch, 0)?;
+    let text = time.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+    axum::http::HeaderValue::from_str(&text).ok()
+}
+
 fn faults_seed_for_ids(faults: &Faults) -> u64 {
     faults.seed().wrapping_add(0x9e37_79b9_7f4a_7c15)
 }
 
-/// The whole router: the three APIs and the `/_emulator` read-back routes.
+/// The whole router: the three APIs, STS, and the `/_emulator` read-back and clock routes.
 pub fn router(app: App) -> Router {
     Router::new()
         .route("/_emulator/state", get(read_state))
         .route("/_emulator/stats", get(read_stats).delete(clear_stats))
+        .route("/_emulator/clock", get(read_clock).post(move_clock))
         .merge(customer_profiles::routes())
         .merge(connect::routes())
         .merge(genesys::routes())
+        .merge(sts::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .with_state(app)
@@ -222,6 +285,29 @@ async fn read_stats(Extract(app): Extract<App>) -> Response {
 async fn clear_stats(Extract(app): Extract<App>) -> Response {
     app.reset_stats();
     wire::json_response(StatusCode::OK, &json!({}))
+}
+
+fn clock_json(app: &Shared) -> serde_json::Value {
+    json!({"offset_days": app.clock_offset_days(), "now": app.moment().now})
+}
+
+async fn read_clock(Extract(app): Extract<App>) -> Response {
+    wire::json_response(StatusCode::OK, &clock_json(&app))
+}
+
+/// `POST /_emulator/clock` with `{"offset_days": N}`: sets the offset (not adds to it).
+async fn move_clock(Extract(app): Extract<App>, body: Bytes) -> Response {
+    let offset = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|body| body.get("offset_days").and_then(serde_json::Value::as_i64))
+        .ok_or_else(|| "expected {\"offset_days\": N}, N a whole number".to_string())
+        .and_then(|offset| app.set_clock_offset_days(offset));
+    match offset {
+        Ok(()) => wire::json_response(StatusCode::OK, &clock_json(&app)),
+        Err(message) => {
+            wire::json_response(StatusCode::BAD_REQUEST, &json!({ "message": message }))
+        }
+    }
 }
 
 fn is_genesys_path(uri: &Uri) -> bool {
@@ -299,4 +385,15 @@ pub async fn bind(port: u16) -> std::io::Result<(TcpListener, SocketAddr)> {
     let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port)).await?;
     let addr = listener.local_addr()?;
     Ok((listener, addr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_http_dates() {
+        let date = http_date(784_111_777).expect("a valid time");
+        assert_eq!(date, "Sun, 06 Nov 1994 08:49:37 GMT");
+    }
 }

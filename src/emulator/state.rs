@@ -2,18 +2,29 @@
 //! read from a seed and written back in the same shape.
 //!
 //! ```json
-//! {"domains":   {"<DomainName>": {"profiles": {"<32 hex ProfileId>": {"FirstName": "..."}}}},
+//! {"account":   "123456789012",
+//!  "domains":   {"<DomainName>": {"profiles": {"<32 hex ProfileId>": {"FirstName": "..."}},
+//!                                 "expiration_days": 366,
+//!                                 "updated": {"<32 hex ProfileId>": 1767225600}}},
 //!  "instances": {"<InstanceId>": {"users": {"<UserId>": {"Username": "...", "IdentityInfo": {}}}}},
 //!  "genesys":   {"tenant_id": 1, "profiles": {"<customer_id>": {"FirstName": "..."}}}}
 //! ```
 //!
 //! Every map is ordered, so the state reads back the same way every time.
+//!
+//! A domain's `updated` holds each profile's last update (epoch seconds on the emulator's
+//! clock, see [`super::clock`]); a profile it does not list counts as updated at the
+//! emulator's start. A profile not updated within the domain's `expiration_days` (default
+//! [`DEFAULT_EXPIRATION_DAYS`]) is gone, as the service removes it: the pure functions here
+//! decide that ([`Domain::is_expired`], [`Domain::remove_expired`]) for a [`Moment`] given to
+//! them.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::clock::{DAY, Moment};
 use super::rules;
 
 /// A record: member name to JSON value (a profile, a user, a Genesys profile body).
@@ -24,10 +35,17 @@ pub const DEFAULT_DOMAIN: &str = "ExampleDomainName";
 /// The Connect instance that exists when no seed is given (the id of the AWS examples).
 pub const DEFAULT_INSTANCE: &str = "a1b2c3d4-5678-90ab-cdef-EXAMPLE11111";
 
+/// The AWS account the emulator answers for when neither the seed nor `--account` names one.
+pub const DEFAULT_ACCOUNT: &str = "123456789012";
+
 /// Everything the emulator stores.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct State {
+    /// The AWS account (12 digits) STS `GetCallerIdentity` answers and ARNs hold
+    /// ([`DEFAULT_ACCOUNT`] when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     /// Customer Profiles domains by DomainName.
     pub domains: BTreeMap<String, Domain>,
     /// Connect instances by InstanceId.
@@ -36,12 +54,75 @@ pub struct State {
     pub genesys: Genesys,
 }
 
+/// A domain's `DefaultExpirationDays` when the seed gives none (what GetDomain answered
+/// before domains had their own).
+pub const DEFAULT_EXPIRATION_DAYS: u32 = 366;
+/// The values the service accepts for `DefaultExpirationDays`.
+pub const EXPIRATION_DAYS: std::ops::RangeInclusive<u32> = 1..=1098;
+
 /// One Customer Profiles domain.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Domain {
     /// Profiles by ProfileId; members as in UpdateProfile (no `ProfileId` member inside).
     pub profiles: BTreeMap<String, Record>,
+    /// `DefaultExpirationDays` (default [`DEFAULT_EXPIRATION_DAYS`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expiration_days: Option<u32>,
+    /// Last update of profiles by ProfileId, in seconds since the epoch on the emulator's
+    /// clock; set by CreateProfile and UpdateProfile. A profile not listed counts as updated
+    /// at the emulator's start.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub updated: BTreeMap<String, i64>,
+}
+
+impl Domain {
+    /// `DefaultExpirationDays`.
+    pub fn expiration_days(&self) -> u32 {
+        self.expiration_days.unwrap_or(DEFAULT_EXPIRATION_DAYS)
+    }
+
+    /// When profile `id` was last updated (the start when the domain has no time for it).
+    pub fn last_update(&self, id: &str, at: Moment) -> i64 {
+        self.updated.get(id).copied().unwrap_or(at.started)
+    }
+
+    /// Whether profile `id` has gone without an update for longer than the expiration.
+    pub fn is_expired(&self, id: &str, at: Moment) -> bool {
+        at.now - self.last_update(id, at) > i64::from(self.expiration_days()) * DAY
+    }
+
+    /// Records that profile `id` was written at `at`.
+    pub fn touch(&mut self, id: &str, at: Moment) {
+        self.updated.insert(id.to_string(), at.now);
+    }
+
+    /// Profile `id` if it exists and has not expired; an expired one is removed here.
+    pub fn live_profile(&mut self, id: &str, at: Moment) -> Option<&mut Record> {
+        if self.profiles.contains_key(id) && self.is_expired(id, at) {
+            self.remove(id);
+        }
+        self.profiles.get_mut(id)
+    }
+
+    /// Removes every expired profile, as the service does; returns how many.
+    pub fn remove_expired(&mut self, at: Moment) -> usize {
+        let expired: Vec<String> = self
+            .profiles
+            .keys()
+            .filter(|id| self.is_expired(id, at))
+            .cloned()
+            .collect();
+        for id in &expired {
+            self.remove(id);
+        }
+        expired.len()
+    }
+
+    fn remove(&mut self, id: &str) {
+        self.profiles.remove(id);
+        self.updated.remove(id);
+    }
 }
 
 /// One Connect instance.
@@ -101,6 +182,11 @@ fn is_true(value: &bool) -> bool {
 }
 
 impl State {
+    /// The AWS account.
+    pub fn account(&self) -> &str {
+        self.account.as_deref().unwrap_or(DEFAULT_ACCOUNT)
+    }
+
     /// The state used when no seed is given: one empty domain `ExampleDomainName`, one
     /// empty instance `a1b2c3d4-5678-90ab-cdef-EXAMPLE11111`, Genesys with no tenant check.
     pub fn default_seed() -> State {
@@ -121,12 +207,23 @@ impl State {
         Ok(state)
     }
 
+    /// Removes the expired profiles of every domain; returns how many.
+    pub fn remove_expired(&mut self, at: Moment) -> usize {
+        self.domains
+            .values_mut()
+            .map(|domain| domain.remove_expired(at))
+            .sum()
+    }
+
     /// The state as JSON, in the seed's shape.
     pub fn to_json(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }
 
     fn check(&self) -> Result<(), String> {
+        if let Some(account) = &self.account {
+            check_account(account)?;
+        }
         for (name, domain) in &self.domains {
             if !rules::is_name(name) {
                 return Err(format!(
@@ -136,6 +233,24 @@ impl State {
             if let Some(id) = domain.profiles.keys().find(|id| !rules::is_profile_id(id)) {
                 return Err(format!(
                     "profile id {id:?} in domain {name} must be 32 lowercase hex characters"
+                ));
+            }
+            if let Some(days) = domain.expiration_days
+                && !EXPIRATION_DAYS.contains(&days)
+            {
+                return Err(format!(
+                    "domain {name}: expiration_days {days} must be between {} and {}",
+                    EXPIRATION_DAYS.start(),
+                    EXPIRATION_DAYS.end()
+                ));
+            }
+            if let Some(id) = domain
+                .updated
+                .keys()
+                .find(|id| !domain.profiles.contains_key(*id))
+            {
+                return Err(format!(
+                    "domain {name}: updated names profile {id:?}, which its profiles lack"
                 ));
             }
         }
@@ -156,6 +271,15 @@ impl State {
             }
         }
         Ok(())
+    }
+}
+
+/// An AWS account id is 12 digits.
+pub fn check_account(account: &str) -> Result<(), String> {
+    if account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(format!("account {account:?} must be 12 digits"))
     }
 }
 
@@ -180,5 +304,80 @@ mod tests {
         assert!(State::from_seed(json!({"domain": {}})).is_err());
         assert!(State::from_seed(json!({"domains": {"D": {"profiles": {"xyz": {}}}}})).is_err());
         assert!(State::from_seed(json!({})).is_ok());
+        assert!(State::from_seed(json!({"domains": {"D": {"expiration_days": 0}}})).is_err());
+        assert!(State::from_seed(json!({"domains": {"D": {"expiration_days": 1099}}})).is_err());
+        assert!(State::from_seed(json!({"domains": {"D": {"updated": {P: 1}}}})).is_err());
+        assert!(State::from_seed(json!({"account": "12345"})).is_err());
+        let state = State::from_seed(json!({"account": "210987654321"})).expect("valid");
+        assert_eq!(state.account(), "210987654321");
+        assert_eq!(State::default_seed().account(), DEFAULT_ACCOUNT);
+    }
+
+    const P: &str = "0123456789abcdef0123456789abcdef";
+    const Q: &str = "11111111111111111111111111111111";
+
+    fn domain(expiration_days: Option<u32>, updated: &[(&str, i64)]) -> Domain {
+        Domain {
+            profiles: [P, Q]
+                .into_iter()
+                .map(|id| (id.to_string(), Record::new()))
+                .collect(),
+            expiration_days,
+            updated: updated.iter().map(|(id, t)| (id.to_string(), *t)).collect(),
+        }
+    }
+
+    fn at(now_days: i64, started_days: i64) -> Moment {
+        Moment {
+            now: now_days * DAY,
+            started: started_days * DAY,
+        }
+    }
+
+    #[test]
+    fn expiry_counts_from_the_last_update_or_the_start() {
+        let domain = domain(None, &[(P, 0)]);
+        assert_eq!(domain.expiration_days(), DEFAULT_EXPIRATION_DAYS);
+        // P updated on day 0; Q never, so as of the start (day 100).
+        assert!(!domain.is_expired(P, at(366, 100)));
+        assert!(domain.is_expired(
+            P,
+            Moment {
+                now: 366 * DAY + 1,
+                started: 100 * DAY
+            }
+        ));
+        assert!(!domain.is_expired(Q, at(466, 100)));
+        assert!(domain.is_expired(Q, at(467, 100)));
+    }
+
+    #[test]
+    fn remove_expired_drops_the_profile_and_its_time() {
+        let mut domain = domain(Some(365), &[(P, 0), (Q, 30 * DAY)]);
+        assert_eq!(domain.remove_expired(at(380, 0)), 1);
+        assert_eq!(domain.profiles.keys().collect::<Vec<_>>(), [Q]);
+        assert_eq!(domain.updated.keys().collect::<Vec<_>>(), [Q]);
+        assert_eq!(domain.remove_expired(at(380, 0)), 0);
+    }
+
+    #[test]
+    fn a_touched_profile_lives_another_expiration() {
+        let mut domain = domain(Some(10), &[(P, 0)]);
+        domain.touch(P, at(9, 0));
+        assert!(domain.live_profile(P, at(19, 0)).is_some());
+        assert!(domain.live_profile(P, at(20, 0)).is_none());
+        assert!(!domain.profiles.contains_key(P) && !domain.updated.contains_key(P));
+    }
+
+    #[test]
+    fn expiration_and_times_round_trip_through_the_seed() {
+        let seed = json!({"domains": {"D": {
+            "profiles": {P: {"FirstName": "A"}},
+            "expiration_days": 30,
+            "updated": {P: 1_767_225_600}
+        }}});
+        let state = State::from_seed(seed.clone()).expect("valid seed");
+        assert_eq!(state.domains["D"].expiration_days(), 30);
+        assert_eq!(state.to_json()["domains"], seed["domains"]);
     }
 }

@@ -3,7 +3,8 @@
 //! AWS errors carry the status of the model, an `x-amzn-ErrorType: <Code>` header and a JSON
 //! body with the message (`message` for Customer Profiles, `Message` for Connect), which is
 //! what both the Rust SDK and botocore read to classify an error. Genesys errors are
-//! `{"message": ..., "exception": ...}`.
+//! `{"message": ..., "exception": ...}`. STS speaks the query protocol: its errors are XML,
+//! `<ErrorResponse><Error><Type/><Code/><Message/></Error><RequestId/></ErrorResponse>`.
 
 use std::time::Duration;
 
@@ -50,6 +51,7 @@ impl ApiError {
             Api::CustomerProfiles => "InternalServerException",
             Api::Connect => "InternalServiceException",
             Api::Genesys => "InternalServerErrorException",
+            Api::Sts => "InternalFailure",
         };
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -64,20 +66,29 @@ impl ApiError {
             Api::CustomerProfiles => "You exceeded the maximum number of requests.",
             Api::Connect => "The throttling limit has been exceeded.",
             Api::Genesys => "Too many requests.",
+            Api::Sts => "Rate exceeded",
+        };
+        // STS, a query-protocol service, throttles with a 400 `Throttling`.
+        let (status, code) = match api {
+            Api::Sts => (StatusCode::BAD_REQUEST, "Throttling"),
+            _ => (StatusCode::TOO_MANY_REQUESTS, "ThrottlingException"),
         };
         ApiError {
             retry_after: wait,
-            ..ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "ThrottlingException",
-                message,
-            )
+            ..ApiError::new(status, code, message)
         }
     }
 
     /// Renders the error for `api`.
     pub fn render(&self, api: Api) -> Response {
         let (body, aws) = match api {
+            Api::Sts => {
+                let mut response = self.render_xml();
+                if let Some(wait) = self.retry_after {
+                    insert_retry_after(response.headers_mut(), wait);
+                }
+                return response;
+            }
             Api::CustomerProfiles => (json!({ "message": self.message }), true),
             Api::Connect => (json!({ "Message": self.message }), true),
             Api::Genesys => (
@@ -98,6 +109,58 @@ impl ApiError {
         }
         response
     }
+}
+
+impl ApiError {
+    /// The query protocol's error document (STS).
+    fn render_xml(&self) -> Response {
+        let kind = if self.status.is_server_error() {
+            "Receiver"
+        } else {
+            "Sender"
+        };
+        let body = format!(
+            "<ErrorResponse xmlns=\"{STS_NAMESPACE}\"><Error><Type>{kind}</Type><Code>{}</Code>\
+             <Message>{}</Message></Error><RequestId>{}</RequestId></ErrorResponse>",
+            self.code,
+            xml_escape(&self.message),
+            REQUEST_ID
+        );
+        xml_response(self.status, body)
+    }
+}
+
+/// The XML namespace of STS documents.
+pub const STS_NAMESPACE: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
+/// The request id every STS answer carries (the emulator keeps no request log).
+pub const REQUEST_ID: &str = "01234567-89ab-cdef-0123-456789abcdef";
+
+/// A response with an XML body.
+pub fn xml_response(status: StatusCode, body: String) -> Response {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+    response
+}
+
+/// Escapes text for an XML element.
+pub fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// The region a SigV4 `Authorization` header's credential scope names
+/// (`Credential=KEY/DATE/REGION/SERVICE/aws4_request`): the region the client signs for,
+/// which stands for "the region this endpoint serves".
+pub fn signing_region(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let scope = value.strip_prefix(SIGV4_PREFIX)?;
+    let scope = scope.split([',', ' ']).next()?;
+    let region = scope.split('/').nth(2)?;
+    (!region.is_empty()).then_some(region)
 }
 
 fn insert_retry_after(headers: &mut HeaderMap, wait: Duration) {
@@ -150,6 +213,17 @@ pub fn denied(op: Operation) -> ApiError {
     let action = match op.api() {
         Api::CustomerProfiles => format!("profile:{}", op.name()),
         Api::Connect => format!("connect:{}", op.name()),
+        Api::Sts => {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "AccessDenied",
+                format!(
+                    "User: arn:aws:iam::123456789012:user/emulator is not authorized to perform: \
+                     sts:{} with an explicit deny in a service control policy",
+                    op.name()
+                ),
+            );
+        }
         Api::Genesys => {
             return ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -225,5 +299,24 @@ mod tests {
             HeaderValue::from_static("AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/profile/aws4_request, SignedHeaders=host, Signature=00"),
         );
         assert!(check_sigv4(&headers).is_ok());
+        assert_eq!(signing_region(&headers), Some("us-east-1"));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("AWS4-HMAC-SHA256 Credential=AKID/20260101/eu-west-2/sts/aws4_request,SignedHeaders=host,Signature=00"),
+        );
+        assert_eq!(signing_region(&headers), Some("eu-west-2"));
+    }
+
+    #[test]
+    fn sts_errors_are_query_protocol_xml() {
+        let denied = denied(Operation::GetCallerIdentity);
+        assert_eq!((denied.status.as_u16(), denied.code), (403, "AccessDenied"));
+        assert!(denied.message.contains("sts:GetCallerIdentity"));
+        let throttled = ApiError::throttled(Api::Sts, None);
+        assert_eq!(
+            (throttled.status.as_u16(), throttled.code),
+            (400, "Throttling")
+        );
+        assert_eq!(xml_escape("a<b&c>"), "a&lt;b&amp;c&gt;");
     }
 }

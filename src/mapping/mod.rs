@@ -74,6 +74,43 @@ impl Input {
     }
 }
 
+/// How a record's `[match]` search value is made: an input and transforms, like a field
+/// mapping, so that a record searches by what it writes.
+///
+/// `search_column = "email"` borrows the transforms of the field that column fills among
+/// those the search key indexes (`EmailAddress` with `trim`/`lowercase` for `_email`) and
+/// also searches the raw value when it differs (a profile another tool wrote with capitals
+/// is still found); a table (`{ from, transform }`) derives a value of its own and searches
+/// only that.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchRule {
+    /// Where the value comes from.
+    pub input: Input,
+    /// Transforms, applied in order.
+    pub transforms: Vec<Transform>,
+    /// Whether the value as read (trimmed) is searched too when the transforms change it.
+    pub also_raw: bool,
+}
+
+impl SearchRule {
+    /// A search by a column's value as read (trimmed), with no transforms.
+    pub fn column(name: &str) -> SearchRule {
+        SearchRule {
+            input: Input::Column(name.to_owned()),
+            transforms: Vec::new(),
+            also_raw: false,
+        }
+    }
+
+    /// The column it reads, when it reads one column.
+    pub fn column_name(&self) -> Option<&str> {
+        match &self.input {
+            Input::Column(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
 /// A piece of a template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TemplatePart {
@@ -208,8 +245,12 @@ pub struct Mapped {
     pub key: String,
     /// The `[match] id` value, when matching by id.
     pub target_id: Option<String>,
-    /// The `[match] search_column` value, when matching by search.
+    /// The `[match] search_column` value, when matching by search: what the record writes
+    /// (after the transforms of the field it fills), which names the record.
     pub search_value: Option<String>,
+    /// The value as read, also searched when it differs from `search_value` (see
+    /// [`SearchRule::also_raw`]).
+    pub search_raw: Option<String>,
     /// `(index into the rules, value)`, in rule order; fields kept as they are are absent.
     pub fields: Vec<(usize, Value)>,
     /// Every problem found; the record is invalid when this is not empty.
@@ -225,7 +266,7 @@ pub struct Mapped {
 pub struct Plan {
     key: (String, ColumnRef),
     id: Option<(String, ColumnRef)>,
-    search: Option<(String, ColumnRef)>,
+    search: Option<(SearchRule, BoundInput)>,
     inputs: Vec<BoundInput>,
 }
 
@@ -248,7 +289,7 @@ impl Plan {
     pub fn bind(
         key: &str,
         id: Option<&str>,
-        search: Option<&str>,
+        search: Option<&SearchRule>,
         rules: &[FieldRule],
         resolve: impl Fn(&str) -> Option<ColumnRef>,
     ) -> Result<Plan, Vec<String>> {
@@ -263,7 +304,7 @@ impl Plan {
         };
         let key = (key.to_owned(), lookup(key));
         let id = id.map(|c| (c.to_owned(), lookup(c)));
-        let search = search.map(|c| (c.to_owned(), lookup(c)));
+        let search = search.map(|rule| (rule.clone(), bind_input(&rule.input, &mut lookup)));
         let inputs = rules
             .iter()
             .map(|rule| bind_input(&rule.input, &mut lookup))
@@ -329,12 +370,15 @@ pub fn map_row(plan: &Plan, rules: &[FieldRule], row: &dyn Row, multi_valued: bo
         }
     };
     mapped.target_id = match_value(plan.id.as_ref(), "[match] id", row, &mut mapped.problems);
-    mapped.search_value = match_value(
-        plan.search.as_ref(),
-        "[match] search_column",
-        row,
-        &mut mapped.problems,
-    );
+    if let Some((rule, input)) = &plan.search {
+        match search_values(rule, input, row) {
+            Ok((value, raw)) => {
+                mapped.search_value = Some(value);
+                mapped.search_raw = raw;
+            }
+            Err(problem) => mapped.problems.push(problem),
+        }
+    }
 
     for (index, (rule, input)) in rules.iter().zip(&plan.inputs).enumerate() {
         match map_field(rule, input, row, multi_valued) {
@@ -364,6 +408,68 @@ fn match_value(
             None
         }
     }
+}
+
+/// The record's search value (after the rule's transforms) and, when the rule says so and
+/// it differs, the value as read (trimmed).
+fn search_values(
+    rule: &SearchRule,
+    input: &BoundInput,
+    row: &dyn Row,
+) -> Result<(String, Option<String>), Problem> {
+    const WHAT: &str = "[match] search_column";
+    let column = rule.column_name();
+    let problem = |name, message: String| Problem::new(WHAT, name, message).in_column(column);
+    let read = match input {
+        BoundInput::Constant(v) => Some(v.clone()),
+        BoundInput::Column(_, col) => single_text(row.cell(col))
+            .map_err(|why| problem("type", why))?
+            .map(Cow::into_owned),
+        BoundInput::Template(parts) => {
+            match render(parts, row).map_err(|why| problem("type", why))? {
+                Some(Work::One(text)) => Some(text),
+                _ => None,
+            }
+        }
+        BoundInput::FirstOf(columns) => {
+            match first_of(columns, row)
+                .0
+                .map_err(|why| problem("type", why))?
+            {
+                Some(Work::One(text)) => Some(text),
+                Some(Work::Many(_)) => {
+                    return Err(problem(
+                        "single_value",
+                        "several values given, but a search takes one".to_owned(),
+                    ));
+                }
+                None => None,
+            }
+        }
+    };
+    let read = read.map(|v| v.trim().to_owned()).unwrap_or_default();
+    if read.is_empty() {
+        return Err(problem("required", "is empty".to_owned()));
+    }
+    let value = match apply_all(&rule.transforms, Work::One(read.clone()))
+        .map_err(|f| problem(f.rule, f.message))?
+    {
+        Work::One(v) if !v.trim().is_empty() => v.trim().to_owned(),
+        Work::One(_) => {
+            return Err(problem(
+                "required",
+                "is empty after its transforms".to_owned(),
+            ));
+        }
+        Work::Many(_) => {
+            return Err(problem(
+                "single_value",
+                "several values given, but a search takes one".to_owned(),
+            ));
+        }
+    };
+    let raw = (rule.also_raw && read != value).then_some(read);
+    Ok((value, raw))
 }
 
 /// A working value inside a transform chain.

@@ -9,8 +9,10 @@
 mod check;
 #[cfg(test)]
 mod props;
+pub mod refresh;
 mod signals;
 mod sync;
+mod twins;
 
 pub use check::check;
 pub use signals::Interrupts;

@@ -45,7 +45,7 @@ fn check_all(format: SourceFormat, input: Vec<u8>) -> Vec<(u64, u64, Status, Opt
     let Ok(plan) = Plan::bind(
         &config.source.key,
         config.matching.id_column(),
-        config.matching.search_column(),
+        config.matching.search(),
         &config.rules,
         |name| source.resolve(name),
     ) else {

@@ -7,7 +7,9 @@
 //! ```
 //!
 //! The dispatcher takes one of `concurrency` semaphore permits before it starts a record; the
-//! permit travels with the task and is freed when the record settles. Every request of a task
+//! permit travels with the task and is freed when the record settles. It prepares each record
+//! (map and validate, pure) and gives it its turn among its twins ([`super::twins`]): rows
+//! naming the same target record settle one after another, in input order. Every request of a task
 //! goes through the shared limiter and retry policy (see [`crate::targets`]). A stop (Ctrl-C,
 //! `--max-errors`, an error that is not about one record) ends the dispatching; requests on
 //! the wire finish and their records settle, those not yet sent give up, the ledger is
@@ -22,7 +24,9 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use super::refresh::Refresh;
 use super::signals::Interrupts;
+use super::twins::{Turn, Twins};
 use super::{Context, new_entry, prepare};
 use crate::config::{Config, MatchBy};
 use crate::ledger::{Basis, Entry, EntryError, KeyIndex, Ledger, RecordSet, Status, Tally};
@@ -32,7 +36,8 @@ use crate::mapping::{Mapped, Value};
 use crate::report::{DiffReport, FieldCounts, Progress};
 use crate::retry::{ErrorClass, Halt, RetryPolicy};
 use crate::source::SourceRecord;
-use crate::state::{self, Stored, SyncState};
+use crate::state::{self, Stored, SyncState, TargetIdentity};
+use crate::targets::driver::{Known, Twin};
 use crate::targets::{FieldChange, LastChange, Mode, Outcome, Pace, PreflightError, Target};
 
 /// Records in a row that fail to connect after every retry, after which a run stops (exit 3).
@@ -62,6 +67,9 @@ pub struct StateUse {
     pub state: SyncState,
     /// `--full`: classify no record by the state (read everything), but refresh it.
     pub full: bool,
+    /// When a record is written again before the target expires it; `None` for a target
+    /// whose records do not expire, or with `[state] refresh = false`.
+    pub refresh: Option<Refresh>,
 }
 
 /// Which records of the input a run sends. Both ledger-based selections check that the
@@ -130,6 +138,11 @@ impl Sender {
             .preflight(config, &self.pace(Halt::never()))
             .await
     }
+
+    /// The identity the target's sync state is kept under; see [`Target::identity`].
+    pub async fn identity(&self) -> Result<TargetIdentity, PreflightError> {
+        self.target.identity(&self.pace(Halt::never())).await
+    }
 }
 
 /// How a `plan` or `apply` run ended.
@@ -153,6 +166,34 @@ pub struct SyncResult {
     /// Of this run's `unchanged` records, those the local sync state classified without a
     /// request.
     pub unchanged_by_state: u64,
+    /// Rows of this run whose target record an earlier row of the input named too (see
+    /// `pipeline::twins`).
+    pub duplicates: u64,
+    /// What the run found wrong as a whole, though no record failed; each makes it exit 1.
+    pub warnings: Vec<String>,
+}
+
+/// Below this many records, a run where none matched is not called suspicious.
+const NOTHING_MATCHED_MIN: u64 = 10;
+
+/// A run whose records (10 or more) all ended `not_found` or `skipped` found none of its
+/// target records: most likely a wrong `[match]` column or search key, not a quiet night.
+fn nothing_matched(cx: &Context, tally: &Tally, carried: u64) -> Option<String> {
+    let total = tally.total().saturating_sub(carried);
+    let missing = tally.get(Status::NotFound) + tally.get(Status::Skipped);
+    if total < NOTHING_MATCHED_MIN || missing < total {
+        return None;
+    }
+    let by = match &cx.config.matching.by {
+        MatchBy::Id(column) => format!("[match] id = \"{column}\""),
+        MatchBy::Search { key, value } => format!(
+            "[match] search_key = \"{key}\" with search_column = \"{}\"",
+            value.column_name().unwrap_or("(derived)")
+        ),
+    };
+    Some(format!(
+        "none of the {total} records matched a target record (all not_found or skipped): check {by}"
+    ))
 }
 
 /// The run's stop signal: the first reason given wins.
@@ -245,7 +286,9 @@ pub async fn sync(
     let writer = tokio::spawn(writer.run(settled_rx));
 
     // Stage 2: dispatch records, one permit each, until the input ends or the run stops.
+    let twins = Arc::new(Twins::default());
     dispatch(
+        &twins,
         &cx,
         &sender,
         state.as_ref(),
@@ -292,6 +335,7 @@ pub async fn sync(
         }
     }
     let calls = sender.limiters.calls();
+    let warnings = nothing_matched(&cx, &tally, carried).into_iter().collect();
     Ok(SyncResult {
         tally,
         carried,
@@ -301,6 +345,8 @@ pub async fn sync(
         reasons,
         calls,
         unchanged_by_state,
+        duplicates: twins.duplicates(),
+        warnings,
     })
 }
 
@@ -334,10 +380,13 @@ fn read_records(
     Ok(())
 }
 
-/// The dispatcher: takes a permit, then a record, and spawns the record's task with the
-/// permit. Ctrl-C (or any stop) ends the dispatching; the records in flight still settle.
+/// The dispatcher: takes a permit, then a record, prepares it (map and validate, pure), and
+/// spawns the record's task with the permit. A valid record takes its turn among its twins
+/// (rows naming the same target record) here, in input order. Ctrl-C (or any stop) ends the
+/// dispatching; the records in flight still settle.
 #[allow(clippy::too_many_arguments)]
 async fn dispatch(
+    twins: &Arc<Twins>,
     cx: &Arc<Context>,
     sender: &Arc<Sender>,
     state: Option<&Arc<StateUse>>,
@@ -366,6 +415,12 @@ async fn dispatch(
         while let Some(done) = tasks.try_join_next() {
             note_panic(done, stop);
         }
+        let prepared = prepare(cx, &record);
+        let turn = prepared
+            .as_ref()
+            .ok()
+            .and_then(twin_key)
+            .map(|key| twins.enter(key, record.record));
         let (cx, sender, settled, stop, state) = (
             Arc::clone(cx),
             Arc::clone(sender),
@@ -376,16 +431,18 @@ async fn dispatch(
         let span = record_span(&cx, &record);
         let task = async move {
             let _permit = permit;
-            match settle(
+            let outcome = settle(
                 &cx,
                 &sender.target,
                 state.as_deref(),
                 &record,
+                prepared,
+                turn,
                 mode,
                 &sender.pace(stop.halt()),
             )
-            .await
-            {
+            .await;
+            match outcome {
                 Ok(settlement) => {
                     log_settled(&settlement.entry);
                     if settled.send(settlement).await.is_err() {
@@ -393,7 +450,8 @@ async fn dispatch(
                     }
                 }
                 // The record stays unsettled: no entry, so a resumed run sends it.
-                Err(reason) => stop.stop(reason),
+                Err(Unsettled::Stop(reason)) => stop.stop(reason),
+                Err(Unsettled::TwinUnsettled) => {}
             }
         };
         tasks.spawn(task.instrument(span));
@@ -403,6 +461,23 @@ async fn dispatch(
     while let Some(done) = tasks.join_next().await {
         note_panic(done, stop);
     }
+}
+
+/// What names a record's target record among its twins: its id, or its search value.
+fn twin_key(mapped: &Mapped) -> Option<&str> {
+    mapped
+        .target_id
+        .as_deref()
+        .or(mapped.search_value.as_deref())
+}
+
+/// Why a record task ends without a settlement.
+enum Unsettled {
+    /// The run must stop, for this reason.
+    Stop(String),
+    /// An earlier row naming the same target record never settled (the run stopped): this
+    /// one waits for a resumed run too.
+    TwinUnsettled,
 }
 
 /// A record task that panicked left its record unsettled: stop the run (exit 3), so that
@@ -471,47 +546,135 @@ impl Settlement {
     }
 }
 
-/// One record's trip: prepare, then the sync state, then the target. `Err` is a reason to
-/// stop the run.
+/// One record's trip: its turn among its twins, then the sync state, then the target.
+#[allow(clippy::too_many_arguments)]
 async fn settle(
     cx: &Context,
     target: &Target,
     state: Option<&StateUse>,
     record: &SourceRecord,
+    prepared: Result<Mapped, Box<Entry>>,
+    turn: Option<Turn>,
     mode: Mode,
     pace: &Pace<'_>,
-) -> Result<Settlement, String> {
-    let mapped = match prepare(cx, record) {
+) -> Result<Settlement, Unsettled> {
+    let mapped = match prepared {
         Ok(mapped) => mapped,
         Err(invalid) => return Ok(Settlement::invalid(*invalid, record.end)),
     };
+    let Some(mut turn) = turn else {
+        return settle_mapped(cx, target, state, record, mapped, None, false, mode, pace).await;
+    };
+    let twin = match turn.earlier().await {
+        Ok(twin) => twin,
+        Err(()) => {
+            turn.finish(None);
+            return Err(Unsettled::TwinUnsettled);
+        }
+    };
+    let seen = turn.seen;
+    let settled = settle_mapped(
+        cx,
+        target,
+        state,
+        record,
+        mapped,
+        twin.as_ref(),
+        seen,
+        mode,
+        pace,
+    )
+    .await;
+    turn.finish(
+        settled
+            .as_ref()
+            .ok()
+            .map(|s| (s.entry.status, s.entry.target_id.clone())),
+    );
+    settled
+}
+
+/// A valid record's trip: the sync state, then the target. `twin` is the earlier row naming
+/// the same target record; `seen` says an earlier row of the input had its key (the state,
+/// written behind the ledger, may not know that row's write yet, so it does not decide).
+#[allow(clippy::too_many_arguments)]
+async fn settle_mapped(
+    cx: &Context,
+    target: &Target,
+    state: Option<&StateUse>,
+    record: &SourceRecord,
+    mapped: Mapped,
+    twin: Option<&Twin>,
+    seen: bool,
+    mode: Mode,
+    pace: &Pace<'_>,
+) -> Result<Settlement, Unsettled> {
     let hash = state.map(|_| payload_hash(cx, &mapped));
     let found = state.and_then(|_| found_key(cx, &mapped));
-    if let (Some(state), Some(hash)) = (state, hash)
-        && let Some(unchanged) =
-            by_state(target, state, &mapped, hash, found.as_deref(), record, pace).await?
-    {
-        return Ok(unchanged);
+    let mut known = Known {
+        twin,
+        refresh_due: false,
+        synced: false,
+    };
+    let (mut stored, mut stored_id) = (None, None);
+    if let (Some(state), Some(hash), false) = (state, hash, seen) {
+        match by_state(target, state, &mapped, hash, found.as_deref(), record, pace)
+            .await
+            .map_err(Unsettled::Stop)?
+        {
+            ByState::Skip(unchanged) => return Ok(*unchanged),
+            ByState::Look {
+                id,
+                stored: entry,
+                refresh_due,
+            } => {
+                stored = entry;
+                stored_id = id.filter(|_| entry.is_some());
+                known.refresh_due = refresh_due;
+                known.synced = entry.is_some();
+            }
+        }
     }
-    match target.sync(&cx.config, &mapped, mode, pace).await {
+    match target.sync(&cx.config, &mapped, mode, known, pace).await {
         Outcome::Settled(settled) => {
+            let written_at = state.and_then(|s| s.refresh).map(|r| r.now());
             let learnt = match (settled.status, hash) {
-                (Status::Updated | Status::Created | Status::Unchanged, Some(hash)) => {
+                (Status::Updated | Status::Created | Status::Refreshed, Some(hash)) => {
                     StateChange::Accepted(
                         Stored {
                             hash,
                             last_modified: settled.last_modified,
+                            written_at,
                         },
                         found,
                     )
                 }
+                // Found holding the payload: our last write stands only if it was this
+                // payload; else someone else wrote it, at a time we do not know.
+                (Status::Unchanged, Some(hash)) => StateChange::Accepted(
+                    Stored {
+                        hash,
+                        last_modified: settled.last_modified,
+                        written_at: stored.filter(|s| s.hash == hash).and_then(|s| s.written_at),
+                    },
+                    found,
+                ),
                 (Status::Failed, Some(_)) => StateChange::Forget,
+                // Gone from the target: what the state held of it no longer holds.
+                (Status::Skipped | Status::NotFound, Some(_)) if stored.is_some() => {
+                    StateChange::Forget
+                }
                 _ => StateChange::Keep,
             };
+            // A record the state held and the target no longer has names the id it had, so
+            // that the writer forgets it.
+            let gone = matches!(learnt, StateChange::Forget)
+                .then_some(stored_id)
+                .flatten();
             Ok(Settlement {
                 entry: Entry {
                     key: Some(mapped.key),
-                    target_id: settled.target_id.or(mapped.target_id),
+                    target_id: settled.target_id.or(mapped.target_id).or(gone),
                     status: settled.status,
                     changed: settled.changed.iter().map(|c| c.field.clone()).collect(),
                     attempts: Some(settled.attempts),
@@ -528,16 +691,31 @@ async fn settle(
                 state: learnt,
             })
         }
-        Outcome::Abort(reason) => Err(reason),
+        Outcome::Abort(reason) => Err(Unsettled::Stop(reason)),
     }
 }
 
-/// The record's settlement when the sync state already holds this very payload for its
-/// target id (its own, matched by id; or, matched by a search, the one the state says the
-/// record was found at), without `--full`, and, for a target that tracks changes, the
-/// target's record has not changed since (its last-modified time is the one stored):
-/// `unchanged`, with no request for the record itself (a target's index of changes is read
-/// once per run, by the first record that asks).
+/// What the sync state says of a record.
+enum ByState {
+    /// It holds this very payload, written recently enough: `unchanged`, no request.
+    Skip(Box<Settlement>),
+    /// Ask the target: the id the state knows the record by and what it holds for it (if
+    /// anything), and whether our last write is old enough to write it again though
+    /// unchanged.
+    Look {
+        id: Option<String>,
+        stored: Option<Stored>,
+        refresh_due: bool,
+    },
+}
+
+/// Whether the sync state settles the record: it does when it already holds this very
+/// payload for its target id (its own, matched by id; or, matched by a search, the one the
+/// state says the record was found at), without `--full`, when our last write of it is not
+/// due for a refresh, and, for a target that tracks changes, the target's record has not
+/// changed since (its last-modified time is the one stored): `unchanged`, with no request
+/// for the record itself (a target's index of changes is read once per run, by the first
+/// record that asks).
 async fn by_state(
     target: &Target,
     state: &StateUse,
@@ -546,26 +724,43 @@ async fn by_state(
     found: Option<&str>,
     record: &SourceRecord,
     pace: &Pace<'_>,
-) -> Result<Option<Settlement>, String> {
+) -> Result<ByState, String> {
     let unreadable = |e| format!("the sync state cannot be read: {e}");
     let id = match (&mapped.target_id, found) {
-        _ if state.full => return Ok(None),
-        (Some(id), None) => id.clone(),
-        (None, Some(key)) => match state.state.found(key).map_err(unreadable)? {
-            Some(id) => id,
-            None => return Ok(None),
-        },
-        _ => return Ok(None),
+        (Some(id), None) => Some(id.clone()),
+        (None, Some(key)) => state.state.found(key).map_err(unreadable)?,
+        _ => None,
     };
-    let stored = state.state.get(&id).map_err(unreadable)?;
-    let Some(stored) = stored.filter(|s| s.hash == hash) else {
-        return Ok(None);
+    let stored = match &id {
+        Some(id) => state.state.get(id).map_err(unreadable)?,
+        None => None,
     };
+    let refresh_due = state.refresh.is_some_and(|rule| {
+        rule.due(
+            id.as_deref().unwrap_or(&mapped.key),
+            stored.and_then(|s| s.written_at),
+        )
+    });
+    let (Some(id), Some(entry)) = (id.clone(), stored) else {
+        return Ok(ByState::Look {
+            id,
+            stored,
+            refresh_due,
+        });
+    };
+    let look = ByState::Look {
+        id: Some(id.clone()),
+        stored,
+        refresh_due,
+    };
+    if state.full || refresh_due || entry.hash != hash {
+        return Ok(look);
+    }
     match target.last_change(&id, pace).await {
         Ok(LastChange::NotTracked) => {}
-        Ok(LastChange::At(time)) if stored.last_modified == Some(time) => {}
+        Ok(LastChange::At(time)) if entry.last_modified == Some(time) => {}
         // Changed since (by us or by someone else), or not known: read it.
-        Ok(LastChange::At(_) | LastChange::Unknown) => return Ok(None),
+        Ok(LastChange::At(_) | LastChange::Unknown) => return Ok(look),
         Err(e) if e.class == ErrorClass::Fatal => {
             return Err(format!(
                 "the sync state cannot tell which records changed in the target ({}); \
@@ -574,9 +769,9 @@ async fn by_state(
             ));
         }
         // The index could not be read: the record is read, as without a state.
-        Err(_) => return Ok(None),
+        Err(_) => return Ok(look),
     }
-    Ok(Some(Settlement {
+    Ok(ByState::Skip(Box::new(Settlement {
         entry: Entry {
             key: Some(mapped.key.clone()),
             target_id: Some(id),
@@ -589,7 +784,7 @@ async fn by_state(
         changes: Vec::new(),
         unanswered: false,
         state: StateChange::Keep,
-    }))
+    })))
 }
 
 /// Where the state keeps the target id of a record matched by a search ([`state::found_key`]);

@@ -473,6 +473,14 @@ fn render_totals(out: &mut dyn Write, end: &RunEnd<'_>) -> io::Result<()> {
             thousands(end.carried)
         )?;
     }
+    if end.duplicates > 0 {
+        writeln!(
+            out,
+            "<p class=\"note\" id=\"duplicates\">Duplicate keys in the input: {} rows name a \
+             target record an earlier row named; each was applied after it, in input order.</p>",
+            thousands(end.duplicates)
+        )?;
+    }
     out.write_all(b"</section>\n")
 }
 

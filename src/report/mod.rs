@@ -403,6 +403,8 @@ pub struct RunEnd<'a> {
     pub tally: &'a Tally,
     /// How many of them settled in an earlier run (`--resume`).
     pub carried: u64,
+    /// Rows whose target record an earlier row of the input named too.
+    pub duplicates: u64,
     /// Records that change each field, this run's.
     pub fields: &'a FieldCounts,
     /// The ledger.
@@ -430,12 +432,13 @@ impl ReportPaths {
 }
 
 /// Writes what a `plan` or `apply` run cost and why records did not end well: the records
-/// the sync state found unchanged, the requests per API operation (throttles included), and
-/// the error codes of `failed`, `invalid`, `not_found` and `skipped` records
-/// (`email_change_guarded`, `not_found`, ...).
+/// the sync state found unchanged, the rows that named a record an earlier row named, the
+/// requests per API operation (throttles included), and the error codes of `failed`,
+/// `invalid`, `not_found` and `skipped` records (`email_change_guarded`, `not_found`, ...).
 pub fn costs(
     out: &mut dyn Write,
     unchanged_by_state: u64,
+    duplicates: u64,
     calls: &[OperationCalls],
     reasons: &BTreeMap<String, u64>,
 ) -> io::Result<()> {
@@ -443,6 +446,12 @@ pub fn costs(
         writeln!(
             out,
             "unchanged by the sync state: {unchanged_by_state} (nothing read or written; --full reads them)"
+        )?;
+    }
+    if duplicates > 0 {
+        writeln!(
+            out,
+            "duplicate keys in the input: {duplicates} rows name a target record an earlier row named (applied after it, in input order)"
         )?;
     }
     if !calls.is_empty() {
@@ -651,6 +660,7 @@ mod tests {
             stopped: None,
             tally: &tally,
             carried: 0,
+            duplicates: 0,
             fields: &fields,
             ledger: Path::new("ledgers/l.jsonl"),
         };
@@ -854,6 +864,7 @@ mod tests {
             stopped: Some(&stopped),
             tally: &tally,
             carried: 0,
+            duplicates: 0,
             fields: &fields,
             ledger: &ledger,
         };

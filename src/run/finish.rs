@@ -43,12 +43,16 @@ pub(super) fn finish(
         let _ = report::costs(
             &mut out,
             result.unchanged_by_state,
+            result.duplicates,
             &result.calls,
             &result.reasons,
         );
         if let Some(report) = &report {
             let _ = report.write_to(&mut out);
         }
+    }
+    for warning in &result.warnings {
+        eprintln!("profilesync: warning: {warning}");
     }
     if let Some(reason) = &result.aborted {
         let then = resume_hint.map_or(String::new(), |hint| format!("; continue with: {hint}"));
@@ -66,11 +70,11 @@ pub(super) fn finish(
 }
 
 /// The exit code of a finished `plan` or `apply` run: 3 stopped, 1 some records invalid or
-/// failed, else 0.
+/// failed or a warning about the run as a whole (nothing matched), else 0.
 pub fn exit_code(result: &SyncResult) -> i32 {
     if result.aborted.is_some() {
         EXIT_ABORTED
-    } else if result.tally.failures() > 0 {
+    } else if result.tally.failures() > 0 || !result.warnings.is_empty() {
         EXIT_RECORDS_FAILED
     } else {
         EXIT_OK
@@ -96,6 +100,7 @@ fn write_report(
         stopped: result.aborted.as_deref(),
         tally: &result.tally,
         carried: result.carried,
+        duplicates: result.duplicates,
         fields: &result.fields,
         ledger,
     };

@@ -47,7 +47,7 @@ fn bind(config: Config, source: Source, config_name: &str) -> Result<(Context, S
     let plan = Plan::bind(
         &config.source.key,
         config.matching.id_column(),
-        config.matching.search_column(),
+        config.matching.search(),
         &config.rules,
         |name| source.resolve(name),
     )

@@ -23,10 +23,12 @@ use std::time::Instant;
 
 use chrono::Local;
 
+use crate::config::RefreshSetting;
 use crate::config::{Config, Rate, Target as TargetConfig};
 use crate::ledger::{self, Ledger};
 use crate::limiter::{Limiters, RateSetting};
 use crate::logging;
+use crate::pipeline::refresh::Refresh;
 use crate::pipeline::{self, Interrupts, Sender, StateUse, SyncResult};
 use crate::report::{self, FieldCounts, Progress, ReportPaths, RunInfo};
 use crate::retry::RetryPolicy;
@@ -37,7 +39,7 @@ use crate::targets::aws;
 use crate::targets::connect_user::ConnectUser;
 use crate::targets::customer_profiles::CustomerProfiles;
 use crate::targets::genesys_ucs::GenesysUcs;
-use crate::targets::{Mode, Target};
+use crate::targets::{Mode, PreflightError, Target};
 
 pub use files::shell_line;
 pub use finish::exit_code;
@@ -320,10 +322,10 @@ pub async fn run_sync(request: SyncRequest, summary: &mut RunSummary) -> Result<
     let mut interrupts = Interrupts::register()
         .map_err(|e| Failure::aborted(format!("profilesync: cannot watch for Ctrl-C: {e}")))?;
     let connected = tokio::select! {
-        connected = connect(&cx.config, request.sdk.as_ref()) => connected,
+        connected = connect_and_identify(&cx.config, request.sdk.as_ref()) => connected,
         _ = interrupts.next() => Err(Failure::aborted("interrupted")),
     };
-    let sender = connected.map_err(|f| {
+    let (sender, identity) = connected.map_err(|f| {
         let reason = format!("{}; nothing was sent", f.reason);
         Failure {
             code: f.code,
@@ -332,7 +334,8 @@ pub async fn run_sync(request: SyncRequest, summary: &mut RunSummary) -> Result<
         }
     })?;
     let region = sender.target.region();
-    let state = open_state(&request, &cx.config, region.as_deref())
+    let expiration = sender.target.expiration_days();
+    let state = open_state(&request, &cx.config, &identity, expiration)
         .map_err(|m| Failure::usage(format!("profilesync: {m}")))?;
     // A run of a config file has a run file beside its ledger (what `--resume` checks); the
     // demo's bundled runs are not resumed, and have none.
@@ -450,11 +453,25 @@ pub async fn connect(
             }
             Ok(sender)
         }
-        Err(e) => Err(Failure::new(
-            if e.config { EXIT_USAGE } else { EXIT_ABORTED },
-            e.message,
-        )),
+        Err(e) => Err(preflight_failure(e)),
     }
+}
+
+/// [`connect`], then the identity the target's sync state is kept under, which the target
+/// tells once connected (see `Target::identity`).
+async fn connect_and_identify(
+    config: &Config,
+    sdk: Option<&aws_types::SdkConfig>,
+) -> Result<(Sender, TargetIdentity), Failure> {
+    let sender = connect(config, sdk).await?;
+    let identity = sender.identity().await.map_err(preflight_failure)?;
+    tracing::info!(kind = identity.kind(), "target identity known");
+    Ok((sender, identity))
+}
+
+/// A preflight that failed: exit 2 for the configuration, 3 otherwise.
+fn preflight_failure(e: PreflightError) -> Failure {
+    Failure::new(if e.config { EXIT_USAGE } else { EXIT_ABORTED }, e.message)
 }
 
 /// One limiter per API operation of the target, each at its `[limits]` setting.
@@ -499,28 +516,54 @@ fn overrides(config: &mut Config, request: &SyncRequest) -> Result<(), String> {
     Ok(())
 }
 
-/// The identity a target's sync state is kept under: its kind and
-/// [`TargetConfig::scope`].
-fn state_identity(config: &Config, region: Option<&str>) -> TargetIdentity {
-    TargetIdentity::new(config.target.kind().name(), config.target.scope(region))
-}
-
-/// Opens the target's sync state (the request's, else `[state] path`, else `./state`),
-/// locked for the run.
+/// Opens the sync state of `identity` (in the request's directory, else `[state] path`, else
+/// `./state`), locked for the run, with the rule for refreshing records the target would
+/// expire, and says on standard error which file it is (unless `--quiet`): a rehearsal and a
+/// production run from one directory use two files.
 fn open_state(
     request: &SyncRequest,
     config: &Config,
-    region: Option<&str>,
+    identity: &TargetIdentity,
+    expiration_days: Option<u32>,
 ) -> Result<StateUse, String> {
     let dir = request
         .state
         .clone()
         .or_else(|| config.state.clone())
         .unwrap_or_else(|| PathBuf::from("state"));
-    let state =
-        SyncState::open(&dir, &state_identity(config, region)).map_err(|e| e.to_string())?;
+    let state = SyncState::open(&dir, identity).map_err(|e| e.to_string())?;
+    tracing::info!(path = %state.path().display(), kind = identity.kind(), "sync state");
+    if !request.quiet && !crate::logging::json() {
+        eprintln!(
+            "sync state: {} ({} {})",
+            state.path().display(),
+            identity.kind(),
+            identity.scope()
+        );
+    }
+    if expiration_days.is_some() && config.refresh == RefreshSetting::Off {
+        eprintln!(
+            "profilesync: warning: [state] refresh = false: profiles this run leaves unchanged are not written, and the target deletes a profile nobody updates within {} days",
+            expiration_days.unwrap_or_default()
+        );
+    }
     Ok(StateUse {
         state,
         full: request.full,
+        refresh: Refresh::new(config.refresh, expiration_days, now()),
     })
+}
+
+/// The clock the sync state's write times are kept on: the system clock, moved by
+/// `PROFILESYNC_CLOCK_OFFSET_DAYS` days when set (to rehearse expiry against a target whose
+/// clock was moved the same way, such as the emulator's `--clock-offset-days`).
+fn now() -> u64 {
+    let system = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let offset_days = std::env::var("PROFILESYNC_CLOCK_OFFSET_DAYS")
+        .ok()
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .unwrap_or(0);
+    system.saturating_add_signed(offset_days.saturating_mul(86_400))
 }

@@ -40,6 +40,13 @@ pub fn endpoint(
     if let Some(url) = &target.endpoint_url {
         return Ok(Some(url.clone()));
     }
+    configured(sdk, service_id)
+}
+
+/// The endpoint the AWS configuration alone gives a service (`AWS_ENDPOINT_URL_<SERVICE>`,
+/// `AWS_ENDPOINT_URL`, a profile's `endpoint_url`), held to the config file's rule: plain
+/// `http://` only to loopback. For a service the config file does not point anywhere (STS).
+pub fn configured(sdk: &SdkConfig, service_id: &str) -> Result<Option<String>, String> {
     let Some(url) = configured_endpoint(sdk, service_id) else {
         return Ok(None);
     };
@@ -50,6 +57,15 @@ pub fn endpoint(
         )
     })?;
     Ok(Some(url))
+}
+
+/// The URL requests go to: the configured endpoint, else the service's own in `region`,
+/// `https://<host_prefix>.<region>.amazonaws.com` (without a trailing `/`).
+pub fn url_used(configured: Option<&str>, host_prefix: &str, region: &str) -> String {
+    match configured {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => format!("https://{host_prefix}.{region}.amazonaws.com"),
+    }
 }
 
 /// The region: `[target] region`, else the AWS configuration's.
@@ -308,6 +324,18 @@ fn lacks_credentials(error: &(dyn std::error::Error + 'static)) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_url_used_is_the_configured_one_else_the_service_default() {
+        assert_eq!(
+            url_used(None, "profile", "eu-west-2"),
+            "https://profile.eu-west-2.amazonaws.com"
+        );
+        assert_eq!(
+            url_used(Some("http://127.0.0.1:8080/"), "profile", "eu-west-2"),
+            "http://127.0.0.1:8080"
+        );
+    }
 
     #[test]
     fn classes_by_status_and_code() {

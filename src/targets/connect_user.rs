@@ -54,6 +54,7 @@ use crate::retry::{ApiError, ErrorClass};
 use crate::schema::op::{
     DESCRIBE_INSTANCE, DESCRIBE_USER, LIST_USERS, SEARCH_USERS, UPDATE_USER_IDENTITY_INFO,
 };
+use crate::state::TargetIdentity;
 
 /// The service id the AWS configuration knows Connect by (`AWS_ENDPOINT_URL_CONNECT`).
 const SERVICE_ID: &str = "Connect";
@@ -115,6 +116,8 @@ pub struct ConnectUser {
     allow_email_change: bool,
     /// Set by the preflight.
     management: OnceLock<IdentityManagement>,
+    /// The instance's ARN, from the preflight's DescribeInstance.
+    instance_arn: OnceLock<String>,
     /// The instance's users, from ListUsers on first use.
     users: tokio::sync::OnceCell<Arc<Directory>>,
     /// Set when ListUsers failed for the sync state: every later record is read instead,
@@ -148,10 +151,11 @@ impl ConnectUser {
         let region = aws::region(sdk, &target.aws).ok_or_else(|| {
             "no AWS region: set AWS_REGION, a profile's region, or [target] region".to_owned()
         })?;
-        let endpoint = aws::endpoint(sdk, &target.aws, SERVICE_ID)?
-            .unwrap_or_else(|| format!("https://connect.{region}.amazonaws.com"))
-            .trim_end_matches('/')
-            .to_owned();
+        let endpoint = aws::url_used(
+            aws::endpoint(sdk, &target.aws, SERVICE_ID)?.as_deref(),
+            "connect",
+            &region,
+        );
         let http = Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_millis(3100))
@@ -167,6 +171,7 @@ impl ConnectUser {
             instance_id: target.instance_id.clone(),
             allow_email_change: target.allow_email_change,
             management: OnceLock::new(),
+            instance_arn: OnceLock::new(),
             users: tokio::sync::OnceCell::new(),
             unlisted: AtomicBool::new(false),
         })
@@ -195,6 +200,9 @@ impl ConnectUser {
         };
         let management = instance.identity_management_type.unwrap_or_default();
         let _ = self.management.set(management);
+        if let Some(arn) = instance.arn {
+            let _ = self.instance_arn.set(arn);
+        }
         let mapped = |member: &str| config.rules.iter().any(|r| r.name == member);
         let mut warnings = Vec::new();
         if management == IdentityManagement::Saml && mapped("Email") {
@@ -219,6 +227,19 @@ impl ConnectUser {
     /// The region the requests are signed for.
     pub fn region(&self) -> &str {
         &self.region
+    }
+
+    /// The sync state's identity: the instance's ARN from the preflight (its account,
+    /// region and id) and the endpoint. An answer without an ARN (the model does not require
+    /// one) stands in `region` and the instance id for it.
+    pub fn identity(&self) -> TargetIdentity {
+        let arn = self.instance_arn.get().cloned().unwrap_or_else(|| {
+            format!(
+                "arn:aws:connect:{}:unknown-account:instance/{}",
+                self.region, self.instance_id
+            )
+        });
+        TargetIdentity::connect_user(&arn, &self.endpoint)
     }
 
     fn rules(&self) -> Rules {
@@ -437,14 +458,22 @@ impl Remote for ConnectUser {
     async fn search(
         &self,
         _key: &str,
-        username: &str,
+        usernames: &[&str],
         pace: &Pace<'_>,
     ) -> Result<Vec<(String, User)>, ApiError> {
         let index = self.index(pace).await?;
-        let ids = match index.ids.get(username) {
-            Some(id) => vec![id.clone()],
-            None => self.search_users(username, pace).await?,
-        };
+        let mut ids: Vec<String> = Vec::new();
+        for username in usernames {
+            let listed = match index.ids.get(*username) {
+                Some(id) => vec![id.clone()],
+                None => self.search_users(username, pace).await?,
+            };
+            for id in listed {
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+        }
         let mut found = Vec::new();
         for id in ids {
             if let Some(info) = self.read(&id, pace).await? {
@@ -626,6 +655,7 @@ struct DescribeInstance {
 #[serde(rename_all = "PascalCase")]
 struct Instance {
     identity_management_type: Option<IdentityManagement>,
+    arn: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -44,22 +44,37 @@ use super::{Changes, Desired, FieldChange, Pace, PreflightError, aws, changes, d
 use crate::config::CustomerProfilesTarget;
 use crate::retry::{ApiError, ErrorClass};
 use crate::schema::op::{
-    BATCH_GET_PROFILE, CREATE_PROFILE, GET_DOMAIN, SEARCH_PROFILES, UPDATE_PROFILE,
+    BATCH_GET_PROFILE, CREATE_PROFILE, GET_CALLER_IDENTITY, GET_DOMAIN, SEARCH_PROFILES,
+    UPDATE_PROFILE,
 };
 use crate::schema::{ADDRESS_MEMBERS, ADDRESS_PARTS};
+use crate::state::TargetIdentity;
 
 /// The service id the AWS configuration knows this service by (`AWS_ENDPOINT_URL_CUSTOMER_PROFILES`).
 const SERVICE_ID: &str = "Customer Profiles";
+/// The first label of the service's own host, `profile.<region>.amazonaws.com`.
+const HOST_PREFIX: &str = "profile";
+/// The service id of STS in the AWS configuration (`AWS_ENDPOINT_URL_STS`).
+const STS_SERVICE_ID: &str = "STS";
 /// Profiles asked for per SearchProfiles page (the model's maximum).
 const PAGE_SIZE: i32 = 100;
+/// The expiration Customer Profiles gives a domain that sets none (the admin guide's
+/// "Customer Profiles data expiration"); assumed when GetDomain cannot be read.
+const DEFAULT_EXPIRATION_DAYS: u32 = 365;
 /// The error code of a missing domain or profile.
 const NOT_FOUND: &str = "ResourceNotFoundException";
 
 /// A Customer Profiles domain, ready to take records.
 pub struct CustomerProfiles {
     client: Client,
+    /// STS, for the account the sync state is kept under.
+    sts: aws_sdk_sts::Client,
+    /// The endpoint configured for Customer Profiles (`None`: the service's own).
+    endpoint: Option<String>,
     domain: String,
     batch: Mutex<Batch>,
+    /// The domain's `DefaultExpirationDays`, once the preflight read it.
+    expiration: std::sync::OnceLock<u32>,
 }
 
 /// Reads by ProfileId waiting to go out together in one `BatchGetProfile`.
@@ -92,25 +107,46 @@ impl CustomerProfiles {
         sdk: &SdkConfig,
         target: &CustomerProfilesTarget,
     ) -> Result<CustomerProfiles, String> {
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .operation_attempt_timeout(Duration::from_secs(30))
+            .build();
         let mut builder = Builder::from(sdk)
             .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(5))
-                    .operation_attempt_timeout(Duration::from_secs(30))
-                    .build(),
-            );
+            .timeout_config(timeouts.clone());
+        let mut sts = aws_sdk_sts::config::Builder::from(sdk)
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(timeouts);
         if let Some(region) = &target.aws.region {
             builder = builder.region(Region::new(region.clone()));
+            sts = sts.region(Region::new(region.clone()));
         }
-        if let Some(url) = aws::endpoint(sdk, &target.aws, SERVICE_ID)? {
+        let endpoint = aws::endpoint(sdk, &target.aws, SERVICE_ID)?;
+        if let Some(url) = &endpoint {
             builder = builder.endpoint_url(url);
+        }
+        if let Some(url) = aws::configured(sdk, STS_SERVICE_ID)? {
+            sts = sts.endpoint_url(url);
         }
         Ok(CustomerProfiles {
             client: Client::from_conf(builder.build()),
+            sts: aws_sdk_sts::Client::from_conf(sts.build()),
+            endpoint,
             domain: target.domain.clone(),
             batch: Mutex::new(Batch::default()),
+            expiration: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The domain's `DefaultExpirationDays` as the preflight read it, else the service's
+    /// default (profiles expire whatever we could read).
+    pub fn expiration_days(&self) -> Option<u32> {
+        Some(
+            self.expiration
+                .get()
+                .copied()
+                .unwrap_or(DEFAULT_EXPIRATION_DAYS),
+        )
     }
 
     /// The region the client sends to.
@@ -129,7 +165,21 @@ impl CustomerProfiles {
             })
             .await;
         let error = match result {
-            Ok(_) => return Ok(Vec::new()),
+            Ok(domain) => {
+                let days = domain
+                    .default_expiration_days()
+                    .and_then(|d| u32::try_from(d).ok());
+                return match days {
+                    Some(days) => {
+                        let _ = self.expiration.set(days);
+                        Ok(Vec::new())
+                    }
+                    None => Ok(vec![format!(
+                        "the domain {} gives no DefaultExpirationDays; profiles are refreshed as if it were {DEFAULT_EXPIRATION_DAYS}",
+                        self.domain
+                    )]),
+                };
+            }
             Err(e) => e,
         };
         match error.class {
@@ -141,7 +191,7 @@ impl CustomerProfiles {
                 ),
             }),
             _ if error.code == "AccessDeniedException" => Ok(vec![format!(
-                "cannot check the domain {} first (GetDomain: {}); going on without the check",
+                "cannot check the domain {} first (GetDomain: {}); going on without the check, and refreshing profiles as if DefaultExpirationDays were {DEFAULT_EXPIRATION_DAYS}",
                 self.domain, error.message
             )]),
             _ => Err(PreflightError::unreachable(&error, pace.attempts())),
@@ -150,6 +200,40 @@ impl CustomerProfiles {
 }
 
 impl CustomerProfiles {
+    /// The sync state's identity: the account the credentials belong to (STS
+    /// `GetCallerIdentity`), the region, the endpoint requests go to, and the domain. Exit 3
+    /// when STS cannot say: the state of another account must never be read.
+    pub async fn identity(&self, pace: &Pace<'_>) -> Result<TargetIdentity, PreflightError> {
+        let region = self.region().ok_or_else(|| {
+            PreflightError::config(
+                "no AWS region: set AWS_REGION, a profile's region, or [target] region",
+            )
+        })?;
+        let answer = pace
+            .send(GET_CALLER_IDENTITY, || {
+                let request = self.sts.get_caller_identity();
+                async move { request.send().await.map_err(aws::from_sdk) }
+            })
+            .await;
+        let account = match answer {
+            Ok(answer) => answer.account().map(str::to_owned),
+            Err(e) => return Err(identity_unknown(&e, pace.attempts())),
+        };
+        let account = account.ok_or_else(|| PreflightError {
+            config: false,
+            message: "STS GetCallerIdentity answered without an account; the sync state is \
+                      kept per account, so the run cannot start"
+                .to_owned(),
+        })?;
+        let endpoint = aws::url_used(self.endpoint.as_deref(), HOST_PREFIX, &region);
+        Ok(TargetIdentity::customer_profiles(
+            &account,
+            &region,
+            &endpoint,
+            &self.domain,
+        ))
+    }
+
     fn lock_batch(&self) -> std::sync::MutexGuard<'_, Batch> {
         self.batch.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -189,6 +273,32 @@ impl CustomerProfiles {
             // A record whose task is gone (the run stopped) no longer needs its answer.
             let _ = tx.send((result, spent));
         }
+    }
+}
+
+/// Why the account could not be learnt. A denial names the permission: every principal may
+/// call `sts:GetCallerIdentity` unless a service control policy (or a permissions boundary)
+/// denies it, and the state of one account must not serve another.
+fn identity_unknown(error: &ApiError, attempts: u32) -> PreflightError {
+    let denied = error.code.starts_with("AccessDenied");
+    let message = if denied {
+        format!(
+            "cannot learn the AWS account the sync state is kept under: \
+             sts:GetCallerIdentity was denied ({}: {}); every principal may call it unless a \
+             service control policy or permissions boundary denies it: allow \
+             sts:GetCallerIdentity for this role",
+            error.code, error.message
+        )
+    } else {
+        format!(
+            "cannot learn the AWS account the sync state is kept under (STS \
+             GetCallerIdentity; AWS_ENDPOINT_URL_STS or AWS_ENDPOINT_URL points it elsewhere): {}",
+            PreflightError::unreachable(error, attempts).message
+        )
+    };
+    PreflightError {
+        config: false,
+        message,
     }
 }
 
@@ -232,11 +342,12 @@ impl Remote for CustomerProfiles {
         result
     }
 
-    /// Every profile that has `key` = `value`, following `NextToken`.
+    /// Every profile that has `key` = one of `values` (one call carries them all),
+    /// following `NextToken`.
     async fn search(
         &self,
         key: &str,
-        value: &str,
+        values: &[&str],
         pace: &Pace<'_>,
     ) -> Result<Vec<(String, Self::Current)>, ApiError> {
         let mut found = Vec::new();
@@ -249,17 +360,18 @@ impl Remote for CustomerProfiles {
                         .search_profiles()
                         .domain_name(&self.domain)
                         .key_name(key)
-                        .values(value)
+                        .set_values(Some(values.iter().map(|v| (*v).to_owned()).collect()))
                         .max_results(PAGE_SIZE)
                         .set_next_token(token.clone());
                     async move { request.send().await.map_err(aws::from_sdk) }
                 })
                 .await?;
-            found.extend(
-                page.items()
-                    .iter()
-                    .map(|p| (p.profile_id().unwrap_or_default().to_owned(), flatten(p))),
-            );
+            for profile in page.items() {
+                let id = profile.profile_id().unwrap_or_default();
+                if !found.iter().any(|(seen, _)| seen == id) {
+                    found.push((id.to_owned(), flatten(profile)));
+                }
+            }
             match page.next_token() {
                 Some(next) if !next.is_empty() => token = Some(next.to_owned()),
                 _ => return Ok(found),
@@ -308,8 +420,9 @@ impl Remote for CustomerProfiles {
         create: &Self::Create,
         pace: &Pace<'_>,
     ) -> Result<String, ApiError> {
+        // Not retried blind: the driver searches again first (see `driver::absent`).
         let out = pace
-            .send(CREATE_PROFILE, || {
+            .send_not_idempotent(CREATE_PROFILE, || {
                 let request = create_request(
                     self.client.create_profile().domain_name(&self.domain),
                     create,
@@ -318,6 +431,12 @@ impl Remote for CustomerProfiles {
             })
             .await?;
         Ok(out.profile_id().to_owned())
+    }
+
+    /// Every mapped member again, as they are: UpdateProfile then renews the profile's
+    /// last update, which its expiration counts from.
+    fn refresh(&self, desired: &Desired<'_>) -> Option<Self::Write> {
+        Some(unread(&changes(desired)))
     }
 
     /// The domain was checked before the run, so a 404 on a write is about the profile.

@@ -3,29 +3,35 @@
 //! One record goes through it like this:
 //!
 //! ```text
-//! find ── by id: the id column (empty → when_missing) ──▶ read ──┬─ found ──▶ merge (pure)
-//!      └─ by search key: search (paged) ── 0 → when_missing      │              │
-//!                                       ── 2+ → failed, ambiguous │   refused → failed / invalid
-//!                                       ── 1 ─────────────────────┘   nothing differs → unchanged
-//!                                                                     plan → would_update
-//!                                                                     apply → write (gone → when_missing)
+//! a twin (an earlier row naming the same record) with duplicates = "fail" ──▶ failed
+//! find ── by id: the id column (empty → when_missing) ──────────────▶ read ──┬─ found ──▶ merge (pure)
+//!      ├─ by search key, a twin found or created it: read by its id ─────────┤              │
+//!      └─ by search key: search the written value (and the raw one) ─────────┘   refused → failed / invalid
+//!                  ── 0 → when_missing      ── 2+ → failed, ambiguous (ids)    nothing differs ─┬─ refresh due → write → refreshed
+//!                                                                                              │   (plan: would_refresh)
+//!                                                                                              └─ else unchanged
+//!                                                                             plan → would_update
+//!                                                                             apply → write (gone → when_missing)
 //! when_missing: skip → skipped (plan: not_found) · fail → failed · create → would_create / create
+//! create: an answer lost (transient) → search again: found → created; none → create again
+//! a record the sync state called synced that is gone → `expired_or_deleted`
 //! ```
 //!
 //! Everything a target does not say is decided here, once, for every target; a target never
 //! builds a ledger status itself. (The local sync state comes before all this: a record whose
-//! payload the target already accepted never reaches the driver; see `pipeline`.)
+//! payload the target already accepted, recently enough, never reaches the driver; see
+//! `pipeline`. What the pipeline knows of a record beyond its values comes in [`Known`].)
 
 use std::future::Future;
 
 use super::{
-    Desired, FieldChange, LastChange, Mode, Outcome, Pace, Settled, desired, errored, failed,
-    missing, settled,
+    Desired, FieldChange, LastChange, Mode, Outcome, Pace, Settled, changes, desired, errored,
+    failed, missing, settled, unread,
 };
-use crate::config::{Config, MatchBy, WhenMissing};
+use crate::config::{Config, Duplicates, MatchBy, WhenMissing};
 use crate::ledger::Status;
 use crate::mapping::{Mapped, Problem};
-use crate::retry::{ApiError, ErrorClass};
+use crate::retry::{ApiError, ErrorClass, RetryReason};
 
 /// What a merge or a create decides: the payload to send and the fields it changes.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,15 +77,17 @@ pub trait Remote: Sync {
         pace: &Pace<'_>,
     ) -> impl Future<Output = Result<Option<Self::Current>, ApiError>> + Send;
 
-    /// Every record whose `key` is `value`, with its id. A target that finds records by id
-    /// only keeps this default (the config refuses `search_key` for it, so it is never called).
+    /// Every record whose `key` is one of `values` (the record's search value, then the
+    /// value as read when it differs), with its id, each record once. A target that finds
+    /// records by id only keeps this default (the config refuses `search_key` for it, so it
+    /// is never called).
     fn search(
         &self,
         key: &str,
-        value: &str,
+        values: &[&str],
         pace: &Pace<'_>,
     ) -> impl Future<Output = Result<Vec<(String, Self::Current)>, ApiError>> + Send {
-        let _ = (key, value, pace);
+        let _ = (key, values, pace);
         async {
             Err(ApiError {
                 class: ErrorClass::Fatal,
@@ -121,6 +129,14 @@ pub trait Remote: Sync {
     /// Whether this error, answering a write, says the record does not exist.
     fn is_gone(&self, error: &ApiError) -> bool;
 
+    /// What to write to renew a record that already holds what the record says, for a
+    /// target that expires records nobody writes (Customer Profiles); `None` (the default)
+    /// for a target whose records do not expire. Pure.
+    fn refresh(&self, desired: &Desired<'_>) -> Option<Self::Write> {
+        let _ = desired;
+        None
+    }
+
     /// The record's last-modified time as read (epoch milliseconds), for a target whose
     /// [`Remote::last_change`] tracks changes; the sync state stores it with the payload
     /// hash. `None` by default.
@@ -144,18 +160,105 @@ pub trait Remote: Sync {
     }
 }
 
+/// What the pipeline knows of a record beyond its mapped values.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Known<'a> {
+    /// An earlier row of this run's input that names the same target record, settled.
+    pub twin: Option<&'a Twin>,
+    /// Our last write of the record is old enough (or unknown) that the target may expire
+    /// it: write it even when nothing differs.
+    pub refresh_due: bool,
+    /// The sync state holds the record as synced: if the target no longer has it, it expired
+    /// or was deleted by hand (`expired_or_deleted`).
+    pub synced: bool,
+}
+
+/// An earlier row of the input naming the same target record (the same id or search
+/// value), as it settled (see `pipeline::twins`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Twin {
+    /// The record number of the first row of the input naming the target record.
+    pub first: u64,
+    /// How it settled; `unchanged` stands for any outcome but a create once the row is no
+    /// longer in flight (only creates are kept for the rest of the run).
+    pub status: Status,
+    /// The target record it found or created, if known.
+    pub target_id: Option<String>,
+}
+
 /// Syncs one mapped, valid record through `remote`.
 pub async fn sync<R: Remote>(
     remote: &R,
     config: &Config,
     mapped: &Mapped,
     mode: Mode,
+    known: Known<'_>,
+    pace: &Pace<'_>,
+) -> Outcome {
+    let outcome = settle(remote, config, mapped, mode, known, pace).await;
+    if known.synced {
+        gone_since_synced(outcome, R::NOUN)
+    } else {
+        outcome
+    }
+}
+
+/// A record the sync state called synced that the target no longer has (`not_found`,
+/// `skipped`, or `failed` as `not_found`): it says so, `expired_or_deleted`.
+fn gone_since_synced(outcome: Outcome, noun: &str) -> Outcome {
+    let Outcome::Settled(mut settled) = outcome else {
+        return outcome;
+    };
+    let missing = match (&settled.status, &settled.error) {
+        (Status::NotFound | Status::Skipped, None) => true,
+        (Status::Failed, Some(e)) => e.code == "not_found",
+        _ => false,
+    };
+    if missing {
+        let why = format!(
+            "the {noun} an earlier run synced is gone: it expired in the target or was deleted"
+        );
+        let message = match settled.error.take() {
+            Some(e) => format!("{why}; {}", e.message),
+            None => why,
+        };
+        settled.error = Some(crate::ledger::EntryError {
+            code: "expired_or_deleted".to_owned(),
+            message,
+            problems: Vec::new(),
+        });
+    }
+    Outcome::Settled(settled)
+}
+
+/// [`sync`] before what the sync state knows is added to the outcome.
+async fn settle<R: Remote>(
+    remote: &R,
+    config: &Config,
+    mapped: &Mapped,
+    mode: Mode,
+    known: Known<'_>,
     pace: &Pace<'_>,
 ) -> Outcome {
     let desired = desired(config, mapped);
     let when = config.matching.when_missing;
     let id_name = config.target.kind().id_name();
     let noun = R::NOUN;
+    if let Some(twin) = known.twin
+        && config.matching.duplicates == Duplicates::Fail
+    {
+        return Outcome::Settled(errored(
+            Status::Failed,
+            twin.target_id.clone(),
+            Vec::new(),
+            0,
+            "duplicate_in_input",
+            format!(
+                "record {} of the input names the same {noun}; [match] duplicates = \"fail\"",
+                twin.first
+            ),
+        ));
+    }
     let (id, current) = match &config.matching.by {
         MatchBy::Id(_) => {
             let Some(id) = mapped.target_id.as_deref() else {
@@ -172,20 +275,34 @@ pub async fn sync<R: Remote>(
             }
         }
         MatchBy::Search { key, .. } => {
-            let value = mapped.search_value.as_deref().unwrap_or_default();
-            let mut found = match remote.search(key, value, pace).await {
-                Ok(found) => found,
-                Err(e) => return failed(e, None, pace.attempts()),
-            };
-            match (found.pop(), found.len()) {
-                (None, _) => {
-                    let why = format!("no {noun} has {key} = this record's value");
-                    return absent(remote, config, mapped, &desired, mode, pace, &why).await;
+            // An earlier row found (or created) the record: read it by its id, which a
+            // search may not show yet.
+            match known.twin.map(|t| (t.status, t.target_id.as_deref())) {
+                Some((_, Some(id))) => match remote.read(id, pace).await {
+                    Ok(Some(current)) => (id.to_owned(), current),
+                    Ok(None) => {
+                        let why = format!("the {noun} an earlier row named is gone");
+                        return absent(remote, config, mapped, &desired, mode, pace, &why).await;
+                    }
+                    Err(e) => return failed(e, Some(id.to_owned()), pace.attempts()),
+                },
+                // `plan`: an earlier row would create it; this one would then update it.
+                Some((Status::WouldCreate, None)) => {
+                    return settled(
+                        Status::WouldUpdate,
+                        None,
+                        unread(&changes(&desired)),
+                        pace.attempts(),
+                    );
                 }
-                (Some(one), 0) => one,
-                (Some(_), others) => {
-                    return failed(ambiguous(others + 1, noun, key), None, pace.attempts());
-                }
+                _ => match search(remote, key, mapped, pace).await {
+                    Ok(Some(one)) => one,
+                    Ok(None) => {
+                        let why = format!("no {noun} has {key} = this record's value");
+                        return absent(remote, config, mapped, &desired, mode, pace, &why).await;
+                    }
+                    Err(outcome) => return outcome,
+                },
             }
         }
     };
@@ -194,17 +311,37 @@ pub async fn sync<R: Remote>(
         Ok(merged) => merged,
         Err(refusal) => return refused(refusal, id, pace.attempts()),
     };
-    let outcome = match (merged.changed.is_empty(), mode) {
-        (true, _) => settled(Status::Unchanged, Some(id), merged.changed, pace.attempts()),
-        (false, Mode::Plan) => settled(
+    let refresh = (merged.changed.is_empty() && known.refresh_due)
+        .then(|| remote.refresh(&desired))
+        .flatten();
+    let outcome = match (merged.changed.is_empty(), mode, refresh) {
+        (true, Mode::Plan, Some(_)) => {
+            settled(Status::WouldRefresh, Some(id), Vec::new(), pace.attempts())
+        }
+        (true, Mode::Apply, Some(write)) => {
+            let gone = format!("the {noun} expired or was deleted (expired_or_deleted)");
+            let refreshed = Merged {
+                write,
+                changed: Vec::new(),
+            };
+            match write_merged(remote, &id, refreshed, when, pace, &gone).await {
+                Outcome::Settled(s) if s.status == Status::Updated => Outcome::Settled(Settled {
+                    status: Status::Refreshed,
+                    ..s
+                }),
+                other => other,
+            }
+        }
+        (true, _, _) => settled(Status::Unchanged, Some(id), merged.changed, pace.attempts()),
+        (false, Mode::Plan, _) => settled(
             Status::WouldUpdate,
             Some(id),
             merged.changed,
             pace.attempts(),
         ),
-        (false, Mode::Apply) => {
+        (false, Mode::Apply, _) => {
             let gone = format!("the {noun} was deleted while it was being updated");
-            write(remote, &id, merged, when, pace, &gone).await
+            write_merged(remote, &id, merged, when, pace, &gone).await
         }
     };
     // The time as read, before our own write changed it: the next run that finds another
@@ -219,8 +356,33 @@ pub async fn sync<R: Remote>(
     }
 }
 
+/// The one record whose search key holds the record's search value (or its value as read):
+/// `None` when there is none; two or more fail the record as ambiguous, naming them.
+async fn search<R: Remote>(
+    remote: &R,
+    key: &str,
+    mapped: &Mapped,
+    pace: &Pace<'_>,
+) -> Result<Option<(String, R::Current)>, Outcome> {
+    let values: Vec<&str> = mapped
+        .search_value
+        .iter()
+        .chain(&mapped.search_raw)
+        .map(String::as_str)
+        .collect();
+    let mut found = remote
+        .search(key, &values, pace)
+        .await
+        .map_err(|e| failed(e, None, pace.attempts()))?;
+    if found.len() > 1 {
+        let ids: Vec<&str> = found.iter().map(|(id, _)| id.as_str()).collect();
+        return Err(failed(ambiguous(&ids, R::NOUN, key), None, pace.attempts()));
+    }
+    Ok(found.pop())
+}
+
 /// Writes a merged record; a target's "no such record" answer follows `when_missing`.
-async fn write<R: Remote>(
+async fn write_merged<R: Remote>(
     remote: &R,
     id: &str,
     merged: Merged<R::Write>,
@@ -267,14 +429,48 @@ async fn absent<R: Remote>(
     if mode == Mode::Plan {
         return settled(Status::WouldCreate, id, creation.changed, pace.attempts());
     }
-    match remote.create(id.as_deref(), &creation.write, pace).await {
-        Ok(new_id) => settled(
-            Status::Created,
-            Some(new_id),
-            creation.changed,
-            pace.attempts(),
-        ),
-        Err(e) => failed(e, id, pace.attempts()),
+    let search_key = match &config.matching.by {
+        MatchBy::Search { key, .. } => Some(key.as_str()),
+        MatchBy::Id(_) => None,
+    };
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let error = match remote.create(id.as_deref(), &creation.write, pace).await {
+            Ok(new_id) => {
+                return settled(
+                    Status::Created,
+                    Some(new_id),
+                    creation.changed,
+                    pace.attempts(),
+                );
+            }
+            Err(e) => e,
+        };
+        // A create whose answer was lost (a dropped connection, a timeout, a 5xx) may have
+        // been applied: look before sending it again, never create blind.
+        let Some(key) = search_key.filter(|_| error.class == ErrorClass::Transient) else {
+            return failed(error, id, pace.attempts());
+        };
+        match search(remote, key, mapped, pace).await {
+            Ok(Some((found, _))) => {
+                return settled(
+                    Status::Created,
+                    Some(found),
+                    creation.changed,
+                    pace.attempts(),
+                );
+            }
+            Ok(None) if tries < pace.policy.max_attempts.max(1) => {
+                let wait = pace
+                    .policy
+                    .backoff
+                    .ceiling(RetryReason::Transient, tries - 1);
+                tokio::time::sleep(wait).await;
+            }
+            Ok(None) => return failed(error, id, pace.attempts()),
+            Err(outcome) => return outcome,
+        }
     }
 }
 
@@ -311,11 +507,17 @@ fn refused(refusal: Refusal, id: String, attempts: u32) -> Outcome {
     ))
 }
 
-fn ambiguous(count: usize, noun: &str, key: &str) -> ApiError {
+/// Two or more records match: the record fails, naming them (ids, never the value).
+fn ambiguous(ids: &[&str], noun: &str, key: &str) -> ApiError {
+    const NAMED: usize = 5;
+    let mut named = ids[..ids.len().min(NAMED)].join(", ");
+    if ids.len() > NAMED {
+        named.push_str(&format!(" and {} more", ids.len() - NAMED));
+    }
     ApiError {
         class: ErrorClass::Permanent,
         code: "ambiguous".to_owned(),
-        message: format!("ambiguous: {count} {noun}s match {key}"),
+        message: format!("ambiguous: {} {noun}s match {key}: {named}", ids.len()),
         status: None,
         retry_after: None,
     }

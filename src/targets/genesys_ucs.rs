@@ -37,6 +37,7 @@ use crate::config::GenesysUcsTarget;
 use crate::mapping::Value;
 use crate::retry::{ApiError, ErrorClass};
 use crate::schema::op::{GENESYS_CREATE_PROFILE, GENESYS_GET_PROFILE, GENESYS_PUT_PROFILE};
+use crate::state::TargetIdentity;
 
 /// The environment variables that hold the Basic-auth credentials.
 pub const USERNAME_VAR: &str = "GENESYS_UCS_USERNAME";
@@ -54,6 +55,7 @@ type Attributes = Map<String, Json>;
 pub struct GenesysUcs {
     http: Client,
     base_url: String,
+    tenant_id: Option<i64>,
     credentials: Option<(String, String)>,
 }
 
@@ -88,8 +90,14 @@ impl GenesysUcs {
         Ok(GenesysUcs {
             http,
             base_url,
+            tenant_id: target.tenant_id,
             credentials,
         })
+    }
+
+    /// The sync state's identity: the base URL and the tenant.
+    pub fn identity(&self) -> TargetIdentity {
+        TargetIdentity::genesys_ucs(&self.base_url, self.tenant_id)
     }
 
     /// Reads one made-up profile before any record, so that an unreachable server, wrong

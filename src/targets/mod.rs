@@ -32,6 +32,7 @@ use rand::rngs::StdRng;
 use tracing::Instrument;
 
 use crate::retry::{self, ApiError, ErrorClass, Halt, RetryPolicy};
+use crate::state::TargetIdentity;
 
 /// What the run does with the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +134,30 @@ impl Pace<'_> {
         result
     }
 
+    /// [`Pace::send`] for a request that is not idempotent (a create): a transient failure
+    /// is returned at once, not retried, since the service may have applied it (see
+    /// [`RetryPolicy::not_idempotent`]); the caller looks before it sends again.
+    pub async fn send_not_idempotent<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        call: F,
+    ) -> Result<T, ApiError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ApiError>>,
+    {
+        let policy = self.policy.not_idempotent();
+        let pace = Pace {
+            policy: &policy,
+            halt: self.halt.clone(),
+            limiters: self.limiters,
+            attempts: AtomicU32::new(0),
+        };
+        let result = pace.send(operation, call).await;
+        self.count(pace.attempts());
+        result
+    }
+
     /// [`Pace::send`] for a request made on behalf of several records (a batched read):
     /// returns its attempts instead of counting them, so that each record counts its share.
     pub async fn send_shared<T, F, Fut>(
@@ -214,6 +239,17 @@ impl Target {
         }
     }
 
+    /// The identity the sync state is kept under, learnt from the target once its preflight
+    /// passed: Customer Profiles asks STS for the account (a request), Connect users take
+    /// the instance ARN the preflight read, Genesys its base URL and tenant.
+    pub async fn identity(&self, pace: &Pace<'_>) -> Result<TargetIdentity, PreflightError> {
+        match self {
+            Self::CustomerProfiles(t) => t.identity(pace).await,
+            Self::ConnectUser(t) => Ok(t.identity()),
+            Self::GenesysUcs(t) => Ok(t.identity()),
+        }
+    }
+
     /// The AWS region the target's requests go to (none for Genesys).
     pub fn region(&self) -> Option<String> {
         match self {
@@ -229,12 +265,23 @@ impl Target {
         config: &Config,
         mapped: &Mapped,
         mode: Mode,
+        known: driver::Known<'_>,
         pace: &Pace<'_>,
     ) -> Outcome {
         match self {
-            Self::CustomerProfiles(t) => driver::sync(t, config, mapped, mode, pace).await,
-            Self::ConnectUser(t) => driver::sync(t, config, mapped, mode, pace).await,
-            Self::GenesysUcs(t) => driver::sync(t, config, mapped, mode, pace).await,
+            Self::CustomerProfiles(t) => driver::sync(t, config, mapped, mode, known, pace).await,
+            Self::ConnectUser(t) => driver::sync(t, config, mapped, mode, known, pace).await,
+            Self::GenesysUcs(t) => driver::sync(t, config, mapped, mode, known, pace).await,
+        }
+    }
+
+    /// How many days the target keeps a record nobody writes (Customer Profiles' domain
+    /// `DefaultExpirationDays`, read by the preflight); `None` for targets whose records do
+    /// not expire, or when the preflight could not read it.
+    pub fn expiration_days(&self) -> Option<u32> {
+        match self {
+            Self::CustomerProfiles(t) => t.expiration_days(),
+            Self::ConnectUser(_) | Self::GenesysUcs(_) => None,
         }
     }
 

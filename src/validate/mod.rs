@@ -44,6 +44,13 @@ pub fn validate(kind: TargetKind, rules: &[FieldRule], mapped: &mut Mapped, op: 
     {
         mapped.problems.push(problem);
     }
+    // The value as read is searched only as well as the written one: one the search cannot
+    // take is left out rather than failing the record.
+    if let Some(raw) = &mapped.search_raw
+        && check_search_value(kind, raw).is_err()
+    {
+        mapped.search_raw = None;
+    }
     for (index, value) in &mapped.fields {
         let rule = &rules[*index];
         let column = rule.input.column_label();

@@ -141,7 +141,7 @@ async fn with_update_quota(n: u32, rate: f64) -> EmulatorHandle {
 }
 
 /// The statuses of a plan, as samples/README.md counts them.
-const PLANNED: [&str; 4] = ["invalid", "unchanged", "would_update", "not_found"];
+const PLANNED: [&str; 4] = ["invalid", "would_refresh", "would_update", "not_found"];
 
 /// Upserts by e-mail, creating what is missing.
 const UPSERT: &str =
@@ -162,7 +162,8 @@ fn upsert_seed() -> Value {
 async fn upserts_update_one_match_create_none_and_refuse_ambiguity() {
     let emulator = start_emulator(EmulatorConfig::default().with_seed(upsert_seed())).await;
     let dir = Dir::new();
-    // c1: one match; c2: two; c3: none; c4: one match, already equal.
+    // c1: one match; c2: two; c3: none; c4: one match, already equal, written by someone
+    // else at a time nobody knows: refreshed, so that it does not expire.
     dir.write("in.csv", customers(4));
     dir.write("c.toml", config("rate = 50", UPSERT));
     let out = dir.apply(&emulator, "l.jsonl", &[]).await;
@@ -170,7 +171,7 @@ async fn upserts_update_one_match_create_none_and_refuse_ambiguity() {
     let ledger = dir.ledger_by_record("l.jsonl");
     assert_eq!(
         statuses(&ledger),
-        ["updated", "failed", "created", "unchanged"]
+        ["updated", "failed", "created", "refreshed"]
     );
     assert_eq!(ledger[0]["target_id"], pid(1));
     assert_eq!(profile(&emulator, &pid(1))["FirstName"], "First1");
@@ -185,8 +186,8 @@ async fn upserts_update_one_match_create_none_and_refuse_ambiguity() {
     assert_eq!(emulator.stats().operation("CreateProfile").status(200), 1);
     assert_eq!(
         emulator.stats().operation("UpdateProfile").status(200),
-        1,
-        "unchanged records are not written"
+        2,
+        "the update and the refresh"
     );
 }
 
@@ -313,7 +314,7 @@ async fn plan_reports_differences_and_writes_nothing() {
     let ledger = dir.ledger_by_record("p.jsonl");
     assert_eq!(
         statuses(&ledger),
-        ["would_update", "unchanged", "would_update", "not_found"]
+        ["would_update", "would_refresh", "would_update", "not_found"]
     );
     assert_eq!(ledger[0]["changed"], json!(["FirstName"]));
     assert_eq!(emulator.state(), before);
@@ -649,7 +650,7 @@ async fn plan_by_search_key_reports_what_apply_would_do() {
     let ledger = dir.ledger_by_record("l.jsonl");
     assert_eq!(
         statuses(&ledger),
-        ["would_update", "failed", "would_create", "unchanged"]
+        ["would_update", "failed", "would_create", "would_refresh"]
     );
     assert_eq!(ledger[0]["target_id"], pid(1));
     assert_eq!(

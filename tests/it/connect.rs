@@ -84,6 +84,11 @@ async fn unthrottled(seed: Value) -> EmulatorHandle {
     emulator(EmulatorConfig::default().with_seed(seed).without_quotas()).await
 }
 
+/// An emulator with this configuration and no quotas.
+async fn unthrottled_with(config: EmulatorConfig) -> EmulatorHandle {
+    emulator(config.without_quotas()).await
+}
+
 /// A config that maps only LastName, by UserId, with these `[limits]`.
 fn last_names(limits: &str) -> String {
     config(r#"LastName = "last""#, BY_ID, "", limits)
@@ -586,17 +591,43 @@ async fn the_state_reads_only_the_users_changed_in_connect_since_it_last_read_th
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_of_another_account_at_the_same_endpoint_never_reads_this_state() {
+    let (first, dir) = rostered(8).await;
+    let ((by_state, _), [_, _, updated]) = night(&dir, &first, "n1.jsonl", 8).await;
+    assert_eq!((by_state, updated), (0, 4));
+    // The same instance id, users and endpoint, in another account (the ARN DescribeInstance
+    // gives differs): every user is read again and the odd ones written there too.
+    let port = first.addr().port();
+    first.shutdown().await;
+    let mut other_seed = seed(8, None);
+    other_seed["account"] = json!("210987654321");
+    let other = EmulatorConfig {
+        port,
+        ..EmulatorConfig::default()
+    };
+    let other = unthrottled_with(other.with_seed(other_seed)).await;
+    let ((by_state, _), [_, described, updated]) = night(&dir, &other, "n2.jsonl", 8).await;
+    assert_eq!((by_state, described, updated), (0, 8, 4));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_list_users_the_state_stops_the_run_and_names_full() {
     let (emulator, dir) = rostered(3).await;
     let out = sync(&dir, &emulator, "apply", "n1.jsonl", &[]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     // The next night, the credentials may no longer list users: the state cannot tell who
-    // changed, so nothing is skipped silently; the run stops, saying what to do.
+    // changed, so nothing is skipped silently; the run stops, saying what to do. (The same
+    // instance at the same endpoint: the same sync state.)
+    let port = emulator.addr().port();
+    emulator.shutdown().await;
     let denied = Emulator::start(
-        EmulatorConfig::default()
-            .with_seed(seed(3, None))
-            .without_quotas()
-            .with_denied("ListUsers"),
+        EmulatorConfig {
+            port,
+            ..EmulatorConfig::default()
+        }
+        .with_seed(seed(3, None))
+        .without_quotas()
+        .with_denied("ListUsers"),
     )
     .await
     .unwrap();

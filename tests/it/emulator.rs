@@ -513,6 +513,120 @@ async fn default_state_has_example_domain_and_instance() {
     handle.shutdown().await;
 }
 
+// ---- Expiry on the emulator's clock ----
+
+const DAY: i64 = 86_400;
+const P3: &str = "33333333333333333333333333333333";
+
+/// Seconds since the epoch on the system clock.
+fn epoch_now() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.map_or(0, |d| d.as_secs() as i64)
+}
+
+/// [`DOMAIN`] with a 365-day expiration: P1 and P2 last updated 350 days ago, P3 with no time
+/// (so updated at the emulator's start).
+fn aging_seed() -> Value {
+    let old = epoch_now() - 350 * DAY;
+    json!({"domains": {DOMAIN: {
+        "profiles": {
+            P1: {"FirstName": "Ann", "EmailAddress": "ann@example.com"},
+            P2: {"FirstName": "Bob"},
+            P3: {"FirstName": "Cy"}
+        },
+        "expiration_days": 365,
+        "updated": {P1: old, P2: old}
+    }}})
+}
+
+#[tokio::test]
+async fn sdk_profile_350_days_old_is_gone_30_days_later_unless_updated_meanwhile() {
+    let handle = start_emulator(EmulatorConfig::default().with_seed(aging_seed())).await;
+    let client = sdk(&handle, false);
+    let domain = client.get_domain().domain_name(DOMAIN).send().await;
+    assert_eq!(
+        domain.expect("get domain").default_expiration_days(),
+        Some(365)
+    );
+    let before = handle.now();
+    update(&client, P2)
+        .first_name("Bo")
+        .send()
+        .await
+        .expect("update");
+    let updated = handle.state()["domains"][DOMAIN]["updated"][P2].as_i64();
+    assert!(updated.is_some_and(|t| t >= before), "{updated:?}");
+
+    handle.set_clock_offset_days(30).expect("a valid offset");
+    assert_eq!(handle.clock_offset_days(), 30);
+    let found = batch(&client).profile_ids(P1).profile_ids(P2).send().await;
+    let found = found.expect("batch get");
+    let found_ids: Vec<_> = found
+        .profiles()
+        .iter()
+        .filter_map(|p| p.profile_id())
+        .collect();
+    let missing: Vec<_> = found.errors().iter().map(|e| e.profile_id()).collect();
+    assert_eq!((found_ids, missing), (vec![P2], vec![P1]));
+    let searched = search(&client, "_email", "ann@example.com").send().await;
+    assert!(searched.expect("search").items().is_empty());
+    let gone = refused!(update(&client, P1).first_name("Ann"), "P1 expired");
+    assert_eq!(gone.code(), Some("ResourceNotFoundException"));
+    let state = handle.state();
+    let profiles = &state["domains"][DOMAIN]["profiles"];
+    assert!(profiles[P1].is_null() && !profiles[P2].is_null() && !profiles[P3].is_null());
+    assert!(state["domains"][DOMAIN]["updated"][P1].is_null());
+    let domain = client.get_domain().domain_name(DOMAIN).send().await;
+    let count = domain
+        .expect("get domain")
+        .stats()
+        .map(|s| s.profile_count());
+    assert_eq!(count, Some(2));
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn clock_moves_over_http_and_expires_what_it_passes() {
+    let handle = start_emulator(EmulatorConfig::default().with_seed(aging_seed())).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/_emulator/clock", handle.endpoint_url());
+    let clock = get_json(&http, url.clone()).await;
+    assert_eq!(clock["offset_days"], 0);
+    // P3 counts as updated at the start: 366 days later it is gone too.
+    let moved = http
+        .post(&url)
+        .json(&json!({"offset_days": 366}))
+        .send()
+        .await;
+    let moved: Value = moved.expect("answered").json().await.expect("json");
+    assert_eq!(moved["offset_days"], 366);
+    let now = moved["now"].as_i64().unwrap_or_default();
+    assert!((now - epoch_now() - 366 * DAY).abs() <= 2, "{moved}");
+    assert_eq!(handle.state()["domains"][DOMAIN]["profiles"], json!({}));
+    for body in [json!({"offset_days": "x"}), json!({"offset_days": 99_999})] {
+        let refused = http.post(&url).json(&body).send().await.expect("answered");
+        assert_eq!(refused.status(), 400, "{body}");
+    }
+    assert_eq!(handle.clock_offset_days(), 366);
+    // API answers carry the emulator's clock in `Date`, as a service's carry its own.
+    let answer = http
+        .get(format!("{}/domains/{DOMAIN}", handle.endpoint_url()))
+        .header("Authorization", FAKE_SIGV4)
+        .send()
+        .await
+        .expect("answered");
+    let date = answer.headers()["date"]
+        .to_str()
+        .unwrap_or_default()
+        .to_owned();
+    let date = chrono::DateTime::parse_from_rfc2822(&date).map(|d| d.timestamp());
+    assert!(
+        date.is_ok_and(|d| (d - epoch_now() - 366 * DAY).abs() <= 2),
+        "{date:?}"
+    );
+    handle.shutdown().await;
+}
+
 /// GETs `url` and reads its JSON answer.
 async fn get_json(http: &reqwest::Client, url: String) -> Value {
     let response = http.get(url).send().await.expect("answered");
@@ -943,6 +1057,51 @@ async fn aws_cli_customer_profiles_update_and_search() {
     handle.shutdown().await;
 }
 
+#[tokio::test]
+async fn aws_cli_sts_get_caller_identity_and_arns_name_the_seeded_account() {
+    let Some(cli) = AwsCli::find() else { return };
+    let mut seed = seed();
+    seed["account"] = json!("210987654321");
+    let handle = start_emulator(EmulatorConfig::default().with_seed(seed)).await;
+    let describe = ["connect", "describe-instance", "--instance-id", INSTANCE];
+    aws(cli.clone(), &handle)
+        .check(vec![
+            CliCase::json(
+                &["sts", "get-caller-identity"],
+                vec![
+                    ("/Account", json!("210987654321")),
+                    ("/Arn", json!("arn:aws:iam::210987654321:user/emulator")),
+                ],
+            ),
+            // The CLI signs for us-east-1: the instance lives there, in the seeded account.
+            CliCase::json(
+                &describe,
+                vec![(
+                    "/Instance/Arn",
+                    json!(format!(
+                        "arn:aws:connect:us-east-1:210987654321:instance/{INSTANCE}"
+                    )),
+                )],
+            ),
+        ])
+        .await;
+    handle.shutdown().await;
+    let denied = seeded_with(|c| {
+        c.with_account("109876543210")
+            .with_denied("GetCallerIdentity")
+    })
+    .await;
+    aws(cli, &denied)
+        .check(vec![CliCase::fails(
+            &["sts", "get-caller-identity"],
+            &["AccessDenied", "sts:GetCallerIdentity"],
+        )])
+        .await;
+    let stats = denied.stats().operation("GetCallerIdentity");
+    assert_eq!(stats.status(403), 1);
+    denied.shutdown().await;
+}
+
 /// `customer-profiles batch-get-profile` of these ids.
 fn cli_batch_get(ids: &[&str]) -> Vec<String> {
     let mut args = vec![
@@ -1106,6 +1265,8 @@ fn cli_refuses_bad_arguments_with_exit_2() {
         vec!["emulator", "--error-rate", "2"],
         vec!["emulator", "--seed", "/nonexistent/seed.json"],
         vec!["emulator", "--batch-error-id", "NOT-HEX"],
+        vec!["emulator", "--clock-offset-days", "40000"],
+        vec!["emulator", "--account", "12345"],
     ] {
         let output = dir.run(&args);
         assert_eq!(output.status.code(), Some(2), "{args:?}");
@@ -1148,6 +1309,62 @@ async fn cli_batch_get_profile_quota_and_injected_error() {
         ])
         .await;
     child.kill().await;
+}
+
+/// `--clock-offset-days`: a profile past its expiration on the moved clock is gone at start.
+#[test]
+fn cli_clock_offset_expires_old_profiles_at_start() {
+    let dir = Dir::new();
+    dir.write("seed.json", aging_seed().to_string());
+    let (mut child, url) = emulator_process_sync(
+        &dir,
+        &[
+            "emulator",
+            "--seed",
+            "seed.json",
+            "--clock-offset-days",
+            "-1",
+            "--account",
+            "109876543210",
+        ],
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (clock, before) = runtime.block_on(async {
+        let http = reqwest::Client::new();
+        let clock = get_json(&http, format!("{url}/_emulator/clock")).await;
+        let state = get_json(&http, format!("{url}/_emulator/state")).await;
+        (clock, state)
+    });
+    child.kill();
+    assert_eq!(clock["offset_days"], -1);
+    assert_eq!(before["account"], "109876543210");
+    assert_eq!(
+        before["domains"][DOMAIN]["profiles"]
+            .as_object()
+            .map(|p| p.len()),
+        Some(3)
+    );
+    let (mut child, url) = emulator_process_sync(
+        &dir,
+        &[
+            "emulator",
+            "--seed",
+            "seed.json",
+            "--clock-offset-days",
+            "20",
+        ],
+    );
+    let after = runtime.block_on(get_json(
+        &reqwest::Client::new(),
+        format!("{url}/_emulator/state"),
+    ));
+    child.kill();
+    let profiles = &after["domains"][DOMAIN]["profiles"];
+    assert!(profiles[P1].is_null() && profiles[P2].is_null(), "{after}");
+    assert!(!profiles[P3].is_null(), "{after}");
 }
 
 #[test]

@@ -157,7 +157,7 @@ async fn plan_report_with_values_neutralises_escapes_and_totals_the_ledger() {
     let (stdout, ledger) = sync(&dir, "plan", &["--show-values"]).await;
     let counts = counts(&ledger);
     assert_eq!(counts["would_update"], 5);
-    assert_eq!(counts["unchanged"], 1);
+    assert_eq!(counts["would_refresh"], 1);
     assert_eq!(counts["not_found"], 1);
     assert_eq!(counts["invalid"], 1);
     // The summary: counts, then the fields most records change, then the files.

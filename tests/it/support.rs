@@ -166,13 +166,15 @@ impl TestCommand {
     }
 
     /// The AWS preset: only the standard AWS environment, as an AWS user runs the binary:
-    /// made-up keys, `us-east-1`, `endpoint_var` = `endpoint` (the emulator), no shared
-    /// files and no instance metadata.
+    /// made-up keys, `us-east-1`, `endpoint_var` = `endpoint` (the emulator) and STS there
+    /// too (`AWS_ENDPOINT_URL_STS`: the account of a Customer Profiles sync state), no
+    /// shared files and no instance metadata.
     pub fn aws(self, endpoint_var: &str, endpoint: &str) -> TestCommand {
         self.clean_env()
             .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
             .env("AWS_SECRET_ACCESS_KEY", "test-secret")
             .env("AWS_REGION", "us-east-1")
+            .env(STS_ENDPOINT, endpoint)
             .env(endpoint_var, endpoint)
             .env("AWS_CONFIG_FILE", "/nonexistent")
             .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
@@ -272,6 +274,8 @@ impl TestCommand {
 
 /// The variable that points the AWS SDK's Customer Profiles client at an endpoint.
 pub const PROFILES_ENDPOINT: &str = "AWS_ENDPOINT_URL_CUSTOMER_PROFILES";
+/// The variable that points the STS client (the account) at an endpoint.
+pub const STS_ENDPOINT: &str = "AWS_ENDPOINT_URL_STS";
 /// The variable that points the Connect client at an endpoint.
 pub const CONNECT_ENDPOINT: &str = "AWS_ENDPOINT_URL_CONNECT";
 
@@ -490,6 +494,7 @@ pub fn needs_tool<T>(found: Option<T>, missing: &str, install: &str) -> Option<T
 
 /// The AWS CLI pointed at one emulator endpoint, with made-up keys and nothing from the
 /// machine's own AWS configuration.
+#[derive(Clone)]
 pub struct AwsCli {
     program: String,
     endpoint: String,
