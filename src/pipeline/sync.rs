@@ -36,7 +36,7 @@ use crate::mapping::{Mapped, Value};
 use crate::report::{DiffReport, FieldCounts, Progress};
 use crate::retry::{ErrorClass, Halt, RetryPolicy};
 use crate::source::SourceRecord;
-use crate::state::{self, Stored, SyncState, TargetIdentity};
+use crate::state::{self, PayloadValue, Stored, SyncState, TargetIdentity};
 use crate::targets::driver::{Known, Twin};
 use crate::targets::{FieldChange, LastChange, Mode, Outcome, Pace, PreflightError, Target};
 
@@ -799,23 +799,26 @@ fn found_key(cx: &Context, mapped: &Mapped) -> Option<String> {
 }
 
 /// The hash of what the record asks of the target: its mapped fields, by target name, as
-/// the write would carry them (a cleared field as `""`, each value of a list on its own),
+/// the write would carry them, each with its kind (cleared, one value, a list),
 /// and the value a search matches it by (a record whose searched value changed is searched
 /// again, even when that value is not written).
 fn payload_hash(cx: &Context, mapped: &Mapped) -> u128 {
-    let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(mapped.fields.len() + 1);
+    let mut fields: Vec<(&str, PayloadValue<'_>)> = Vec::with_capacity(mapped.fields.len() + 1);
     if let Some(value) = &mapped.search_value {
-        pairs.push(("\0search", value));
+        fields.push(("\0search", PayloadValue::One(value)));
     }
     for (index, value) in &mapped.fields {
         let name = cx.config.rules[*index].name.as_str();
-        match value {
-            Value::Set(text) => pairs.push((name, text)),
-            Value::Clear => pairs.push((name, "")),
-            Value::Many(values) => pairs.extend(values.iter().map(|v| (name, v.as_str()))),
-        }
+        fields.push((
+            name,
+            match value {
+                Value::Set(text) => PayloadValue::One(text),
+                Value::Clear => PayloadValue::Cleared,
+                Value::Many(values) => PayloadValue::List(values),
+            },
+        ));
     }
-    state::payload_hash(&pairs)
+    state::payload_hash(&fields)
 }
 
 /// What the writer hands back.

@@ -407,15 +407,34 @@ async fn ctrl_c_or_sigterm_lets_records_in_flight_settle_and_exits_3() {
 async fn resuming_against_another_input_is_refused() {
     let emulator = seeded(3).await;
     let dir = customers_dir(3, "rate = 50");
+    // Wide rows (18 unmapped columns of 60,000 bytes), so that the first MiB of the file, which
+    // the run file hashes, ends inside record 1.
+    let pad = format!(",{}", "x".repeat(60_000)).repeat(18);
+    let header: String = (1..=18).map(|k| format!(",pad{k}")).collect();
+    let csv = customers(3);
+    let lines: Vec<String> = csv
+        .lines()
+        .enumerate()
+        .map(|(i, line)| format!("{line}{}", if i == 0 { &header } else { &pad }))
+        .collect();
+    dir.write("in.csv", lines.join("\n") + "\n");
     let out = dir.apply(&emulator, "l.jsonl", &[]).await;
     out.assert_exit(0);
-    // A re-export in another order: record 1 is now another customer.
-    let csv = customers(3);
-    let lines: Vec<&str> = csv.lines().collect();
+    // A re-export in another order that the run file cannot tell (same size, same
+    // modification time, every change past the first MiB): records 2 and 3 are now other
+    // customers, which the per-record key check refuses.
+    let modified = std::fs::metadata(dir.path("in.csv"))
+        .and_then(|m| m.modified())
+        .expect("mtime");
     dir.write(
         "in.csv",
-        format!("{}\n{}\n{}\n{}\n", lines[0], lines[2], lines[1], lines[3]),
+        format!("{}\n{}\n{}\n{}\n", lines[0], lines[1], lines[3], lines[2]),
     );
+    std::fs::File::options()
+        .write(true)
+        .open(dir.path("in.csv"))
+        .and_then(|f| f.set_modified(modified))
+        .expect("set mtime");
     emulator.reset_stats();
     let out = dir.apply(&emulator, "l.jsonl", &["--resume"]).await;
     out.assert_exit(3);
