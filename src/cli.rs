@@ -40,6 +40,18 @@ enum Command {
         /// customer-profiles, connect-user or genesys-ucs.
         target: String,
     },
+    /// Write a first config from an export's header and first records: each column
+    /// matched to a target field, with the transforms its values call for. No value of the
+    /// file is written into it.
+    Init {
+        /// customer-profiles, connect-user or genesys-ucs.
+        target: String,
+        /// The export: .csv (any delimiter) or .jsonl / .ndjson, optionally .gz.
+        input: PathBuf,
+        /// Write the config to FILE (never over an existing one) instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// A local stand-in for the three target APIs, for rehearsals and tests.
     Emulator(crate::emulator::EmulatorArgs),
 }
@@ -136,6 +148,11 @@ pub fn main() -> i32 {
         }
         Command::Demo => crate::demo::run(),
         Command::Skeleton { target } => skeleton(&target),
+        Command::Init {
+            target,
+            input,
+            output,
+        } => crate::init::run(&target, &input, output.as_deref()),
         Command::Emulator(args) => crate::emulator::run_cli(args),
     }
 }
@@ -152,9 +169,10 @@ impl RunArgs {
         }
     }
 
-    /// Whether to show the progress line: not with `--quiet`, `--no-progress` or more logs.
+    /// Whether to show the progress: not with `--quiet` or `--no-progress`. With more logs
+    /// (`-v`) it is logged rather than drawn (see [`crate::report::Progress`]).
     fn progress(&self) -> bool {
-        !self.quiet && !self.no_progress && !logging::verbose()
+        !self.quiet && !self.no_progress
     }
 }
 
@@ -169,6 +187,10 @@ impl SyncArgs {
             config: ConfigFrom::File(self.run.config.clone()),
             input: InputFrom::Path(self.run.input.clone()),
             command_line: command_line(),
+            args: std::env::args_os()
+                .skip(1)
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
             ledger: self.run.ledger.clone(),
             resume: self.resume,
             retry_failed: self.retry_failed.clone(),
@@ -247,16 +269,6 @@ fn command_line() -> String {
                 .map(|n| n.to_string_lossy().into_owned())
         })
         .unwrap_or_else(|| "profilesync".to_owned());
-    let mut line = program;
-    for arg in args {
-        line.push(' ');
-        if arg.is_empty() || arg.contains([' ', '"', '\'', '\t', '\n', '\\', '$', '`']) {
-            line.push('\'');
-            line.push_str(&arg.replace('\'', "'\\''"));
-            line.push('\'');
-        } else {
-            line.push_str(&arg);
-        }
-    }
-    line
+    let args: Vec<String> = args.collect();
+    run::shell_line(&program, &args)
 }

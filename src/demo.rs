@@ -163,6 +163,7 @@ async fn demo() -> Result<(), String> {
                     bytes: sample.input,
                 },
                 command_line: format!("profilesync demo ({command})"),
+                args: Vec::new(),
                 ledger: None,
                 resume: false,
                 retry_failed: None,

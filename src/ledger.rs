@@ -711,8 +711,15 @@ pub fn read_previous(path: &Path) -> io::Result<Previous> {
 /// `--ledger`: the newest of the names [`default_path_in`] gives that command (so `apply`
 /// never picks a `demo-apply` ledger).
 pub fn newest(dir: &Path, command: &str) -> Option<PathBuf> {
-    fs::read_dir(dir)
-        .ok()?
+    newest_first(dir, command).into_iter().next()
+}
+
+/// Every ledger of a command under `dir` that [`newest`] considers, the newest first.
+pub fn newest_first(dir: &Path, command: &str) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<_> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter_map(|path| {
             let order = path
@@ -721,8 +728,9 @@ pub fn newest(dir: &Path, command: &str) -> Option<PathBuf> {
                 .and_then(|n| default_name_order(n, command))?;
             Some((order, path))
         })
-        .max()
-        .map(|(_, path)| path)
+        .collect();
+    found.sort_by(|a, b| b.cmp(a));
+    found.into_iter().map(|(_, path)| path).collect()
 }
 
 /// For a name `default_path(command)` could have made (`STAMP-COMMAND[-N].jsonl`), its

@@ -10,6 +10,7 @@
 //! [`pipeline`] is the one module that wires threads and channels; [`config`] turns the TOML
 //! file into the compiled plan every stage reads; [`run`] is the one place that builds a
 //! run's objects, for [`cli`] (argument parsing) and [`demo`].
+//! [`init`] writes a first config from an export's header and first records.
 //! [`emulator`] is a loopback stand-in for the three target APIs. [`state`] is the local sync
 //! state (hashes of what each target last accepted).
 
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod emulator;
+pub mod init;
 pub mod ledger;
 pub mod limiter;
 pub mod logging;

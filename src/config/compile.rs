@@ -15,7 +15,8 @@ use super::{
     RefreshSetting, SourceSettings, Target, WhenMissing,
 };
 use crate::mapping::{
-    DateFormat, EmptyPolicy, FieldRule, Input, PhoneRegion, SearchRule, Transform, parse_template,
+    DateFormat, EmptyPolicy, FieldRule, Input, PhoneRegion, RegexRewrite, SearchRule, Transform,
+    column_in_constant, parse_template,
 };
 use crate::schema::{self, TargetKind};
 
@@ -30,7 +31,7 @@ const SIMPLE_TRANSFORMS: &[&str] = &[
     "email",
 ];
 /// The transforms written as a one-key table.
-const TABLE_TRANSFORMS: &[&str] = &["date", "map", "default", "split", "e164"];
+const TABLE_TRANSFORMS: &[&str] = &["date", "map", "default", "split", "e164", "regex"];
 
 /// Compiles the text of a config file.
 pub fn compile(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
@@ -481,9 +482,19 @@ impl Compiler<'_> {
                     sources += 1;
                     input = Some(Input::Column(c.clone()));
                 }
+                ("from", toml::Value::Array(items)) => {
+                    sources += 1;
+                    match first_of(items) {
+                        Ok(first) => input = Some(first),
+                        Err(why) => self.error(Some(span.clone()), format!("[fields] {field}: {why}")),
+                    }
+                }
                 ("value", toml::Value::String(v)) => {
                     sources += 1;
-                    input = Some(Input::Constant(v.clone()));
+                    match column_in_constant(v) {
+                        Some(column) => self.error(Some(span.clone()), format!("[fields] {field}: {}", constant_with_column("value", column))),
+                        None => input = Some(Input::Constant(v.clone())),
+                    }
                 }
                 ("template", toml::Value::String(t)) => {
                     sources += 1;
@@ -502,7 +513,12 @@ impl Compiler<'_> {
                 ("empty", toml::Value::String(p)) if p == "keep" => empty = EmptyPolicy::Keep,
                 ("empty", toml::Value::String(p)) if p == "clear" => empty = EmptyPolicy::Clear,
                 ("empty", _) => self.error(Some(span.clone()), format!("[fields] {field}: empty must be \"keep\" or \"clear\"")),
-                ("from" | "value" | "template", _) => {
+                ("from", _) => {
+                    sources += 1;
+                    self.error(Some(span.clone()), format!("[fields] {field}: `from` must be a column name, or a list of them whose first non-blank value is taken, such as [\"preferredName\", \"firstName\"]"));
+                }
+                ("value" | "template", _) => {
+                    sources += 1;
                     self.error(Some(span.clone()), format!("[fields] {field}: `{key}` must be a string"));
                 }
                 ("transform", _) => self.error(Some(span.clone()), format!("[fields] {field}: transform must be a list, such as [\"trim\", \"lowercase\"]")),
@@ -571,7 +587,10 @@ impl Compiler<'_> {
                 }
                 Ok(Transform::Map { table, fallback })
             }
-            ("default", toml::Value::String(v)) => Ok(Transform::Default(v.clone())),
+            ("default", toml::Value::String(v)) => match column_in_constant(v) {
+                Some(column) => Err(constant_with_column("default", column)),
+                None => Ok(Transform::Default(v.clone())),
+            },
             ("split", toml::Value::String(sep)) if !sep.is_empty() => {
                 Ok(Transform::Split(sep.clone()))
             }
@@ -585,9 +604,21 @@ impl Compiler<'_> {
                     _ => Err("e164 takes { region = \"GB\" }".to_owned()),
                 }
             }
-            ("date" | "map" | "default" | "split" | "e164", _) => Err(format!(
+            ("regex", toml::Value::Table(t)) => {
+                let get = |k: &str| t.get(k).and_then(toml::Value::as_str);
+                match (get("pattern"), get("replace"), t.len()) {
+                    (Some(pattern), Some(replace), 2) => {
+                        RegexRewrite::new(pattern, replace).map(Transform::Regex)
+                    }
+                    _ => {
+                        Err("regex takes { pattern = \"^([^@]+)@\", replace = \"$1\" }".to_owned())
+                    }
+                }
+            }
+            ("date" | "map" | "default" | "split" | "e164" | "regex", _) => Err(format!(
                 "`{name}` has the wrong argument; expected date = {{ from, to }}, map = {{ FROM = \"TO\" }}, \
-                 default = \"value\", split = \";\" or e164 = {{ region = \"GB\" }}"
+                 default = \"value\", split = \";\", e164 = {{ region = \"GB\" }} or \
+                 regex = {{ pattern, replace }}"
             )),
             _ => Err(format!(
                 "unknown transform `{name}`; expected one of {}",
@@ -595,6 +626,29 @@ impl Compiler<'_> {
             )),
         }
     }
+}
+
+/// `from = ["preferredName", "firstName"]`: the first of these columns that is not blank.
+fn first_of(items: &[toml::Value]) -> Result<Input, String> {
+    let columns: Option<Vec<String>> = items
+        .iter()
+        .map(|item| item.as_str().filter(|c| !c.is_empty()).map(str::to_owned))
+        .collect();
+    match columns {
+        Some(mut columns) if columns.len() == 1 => Ok(Input::Column(columns.remove(0))),
+        Some(columns) if !columns.is_empty() => Ok(Input::FirstOf(columns)),
+        _ => Err("`from` as a list takes one or more column names, such as [\"preferredName\", \"firstName\"] (the first that is not blank is taken)".to_owned()),
+    }
+}
+
+/// Why a `value` or `default` holding `{column}` is refused: it would be sent as written.
+fn constant_with_column(key: &str, column: &str) -> String {
+    format!(
+        "`{key}` is sent as written, so `{{{column}}}` would reach the target as those \
+         characters; to insert the column's value write `template = \"...{{{column}}}...\"`, \
+         and to fall back on another column when this one is blank write \
+         `from = [\"<this column>\", \"{column}\"]`"
+    )
 }
 
 fn simple_transform(name: &str, region: PhoneRegion) -> Result<Transform, String> {
@@ -849,6 +903,87 @@ BirthDate = { from = "dob", transform = [{ date = { from = "%m/%d/%Y", to = "%Y-
         assert_eq!(errs.len(), 2, "{errs:#?}");
         assert!(errs.iter().any(|e| e.contains("unknown key `colour`")));
         assert!(errs.iter().any(|e| e.contains("exactly one of")));
+    }
+
+    #[test]
+    fn derived_values_compile() {
+        let text = GOOD.replace(
+            "FirstName = \"first_name\"",
+            "FirstName = { from = [\"preferred\", \"first_name\"], transform = [\"trim\"] }\n\
+             AccountNumber = { from = \"email\", transform = [{ regex = { pattern = \"^([^@]+)@\", replace = \"$1\" } }] }\n\
+             MiddleName = { from = [\"middle\"] }",
+        );
+        let config = compile(Path::new("t.toml"), &text).unwrap();
+        let rule = |name: &str| config.rules.iter().find(|r| r.name == name).unwrap();
+        assert_eq!(
+            rule("FirstName").input,
+            Input::FirstOf(vec!["preferred".into(), "first_name".into()])
+        );
+        assert_eq!(rule("MiddleName").input, Input::Column("middle".into()));
+        assert_eq!(
+            rule("AccountNumber").transforms,
+            vec![Transform::Regex(
+                RegexRewrite::new("^([^@]+)@", "$1").unwrap()
+            )]
+        );
+    }
+
+    #[test]
+    fn a_constant_holding_a_column_points_to_template() {
+        let text = GOOD
+            .replace(
+                "FirstName = \"first_name\"",
+                "FirstName = { from = \"first_name\", transform = [{ default = \"{nickname}\" }] }",
+            )
+            .replace(
+                "LastName = \"last_name\"",
+                "LastName = { value = \"Mr {last_name}\" }\nMiddleName = { value = \"{{braces}}\" }",
+            );
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 2, "{errs:#?}");
+        for (field, key, column) in [
+            ("FirstName", "default", "nickname"),
+            ("LastName", "value", "last_name"),
+        ] {
+            assert!(
+                errs.iter().any(|e| e
+                    .contains(&format!("[fields] {field}: `{key}` is sent as written"))
+                    && e.contains(&format!("template = \"...{{{column}}}...\""))
+                    && e.contains("from = [")),
+                "{field}: {errs:#?}"
+            );
+        }
+        assert!(errs[0].starts_with("t.toml:19:"), "{errs:#?}");
+        assert!(errs[1].starts_with("t.toml:20:"), "{errs:#?}");
+    }
+
+    #[test]
+    fn derived_value_mistakes_are_config_errors() {
+        for (spec, says) in [
+            ("{ from = [] }", "one or more column names"),
+            ("{ from = [\"a\", 1] }", "one or more column names"),
+            ("{ from = 3 }", "list of them"),
+            (
+                "{ from = \"e\", transform = [{ regex = { pattern = \"(\", replace = \"$1\" } }] }",
+                "does not compile",
+            ),
+            (
+                "{ from = \"e\", transform = [{ regex = { pattern = \"(a)\", replace = \"$2\" } }] }",
+                "group `2`",
+            ),
+            (
+                "{ from = \"e\", transform = [{ regex = { pattern = \"a\" } }] }",
+                "regex takes",
+            ),
+        ] {
+            let text = GOOD.replace("FirstName = \"first_name\"", &format!("FirstName = {spec}"));
+            let errs = errors(&text);
+            assert_eq!(errs.len(), 1, "{spec}: {errs:#?}");
+            assert!(
+                errs[0].contains("[fields] FirstName") && errs[0].contains(says),
+                "{spec}: {errs:#?}"
+            );
+        }
     }
 
     #[test]

@@ -48,11 +48,13 @@ max_attempts = {attempts}
 
 # Target field = source column, or a table:
 #   Field = {{ from = "column", transform = ["trim", ...], empty = "keep" | "clear" }}
+#   Field = {{ from = ["preferred_name", "first_name"] }}   (the first that is not blank)
 #   Field = {{ value = "constant" }}
 #   Field = {{ template = "{{first_name}} {{last_name}}" }}
 # Transforms: trim, lowercase, uppercase, collapse_whitespace, nfc, e164, email,
 #   {{ e164 = {{ region = "GB" }} }}, {{ date = {{ from = "%m/%d/%Y", to = "%Y-%m-%d" }} }},
-#   {{ map = {{ M = "MALE", "*" = "UNSPECIFIED" }} }}, {{ default = "x" }}{split}
+#   {{ map = {{ M = "MALE", "*" = "UNSPECIFIED" }} }}, {{ default = "x" }},
+#   {{ regex = {{ pattern = "^([^@]+)@", replace = "$1" }} }}{split}
 [fields]
 "#,
         target = target_lines(kind),
@@ -101,7 +103,8 @@ max_attempts = {attempts}
     out
 }
 
-fn target_lines(kind: TargetKind) -> &'static str {
+/// The `[target]` lines of a config for `kind`, with placeholders to set (also `init`'s).
+pub(crate) fn target_lines(kind: TargetKind) -> &'static str {
     match kind {
         TargetKind::CustomerProfiles => {
             "domain = \"ExampleDomainName\"   # the Customer Profiles domain\n\

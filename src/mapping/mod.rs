@@ -5,6 +5,12 @@
 //! a [`ColumnRef`] (a CSV index or a JSON path), so that mapping a row is only lookups and
 //! transforms. [`map_row`] collects every problem of a row instead of stopping at the first,
 //! so the ledger can report them together.
+//!
+//! A value can be derived: [`Input::FirstOf`] takes the first of several columns that is
+//! not blank (`from = ["preferredName", "firstName"]`), and the `regex` transform rewrites a
+//! value from what a pattern finds in it. One function, `derive`, reads an input and runs
+//! its transforms, for every field of [`map_row`] and for any other value derived the same
+//! way.
 
 pub mod transform;
 
@@ -14,7 +20,7 @@ use serde::Deserialize;
 
 use crate::schema::TargetField;
 use crate::source::{Cell, ColumnRef, Row};
-pub use transform::{DateFormat, Failure, PhoneRegion, Transform};
+pub use transform::{DateFormat, Failure, PhoneRegion, RegexRewrite, Transform};
 
 /// What an empty source value means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -47,10 +53,25 @@ pub struct FieldRule {
 pub enum Input {
     /// A source column (CSV header name, or JSONL dotted path).
     Column(String),
+    /// The first of these columns whose value is not blank (`from = ["a", "b"]`); absent
+    /// when every one is absent, empty when every one present is blank.
+    FirstOf(Vec<String>),
     /// A constant.
     Constant(String),
     /// A template such as `{first_name} {last_name}`.
     Template(Vec<TemplatePart>),
+}
+
+impl Input {
+    /// The column a problem with the mapped value names: the column, or the columns of a
+    /// `FirstOf` (`"preferredName or firstName"`); none for a constant or a template.
+    pub fn column_label(&self) -> Option<String> {
+        match self {
+            Input::Column(c) => Some(c.clone()),
+            Input::FirstOf(columns) => Some(columns.join(" or ")),
+            Input::Constant(_) | Input::Template(_) => None,
+        }
+    }
 }
 
 /// How a record's `[match]` search value is made: an input and transforms, like a field
@@ -153,6 +174,27 @@ pub fn parse_template(template: &str) -> Result<Vec<TemplatePart>, String> {
     Ok(parts)
 }
 
+/// The first `{column}` in a text that is sent as written, such as a `value` or a `default`
+/// of `"{firstName}"`: those are constants, so the config refuses them and points to
+/// `template` (or `from = [...]`) instead of sending the braces. `{{` is not a column.
+pub fn column_in_constant(text: &str) -> Option<&str> {
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        if let Some(escaped) = after.strip_prefix('{') {
+            rest = escaped;
+            continue;
+        }
+        match after.find(['{', '}']) {
+            Some(close) if after[close..].starts_with('}') && close > 0 => {
+                return Some(&after[..close]);
+            }
+            _ => rest = after,
+        }
+    }
+    None
+}
+
 /// A value to send for one target field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
@@ -231,6 +273,7 @@ pub struct Plan {
 #[derive(Debug, Clone)]
 enum BoundInput {
     Column(String, ColumnRef),
+    FirstOf(Vec<(String, ColumnRef)>),
     Constant(String),
     Template(Vec<BoundPart>),
 }
@@ -291,6 +334,9 @@ impl Plan {
 fn bind_input(input: &Input, lookup: &mut impl FnMut(&str) -> ColumnRef) -> BoundInput {
     match input {
         Input::Column(c) => BoundInput::Column(c.clone(), lookup(c)),
+        Input::FirstOf(columns) => {
+            BoundInput::FirstOf(columns.iter().map(|c| (c.clone(), lookup(c))).collect())
+        }
         Input::Constant(v) => BoundInput::Constant(v.clone()),
         Input::Template(parts) => BoundInput::Template(
             parts
@@ -385,6 +431,21 @@ fn search_values(
                 _ => None,
             }
         }
+        BoundInput::FirstOf(columns) => {
+            match first_of(columns, row)
+                .0
+                .map_err(|why| problem("type", why))?
+            {
+                Some(Work::One(text)) => Some(text),
+                Some(Work::Many(_)) => {
+                    return Err(problem(
+                        "single_value",
+                        "several values given, but a search takes one".to_owned(),
+                    ));
+                }
+                None => None,
+            }
+        }
     };
     let read = read.map(|v| v.trim().to_owned()).unwrap_or_default();
     if read.is_empty() {
@@ -417,52 +478,122 @@ enum Work {
     Many(Vec<String>),
 }
 
+/// A value derived from a row, before the empty policy.
+struct Derived<'a> {
+    /// `None` when the input is absent (and no `default` supplies a value): keep the
+    /// target's value.
+    work: Option<Work>,
+    /// The column the value was read from, for problems: the one a `FirstOf` chose.
+    column: Option<&'a str>,
+}
+
+/// A value that could not be derived: the rule it broke, in words without the value, and
+/// the column it came from.
+struct DeriveFailure<'a> {
+    rule: &'static str,
+    message: String,
+    column: Option<&'a str>,
+}
+
+/// Reads a bound input from the row and runs the transforms over it: the one derivation of
+/// a value from a row, whatever the value is for.
+fn derive<'a>(
+    input: &'a BoundInput,
+    transforms: &[Transform],
+    row: &dyn Row,
+) -> Result<Derived<'a>, DeriveFailure<'a>> {
+    let (raw, column) = read(input, row);
+    let fail = |rule, message| DeriveFailure {
+        rule,
+        message,
+        column,
+    };
+    // An absent value (JSON null, missing member) keeps the current value, unless a
+    // `default` transform supplies one.
+    let work = match raw.map_err(|why| fail("type", why))? {
+        Some(work) => Some(work),
+        None if transforms
+            .iter()
+            .any(|t| matches!(t, Transform::Default(_))) =>
+        {
+            Some(Work::One(String::new()))
+        }
+        None => None,
+    };
+    let work = match work {
+        Some(work) => Some(apply_all(transforms, work).map_err(|f| fail(f.rule, f.message))?),
+        None => None,
+    };
+    Ok(Derived { work, column })
+}
+
+/// The raw value of an input, and the column it came from.
+fn read<'a>(
+    input: &'a BoundInput,
+    row: &dyn Row,
+) -> (Result<Option<Work>, String>, Option<&'a str>) {
+    match input {
+        BoundInput::Constant(v) => (Ok(Some(Work::One(v.clone()))), None),
+        BoundInput::Column(name, col) => (cell_work(row.cell(col)), Some(name)),
+        BoundInput::Template(parts) => (render(parts, row), None),
+        BoundInput::FirstOf(columns) => first_of(columns, row),
+    }
+}
+
+fn cell_work(cell: Cell<'_>) -> Result<Option<Work>, String> {
+    match cell {
+        Cell::Absent => Ok(None),
+        Cell::Text(t) => Ok(Some(Work::One(t.into_owned()))),
+        Cell::Many(values) => Ok(Some(Work::Many(values))),
+        Cell::Invalid(why) => Err(why.to_owned()),
+    }
+}
+
+/// The first column whose value is not blank (an unreadable one stops the search with its
+/// problem); when none is, an empty value if some column was present, else absent.
+fn first_of<'a>(
+    columns: &'a [(String, ColumnRef)],
+    row: &dyn Row,
+) -> (Result<Option<Work>, String>, Option<&'a str>) {
+    let mut blank = None;
+    for (name, col) in columns {
+        match cell_work(row.cell(col)) {
+            Ok(None) => {}
+            Ok(Some(Work::One(v))) if v.trim().is_empty() => blank = blank.or(Some(name)),
+            Ok(Some(Work::Many(v))) if v.iter().all(|v| v.trim().is_empty()) => {
+                blank = blank.or(Some(name));
+            }
+            found => return (found, Some(name)),
+        }
+    }
+    match blank {
+        Some(name) => (Ok(Some(Work::One(String::new()))), Some(name)),
+        None => (Ok(None), None),
+    }
+}
+
 fn map_field(
     rule: &FieldRule,
     input: &BoundInput,
     row: &dyn Row,
     multi_valued: bool,
 ) -> Result<Option<Value>, Problem> {
-    let column = match input {
-        BoundInput::Column(name, _) => Some(name.as_str()),
-        _ => None,
-    };
-    let problem = |rule_name, message: String| {
+    let problem = |rule_name, message: String, column: Option<&str>| {
         Problem::new(rule.name.clone(), rule_name, message).in_column(column)
     };
-    let raw = match input {
-        BoundInput::Constant(v) => Some(Work::One(v.clone())),
-        BoundInput::Column(_, col) => match row.cell(col) {
-            Cell::Absent => None,
-            Cell::Text(t) => Some(Work::One(t.into_owned())),
-            Cell::Many(values) => Some(Work::Many(values)),
-            Cell::Invalid(why) => return Err(problem("type", why.to_owned())),
-        },
-        BoundInput::Template(parts) => render(parts, row).map_err(|why| problem("type", why))?,
-    };
-    // An absent value (JSON null, missing member) keeps the current value, unless a
-    // `default` transform supplies one.
-    let work = match raw {
-        Some(work) => work,
-        None if rule
-            .transforms
-            .iter()
-            .any(|t| matches!(t, Transform::Default(_))) =>
-        {
-            Work::One(String::new())
-        }
-        None => return Ok(None),
-    };
-    let work = apply_all(&rule.transforms, work).map_err(|f| problem(f.rule, f.message))?;
-    match work {
-        Work::One(v) if v.is_empty() => Ok(empty_value(rule.empty)),
-        Work::One(v) => Ok(Some(Value::Set(v))),
-        Work::Many(values) if values.is_empty() => Ok(empty_value(rule.empty)),
-        Work::Many(_) if !multi_valued => Err(problem(
+    let derived =
+        derive(input, &rule.transforms, row).map_err(|f| problem(f.rule, f.message, f.column))?;
+    match derived.work {
+        None => Ok(None),
+        Some(Work::One(v)) if v.is_empty() => Ok(empty_value(rule.empty)),
+        Some(Work::One(v)) => Ok(Some(Value::Set(v))),
+        Some(Work::Many(values)) if values.is_empty() => Ok(empty_value(rule.empty)),
+        Some(Work::Many(_)) if !multi_valued => Err(problem(
             "single_value",
             "several values given, but this target field takes one".to_owned(),
+            derived.column,
         )),
-        Work::Many(values) => Ok(Some(Value::Many(values))),
+        Some(Work::Many(values)) => Ok(Some(Value::Many(values))),
     }
 }
 

@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 
 use chrono::NaiveDate;
 use chrono::format::{Item, Parsed, StrftimeItems};
+use regex::Regex;
 use rlibphonenumber::{PhoneNumber, PhoneNumberFormat, Region};
 use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
 
@@ -43,6 +44,8 @@ pub enum Transform {
     Default(String),
     /// Split one value into several (multi-valued Genesys attributes).
     Split(String),
+    /// Rewrite the value from what a regular expression finds in it.
+    Regex(RegexRewrite),
 }
 
 /// A value a transform rejected, and why.
@@ -88,6 +91,7 @@ impl Transform {
             }),
             Self::Default(_) => Ok(value),
             Self::Split(_) => Ok(value),
+            Self::Regex(rewrite) => rewrite.apply(&value),
         }
     }
 }
@@ -329,6 +333,97 @@ fn is_date_fixed(f: &chrono::format::Fixed) -> bool {
     )
 }
 
+/// `{ regex = { pattern = "^([^@]+)@", replace = "$1" } }`: where `pattern` matches the
+/// value, the value becomes `replace` with `$1`, `${name}` filled from the match's groups
+/// (`$$` is a dollar sign); the text around the match is dropped, so the example gives an
+/// e-mail's local part. A value the pattern does not match is a problem (rule `regex`),
+/// never sent as it was. Anchor the pattern (`^...$`) to rewrite the whole value.
+#[derive(Debug, Clone)]
+pub struct RegexRewrite {
+    regex: Regex,
+    replace: String,
+}
+
+impl PartialEq for RegexRewrite {
+    fn eq(&self, other: &Self) -> bool {
+        self.regex.as_str() == other.regex.as_str() && self.replace == other.replace
+    }
+}
+
+impl Eq for RegexRewrite {}
+
+impl RegexRewrite {
+    /// Compiles the pattern and checks that every group `replace` names is one of the
+    /// pattern's (`$1x` names a group `1x`: write `${1}x`).
+    pub fn new(pattern: &str, replace: &str) -> Result<Self, String> {
+        let regex = Regex::new(pattern).map_err(|e| match e {
+            regex::Error::Syntax(why) => format!("regex `pattern` does not compile:\n{why}"),
+            other => format!("regex `pattern` does not compile: {other}"),
+        })?;
+        for group in replacement_groups(replace)? {
+            let known = match group.parse::<usize>() {
+                Ok(n) => n < regex.captures_len(),
+                Err(_) => regex.capture_names().flatten().any(|name| name == group),
+            };
+            if !known {
+                return Err(format!(
+                    "regex `replace` names the group `{group}`, which the pattern does not have \
+                     ({} numbered; write ${{1}}x rather than $1x when text follows a group)",
+                    regex.captures_len() - 1
+                ));
+            }
+        }
+        Ok(Self {
+            regex,
+            replace: replace.to_owned(),
+        })
+    }
+
+    fn apply(&self, value: &str) -> Result<String, Failure> {
+        let captures = self.regex.captures(value).ok_or_else(|| {
+            Failure::new(
+                "regex",
+                format!("does not match the pattern `{}`", self.regex.as_str()),
+            )
+        })?;
+        let mut out = String::new();
+        captures.expand(&self.replace, &mut out);
+        Ok(out)
+    }
+}
+
+/// The group names and numbers a `regex` replacement refers to, as the `regex` crate reads
+/// it: `$$` is a dollar, `${name}` a group, `$name` the longest run of letters, digits and
+/// `_` after the dollar.
+fn replacement_groups(replace: &str) -> Result<Vec<&str>, String> {
+    let mut groups = Vec::new();
+    let mut rest = replace;
+    while let Some(at) = rest.find('$') {
+        rest = &rest[at + 1..];
+        if let Some(after) = rest.strip_prefix('$') {
+            rest = after;
+        } else if let Some(braced) = rest.strip_prefix('{') {
+            let end = braced
+                .find('}')
+                .ok_or("regex `replace` has a `${` without its `}`")?;
+            groups.push(&braced[..end]);
+            rest = &braced[end + 1..];
+        } else {
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            if end == 0 {
+                return Err(
+                    "regex `replace` has a `$` naming no group; write $$ for a dollar sign".into(),
+                );
+            }
+            groups.push(&rest[..end]);
+            rest = &rest[end..];
+        }
+    }
+    Ok(groups)
+}
+
 /// A practical e-mail check: one `@`, a non-empty local part of allowed characters, and a
 /// dotted domain whose last label is 2–63 letters (Connect's documented pattern).
 pub fn check_email(value: &str) -> Result<(), Failure> {
@@ -519,6 +614,37 @@ mod tests {
             fallback: Some("UNSPECIFIED".into()),
         };
         assert_eq!(run(&caught, "X").unwrap(), "UNSPECIFIED");
+    }
+
+    #[test]
+    fn regex_rewrites_from_the_match_and_refuses_a_value_it_does_not_match() {
+        let local = Transform::Regex(RegexRewrite::new("^([^@]+)@", "$1").unwrap());
+        assert_eq!(run(&local, "ana.lopez@example.com").unwrap(), "ana.lopez");
+        let named = Transform::Regex(
+            RegexRewrite::new(r"^(?<user>[^@]+)@(?<host>.+)$", "${host}/${user}-$$").unwrap(),
+        );
+        assert_eq!(run(&named, "ana@example.com").unwrap(), "example.com/ana-$");
+        let err = run(&local, "no-at-sign").unwrap_err();
+        assert_eq!(err.rule, "regex");
+        assert!(!err.message.contains("no-at-sign"), "{}", err.message);
+        assert_eq!(run(&local, "").unwrap(), "", "empty values pass through");
+    }
+
+    #[test]
+    fn regex_patterns_and_groups_are_checked_up_front() {
+        assert!(
+            RegexRewrite::new("(unclosed", "$1")
+                .unwrap_err()
+                .contains("pattern")
+        );
+        let err = RegexRewrite::new("^([^@]+)@", "$2").unwrap_err();
+        assert!(err.contains("group `2`"), "{err}");
+        let err = RegexRewrite::new("^([^@]+)@", "$1x").unwrap_err();
+        assert!(err.contains("group `1x`") && err.contains("${1}x"), "{err}");
+        assert!(RegexRewrite::new("^([^@]+)@", "${1}x").is_ok());
+        assert!(RegexRewrite::new("a", "$").is_err());
+        assert!(RegexRewrite::new("a", "${1").is_err());
+        assert!(RegexRewrite::new("a", "literal $$").is_ok());
     }
 
     #[test]

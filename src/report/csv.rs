@@ -1,5 +1,6 @@
-//! The CSV diff report: one row per changed field, every cell neutralised against formula
-//! (CSV) injection the way OWASP recommends.
+//! The CSV diff report: one row per changed field, and one per record nothing was written for
+//! (invalid, failed, not found, skipped) with its reason; every cell neutralised against
+//! formula (CSV) injection the way OWASP recommends.
 
 use std::borrow::Cow;
 use std::fs::File;
@@ -11,7 +12,8 @@ use crate::targets::FieldChange;
 /// Written in `from` when `apply` sent a change without reading the record first.
 pub(super) const NOT_READ: &str = "(not read)";
 
-/// `record,line,key,target_id,status,field` and, with values, `from,to`.
+/// `record,line,key,target_id,status,field`, with values `from,to`, then `code,reason`
+/// (empty on a change of a record that was written).
 pub(super) struct CsvDiff {
     out: ::csv::Writer<File>,
     values: bool,
@@ -25,16 +27,32 @@ impl CsvDiff {
         if values {
             header.extend(["from", "to"]);
         }
+        header.extend(["code", "reason"]);
         out.write_record(&header)?;
         Ok(CsvDiff { out, values })
     }
 
-    /// Writes the rows of one record that changes.
+    /// Writes the rows of one record: one per changed field, or, when none changed, one
+    /// with an empty field and the record's reason.
     pub(super) fn write(&mut self, entry: &Entry, changes: &[FieldChange]) -> io::Result<()> {
         let (record, line) = (entry.record.to_string(), entry.line.to_string());
         let key = neutralise(entry.key.as_deref().unwrap_or(""));
         let target_id = neutralise(entry.target_id.as_deref().unwrap_or(""));
-        for change in changes {
+        let (code, reason) = entry
+            .error
+            .as_ref()
+            .map_or(("", ""), |e| (e.code.as_str(), e.message.as_str()));
+        let no_change = [FieldChange {
+            field: String::new(),
+            from: Some(String::new()),
+            to: String::new(),
+        }];
+        let rows = if changes.is_empty() {
+            &no_change[..]
+        } else {
+            changes
+        };
+        for change in rows {
             let mut row = vec![
                 Cow::Borrowed(record.as_str()),
                 Cow::Borrowed(line.as_str()),
@@ -47,6 +65,8 @@ impl CsvDiff {
                 row.push(neutralise(change.from.as_deref().unwrap_or(NOT_READ)));
                 row.push(neutralise(&change.to));
             }
+            row.push(neutralise(code));
+            row.push(neutralise(reason));
             self.out.write_record(row.iter().map(|c| c.as_bytes()))?;
         }
         Ok(())
@@ -141,7 +161,7 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(
             text.lines().nth(1).unwrap(),
-            "1,2,'=1+1,'@x,would_update,FirstName,(not read),\"'=HYPERLINK(\"\"http://evil\"\",\"\"click\"\"),x\""
+            "1,2,'=1+1,'@x,would_update,FirstName,(not read),\"'=HYPERLINK(\"\"http://evil\"\",\"\"click\"\"),x\",,"
         );
         // Read back, the cell is the value behind one apostrophe.
         let mut reader = ::csv::Reader::from_path(&path).unwrap();

@@ -50,7 +50,8 @@ pub(super) struct Names {
 }
 
 /// What the page lists, kept as records settle: the first [`TABLE_LIMIT`] changed records
-/// (values only when they are shown) and failed or invalid ones, and how many there were.
+/// (values only when they are shown) and the first of those nothing was written for
+/// (failed, invalid, not found, skipped: [`super::needs_a_look`]), and how many there were.
 pub(super) struct Page {
     values: bool,
     changed: Vec<Listed>,
@@ -70,7 +71,8 @@ struct Listed {
     changes: Vec<FieldChange>,
 }
 
-/// A failed or invalid record; ledger messages name file, line, field and rule, no value.
+/// A record nothing was written for, and why; ledger messages name file, line, field and
+/// rule, no value.
 struct Problem {
     record: u64,
     line: u64,
@@ -118,7 +120,7 @@ impl Page {
                 });
             }
         }
-        if entry.status.is_failure() {
+        if super::needs_a_look(entry.status) {
             self.problems_total += 1;
             if self.problems.len() < TABLE_LIMIT {
                 let (code, message) = entry
@@ -233,11 +235,15 @@ impl Page {
     fn render_problems(&self, out: &mut dyn Write) -> io::Result<()> {
         writeln!(
             out,
-            "<section id=\"problems\"><h2>Failed and invalid records ({})</h2>",
+            "<section id=\"problems\"><h2>Records not written: failed, invalid, not found, \
+             skipped ({})</h2>",
             thousands(self.problems_total)
         )?;
         if self.problems_total == 0 {
-            return out.write_all(b"<p>None: no record failed or was invalid.</p></section>\n");
+            return out.write_all(
+                b"<p>None: no record failed, was invalid, or matched no target record.</p>\
+                  </section>\n",
+            );
         }
         if self.problems_total > self.problems.len() as u64 {
             writeln!(

@@ -1,5 +1,7 @@
 //! The JSONL diff report: one object per changed record, its changes as `{field, from, to}`
-//! (`from` and `to` only with values; `from` is null when the record was not read first).
+//! (`from` and `to` only with values; `from` is null when the record was not read first),
+//! and one per record nothing was written for (invalid, failed, not found, skipped), with
+//! no changes and its `error` (`code`, `message`: the ledger's, which hold no value).
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -23,6 +25,14 @@ struct Line<'a> {
     target_id: Option<&'a str>,
     status: Status,
     changes: Vec<Change<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<Reason<'a>>,
+}
+
+#[derive(Serialize)]
+struct Reason<'a> {
+    code: &'a str,
+    message: &'a str,
 }
 
 #[derive(Serialize)]
@@ -43,7 +53,7 @@ impl JsonlDiff {
         }
     }
 
-    /// Writes the line of one record that changes.
+    /// Writes the line of one record.
     pub(super) fn write(&mut self, entry: &Entry, changes: &[FieldChange]) -> io::Result<()> {
         let line = Line {
             record: entry.record,
@@ -59,6 +69,10 @@ impl JsonlDiff {
                     to: self.values.then_some(c.to.as_str()),
                 })
                 .collect(),
+            error: entry.error.as_ref().map(|e| Reason {
+                code: &e.code,
+                message: &e.message,
+            }),
         };
         self.line.clear();
         serde_json::to_writer(&mut self.line, &line)?;

@@ -15,12 +15,15 @@ mod html;
 mod jsonl;
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -37,23 +40,153 @@ pub use html::escape;
 /// The bar follows the work done, not the reading: its position is how much of the input is
 /// behind the records that have settled (their byte offsets), so a reader far ahead of the
 /// sending does not show 100% and an ETA of 0 while most records are still to be sent.
+///
+/// With `-v` (where a bar would mix with the log lines, and in cron jobs and containers,
+/// which have no terminal) there is no bar: the progress is logged instead, one line every
+/// [`PROGRESS_LOG_PERIOD`] while the run goes ([`logging_progress`]).
 pub struct Progress {
     bar: Option<ProgressBar>,
+    /// What the last settled record left, for the log lines, when they are on.
+    log: Option<Mutex<Seen>>,
     records: AtomicU64,
     /// The furthest byte offset of a settled record.
     settled: AtomicU64,
+}
+
+/// How often a run without a progress bar logs its progress (at `-v`).
+pub const PROGRESS_LOG_PERIOD: Duration = Duration::from_secs(10);
+
+/// The counts behind the progress log lines.
+struct Seen {
+    started: Instant,
+    tally: Tally,
+    limits: Option<String>,
+    /// The settled count and the time of the previous line.
+    last: (u64, Instant),
+}
+
+/// One progress log line: settled records, the rate overall and since the previous line,
+/// the counts by status and each API operation's rate with its throttles.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProgressLine {
+    /// Records settled so far.
+    pub settled: u64,
+    /// Records per second since the run started.
+    pub per_second: f64,
+    /// Records per second since the previous line.
+    pub recent_per_second: f64,
+    /// `"1200 updated, 4 failed"`.
+    pub statuses: String,
+    /// `"UpdateProfile 40/s (3 throttled)"`, when any operation was used.
+    pub limits: Option<String>,
+}
+
+impl fmt::Display for ProgressLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} records settled, {:.0}/s (last {} s: {:.0}/s)",
+            self.settled,
+            self.per_second,
+            PROGRESS_LOG_PERIOD.as_secs(),
+            self.recent_per_second
+        )?;
+        if !self.statuses.is_empty() {
+            write!(f, ", {}", self.statuses)?;
+        }
+        if let Some(limits) = &self.limits {
+            write!(f, "; {limits}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `"1200 updated, 4 failed"`: the statuses with records, but `valid`.
+fn status_counts(tally: &Tally) -> String {
+    let mut out = String::new();
+    for status in Status::ALL {
+        let n = tally.get(status);
+        if n > 0 && status != Status::Valid {
+            if !out.is_empty() {
+                out.push_str(", ");
+            }
+            out.push_str(&format!("{n} {}", status.name()));
+        }
+    }
+    out
+}
+
+/// Runs `work`; while it runs, logs the progress every [`PROGRESS_LOG_PERIOD`] when the
+/// progress is logged (`-v`, see [`Progress`]). Nothing is spawned: the ticks run beside the
+/// work in the same task and stop with it.
+pub async fn logging_progress<T>(progress: &Progress, work: impl Future<Output = T>) -> T {
+    log_every(progress, PROGRESS_LOG_PERIOD, work, |line| {
+        tracing::info!(
+            settled = line.settled,
+            per_second = line.per_second.round() as u64,
+            recent_per_second = line.recent_per_second.round() as u64,
+            statuses = %line.statuses,
+            limits = line.limits.as_deref().unwrap_or(""),
+            "progress: {line}"
+        );
+    })
+    .await
+}
+
+/// [`logging_progress`] with the period and the writer given (for the tests).
+async fn log_every<T>(
+    progress: &Progress,
+    period: Duration,
+    work: impl Future<Output = T>,
+    mut emit: impl FnMut(&ProgressLine),
+) -> T {
+    if progress.log.is_none() {
+        return work.await;
+    }
+    let ticks = async {
+        let mut interval = tokio::time::interval_at(Instant::now() + period, period);
+        loop {
+            interval.tick().await;
+            if let Some(line) = progress.line() {
+                emit(&line);
+            }
+        }
+    };
+    tokio::select! {
+        out = work => out,
+        _ = ticks => unreachable!("the ticks never end"),
+    }
 }
 
 impl Progress {
     /// A progress line, unless it is switched off or standard error is not a terminal.
     /// `input` is (bytes read so far, total bytes) of the input; the bar measures the total
     /// against the settled records' offsets (see [`Progress::advance`]).
-    pub fn new(enabled: bool, command: &str, input: (Arc<AtomicU64>, Option<u64>)) -> Progress {
+    /// With `logged` (`-v`) there is no bar, and the progress is logged instead.
+    pub fn new(
+        enabled: bool,
+        logged: bool,
+        command: &str,
+        input: (Arc<AtomicU64>, Option<u64>),
+    ) -> Progress {
         let off = Progress {
             bar: None,
+            log: None,
             records: AtomicU64::new(0),
             settled: AtomicU64::new(0),
         };
+        if enabled && logged {
+            let now = Instant::now();
+            return Progress {
+                log: Some(Mutex::new(Seen {
+                    started: now,
+                    tally: Tally::default(),
+                    limits: None,
+                    last: (0, now),
+                })),
+                ..off
+            };
+        }
         if !enabled || !io::stderr().is_terminal() {
             return off;
         }
@@ -84,6 +217,11 @@ impl Progress {
     pub fn advance(&self, records: u64, tally: &Tally, limits: Option<&str>, end: u64) {
         let total = self.records.fetch_add(records, Ordering::Relaxed) + records;
         let before = self.settled.fetch_max(end, Ordering::Relaxed);
+        if let Some(log) = &self.log {
+            let mut seen = log.lock().unwrap_or_else(|e| e.into_inner());
+            seen.tally.clone_from(tally);
+            seen.limits = limits.map(str::to_owned);
+        }
         let Some(bar) = &self.bar else { return };
         if end > before {
             bar.set_position(bar.length().map_or(end, |len| end.min(len)));
@@ -94,16 +232,34 @@ impl Progress {
         }
         let secs = bar.elapsed().as_secs_f64().max(0.001);
         let mut msg = format!("{total} records, {:.0}/s", total as f64 / secs);
-        for status in Status::ALL {
-            let n = tally.get(status);
-            if n > 0 && status != Status::Valid {
-                msg.push_str(&format!(", {n} {}", status.name()));
-            }
+        let statuses = status_counts(tally);
+        if !statuses.is_empty() {
+            msg.push_str(&format!(", {statuses}"));
         }
         if let Some(limits) = limits {
             msg.push_str(&format!(", {limits}"));
         }
         bar.set_message(msg);
+    }
+
+    /// The progress as a log line, when it is logged; the next line's recent rate counts
+    /// from now.
+    fn line(&self) -> Option<ProgressLine> {
+        let mut seen = self.log.as_ref()?.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let settled = self.records.load(Ordering::Relaxed);
+        let rate = |records: u64, since: Instant| {
+            records as f64 / now.duration_since(since).as_secs_f64().max(0.001)
+        };
+        let line = ProgressLine {
+            settled,
+            per_second: rate(settled, seen.started),
+            recent_per_second: rate(settled.saturating_sub(seen.last.0), seen.last.1),
+            statuses: status_counts(&seen.tally),
+            limits: seen.limits.clone(),
+        };
+        seen.last = (settled, now);
+        Some(line)
     }
 
     /// The furthest byte offset of a settled record so far (0 when the line is off).
@@ -276,8 +432,9 @@ impl ReportPaths {
 }
 
 /// Writes what a `plan` or `apply` run cost and why records did not end well: the records
-/// the sync state found unchanged, the rows that named a record an earlier row named, the requests per API operation (throttles included), and
-/// the error codes of `failed` and `invalid` records (`email_change_guarded`, ...).
+/// the sync state found unchanged, the rows that named a record an earlier row named, the
+/// requests per API operation (throttles included), and the error codes of `failed`,
+/// `invalid`, `not_found` and `skipped` records (`email_change_guarded`, `not_found`, ...).
 pub fn costs(
     out: &mut dyn Write,
     unchanged_by_state: u64,
@@ -375,9 +532,10 @@ impl DiffReport {
         &self.paths
     }
 
-    /// Writes one settled record: its changed fields (CSV, JSONL), and what the page needs.
+    /// Writes one settled record: its changed fields, or why nothing was written for it
+    /// ([`needs_a_look`]), in the CSV and JSONL; and what the page needs.
     pub fn write(&mut self, entry: &Entry, changes: &[FieldChange]) -> io::Result<()> {
-        if !changes.is_empty() {
+        if !changes.is_empty() || needs_a_look(entry.status) {
             self.csv.write(entry, changes)?;
             self.jsonl.write(entry, changes)?;
         }
@@ -407,6 +565,13 @@ impl DiffReport {
         self.html.sync_all()?;
         Ok(self.paths)
     }
+}
+
+/// Whether someone signing a run off should see the record listed with its reason: nothing
+/// was (or would be) written for it because it is invalid, failed, matched no target record
+/// (`not_found`), or was skipped for that reason.
+pub fn needs_a_look(status: Status) -> bool {
+    status.is_failure() || matches!(status, Status::NotFound | Status::Skipped)
 }
 
 fn file_name(path: &Path) -> String {
@@ -439,6 +604,7 @@ fn create_file(path: &Path, values: bool) -> io::Result<File> {
 mod tests {
     use super::*;
     use crate::ledger::EntryError;
+    use serde_json::{Value, json};
 
     fn entry(record: u64, status: Status, key: &str, changed: &[&str]) -> Entry {
         Entry {
@@ -516,7 +682,7 @@ mod tests {
         // The reader has read the whole 30,000-byte input; 3 records have settled, out of
         // order, the furthest ending at byte 900.
         let read = Arc::new(AtomicU64::new(30_000));
-        let mut progress = Progress::new(false, "apply", (read, Some(30_000)));
+        let mut progress = Progress::new(false, false, "apply", (read, Some(30_000)));
         let bar =
             ProgressBar::with_draw_target(Some(30_000), indicatif::ProgressDrawTarget::hidden());
         progress.bar = Some(bar.clone());
@@ -528,6 +694,68 @@ mod tests {
         assert_eq!(progress.settled_offset(), 900);
         progress.advance(1, &tally, None, 40_000);
         assert_eq!(bar.position(), 30_000, "never past the end");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_logged_progress_says_every_period_what_settled_and_stops_with_the_run() {
+        let progress = Progress::new(true, true, "apply", (Arc::new(AtomicU64::new(0)), None));
+        assert!(progress.bar.is_none(), "no bar when the progress is logged");
+        let mut tally = Tally::default();
+        let mut lines = Vec::new();
+        let work = async {
+            // 20 records in the first 9 s, a stall (throttled) to 25 s, then 5 more; the
+            // run ends at 29 s. No record settles on a tick, so the order is certain.
+            for i in 0..20 {
+                tokio::time::sleep(Duration::from_millis(450)).await;
+                tally.add(if i == 3 {
+                    Status::Failed
+                } else {
+                    Status::Updated
+                });
+                progress.advance(1, &tally, Some("UpdateProfile 2/s (4 throttled)"), 0);
+            }
+            tokio::time::sleep(Duration::from_secs(16)).await;
+            for _ in 0..5 {
+                tally.add(Status::Updated);
+                progress.advance(1, &tally, None, 0);
+            }
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            "done"
+        };
+        let out = log_every(&progress, Duration::from_secs(10), work, |line| {
+            lines.push(line.clone());
+        })
+        .await;
+        assert_eq!(out, "done");
+        // Lines at 10 s and 20 s (the run ended at 29 s, before a third).
+        assert_eq!(lines.len(), 2, "{lines:#?}");
+        assert_eq!(lines[0].settled, 20);
+        assert_eq!(lines[0].statuses, "19 updated, 1 failed");
+        assert_eq!(
+            lines[0].limits.as_deref(),
+            Some("UpdateProfile 2/s (4 throttled)")
+        );
+        assert_eq!(lines[0].recent_per_second, 2.0);
+        assert_eq!(lines[1].settled, 20, "the stall shows");
+        assert_eq!(lines[1].recent_per_second, 0.0);
+        assert_eq!(lines[1].per_second, 1.0);
+        assert_eq!(
+            lines[0].to_string(),
+            "20 records settled, 2/s (last 10 s: 2/s), 19 updated, 1 failed; \
+             UpdateProfile 2/s (4 throttled)"
+        );
+
+        // A progress that is drawn or off logs nothing.
+        let quiet = Progress::new(false, true, "apply", (Arc::new(AtomicU64::new(0)), None));
+        let mut none = 0;
+        log_every(
+            &quiet,
+            Duration::from_secs(10),
+            tokio::time::sleep(Duration::from_secs(30)),
+            |_| none += 1,
+        )
+        .await;
+        assert_eq!(none, 0);
     }
 
     #[test]
@@ -557,8 +785,8 @@ mod tests {
             if values {
                 assert_eq!(
                     csv,
-                    "record,line,key,target_id,status,field,from,to\n\
-                     2,3,C2,00000000000000000000000000000002,would_update,FirstName,Ana,Annabelle\n"
+                    "record,line,key,target_id,status,field,from,to,code,reason\n\
+                     2,3,C2,00000000000000000000000000000002,would_update,FirstName,Ana,Annabelle,,\n"
                 );
                 assert!(
                     jsonl.contains(r#""from":"Ana","to":"Annabelle""#),
@@ -568,8 +796,8 @@ mod tests {
             } else {
                 assert_eq!(
                     csv,
-                    "record,line,key,target_id,status,field\n\
-                     2,3,C2,00000000000000000000000000000002,would_update,FirstName\n"
+                    "record,line,key,target_id,status,field,code,reason\n\
+                     2,3,C2,00000000000000000000000000000002,would_update,FirstName,,\n"
                 );
                 for text in [&csv, &jsonl, &html] {
                     assert!(!text.contains("Ana"), "a value leaked: {text}");
@@ -735,11 +963,81 @@ mod tests {
         assert!(html.contains("data-field=\"FirstName\" data-count=\"7\""));
         assert!(html.contains("data-field=\"Address.City\" data-count=\"3\""));
         assert!(html.contains("not an e-mail address"));
-        assert!(html.contains("Failed and invalid records (1)"));
+        assert!(html.contains("Records not written: failed, invalid, not found, skipped (1)"));
         assert!(html.contains("<span id=\"changed-total\">7</span>"));
         assert!(html.contains("what would change"));
-        assert_eq!(jsonl.lines().count(), 7);
+        assert_eq!(
+            jsonl.lines().count(),
+            8,
+            "the changed records and the invalid one"
+        );
         assert_eq!(html.matches("<tr data-status=\"would_update\">").count(), 7);
+    }
+
+    /// Issue 19: records nothing was written for are listed with their reasons, on the page
+    /// and in the CSV and JSONL, so a sign-off sees the new hires missing in the target.
+    #[test]
+    fn records_not_written_are_listed_with_their_reasons_in_all_three_files() {
+        let reasoned = |record: u64, status: Status, code: &str, message: &str| {
+            let mut e = entry(record, status, &format!("K{record}"), &[]);
+            e.error = Some(EntryError {
+                code: code.into(),
+                message: message.into(),
+                problems: Vec::new(),
+            });
+            (e, Vec::new())
+        };
+        let records = [
+            (
+                entry(1, Status::Updated, "K1", &["FirstName"]),
+                vec![change("FirstName", None, "x")],
+            ),
+            (entry(2, Status::Unchanged, "K2", &[]), Vec::new()),
+            reasoned(
+                3,
+                Status::Skipped,
+                "not_found",
+                "no user has this UserId, and [match] when_missing = \"skip\"",
+            ),
+            reasoned(4, Status::Failed, "BadRequestException", "refused"),
+            reasoned(
+                5,
+                Status::Invalid,
+                "invalid_record",
+                "in.csv:6: Mobile: not E.164",
+            ),
+        ];
+        for values in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let (paths, _) = report(dir.path(), Mode::Apply, values, &records);
+            let [csv, jsonl, html] = read(&paths);
+            let rows: Vec<&str> = csv.lines().skip(1).collect();
+            let tail = if values { ",," } else { "" };
+            assert_eq!(rows.len(), 4, "{csv}");
+            assert!(rows[0].starts_with("1,2,K1,"), "{csv}");
+            assert!(rows[1].starts_with("3,4,K3,"), "{csv}");
+            assert!(
+                rows[1].ends_with(&format!(
+                    ",skipped,{tail},not_found,\"no user has this UserId, and [match] \
+                     when_missing = \"\"skip\"\"\""
+                )),
+                "{csv}"
+            );
+            assert!(rows[2].ends_with(",failed,,BadRequestException,refused") || values);
+            assert!(rows[3].contains(",invalid,") && rows[3].contains("not E.164"));
+            let lines: Vec<Value> = jsonl
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            assert_eq!(lines.len(), 4);
+            assert_eq!(lines[1]["status"], "skipped");
+            assert_eq!(lines[1]["changes"], json!([]));
+            assert_eq!(lines[1]["error"]["code"], "not_found");
+            assert!(lines[0].get("error").is_none());
+            assert!(html.contains("Records not written: failed, invalid, not found, skipped (3)"));
+            assert!(html.contains("<span class=\"st st-skipped\">skipped</span>"));
+            assert!(html.contains("when_missing = &quot;skip&quot;"));
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! continued with `--resume`) with its run file, the `--retry-failed` selection, and the
 //! diff report.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::SyncRequest;
 use crate::config::Config;
@@ -44,14 +44,10 @@ pub(super) fn open(
         (false, _) => None,
         (true, None) => return Err("a bundled run cannot be resumed".to_owned()),
         (true, Some(run)) => {
-            let path = request
-                .ledger
-                .clone()
-                .or_else(|| ledger::newest(&ledgers, name))
-                .ok_or_else(|| {
-                    "--resume found no ledger: give the interrupted run's ledger with --ledger PATH"
-                        .to_owned()
-                })?;
+            let path = match &request.ledger {
+                Some(path) => path.clone(),
+                None => newest_of_run(&ledgers, name, run)?,
+            };
             let ledger = Ledger::resume(&path, run).map_err(|e| e.to_string())?;
             let previous = ledger::read_previous(&path).map_err(|e| e.to_string())?;
             if !request.quiet {
@@ -109,23 +105,80 @@ pub(super) fn open(
         options.report =
             Some(DiffReport::create(&dir, name, request.show_values).map_err(|e| e.to_string())?);
     }
-    let command = request.mode.command();
-    let resume_hint = run.map(|_| match &request.retry_failed {
-        Some(earlier) => format!(
-            "profilesync {command} --resume --retry-failed {} --ledger {}",
-            earlier.display(),
-            ledger.path().display()
-        ),
-        None => format!(
-            "profilesync {command} --resume --ledger {}",
-            ledger.path().display()
-        ),
-    });
+    let resume_hint = run.map(|_| resume_command(&request.args, ledger.path()));
     Ok(Opened {
         ledger,
         options,
         resume_hint,
     })
+}
+
+/// For `--resume` without `--ledger`: the newest default-named ledger of the command under
+/// `dir` whose run file names the same config, input and `--retry-failed` ledger (a newer
+/// one of another config or input is passed over, not refused).
+fn newest_of_run(dir: &Path, command: &str, run: &RunFile) -> Result<PathBuf, String> {
+    let candidates = ledger::newest_first(dir, command);
+    let same = |path: &PathBuf| {
+        RunFile::read(path).ok().flatten().is_some_and(|then| {
+            then.config == run.config
+                && then.input == run.input
+                && then.retry_failed == run.retry_failed
+        })
+    };
+    match candidates.iter().find(|path| same(path)) {
+        Some(path) => Ok(path.clone()),
+        None => Err(format!(
+            "--resume found no `{command}` ledger of this config and input under {} ({} of \
+             other runs): give the interrupted run's ledger with --ledger PATH",
+            dir.display(),
+            candidates.len()
+        )),
+    }
+}
+
+/// The command that continues a run: its own arguments, every option kept (`--config`,
+/// `--state`, `--full`, `--report`, `--rate`, ...), less any `--resume` and `--ledger`, then
+/// `--resume --ledger LEDGER`; quoted for a POSIX shell, so that it runs as printed.
+pub(super) fn resume_command(args: &[String], ledger: &Path) -> String {
+    let mut kept = Vec::with_capacity(args.len() + 3);
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--resume" => {}
+            "--ledger" => {
+                rest.next();
+            }
+            a if a.starts_with("--ledger=") => {}
+            _ => kept.push(arg.clone()),
+        }
+    }
+    kept.extend([
+        "--resume".to_owned(),
+        "--ledger".to_owned(),
+        ledger.display().to_string(),
+    ]);
+    shell_line("profilesync", &kept)
+}
+
+/// `program` and its arguments as one line for a POSIX shell: an argument that is empty or
+/// holds a space, a quote or another character the shell reads is put in single quotes.
+pub fn shell_line(program: &str, args: &[String]) -> String {
+    let mut line = program.to_owned();
+    for arg in args {
+        line.push(' ');
+        let plain = !arg.is_empty()
+            && arg
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+        if plain {
+            line.push_str(arg);
+        } else {
+            line.push('\'');
+            line.push_str(&arg.replace('\'', "'\\''"));
+            line.push('\'');
+        }
+    }
+    line
 }
 
 /// `--retry-failed EARLIER` re-drives a `plan` or `apply` ledger of the same input and
@@ -204,4 +257,54 @@ pub(super) fn run_file(
         retry_failed: retry_failed.map(absolute),
         pid: std::process::id(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Vec<String> {
+        line.split(' ').map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn the_resume_command_keeps_every_option_and_names_the_ledger() {
+        let hint = resume_command(
+            &args(
+                "-v apply --config c.toml in.csv --state st --full --rate 40 --report rep --ledger old.jsonl --resume",
+            ),
+            Path::new("ledgers/20261207-120000-apply.jsonl"),
+        );
+        assert_eq!(
+            hint,
+            "profilesync -v apply --config c.toml in.csv --state st --full --rate 40 --report rep \
+             --resume --ledger ledgers/20261207-120000-apply.jsonl"
+        );
+        let hint = resume_command(
+            &args("plan --config=c.toml --ledger=x.jsonl --retry-failed first.jsonl"),
+            Path::new("x.jsonl"),
+        );
+        assert_eq!(
+            hint,
+            "profilesync plan --config=c.toml --retry-failed first.jsonl --resume --ledger x.jsonl"
+        );
+    }
+
+    #[test]
+    fn shell_lines_quote_what_the_shell_would_read() {
+        let line = shell_line(
+            "profilesync",
+            &[
+                "my export.csv".into(),
+                "it's".into(),
+                String::new(),
+                "$HOME".into(),
+                "a/b-c_d.e".into(),
+            ],
+        );
+        assert_eq!(
+            line,
+            "profilesync 'my export.csv' 'it'\\''s' '' '$HOME' a/b-c_d.e"
+        );
+    }
 }

@@ -27,6 +27,7 @@ use crate::config::RefreshSetting;
 use crate::config::{Config, Rate, Target as TargetConfig};
 use crate::ledger::{self, Ledger};
 use crate::limiter::{Limiters, RateSetting};
+use crate::logging;
 use crate::pipeline::refresh::Refresh;
 use crate::pipeline::{self, Interrupts, Sender, StateUse, SyncResult};
 use crate::report::{self, FieldCounts, Progress, ReportPaths, RunInfo};
@@ -40,6 +41,7 @@ use crate::targets::customer_profiles::CustomerProfiles;
 use crate::targets::genesys_ucs::GenesysUcs;
 use crate::targets::{Mode, PreflightError, Target};
 
+pub use files::shell_line;
 pub use finish::exit_code;
 
 /// Every record ended well.
@@ -127,6 +129,9 @@ pub struct SyncRequest {
     pub input: InputFrom,
     /// The command line, for the report.
     pub command_line: String,
+    /// The command line's arguments after the program's name, from which the command that
+    /// resumes the run is made (empty for the demo, whose runs are not resumed).
+    pub args: Vec<String>,
     /// The ledger to write (or, with `resume`, to continue).
     pub ledger: Option<PathBuf>,
     /// Continue an interrupted run from its ledger.
@@ -231,7 +236,12 @@ pub fn check(request: &CheckRequest, summary: &mut RunSummary) -> i32 {
         Err(e) => return Failure::usage(format!("profilesync: {e}")).report(summary),
     };
     summary.ledger(ledger.path());
-    let progress = Progress::new(request.progress, "check", source.progress.clone());
+    let progress = Progress::new(
+        request.progress,
+        logging::verbose(),
+        "check",
+        source.progress.clone(),
+    );
     let notes = source.notes();
     let paths = source.paths();
     let input = cx.input.clone();
@@ -355,13 +365,18 @@ pub async fn run_sync(request: SyncRequest, summary: &mut RunSummary) -> Result<
     let mut options = opened.options;
     options.state = Some(state);
     summary.ledger(opened.ledger.path());
-    let progress = Progress::new(request.progress, &request.label, source.progress.clone());
+    let progress = Progress::new(
+        request.progress,
+        logging::verbose(),
+        &request.label,
+        source.progress.clone(),
+    );
     let notes = source.notes();
     let paths = source.paths();
     let input = cx.input.clone();
     let path = opened.ledger.path().to_owned();
     let progress = Arc::new(progress);
-    let result = pipeline::sync(
+    let run = pipeline::sync(
         Arc::new(cx),
         source.records(),
         opened.ledger,
@@ -369,8 +384,8 @@ pub async fn run_sync(request: SyncRequest, summary: &mut RunSummary) -> Result<
         options,
         Arc::clone(&progress),
         interrupts,
-    )
-    .await;
+    );
+    let result = report::logging_progress(&progress, run).await;
     progress.finish();
     let result = result.map(|result| (result, path.clone())).map_err(|e| {
         format!(
@@ -413,11 +428,27 @@ pub async fn connect(
             None => aws::load().await,
         }
     };
+    // An AWS target's region and credentials are checked before its client is built: what
+    // every request needs is said once, at once, and never retried.
+    let setup = |e: aws::SetupError| {
+        let code = if e.is_config() {
+            EXIT_USAGE
+        } else {
+            EXIT_ABORTED
+        };
+        Failure::new(code, e.to_string())
+    };
     let target = match &config.target {
         TargetConfig::CustomerProfiles(t) => {
-            CustomerProfiles::new(&aws().await, t).map(Target::CustomerProfiles)
+            let sdk = aws().await;
+            aws::check_setup(&sdk, &t.aws).await.map_err(setup)?;
+            CustomerProfiles::new(&sdk, t).map(Target::CustomerProfiles)
         }
-        TargetConfig::ConnectUser(t) => ConnectUser::new(&aws().await, t).map(Target::ConnectUser),
+        TargetConfig::ConnectUser(t) => {
+            let sdk = aws().await;
+            aws::check_setup(&sdk, &t.aws).await.map_err(setup)?;
+            ConnectUser::new(&sdk, t).map(Target::ConnectUser)
+        }
         TargetConfig::GenesysUcs(t) => {
             GenesysUcs::new(t, |name| std::env::var(name).ok()).map(Target::GenesysUcs)
         }

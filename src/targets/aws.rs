@@ -8,6 +8,7 @@
 //! its first `:` and only what follows a `#` is kept. The message is the body's `message`,
 //! `Message` or `errorMessage`.
 
+use aws_credential_types::provider::ProvideCredentials;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_customerprofiles::error::{ProvideErrorMetadata, SdkError};
 use aws_types::SdkConfig;
@@ -73,6 +74,88 @@ pub fn region(sdk: &SdkConfig, target: &AwsTarget) -> Option<String> {
         .region
         .clone()
         .or_else(|| sdk.region().map(|r| r.to_string()))
+}
+
+/// What stops an AWS target before its first request: the same for every record, so it is
+/// said once, at once, and never retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetupError {
+    /// Neither `[target] region` nor the AWS configuration names a region: a configuration
+    /// error (exit 2).
+    NoRegion,
+    /// The credential chain found nothing: the environment or the machine lacks credentials
+    /// (exit 3).
+    NoCredentials,
+    /// A source of the chain was set up but failed (an expired SSO session, a profile that
+    /// names a missing one, an instance role that does not answer): why, in the SDK's
+    /// words, which carry no secret. `config` when the configuration itself is wrong.
+    Credentials {
+        /// The configuration is invalid (exit 2), rather than the source failing (exit 3).
+        config: bool,
+        /// The SDK's reason.
+        why: String,
+    },
+}
+
+impl std::fmt::Display for SetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SetupError::NoRegion => f.write_str(
+                "no AWS region: set the AWS_REGION environment variable (or a region in the \
+                 AWS profile), or `[target] region` in the config",
+            ),
+            SetupError::NoCredentials => f.write_str(
+                "no AWS credentials: none of the places the AWS credential chain looks had any \
+                 (the AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY variables, the profile \
+                 AWS_PROFILE names in ~/.aws/credentials or ~/.aws/config, SSO, web identity, a \
+                 container's or an EC2 instance's role)",
+            ),
+            SetupError::Credentials { why, .. } => {
+                write!(f, "the AWS credentials could not be loaded: {why}")
+            }
+        }
+    }
+}
+
+impl SetupError {
+    /// Whether it is the configuration's fault (exit 2) rather than the machine's (exit 3).
+    pub fn is_config(&self) -> bool {
+        match self {
+            SetupError::NoRegion => true,
+            SetupError::NoCredentials => false,
+            SetupError::Credentials { config, .. } => *config,
+        }
+    }
+}
+
+/// Checks what every request of an AWS target needs before the first one: a region, and
+/// credentials the chain can load (loaded once here; the SDK caches its own).
+pub async fn check_setup(sdk: &SdkConfig, target: &AwsTarget) -> Result<(), SetupError> {
+    if region(sdk, target).is_none() {
+        return Err(SetupError::NoRegion);
+    }
+    let Some(provider) = sdk.credentials_provider() else {
+        return Err(SetupError::NoCredentials);
+    };
+    match provider.provide_credentials().await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(credentials_error(&e)),
+    }
+}
+
+/// What a failed credential load means for the run.
+fn credentials_error(error: &CredentialsError) -> SetupError {
+    match error {
+        CredentialsError::CredentialsNotLoaded(_) => SetupError::NoCredentials,
+        CredentialsError::InvalidConfiguration(_) => SetupError::Credentials {
+            config: true,
+            why: describe(error),
+        },
+        _ => SetupError::Credentials {
+            config: false,
+            why: describe(error),
+        },
+    }
 }
 
 /// The endpoint the AWS configuration gives a service, resolved as the SDK resolves it:
@@ -273,6 +356,40 @@ mod tests {
             class_of(404, "ResourceNotFoundException"),
             ErrorClass::Permanent
         );
+    }
+
+    #[tokio::test]
+    async fn setup_needs_a_region_and_credentials_before_any_request() {
+        use aws_credential_types::Credentials;
+        use aws_credential_types::provider::SharedCredentialsProvider;
+        use aws_types::region::Region;
+
+        let target = AwsTarget {
+            region: None,
+            endpoint_url: None,
+        };
+        let keys = SharedCredentialsProvider::new(Credentials::new(
+            "AKIDTEST", "test", None, None, "test",
+        ));
+        let bare = SdkConfig::builder().build();
+        assert_eq!(check_setup(&bare, &target).await, Err(SetupError::NoRegion));
+        let in_region = AwsTarget {
+            region: Some("eu-west-2".into()),
+            ..target.clone()
+        };
+        assert_eq!(
+            check_setup(&bare, &in_region).await,
+            Err(SetupError::NoCredentials)
+        );
+        let sdk = SdkConfig::builder()
+            .region(Region::new("us-east-1"))
+            .credentials_provider(keys)
+            .build();
+        assert_eq!(check_setup(&sdk, &target).await, Ok(()));
+        let message = SetupError::NoCredentials.to_string();
+        assert!(message.contains("AWS_ACCESS_KEY_ID") && message.contains("AWS_PROFILE"));
+        assert!(SetupError::NoRegion.to_string().contains("AWS_REGION"));
+        assert!(SetupError::NoRegion.is_config() && !SetupError::NoCredentials.is_config());
     }
 
     #[test]

@@ -434,24 +434,24 @@ pub fn errored(
     }
 }
 
-/// What happens when no target record matches, as a settled outcome (`create` aside).
+/// What happens when no target record matches, as a settled outcome (`create` aside). Each
+/// says why with the code `not_found` (`failed`, `skipped`, and `plan`'s `not_found` alike),
+/// so the ledger and the diff report can list the records nothing was written for.
 pub fn missing(when: WhenMissing, mode: Mode, what: &str, attempts: u32) -> Outcome {
     let status = match (mode, when) {
         (Mode::Plan, _) => Status::NotFound,
         (Mode::Apply, WhenMissing::Skip) => Status::Skipped,
-        (Mode::Apply, WhenMissing::Fail | WhenMissing::Create) => {
-            let message = format!("{what}, and [match] when_missing = \"{}\"", when.name());
-            return Outcome::Settled(errored(
-                Status::Failed,
-                None,
-                Vec::new(),
-                attempts,
-                "not_found",
-                message,
-            ));
-        }
+        (Mode::Apply, WhenMissing::Fail | WhenMissing::Create) => Status::Failed,
     };
-    settled(status, None, Vec::new(), attempts)
+    let message = format!("{what}, and [match] when_missing = \"{}\"", when.name());
+    Outcome::Settled(errored(
+        status,
+        None,
+        Vec::new(),
+        attempts,
+        "not_found",
+        message,
+    ))
 }
 
 /// `Retry-After` in seconds; anything else (a date, a negative or huge number) is ignored.

@@ -53,13 +53,10 @@ pub fn validate(kind: TargetKind, rules: &[FieldRule], mapped: &mut Mapped, op: 
     }
     for (index, value) in &mapped.fields {
         let rule = &rules[*index];
-        let column = match &rule.input {
-            crate::mapping::Input::Column(c) => Some(c.as_str()),
-            _ => None,
-        };
+        let column = rule.input.column_label();
         for message in check_field(&rule.target, value, op) {
             mapped.problems.push(Problem {
-                column: column.map(str::to_owned),
+                column: column.clone(),
                 ..message.at(&rule.name)
             });
         }

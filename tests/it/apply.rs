@@ -335,8 +335,9 @@ async fn plan_reports_differences_and_writes_nothing() {
     assert_eq!(
         rows,
         [
-            "1,2,C1,00000000000000000000000000000001,would_update,FirstName",
-            "3,4,C3,00000000000000000000000000000003,would_update,FirstName"
+            "1,2,C1,00000000000000000000000000000001,would_update,FirstName,,",
+            "3,4,C3,00000000000000000000000000000003,would_update,FirstName,,",
+            "4,5,C4,00000000000000000000000000000004,not_found,,not_found,\"in.csv:5: no profile has this ProfileId, and [match] when_missing = \"\"skip\"\"\""
         ]
     );
     let out = dir
@@ -760,5 +761,181 @@ async fn a_signal_during_the_preflight_exits_3_before_anything_is_written() {
         3,
         "interrupted; nothing was sent",
         &dir.path("l.jsonl"),
+    );
+}
+
+/// Issue 19: no region is a configuration error (exit 2) naming both places to set one, and
+/// no credentials a plain sentence naming the chain (exit 3); each at once, with no request
+/// sent and no retry, for both AWS targets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_region_or_no_credentials_stops_at_once_without_a_request() {
+    let emulator = seeded(2).await;
+    let dir = customers_dir(2, "");
+    dir.write(
+        "u.toml",
+        "[source]\nkey = \"crm_id\"\n[target]\nkind = \"connect-user\"\ninstance_id = \"i-1\"\n\
+         [match]\nid = \"crm_id\"\n[fields]\nFirstName = \"first\"\n",
+    );
+    for config in ["c.toml", "u.toml"] {
+        let args = sync_args("apply", config, "l.jsonl", &[]);
+        let started = std::time::Instant::now();
+        let out = command(&dir, &emulator, &args)
+            .env_remove("AWS_REGION")
+            .output()
+            .await;
+        assert_stopped_before_any_record(&out, 2, "no AWS region", &dir.path("l.jsonl"));
+        out.assert_says("AWS_REGION").assert_says("[target] region");
+
+        let out = command(&dir, &emulator, &args)
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .output()
+            .await;
+        assert_stopped_before_any_record(&out, 3, "no AWS credentials", &dir.path("l.jsonl"));
+        out.assert_says("AWS_ACCESS_KEY_ID")
+            .assert_says("AWS_PROFILE");
+        let err = out.stderr();
+        assert_eq!(
+            err.lines().filter(|l| !l.trim().is_empty()).count(),
+            1,
+            "one sentence: {err}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "nothing retried: {:?}",
+            started.elapsed()
+        );
+    }
+    let stats = emulator.stats();
+    assert_eq!(
+        stats.operation("GetDomain").requests + stats.operation("DescribeInstance").requests,
+        0
+    );
+}
+
+/// Issue 19: the command printed when a run stops carries `--config`, the input and every
+/// option of the run, and runs as printed; `--resume` without `--ledger` takes the newest
+/// ledger of the same config and input, not a newer one of another config.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_printed_resume_command_runs_as_printed_and_finds_its_own_ledger() {
+    let emulator = seeded(2).await;
+    let dir = Dir::new();
+    dir.write("in.csv", customers(8));
+    let failing = config("rate = 50", &format!("{BY_ID}\nwhen_missing = \"fail\""));
+    dir.write("c.toml", &failing);
+    dir.write("other.toml", &failing);
+    let first = [
+        "apply",
+        "--config",
+        "c.toml",
+        "in.csv",
+        "--state",
+        "st",
+        "--full",
+        "--rate",
+        "40",
+        "--concurrency",
+        "1",
+        "--report",
+        "rep",
+        "--max-errors",
+        "2",
+        "--no-progress",
+    ];
+    let out = command(&dir, &emulator, &first).output().await;
+    out.assert_exit(3);
+    let err = out.stderr();
+    let hint = err
+        .split("continue with: ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no resume command in: {err}"))
+        .trim()
+        .to_owned();
+    let words: Vec<&str> = hint.split(' ').collect();
+    assert_eq!(words[0], "profilesync", "{hint}");
+    for option in [
+        "--config c.toml in.csv",
+        "--state st --full --rate 40",
+        "--report rep",
+        "--resume --ledger ledgers/",
+    ] {
+        assert!(hint.contains(option), "{option:?} not in {hint}");
+    }
+    let ledger = words.last().unwrap().to_string();
+    let settled = dir.ledger(&ledger).len();
+
+    // A newer run of another config: `--resume` alone passes over its ledger.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let other = [
+        "apply",
+        "--config",
+        "other.toml",
+        "in.csv",
+        "--state",
+        "st2",
+        "--no-progress",
+    ];
+    command(&dir, &emulator, &other)
+        .output()
+        .await
+        .assert_exit(1);
+    let resume = [
+        "apply",
+        "--config",
+        "c.toml",
+        "in.csv",
+        "--state",
+        "st",
+        "--concurrency",
+        "1",
+        "--max-errors",
+        "2",
+        "--no-progress",
+        "--resume",
+    ];
+    let out = command(&dir, &emulator, &resume).output().await;
+    out.assert_exit(3)
+        .assert_says(&format!("resuming {ledger}"));
+    let after = dir.ledger(&ledger).len();
+    assert!(after > settled, "{settled} then {after}");
+
+    // The printed command, as printed: it continues the same ledger to its end.
+    let out = command(&dir, &emulator, &words[1..]).output().await;
+    out.assert_says(&format!("resuming {ledger}"));
+    assert!(!out.stderr().contains("cannot resume"), "{}", out.stderr());
+    let ledger = dir.ledger(&ledger);
+    assert!(ledger.len() > after, "{after} then {}", ledger.len());
+}
+
+/// Issue 19: a run without a terminal (as under cron or in a container) logs its progress at
+/// `-v`, one line every 10 s, with the settled records, the rate and the counts by status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_terminal_v_logs_the_progress_every_ten_seconds() {
+    // 25 records at 2 writes per second: the run lasts about 12 s.
+    let emulator = seeded(25).await;
+    let dir = customers_dir(25, "rate = 2\nburst = 1\nconcurrency = 2");
+    let mut args = APPLY[..6].to_vec();
+    args.extend(["-v", "--log-format", "json"]);
+    let out = command(&dir, &emulator, &args).output().await;
+    out.assert_exit(0);
+    let err = out.stderr();
+    let lines: Vec<Value> = err
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("progress: "))
+        })
+        .collect();
+    assert_eq!(lines.len(), 1, "one line at 10 s: {err}");
+    let fields = &lines[0];
+    let settled = fields["settled"].as_u64().unwrap();
+    assert!((10..25).contains(&settled), "{fields}");
+    assert_eq!(fields["statuses"], format!("{settled} updated"));
+    assert!(fields["per_second"].as_u64().is_some(), "{fields}");
+    assert!(
+        fields["limits"].as_str().unwrap().contains("UpdateProfile"),
+        "{fields}"
     );
 }

