@@ -49,11 +49,16 @@ pub enum Status {
     Skipped,
     /// The target refused the record, or it could not be sent.
     Failed,
+    /// `plan` with `[mirror]`: a target record this owner synced that tonight's input no
+    /// longer names would be deleted (an entry without `record`/`line`).
+    WouldDelete,
+    /// `apply` with `[mirror]`: such a record was deleted (or was already gone).
+    Deleted,
 }
 
 impl Status {
     /// Every status, in the order summaries print them.
-    pub const ALL: [Status; 12] = [
+    pub const ALL: [Status; 14] = [
         Self::Valid,
         Self::WouldUpdate,
         Self::WouldCreate,
@@ -64,6 +69,8 @@ impl Status {
         Self::Unchanged,
         Self::NotFound,
         Self::Skipped,
+        Self::WouldDelete,
+        Self::Deleted,
         Self::Invalid,
         Self::Failed,
     ];
@@ -83,6 +90,8 @@ impl Status {
             Self::Refreshed => "refreshed",
             Self::Skipped => "skipped",
             Self::Failed => "failed",
+            Self::WouldDelete => "would_delete",
+            Self::Deleted => "deleted",
         }
     }
 
