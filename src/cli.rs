@@ -102,6 +102,10 @@ struct SyncArgs {
     /// what differs), and refresh the state.
     #[arg(long)]
     full: bool,
+    /// [mirror]: delete the records absent from the source even beyond the guard, when they
+    /// are exactly N (the count a reviewed plan showed).
+    #[arg(long, value_name = "N")]
+    approve_deletes: Option<u64>,
     /// The directory of the local sync state (overrides [state] path; default ./state).
     #[arg(long, value_name = "PATH")]
     state: Option<PathBuf>,
@@ -178,6 +182,7 @@ impl SyncArgs {
             report: self.report.clone(),
             show_values: self.show_values,
             full: self.full,
+            approve_deletes: self.approve_deletes,
             state: self.state.clone(),
             quiet: self.run.quiet,
             progress: self.run.progress(),

@@ -8,6 +8,7 @@ mod emulator;
 mod expiry;
 mod genesys;
 mod matching;
+mod mirror;
 mod reliability;
 mod report;
 mod secrets;
