@@ -489,3 +489,83 @@ fn connect_user_refuses_delete_in_its_config() {
     out.assert_says("c.toml:12:");
     out.assert_says("not available for connect-user");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn genesys_profiles_gone_from_the_export_are_deleted_with_delete() {
+    let profiles: serde_json::Map<String, Value> = (1..=10)
+        .map(|i| (format!("G{i}"), json!({"FirstName": format!("Old{i}")})))
+        .collect();
+    let emulator = start_emulator(
+        EmulatorConfig::default()
+            .with_seed(json!({"genesys": {"tenant_id": 1, "profiles": profiles}}))
+            .without_quotas(),
+    )
+    .await;
+    let dir = Dir::new();
+    dir.write(
+        "c.toml",
+        format!(
+            "[source]\nkey = \"customer_id\"\n\n[target]\nkind = \"genesys-ucs\"\n\
+             base_url = \"{}\"\ntenant_id = 1\n\n[match]\nid = \"customer_id\"\n{}\n\
+             [fields]\nFirstName = \"first\"\n",
+            emulator.endpoint_url(),
+            mirror("delete", "crm", "")
+        ),
+    );
+    let csv = |n: u32| {
+        let mut csv = String::from("customer_id,first\n");
+        for i in 1..=n {
+            csv.push_str(&format!("G{i},First{i}\n"));
+        }
+        csv
+    };
+    dir.write("all.csv", csv(10));
+    dir.write("less.csv", csv(8));
+    let genesys = |args: Vec<&str>| dir.command(&args).genesys(&[]).output();
+    genesys(vec![
+        "apply",
+        "--config",
+        "c.toml",
+        "all.csv",
+        "--ledger",
+        "n1.jsonl",
+        "--no-progress",
+    ])
+    .await
+    .assert_exit(0);
+    genesys(vec![
+        "plan",
+        "--config",
+        "c.toml",
+        "less.csv",
+        "--ledger",
+        "p.jsonl",
+        "--no-progress",
+    ])
+    .await
+    .assert_exit(0);
+    let expected: BTreeSet<String> = ["G10", "G9"].map(String::from).into();
+    assert_eq!(targets(&dir.ledger("p.jsonl"), "would_delete"), expected);
+    genesys(vec![
+        "apply",
+        "--config",
+        "c.toml",
+        "less.csv",
+        "--ledger",
+        "n2.jsonl",
+        "--no-progress",
+    ])
+    .await
+    .assert_exit(0);
+    assert_eq!(targets(&dir.ledger("n2.jsonl"), "deleted"), expected);
+    let left = emulator.state()["genesys"]["profiles"]
+        .as_object()
+        .unwrap()
+        .len();
+    assert_eq!(left, 8);
+    assert!(emulator.state()["genesys"]["profiles"]["G9"].is_null());
+    assert_eq!(
+        emulator.stats().operation("GenesysDeleteProfile").requests,
+        2
+    );
+}
