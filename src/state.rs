@@ -557,6 +557,23 @@ impl SyncState {
         txn.commit().map_err(|e| self.error(e))
     }
 
+    /// Whether the state already keeps `id` as `owner`'s, synced from `key`.
+    pub fn owner_is(&self, id: &str, owner: &str, key: &str) -> Result<bool, StateError> {
+        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = match txn.open_table(OWNED) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
+            Err(e) => return Err(self.error(e)),
+        };
+        let found = table.get(id.as_bytes()).map_err(|e| self.error(e))?;
+        Ok(found.is_some_and(|value| {
+            let value = value.value();
+            value.len() >= 8
+                && value[..8] == owner_hash(owner).to_be_bytes()
+                && &value[8..] == key.as_bytes()
+        }))
+    }
+
     /// The records `owner` settled last: how many there are, and `(target id, [source]
     /// key)` of those `keep` accepts, in id order. Reads one snapshot, streaming: memory
     /// holds only what `keep` accepts.
@@ -962,6 +979,9 @@ mod tests {
                 ("g-1", "erp", "e-1"),
             ])
             .expect("owners");
+        assert!(state.owner_is(P1, "crm", "c-1").expect("reads"));
+        assert!(!state.owner_is(P1, "erp", "c-1").expect("reads"));
+        assert!(!state.owner_is(P1, "crm", "c-9").expect("reads"));
         let (total, kept) = state.owned_by("crm", |_, key| key != "c-1").expect("reads");
         assert_eq!((total, kept), (2, vec![(P2.to_owned(), "c-2".to_owned())]));
         // Another owner settling a record takes it over.

@@ -149,6 +149,9 @@ pub struct MirrorResult {
     pub candidates: u64,
     /// The guard's verdict (`None` when not considered).
     pub verdict: Option<Verdict>,
+    /// A deletion's error that is not about its record (access denied): the run stops
+    /// (exit 3), and the records it did not delete stay candidates for the next night.
+    pub stopped: Option<String>,
 }
 
 impl MirrorResult {
@@ -209,6 +212,7 @@ pub async fn run(
             owned: 0,
             candidates: 0,
             verdict: None,
+            stopped: None,
         });
     }
     let owner = how.mirror.owner.as_str();
@@ -217,11 +221,12 @@ pub async fn run(
     })
     .map_err(|e| io::Error::other(format!("reading the sync state failed: {e}")))?;
     let verdict = guard(candidates.len() as u64, owned, how.mirror, how.approved);
-    let result = MirrorResult {
+    let mut result = MirrorResult {
         not_considered: None,
         owned,
         candidates: candidates.len() as u64,
         verdict: Some(verdict),
+        stopped: None,
     };
     let deleting = how.mode == Mode::Apply
         && how.mirror.deletes == Deletes::Delete
@@ -244,7 +249,7 @@ pub async fn run(
         ledger.write_lines(&line)?;
         return Ok(result);
     }
-    delete_all(
+    result.stopped = delete_all(
         candidates,
         owner,
         how.concurrency,
@@ -260,7 +265,8 @@ pub async fn run(
 
 /// Deletes every candidate, `concurrency` at a time, each through the run's limiter and
 /// retry policy; writes each one's ledger line as it settles, then forgets the deleted ones
-/// in the state, in durable batches.
+/// in the state, in durable batches. Returns why the run must stop, if a deletion said so
+/// (that deletion gets no ledger line, like a record that did not settle).
 #[allow(clippy::too_many_arguments)]
 async fn delete_all(
     candidates: Vec<(String, String)>,
@@ -271,7 +277,7 @@ async fn delete_all(
     ledger: &mut Ledger,
     tally: &mut Tally,
     halt: Halt,
-) -> io::Result<()> {
+) -> io::Result<Option<String>> {
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut tasks = JoinSet::new();
     for (id, key) in candidates {
@@ -291,20 +297,16 @@ async fn delete_all(
     }
     let mut forget: Vec<String> = Vec::new();
     let mut line = Vec::new();
+    let mut stopped = None;
     while let Some(done) = tasks.join_next().await {
         let (id, key, outcome) = done.map_err(io::Error::other)?;
         let (status, attempts, error) = match outcome {
             Outcome::Settled(settled) => (settled.status, Some(settled.attempts), settled.error),
             // Not about this record (access denied): it stays, and the run says why.
-            Outcome::Abort(reason) => (
-                Status::Failed,
-                None,
-                Some(crate::ledger::EntryError {
-                    code: "aborted".into(),
-                    message: reason,
-                    problems: Vec::new(),
-                }),
-            ),
+            Outcome::Abort(reason) => {
+                stopped.get_or_insert(reason);
+                continue;
+            }
         };
         line.clear();
         Deletion {
@@ -326,7 +328,8 @@ async fn delete_all(
             }
         }
     }
-    remove(state, &mut forget)
+    remove(state, &mut forget)?;
+    Ok(stopped)
 }
 
 /// Forgets deleted records in the state, durably, after their ledger lines.

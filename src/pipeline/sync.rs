@@ -359,6 +359,9 @@ pub async fn sync(
                 halt,
             )
             .await?;
+            if let Some(reason) = &result.stopped {
+                aborted.get_or_insert_with(|| format!("deleting failed: {reason}"));
+            }
             Some(result)
         }
         _ => None,
@@ -935,7 +938,20 @@ impl Writer {
                 named.add(&entry);
             }
             if let (Some(state), Some(id)) = (&self.state, &entry.target_id) {
-                learnt.add(id, entry.key.as_deref(), change);
+                learnt.add(id, change);
+                if let (Some(owner), Some(key)) = (&learnt.owner, &entry.key)
+                    && settles(entry.status)
+                {
+                    // Read first: an unchanged night writes nothing for records it owned.
+                    let owned =
+                        tokio::task::block_in_place(|| state.state.owner_is(id, owner, key))
+                            .map_err(|e| {
+                                io::Error::other(format!("reading the sync state failed: {e}"))
+                            })?;
+                    if !owned {
+                        learnt.owned.push((id.clone(), key.clone()));
+                    }
+                }
                 if learnt.len() >= STATE_BATCH {
                     learnt.commit(&state.state)?;
                 }
@@ -1003,19 +1019,25 @@ struct StateBatch {
     found: Vec<(String, String)>,
     /// With `[mirror]`: the owner accepted records are kept under.
     owner: Option<String>,
-    /// `(target id, [source] key)` of the accepted records, for the owner.
+    /// `(target id, [source] key)` of the records settled under the owner, where the state
+    /// did not already say so.
     owned: Vec<(String, String)>,
 }
 
+/// Whether a record with this status is one its `[mirror] owner` settled (and so owns).
+fn settles(status: Status) -> bool {
+    matches!(
+        status,
+        Status::Updated | Status::Created | Status::Unchanged | Status::Refreshed
+    )
+}
+
 impl StateBatch {
-    fn add(&mut self, id: &str, key: Option<&str>, change: StateChange) {
+    fn add(&mut self, id: &str, change: StateChange) {
         match change {
             StateChange::Keep => {}
             StateChange::Accepted(stored, found) => {
                 self.accepted.push((id.to_owned(), stored));
-                if let (Some(_), Some(key)) = (&self.owner, key) {
-                    self.owned.push((id.to_owned(), key.to_owned()));
-                }
                 if let Some(key) = found {
                     self.found.push((key, id.to_owned()));
                 }
@@ -1025,7 +1047,7 @@ impl StateBatch {
     }
 
     fn len(&self) -> usize {
-        self.accepted.len() + self.forgotten.len()
+        self.accepted.len() + self.forgotten.len() + self.owned.len()
     }
 
     /// Writes the batch durably (the state's commit syncs to disk) and empties it.

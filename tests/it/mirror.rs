@@ -569,3 +569,98 @@ async fn genesys_profiles_gone_from_the_export_are_deleted_with_delete() {
         2
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirror_turned_on_later_owns_the_records_its_state_already_skips() {
+    let emulator = start_emulator(
+        EmulatorConfig::default()
+            .with_seed(seed(10))
+            .without_quotas(),
+    )
+    .await;
+    let dir = Dir::new();
+    dir.write("plain.toml", config(""));
+    dir.write("c.toml", config(&mirror("delete", "crm", "")));
+    dir.write("all.csv", export(1..=10, "First"));
+    dir.write("less.csv", export(1..=9, "First"));
+    night(
+        &dir,
+        &emulator,
+        "apply",
+        "plain.toml",
+        "all.csv",
+        "n1.jsonl",
+        &[],
+    )
+    .await
+    .assert_exit(0);
+    // Unchanged by the state, no request: owned from now on.
+    let on = night(
+        &dir,
+        &emulator,
+        "apply",
+        "c.toml",
+        "all.csv",
+        "n2.jsonl",
+        &[],
+    )
+    .await;
+    on.assert_exit(0);
+    on.assert_prints("deletions: 0 of 10");
+    assert_eq!(
+        count(&dir.ledger("n2.jsonl"), "unchanged", Some("state")),
+        10
+    );
+    night(
+        &dir,
+        &emulator,
+        "apply",
+        "c.toml",
+        "less.csv",
+        "n3.jsonl",
+        &[],
+    )
+    .await
+    .assert_exit(0);
+    assert_eq!(targets(&dir.ledger("n3.jsonl"), "deleted"), ids([10]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_access_denied_stops_the_run_and_deletes_nothing() {
+    let emulator = start_emulator(
+        EmulatorConfig::default()
+            .with_seed(seed(10))
+            .without_quotas()
+            .with_denied("DeleteProfile"),
+    )
+    .await;
+    let dir = Dir::new();
+    dir.write("c.toml", config(&mirror("delete", "crm", "")));
+    dir.write("all.csv", export(1..=10, "First"));
+    dir.write("less.csv", export(1..=8, "First"));
+    night(
+        &dir,
+        &emulator,
+        "apply",
+        "c.toml",
+        "all.csv",
+        "n1.jsonl",
+        &[],
+    )
+    .await
+    .assert_exit(0);
+    let denied = night(
+        &dir,
+        &emulator,
+        "apply",
+        "c.toml",
+        "less.csv",
+        "n2.jsonl",
+        &[],
+    )
+    .await;
+    denied.assert_exit(3);
+    denied.assert_says("deleting failed");
+    assert_eq!(count(&dir.ledger("n2.jsonl"), "deleted", None), 0);
+    assert_eq!(profiles(&emulator).len(), 10);
+}
