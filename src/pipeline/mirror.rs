@@ -24,6 +24,7 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 use super::sync::{Sender, StateUse};
 use crate::config::{Deletes, Mirror};
 use crate::ledger::{Deletion, Entry, Ledger, Status, Tally};
+use crate::report::DiffReport;
 use crate::retry::Halt;
 use crate::targets::{Mode, Outcome};
 
@@ -180,6 +181,30 @@ impl MirrorResult {
     }
 }
 
+/// Where the mirror stage writes: the ledger, the diff report if any, the run's counts.
+pub struct Out<'a> {
+    /// The run's ledger.
+    pub ledger: &'a mut Ledger,
+    /// The run's diff report.
+    pub report: Option<&'a mut DiffReport>,
+    /// The run's counts per status.
+    pub tally: &'a mut Tally,
+}
+
+impl Out<'_> {
+    /// Writes one deletion to the ledger and the report, and counts it.
+    fn write(&mut self, deletion: &Deletion<'_>, line: &mut Vec<u8>) -> io::Result<()> {
+        line.clear();
+        deletion.write_line(line);
+        self.ledger.write_lines(line)?;
+        if let Some(report) = self.report.as_deref_mut() {
+            report.write_deletion(deletion)?;
+        }
+        self.tally.add(deletion.status);
+        Ok(())
+    }
+}
+
 /// What the mirror stage works with.
 pub struct MirrorRun<'a> {
     /// `[mirror]`.
@@ -195,15 +220,29 @@ pub struct MirrorRun<'a> {
 /// The mirror stage, after every row settled: finds the candidates, applies the guard,
 /// and lists (`would_delete`) or deletes them, writing one ledger line each and counting
 /// them in `tally`.
-#[allow(clippy::too_many_arguments)]
 pub async fn run(
     how: MirrorRun<'_>,
     run: Completeness<'_>,
     named: &Named,
     state: &Arc<StateUse>,
     sender: &Arc<Sender>,
-    ledger: &mut Ledger,
-    tally: &mut Tally,
+    mut out: Out<'_>,
+    halt: Halt,
+) -> io::Result<MirrorResult> {
+    let result = decide_and_delete(how, run, named, state, sender, &mut out, halt).await?;
+    if let Some(report) = out.report {
+        report.deletions_line(result.line());
+    }
+    Ok(result)
+}
+
+async fn decide_and_delete(
+    how: MirrorRun<'_>,
+    run: Completeness<'_>,
+    named: &Named,
+    state: &Arc<StateUse>,
+    sender: &Arc<Sender>,
+    out: &mut Out<'_>,
     halt: Halt,
 ) -> io::Result<MirrorResult> {
     if let Some(why) = not_considered(run) {
@@ -234,7 +273,7 @@ pub async fn run(
     if !deleting {
         let mut line = Vec::new();
         for (id, key) in &candidates {
-            Deletion {
+            let deletion = Deletion {
                 status: Status::WouldDelete,
                 target_id: id,
                 key,
@@ -242,24 +281,13 @@ pub async fn run(
                 reason: ABSENT,
                 attempts: None,
                 error: None,
-            }
-            .write_line(&mut line);
-            tally.add(Status::WouldDelete);
+            };
+            out.write(&deletion, &mut line)?;
         }
-        ledger.write_lines(&line)?;
         return Ok(result);
     }
-    result.stopped = delete_all(
-        candidates,
-        owner,
-        how.concurrency,
-        state,
-        sender,
-        ledger,
-        tally,
-        halt,
-    )
-    .await?;
+    result.stopped =
+        delete_all(candidates, owner, how.concurrency, state, sender, out, halt).await?;
     Ok(result)
 }
 
@@ -267,15 +295,13 @@ pub async fn run(
 /// retry policy; writes each one's ledger line as it settles, then forgets the deleted ones
 /// in the state, in durable batches. Returns why the run must stop, if a deletion said so
 /// (that deletion gets no ledger line, like a record that did not settle).
-#[allow(clippy::too_many_arguments)]
 async fn delete_all(
     candidates: Vec<(String, String)>,
     owner: &str,
     concurrency: usize,
     state: &Arc<StateUse>,
     sender: &Arc<Sender>,
-    ledger: &mut Ledger,
-    tally: &mut Tally,
+    out: &mut Out<'_>,
     halt: Halt,
 ) -> io::Result<Option<String>> {
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
@@ -308,8 +334,7 @@ async fn delete_all(
                 continue;
             }
         };
-        line.clear();
-        Deletion {
+        let deletion = Deletion {
             status,
             target_id: &id,
             key: &key,
@@ -317,10 +342,8 @@ async fn delete_all(
             reason: ABSENT,
             attempts,
             error,
-        }
-        .write_line(&mut line);
-        ledger.write_lines(&line)?;
-        tally.add(status);
+        };
+        out.write(&deletion, &mut line)?;
         if status == Status::Deleted {
             forget.push(id);
             if forget.len() >= REMOVE_BATCH {

@@ -310,7 +310,7 @@ pub async fn sync(
     let Written {
         mut tally,
         fields,
-        report,
+        mut report,
         reasons,
         unchanged_by_state,
         mut ledger,
@@ -354,8 +354,11 @@ pub async fn sync(
                 &named,
                 state,
                 &sender,
-                &mut ledger,
-                &mut tally,
+                mirror::Out {
+                    ledger: &mut ledger,
+                    report: report.as_mut(),
+                    tally: &mut tally,
+                },
                 halt,
             )
             .await?;

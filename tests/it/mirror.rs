@@ -153,6 +153,29 @@ async fn thirty_rows_gone_are_listed_then_deleted_and_nothing_else_is_touched() 
         pid(i),
         "the key is the row's [source] key"
     );
+    // The diff report: the page's first screen, the CSV and the JSONL list them too.
+    let page = std::fs::read_to_string(dir.path(&plan.printed("report: "))).unwrap();
+    let deletions = page
+        .find("<h2>Deletions (30)</h2>")
+        .expect("a Deletions section");
+    assert!(
+        deletions < page.find("Records by status").unwrap(),
+        "before the totals"
+    );
+    assert!(page.contains("deletions: 30 of 100 (30.0%) absent from the source"));
+    let csv = std::fs::read_to_string(dir.path(&plan.printed("diff csv: "))).unwrap();
+    assert_eq!(
+        csv.lines().filter(|l| l.contains(",would_delete,")).count(),
+        30
+    );
+    let jsonl = std::fs::read_to_string(dir.path(&plan.printed("diff jsonl: "))).unwrap();
+    assert_eq!(
+        jsonl
+            .lines()
+            .filter(|l| l.contains("\"would_delete\""))
+            .count(),
+        30
+    );
     assert_eq!(profiles(&emulator).len(), 300, "a plan deletes nothing");
     assert_eq!(emulator.stats().operation("DeleteProfile").requests, 0);
 
