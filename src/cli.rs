@@ -40,8 +40,36 @@ enum Command {
         /// customer-profiles, connect-user or genesys-ucs.
         target: String,
     },
+    /// Erase exactly the records of a list of keys (an erasure request), with a ledger as
+    /// evidence.
+    Erase(EraseArgs),
     /// A local stand-in for the three target APIs, for rehearsals and tests.
     Emulator(crate::emulator::EmulatorArgs),
+}
+
+/// Arguments of `erase`.
+#[derive(Debug, Args)]
+struct EraseArgs {
+    /// The config file (TOML).
+    #[arg(long)]
+    config: PathBuf,
+    /// A file of [source] key values (or target ids), one a line.
+    keys: PathBuf,
+    /// Show what would be erased (would_delete); delete nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Where to write the erasure ledger (default: a new file under ./ledgers/).
+    #[arg(long)]
+    ledger: Option<PathBuf>,
+    /// The directory of the local sync state (overrides [state] path; default ./state).
+    #[arg(long, value_name = "PATH")]
+    state: Option<PathBuf>,
+    /// Erase beyond the guard when the keys are exactly N.
+    #[arg(long, value_name = "N")]
+    approve_deletes: Option<u64>,
+    /// Print nothing but errors.
+    #[arg(long)]
+    quiet: bool,
 }
 
 /// Arguments of the commands that read input.
@@ -138,6 +166,15 @@ pub fn main() -> i32 {
                 run::sync(args.sync_request(mode), s)
             })
         }
+        Command::Erase(args) => run::erase::erase(&run::erase::EraseRequest {
+            config: args.config,
+            keys: args.keys,
+            dry_run: args.dry_run,
+            ledger: args.ledger,
+            state: args.state,
+            approve_deletes: args.approve_deletes,
+            quiet: args.quiet,
+        }),
         Command::Demo => crate::demo::run(),
         Command::Skeleton { target } => skeleton(&target),
         Command::Emulator(args) => crate::emulator::run_cli(args),

@@ -557,6 +557,30 @@ impl SyncState {
         txn.commit().map_err(|e| self.error(e))
     }
 
+    /// The target id each of `keys` (`[source] key` values) was last synced from by any
+    /// `[mirror]` owner, in order; one pass over the owners' table (for `erase`, whose
+    /// requests are short).
+    pub fn ids_of_keys(&self, keys: &[String]) -> Result<Vec<Option<String>>, StateError> {
+        let mut ids = vec![None; keys.len()];
+        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = match txn.open_table(OWNED) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(ids),
+            Err(e) => return Err(self.error(e)),
+        };
+        for entry in table.iter().map_err(|e| self.error(e))? {
+            let (id, value) = entry.map_err(|e| self.error(e))?;
+            let value = value.value();
+            let Some(stored) = value.get(8..) else {
+                continue;
+            };
+            if let Some(at) = keys.iter().position(|k| k.as_bytes() == stored) {
+                ids[at] = Some(String::from_utf8_lossy(id.value()).into_owned());
+            }
+        }
+        Ok(ids)
+    }
+
     /// Whether the state already keeps `id` as `owner`'s, synced from `key`.
     pub fn owner_is(&self, id: &str, owner: &str, key: &str) -> Result<bool, StateError> {
         let txn = self.db.begin_read().map_err(|e| self.error(e))?;

@@ -12,6 +12,7 @@
 //! Exit codes are the contract's: 0 every record ended well, 1 some records are `invalid`
 //! or `failed`, 2 usage or configuration error (nothing processed), 3 the run was aborted.
 
+pub mod erase;
 mod files;
 mod finish;
 mod input;

@@ -687,3 +687,98 @@ async fn a_delete_access_denied_stops_the_run_and_deletes_nothing() {
     assert_eq!(count(&dir.ledger("n2.jsonl"), "deleted", None), 0);
     assert_eq!(profiles(&emulator).len(), 10);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erase_of_three_keys_deletes_exactly_those_and_keeps_the_evidence() {
+    let emulator = start_emulator(
+        EmulatorConfig::default()
+            .with_seed(seed(10))
+            .without_quotas(),
+    )
+    .await;
+    let dir = Dir::new();
+    dir.write("c.toml", config(&mirror("delete", "crm", "")));
+    dir.write("all.csv", export(1..=10, "First"));
+    night(
+        &dir,
+        &emulator,
+        "apply",
+        "c.toml",
+        "all.csv",
+        "n1.jsonl",
+        &[],
+    )
+    .await
+    .assert_exit(0);
+    // Two keys the state knows, and one ProfileId given as it is.
+    dir.write("keys.txt", format!("K2\nK5\n\n{}\n", pid(7)));
+    let dry = run(
+        &dir,
+        &emulator,
+        &[
+            "erase",
+            "--config",
+            "c.toml",
+            "keys.txt",
+            "--dry-run",
+            "--ledger",
+            "dry.jsonl",
+        ],
+    )
+    .await;
+    dry.assert_exit(0);
+    let ledger = dir.ledger("dry.jsonl");
+    assert_eq!(
+        ledger
+            .iter()
+            .filter(|e| e["outcome"] == "would_delete")
+            .count(),
+        3
+    );
+    assert_eq!(profiles(&emulator).len(), 10, "a dry run deletes nothing");
+
+    let erase = run(
+        &dir,
+        &emulator,
+        &[
+            "erase",
+            "--config",
+            "c.toml",
+            "keys.txt",
+            "--ledger",
+            "erase.jsonl",
+        ],
+    )
+    .await;
+    erase.assert_exit(0);
+    let ledger = dir.ledger("erase.jsonl");
+    assert_eq!(ledger.len(), 3);
+    assert_eq!(ledger[0]["key"], "K2");
+    assert_eq!(ledger[0]["target_id"], pid(2));
+    assert_eq!(ledger[2]["key"], pid(7));
+    assert!(
+        ledger
+            .iter()
+            .all(|e| e["outcome"] == "deleted" && e["time"].is_string()),
+        "{ledger:?}"
+    );
+    let expected: BTreeSet<String> = [1, 3, 4, 6, 8, 9, 10].map(pid).into();
+    assert_eq!(profiles(&emulator), expected);
+    // Their state entries are gone: the next mirror night owns the 7 left.
+    let next = night(
+        &dir,
+        &emulator,
+        "apply",
+        "c.toml",
+        "all.csv",
+        "n2.jsonl",
+        &[],
+    )
+    .await;
+    assert_eq!(
+        count(&dir.ledger("n2.jsonl"), "skipped", None),
+        3,
+        "erased: not found, not recreated"
+    );
+    next.assert_prints("deletions: 0 of 7");
+}
