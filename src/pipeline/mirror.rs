@@ -259,7 +259,11 @@ async fn decide_and_delete(
         state.state.owned_by(owner, |id, key| !named.names(id, key))
     })
     .map_err(|e| io::Error::other(format!("reading the sync state failed: {e}")))?;
-    let verdict = guard(candidates.len() as u64, owned, how.mirror, how.approved);
+    // `report` deletes nothing, so it has nothing to withhold.
+    let verdict = match how.mirror.deletes {
+        Deletes::Delete => guard(candidates.len() as u64, owned, how.mirror, how.approved),
+        Deletes::Report | Deletes::Off => Verdict::Within,
+    };
     let mut result = MirrorResult {
         not_considered: None,
         owned,
