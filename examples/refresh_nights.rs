@@ -61,6 +61,11 @@ fn main() {
         "  mean {mean:.0} a night ({:.2}%), {nights_with_writes} of {days} nights write",
         100.0 * mean / n as f64
     );
+    if std::env::var_os("NIGHTS").is_some() {
+        for (day, count) in per_night.iter().enumerate() {
+            println!("  day {}: {count}", day + 1);
+        }
+    }
     let most = writes.iter().max().copied().unwrap_or(0);
     println!(
         "  writes per record over {days} days: at most {most}; longest time without a write: {} days (expiry at {EXPIRATION})",

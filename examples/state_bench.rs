@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use profilesync::state::{Stored, SyncState, TargetIdentity, payload_hash};
+use profilesync::state::{PayloadValue, Stored, SyncState, TargetIdentity, payload_hash};
 
 const BATCH: usize = 64;
 const LOOKUPS: u64 = 200_000;
@@ -32,7 +32,10 @@ fn stored(i: u64, night: u32) -> Stored {
     let first = format!("First{i}");
     let email = format!("c{i}-{night}@example.com");
     Stored {
-        hash: payload_hash(&[("FirstName", &first), ("EmailAddress", &email)]),
+        hash: payload_hash(&[
+            ("FirstName", PayloadValue::One(&first)),
+            ("EmailAddress", PayloadValue::One(&email)),
+        ]),
         last_modified: None,
         written_at: Some(1_800_000_000 + night),
     }

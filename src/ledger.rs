@@ -259,11 +259,70 @@ pub struct RunFile {
     pub target: String,
     /// The input, as an absolute path when it can be resolved (`<stdin>` for `-`).
     pub input: String,
+    /// What the input file was when the run started (none for standard input, nor in run
+    /// files written before issue 20): `--resume` refuses an input that changed since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_file: Option<InputFile>,
     /// For a `--retry-failed` run: the earlier ledger whose failed records it sends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_failed: Option<String>,
     /// The process that holds, or last held, the ledger.
     pub pid: u32,
+}
+
+/// What identifies the content of an input file, cheaply: its size, its modification time
+/// and a SHA-256 of its first MiB. A re-export replaced under the same name changes at least
+/// one of them (a file rewritten to the same size within the same clock tick whose changes
+/// are all past its first MiB would not; nothing short of hashing it all would tell).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputFile {
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, RFC 3339 in UTC with nanoseconds.
+    pub modified: String,
+    /// SHA-256 of the first [`InputFile::HEAD_BYTES`] bytes (all of a smaller file), in hex.
+    pub head_sha256: String,
+}
+
+impl InputFile {
+    /// How much of the file is hashed.
+    pub const HEAD_BYTES: u64 = 1 << 20;
+
+    /// Reads the input file's size, modification time and first MiB.
+    pub fn of(path: &Path) -> io::Result<InputFile> {
+        let file = File::open(path)?;
+        let meta = file.metadata()?;
+        let modified: chrono::DateTime<chrono::Utc> = meta.modified()?.into();
+        let mut head = Vec::with_capacity(meta.len().min(Self::HEAD_BYTES) as usize);
+        file.take(Self::HEAD_BYTES).read_to_end(&mut head)?;
+        Ok(InputFile {
+            size: meta.len(),
+            modified: modified.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            head_sha256: sha256_hex(&head),
+        })
+    }
+
+    /// What differs between the input as it was (`self`) and as it is (`now`), in words;
+    /// `None` when nothing does.
+    pub fn changes(&self, now: &InputFile) -> Option<String> {
+        let mut changed = Vec::new();
+        if self.size != now.size {
+            changed.push(format!(
+                "its size (was {} bytes, now {})",
+                self.size, now.size
+            ));
+        }
+        if self.modified != now.modified {
+            changed.push(format!(
+                "its modification time (was {}, now {})",
+                self.modified, now.modified
+            ));
+        }
+        if self.head_sha256 != now.head_sha256 {
+            changed.push("the content of its first MiB (SHA-256)".to_owned());
+        }
+        (!changed.is_empty()).then(|| changed.join(", "))
+    }
 }
 
 impl RunFile {
@@ -339,6 +398,15 @@ impl RunFile {
                     "it was written for the {what} {then}, and this run's {what} is {this}"
                 ));
             }
+        }
+        if let (Some(then), Some(this)) = (&self.input_file, &now.input_file)
+            && let Some(changes) = then.changes(this)
+        {
+            return Some(format!(
+                "the input {} has changed since the ledger was written: {changes} (a \
+                 re-exported file is a new run: start one without --resume)",
+                now.input
+            ));
         }
         if self.config_sha256 != now.config_sha256 {
             return Some(format!(
@@ -902,9 +970,40 @@ mod tests {
             config_sha256: sha256_hex(b"[source]\n"),
             target: "customer-profiles domain=D region=us-east-1".into(),
             input: "/in.csv".into(),
+            input_file: None,
             retry_failed: None,
             pid: 1,
         }
+    }
+
+    #[test]
+    fn an_input_file_names_each_thing_that_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.csv");
+        fs::write(&path, "a,b\n1,2\n").unwrap();
+        let then = InputFile::of(&path).unwrap();
+        assert_eq!(then.size, 8);
+        assert_eq!(then.head_sha256, sha256_hex(b"a,b\n1,2\n"));
+        assert_eq!(then.changes(&InputFile::of(&path).unwrap()), None);
+        let now = InputFile {
+            size: 9,
+            head_sha256: sha256_hex(b"x"),
+            ..then.clone()
+        };
+        let changes = then.changes(&now).unwrap();
+        assert!(
+            changes.starts_with("its size (was 8 bytes, now 9)"),
+            "{changes}"
+        );
+        assert!(
+            changes.ends_with("the content of its first MiB (SHA-256)"),
+            "{changes}"
+        );
+        assert!(!changes.contains("modification time"), "{changes}");
+        // A run file without the input's fingerprint (written before issue 20) still reads.
+        let old = r#"{"command":"apply","config":"/c","config_sha256":"00","target":"t","input":"/in.csv","pid":1}"#;
+        let run: RunFile = serde_json::from_str(old).unwrap();
+        assert_eq!(run.input_file, None);
     }
 
     #[test]

@@ -930,36 +930,70 @@ pub fn found_key(search_key: &str, key_column: &str, key: &str) -> String {
     format!("{search_key}\0{key_column}\0{key}")
 }
 
+/// One field's value in a payload, by kind: the kind is part of the hash, so that a field
+/// set to one value and the same field set to a list of that one value hash apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadValue<'a> {
+    /// The field is cleared (`""` in UpdateProfile).
+    Cleared,
+    /// One value.
+    One(&'a str),
+    /// A list of values (multi-valued Genesys attributes), in order: the first is primary.
+    List(&'a [String]),
+}
+
 /// The hash of a mapped payload: xxh3-128 (seed 0) of a canonical encoding of its
 /// `(field, value)` pairs, so that the same payload always hashes the same, on any machine
-/// and with any Rust version.
+/// and with any Rust version, and two different payloads never share an encoding.
 ///
-/// The encoding: the 8 bytes `psync-p1` (the version of this encoding), the number of pairs
-/// as a 4-byte little-endian integer, then for each pair, in order of field name (bytewise;
-/// pairs with the same field name keep their given order, which matters for multi-valued
-/// fields whose first value is the primary one): the field's length in bytes (4-byte
-/// little-endian), its UTF-8 bytes, the value's length, its bytes. The lengths keep
-/// `("ab", "c")` apart from `("a", "bc")`.
-///
-/// The caller passes exactly what the write would carry: a field that is cleared as `""`,
-/// a field that is kept (absent) not at all, so the two hash differently.
-pub fn payload_hash(fields: &[(&str, &str)]) -> u128 {
-    let mut order: Vec<&(&str, &str)> = fields.iter().collect();
-    order.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+/// The encoding: the 8 bytes `psync-p2` (the version of this encoding), the number of fields
+/// as a 4-byte little-endian integer, then for each field, in order of field name (bytewise;
+/// fields with the same name keep their given order): the field's length in bytes (4-byte
+/// little-endian), its UTF-8 bytes, then its kind: `0` cleared; `1` one value, then the
+/// value's length and bytes; `2` a list, then the number of values and each value's length
+/// and bytes. The lengths keep `("ab", "c")` apart from `("a", "bc")`; a field that is kept
+/// (absent) is not in the payload at all. Version `psync-p1` (before issue 20) wrote a list
+/// as one pair per value and a cleared field as `""`, with no kinds: a state written with it
+/// never matches a `p2` hash, so each record is read (and compared) once, then stored anew.
+pub fn payload_hash(fields: &[(&str, PayloadValue<'_>)]) -> u128 {
     let mut hasher = Xxh3Default::new();
-    hasher.update(PAYLOAD_TAG);
-    hasher.update(&len32(fields.len()));
-    for (field, value) in order {
-        hasher.update(&len32(field.len()));
-        hasher.update(field.as_bytes());
-        hasher.update(&len32(value.len()));
-        hasher.update(value.as_bytes());
-    }
+    encode_payload(fields, &mut |bytes: &[u8]| hasher.update(bytes));
     hasher.digest128()
 }
 
+/// Writes [`payload_hash`]'s encoding of `fields` to `out`, piece by piece.
+fn encode_payload(fields: &[(&str, PayloadValue<'_>)], out: &mut impl FnMut(&[u8])) {
+    let mut order: Vec<&(&str, PayloadValue<'_>)> = fields.iter().collect();
+    order.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    out(PAYLOAD_TAG);
+    out(&len32(fields.len()));
+    for (field, value) in order {
+        put_text(out, field);
+        match value {
+            PayloadValue::Cleared => out(&[0]),
+            PayloadValue::One(value) => {
+                out(&[1]);
+                put_text(out, value);
+            }
+            PayloadValue::List(values) => {
+                out(&[2]);
+                out(&len32(values.len()));
+                for value in *values {
+                    put_text(out, value);
+                }
+            }
+        }
+    }
+}
+
+/// A text as its length (4 little-endian bytes) and its UTF-8 bytes.
+fn put_text(out: &mut impl FnMut(&[u8]), text: &str) {
+    out(&len32(text.len()));
+    out(text.as_bytes());
+}
+
 /// The first bytes of [`payload_hash`]'s encoding.
-const PAYLOAD_TAG: &[u8; 8] = b"psync-p1";
+const PAYLOAD_TAG: &[u8; 8] = b"psync-p2";
 
 /// A length as 4 little-endian bytes (saturating: no field or value comes near 4 GiB).
 fn len32(len: usize) -> [u8; 4] {
@@ -1488,12 +1522,43 @@ mod tests {
 
     // ---- payload_hash ----
 
-    /// The encoding, written out independently of `payload_hash`, for pairs already in
-    /// field order.
-    fn spec_encoding(sorted: &[(&str, &str)]) -> Vec<u8> {
-        let mut bytes = b"psync-p1".to_vec();
+    use PayloadValue::{Cleared, List, One};
+
+    /// The encoding, written out independently of `payload_hash`, for fields already in
+    /// name order.
+    fn spec_encoding(sorted: &[(&str, PayloadValue<'_>)]) -> Vec<u8> {
+        fn text(bytes: &mut Vec<u8>, text: &str) {
+            bytes.extend_from_slice(&(text.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(text.as_bytes());
+        }
+        let mut bytes = b"psync-p2".to_vec();
         bytes.extend_from_slice(&(sorted.len() as u32).to_le_bytes());
         for (field, value) in sorted {
+            text(&mut bytes, field);
+            match value {
+                Cleared => bytes.push(0),
+                One(v) => {
+                    bytes.push(1);
+                    text(&mut bytes, v);
+                }
+                List(values) => {
+                    bytes.push(2);
+                    bytes.extend_from_slice(&(values.len() as u32).to_le_bytes());
+                    for v in *values {
+                        text(&mut bytes, v);
+                    }
+                }
+            }
+        }
+        bytes
+    }
+
+    /// The encoding before issue 20 (`psync-p1`): pairs of texts, a cleared field as `""` and
+    /// a list as one pair per value, so kinds were lost.
+    fn p1_encoding(sorted_pairs: &[(&str, &str)]) -> Vec<u8> {
+        let mut bytes = b"psync-p1".to_vec();
+        bytes.extend_from_slice(&(sorted_pairs.len() as u32).to_le_bytes());
+        for (field, value) in sorted_pairs {
             bytes.extend_from_slice(&(field.len() as u32).to_le_bytes());
             bytes.extend_from_slice(field.as_bytes());
             bytes.extend_from_slice(&(value.len() as u32).to_le_bytes());
@@ -1502,29 +1567,30 @@ mod tests {
         bytes
     }
 
+    fn list(values: &[&str]) -> Vec<String> {
+        values.iter().map(|v| (*v).to_owned()).collect()
+    }
+
     #[test]
     fn payload_hash_is_xxh3_128_of_the_documented_encoding() {
+        let emails = list(&["a@x.com", "b@x.com"]);
         let fields = [
-            ("LastName", "Lee"),
-            ("FirstName", "Ann"),
-            ("Address.City", ""),
+            ("LastName", One("Lee")),
+            ("FirstName", One("Ann")),
+            ("Address.City", Cleared),
+            ("EmailAddress", List(&emails)),
         ];
         let sorted = [
-            ("Address.City", ""),
-            ("FirstName", "Ann"),
-            ("LastName", "Lee"),
+            ("Address.City", Cleared),
+            ("EmailAddress", List(&emails)),
+            ("FirstName", One("Ann")),
+            ("LastName", One("Lee")),
         ];
         let encoding = spec_encoding(&sorted);
-        assert_eq!(&encoding[..12], b"psync-p1\x03\0\0\0");
+        assert_eq!(&encoding[..12], b"psync-p2\x04\0\0\0");
         assert_eq!(
             payload_hash(&fields),
             xxhash_rust::xxh3::xxh3_128(&encoding)
-        );
-        // The same value from another implementation (Python `xxhash` 4.1.0:
-        // `xxhash.xxh3_128_intdigest(encoding)`), so a change of crate cannot move it.
-        assert_eq!(
-            payload_hash(&fields),
-            0x11df_c7a8_2d91_4b15_c638_f977_c3f2_a9e0
         );
         assert_eq!(
             payload_hash(&[]),
@@ -1533,41 +1599,124 @@ mod tests {
     }
 
     #[test]
+    fn a_state_of_the_old_encoding_never_matches_the_new_one() {
+        // Issue 20, item 4: the old encoding hashed `x` and `["x"]` alike. A hash it stored
+        // for the same payload differs from today's, so the record is read and compared once.
+        let one = list(&["new@x.com"]);
+        assert_ne!(
+            payload_hash(&[("EmailAddress", One("new@x.com"))]),
+            payload_hash(&[("EmailAddress", List(&one))])
+        );
+        type Case<'a> = (&'a [(&'a str, PayloadValue<'a>)], &'a [(&'a str, &'a str)]);
+        let cases: [Case<'_>; 3] = [
+            (&[("FirstName", One("Ann"))], &[("FirstName", "Ann")]),
+            (&[("FirstName", Cleared)], &[("FirstName", "")]),
+            (
+                &[("EmailAddress", List(&one))],
+                &[("EmailAddress", "new@x.com")],
+            ),
+        ];
+        for (new, old) in cases {
+            assert_ne!(
+                payload_hash(new),
+                xxhash_rust::xxh3::xxh3_128(&p1_encoding(old)),
+                "{new:?}"
+            );
+        }
+    }
+
+    #[test]
     fn payload_hash_ignores_field_order_but_not_anything_else() {
-        let base = payload_hash(&[("FirstName", "Ann"), ("LastName", "Lee")]);
+        let base = payload_hash(&[("FirstName", One("Ann")), ("LastName", One("Lee"))]);
         assert_eq!(
             base,
-            payload_hash(&[("LastName", "Lee"), ("FirstName", "Ann")])
+            payload_hash(&[("LastName", One("Lee")), ("FirstName", One("Ann"))])
         );
         for other in [
-            payload_hash(&[("FirstName", "Anne"), ("LastName", "Lee")]),
-            payload_hash(&[("FirstName", "Ann")]),
+            payload_hash(&[("FirstName", One("Anne")), ("LastName", One("Lee"))]),
+            payload_hash(&[("FirstName", One("Ann"))]),
             payload_hash(&[
-                ("FirstName", "Ann"),
-                ("LastName", "Lee"),
-                ("EmailAddress", ""),
+                ("FirstName", One("Ann")),
+                ("LastName", One("Lee")),
+                ("EmailAddress", Cleared),
             ]),
-            payload_hash(&[("FirstName", "AnnL"), ("astName", "ee")]),
-            payload_hash(&[("FirstName", "Ann"), ("LastName", "Lee "), ("", "")]),
+            payload_hash(&[("FirstName", One("AnnL")), ("astName", One("ee"))]),
         ] {
             assert_ne!(base, other);
         }
-        // Several values of one field: their order is significant (the first is primary).
+        // A cleared field, an empty value and an empty list are three payloads.
+        let empty: Vec<String> = Vec::new();
+        let kinds = [
+            payload_hash(&[("A", Cleared)]),
+            payload_hash(&[("A", One(""))]),
+            payload_hash(&[("A", List(&empty))]),
+        ];
+        assert!(kinds[0] != kinds[1] && kinds[1] != kinds[2] && kinds[0] != kinds[2]);
+        // A list's order is significant (the first value is primary).
+        let ab = list(&["a@x.com", "b@x.com"]);
+        let ba = list(&["b@x.com", "a@x.com"]);
         assert_ne!(
-            payload_hash(&[("EmailAddress", "a@x.com"), ("EmailAddress", "b@x.com")]),
-            payload_hash(&[("EmailAddress", "b@x.com"), ("EmailAddress", "a@x.com")])
+            payload_hash(&[("EmailAddress", List(&ab))]),
+            payload_hash(&[("EmailAddress", List(&ba))])
         );
-        assert_eq!(
-            payload_hash(&[
-                ("EmailAddress", "a@x.com"),
-                ("A", "1"),
-                ("EmailAddress", "b@x.com")
-            ]),
-            payload_hash(&[
-                ("A", "1"),
-                ("EmailAddress", "a@x.com"),
-                ("EmailAddress", "b@x.com")
-            ])
-        );
+    }
+
+    mod props {
+        use proptest::prelude::*;
+
+        use super::super::{PayloadValue, payload_hash};
+
+        /// A payload as owned data: `(field, kind, values)`, kind 0 cleared, 1 one, 2 list.
+        type Owned = Vec<(String, u8, Vec<String>)>;
+
+        fn payload() -> impl Strategy<Value = Owned> {
+            let text = prop_oneof![Just(String::new()), "[ab,]{0,3}"];
+            let field = prop_oneof![Just("A".to_owned()), Just("B".to_owned()), "[AB.]{0,3}"];
+            prop::collection::vec((field, 0u8..3, prop::collection::vec(text, 0..3)), 0..4)
+        }
+
+        fn view(payload: &Owned) -> Vec<(&str, PayloadValue<'_>)> {
+            payload
+                .iter()
+                .map(|(field, kind, values)| {
+                    let value = match kind {
+                        0 => PayloadValue::Cleared,
+                        1 => PayloadValue::One(values.first().map_or("", String::as_str)),
+                        _ => PayloadValue::List(values),
+                    };
+                    (field.as_str(), value)
+                })
+                .collect()
+        }
+
+        /// What makes two payloads the same: the fields in name order (stable), each with
+        /// its kind and only the values that kind carries.
+        fn canonical(payload: &Owned) -> Vec<(String, u8, Vec<String>)> {
+            let mut fields: Vec<_> = payload
+                .iter()
+                .map(|(field, kind, values)| {
+                    let values = match kind {
+                        0 => Vec::new(),
+                        1 => vec![values.first().cloned().unwrap_or_default()],
+                        _ => values.clone(),
+                    };
+                    (field.clone(), *kind, values)
+                })
+                .collect();
+            fields.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            fields
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Two different payloads never hash alike (and the same payload in another field
+            /// order always does).
+            #[test]
+            fn different_payloads_never_hash_alike(a in payload(), b in payload()) {
+                let same = canonical(&a) == canonical(&b);
+                prop_assert_eq!(payload_hash(&view(&a)) == payload_hash(&view(&b)), same);
+            }
+        }
     }
 }

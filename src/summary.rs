@@ -117,6 +117,12 @@ impl RunSummary {
         }
     }
 
+    /// Something a `check` run finished with that a person should look at (a JSONL path no
+    /// record has); such a run exits 1. (A `plan` or `apply` run's come with its result.)
+    pub fn warning(&mut self, message: &str) {
+        self.warnings.push(message.to_owned());
+    }
+
     /// The ledger the run writes.
     pub fn ledger(&mut self, path: &Path) {
         self.ledger = Some(absolute(path));

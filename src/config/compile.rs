@@ -92,6 +92,19 @@ impl Compiler<'_> {
         let limits = self.limits(kind, &raw.limits);
         let mut rules = Vec::new();
         for (name, spec) in &raw.fields {
+            if let Some(extension) = extension_named(&target, name.get_ref()) {
+                self.error(
+                    Some(name.span()),
+                    format!(
+                        "`{}` is the name of the declared extension `{extension}` ([target] \
+                         extensions; UCS names are case-insensitive): a mapped attribute of \
+                         that name would be written over the extension; map the attribute \
+                         under another name",
+                        name.get_ref()
+                    ),
+                );
+                continue;
+            }
             if let Some(rule) = self.field(kind, &source, name, spec) {
                 rules.push(rule);
             }
@@ -723,6 +736,18 @@ pub fn default_start_rate(kind: TargetKind) -> f64 {
         TargetKind::CustomerProfiles => 100.0,
         TargetKind::ConnectUser => 2.0,
         TargetKind::GenesysUcs => 20.0,
+    }
+}
+
+/// The Genesys extension (`[target] extensions`) a `[fields]` name matches, ignoring case.
+fn extension_named<'a>(target: &'a Target, field: &str) -> Option<&'a str> {
+    match target {
+        Target::GenesysUcs(t) => t
+            .extensions
+            .iter()
+            .find(|e| e.to_lowercase() == field.to_lowercase())
+            .map(String::as_str),
+        _ => None,
     }
 }
 

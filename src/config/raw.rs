@@ -122,6 +122,9 @@ pub struct RawTarget {
     pub base_url: Option<Spanned<String>>,
     /// Genesys tenant, sent as `X-Genesys-TenantId`.
     pub tenant_id: Option<Spanned<i64>>,
+    /// Genesys: the profile extensions the UCS schema declares (no `[fields]` name may be
+    /// one of them, in any case).
+    pub extensions: Option<Spanned<Vec<String>>>,
     /// AWS region; default from the AWS configuration.
     pub region: Option<Spanned<String>>,
     /// AWS endpoint override; default from the AWS configuration.

@@ -117,6 +117,7 @@ fn target_lines(kind: TargetKind) -> &'static str {
         TargetKind::GenesysUcs => {
             "base_url = \"https://ucs.example.com:8080/path\"   # plain http:// only for loopback\n\
              # tenant_id = 1                 # sent as X-Genesys-TenantId\n\
+             # extensions = [\"contacts\"]     # the schema's extensions: never mapped as attributes\n\
              # credentials: GENESYS_UCS_USERNAME and GENESYS_UCS_PASSWORD, never this file\n"
         }
     }

@@ -55,6 +55,9 @@ pub struct GenesysUcsTarget {
     pub base_url: String,
     /// The tenant, sent as `X-Genesys-TenantId` when set.
     pub tenant_id: Option<i64>,
+    /// The profile extensions the UCS schema declares: a mapped attribute of the same name
+    /// (in any case) would be written over the extension, so it is a config error.
+    pub extensions: Vec<String>,
 }
 
 /// What both AWS targets may override of the AWS configuration.
@@ -219,7 +222,7 @@ impl ConnectUserTarget {
 
 impl GenesysUcsTarget {
     /// Its keys, for "is for" errors.
-    const KEYS: &[&str] = &["base_url", "tenant_id"];
+    const KEYS: &[&str] = &["base_url", "tenant_id", "extensions"];
 
     fn compile(raw: RawTarget, problems: &mut Vec<Problem>) -> Self {
         let url = required(&raw.kind, raw.base_url, "base_url", problems);
@@ -229,6 +232,7 @@ impl GenesysUcsTarget {
         GenesysUcsTarget {
             base_url: value(url).trim_end_matches('/').to_owned(),
             tenant_id: raw.tenant_id.map(Spanned::into_inner),
+            extensions: raw.extensions.map(Spanned::into_inner).unwrap_or_default(),
         }
     }
 }
@@ -277,7 +281,7 @@ fn checked_url(url: &Spanned<String>, problems: &mut Vec<Problem>) {
 
 /// Every key of `raw` set but not `kind`'s, with the target it belongs to.
 fn foreign_keys(raw: &RawTarget, kind: TargetKind) -> Vec<Problem> {
-    let set: [(&str, Option<Range<usize>>); 6] = [
+    let set: [(&str, Option<Range<usize>>); 7] = [
         ("domain", raw.domain.as_ref().map(Spanned::span)),
         ("instance_id", raw.instance_id.as_ref().map(Spanned::span)),
         (
@@ -286,6 +290,7 @@ fn foreign_keys(raw: &RawTarget, kind: TargetKind) -> Vec<Problem> {
         ),
         ("base_url", raw.base_url.as_ref().map(Spanned::span)),
         ("tenant_id", raw.tenant_id.as_ref().map(Spanned::span)),
+        ("extensions", raw.extensions.as_ref().map(Spanned::span)),
         ("endpoint_url", raw.endpoint_url.as_ref().map(Spanned::span)),
     ];
     let region = ("region", raw.region.as_ref().map(Spanned::span));
@@ -399,6 +404,7 @@ mod tests {
             Target::GenesysUcs(GenesysUcsTarget {
                 base_url: "https://ucs.example.com".to_owned(),
                 tenant_id: Some(7),
+                extensions: Vec::new(),
             })
         );
         assert!(ucs.aws().is_none());

@@ -7,7 +7,8 @@
 //! values back is accepted).
 //!
 //! UpdateUserIdentityInfo is strict: the given `IdentityInfo` replaces the stored one, and a
-//! member left out is cleared. Its members are checked as for an instance that manages
+//! member left out is cleared (an instance seeded with `"identity_update": "merge"` keeps it
+//! instead; an instance's `"listed_usernames"` make ListUsers give stale names). Its members are checked as for an instance that manages
 //! identities in Connect: FirstName 1–255 and LastName 1–256 characters, both in NFC; Mobile
 //! E.164; SecondaryEmail the documented pattern. SearchUsers understands `StringCondition`
 //! leaves (Username, FirstName, LastName, resourceId, RoutingProfileId; EXACT, STARTS_WITH,
@@ -169,8 +170,20 @@ fn update_user_identity_info(
     app.with_state(|state| {
         let instance = instance_mut(&mut state.instances, instance)?;
         let management = instance.identity_management().to_owned();
+        let merges = instance.identity_update.as_deref() == Some("merge");
         let record = user_mut(instance, user)?;
         check_management(&management, record, &identity)?;
+        let identity = if merges {
+            let mut merged = record
+                .get("IdentityInfo")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            merged.extend(identity);
+            merged
+        } else {
+            identity
+        };
         record.insert("IdentityInfo".to_string(), Value::Object(identity));
         touch(record, now);
         Ok::<_, ApiError>(())
@@ -436,7 +449,13 @@ fn list_users(
         let list: Vec<Value> = instance_data
             .users
             .iter()
-            .map(|(id, record)| summary(arns, instance, id, record))
+            .map(|(id, record)| {
+                let mut item = summary(arns, instance, id, record);
+                if let Some(listed) = instance_data.listed_usernames.get(id) {
+                    item["Username"] = Value::String(listed.clone());
+                }
+                item
+            })
             .collect();
         Ok::<_, ApiError>(list)
     })?;

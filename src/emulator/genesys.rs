@@ -11,7 +11,9 @@
 //! - `PUT` replaces every attribute; extensions are replaced (the complete set) only when the
 //!   body carries at least one, otherwise they are kept. 200 with an empty body.
 //! - `POST` needs `customer_id` (1–16 characters); an existing id is a 400 (UCS documents 400
-//!   as its general error and no 409). 201 with `{"customer_id": ...}`.
+//!   as its general error and no 409; the seed's `"duplicate_status": 409` answers 409, as
+//!   other servers do). 201 with `{"customer_id": ...}`. The seed's `"lost_creates": N` makes
+//!   the next N POSTs create the profile and answer 500, a response lost after the commit.
 //!
 //! Checks, in order: basic authentication when configured (401), `X-Genesys-TenantId` when
 //! the state has a tenant (400 `Invalid tenant specified : N`), `Content-Type:
@@ -315,8 +317,13 @@ fn create_profile(app: &Shared, headers: &HeaderMap, body: &[u8]) -> Result<Resp
         let body = parse_body(body)?;
         let id = check_new_id(body.customer_id.as_deref())?;
         if state.genesys.profiles.contains_key(&id) {
+            let status = state
+                .genesys
+                .duplicate_status
+                .and_then(|s| StatusCode::from_u16(s).ok())
+                .unwrap_or(StatusCode::BAD_REQUEST);
             return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
+                status,
                 "ProfileAlreadyExistsException",
                 format!("Customer profile {id} already exists"),
             ));
@@ -324,6 +331,10 @@ fn create_profile(app: &Shared, headers: &HeaderMap, body: &[u8]) -> Result<Resp
         let mut profile = body.attributes;
         profile.extend(body.extensions);
         state.genesys.profiles.insert(id.clone(), profile);
+        if state.genesys.lost_creates > 0 {
+            state.genesys.lost_creates -= 1;
+            return Err(ApiError::internal(super::operation::Api::Genesys));
+        }
         Ok(id)
     })?;
     Ok(wire::json_response(

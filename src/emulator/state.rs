@@ -139,6 +139,15 @@ pub struct Instance {
     pub identity_management_type: Option<String>,
     /// Users by UserId; members as in DescribeUser's `User` (`Id` and `Arn` are derived).
     pub users: BTreeMap<String, Record>,
+    /// `"merge"`: UpdateUserIdentityInfo keeps a member left out of `IdentityInfo` instead of
+    /// clearing it (`"replace"`, the default). The documentation does not say which the
+    /// service does; the option lets a client's read-back be tested.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity_update: Option<String>,
+    /// UserId → the `Username` ListUsers gives that user instead of its own: a listing read
+    /// before the user was renamed (DescribeUser and SearchUsers give the current name).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub listed_usernames: BTreeMap<String, String>,
 }
 
 /// The identity management types DescribeInstance knows.
@@ -166,6 +175,15 @@ pub struct Genesys {
     /// Seeded as `"schema": false`; absent means defined.
     #[serde(skip_serializing_if = "is_true")]
     pub schema: bool,
+    /// The status of a `POST /profiles` whose customer_id exists: UCS documents 400 (its
+    /// general error) and no 409, which is the default; a seed's `"duplicate_status": 409`
+    /// answers as other servers do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicate_status: Option<u16>,
+    /// How many `POST /profiles`, from the next one, create the profile and then answer 500,
+    /// as a response lost after the commit (seeded as `"lost_creates": N`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub lost_creates: u32,
 }
 
 impl Default for Genesys {
@@ -174,8 +192,14 @@ impl Default for Genesys {
             tenant_id: None,
             profiles: BTreeMap::new(),
             schema: true,
+            duplicate_status: None,
+            lost_creates: 0,
         }
     }
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
 }
 
 fn is_true(value: &bool) -> bool {

@@ -248,7 +248,7 @@ impl Plan {
         id: Option<&str>,
         search: Option<&SearchRule>,
         rules: &[FieldRule],
-        resolve: impl Fn(&str) -> Option<ColumnRef>,
+        mut resolve: impl FnMut(&str) -> Option<ColumnRef>,
     ) -> Result<Plan, Vec<String>> {
         let mut missing = Vec::new();
         let mut lookup = |name: &str| {

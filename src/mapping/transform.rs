@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use chrono::NaiveDate;
-use chrono::format::{Item, StrftimeItems};
+use chrono::format::{Item, Parsed, StrftimeItems};
 use rlibphonenumber::{PhoneNumber, PhoneNumberFormat, Region};
 use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
 
@@ -171,33 +171,46 @@ impl PhoneRegion {
     }
 }
 
-/// A date-only reformatting, such as `%m/%d/%Y` → `%Y-%m-%d`.
+/// A date reformatting, such as `%m/%d/%Y` → `%Y-%m-%d`.
+///
+/// `%Y` reads exactly four digits (chrono's own parser takes one to four, which would turn
+/// `07/12/80` into the year 80); a two-digit year is `%y`, with chrono's pivot: `00`–`69` are
+/// 20xx, `70`–`99` are 19xx. `from` may carry a time of day (`%H:%M`, `%p`, ...) that is read
+/// and dropped: the date is the one written, never shifted through a time zone; `to` is
+/// date-only, and neither takes a zone or a timestamp.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DateFormat {
     /// chrono `strftime` pattern the source uses.
     pub from: String,
     /// chrono `strftime` pattern to write.
     pub to: String,
+    /// `from`, parsed once.
+    items: Vec<Item<'static>>,
 }
 
 impl DateFormat {
-    /// Checks both patterns: they must parse, and describe a date without time or zone, so a
-    /// date can never shift through a time zone.
+    /// Checks both patterns: they must parse, `from` may hold a time of day but no zone, and
+    /// `to` is date-only, so a date can never shift through a time zone.
     pub fn new(from: &str, to: &str) -> Result<Self, String> {
-        for (which, pattern) in [("from", from), ("to", to)] {
-            check_date_pattern(pattern).map_err(|why| format!("date `{which}` pattern: {why}"))?;
-        }
+        check_date_pattern(from, Reads::DateAndTime)
+            .map_err(|why| format!("date `from` pattern: {why}"))?;
+        check_date_pattern(to, Reads::DateOnly)
+            .map_err(|why| format!("date `to` pattern: {why}"))?;
+        let items = StrftimeItems::new(from).parse_to_owned().map_err(|_| {
+            format!("date `from` pattern: `{from}` is not a valid strftime pattern")
+        })?;
         Ok(Self {
             from: from.to_owned(),
             to: to.to_owned(),
+            items,
         })
     }
 
     fn reformat(&self, value: &str) -> Result<String, Failure> {
-        let date = NaiveDate::parse_from_str(value, &self.from).map_err(|e| {
+        let date = parse_date(value, &self.items).map_err(|why| {
             Failure::new(
                 "date",
-                format!("not a date in the format {} ({e})", self.from),
+                format!("not a date in the format {} ({why})", self.from),
             )
         })?;
         let mut out = String::with_capacity(self.to.len() + 4);
@@ -208,27 +221,88 @@ impl DateFormat {
     }
 }
 
-fn check_date_pattern(pattern: &str) -> Result<(), String> {
+/// Parses `value` item by item with chrono, except that `%Y` (and `%G`) take exactly four
+/// digits; a time of day is read (and range-checked) but only the date is kept. The error
+/// says what was wrong without the value.
+fn parse_date(value: &str, items: &[Item<'static>]) -> Result<NaiveDate, String> {
+    use chrono::format::Numeric::{IsoYear, Year};
+    let mut parsed = Parsed::new();
+    let mut rest = value;
+    for item in items {
+        rest = match item {
+            Item::Numeric(which @ (Year | IsoYear), _) => {
+                let s = rest.trim_start();
+                let four = s
+                    .as_bytes()
+                    .get(..4)
+                    .filter(|d| d.iter().all(u8::is_ascii_digit));
+                let Some(digits) = four else {
+                    return Err(
+                        "the year is not four digits: `%Y` takes exactly four; write `%y` for \
+                         two-digit years"
+                            .to_owned(),
+                    );
+                };
+                let year = digits
+                    .iter()
+                    .fold(0i64, |year, d| year * 10 + i64::from(d - b'0'));
+                match which {
+                    Year => parsed.set_year(year),
+                    _ => parsed.set_isoyear(year),
+                }
+                .map_err(|e| e.to_string())?;
+                &s[4..]
+            }
+            item => chrono::format::parse_and_remainder(&mut parsed, rest, std::iter::once(item))
+                .map_err(|e| e.to_string())?,
+        };
+    }
+    if !rest.is_empty() {
+        return Err("trailing input".to_owned());
+    }
+    parsed.to_naive_date().map_err(|e| e.to_string())
+}
+
+/// What a date pattern may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reads {
+    /// A date only (what is written).
+    DateOnly,
+    /// A date with a time of day, which is dropped (what is read).
+    DateAndTime,
+}
+
+fn check_date_pattern(pattern: &str, reads: Reads) -> Result<(), String> {
     if pattern.is_empty() {
         return Err("is empty".into());
     }
+    let mut has_time = false;
     for item in StrftimeItems::new(pattern) {
         match item {
             Item::Error => return Err(format!("`{pattern}` is not a valid strftime pattern")),
-            Item::Numeric(n, _) if is_time_numeric(&n) => {
+            Item::Numeric(chrono::format::Numeric::Timestamp, _) => {
                 return Err(format!(
-                    "`{pattern}` has a time of day; dates are written date-only"
+                    "`{pattern}` has a timestamp; dates are read and written as dates"
                 ));
             }
-            Item::Fixed(f) if is_time_fixed(&f) => {
+            Item::Numeric(n, _) if is_time_numeric(&n) => has_time = true,
+            Item::Fixed(f) if is_time_of_day_fixed(&f) => has_time = true,
+            Item::Fixed(f) if !is_date_fixed(&f) => {
                 return Err(format!(
-                    "`{pattern}` has a time or zone; dates are written date-only"
+                    "`{pattern}` has a time zone; dates are read and written without one"
                 ));
             }
             _ => {}
         }
     }
-    let probe = NaiveDate::from_ymd_opt(2001, 2, 3).expect("a valid date");
+    if has_time && reads == Reads::DateOnly {
+        return Err(format!(
+            "`{pattern}` has a time of day; dates are written date-only"
+        ));
+    }
+    let probe = NaiveDate::from_ymd_opt(2001, 2, 3)
+        .and_then(|d| d.and_hms_opt(4, 5, 6))
+        .expect("a valid date and time");
     let mut out = String::new();
     write!(out, "{}", probe.format(pattern))
         .map_err(|_| format!("`{pattern}` cannot format a date"))
@@ -236,12 +310,20 @@ fn check_date_pattern(pattern: &str) -> Result<(), String> {
 
 fn is_time_numeric(n: &chrono::format::Numeric) -> bool {
     use chrono::format::Numeric::*;
-    matches!(n, Hour | Hour12 | Minute | Second | Nanosecond | Timestamp)
+    matches!(n, Hour | Hour12 | Minute | Second | Nanosecond)
 }
 
-fn is_time_fixed(f: &chrono::format::Fixed) -> bool {
+fn is_time_of_day_fixed(f: &chrono::format::Fixed) -> bool {
     use chrono::format::Fixed::*;
-    !matches!(
+    matches!(
+        f,
+        LowerAmPm | UpperAmPm | Nanosecond | Nanosecond3 | Nanosecond6 | Nanosecond9
+    )
+}
+
+fn is_date_fixed(f: &chrono::format::Fixed) -> bool {
+    use chrono::format::Fixed::*;
+    matches!(
         f,
         ShortMonthName | LongMonthName | ShortWeekdayName | LongWeekdayName
     )
@@ -365,6 +447,46 @@ mod tests {
         assert!(DateFormat::new("%Q", "%Y").is_err());
         assert!(DateFormat::new("", "%Y").is_err());
         assert!(DateFormat::new("%d %B %Y", "%Y-%m-%d").is_ok());
+    }
+
+    #[test]
+    fn a_four_digit_year_pattern_refuses_shorter_years() {
+        // Issue 20, item 1: chrono alone reads `80` as the year 80 and `1.2.3` as 0003-02-01.
+        let t = Transform::Date(DateFormat::new("%m/%d/%Y", "%Y-%m-%d").unwrap());
+        let err = run(&t, "07/12/80").unwrap_err();
+        assert_eq!(err.rule, "date");
+        assert!(err.message.contains("four digits"), "{}", err.message);
+        assert!(!err.message.contains("80"), "{}", err.message);
+        let dotted = Transform::Date(DateFormat::new("%d.%m.%Y", "%Y-%m-%d").unwrap());
+        assert_eq!(run(&dotted, "1.2.3").unwrap_err().rule, "date");
+        assert_eq!(run(&dotted, "1.2.2003").unwrap(), "2003-02-01");
+        assert!(run(&t, "07/12/19800").is_err());
+        assert!(run(&t, "07/12/+1980").is_err());
+        let packed = Transform::Date(DateFormat::new("%Y%m%d", "%Y-%m-%d").unwrap());
+        assert_eq!(run(&packed, "19800712").unwrap(), "1980-07-12");
+    }
+
+    #[test]
+    fn a_two_digit_year_pattern_pivots_at_70() {
+        let t = Transform::Date(DateFormat::new("%m/%d/%y", "%Y-%m-%d").unwrap());
+        assert_eq!(run(&t, "07/12/80").unwrap(), "1980-07-12");
+        assert_eq!(run(&t, "07/12/69").unwrap(), "2069-07-12");
+        assert_eq!(run(&t, "07/12/00").unwrap(), "2000-07-12");
+    }
+
+    #[test]
+    fn a_time_of_day_in_from_is_dropped_without_a_zone_shift() {
+        // Issue 19: `from` may hold a time of day when `to` is date-only.
+        let t = Transform::Date(DateFormat::new("%Y-%m-%d %H:%M", "%Y-%m-%d").unwrap());
+        assert_eq!(run(&t, "2024-03-05 14:22").unwrap(), "2024-03-05");
+        assert_eq!(run(&t, "2024-12-31 23:59").unwrap(), "2024-12-31");
+        assert_eq!(run(&t, "2024-03-05 25:22").unwrap_err().rule, "date");
+        assert_eq!(run(&t, "2024-03-05").unwrap_err().rule, "date");
+        let pm = Transform::Date(DateFormat::new("%m/%d/%Y %I:%M %p", "%d.%m.%Y").unwrap());
+        assert_eq!(run(&pm, "03/05/2024 11:59 PM").unwrap(), "05.03.2024");
+        // Zones and timestamps stay refused on both sides.
+        assert!(DateFormat::new("%Y-%m-%dT%H:%M%z", "%Y-%m-%d").is_err());
+        assert!(DateFormat::new("%s", "%Y-%m-%d").is_err());
     }
 
     #[test]

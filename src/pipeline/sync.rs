@@ -7,7 +7,9 @@
 //! ```
 //!
 //! The dispatcher takes one of `concurrency` semaphore permits before it starts a record; the
-//! permit travels with the task and is freed when the record settles. Every request of a task
+//! permit travels with the task and is freed when the record settles. It prepares each record
+//! (map and validate, pure) and gives it its turn among its twins ([`super::twins`]): rows
+//! naming the same target record settle one after another, in input order. Every request of a task
 //! goes through the shared limiter and retry policy (see [`crate::targets`]). A stop (Ctrl-C,
 //! `--max-errors`, an error that is not about one record) ends the dispatching; requests on
 //! the wire finish and their records settle, those not yet sent give up, the ledger is
@@ -35,7 +37,7 @@ use crate::mapping::{Mapped, Value};
 use crate::report::{DiffReport, FieldCounts, Progress};
 use crate::retry::{ErrorClass, Halt, RetryPolicy};
 use crate::source::SourceRecord;
-use crate::state::{self, Stored, SyncState, TargetIdentity};
+use crate::state::{self, PayloadValue, Stored, SyncState, TargetIdentity};
 use crate::targets::driver::{Known, Twin};
 use crate::targets::{FieldChange, LastChange, Mode, Outcome, Pace, PreflightError, Target};
 
@@ -169,7 +171,7 @@ pub struct SyncResult {
     /// request.
     pub unchanged_by_state: u64,
     /// Rows of this run whose target record an earlier row of the input named too (see
-    /// `pipeline/twins.rs`).
+    /// `pipeline::twins`).
     pub duplicates: u64,
     /// What the run found wrong as a whole, though no record failed; each makes it exit 1.
     pub warnings: Vec<String>,
@@ -847,23 +849,26 @@ fn found_key(cx: &Context, mapped: &Mapped) -> Option<String> {
 }
 
 /// The hash of what the record asks of the target: its mapped fields, by target name, as
-/// the write would carry them (a cleared field as `""`, each value of a list on its own),
+/// the write would carry them, each with its kind (cleared, one value, a list),
 /// and the value a search matches it by (a record whose searched value changed is searched
 /// again, even when that value is not written).
 fn payload_hash(cx: &Context, mapped: &Mapped) -> u128 {
-    let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(mapped.fields.len() + 1);
+    let mut fields: Vec<(&str, PayloadValue<'_>)> = Vec::with_capacity(mapped.fields.len() + 1);
     if let Some(value) = &mapped.search_value {
-        pairs.push(("\0search", value));
+        fields.push(("\0search", PayloadValue::One(value)));
     }
     for (index, value) in &mapped.fields {
         let name = cx.config.rules[*index].name.as_str();
-        match value {
-            Value::Set(text) => pairs.push((name, text)),
-            Value::Clear => pairs.push((name, "")),
-            Value::Many(values) => pairs.extend(values.iter().map(|v| (name, v.as_str()))),
-        }
+        fields.push((
+            name,
+            match value {
+                Value::Set(text) => PayloadValue::One(text),
+                Value::Clear => PayloadValue::Cleared,
+                Value::Many(values) => PayloadValue::List(values),
+            },
+        ));
     }
-    state::payload_hash(&pairs)
+    state::payload_hash(&fields)
 }
 
 /// What the writer hands back.

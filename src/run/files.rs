@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::SyncRequest;
 use crate::config::Config;
-use crate::ledger::{self, Ledger, RunFile, Tally};
+use crate::ledger::{self, InputFile, Ledger, RunFile, Tally};
 use crate::pipeline::{Selection, SyncOptions};
 use crate::report::DiffReport;
 use crate::targets::Mode;
@@ -161,7 +161,8 @@ fn check_earlier(earlier: &Path, run: Option<&RunFile>) -> Result<(), String> {
 }
 
 /// What [`RunFile`] says about this run: the command, the config (path and a hash of its
-/// text), the target and the input. `region` is the AWS configuration's, when the config
+/// text), the target and the input (path, and its size, modification time and a hash of its
+/// first MiB). `region` is the AWS configuration's, when the config
 /// sets none.
 pub(super) fn run_file(
     command: &str,
@@ -193,6 +194,13 @@ pub(super) fn run_file(
             input.to_owned()
         } else {
             absolute(Path::new(input))
+        },
+        input_file: match input {
+            "<stdin>" => None,
+            path => Some(
+                InputFile::of(Path::new(path))
+                    .map_err(|e| format!("cannot read the input {path}: {e}"))?,
+            ),
         },
         retry_failed: retry_failed.map(absolute),
         pid: std::process::id(),

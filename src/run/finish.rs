@@ -11,7 +11,7 @@ use super::{
 };
 use crate::pipeline::SyncResult;
 use crate::report::{self, ReportPaths, RunEnd, RunInfo};
-use crate::source::Notes;
+use crate::source::{Notes, Paths};
 
 /// Writes the report's page (which tells the exit code), prints the summary, and says how
 /// to continue a run that stopped.
@@ -61,9 +61,7 @@ pub(super) fn finish(
         Some(mirror) if !request.quiet => println!("{}", mirror.line()),
         _ => {}
     }
-    for warning in &result.warnings {
-        eprintln!("profilesync: warning: {warning}");
-    }
+    print_warnings(&result.warnings);
     if let Some(reason) = &result.aborted {
         let then = resume_hint.map_or(String::new(), |hint| format!("; continue with: {hint}"));
         eprintln!(
@@ -121,6 +119,30 @@ fn write_report(
         .finish(info, &end)
         .map(Some)
         .map_err(|e| format!("cannot write the report {}: {e}", html.display()))
+}
+
+/// What a run that read its whole input must warn about: each configured JSONL path that
+/// no record had (a typo, or a flat `"a.b"` key in some other file), which would otherwise
+/// keep that field unsynced every night without a word. Such a run exits 1.
+pub(super) fn input_warnings(paths: &Paths, input: &str) -> Vec<String> {
+    paths
+        .unseen()
+        .into_iter()
+        .map(|path| {
+            format!(
+                "no record of `{input}` has the path `{path}` the config reads, so that field \
+                 was never synced: check its spelling (a key that holds dots is read as it is \
+                 written before it is read as a path)"
+            )
+        })
+        .collect()
+}
+
+/// Prints the run's warnings on standard error, after its summary.
+pub(super) fn print_warnings(warnings: &[String]) {
+    for warning in warnings {
+        eprintln!("profilesync: warning: {warning}");
+    }
 }
 
 /// Prints what the input's reader noticed about the input as a whole (rows swallowed by an

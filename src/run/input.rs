@@ -42,22 +42,64 @@ pub(super) fn open(config: &ConfigFrom, input: &InputFrom) -> Result<(Context, S
     bind(config, source, &config_name).map_err(Failure::usage)
 }
 
-/// Binds the config's columns to the input's: a column the input lacks is a config error.
+/// Binds the config's columns to the input's: a column the input lacks, or one whose name
+/// the header repeats, is a config error.
 fn bind(config: Config, source: Source, config_name: &str) -> Result<(Context, Source), String> {
+    let mut used = Vec::new();
     let plan = Plan::bind(
         &config.source.key,
         config.matching.id_column(),
         config.matching.search(),
         &config.rules,
-        |name| source.resolve(name),
+        |name| {
+            used.push(name.to_owned());
+            source.resolve(name)
+        },
     )
     .map_err(|missing| missing_columns(config_name, &source, &missing))?;
+    let repeated = repeated_columns(&source.header, &used);
+    if !repeated.is_empty() {
+        return Err(format!(
+            "{config_name}: the header of `{}` repeats a column the config uses, so which one \
+             is meant is unclear (rename one of them): {}",
+            source.name,
+            repeated.join("; ")
+        ));
+    }
     let cx = Context {
         config,
         plan,
         input: source.name.clone(),
     };
     Ok((cx, source))
+}
+
+/// Each name in `used` that `header` holds more than once, with the 1-based positions of
+/// its columns: `` `email` is columns 2 and 5 ``. Names are the config's, never a value.
+fn repeated_columns(header: &[String], used: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
+    for name in used {
+        if seen.contains(&name.as_str()) {
+            continue;
+        }
+        seen.push(name);
+        let positions: Vec<String> = header
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| *h == name)
+            .map(|(i, _)| (i + 1).to_string())
+            .collect();
+        if let [first @ .., last] = positions.as_slice()
+            && !first.is_empty()
+        {
+            out.push(format!(
+                "`{name}` is columns {} and {last}",
+                first.join(", ")
+            ));
+        }
+    }
+    out
 }
 
 /// The error for columns the config names but the input lacks. The input's header names
@@ -121,6 +163,19 @@ fn input_path(arg: Option<&str>, config: &Config, config_name: &str) -> Result<S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeated_header_names_are_found_only_where_used() {
+        let header: Vec<String> = ["id", "email", "phone", "email", "x", "x", "email"]
+            .map(str::to_owned)
+            .into();
+        let used = ["id", "email", "email", "phone"].map(str::to_owned);
+        assert_eq!(
+            repeated_columns(&header, &used),
+            vec!["`email` is columns 2, 4 and 7"]
+        );
+        assert!(repeated_columns(&header, &["id".to_owned()]).is_empty());
+    }
 
     #[test]
     fn header_cells_that_look_like_values_are_told_apart() {

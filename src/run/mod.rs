@@ -239,11 +239,17 @@ pub fn check(request: &CheckRequest, summary: &mut RunSummary) -> i32 {
     summary.ledger(ledger.path());
     let progress = Progress::new(request.progress, "check", source.progress.clone());
     let notes = source.notes();
+    let paths = source.paths();
+    let input = cx.input.clone();
     let result = pipeline::check(cx, source.records(), &mut ledger, &progress);
     progress.finish();
     match result {
         Ok(tally) => {
             summary.checked(&tally);
+            let warnings = finish::input_warnings(&paths, &input);
+            for warning in &warnings {
+                summary.warning(warning);
+            }
             if !request.quiet {
                 let _ = report::summary(
                     &mut io::stdout().lock(),
@@ -256,7 +262,8 @@ pub fn check(request: &CheckRequest, summary: &mut RunSummary) -> i32 {
                 );
             }
             finish::print_notes(&notes, request.quiet);
-            if tally.failures() > 0 {
+            finish::print_warnings(&warnings);
+            if tally.failures() > 0 || !warnings.is_empty() {
                 EXIT_RECORDS_FAILED
             } else {
                 EXIT_OK
@@ -356,6 +363,8 @@ pub async fn run_sync(request: SyncRequest, summary: &mut RunSummary) -> Result<
     summary.ledger(opened.ledger.path());
     let progress = Progress::new(request.progress, &request.label, source.progress.clone());
     let notes = source.notes();
+    let paths = source.paths();
+    let input = cx.input.clone();
     let path = opened.ledger.path().to_owned();
     let progress = Arc::new(progress);
     let result = pipeline::sync(
@@ -375,6 +384,15 @@ pub async fn run_sync(request: SyncRequest, summary: &mut RunSummary) -> Result<
             path.display()
         )
     });
+    // Only a run that read its whole input can tell that no record has a path.
+    let mut result = result;
+    if let Ok((result, _)) = &mut result
+        && result.aborted.is_none()
+    {
+        result
+            .warnings
+            .extend(finish::input_warnings(&paths, &input));
+    }
     summary.synced(&result);
     let finished = finish::finish(
         &request,

@@ -8,7 +8,7 @@ use std::io::{self, BufRead, BufReader, Read};
 
 use serde_json::{Map, Value};
 
-use super::{Body, Broken, Cell, MAX_LINE_BYTES, SourceRecord};
+use super::{Body, Broken, Cell, JsonPath, MAX_LINE_BYTES, SourceRecord};
 
 /// Iterates over the records of a JSON Lines stream.
 pub fn open(reader: Box<dyn Read + Send>) -> impl Iterator<Item = io::Result<SourceRecord>> + Send {
@@ -124,25 +124,53 @@ fn trim_ascii(bytes: &[u8]) -> &[u8] {
     bytes.trim_ascii()
 }
 
-/// Looks up a dotted path in a JSON object.
-pub fn cell<'a>(object: &'a Map<String, Value>, path: &[String]) -> Cell<'a> {
-    let Some((first, rest)) = path.split_first() else {
-        return Cell::Absent;
+/// Finds a configured field in a JSON object: the whole name as a key first (a flat
+/// `"contact.email"`), else the dotted path. `Ok(None)`: no such member (or a `null` on the
+/// way); `Err`: the path goes through a value that is not an object.
+fn lookup<'a>(
+    object: &'a Map<String, Value>,
+    path: &JsonPath,
+) -> Result<Option<&'a Value>, &'static str> {
+    if let Some(value) = object.get(&path.name) {
+        return Ok(Some(value));
+    }
+    let Some((first, rest)) = path.segments.split_first() else {
+        return Ok(None);
     };
+    if rest.is_empty() {
+        return Ok(None);
+    }
     let mut value = match object.get(first) {
         Some(v) => v,
-        None => return Cell::Absent,
+        None => return Ok(None),
     };
     for segment in rest {
         value = match value {
             Value::Object(o) => match o.get(segment) {
                 Some(v) => v,
-                None => return Cell::Absent,
+                None => return Ok(None),
             },
-            Value::Null => return Cell::Absent,
-            _ => return Cell::Invalid("a path goes through a value that is not an object"),
+            Value::Null => return Ok(None),
+            _ => return Err("a path goes through a value that is not an object"),
         };
     }
+    Ok(Some(value))
+}
+
+/// Whether the object has the field at all (`null` included): what tells a path no record
+/// has from a value that is absent in some records.
+pub fn has(object: &Map<String, Value>, path: &JsonPath) -> bool {
+    !matches!(lookup(object, path), Ok(None))
+}
+
+/// Reads a configured field of a JSON object. Numbers are their text as read (serde_json's
+/// `arbitrary_precision`: never through f64), booleans `true`/`false`.
+pub fn cell<'a>(object: &'a Map<String, Value>, path: &JsonPath) -> Cell<'a> {
+    let value = match lookup(object, path) {
+        Ok(Some(value)) => value,
+        Ok(None) => return Cell::Absent,
+        Err(why) => return Cell::Invalid(why),
+    };
     match value {
         Value::Null => Cell::Absent,
         Value::String(s) => Cell::Text(Cow::Borrowed(s)),
@@ -162,5 +190,46 @@ pub fn cell<'a>(object: &'a Map<String, Value>, path: &[String]) -> Cell<'a> {
                 Cell::Many,
             ),
         Value::Object(_) => Cell::Invalid("an object where a value was expected"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(text: &str) -> Map<String, Value> {
+        match serde_json::from_str(text) {
+            Ok(Value::Object(o)) => o,
+            other => panic!("not an object: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_flat_dotted_key_is_read_before_the_path() {
+        let flat = object(r#"{"contact.email": "a@x.com", "contact": {"email": "b@x.com"}}"#);
+        let path = JsonPath::new("contact.email");
+        assert_eq!(cell(&flat, &path), Cell::Text(Cow::Borrowed("a@x.com")));
+        let nested = object(r#"{"contact": {"email": "b@x.com"}}"#);
+        assert_eq!(cell(&nested, &path), Cell::Text(Cow::Borrowed("b@x.com")));
+        let null = object(r#"{"contact": {"email": null}}"#);
+        assert!(has(&null, &path));
+        assert_eq!(cell(&null, &path), Cell::Absent);
+        assert!(!has(&object(r#"{"contact": {}}"#), &path));
+        assert!(
+            has(&object(r#"{"contact": 3}"#), &path),
+            "a wrong shape is reported"
+        );
+    }
+
+    #[test]
+    fn numbers_are_their_text() {
+        let o = object(r#"{"a": 98765432109876543210, "b": -0, "c": 0.12345678901234567890}"#);
+        let text = |name: &str| cell(&o, &JsonPath::new(name));
+        assert_eq!(text("a"), Cell::Text(Cow::Borrowed("98765432109876543210")));
+        assert_eq!(text("b"), Cell::Text(Cow::Borrowed("-0")));
+        assert_eq!(
+            text("c"),
+            Cell::Text(Cow::Borrowed("0.12345678901234567890"))
+        );
     }
 }

@@ -77,8 +77,29 @@ pub struct Broken {
 pub enum ColumnRef {
     /// A CSV column index.
     Index(usize),
-    /// A JSON field path (`address.city` → `["address", "city"]`).
-    Path(Vec<String>),
+    /// A JSON field path.
+    Path(JsonPath),
+}
+
+/// A configured JSON Lines field: the name as written, and its dotted path. A record whose
+/// object holds the whole name as a key (an ETL tool's flat `"contact.email"`) is read by
+/// that key; otherwise the name is a path (`contact.email` → `contact`, then `email`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonPath {
+    /// The name as the config writes it.
+    pub name: String,
+    /// The name split at its dots.
+    pub segments: Vec<String>,
+}
+
+impl JsonPath {
+    /// The path of a configured name.
+    pub fn new(name: &str) -> JsonPath {
+        JsonPath {
+            name: name.to_owned(),
+            segments: name.split('.').map(str::to_owned).collect(),
+        }
+    }
 }
 
 /// A value read from a record.
@@ -130,7 +151,65 @@ pub struct Source {
     /// Notes about the input as a whole, filled in as it is read (rows swallowed by an
     /// unclosed quote); see [`Source::notes`].
     notes: Arc<Mutex<Vec<String>>>,
+    /// The JSON paths the config resolved, and which of them some record has.
+    paths: Paths,
     records: Box<dyn Iterator<Item = io::Result<SourceRecord>> + Send>,
+}
+
+/// The JSON Lines paths a config reads, and whether any record read so far has each one
+/// (even as `null`): a path no record has is most likely a typo, which would otherwise keep
+/// the field unsynced without a word. Shared between the [`Source`] (which registers the
+/// paths as the config binds them) and its reader (which looks each unseen one up in every
+/// record until all are seen, then stops looking).
+#[derive(Clone, Default)]
+pub struct Paths(Arc<Mutex<PathsSeen>>);
+
+#[derive(Default)]
+struct PathsSeen {
+    /// Each registered path, and whether a record had it.
+    paths: Vec<(JsonPath, bool)>,
+    /// How many JSON records were looked at.
+    records: u64,
+}
+
+impl Paths {
+    fn register(&self, path: &JsonPath) {
+        if let Ok(mut seen) = self.0.lock()
+            && !seen.paths.iter().any(|(p, _)| p == path)
+        {
+            seen.paths.push((path.clone(), false));
+        }
+    }
+
+    fn observe(&self, record: &SourceRecord) {
+        let Body::Json(object) = &record.body else {
+            return;
+        };
+        if let Ok(mut seen) = self.0.lock() {
+            seen.records += 1;
+            for (path, had) in seen.paths.iter_mut().filter(|(_, had)| !*had) {
+                *had = jsonl::has(object, path);
+            }
+        }
+    }
+
+    /// The names of the registered paths that no record had, once at least one record was
+    /// read (an empty input says nothing about the paths).
+    pub fn unseen(&self) -> Vec<String> {
+        self.0.lock().map_or_else(
+            |_| Vec::new(),
+            |seen| {
+                if seen.records == 0 {
+                    return Vec::new();
+                }
+                seen.paths
+                    .iter()
+                    .filter(|(_, had)| !*had)
+                    .map(|(path, _)| path.name.clone())
+                    .collect()
+            },
+        )
+    }
 }
 
 /// The notes a source gathers while it is read; the end-of-run summary prints them.
@@ -220,6 +299,7 @@ impl Source {
                     header,
                     progress: Default::default(),
                     notes,
+                    paths: Paths::default(),
                     records: Box::new(records),
                 })
             }
@@ -229,6 +309,7 @@ impl Source {
                 header: Vec::new(),
                 progress: Default::default(),
                 notes,
+                paths: Paths::default(),
                 records: Box::new(jsonl::open(reader)),
             }),
         }
@@ -247,15 +328,33 @@ impl Source {
                 .iter()
                 .position(|h| h == name)
                 .map(ColumnRef::Index),
-            SourceFormat::Jsonl => Some(ColumnRef::Path(
-                name.split('.').map(str::to_owned).collect(),
-            )),
+            SourceFormat::Jsonl => {
+                let path = JsonPath::new(name);
+                self.paths.register(&path);
+                Some(ColumnRef::Path(path))
+            }
         }
+    }
+
+    /// The JSON paths resolved so far and which ones the records have (take
+    /// [`Paths::unseen`] once the records are read).
+    pub fn paths(&self) -> Paths {
+        self.paths.clone()
     }
 
     /// The records, in input order.
     pub fn records(self) -> Box<dyn Iterator<Item = io::Result<SourceRecord>> + Send> {
-        self.records
+        match self.format {
+            SourceFormat::Csv => self.records,
+            SourceFormat::Jsonl => {
+                let paths = self.paths;
+                Box::new(self.records.inspect(move |record| {
+                    if let Ok(record) = record {
+                        paths.observe(record);
+                    }
+                }))
+            }
+        }
     }
 }
 

@@ -134,13 +134,26 @@ struct Directory {
     modified: HashMap<String, i64>,
 }
 
-/// A user as DescribeUser reads it: its identity and when it last changed.
+/// A user as DescribeUser reads it: its identity, its name and when it last changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     /// The `IdentityInfo`.
     pub info: IdentityInfo,
+    /// `Username`, when Connect gives it.
+    pub username: Option<String>,
     /// `LastModifiedTime`, in epoch milliseconds, when Connect gives it.
     pub last_modified: Option<i64>,
+}
+
+/// What `UpdateUserIdentityInfo` sends (the whole `IdentityInfo`), and the members it clears
+/// by leaving them out, which [`Remote::write`] reads back: the documentation does not say
+/// that the service clears an absent member rather than keeping it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityWrite {
+    /// The complete `IdentityInfo`.
+    pub info: IdentityInfo,
+    /// Members the user had and this write leaves out.
+    pub cleared: Vec<String>,
 }
 
 impl ConnectUser {
@@ -432,7 +445,7 @@ impl ConnectUser {
 impl Remote for ConnectUser {
     const NOUN: &'static str = "user";
     type Current = User;
-    type Write = IdentityInfo;
+    type Write = IdentityWrite;
     type Create = ();
 
     async fn read(&self, id: &str, pace: &Pace<'_>) -> Result<Option<User>, ApiError> {
@@ -447,6 +460,7 @@ impl Remote for ConnectUser {
         {
             Ok(answer) => Ok(Some(User {
                 info: answer.user.identity_info.into_map(),
+                username: answer.user.username,
                 last_modified: answer.user.last_modified_time.and_then(epoch_millis),
             })),
             Err(e) if e.code == NOT_FOUND => Ok(None),
@@ -476,24 +490,53 @@ impl Remote for ConnectUser {
         }
         let mut found = Vec::new();
         for id in ids {
-            if let Some(info) = self.read(&id, pace).await? {
-                found.push((id, info));
+            if let Some(user) = self.read(&id, pace).await? {
+                // The index is a snapshot from the start of the run: a user renamed since is
+                // someone else now, and is never written for this row.
+                check_username(&id, user.username.as_deref(), usernames)?;
+                found.push((id, user));
             }
         }
         Ok(found)
     }
 
-    fn merge(&self, current: User, desired: &Desired<'_>) -> Result<Merged<IdentityInfo>, Refusal> {
-        merge(current.info, desired, self.rules())
+    fn merge(
+        &self,
+        current: User,
+        desired: &Desired<'_>,
+    ) -> Result<Merged<IdentityWrite>, Refusal> {
+        let merged = merge(current.info, desired, self.rules())?;
+        let cleared = merged
+            .changed
+            .iter()
+            .filter(|c| c.to.is_empty())
+            .map(|c| c.field.clone())
+            .collect();
+        Ok(Merged {
+            write: IdentityWrite {
+                info: merged.write,
+                cleared,
+            },
+            changed: merged.changed,
+        })
     }
 
-    async fn write(&self, id: &str, write: &IdentityInfo, pace: &Pace<'_>) -> Result<(), ApiError> {
+    /// `UpdateUserIdentityInfo` with the whole `IdentityInfo`; when it clears a member by
+    /// leaving it out, DescribeUser reads the user back, and a member still there is
+    /// `clear_not_applied` (a service that keeps absent members would otherwise be
+    /// `updated` again every night, never cleared).
+    async fn write(
+        &self,
+        id: &str,
+        write: &IdentityWrite,
+        pace: &Pace<'_>,
+    ) -> Result<(), ApiError> {
         let path = format!(
             "/users/{}/{}/identity-info",
             path_segment(&self.instance_id),
             path_segment(id)
         );
-        let body = serde_json::json!({ "IdentityInfo": write }).to_string();
+        let body = serde_json::json!({ "IdentityInfo": write.info }).to_string();
         self.call::<serde_json::Value>(
             UPDATE_USER_IDENTITY_INFO,
             Method::POST,
@@ -501,8 +544,28 @@ impl Remote for ConnectUser {
             Some(body.into_bytes()),
             pace,
         )
-        .await
-        .map(drop)
+        .await?;
+        if write.cleared.is_empty() {
+            return Ok(());
+        }
+        let after = self.read(id, pace).await?;
+        let kept = after.map_or_else(Vec::new, |user| still_there(&write.cleared, &user.info));
+        if kept.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError {
+                class: ErrorClass::Permanent,
+                code: "clear_not_applied".to_owned(),
+                message: format!(
+                    "UpdateUserIdentityInfo was accepted, but a read-back shows {} still set: \
+                     the service keeps members left out of IdentityInfo, so they cannot be \
+                     cleared this way; clear them in Connect",
+                    kept.join(", ")
+                ),
+                status: None,
+                retry_after: None,
+            })
+        }
     }
 
     /// Users are not created: the config refuses `when_missing = "create"` for Connect.
@@ -549,6 +612,34 @@ impl Remote for ConnectUser {
             Some(time) => LastChange::At(*time),
             None => LastChange::Unknown,
         })
+    }
+}
+
+/// The members of `cleared` that `now` still holds. Pure.
+fn still_there(cleared: &[String], now: &IdentityInfo) -> Vec<String> {
+    cleared
+        .iter()
+        .filter(|member| now.contains_key(member.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// Checks that the user DescribeUser read under `id` has one of the row's `Username`s (the
+/// value searched for, and its raw text; ASCII case aside); a user renamed since the
+/// ListUsers index was read is `username_mismatch`. No name is repeated in the message.
+fn check_username(id: &str, described: Option<&str>, row: &[&str]) -> Result<(), ApiError> {
+    match described {
+        Some(name) if !row.iter().any(|r| name.eq_ignore_ascii_case(r)) => Err(ApiError {
+            class: ErrorClass::Permanent,
+            code: "username_mismatch".to_owned(),
+            message: format!(
+                "the user found for this Username (UserId {id}) has another Username in \
+                 DescribeUser (renamed since the run listed the users?); nothing was written"
+            ),
+            status: None,
+            retry_after: None,
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -669,6 +760,7 @@ struct DescribeUser {
 struct WireUser {
     #[serde(default)]
     identity_info: WireIdentity,
+    username: Option<String>,
     last_modified_time: Option<f64>,
 }
 
@@ -739,6 +831,19 @@ mod tests {
             allow_email_change: allow,
             management,
         }
+    }
+
+    #[test]
+    fn a_renamed_user_and_a_kept_member_are_told() {
+        assert!(check_username("u1", Some("Agent1"), &["agent1"]).is_ok());
+        assert!(check_username("u1", Some("agent1"), &["Agent1 ", "agent1"]).is_ok());
+        assert!(check_username("u1", None, &["agent1"]).is_ok());
+        let err = check_username("u1", Some("agent9"), &["agent1"]).unwrap_err();
+        assert_eq!(err.code, "username_mismatch");
+        assert!(!err.message.contains("agent"), "{}", err.message);
+        let now = info(&[("FirstName", "Mary"), ("Mobile", "+12062340147")]);
+        let cleared = ["Mobile".to_owned(), "SecondaryEmail".to_owned()];
+        assert_eq!(still_there(&cleared, &now), ["Mobile"]);
     }
 
     #[test]

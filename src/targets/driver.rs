@@ -3,18 +3,24 @@
 //! One record goes through it like this:
 //!
 //! ```text
-//! find ── by id: the id column (empty → when_missing) ──▶ read ──┬─ found ──▶ merge (pure)
-//!      └─ by search key: search (paged) ── 0 → when_missing      │              │
-//!                                       ── 2+ → failed, ambiguous │   refused → failed / invalid
-//!                                       ── 1 ─────────────────────┘   nothing differs → unchanged
-//!                                                                     plan → would_update
-//!                                                                     apply → write (gone → when_missing)
+//! a twin (an earlier row naming the same record) with duplicates = "fail" ──▶ failed
+//! find ── by id: the id column (empty → when_missing) ──────────────▶ read ──┬─ found ──▶ merge (pure)
+//!      ├─ by search key, a twin found or created it: read by its id ─────────┤              │
+//!      └─ by search key: search the written value (and the raw one) ─────────┘   refused → failed / invalid
+//!                  ── 0 → when_missing      ── 2+ → failed, ambiguous (ids)    nothing differs ─┬─ refresh due → write → refreshed
+//!                                                                                              │   (plan: would_refresh)
+//!                                                                                              └─ else unchanged
+//!                                                                             plan → would_update
+//!                                                                             apply → write (gone → when_missing)
 //! when_missing: skip → skipped (plan: not_found) · fail → failed · create → would_create / create
+//! create: an answer lost (transient) → search again: found → created; none → create again
+//! a record the sync state called synced that is gone → `expired_or_deleted`
 //! ```
 //!
 //! Everything a target does not say is decided here, once, for every target; a target never
 //! builds a ledger status itself. (The local sync state comes before all this: a record whose
-//! payload the target already accepted never reaches the driver; see `pipeline`.)
+//! payload the target already accepted, recently enough, never reaches the driver; see
+//! `pipeline`. What the pipeline knows of a record beyond its values comes in [`Known`].)
 
 use std::future::Future;
 

@@ -152,8 +152,9 @@ impl Remote for GenesysUcs {
     }
 
     /// `POST /profiles` with the record's customer_id and its set attributes. A retried POST
-    /// whose first attempt was committed after all finds the profile there (a 400): if it
-    /// holds what this record says, the record was created.
+    /// whose first attempt was committed after all finds the profile there (UCS's 400, or
+    /// the 409 of servers that answer a duplicate so): if it holds what this record says
+    /// (read back), the record was created.
     async fn create(
         &self,
         id: Option<&str>,
@@ -170,11 +171,13 @@ impl Remote for GenesysUcs {
         let retried = pace.attempts() - before > 1;
         match result {
             Ok(()) => Ok(id),
-            Err(e) if retried && e.status == Some(400) => match self.get(&id, pace).await {
-                Ok(Some(now)) if holds(&now, create) => Ok(id),
-                Err(read) if read.class == ErrorClass::Fatal => Err(read),
-                _ => Err(e),
-            },
+            Err(e) if retried && matches!(e.status, Some(400 | 409)) => {
+                match self.get(&id, pace).await {
+                    Ok(Some(now)) if holds(&now, create) => Ok(id),
+                    Err(read) if read.class == ErrorClass::Fatal => Err(read),
+                    _ => Err(e),
+                }
+            }
             Err(e) => Err(e),
         }
     }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use profilesync::emulator::{EmulatorConfig, EmulatorHandle};
 use serde_json::{Value, json};
 
-use crate::support::{DOMAIN, Dir, count, pid, profiles_config, start_emulator};
+use crate::support::{DOMAIN, Dir, Run, count, pid, profiles_config, start_emulator};
 
 const DAY: i64 = 86_400;
 
@@ -39,26 +39,38 @@ fn export(n: u32) -> String {
     csv
 }
 
+/// `COMMAND` of `in.csv` with `c.toml` into `ledger`, on profilesync's clock moved `days`.
+async fn run_at(
+    dir: &Dir,
+    emulator: &EmulatorHandle,
+    command: &str,
+    ledger: &str,
+    days: i64,
+) -> Run {
+    let args = [
+        command,
+        "--config",
+        "c.toml",
+        "in.csv",
+        "--ledger",
+        ledger,
+        "--no-progress",
+    ];
+    dir.command(&args)
+        .profiles(emulator)
+        .env("PROFILESYNC_CLOCK_OFFSET_DAYS", days.to_string())
+        .output()
+        .await
+}
+
 /// One night `days` after the first, on both clocks.
 async fn night(dir: &Dir, emulator: &EmulatorHandle, days: i64, ledger: &str) -> Vec<Value> {
     emulator
         .set_clock_offset_days(days)
         .expect("the clock moves");
-    let out = dir
-        .command(&[
-            "apply",
-            "--config",
-            "c.toml",
-            "in.csv",
-            "--ledger",
-            ledger,
-            "--no-progress",
-        ])
-        .profiles(emulator)
-        .env("PROFILESYNC_CLOCK_OFFSET_DAYS", days.to_string())
-        .output()
-        .await;
-    out.assert_exit(0);
+    run_at(dir, emulator, "apply", ledger, days)
+        .await
+        .assert_exit(0);
     dir.ledger(ledger)
 }
 
@@ -146,20 +158,7 @@ async fn a_synced_profile_that_expired_says_so_and_is_forgotten() {
         .set_clock_offset_days(400)
         .expect("the clock moves");
     assert_eq!(alive(&emulator), 0);
-    let out = dir
-        .command(&[
-            "apply",
-            "--config",
-            "c.toml",
-            "in.csv",
-            "--ledger",
-            "n1.jsonl",
-            "--no-progress",
-        ])
-        .profiles(&emulator)
-        .env("PROFILESYNC_CLOCK_OFFSET_DAYS", "400")
-        .output()
-        .await;
+    let out = run_at(&dir, &emulator, "apply", "n1.jsonl", 400).await;
     out.assert_exit(1);
     let ledger = dir.ledger("n1.jsonl");
     assert_eq!(count(&ledger, "failed", None), n as usize);
@@ -167,20 +166,7 @@ async fn a_synced_profile_that_expired_says_so_and_is_forgotten() {
         assert_eq!(entry["error"]["code"], "expired_or_deleted", "{entry}");
     }
     // Forgotten: the night after reads them again rather than skipping them by the state.
-    let out = dir
-        .command(&[
-            "plan",
-            "--config",
-            "c.toml",
-            "in.csv",
-            "--ledger",
-            "p.jsonl",
-            "--no-progress",
-        ])
-        .profiles(&emulator)
-        .env("PROFILESYNC_CLOCK_OFFSET_DAYS", "401")
-        .output()
-        .await;
+    let out = run_at(&dir, &emulator, "plan", "p.jsonl", 401).await;
     out.assert_exit_because(1, "nothing matched");
     let plan = dir.ledger("p.jsonl");
     assert_eq!(count(&plan, "not_found", None), n as usize);

@@ -5,6 +5,7 @@ mod check;
 mod connect;
 mod crash;
 mod emulator;
+mod exact;
 mod expiry;
 mod genesys;
 mod matching;
