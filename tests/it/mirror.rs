@@ -782,3 +782,106 @@ async fn erase_of_three_keys_deletes_exactly_those_and_keeps_the_evidence() {
     );
     next.assert_prints("deletions: 0 of 7");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_users_gone_from_the_roster_are_reported_never_deleted() {
+    let users: serde_json::Map<String, Value> = (1..=5)
+        .map(|i| {
+            let user =
+                json!({"Username": format!("agent{i}"), "IdentityInfo": {"LastName": "Old"}});
+            (format!("u{i}"), user)
+        })
+        .collect();
+    let emulator = start_emulator(
+        EmulatorConfig::default()
+            .with_seed(json!({"instances": {"i-1": {"users": users}}}))
+            .without_quotas(),
+    )
+    .await;
+    let dir = Dir::new();
+    dir.write(
+        "c.toml",
+        format!(
+            "[source]\nkey = \"user_id\"\n\n[target]\nkind = \"connect-user\"\ninstance_id = \"i-1\"\n\n\
+             [match]\nid = \"user_id\"\n\n[limits]\nrate = 200\nburst = 20\n{}\n[fields]\nLastName = \"last\"\n",
+            mirror("report", "hr", "")
+        ),
+    );
+    let roster = |n: u32| {
+        let mut csv = String::from("user_id,last\n");
+        for i in 1..=n {
+            csv.push_str(&format!("u{i},New\n"));
+        }
+        csv
+    };
+    dir.write("all.csv", roster(5));
+    dir.write("less.csv", roster(4));
+    let connect = |args: Vec<&str>| dir.command(&args).connect(&emulator).output();
+    connect(vec![
+        "apply",
+        "--config",
+        "c.toml",
+        "all.csv",
+        "--ledger",
+        "n1.jsonl",
+        "--no-progress",
+    ])
+    .await
+    .assert_exit(0);
+    connect(vec![
+        "apply",
+        "--config",
+        "c.toml",
+        "less.csv",
+        "--ledger",
+        "n2.jsonl",
+        "--no-progress",
+    ])
+    .await
+    .assert_exit(0);
+    let expected: BTreeSet<String> = ["u5".to_owned()].into();
+    assert_eq!(targets(&dir.ledger("n2.jsonl"), "would_delete"), expected);
+    assert!(
+        emulator.state()["instances"]["i-1"]["users"]["u5"].is_object(),
+        "reported, kept"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_of_the_failed_records_considers_no_deletion() {
+    let emulator = start_emulator(
+        EmulatorConfig::default()
+            .with_seed(seed(10))
+            .without_quotas(),
+    )
+    .await;
+    let dir = Dir::new();
+    dir.write("c.toml", config(&mirror("delete", "crm", "")));
+    dir.write("all.csv", export(1..=10, "First"));
+    night(
+        &dir,
+        &emulator,
+        "apply",
+        "c.toml",
+        "all.csv",
+        "n1.jsonl",
+        &[],
+    )
+    .await
+    .assert_exit(0);
+    // A re-drive of a night's failures (none here) sends a part of the input: no deletion,
+    // though no row it sends names the ten records.
+    let redrive = night(
+        &dir,
+        &emulator,
+        "apply",
+        "c.toml",
+        "all.csv",
+        "n2.jsonl",
+        &["--retry-failed", "n1.jsonl"],
+    )
+    .await;
+    redrive.assert_exit(0);
+    redrive.assert_prints("deletions: none considered: the run sent a part of the input");
+    assert_eq!(profiles(&emulator).len(), 10);
+}
