@@ -52,8 +52,36 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Erase exactly the records of a list of keys (an erasure request), with a ledger as
+    /// evidence.
+    Erase(EraseArgs),
     /// A local stand-in for the three target APIs, for rehearsals and tests.
     Emulator(crate::emulator::EmulatorArgs),
+}
+
+/// Arguments of `erase`.
+#[derive(Debug, Args)]
+struct EraseArgs {
+    /// The config file (TOML).
+    #[arg(long)]
+    config: PathBuf,
+    /// A file of [source] key values (or target ids), one a line.
+    keys: PathBuf,
+    /// Show what would be erased (would_delete); delete nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Where to write the erasure ledger (default: a new file under ./ledgers/).
+    #[arg(long)]
+    ledger: Option<PathBuf>,
+    /// The directory of the local sync state (overrides [state] path; default ./state).
+    #[arg(long, value_name = "PATH")]
+    state: Option<PathBuf>,
+    /// Erase beyond the guard when the keys are exactly N.
+    #[arg(long, value_name = "N")]
+    approve_deletes: Option<u64>,
+    /// Print nothing but errors.
+    #[arg(long)]
+    quiet: bool,
 }
 
 /// Arguments of the commands that read input.
@@ -114,6 +142,10 @@ struct SyncArgs {
     /// what differs), and refresh the state.
     #[arg(long)]
     full: bool,
+    /// [mirror]: delete the records absent from the source even beyond the guard, when they
+    /// are exactly N (the count a reviewed plan showed).
+    #[arg(long, value_name = "N")]
+    approve_deletes: Option<u64>,
     /// The directory of the local sync state (overrides [state] path; default ./state).
     #[arg(long, value_name = "PATH")]
     state: Option<PathBuf>,
@@ -146,6 +178,15 @@ pub fn main() -> i32 {
                 run::sync(args.sync_request(mode), s)
             })
         }
+        Command::Erase(args) => run::erase::erase(&run::erase::EraseRequest {
+            config: args.config,
+            keys: args.keys,
+            dry_run: args.dry_run,
+            ledger: args.ledger,
+            state: args.state,
+            approve_deletes: args.approve_deletes,
+            quiet: args.quiet,
+        }),
         Command::Demo => crate::demo::run(),
         Command::Skeleton { target } => skeleton(&target),
         Command::Init {
@@ -200,6 +241,7 @@ impl SyncArgs {
             report: self.report.clone(),
             show_values: self.show_values,
             full: self.full,
+            approve_deletes: self.approve_deletes,
             state: self.state.clone(),
             quiet: self.run.quiet,
             progress: self.run.progress(),

@@ -173,6 +173,7 @@ async fn demo() -> Result<(), String> {
                 report: None,
                 show_values: false,
                 full: false,
+                approve_deletes: None,
                 state: Some(state_dir.clone()),
                 quiet: false,
                 progress: true,

@@ -49,11 +49,16 @@ pub enum Status {
     Skipped,
     /// The target refused the record, or it could not be sent.
     Failed,
+    /// `plan` with `[mirror]`: a target record this owner synced that tonight's input no
+    /// longer names would be deleted (an entry without `record`/`line`).
+    WouldDelete,
+    /// `apply` with `[mirror]`: such a record was deleted (or was already gone).
+    Deleted,
 }
 
 impl Status {
     /// Every status, in the order summaries print them.
-    pub const ALL: [Status; 12] = [
+    pub const ALL: [Status; 14] = [
         Self::Valid,
         Self::WouldUpdate,
         Self::WouldCreate,
@@ -64,6 +69,8 @@ impl Status {
         Self::Unchanged,
         Self::NotFound,
         Self::Skipped,
+        Self::WouldDelete,
+        Self::Deleted,
         Self::Invalid,
         Self::Failed,
     ];
@@ -83,6 +90,8 @@ impl Status {
             Self::Refreshed => "refreshed",
             Self::Skipped => "skipped",
             Self::Failed => "failed",
+            Self::WouldDelete => "would_delete",
+            Self::Deleted => "deleted",
         }
     }
 
@@ -177,6 +186,36 @@ pub struct Entry {
     /// For `unchanged`: what says so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basis: Option<Basis>,
+}
+
+/// One ledger line of a mirror run's deletion: a target record, not an input row, so it has
+/// no `record` or `line`. `key` is the `[source] key` the state kept for it (an id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Deletion<'a> {
+    /// `would_delete`, `deleted` or `failed`.
+    pub status: Status,
+    /// The target record.
+    pub target_id: &'a str,
+    /// The `[source] key` it was last synced from.
+    pub key: &'a str,
+    /// The `[mirror] owner` that synced it.
+    pub owner: &'a str,
+    /// Why it is a candidate: `absent_from_source`.
+    pub reason: &'static str,
+    /// Requests made for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    /// Why, for `failed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<EntryError>,
+}
+
+impl Deletion<'_> {
+    /// Appends the entry as one JSON line.
+    pub fn write_line(&self, out: &mut Vec<u8>) {
+        serde_json::to_writer(&mut *out, self).expect("ledger entries serialize");
+        out.push(b'\n');
+    }
 }
 
 /// What an `unchanged` record was found unchanged by.
@@ -657,7 +696,8 @@ pub struct Previous {
 pub fn read_previous(path: &Path) -> io::Result<Previous> {
     #[derive(Deserialize)]
     struct Brief {
-        record: u64,
+        /// `None` for a mirror run's deletions, which name no input row.
+        record: Option<u64>,
         key: Option<String>,
         status: Status,
     }
@@ -672,27 +712,35 @@ pub fn read_previous(path: &Path) -> io::Result<Previous> {
     while let Some((index, line)) = lines.next() {
         let line = line?;
         match serde_json::from_slice::<Brief>(&line) {
-            Ok(brief) if brief.record > MAX_RECORD => {
+            Ok(Brief { record: None, .. }) => {}
+            Ok(Brief {
+                record: Some(record),
+                ..
+            }) if record > MAX_RECORD => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!(
                         "{}:{}: record number {} is out of range",
                         path.display(),
                         index + 1,
-                        brief.record
+                        record
                     ),
                 ));
             }
-            Ok(brief) => {
-                if !previous.settled.contains(brief.record) {
-                    previous.settled.insert(brief.record);
-                    previous.tally.add(brief.status);
+            Ok(Brief {
+                record: Some(record),
+                key,
+                status,
+            }) => {
+                if !previous.settled.contains(record) {
+                    previous.settled.insert(record);
+                    previous.tally.add(status);
                 }
-                if let Some(key) = &brief.key {
-                    previous.keys.insert(brief.record, key);
+                if let Some(key) = &key {
+                    previous.keys.insert(record, key);
                 }
-                if brief.status == Status::Failed {
-                    previous.failed.insert(brief.record);
+                if status == Status::Failed {
+                    previous.failed.insert(record);
                 }
             }
             Err(_) if lines.peek().is_none() => {} // a torn last line

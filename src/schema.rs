@@ -93,6 +93,7 @@ pub fn operations(kind: TargetKind) -> &'static [&'static str] {
             op::UPDATE_PROFILE,
             op::CREATE_PROFILE,
             op::GET_CALLER_IDENTITY,
+            op::DELETE_PROFILE,
         ],
         TargetKind::ConnectUser => &[
             op::DESCRIBE_INSTANCE,
@@ -105,6 +106,7 @@ pub fn operations(kind: TargetKind) -> &'static [&'static str] {
             op::GENESYS_GET_PROFILE,
             op::GENESYS_PUT_PROFILE,
             op::GENESYS_CREATE_PROFILE,
+            op::GENESYS_DELETE_PROFILE,
         ],
     }
 }
@@ -140,6 +142,10 @@ pub mod op {
     pub const GENESYS_PUT_PROFILE: &str = "GenesysPutProfile";
     /// Genesys UCS `POST /profiles`.
     pub const GENESYS_CREATE_PROFILE: &str = "GenesysCreateProfile";
+    /// Customer Profiles `DeleteProfile` (`[mirror] deletes = "delete"`).
+    pub const DELETE_PROFILE: &str = "DeleteProfile";
+    /// Genesys UCS `DELETE /profiles/{customer_id}` (`[mirror] deletes = "delete"`).
+    pub const GENESYS_DELETE_PROFILE: &str = "GenesysDeleteProfile";
 }
 
 impl fmt::Display for TargetKind {

@@ -31,6 +31,13 @@
 //! It is written after the records' batch ([`SyncState::put_found_many`]): a crash between
 //! the two only makes the next run search again.
 //!
+//! A `[mirror]` run also keeps who settled each record ([`SyncState::put_owned_many`]):
+//! in a third table, target id → a 64-bit hash of the `[mirror] owner` and the record's
+//! `[source] key` (an id the ledger holds too, never a field value), which is where its
+//! deletion candidates come from ([`SyncState::owned_by`]). It is a table of its own so that
+//! a state without mirror runs keeps its size (the key's length would otherwise grow every
+//! record's value); a record forgotten is forgotten there too.
+//!
 //! # Durability and order
 //!
 //! [`SyncState::put_many`] writes its whole batch in one redb write transaction committed
@@ -79,6 +86,10 @@ const REPACKED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records-re
 /// the record's key` → target id. (The record's key is in the ledger too; the value searched
 /// for is not kept.)
 const FOUND: TableDefinition<&[u8], &str> = TableDefinition::new("found");
+/// Records a `[mirror]` run settled: target id (its text) → the 8-byte xxh3-64 of the
+/// `[mirror] owner` that last settled it (big-endian), then the record's `[source] key`. Only
+/// mirror runs write it; deletion candidates are read from it ([`SyncState::owned_by`]).
+const OWNED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("owned");
 /// What the file is: `format`, `kind`, `scope`.
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 /// The on-disk layout version, written at creation and checked on open.
@@ -502,16 +513,121 @@ impl SyncState {
         self.put_many(&[(id, stored)])
     }
 
-    /// Forgets `ids` (a failed write, a record gone from the target), in one durable
-    /// transaction; ids the state does not hold are ignored.
+    /// Forgets `ids` (a failed write, a record gone from the target or deleted), with their
+    /// owner, in one durable transaction; ids the state does not hold are ignored.
     pub fn remove_many(&self, ids: &[&str]) -> Result<(), StateError> {
-        self.write(|table| {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(|e| self.error(e))?;
+        {
+            let mut records = txn.open_table(RECORDS).map_err(|e| self.error(e))?;
+            let mut owned = txn.open_table(OWNED).map_err(|e| self.error(e))?;
             for id in ids {
                 let key = encode_id(id);
-                table.remove(key.as_slice())?;
+                records.remove(key.as_slice()).map_err(|e| self.error(e))?;
+                owned.remove(id.as_bytes()).map_err(|e| self.error(e))?;
             }
-            Ok(())
-        })
+        }
+        txn.commit().map_err(|e| self.error(e))
+    }
+
+    /// Stores who settled each record: `(target id, [mirror] owner, [source] key)`, replacing
+    /// what was there (the last owner to settle a record owns it), in one durable
+    /// transaction. The owner is kept as its 64-bit hash; the key is an id the ledger holds
+    /// too, never a field value.
+    pub fn put_owned_many(&self, items: &[(&str, &str, &str)]) -> Result<(), StateError> {
+        let mut txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(|e| self.error(e))?;
+        {
+            let mut table = txn.open_table(OWNED).map_err(|e| self.error(e))?;
+            let mut value = Vec::new();
+            for (id, owner, key) in items {
+                value.clear();
+                value.extend_from_slice(&owner_hash(owner).to_be_bytes());
+                value.extend_from_slice(key.as_bytes());
+                table
+                    .insert(id.as_bytes(), value.as_slice())
+                    .map_err(|e| self.error(e))?;
+            }
+        }
+        txn.commit().map_err(|e| self.error(e))
+    }
+
+    /// The target id each of `keys` (`[source] key` values) was last synced from by any
+    /// `[mirror]` owner, in order; one pass over the owners' table (for `erase`, whose
+    /// requests are short).
+    pub fn ids_of_keys(&self, keys: &[String]) -> Result<Vec<Option<String>>, StateError> {
+        let mut ids = vec![None; keys.len()];
+        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = match txn.open_table(OWNED) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(ids),
+            Err(e) => return Err(self.error(e)),
+        };
+        for entry in table.iter().map_err(|e| self.error(e))? {
+            let (id, value) = entry.map_err(|e| self.error(e))?;
+            let value = value.value();
+            let Some(stored) = value.get(8..) else {
+                continue;
+            };
+            if let Some(at) = keys.iter().position(|k| k.as_bytes() == stored) {
+                ids[at] = Some(String::from_utf8_lossy(id.value()).into_owned());
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Whether the state already keeps `id` as `owner`'s, synced from `key`.
+    pub fn owner_is(&self, id: &str, owner: &str, key: &str) -> Result<bool, StateError> {
+        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = match txn.open_table(OWNED) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
+            Err(e) => return Err(self.error(e)),
+        };
+        let found = table.get(id.as_bytes()).map_err(|e| self.error(e))?;
+        Ok(found.is_some_and(|value| {
+            let value = value.value();
+            value.len() >= 8
+                && value[..8] == owner_hash(owner).to_be_bytes()
+                && &value[8..] == key.as_bytes()
+        }))
+    }
+
+    /// The records `owner` settled last: how many there are, and `(target id, [source]
+    /// key)` of those `keep` accepts, in id order. Reads one snapshot, streaming: memory
+    /// holds only what `keep` accepts.
+    pub fn owned_by(
+        &self,
+        owner: &str,
+        mut keep: impl FnMut(&str, &str) -> bool,
+    ) -> Result<(u64, Vec<(String, String)>), StateError> {
+        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = match txn.open_table(OWNED) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok((0, Vec::new())),
+            Err(e) => return Err(self.error(e)),
+        };
+        let wanted = owner_hash(owner).to_be_bytes();
+        let (mut total, mut kept) = (0, Vec::new());
+        for entry in table.iter().map_err(|e| self.error(e))? {
+            let (id, value) = entry.map_err(|e| self.error(e))?;
+            let value = value.value();
+            if value.len() < 8 || value[..8] != wanted {
+                continue;
+            }
+            total += 1;
+            let id = String::from_utf8_lossy(id.value());
+            let key = String::from_utf8_lossy(&value[8..]);
+            if keep(&id, &key) {
+                kept.push((id.into_owned(), key.into_owned()));
+            }
+        }
+        Ok((total, kept))
     }
 
     /// Forgets `id`, durably.
@@ -801,6 +917,11 @@ fn hex16(digits: &[u8]) -> Option<[u8; 16]> {
     Some(raw)
 }
 
+/// The 64-bit hash the state keeps of a `[mirror] owner` (xxh3-64, seed 0).
+pub fn owner_hash(owner: &str) -> u64 {
+    xxh3_64(owner.as_bytes())
+}
+
 /// The key under which [`SyncState::found`] keeps where a record matched by a search was
 /// found: the search key (`_email`, `Username`), the `[source] key` column and the record's
 /// value of it. The column is part of it so that a config that names another key column
@@ -896,6 +1017,38 @@ mod tests {
 
     fn stored(hash: u128) -> Stored {
         Stored::hash(hash)
+    }
+
+    #[test]
+    fn owners_keep_their_own_records_and_a_forgotten_record_leaves_its_owner() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = SyncState::open(dir.path(), &domain("D")).expect("opens");
+        assert_eq!(
+            state.owned_by("crm", |_, _| true).expect("reads"),
+            (0, vec![])
+        );
+        state
+            .put_many(&[(P1, stored(1)), (P2, stored(2)), ("g-1", stored(3))])
+            .expect("put");
+        state
+            .put_owned_many(&[
+                (P1, "crm", "c-1"),
+                (P2, "crm", "c-2"),
+                ("g-1", "erp", "e-1"),
+            ])
+            .expect("owners");
+        assert!(state.owner_is(P1, "crm", "c-1").expect("reads"));
+        assert!(!state.owner_is(P1, "erp", "c-1").expect("reads"));
+        assert!(!state.owner_is(P1, "crm", "c-9").expect("reads"));
+        let (total, kept) = state.owned_by("crm", |_, key| key != "c-1").expect("reads");
+        assert_eq!((total, kept), (2, vec![(P2.to_owned(), "c-2".to_owned())]));
+        // Another owner settling a record takes it over.
+        state.put_owned_many(&[(P2, "erp", "e-2")]).expect("owners");
+        assert_eq!(state.owned_by("crm", |_, _| true).expect("reads").0, 1);
+        state.remove_many(&[P1]).expect("removes");
+        assert_eq!(state.owned_by("crm", |_, _| true).expect("reads").0, 0);
+        assert_eq!(state.get(P1).expect("get"), None);
+        assert_eq!(state.owned_by("erp", |_, _| true).expect("reads").0, 2);
     }
 
     #[test]

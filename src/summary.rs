@@ -48,6 +48,7 @@ pub struct RunSummary {
     report: Option<PathBuf>,
     duplicates: u64,
     warnings: Vec<String>,
+    deletions: Option<String>,
 }
 
 /// The JSON object written.
@@ -69,6 +70,9 @@ struct Json<'a> {
     report: Option<String>,
     duplicates: u64,
     warnings: &'a [String],
+    /// With `[mirror]`: the deletions' line (withheld, how many, or why none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deletions: Option<&'a str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -95,6 +99,7 @@ impl RunSummary {
             report: None,
             duplicates: 0,
             warnings: Vec::new(),
+            deletions: None,
         }
     }
 
@@ -139,6 +144,7 @@ impl RunSummary {
                 self.stop_reason = result.aborted.clone();
                 self.duplicates = result.duplicates;
                 self.warnings = result.warnings.clone();
+                self.deletions = result.mirror.as_ref().map(|m| m.line());
                 self.report = result.report.as_ref().map(|r| absolute(&r.paths().html));
                 self.ledger(ledger);
             }
@@ -179,6 +185,7 @@ impl RunSummary {
             report: self.report.as_ref().map(|p| p.display().to_string()),
             duplicates: self.duplicates,
             warnings: &self.warnings,
+            deletions: self.deletions.as_deref(),
         };
         let mut text = serde_json::to_string(&json).unwrap_or_else(|_| "{}".to_owned());
         text.push('\n');
@@ -261,6 +268,7 @@ mod tests {
             unchanged_by_state: 0,
             duplicates: 0,
             warnings: Vec::new(),
+            mirror: None,
             reasons: [("BadRequestException".to_owned(), 1)].into(),
             calls: vec![OperationCalls {
                 operation: "UpdateProfile",

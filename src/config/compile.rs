@@ -9,10 +9,11 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-use super::raw::{RawConfig, RawLimits, RawMatch, RawState, RawTarget};
+use super::raw::{RawConfig, RawLimits, RawMatch, RawMirror, RawState, RawTarget};
 use super::{
-    Config, ConfigError, ConfigErrors, Duplicates, Limits, Match, MatchBy, OperationLimits, Rate,
-    RefreshSetting, SourceSettings, Target, WhenMissing,
+    Config, ConfigError, ConfigErrors, DEFAULT_MAX_DELETE_PERCENT, DEFAULT_MAX_DELETES, Deletes,
+    Duplicates, Limits, Match, MatchBy, Mirror, OperationLimits, Rate, RefreshSetting,
+    SourceSettings, Target, WhenMissing,
 };
 use crate::mapping::{
     DateFormat, EmptyPolicy, FieldRule, Input, PhoneRegion, RegexRewrite, SearchRule, Transform,
@@ -123,8 +124,71 @@ impl Compiler<'_> {
             limits,
             refresh: self.refresh(&raw.state),
             state: raw.state.path.map(PathBuf::from),
+            mirror: raw.mirror.as_ref().and_then(|m| self.mirror(kind, m)),
             rules,
         }
+    }
+
+    /// `[mirror]`: `owner` is required unless `deletes = "off"`; Connect users are only
+    /// reported (DeleteUser is irreversible and orphans quick connects).
+    fn mirror(&mut self, kind: TargetKind, raw: &Spanned<RawMirror>) -> Option<Mirror> {
+        let table = raw.get_ref();
+        let deletes = table
+            .deletes
+            .as_ref()
+            .map_or(Deletes::Off, |d| *d.get_ref());
+        if deletes == Deletes::Delete && kind == TargetKind::ConnectUser {
+            self.error(
+                table.deletes.as_ref().map(Spanned::span),
+                "[mirror] deletes = \"delete\" is not available for connect-user: DeleteUser \
+                 cannot be undone and orphans quick connects; use deletes = \"report\"",
+            );
+        }
+        let owner = match &table.owner {
+            Some(owner) if owner.get_ref().trim().is_empty() => {
+                self.error(Some(owner.span()), "[mirror] owner must not be empty");
+                None
+            }
+            Some(owner) => Some(owner.get_ref().clone()),
+            None if deletes != Deletes::Off => {
+                self.error(
+                    Some(raw.span()),
+                    format!(
+                        "[mirror] owner is required with deletes = \"{}\": name this sync \
+                         (for example owner = \"crm-contacts\")",
+                        deletes.name()
+                    ),
+                );
+                None
+            }
+            None => None,
+        };
+        let max_deletes = self
+            .bounded("[mirror] max_deletes", &table.max_deletes, 1_000_000_000)
+            .map_or(DEFAULT_MAX_DELETES, |n| n as u64);
+        let max_delete_percent = match &table.max_delete_percent {
+            None => DEFAULT_MAX_DELETE_PERCENT,
+            Some(value) => match value.get_ref() {
+                toml::Value::Integer(n) if (0..=100).contains(n) => *n as f64,
+                toml::Value::Float(f) if (0.0..=100.0).contains(f) => *f,
+                _ => {
+                    self.error(
+                        Some(value.span()),
+                        "[mirror] max_delete_percent must be a number from 0 to 100",
+                    );
+                    DEFAULT_MAX_DELETE_PERCENT
+                }
+            },
+        };
+        if deletes == Deletes::Off {
+            return None;
+        }
+        Some(Mirror {
+            deletes,
+            owner: owner?,
+            max_deletes,
+            max_delete_percent,
+        })
     }
 
     fn refresh(&mut self, raw: &RawState) -> RefreshSetting {
@@ -1004,5 +1068,70 @@ BirthDate = { from = "dob", transform = [{ date = { from = "%m/%d/%Y", to = "%Y-
         let errs = errors(&connect);
         assert_eq!(errs.len(), 1, "{errs:#?}");
         assert!(errs[0].contains("not possible for connect-user"));
+    }
+
+    #[test]
+    fn mirror_is_off_by_default_and_needs_an_owner_when_on() {
+        let with = |table: &str| GOOD.replace("[fields]", &format!("{table}\n[fields]"));
+        assert_eq!(compile(Path::new("t.toml"), GOOD).unwrap().mirror, None);
+        let off = compile(Path::new("t.toml"), &with("[mirror]\ndeletes = \"off\"")).unwrap();
+        assert_eq!(off.mirror, None);
+        let on = compile(
+            Path::new("t.toml"),
+            &with("[mirror]\ndeletes = \"delete\"\nowner = \"crm-contacts\""),
+        )
+        .unwrap();
+        assert_eq!(
+            on.mirror,
+            Some(Mirror {
+                deletes: Deletes::Delete,
+                owner: "crm-contacts".into(),
+                max_deletes: 100,
+                max_delete_percent: 5.0,
+            })
+        );
+        let line = GOOD.lines().position(|l| l == "[fields]").unwrap() + 1;
+        let errs = errors(&with(
+            "[mirror]\ndeletes = \"report\"\nmax_deletes = 0\nmax_delete_percent = 101",
+        ));
+        assert_eq!(errs.len(), 3, "{errs:#?}");
+        assert!(errs[0].contains(&format!("t.toml:{line}:")), "{errs:#?}");
+        assert!(errs[0].contains("[mirror] owner is required"), "{errs:#?}");
+        assert!(
+            errs[1].contains(&format!("t.toml:{}:", line + 2)),
+            "{errs:#?}"
+        );
+        assert!(errs[2].contains("max_delete_percent must be"), "{errs:#?}");
+        let typo = errors(&with(
+            "[mirror]\ndeletes = \"delete\"\nowner = \"a\"\nmax_delete = 3",
+        ));
+        assert!(typo[0].contains("unknown field `max_delete`"), "{typo:#?}");
+    }
+
+    #[test]
+    fn connect_users_are_only_reported_never_deleted() {
+        let connect = GOOD
+            .replace("kind = \"customer-profiles\"", "kind = \"connect-user\"")
+            .replace("domain = \"ExampleDomainName\"", "instance_id = \"i-1\"")
+            .replace("id = \"connect_profile_id\"", "id = \"user_id\"")
+            .replace("\"Address.City\" = \"city\"\n", "")
+            .replace("\"Attributes.LoyaltyPoints\" = \"points\"\n", "")
+            .replace("EmailAddress", "Email")
+            .replace("PhoneNumber", "Mobile")
+            .replace("BirthDate = { from = \"dob\", transform = [{ date = { from = \"%m/%d/%Y\", to = \"%Y-%m-%d\" } }] }\n", "");
+        assert!(errors(&connect).is_empty(), "{:#?}", errors(&connect));
+        let with = |deletes: &str| {
+            connect.replace(
+                "[fields]",
+                &format!("[mirror]\ndeletes = \"{deletes}\"\nowner = \"hr\"\n[fields]"),
+            )
+        };
+        assert!(errors(&with("report")).is_empty());
+        let errs = errors(&with("delete"));
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert!(
+            errs[0].contains("not available for connect-user"),
+            "{errs:#?}"
+        );
     }
 }

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use raw::{Duplicates, WhenMissing};
+pub use raw::{Deletes, Duplicates, WhenMissing};
 pub use target::{AwsTarget, ConnectUserTarget, CustomerProfilesTarget, GenesysUcsTarget, Target};
 
 use crate::mapping::{EmptyPolicy, FieldRule, PhoneRegion, SearchRule};
@@ -40,7 +40,27 @@ pub struct Config {
     pub refresh: RefreshSetting,
     /// `[fields]`, sorted by target field name.
     pub rules: Vec<FieldRule>,
+    /// `[mirror]`, when `deletes` is not `off`.
+    pub mirror: Option<Mirror>,
 }
+
+/// `[mirror]`, compiled: which records this sync owns and may delete, and the guard.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mirror {
+    /// `report` or `delete` (`off` compiles to no `Mirror`).
+    pub deletes: Deletes,
+    /// This sync's name, kept (hashed) in the sync state beside each record it settles.
+    pub owner: String,
+    /// The guard: deletions are withheld when the candidates exceed this count...
+    pub max_deletes: u64,
+    /// ...and this share of the owner's records, in percent.
+    pub max_delete_percent: f64,
+}
+
+/// `[mirror] max_deletes` when the config does not set it.
+pub const DEFAULT_MAX_DELETES: u64 = 100;
+/// `[mirror] max_delete_percent` when the config does not set it.
+pub const DEFAULT_MAX_DELETE_PERCENT: f64 = 5.0;
 
 /// `[state] refresh` / `refresh_days`, compiled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

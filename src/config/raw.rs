@@ -32,6 +32,8 @@ pub struct RawConfig {
     /// `[state]`: where the local sync state lives.
     #[serde(default)]
     pub state: RawState,
+    /// `[mirror]`: delete what left the source (off by default).
+    pub mirror: Option<Spanned<RawMirror>>,
     /// `[fields]`: target field name → source mapping.
     #[serde(default)]
     pub fields: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
@@ -48,6 +50,44 @@ pub struct RawState {
     /// The age, in days, of our last write after which a record is refreshed (default 80%
     /// of the domain's `DefaultExpirationDays`).
     pub refresh_days: Option<Spanned<i64>>,
+}
+
+/// `[mirror]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMirror {
+    /// `off` (default), `report` or `delete`.
+    pub deletes: Option<Spanned<Deletes>>,
+    /// This sync's name; required unless `deletes = "off"`.
+    pub owner: Option<Spanned<String>>,
+    /// The guard's count (default 100).
+    pub max_deletes: Option<Spanned<i64>>,
+    /// The guard's share of this owner's records, in percent (default 5).
+    pub max_delete_percent: Option<Spanned<toml::Value>>,
+}
+
+/// What a run does with the target records its owner synced that the input no longer names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Deletes {
+    /// Nothing: the default.
+    #[default]
+    Off,
+    /// List them (`would_delete`) in `plan` and `apply`; delete nothing.
+    Report,
+    /// `plan` lists them, `apply` deletes them, within the guard.
+    Delete,
+}
+
+impl Deletes {
+    /// The name used in configs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Report => "report",
+            Self::Delete => "delete",
+        }
+    }
 }
 
 /// `[source]`.

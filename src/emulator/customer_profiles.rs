@@ -107,6 +107,7 @@ pub fn routes() -> Router<App> {
         .route("/domains/{domain}", get(describe_domain))
         .route("/domains/{domain}/profiles", put(update).post(create))
         .route("/domains/{domain}/profiles/search", post(search))
+        .route("/domains/{domain}/profiles/delete", post(delete))
         .route("/domains/{domain}/batch-get-profiles", post(batch_get))
 }
 
@@ -141,6 +142,18 @@ async fn create(
 ) -> Response {
     app.serve(Operation::CreateProfile, &headers, |app| {
         create_profile(app, &domain, &body)
+    })
+    .await
+}
+
+async fn delete(
+    Extract(app): Extract<App>,
+    Path(domain): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    app.serve(Operation::DeleteProfile, &headers, |app| {
+        delete_profile(app, &domain, &body)
     })
     .await
 }
@@ -249,6 +262,32 @@ fn update_profile(app: &Shared, domain: &str, body: &[u8]) -> Result<Response, A
     Ok(wire::json_response(
         StatusCode::OK,
         &json!({ "ProfileId": id }),
+    ))
+}
+
+/// `DeleteProfile`: `{"ProfileId"}` in, `{"Message"}` out; a profile that does not exist
+/// (or expired) is a `ResourceNotFoundException`, as the service answers.
+fn delete_profile(app: &Shared, domain: &str, body: &[u8]) -> Result<Response, ApiError> {
+    let body = parse_body(body)?;
+    let mut violations = Violations::default();
+    check_domain_name(domain, &mut violations);
+    let id = check_profile_id(body.get("ProfileId"), &mut violations);
+    check(&violations)?;
+    let id = id.unwrap_or_default();
+    let at = app.moment();
+    app.with_state(|state| {
+        let data = domain_mut(&mut state.domains, domain)?;
+        if data.live_profile(&id, at).is_none() {
+            return Err(not_found(format!(
+                "Profile {id} does not exist in domain {domain}"
+            )));
+        }
+        data.remove(&id);
+        Ok(())
+    })?;
+    Ok(wire::json_response(
+        StatusCode::OK,
+        &json!({ "Message": "Profile deleted successfully" }),
     ))
 }
 

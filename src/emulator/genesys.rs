@@ -41,9 +41,10 @@ const TENANT_HEADER: &str = "X-Genesys-TenantId";
 
 /// The Genesys routes.
 pub fn routes() -> Router<App> {
-    Router::new()
-        .route("/profiles", post(create))
-        .route("/profiles/{customer_id}", get(read).put(replace))
+    Router::new().route("/profiles", post(create)).route(
+        "/profiles/{customer_id}",
+        get(read).put(replace).delete(remove),
+    )
 }
 
 /// The query of `GET /profiles/{id}`.
@@ -72,6 +73,17 @@ async fn replace(
 ) -> Response {
     app.serve(Operation::GenesysPutProfile, &headers, |app| {
         put_profile(app, &id, &headers, &body)
+    })
+    .await
+}
+
+async fn remove(
+    Extract(app): Extract<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    app.serve(Operation::GenesysDeleteProfile, &headers, |app| {
+        delete_profile(app, &id, &headers)
     })
     .await
 }
@@ -251,6 +263,21 @@ fn put_profile(
             .insert(header::CONTENT_LOCATION, location);
     }
     Ok(response)
+}
+
+/// `DELETE /profiles/{customer_id}`: 200 with an empty body, or the UCS 404 when there is
+/// no such profile.
+fn delete_profile(app: &Shared, id: &str, headers: &HeaderMap) -> Result<Response, ApiError> {
+    app.with_state(|state| {
+        check_tenant(&state.genesys, headers)?;
+        state
+            .genesys
+            .profiles
+            .remove(id)
+            .map(drop)
+            .ok_or_else(|| not_found(id))
+    })?;
+    Ok(Response::default())
 }
 
 /// The profile after a PUT: the body's attributes, and the body's extensions if it has any,

@@ -32,11 +32,13 @@ pub enum Operation {
     GenesysPutProfile,
     GenesysCreateProfile,
     GetCallerIdentity,
+    DeleteProfile,
+    GenesysDeleteProfile,
 }
 
 impl Operation {
     /// Every operation, in a fixed order.
-    pub const ALL: [Operation; 14] = [
+    pub const ALL: [Operation; 16] = [
         Operation::GetDomain,
         Operation::UpdateProfile,
         Operation::CreateProfile,
@@ -51,6 +53,8 @@ impl Operation {
         Operation::GenesysPutProfile,
         Operation::GenesysCreateProfile,
         Operation::GetCallerIdentity,
+        Operation::DeleteProfile,
+        Operation::GenesysDeleteProfile,
     ];
 
     /// The operation's name, as used by `--quota` and in the statistics.
@@ -70,6 +74,8 @@ impl Operation {
             Operation::GenesysPutProfile => "GenesysPutProfile",
             Operation::GenesysCreateProfile => "GenesysCreateProfile",
             Operation::GetCallerIdentity => "GetCallerIdentity",
+            Operation::DeleteProfile => "DeleteProfile",
+            Operation::GenesysDeleteProfile => "GenesysDeleteProfile",
         }
     }
 
@@ -85,7 +91,8 @@ impl Operation {
             | Operation::UpdateProfile
             | Operation::CreateProfile
             | Operation::SearchProfiles
-            | Operation::BatchGetProfile => Api::CustomerProfiles,
+            | Operation::BatchGetProfile
+            | Operation::DeleteProfile => Api::CustomerProfiles,
             Operation::DescribeInstance
             | Operation::UpdateUserIdentityInfo
             | Operation::DescribeUser
@@ -93,7 +100,8 @@ impl Operation {
             | Operation::SearchUsers => Api::Connect,
             Operation::GenesysGetProfile
             | Operation::GenesysPutProfile
-            | Operation::GenesysCreateProfile => Api::Genesys,
+            | Operation::GenesysCreateProfile
+            | Operation::GenesysDeleteProfile => Api::Genesys,
             Operation::GetCallerIdentity => Api::Sts,
         }
     }

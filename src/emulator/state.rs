@@ -119,7 +119,8 @@ impl Domain {
         expired.len()
     }
 
-    fn remove(&mut self, id: &str) {
+    /// Removes profile `id` (DeleteProfile, or expiry).
+    pub fn remove(&mut self, id: &str) {
         self.profiles.remove(id);
         self.updated.remove(id);
     }

@@ -7,6 +7,7 @@
 //! `prepare` (map, then validate) and, for `sync`, the target.
 
 mod check;
+pub mod mirror;
 #[cfg(test)]
 mod props;
 pub mod refresh;

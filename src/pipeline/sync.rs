@@ -24,6 +24,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use super::mirror::{self, Completeness, MirrorResult, MirrorRun, Named};
 use super::refresh::Refresh;
 use super::signals::Interrupts;
 use super::twins::{Turn, Twins};
@@ -59,6 +60,9 @@ pub struct SyncOptions {
     pub report: Option<DiffReport>,
     /// The local sync state, if the run uses one.
     pub state: Option<StateUse>,
+    /// `--approve-deletes N`: delete a mirror run's candidates beyond the guard when they
+    /// are exactly N.
+    pub approve_deletes: Option<u64>,
 }
 
 /// The local sync state of a run and how the run uses it.
@@ -171,6 +175,8 @@ pub struct SyncResult {
     pub duplicates: u64,
     /// What the run found wrong as a whole, though no record failed; each makes it exit 1.
     pub warnings: Vec<String>,
+    /// With `[mirror]`: the deletions considered, and the guard's verdict.
+    pub mirror: Option<MirrorResult>,
 }
 
 /// Below this many records, a run where none matched is not called suspicious.
@@ -259,6 +265,7 @@ pub async fn sync(
         tokio::spawn(interrupts.watch(move || stop.stop("interrupted".to_owned())))
     };
 
+    let every_record = matches!(options.selection, Selection::All);
     // Stage 1: read, on a blocking thread, leaving out what this run does not send.
     let reader = {
         let (cx, stop, selection) = (Arc::clone(&cx), stop.clone(), options.selection);
@@ -269,6 +276,7 @@ pub async fn sync(
 
     // The sync state: record tasks read it, the writer records what the target accepted.
     let state = options.state.map(Arc::new);
+    let mirroring = cx.config.mirror.as_ref().filter(|_| state.is_some());
 
     // Stage 3: write each entry as it settles.
     let carried = options.carried.total();
@@ -282,6 +290,7 @@ pub async fn sync(
         progress,
         limiters: Arc::clone(&sender.limiters),
         state: state.clone(),
+        mirror: mirroring.map(|m| (m.owner.clone(), Named::default())),
     };
     let writer = tokio::spawn(writer.run(settled_rx));
 
@@ -301,11 +310,13 @@ pub async fn sync(
     .await;
 
     let Written {
-        tally,
+        mut tally,
         fields,
-        report,
+        mut report,
         reasons,
         unchanged_by_state,
+        mut ledger,
+        named,
     } = writer.await.map_err(io::Error::other)??;
     // A reader error ends the run once what was read has settled; say it too when something
     // else stopped the run first. A stopped run does not wait long for a reader blocked on a
@@ -317,6 +328,50 @@ pub async fn sync(
     };
     signals.abort();
     let mut aborted = stop.reason();
+    if let Some(Ok(Err(e))) = &reader {
+        let also = format!("reading the input failed: {e}");
+        if aborted.as_deref() != Some(also.as_str()) {
+            aborted = Some(aborted.map_or(also.clone(), |first| format!("{first}; also {also}")));
+        }
+    }
+    // A whole input read to its end: what this owner synced and the input no longer names.
+    let mirror = match (mirroring, &state, named) {
+        (Some(settings), Some(state), Some(mut named)) => {
+            named.seal();
+            let how = MirrorRun {
+                mirror: settings,
+                mode: options.mode,
+                approved: options.approve_deletes,
+                concurrency,
+            };
+            let run = Completeness {
+                every_record,
+                aborted: aborted.as_deref(),
+                records: tally.total() - carried,
+            };
+            let halt = stop.halt();
+            let result = mirror::run(
+                how,
+                run,
+                &named,
+                state,
+                &sender,
+                mirror::Out {
+                    ledger: &mut ledger,
+                    report: report.as_mut(),
+                    tally: &mut tally,
+                },
+                halt,
+            )
+            .await?;
+            if let Some(reason) = &result.stopped {
+                aborted.get_or_insert_with(|| format!("deleting failed: {reason}"));
+            }
+            Some(result)
+        }
+        _ => None,
+    };
+    drop(ledger);
     // Every task is done with the state: close it, tidying it (repack, compact) when much of
     // it is wasted. Its records are all committed by now, so a failed tidying loses nothing.
     match state.map(Arc::try_unwrap) {
@@ -327,12 +382,6 @@ pub async fn sync(
         }
         Some(Err(_)) => tracing::debug!("the sync state is still held by a task: not tidied"),
         None => {}
-    }
-    if let Some(Ok(Err(e))) = reader {
-        let also = format!("reading the input failed: {e}");
-        if aborted.as_deref() != Some(also.as_str()) {
-            aborted = Some(aborted.map_or(also.clone(), |first| format!("{first}; also {also}")));
-        }
     }
     let calls = sender.limiters.calls();
     let warnings = nothing_matched(&cx, &tally, carried).into_iter().collect();
@@ -347,6 +396,7 @@ pub async fn sync(
         unchanged_by_state,
         duplicates: twins.duplicates(),
         warnings,
+        mirror,
     })
 }
 
@@ -831,6 +881,10 @@ struct Written {
     reasons: BTreeMap<String, u64>,
     /// `unchanged` records the sync state classified.
     unchanged_by_state: u64,
+    /// The ledger, for the mirror stage's lines.
+    ledger: Ledger,
+    /// With `[mirror]`: what the input named.
+    named: Option<Named>,
 }
 
 /// State changes written in one transaction, at most (a crash loses at most these, which
@@ -850,6 +904,9 @@ struct Writer {
     progress: Arc<Progress>,
     limiters: Arc<Limiters>,
     state: Option<Arc<StateUse>>,
+    /// With `[mirror]`: the owner its accepted records are kept under, and what the input
+    /// names.
+    mirror: Option<(String, Named)>,
 }
 
 impl Writer {
@@ -868,7 +925,10 @@ impl Writer {
         let mut line = Vec::with_capacity(256);
         let mut reasons = BTreeMap::new();
         let (mut failed, mut unanswered, mut by_state) = (0, 0, 0);
-        let mut learnt = StateBatch::default();
+        let mut learnt = StateBatch {
+            owner: self.mirror.as_ref().map(|(owner, _)| owner.clone()),
+            ..StateBatch::default()
+        };
         while let Some(Settlement {
             entry,
             end,
@@ -882,8 +942,24 @@ impl Writer {
             self.ledger.write_lines(&line)?;
             // Only now that the entry is in the ledger does the state learn what the target
             // accepted, so that a crash never marks a record synced that the ledger lacks.
+            if let Some((_, named)) = &mut self.mirror {
+                named.add(&entry);
+            }
             if let (Some(state), Some(id)) = (&self.state, &entry.target_id) {
                 learnt.add(id, change);
+                if let (Some(owner), Some(key)) = (&learnt.owner, &entry.key)
+                    && settles(entry.status)
+                {
+                    // Read first: an unchanged night writes nothing for records it owned.
+                    let owned =
+                        tokio::task::block_in_place(|| state.state.owner_is(id, owner, key))
+                            .map_err(|e| {
+                                io::Error::other(format!("reading the sync state failed: {e}"))
+                            })?;
+                    if !owned {
+                        learnt.owned.push((id.clone(), key.clone()));
+                    }
+                }
                 if learnt.len() >= STATE_BATCH {
                     learnt.commit(&state.state)?;
                 }
@@ -936,6 +1012,8 @@ impl Writer {
             report: self.report,
             reasons,
             unchanged_by_state: by_state,
+            ledger: self.ledger,
+            named: self.mirror.map(|(_, named)| named),
         })
     }
 }
@@ -947,6 +1025,19 @@ struct StateBatch {
     forgotten: Vec<String>,
     /// `(found key, target id)` of records matched by a search.
     found: Vec<(String, String)>,
+    /// With `[mirror]`: the owner accepted records are kept under.
+    owner: Option<String>,
+    /// `(target id, [source] key)` of the records settled under the owner, where the state
+    /// did not already say so.
+    owned: Vec<(String, String)>,
+}
+
+/// Whether a record with this status is one its `[mirror] owner` settled (and so owns).
+fn settles(status: Status) -> bool {
+    matches!(
+        status,
+        Status::Updated | Status::Created | Status::Unchanged | Status::Refreshed
+    )
 }
 
 impl StateBatch {
@@ -964,7 +1055,7 @@ impl StateBatch {
     }
 
     fn len(&self) -> usize {
-        self.accepted.len() + self.forgotten.len()
+        self.accepted.len() + self.forgotten.len() + self.owned.len()
     }
 
     /// Writes the batch durably (the state's commit syncs to disk) and empties it.
@@ -983,21 +1074,34 @@ impl StateBatch {
             .iter()
             .map(|(key, id)| (key.as_str(), id.as_str()))
             .collect();
-        // Where a record was found is written after its hash: a crash between the two
-        // leaves a hash no search finds, and the record is searched again.
+        let owned: Vec<(&str, &str, &str)> = match &self.owner {
+            Some(owner) => self
+                .owned
+                .iter()
+                .map(|(id, key)| (id.as_str(), owner.as_str(), key.as_str()))
+                .collect(),
+            None => Vec::new(),
+        };
+        // Where a record was found, and who owns it, are written after its hash: a crash
+        // between them leaves a hash no search finds (the record is searched again) or a
+        // record no owner deletes.
         tokio::task::block_in_place(|| {
             state.put_many(&accepted)?;
             state.remove_many(&forgotten)?;
-            if found.is_empty() {
+            if !found.is_empty() {
+                state.put_found_many(&found)?;
+            }
+            if owned.is_empty() {
                 Ok(())
             } else {
-                state.put_found_many(&found)
+                state.put_owned_many(&owned)
             }
         })
         .map_err(|e| io::Error::other(format!("writing the sync state failed: {e}")))?;
         self.accepted.clear();
         self.forgotten.clear();
         self.found.clear();
+        self.owned.clear();
         Ok(())
     }
 }

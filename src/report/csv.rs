@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::fs::File;
 use std::io;
 
-use crate::ledger::Entry;
+use crate::ledger::{Deletion, Entry};
 use crate::targets::FieldChange;
 
 /// Written in `from` when `apply` sent a change without reading the record first.
@@ -69,6 +69,24 @@ impl CsvDiff {
             row.push(neutralise(reason));
             self.out.write_record(row.iter().map(|c| c.as_bytes()))?;
         }
+        Ok(())
+    }
+
+    /// Writes the row of one deletion: no record, line or field (it names a target record,
+    /// not an input row).
+    pub(super) fn write_deletion(&mut self, deletion: &Deletion<'_>) -> io::Result<()> {
+        let mut row = vec![
+            Cow::Borrowed(""),
+            Cow::Borrowed(""),
+            neutralise(deletion.key),
+            neutralise(deletion.target_id),
+            Cow::Borrowed(deletion.status.name()),
+            Cow::Borrowed(""),
+        ];
+        if self.values {
+            row.extend([Cow::Borrowed(""), Cow::Borrowed("")]);
+        }
+        self.out.write_record(row.iter().map(|c| c.as_bytes()))?;
         Ok(())
     }
 

@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use super::{FieldChange, RunEnd, RunInfo, TABLE_LIMIT, csv::NOT_READ};
-use crate::ledger::{Entry, Status};
+use crate::ledger::{Deletion, Entry, Status};
 use crate::targets::Mode;
 
 /// What the page holds until the run writes it at its end.
@@ -58,6 +58,11 @@ pub(super) struct Page {
     changed_total: u64,
     problems: Vec<Problem>,
     problems_total: u64,
+    /// `[mirror]`: the summary's deletions line (count and the guard's verdict).
+    deletions_line: Option<String>,
+    /// The first deletion lines: status, target id, key.
+    deletions: Vec<(Status, String, String)>,
+    deletions_total: u64,
 }
 
 /// A changed record the table lists.
@@ -91,7 +96,71 @@ impl Page {
             changed_total: 0,
             problems: Vec::new(),
             problems_total: 0,
+            deletions_line: None,
+            deletions: Vec::new(),
+            deletions_total: 0,
         }
+    }
+
+    /// Notes one deletion line of a `[mirror]` run.
+    pub(super) fn note_deletion(&mut self, deletion: &Deletion<'_>) {
+        self.deletions_total += 1;
+        if self.deletions.len() < TABLE_LIMIT {
+            self.deletions.push((
+                deletion.status,
+                deletion.target_id.to_owned(),
+                deletion.key.to_owned(),
+            ));
+        }
+    }
+
+    /// The deletions' count and the guard's verdict, for the "Deletions" section.
+    pub(super) fn note_deletions_line(&mut self, line: String) {
+        self.deletions_line = Some(line);
+    }
+
+    /// The "Deletions" section (`[mirror]` runs only), on the first screen: the count, the
+    /// guard's verdict, the list.
+    fn render_deletions(&self, out: &mut dyn Write) -> io::Result<()> {
+        let Some(line) = &self.deletions_line else {
+            return Ok(());
+        };
+        let class = if line.starts_with("deletions withheld") {
+            " class=\"bad\""
+        } else {
+            ""
+        };
+        writeln!(
+            out,
+            "<section id=\"deletions\"><h2>Deletions ({})</h2>\n<p{class}>{}</p>",
+            thousands(self.deletions_total),
+            escape(line)
+        )?;
+        if self.deletions.is_empty() {
+            return out.write_all(b"</section>\n");
+        }
+        if self.deletions_total > self.deletions.len() as u64 {
+            writeln!(
+                out,
+                "<p class=\"note\">The first {} are listed; the ledger holds them all.</p>",
+                thousands(self.deletions.len() as u64)
+            )?;
+        }
+        out.write_all(
+            b"<table class=\"list\"><thead><tr><th>target id</th><th>key</th><th>status</th>\
+              </tr></thead><tbody>\n",
+        )?;
+        for (status, target_id, key) in &self.deletions {
+            writeln!(
+                out,
+                "<tr data-status=\"{status}\"><td>{}</td><td>{}</td>\
+                 <td><span class=\"st st-{status}\">{status}</span></td></tr>",
+                escape(target_id),
+                escape(key),
+                status = status.name(),
+            )?;
+        }
+        out.write_all(b"</tbody></table></section>\n")
     }
 
     /// Notes one settled record.
@@ -179,6 +248,7 @@ impl Page {
         }
         out.write_all(b"</header>\n")?;
         self.render_run(out, run, end, &started)?;
+        self.render_deletions(out)?;
         render_totals(out, end)?;
         render_fields(out, end, &words)?;
         self.render_problems(out)?;
@@ -424,6 +494,7 @@ fn exit_meaning(code: i32) -> &'static str {
         1 => "some records are invalid or failed",
         2 => "usage or configuration error",
         3 => "the run was stopped",
+        4 => "deletions were withheld by the [mirror] guard",
         _ => "unexpected",
     }
 }

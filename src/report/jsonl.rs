@@ -8,7 +8,7 @@ use std::io::{self, BufWriter, Write};
 
 use serde::Serialize;
 
-use crate::ledger::{Entry, Status};
+use crate::ledger::{Deletion, Entry, Status};
 use crate::targets::FieldChange;
 
 pub(super) struct JsonlDiff {
@@ -77,6 +77,13 @@ impl JsonlDiff {
         self.line.clear();
         serde_json::to_writer(&mut self.line, &line)?;
         self.line.push(b'\n');
+        self.out.write_all(&self.line)
+    }
+
+    /// Writes one deletion, as its ledger line says it.
+    pub(super) fn write_deletion(&mut self, deletion: &Deletion<'_>) -> io::Result<()> {
+        self.line.clear();
+        deletion.write_line(&mut self.line);
         self.out.write_all(&self.line)
     }
 

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::ledger::{Entry, Status, Tally};
+use crate::ledger::{Deletion, Entry, Status, Tally};
 use crate::limiter::OperationCalls;
 use crate::targets::{FieldChange, Mode};
 
@@ -541,6 +541,20 @@ impl DiffReport {
         }
         self.page.note(entry, changes);
         Ok(())
+    }
+
+    /// Writes one deletion line of a `[mirror]` run: a CSV row (no record, line or field),
+    /// a JSONL object as in the ledger, and the page's "Deletions" list.
+    pub fn write_deletion(&mut self, deletion: &Deletion<'_>) -> io::Result<()> {
+        self.csv.write_deletion(deletion)?;
+        self.jsonl.write_deletion(deletion)?;
+        self.page.note_deletion(deletion);
+        Ok(())
+    }
+
+    /// The deletions' count and the guard's verdict, for the page.
+    pub fn deletions_line(&mut self, line: String) {
+        self.page.note_deletions_line(line);
     }
 
     /// Flushes the CSV and JSONL files.

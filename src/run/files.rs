@@ -38,6 +38,7 @@ pub(super) fn open(
         carried: Tally::default(),
         report: None,
         state: None,
+        approve_deletes: request.approve_deletes,
     };
     // The resumed ledger is locked, and its run file checked, before it is read.
     let resumed = match (request.resume, run) {

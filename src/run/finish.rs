@@ -5,7 +5,10 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::{EXIT_ABORTED, EXIT_OK, EXIT_RECORDS_FAILED, Failure, Finished, SyncRequest};
+use super::{
+    EXIT_ABORTED, EXIT_DELETIONS_WITHHELD, EXIT_OK, EXIT_RECORDS_FAILED, Failure, Finished,
+    SyncRequest,
+};
 use crate::pipeline::SyncResult;
 use crate::report::{self, ReportPaths, RunEnd, RunInfo};
 use crate::source::{Notes, Paths};
@@ -51,6 +54,13 @@ pub(super) fn finish(
             let _ = report.write_to(&mut out);
         }
     }
+    // The mirror's line: on standard error when deletions are withheld (exit 4), else with
+    // the summary.
+    match &result.mirror {
+        Some(mirror) if mirror.withheld() => eprintln!("profilesync: {}", mirror.line()),
+        Some(mirror) if !request.quiet => println!("{}", mirror.line()),
+        _ => {}
+    }
     print_warnings(&result.warnings);
     if let Some(reason) = &result.aborted {
         let then = resume_hint.map_or(String::new(), |hint| format!("; continue with: {hint}"));
@@ -67,11 +77,14 @@ pub(super) fn finish(
     })
 }
 
-/// The exit code of a finished `plan` or `apply` run: 3 stopped, 1 some records invalid or
-/// failed or a warning about the run as a whole (nothing matched), else 0.
+/// The exit code of a finished `plan` or `apply` run: 3 stopped, 4 the `[mirror]` guard
+/// withheld the deletions (whatever else happened: they wait for a person), 1 some records
+/// invalid or failed or a warning about the run as a whole (nothing matched), else 0.
 pub fn exit_code(result: &SyncResult) -> i32 {
     if result.aborted.is_some() {
         EXIT_ABORTED
+    } else if result.mirror.as_ref().is_some_and(|m| m.withheld()) {
+        EXIT_DELETIONS_WITHHELD
     } else if result.tally.failures() > 0 || !result.warnings.is_empty() {
         EXIT_RECORDS_FAILED
     } else {

@@ -12,6 +12,7 @@
 //! Exit codes are the contract's: 0 every record ended well, 1 some records are `invalid`
 //! or `failed`, 2 usage or configuration error (nothing processed), 3 the run was aborted.
 
+pub mod erase;
 mod files;
 mod finish;
 mod input;
@@ -52,6 +53,8 @@ pub const EXIT_RECORDS_FAILED: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 /// The run was aborted.
 pub const EXIT_ABORTED: i32 = 3;
+/// The run finished, but the `[mirror]` guard withheld its deletions.
+pub const EXIT_DELETIONS_WITHHELD: i32 = 4;
 
 /// Where a run's config comes from.
 #[derive(Debug, Clone)]
@@ -150,6 +153,9 @@ pub struct SyncRequest {
     pub show_values: bool,
     /// Ignore the sync state (read everything) and refresh it.
     pub full: bool,
+    /// `--approve-deletes N`: a mirror run deletes beyond its guard when the candidates are
+    /// exactly N.
+    pub approve_deletes: Option<u64>,
     /// The sync state's directory (default `[state] path`, else `./state`).
     pub state: Option<PathBuf>,
     /// Print nothing but errors.

@@ -44,8 +44,8 @@ use super::{Changes, Desired, FieldChange, Pace, PreflightError, aws, changes, d
 use crate::config::CustomerProfilesTarget;
 use crate::retry::{ApiError, ErrorClass};
 use crate::schema::op::{
-    BATCH_GET_PROFILE, CREATE_PROFILE, GET_CALLER_IDENTITY, GET_DOMAIN, SEARCH_PROFILES,
-    UPDATE_PROFILE,
+    BATCH_GET_PROFILE, CREATE_PROFILE, DELETE_PROFILE, GET_CALLER_IDENTITY, GET_DOMAIN,
+    SEARCH_PROFILES, UPDATE_PROFILE,
 };
 use crate::schema::{ADDRESS_MEMBERS, ADDRESS_PARTS};
 use crate::state::TargetIdentity;
@@ -442,6 +442,21 @@ impl Remote for CustomerProfiles {
     /// The domain was checked before the run, so a 404 on a write is about the profile.
     fn is_gone(&self, error: &ApiError) -> bool {
         error.code == NOT_FOUND && error.class == ErrorClass::Permanent
+    }
+
+    /// `DeleteProfile` (POST `/domains/{DomainName}/profiles/delete`, `{ProfileId}`), its own
+    /// bucket.
+    async fn delete(&self, id: &str, pace: &Pace<'_>) -> Result<(), ApiError> {
+        pace.send(DELETE_PROFILE, || {
+            let request = self
+                .client
+                .delete_profile()
+                .domain_name(&self.domain)
+                .profile_id(id);
+            async move { request.send().await.map_err(aws::from_sdk) }
+        })
+        .await
+        .map(drop)
     }
 }
 

@@ -158,6 +158,52 @@ pub trait Remote: Sync {
         let _ = (id, pace);
         async { Ok(LastChange::NotTracked) }
     }
+
+    /// Deletes the record with this id (`[mirror] deletes = "delete"`, `erase`). An error
+    /// [`Remote::is_gone`] calls missing means it was already gone, which [`delete`] counts as
+    /// deleted. By default the target does not delete records: a permanent
+    /// `delete_not_supported` error, with no request.
+    fn delete(
+        &self,
+        id: &str,
+        pace: &Pace<'_>,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send {
+        let _ = (id, pace);
+        async {
+            Err(ApiError {
+                class: ErrorClass::Permanent,
+                code: "delete_not_supported".to_owned(),
+                message: format!("this target does not delete {}s", Self::NOUN),
+                status: None,
+                retry_after: None,
+            })
+        }
+    }
+}
+
+/// Deletes one target record a mirror run found absent from the source: `would_delete` in a
+/// plan (no request); in an apply `deleted` when the target confirms, or says it no longer
+/// has the record (already gone is the state we want), else `failed` (an error that is not
+/// about the record stops the run).
+pub async fn delete<R: Remote>(remote: &R, id: &str, mode: Mode, pace: &Pace<'_>) -> Outcome {
+    if mode == Mode::Plan {
+        return settled(Status::WouldDelete, Some(id.to_owned()), Vec::new(), 0);
+    }
+    match remote.delete(id, pace).await {
+        Ok(()) => settled(
+            Status::Deleted,
+            Some(id.to_owned()),
+            Vec::new(),
+            pace.attempts(),
+        ),
+        Err(e) if remote.is_gone(&e) => settled(
+            Status::Deleted,
+            Some(id.to_owned()),
+            Vec::new(),
+            pace.attempts(),
+        ),
+        Err(e) => failed(e, Some(id.to_owned()), pace.attempts()),
+    }
 }
 
 /// What the pipeline knows of a record beyond its mapped values.

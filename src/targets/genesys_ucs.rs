@@ -36,7 +36,9 @@ use super::{
 use crate::config::GenesysUcsTarget;
 use crate::mapping::Value;
 use crate::retry::{ApiError, ErrorClass};
-use crate::schema::op::{GENESYS_CREATE_PROFILE, GENESYS_GET_PROFILE, GENESYS_PUT_PROFILE};
+use crate::schema::op::{
+    GENESYS_CREATE_PROFILE, GENESYS_DELETE_PROFILE, GENESYS_GET_PROFILE, GENESYS_PUT_PROFILE,
+};
 use crate::state::TargetIdentity;
 
 /// The environment variables that hold the Basic-auth credentials.
@@ -184,6 +186,29 @@ impl Remote for GenesysUcs {
     /// stops the run instead.
     fn is_gone(&self, error: &ApiError) -> bool {
         error.status == Some(404) && error.code != WRONG_PATH
+    }
+
+    /// `DELETE /profiles/{customer_id}`; a 404 with a UCS error is "no such profile"
+    /// ([`Remote::is_gone`]), one without is a wrong base path.
+    async fn delete(&self, id: &str, pace: &Pace<'_>) -> Result<(), ApiError> {
+        let url = format!("{}{}", self.base_url, profile_path(id));
+        pace.send(GENESYS_DELETE_PROFILE, || {
+            let request = self.authorized(self.http.delete(&url));
+            async move {
+                let response = request.send().await.map_err(transport)?;
+                let status = response.status();
+                if status.is_success() {
+                    return Ok(());
+                }
+                let headers = response.headers().clone();
+                let body = response.bytes().await.unwrap_or_default();
+                if status == StatusCode::NOT_FOUND && !is_ucs_error(&body) {
+                    return Err(wrong_path());
+                }
+                Err(status_error(status, &headers, &body))
+            }
+        })
+        .await
     }
 }
 

@@ -285,6 +285,15 @@ impl Target {
         }
     }
 
+    /// Deletes (apply) or would delete (plan) the record `id`; see [`driver::delete`].
+    pub async fn delete(&self, id: &str, mode: Mode, pace: &Pace<'_>) -> Outcome {
+        match self {
+            Self::CustomerProfiles(t) => driver::delete(t, id, mode, pace).await,
+            Self::ConnectUser(t) => driver::delete(t, id, mode, pace).await,
+            Self::GenesysUcs(t) => driver::delete(t, id, mode, pace).await,
+        }
+    }
+
     /// What the target tells of the last change of the record `id` without reading it; see
     /// [`driver::Remote::last_change`].
     pub async fn last_change(&self, id: &str, pace: &Pace<'_>) -> Result<LastChange, ApiError> {

@@ -976,11 +976,12 @@ async fn genesys_errors_have_the_documented_statuses() {
         .await
         .expect("answered");
     assert_eq!(missing.status(), 404);
-    let delete = authed(reqwest::Method::DELETE, &path)
+    // DELETE is served (mirror mode); PATCH is not.
+    let patch = authed(reqwest::Method::PATCH, &path)
         .send()
         .await
         .expect("answered");
-    assert_eq!(delete.status(), 405);
+    assert_eq!(patch.status(), 405);
     let text = authed(reqwest::Method::PUT, &path)
         .header("Content-Type", "text/plain")
         .body("FirstName=X")

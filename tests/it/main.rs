@@ -10,6 +10,7 @@ mod expiry;
 mod genesys;
 mod init;
 mod matching;
+mod mirror;
 mod reliability;
 mod report;
 mod secrets;

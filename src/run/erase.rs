@@ -1,0 +1,238 @@
+//! `profilesync erase --config FILE KEYS [--dry-run]`: an explicit erasure request (GDPR
+//! Art. 17 and 19). Each line of KEYS is a `[source] key` value or a target id; each is
+//! resolved to its target record through the sync state (the `[mirror]` owners' table, then
+//! where a search found it), else taken as the target's own id, and deleted through the same
+//! limiter, retry policy and `driver::delete` as a mirror run (404: already gone, `deleted`).
+//! Its state entry is removed after the target confirmed. The erasure ledger holds one line
+//! per key: `{"key","target_id","outcome","time"}`, the evidence. Not subject to the absence
+//! rule, but to the same guard (`[mirror] max_deletes` / `max_delete_percent`, or their
+//! defaults, over the state's records; exit 4, `--approve-deletes N`).
+
+use std::io;
+use std::path::PathBuf;
+
+use chrono::{SecondsFormat, Utc};
+use serde::Serialize;
+
+use super::{
+    EXIT_ABORTED, EXIT_DELETIONS_WITHHELD, EXIT_OK, EXIT_RECORDS_FAILED, EXIT_USAGE,
+    connect_and_identify,
+};
+use crate::config::{
+    self, Config, DEFAULT_MAX_DELETE_PERCENT, DEFAULT_MAX_DELETES, Deletes, MatchBy, Mirror,
+};
+use crate::ledger::{self, Ledger, Status};
+use crate::pipeline::mirror::{Verdict, guard};
+use crate::retry::Halt;
+use crate::state::{self, SyncState};
+use crate::targets::{Mode, Outcome};
+
+/// What `erase` is asked to do.
+#[derive(Debug, Clone)]
+pub struct EraseRequest {
+    /// The config file.
+    pub config: PathBuf,
+    /// The file of keys (or ids), one a line.
+    pub keys: PathBuf,
+    /// Show what would be erased; delete nothing.
+    pub dry_run: bool,
+    /// The erasure ledger (default: a new file under `./ledgers/`).
+    pub ledger: Option<PathBuf>,
+    /// The sync state's directory (default `[state] path`, else `./state`).
+    pub state: Option<PathBuf>,
+    /// Delete beyond the guard when the keys are exactly N.
+    pub approve_deletes: Option<u64>,
+    /// Print nothing but errors.
+    pub quiet: bool,
+}
+
+/// One line of the erasure ledger.
+#[derive(Debug, Serialize)]
+struct Erased<'a> {
+    key: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_id: Option<&'a str>,
+    outcome: &'a str,
+    time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
+/// The keys of an erasure request: one a line, trimmed, blank lines skipped, each once.
+pub fn read_keys(text: &str) -> Vec<String> {
+    let mut keys: Vec<String> = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if !keys.iter().any(|k| k == line) {
+            keys.push(line.to_owned());
+        }
+    }
+    keys
+}
+
+/// Runs `erase` on a runtime of its own; returns the exit code.
+pub fn erase(request: &EraseRequest) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("profilesync: cannot start the async runtime: {e}");
+            return EXIT_ABORTED;
+        }
+    };
+    runtime.block_on(async {
+        match run(request).await {
+            Ok(code) => code,
+            Err((code, message)) => {
+                eprintln!("profilesync: erase: {message}");
+                code
+            }
+        }
+    })
+}
+
+async fn run(request: &EraseRequest) -> Result<i32, (i32, String)> {
+    let usage = |m: String| (EXIT_USAGE, m);
+    let config = config::load(&request.config).map_err(|e| usage(e.to_string()))?;
+    let text = std::fs::read_to_string(&request.keys)
+        .map_err(|e| usage(format!("cannot read {}: {e}", request.keys.display())))?;
+    let keys = read_keys(&text);
+    if keys.is_empty() {
+        return Err(usage(format!("{} holds no key", request.keys.display())));
+    }
+    let (sender, identity) = connect_and_identify(&config, None)
+        .await
+        .map_err(|f| (f.code, f.reason))?;
+    let dir = request
+        .state
+        .clone()
+        .or_else(|| config.state.clone())
+        .unwrap_or_else(|| PathBuf::from("state"));
+    let state = SyncState::open(&dir, &identity).map_err(|e| usage(e.to_string()))?;
+    let resolved = resolve(&config, &state, &keys).map_err(|e| (EXIT_ABORTED, e))?;
+    let records = state.len().map_err(|e| (EXIT_ABORTED, e.to_string()))?;
+    let limits = config.mirror.clone().unwrap_or(Mirror {
+        deletes: Deletes::Delete,
+        owner: String::new(),
+        max_deletes: DEFAULT_MAX_DELETES,
+        max_delete_percent: DEFAULT_MAX_DELETE_PERCENT,
+    });
+    let verdict = guard(keys.len() as u64, records, &limits, request.approve_deletes);
+    let path = request
+        .ledger
+        .clone()
+        .unwrap_or_else(|| ledger::default_path("erase"));
+    let mut ledger = Ledger::create(&path).map_err(|e| usage(e.to_string()))?;
+    let mode = if request.dry_run || verdict == Verdict::Withheld {
+        Mode::Plan
+    } else {
+        Mode::Apply
+    };
+    let mut failed = 0;
+    let mut line = Vec::new();
+    for (key, id) in keys.iter().zip(&resolved) {
+        let outcome = sender
+            .target
+            .delete(id, mode, &sender.pace(Halt::never()))
+            .await;
+        let (status, error) = match outcome {
+            Outcome::Settled(settled) => (settled.status, settled.error.map(|e| e.code)),
+            Outcome::Abort(reason) => {
+                return Err((
+                    EXIT_ABORTED,
+                    format!(
+                        "{reason}; the ledger {} holds the keys erased so far",
+                        path.display()
+                    ),
+                ));
+            }
+        };
+        failed += u32::from(status == Status::Failed);
+        write(
+            &mut ledger,
+            &mut line,
+            key,
+            Some(id),
+            status.name(),
+            error.as_deref(),
+        )
+        .map_err(|e| (EXIT_ABORTED, e.to_string()))?;
+        if status == Status::Deleted {
+            state
+                .remove(id)
+                .map_err(|e| (EXIT_ABORTED, e.to_string()))?;
+        }
+    }
+    if !request.quiet {
+        println!("erasure ledger: {}", path.display());
+    }
+    let share = keys.len() as f64 * 100.0 / records.max(1) as f64;
+    Ok(match verdict {
+        Verdict::Withheld => {
+            eprintln!(
+                "profilesync: erase: deletions withheld: {} of {records} ({share:.1}%) exceed both \
+                 max_deletes and max_delete_percent; review, then erase --approve-deletes {}",
+                keys.len(),
+                keys.len()
+            );
+            EXIT_DELETIONS_WITHHELD
+        }
+        _ if failed > 0 => EXIT_RECORDS_FAILED,
+        _ => EXIT_OK,
+    })
+}
+
+/// The target id of each key: where the state's owners' table says it was synced from,
+/// else where a search found it, else the key itself taken as the target's id.
+fn resolve(config: &Config, state: &SyncState, keys: &[String]) -> Result<Vec<String>, String> {
+    let by_owner = state.ids_of_keys(keys).map_err(|e| e.to_string())?;
+    keys.iter()
+        .zip(by_owner)
+        .map(|(key, owned)| {
+            if let Some(id) = owned {
+                return Ok(id);
+            }
+            if let MatchBy::Search { key: search, .. } = &config.matching.by {
+                let found = state
+                    .found(&state::found_key(search, &config.source.key, key))
+                    .map_err(|e| e.to_string())?;
+                if let Some(id) = found {
+                    return Ok(id);
+                }
+            }
+            Ok(key.clone())
+        })
+        .collect()
+}
+
+fn write(
+    ledger: &mut Ledger,
+    line: &mut Vec<u8>,
+    key: &str,
+    target_id: Option<&str>,
+    outcome: &str,
+    error: Option<&str>,
+) -> io::Result<()> {
+    line.clear();
+    let entry = Erased {
+        key,
+        target_id,
+        outcome,
+        time: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        error,
+    };
+    serde_json::to_writer(&mut *line, &entry)?;
+    line.push(b'\n');
+    ledger.write_lines(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_one_a_line_trimmed_and_each_once() {
+        assert_eq!(read_keys(" K1\n\nK2\r\nK1\n  \n"), ["K1", "K2"]);
+    }
+}
