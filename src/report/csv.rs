@@ -86,6 +86,12 @@ impl CsvDiff {
         if self.values {
             row.extend([Cow::Borrowed(""), Cow::Borrowed("")]);
         }
+        // The code and reason columns: why it is deleted, or why its delete failed.
+        let (code, reason) = match &deletion.error {
+            Some(e) => (neutralise(&e.code), neutralise(&e.message)),
+            None => (Cow::Borrowed(deletion.reason), Cow::Borrowed("")),
+        };
+        row.extend([code, reason]);
         self.out.write_record(row.iter().map(|c| c.as_bytes()))?;
         Ok(())
     }
