@@ -32,8 +32,9 @@
 //! the two only makes the next run search again.
 //!
 //! A `[mirror]` run also keeps who settled each record ([`SyncState::put_owned_many`]):
-//! in a third table, target id → a 64-bit hash of the `[mirror] owner` and the record's
-//! `[source] key` (an id the ledger holds too, never a field value), which is where its
+//! in a third table, target id (encoded as in the records table) → a 64-bit hash of the
+//! `[mirror] owner` and the record's `[source] key` (an id the ledger holds too, never a
+//! field value), which is where its
 //! deletion candidates come from ([`SyncState::owned_by`]). It is a table of its own so that
 //! a state without mirror runs keeps its size (the key's length would otherwise grow every
 //! record's value); a record forgotten is forgotten there too.
@@ -74,7 +75,7 @@ use std::path::{Path, PathBuf};
 
 use redb::{
     Database, DatabaseError, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata,
-    TableDefinition,
+    TableDefinition, TableHandle,
 };
 use xxhash_rust::xxh3::{Xxh3Default, xxh3_64};
 
@@ -86,7 +87,7 @@ const REPACKED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records-re
 /// the record's key` → target id. (The record's key is in the ledger too; the value searched
 /// for is not kept.)
 const FOUND: TableDefinition<&[u8], &str> = TableDefinition::new("found");
-/// Records a `[mirror]` run settled: target id (its text) → the 8-byte xxh3-64 of the
+/// Records a `[mirror]` run settled: target id (encoded by [`encode_id`]) → the 8-byte xxh3-64 of the
 /// `[mirror] owner` that last settled it (big-endian), then the record's `[source] key`. Only
 /// mirror runs write it; deletion candidates are read from it ([`SyncState::owned_by`]).
 const OWNED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("owned");
@@ -528,7 +529,7 @@ impl SyncState {
             for id in ids {
                 let key = encode_id(id);
                 records.remove(key.as_slice()).map_err(|e| self.error(e))?;
-                owned.remove(id.as_bytes()).map_err(|e| self.error(e))?;
+                owned.remove(key.as_slice()).map_err(|e| self.error(e))?;
             }
         }
         txn.commit().map_err(|e| self.error(e))
@@ -550,7 +551,7 @@ impl SyncState {
                 value.extend_from_slice(&owner_hash(owner).to_be_bytes());
                 value.extend_from_slice(key.as_bytes());
                 table
-                    .insert(id.as_bytes(), value.as_slice())
+                    .insert(encode_id(id).as_slice(), value.as_slice())
                     .map_err(|e| self.error(e))?;
             }
         }
@@ -575,7 +576,7 @@ impl SyncState {
                 continue;
             };
             if let Some(at) = keys.iter().position(|k| k.as_bytes() == stored) {
-                ids[at] = Some(String::from_utf8_lossy(id.value()).into_owned());
+                ids[at] = Some(decode_id(id.value()));
             }
         }
         Ok(ids)
@@ -589,7 +590,9 @@ impl SyncState {
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
             Err(e) => return Err(self.error(e)),
         };
-        let found = table.get(id.as_bytes()).map_err(|e| self.error(e))?;
+        let found = table
+            .get(encode_id(id).as_slice())
+            .map_err(|e| self.error(e))?;
         Ok(found.is_some_and(|value| {
             let value = value.value();
             value.len() >= 8
@@ -621,10 +624,10 @@ impl SyncState {
                 continue;
             }
             total += 1;
-            let id = String::from_utf8_lossy(id.value());
+            let id = decode_id(id.value());
             let key = String::from_utf8_lossy(&value[8..]);
             if keep(&id, &key) {
-                kept.push((id.into_owned(), key.into_owned()));
+                kept.push((id, key.into_owned()));
             }
         }
         Ok((total, kept))
@@ -740,9 +743,27 @@ impl SyncState {
         let mut txn = self.db.begin_write().map_err(|e| self.error(e))?;
         txn.set_durability(Durability::Immediate)
             .map_err(|e| self.error(e))?;
+        self.repack_table(&txn, RECORDS)?;
+        // The owners' table (`[mirror]` runs) fills the same way, when there is one.
+        if txn
+            .list_tables()
+            .map_err(|e| self.error(e))?
+            .any(|t| t.name() == OWNED.name())
+        {
+            self.repack_table(&txn, OWNED)?;
+        }
+        txn.commit().map_err(|e| self.error(e))
+    }
+
+    /// Within `txn`: copies `table` in key order into [`REPACKED`], which then replaces it.
+    fn repack_table(
+        &self,
+        txn: &redb::WriteTransaction,
+        table: TableDefinition<&[u8], &[u8]>,
+    ) -> Result<(), StateError> {
         txn.delete_table(REPACKED).map_err(|e| self.error(e))?;
         {
-            let old = txn.open_table(RECORDS).map_err(|e| self.error(e))?;
+            let old = txn.open_table(table).map_err(|e| self.error(e))?;
             let mut new = txn.open_table(REPACKED).map_err(|e| self.error(e))?;
             for entry in old.iter().map_err(|e| self.error(e))? {
                 let (key, value) = entry.map_err(|e| self.error(e))?;
@@ -750,10 +771,10 @@ impl SyncState {
                     .map_err(|e| self.error(e))?;
             }
         }
-        txn.delete_table(RECORDS).map_err(|e| self.error(e))?;
-        txn.rename_table(REPACKED, RECORDS)
+        txn.delete_table(table).map_err(|e| self.error(e))?;
+        txn.rename_table(REPACKED, table)
             .map_err(|e| self.error(e))?;
-        txn.commit().map_err(|e| self.error(e))
+        Ok(())
     }
 
     fn write(
@@ -892,6 +913,27 @@ pub fn encode_id(id: &str) -> EncodedId {
     EncodedId(EncodedRepr::Text(text))
 }
 
+/// The target id an [`encode_id`] key stands for (its inverse).
+pub fn decode_id(key: &[u8]) -> String {
+    let hex = |raw: &[u8]| raw.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    match key.split_first() {
+        Some((&TAG_HEX32, raw)) if raw.len() == 16 => hex(raw),
+        Some((&TAG_UUID, raw)) if raw.len() == 16 => {
+            let h = hex(raw);
+            format!(
+                "{}-{}-{}-{}-{}",
+                &h[..8],
+                &h[8..12],
+                &h[12..16],
+                &h[16..20],
+                &h[20..]
+            )
+        }
+        Some((_, text)) => String::from_utf8_lossy(text).into_owned(),
+        None => String::new(),
+    }
+}
+
 fn raw_key(tag: u8, raw: [u8; 16]) -> EncodedId {
     let mut key = [0u8; 17];
     key[0] = tag;
@@ -1017,6 +1059,18 @@ mod tests {
 
     fn stored(hash: u128) -> Stored {
         Stored::hash(hash)
+    }
+
+    #[test]
+    fn decode_id_inverts_encode_id() {
+        for id in [
+            P1,
+            "87654321-2222-1234-1234-111234567891",
+            "00027a52JCGY000M",
+            "ABCDEF0123456789ABCDEF0123456789",
+        ] {
+            assert_eq!(decode_id(encode_id(id).as_slice()), id);
+        }
     }
 
     #[test]
