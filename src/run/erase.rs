@@ -1,7 +1,8 @@
 //! `profilesync erase --config FILE KEYS [--dry-run]`: an explicit erasure request (GDPR
 //! Art. 17 and 19). Each line of KEYS is a `[source] key` value or a target id; each is
 //! resolved to its target record through the sync state (the `[mirror]` owners' table, then
-//! where a search found it), else taken as the target's own id, and deleted through the same
+//! where a search found it), else taken as the target's own id when it has an id's form, else
+//! (for a config matching by search) searched for by the search key, and deleted through the same
 //! limiter, retry policy and `driver::delete` as a mirror run (404: already gone, `deleted`).
 //! Its state entry is removed after the target confirmed. The erasure ledger holds one line
 //! per key: `{"key","target_id","outcome","time"}`, the evidence. Not subject to the absence
@@ -25,7 +26,8 @@ use crate::ledger::{self, Ledger, Status};
 use crate::pipeline::mirror::{Verdict, guard};
 use crate::retry::Halt;
 use crate::state::{self, SyncState};
-use crate::targets::{Mode, Outcome};
+use crate::targets::{Mode, Outcome, Pace, Target};
+use crate::validate;
 
 /// What `erase` is asked to do.
 #[derive(Debug, Clone)]
@@ -110,7 +112,10 @@ async fn run(request: &EraseRequest) -> Result<i32, (i32, String)> {
         .or_else(|| config.state.clone())
         .unwrap_or_else(|| PathBuf::from("state"));
     let state = SyncState::open(&dir, &identity).map_err(|e| usage(e.to_string()))?;
-    let resolved = resolve(&config, &state, &keys).map_err(|e| (EXIT_ABORTED, e))?;
+    let pace = sender.pace(Halt::never());
+    let resolved = resolve(&config, &state, &sender.target, &keys, &pace)
+        .await
+        .map_err(|e| (EXIT_ABORTED, e))?;
     let records = state.len().map_err(|e| (EXIT_ABORTED, e.to_string()))?;
     let limits = config.mirror.clone().unwrap_or(Mirror {
         deletes: Deletes::Delete,
@@ -131,7 +136,16 @@ async fn run(request: &EraseRequest) -> Result<i32, (i32, String)> {
     };
     let mut failed = 0;
     let mut line = Vec::new();
-    for (key, id) in keys.iter().zip(&resolved) {
+    for (key, found) in keys.iter().zip(&resolved) {
+        let id = match found {
+            Found::Id(id) => id,
+            Found::Missing(why) => {
+                failed += 1;
+                write(&mut ledger, &mut line, key, None, "not_found", Some(why))
+                    .map_err(|e| (EXIT_ABORTED, e.to_string()))?;
+                continue;
+            }
+        };
         let outcome = sender
             .target
             .delete(id, mode, &sender.pace(Halt::never()))
@@ -183,27 +197,57 @@ async fn run(request: &EraseRequest) -> Result<i32, (i32, String)> {
     })
 }
 
+/// Where a key of the request leads.
+enum Found {
+    /// The target record's id.
+    Id(String),
+    /// No record: `not_found`, with the ledger's code.
+    Missing(&'static str),
+}
+
 /// The target id of each key: where the state's owners' table says it was synced from,
-/// else where a search found it, else the key itself taken as the target's id.
-fn resolve(config: &Config, state: &SyncState, keys: &[String]) -> Result<Vec<String>, String> {
+/// else where a search found it, else the key itself when it has the form of the target's
+/// id, else, for a config matching by search, the one record whose search key holds it (none:
+/// `not_found`; several: `ambiguous`, nothing deleted).
+async fn resolve(
+    config: &Config,
+    state: &SyncState,
+    target: &Target,
+    keys: &[String],
+    pace: &Pace<'_>,
+) -> Result<Vec<Found>, String> {
     let by_owner = state.ids_of_keys(keys).map_err(|e| e.to_string())?;
-    keys.iter()
-        .zip(by_owner)
-        .map(|(key, owned)| {
-            if let Some(id) = owned {
-                return Ok(id);
-            }
-            if let MatchBy::Search { key: search, .. } = &config.matching.by {
-                let found = state
-                    .found(&state::found_key(search, &config.source.key, key))
-                    .map_err(|e| e.to_string())?;
-                if let Some(id) = found {
-                    return Ok(id);
-                }
-            }
-            Ok(key.clone())
-        })
-        .collect()
+    let kind = config.target.kind();
+    let mut found = Vec::with_capacity(keys.len());
+    for (key, owned) in keys.iter().zip(by_owner) {
+        if let Some(id) = owned {
+            found.push(Found::Id(id));
+            continue;
+        }
+        let MatchBy::Search { key: search, .. } = &config.matching.by else {
+            found.push(Found::Id(key.clone()));
+            continue;
+        };
+        let synced = state
+            .found(&state::found_key(search, &config.source.key, key))
+            .map_err(|e| e.to_string())?;
+        if let Some(id) = synced {
+            found.push(Found::Id(id));
+        } else if validate::check_id(kind, key).is_ok() {
+            found.push(Found::Id(key.clone()));
+        } else {
+            let ids = target
+                .search_ids(search, key, pace)
+                .await
+                .map_err(|e| format!("searching {search} for a key failed: {}", e.code))?;
+            found.push(match <[String; 1]>::try_from(ids) {
+                Ok([id]) => Found::Id(id),
+                Err(ids) if ids.is_empty() => Found::Missing("not_found"),
+                Err(_) => Found::Missing("ambiguous"),
+            });
+        }
+    }
+    Ok(found)
 }
 
 fn write(

@@ -294,6 +294,25 @@ impl Target {
         }
     }
 
+    /// The ids of the records whose search key `key` holds `value` (see
+    /// [`driver::Remote::search`]).
+    pub async fn search_ids(
+        &self,
+        key: &str,
+        value: &str,
+        pace: &Pace<'_>,
+    ) -> Result<Vec<String>, ApiError> {
+        use driver::Remote;
+        fn ids<C>(found: Vec<(String, C)>) -> Vec<String> {
+            found.into_iter().map(|(id, _)| id).collect()
+        }
+        match self {
+            Self::CustomerProfiles(t) => t.search(key, &[value], pace).await.map(ids),
+            Self::ConnectUser(t) => t.search(key, &[value], pace).await.map(ids),
+            Self::GenesysUcs(t) => t.search(key, &[value], pace).await.map(ids),
+        }
+    }
+
     /// What the target tells of the last change of the record `id` without reading it; see
     /// [`driver::Remote::last_change`].
     pub async fn last_change(&self, id: &str, pace: &Pace<'_>) -> Result<LastChange, ApiError> {

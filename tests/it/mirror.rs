@@ -885,3 +885,45 @@ async fn a_retry_of_the_failed_records_considers_no_deletion() {
     redrive.assert_prints("deletions: none considered: the run sent a part of the input");
     assert_eq!(profiles(&emulator).len(), 10);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erase_finds_a_key_the_state_does_not_know_by_the_search_key() {
+    let seed = json!({"domains": {DOMAIN: {"profiles": {
+        pid(1): {"FirstName": "Ada", "EmailAddress": "ada@example.com"},
+        pid(2): {"FirstName": "Bob", "EmailAddress": "bob@example.com"},
+        pid(3): {"FirstName": "Cy", "EmailAddress": "cy@example.com"},
+    }}}});
+    let emulator = start_emulator(EmulatorConfig::default().with_seed(seed)).await;
+    let dir = Dir::new();
+    let config = profiles_config("FirstName = \"first\"").replace(
+        "id = \"profile_id\"",
+        "search_key = \"_email\"\nsearch_column = \"email\"",
+    );
+    dir.write("c.toml", config);
+    // No run before: the state knows none of them. An e-mail, an unknown one, a ProfileId.
+    dir.write(
+        "keys.txt",
+        format!("ada@example.com\nnobody@example.com\n{}\n", pid(3)),
+    );
+    let args = [
+        "erase", "--config", "c.toml", "keys.txt", "--ledger", "e.jsonl",
+    ];
+    run(&dir, &emulator, &args)
+        .await
+        .assert_exit_because(1, "one key matched nothing");
+    let ledger = dir.ledger("e.jsonl");
+    let outcomes: Vec<(&str, &str)> = ledger
+        .iter()
+        .map(|e| (e["key"].as_str().unwrap(), e["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("ada@example.com", "deleted"),
+            ("nobody@example.com", "not_found"),
+            (pid(3).as_str(), "deleted"),
+        ]
+    );
+    assert_eq!(ledger[0]["target_id"], pid(1));
+    assert_eq!(profiles(&emulator), BTreeSet::from([pid(2)]));
+}
