@@ -141,7 +141,11 @@ async fn run(request: &EraseRequest) -> Result<i32, (i32, String)> {
             Found::Id(id) => id,
             Found::Missing(why) => {
                 failed += 1;
-                write(&mut ledger, &mut line, key, None, "not_found", Some(why))
+                let outcome = match *why {
+                    "not_found" => "not_found",
+                    _ => "failed",
+                };
+                write(&mut ledger, &mut line, key, None, outcome, Some(why))
                     .map_err(|e| (EXIT_ABORTED, e.to_string()))?;
                 continue;
             }
@@ -201,7 +205,7 @@ async fn run(request: &EraseRequest) -> Result<i32, (i32, String)> {
 enum Found {
     /// The target record's id.
     Id(String),
-    /// No record: `not_found`, with the ledger's code.
+    /// No one record: `not_found`, or `ambiguous` (a `failed` outcome): the ledger's code.
     Missing(&'static str),
 }
 
