@@ -21,7 +21,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-use super::sync::{Sender, StateUse};
+use super::parts::{Sender, StateUse};
 use crate::config::{Deletes, Mirror};
 use crate::ledger::{Deletion, Entry, Ledger, Status, Tally};
 use crate::report::DiffReport;

@@ -8,6 +8,7 @@
 
 mod check;
 pub mod mirror;
+mod parts;
 #[cfg(test)]
 mod props;
 pub mod refresh;
@@ -16,8 +17,9 @@ mod sync;
 mod twins;
 
 pub use check::check;
+pub use parts::{Sender, StateUse};
 pub use signals::Interrupts;
-pub use sync::{Selection, Sender, StateUse, SyncOptions, SyncResult, sync};
+pub use sync::{Selection, SyncOptions, SyncResult, sync};
 
 use crate::config::{Config, WhenMissing};
 use crate::ledger::{Entry, EntryError, Status};

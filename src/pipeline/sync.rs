@@ -25,21 +25,21 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use super::mirror::{self, Completeness, MirrorResult, MirrorRun, Named};
-use super::refresh::Refresh;
+use super::parts::{Sender, StateUse};
 use super::signals::Interrupts;
 use super::twins::{Turn, Twins};
 use super::{Context, new_entry, prepare};
-use crate::config::{Config, MatchBy};
+use crate::config::MatchBy;
 use crate::ledger::{Basis, Entry, EntryError, KeyIndex, Ledger, RecordSet, Status, Tally};
 use crate::limiter::{Limiters, OperationCalls};
 use crate::logging::RECORD;
 use crate::mapping::{Mapped, Value};
 use crate::report::{DiffReport, FieldCounts, Progress};
-use crate::retry::{ErrorClass, Halt, RetryPolicy};
+use crate::retry::{ErrorClass, Halt};
 use crate::source::SourceRecord;
-use crate::state::{self, PayloadValue, Stored, SyncState, TargetIdentity};
+use crate::state::{self, PayloadValue, Stored, SyncState};
 use crate::targets::driver::{Known, Twin};
-use crate::targets::{FieldChange, LastChange, Mode, Outcome, Pace, PreflightError, Target};
+use crate::targets::{FieldChange, LastChange, Mode, Outcome, Pace, Target};
 
 /// Records in a row that fail to connect after every retry, after which a run stops (exit 3).
 const UNANSWERED_LIMIT: u32 = 20;
@@ -63,17 +63,6 @@ pub struct SyncOptions {
     /// `--approve-deletes N`: delete a mirror run's candidates beyond the guard when they
     /// are exactly N.
     pub approve_deletes: Option<u64>,
-}
-
-/// The local sync state of a run and how the run uses it.
-pub struct StateUse {
-    /// The target's state file, open (and so locked) for the run.
-    pub state: SyncState,
-    /// `--full`: classify no record by the state (read everything), but refresh it.
-    pub full: bool,
-    /// When a record is written again before the target expires it; `None` for a target
-    /// whose records do not expire, or with `[state] refresh = false`.
-    pub refresh: Option<Refresh>,
 }
 
 /// Which records of the input a run sends. Both ledger-based selections check that the
@@ -111,41 +100,6 @@ impl Selection {
         }
         check_same_input(cx, record, keys)?;
         Ok(send_listed)
-    }
-}
-
-/// What sends records: the target, the limiters its requests wait on (one per API
-/// operation), the retry policy.
-pub struct Sender {
-    /// The target's client.
-    pub target: Target,
-    /// The run's token buckets, one per API operation (the ledger writer reads their rates).
-    pub limiters: Arc<Limiters>,
-    /// The run's retry policy.
-    pub policy: RetryPolicy,
-}
-
-impl Sender {
-    /// The pacing of requests that give up, unsent, when `halt` comes.
-    pub fn pace(&self, halt: Halt) -> Pace<'_> {
-        Pace {
-            limiters: &self.limiters,
-            policy: &self.policy,
-            halt,
-            attempts: Default::default(),
-        }
-    }
-
-    /// Checks what every record depends on; see [`Target::preflight`].
-    pub async fn preflight(&self, config: &Config) -> Result<Vec<String>, PreflightError> {
-        self.target
-            .preflight(config, &self.pace(Halt::never()))
-            .await
-    }
-
-    /// The identity the target's sync state is kept under; see [`Target::identity`].
-    pub async fn identity(&self) -> Result<TargetIdentity, PreflightError> {
-        self.target.identity(&self.pace(Halt::never())).await
     }
 }
 
