@@ -194,19 +194,7 @@ impl Remote for GenesysUcs {
         let url = format!("{}{}", self.base_url, profile_path(id));
         pace.send(GENESYS_DELETE_PROFILE, || {
             let request = self.authorized(self.http.delete(&url));
-            async move {
-                let response = request.send().await.map_err(transport)?;
-                let status = response.status();
-                if status.is_success() {
-                    return Ok(());
-                }
-                let headers = response.headers().clone();
-                let body = response.bytes().await.unwrap_or_default();
-                if status == StatusCode::NOT_FOUND && !is_ucs_error(&body) {
-                    return Err(wrong_path());
-                }
-                Err(status_error(status, &headers, &body))
-            }
+            async move { no_content(request.send().await.map_err(transport)?, false).await }
         })
         .await
     }
@@ -270,20 +258,8 @@ impl GenesysUcs {
                     .header(CONTENT_TYPE, "application/json")
                     .body(body.clone()),
             );
-            async move {
-                let response = request.send().await.map_err(transport)?;
-                let status = response.status();
-                if status.is_success() {
-                    return Ok(());
-                }
-                let headers = response.headers().clone();
-                let body = response.bytes().await.unwrap_or_default();
-                // `/profiles` always exists; a 404 without a UCS error is a wrong base path.
-                if status == StatusCode::NOT_FOUND && (is_post || !is_ucs_error(&body)) {
-                    return Err(wrong_path());
-                }
-                Err(status_error(status, &headers, &body))
-            }
+            // `/profiles` always exists: any 404 of a POST is a wrong base path.
+            async move { no_content(request.send().await.map_err(transport)?, is_post).await }
         })
         .await
     }
@@ -294,6 +270,21 @@ impl GenesysUcs {
             None => request,
         }
     }
+}
+
+/// The answer of a write or delete whose body does not matter: any 2xx is success; a 404
+/// without a UCS error body (any 404 when `path_exists`) is a wrong base path.
+async fn no_content(response: reqwest::Response, path_exists: bool) -> Result<(), ApiError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let headers = response.headers().clone();
+    let body = response.bytes().await.unwrap_or_default();
+    if status == StatusCode::NOT_FOUND && (path_exists || !is_ucs_error(&body)) {
+        return Err(wrong_path());
+    }
+    Err(status_error(status, &headers, &body))
 }
 
 /// `/profiles/{customer_id}`, with the id percent-encoded as one path segment.
