@@ -615,51 +615,45 @@ async fn settle_mapped(
 ) -> Result<Settlement, Unsettled> {
     let hash = state.map(|_| payload_hash(cx, &mapped));
     let found = state.and_then(|_| found_key(cx, &mapped));
-    let mut known = Known {
-        twin,
-        refresh_due: false,
-        synced: false,
-    };
-    let (mut stored, mut stored_id) = (None, None);
+    // What the state holds for the record (under the id it knows it by), and whether it is
+    // due for a refresh write.
+    let (mut stored, mut refresh_due) = (None, false);
     if let (Some(state), Some(hash), false) = (state, hash, seen) {
         match by_state(target, state, &mapped, hash, found.as_deref(), record, pace)
             .await
             .map_err(Unsettled::Stop)?
         {
             ByState::Skip(unchanged) => return Ok(*unchanged),
-            ByState::Look {
-                id,
-                stored: entry,
-                refresh_due,
-            } => {
-                stored = entry;
-                stored_id = id.filter(|_| entry.is_some());
-                known.refresh_due = refresh_due;
-                known.synced = entry.is_some();
-            }
+            ByState::Look { held, due } => (stored, refresh_due) = (held, due),
         }
     }
+    let known = Known {
+        twin,
+        refresh_due,
+        synced: stored.is_some(),
+    };
     match target.sync(&cx.config, &mapped, mode, known, pace).await {
         Outcome::Settled(settled) => {
-            let written_at = state.and_then(|s| s.refresh).map(|r| r.now());
-            let learnt = match (settled.status, hash) {
-                (Status::Updated | Status::Created | Status::Refreshed, Some(hash)) => {
-                    StateChange::Accepted(
-                        Stored {
-                            hash,
-                            last_modified: settled.last_modified,
-                            written_at,
-                        },
-                        found,
-                    )
+            let written_at = match settled.status {
+                Status::Updated | Status::Created | Status::Refreshed => {
+                    state.and_then(|s| s.refresh).map(|r| r.now())
                 }
                 // Found holding the payload: our last write stands only if it was this
                 // payload; else someone else wrote it, at a time we do not know.
-                (Status::Unchanged, Some(hash)) => StateChange::Accepted(
+                _ => stored
+                    .as_ref()
+                    .filter(|(_, s)| Some(s.hash) == hash)
+                    .and_then(|(_, s)| s.written_at),
+            };
+            let learnt = match (settled.status, hash) {
+                (
+                    Status::Updated | Status::Created | Status::Refreshed | Status::Unchanged,
+                    Some(hash),
+                ) => StateChange::Accepted(
                     Stored {
                         hash,
                         last_modified: settled.last_modified,
-                        written_at: stored.filter(|s| s.hash == hash).and_then(|s| s.written_at),
+                        written_at,
                     },
                     found,
                 ),
@@ -672,9 +666,9 @@ async fn settle_mapped(
             };
             // A record the state held and the target no longer has names the id it had, so
             // that the writer forgets it.
-            let gone = matches!(learnt, StateChange::Forget)
-                .then_some(stored_id)
-                .flatten();
+            let gone = stored
+                .filter(|_| matches!(learnt, StateChange::Forget))
+                .map(|(id, _)| id);
             Ok(Settlement {
                 entry: Entry {
                     key: Some(mapped.key),
@@ -703,13 +697,12 @@ async fn settle_mapped(
 enum ByState {
     /// It holds this very payload, written recently enough: `unchanged`, no request.
     Skip(Box<Settlement>),
-    /// Ask the target: the id the state knows the record by and what it holds for it (if
-    /// anything), and whether our last write is old enough to write it again though
-    /// unchanged.
+    /// Ask the target: what the state holds for the record, under the id it knows it by
+    /// (if anything), and whether our last write is old enough (or unknown) to write it
+    /// again though unchanged.
     Look {
-        id: Option<String>,
-        stored: Option<Stored>,
-        refresh_due: bool,
+        held: Option<(String, Stored)>,
+        due: bool,
     },
 }
 
@@ -735,29 +728,24 @@ async fn by_state(
         (None, Some(key)) => state.state.found(key).map_err(unreadable)?,
         _ => None,
     };
-    let stored = match &id {
-        Some(id) => state.state.get(id).map_err(unreadable)?,
+    let held = match id {
+        Some(id) => state
+            .state
+            .get(&id)
+            .map_err(unreadable)?
+            .map(|stored| (id, stored)),
         None => None,
     };
-    let refresh_due = state.refresh.is_some_and(|rule| {
-        rule.due(
-            id.as_deref().unwrap_or(&mapped.key),
-            stored.and_then(|s| s.written_at),
-        )
+    let due = state.refresh.is_some_and(|rule| match &held {
+        Some((id, stored)) => rule.due(id, stored.written_at),
+        // Nothing of ours on record: due at once.
+        None => rule.due(&mapped.key, None),
     });
-    let (Some(id), Some(entry)) = (id.clone(), stored) else {
-        return Ok(ByState::Look {
-            id,
-            stored,
-            refresh_due,
-        });
+    let Some((id, entry)) = held.clone() else {
+        return Ok(ByState::Look { held, due });
     };
-    let look = ByState::Look {
-        id: Some(id.clone()),
-        stored,
-        refresh_due,
-    };
-    if state.full || refresh_due || entry.hash != hash {
+    let look = ByState::Look { held, due };
+    if state.full || due || entry.hash != hash {
         return Ok(look);
     }
     match target.last_change(&id, pace).await {
