@@ -66,7 +66,7 @@ const MIN_WINDOW: Duration = Duration::from_secs(1);
 const MAX_WINDOW: Duration = Duration::from_secs(10);
 /// Most success times kept (bounds memory at very high rates).
 const MAX_KEPT: usize = 4096;
-/// The auto-rate state machine: all decisions of [`RateSetting::Auto`], on explicit clock
+/// The auto-rate state machine: all decisions of [`super::RateSetting::Auto`], on explicit clock
 /// readings (time since the limiter was made), without I/O.
 #[derive(Debug)]
 pub struct AutoRate {
