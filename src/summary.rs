@@ -143,7 +143,12 @@ impl RunSummary {
                 self.reasons = Some(result.reasons.clone());
                 self.stop_reason = result.aborted.clone();
                 self.duplicates = result.duplicates;
-                self.warnings = result.warnings.clone();
+                self.warnings = result
+                    .warnings
+                    .iter()
+                    .chain(&result.notices)
+                    .cloned()
+                    .collect();
                 self.deletions = result.mirror.as_ref().map(|m| m.line());
                 self.report = result.report.as_ref().map(|r| absolute(&r.paths().html));
                 self.ledger(ledger);
@@ -268,6 +273,7 @@ mod tests {
             unchanged_by_state: 0,
             duplicates: 0,
             warnings: Vec::new(),
+            notices: Vec::new(),
             mirror: None,
             reasons: [("BadRequestException".to_owned(), 1)].into(),
             calls: vec![OperationCalls {

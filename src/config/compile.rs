@@ -392,6 +392,21 @@ impl Compiler<'_> {
         if let Some(n) = self.bounded("[limits] max_attempts", &raw.max_attempts, 100) {
             limits.max_attempts = n as u32;
         }
+        if let Some(url) = &raw.shared {
+            match crate::limiter::shared::check_url(url.get_ref()) {
+                Ok(()) => limits.shared = Some(url.get_ref().clone()),
+                Err(problem) => self.error(Some(url.span()), format!("[limits] shared {problem}")),
+            }
+        }
+        if let Some(n) = self.bounded("[limits] shared_peers", &raw.shared_peers, 1_000) {
+            limits.shared_peers = n as u32;
+            if raw.shared.is_none() {
+                self.error(
+                    raw.shared_peers.as_ref().map(|v| v.span()),
+                    "[limits] shared_peers needs [limits] shared (a redis:// URL)".to_owned(),
+                );
+            }
+        }
         let known = schema::operations(kind);
         for (name, own) in raw.operations.iter().flatten() {
             if !known.contains(&name.get_ref().as_str()) {
@@ -753,6 +768,9 @@ fn borrow_transforms(kind: TargetKind, key: &str, value: &mut SearchRule, rules:
     }
 }
 
+/// `[limits] shared_peers` when left out.
+pub const DEFAULT_SHARED_PEERS: u32 = 4;
+
 /// The limits a target gets when `[limits]` leaves them out: under the documented quotas.
 pub fn default_limits(kind: TargetKind) -> Limits {
     match kind {
@@ -763,6 +781,8 @@ pub fn default_limits(kind: TargetKind) -> Limits {
             concurrency: 16,
             max_attempts: 8,
             operations: BTreeMap::new(),
+            shared: None,
+            shared_peers: DEFAULT_SHARED_PEERS,
         },
         // 2 requests/s, burst 5, per operation, account-wide.
         TargetKind::ConnectUser => Limits {
@@ -771,6 +791,8 @@ pub fn default_limits(kind: TargetKind) -> Limits {
             concurrency: 4,
             max_attempts: 8,
             operations: BTreeMap::new(),
+            shared: None,
+            shared_peers: DEFAULT_SHARED_PEERS,
         },
         // On-premises server with no documented quota.
         TargetKind::GenesysUcs => Limits {
@@ -779,6 +801,8 @@ pub fn default_limits(kind: TargetKind) -> Limits {
             concurrency: 8,
             max_attempts: 8,
             operations: BTreeMap::new(),
+            shared: None,
+            shared_peers: DEFAULT_SHARED_PEERS,
         },
     }
 }
@@ -858,6 +882,40 @@ BirthDate = { from = "dob", transform = [{ date = { from = "%m/%d/%Y", to = "%Y-
         assert_eq!(
             email.transforms,
             vec![Transform::Trim, Transform::Lowercase]
+        );
+    }
+
+    #[test]
+    fn a_shared_quota_is_a_redis_url_with_its_peers() {
+        let with =
+            |lines: &str| GOOD.replace("max_attempts = 8", &format!("max_attempts = 8\n{lines}"));
+        let config = compile(Path::new("t.toml"), GOOD).unwrap();
+        assert_eq!(config.limits.shared, None);
+        assert_eq!(config.limits.shared_peers, DEFAULT_SHARED_PEERS);
+        let config = compile(
+            Path::new("t.toml"),
+            &with("shared = \"redis://127.0.0.1:6379/0\"\nshared_peers = 3"),
+        )
+        .unwrap();
+        assert_eq!(
+            config.limits.shared.as_deref(),
+            Some("redis://127.0.0.1:6379/0")
+        );
+        assert_eq!(config.limits.shared_peers, 3);
+        let errors = errors(&with("shared = \"http://cache:6379\"\nshared_peers = 0"));
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors[0].starts_with("t.toml:17: [limits] shared must be a redis:// or rediss:// URL"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1].contains("[limits] shared_peers must be between 1 and"),
+            "{errors:?}"
+        );
+        let alone = super::tests::errors(&with("shared_peers = 2"));
+        assert!(
+            alone[0].contains("[limits] shared_peers needs [limits] shared"),
+            "{alone:?}"
         );
     }
 

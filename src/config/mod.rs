@@ -159,6 +159,12 @@ pub struct Limits {
     pub concurrency: usize,
     /// Attempts per request, the first included.
     pub max_attempts: u32,
+    /// `[limits] shared`: the Redis URL of the account-wide quota; `rate`/`burst` (and each
+    /// operation's) are then the budget of every process of the account together.
+    pub shared: Option<String>,
+    /// `[limits] shared_peers`: with `shared`, a lost Redis leaves each process at
+    /// `rate / shared_peers`.
+    pub shared_peers: u32,
 }
 
 impl Limits {

@@ -198,6 +198,12 @@ pub struct RawLimits {
     pub concurrency: Option<Spanned<i64>>,
     /// Attempts per request, the first included.
     pub max_attempts: Option<Spanned<i64>>,
+    /// `redis://HOST:PORT/DB` (or `rediss://`): one account-wide quota shared by every
+    /// process.
+    pub shared: Option<Spanned<String>>,
+    /// With `shared`: how many processes share the budget, for the rate each falls back to
+    /// when Redis is lost.
+    pub shared_peers: Option<Spanned<i64>>,
     /// `[limits.operations.<Operation>]`: one API operation's own rate and burst.
     pub operations: Option<BTreeMap<Spanned<String>, RawOperationLimits>>,
 }

@@ -36,16 +36,20 @@
 
 mod aimd;
 mod local;
+pub mod shared;
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use governor::clock::Clock;
 
 pub use aimd::AutoRate;
 pub use local::TokioClock;
 use local::{Bucket, MIN_FIXED_RATE, clamp_rate, new_bucket, remaining_tokens};
+pub use shared::SharedQuota;
+use shared::Verdict;
 
 /// How fast requests may go.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -96,6 +100,8 @@ pub struct Limiters {
     by_operation: Vec<(&'static str, Limiter)>,
     /// For an operation the target did not declare (a programming error, not a panic).
     other: Limiter,
+    /// `[limits] shared`: the account-wide quota every operation's limiter draws from.
+    shared: Option<Arc<SharedQuota>>,
 }
 
 impl Limiters {
@@ -110,7 +116,41 @@ impl Limiters {
                 .map(|(name, setting)| (name, Limiter::new(setting)))
                 .collect(),
             other: Limiter::new(other),
+            shared: None,
         }
+    }
+
+    /// [`Limiters::new`] drawing from the account-wide quota `shared` (`[limits] shared`):
+    /// each operation's tokens come from its bucket in Redis, at the operation's rate and
+    /// burst (for `rate = "auto"`, its start rate: see [`Limiter::acquire`]); `other` stays
+    /// local.
+    pub fn with_shared(
+        operations: impl IntoIterator<Item = (&'static str, RateSetting)>,
+        other: RateSetting,
+        shared: Arc<SharedQuota>,
+    ) -> Limiters {
+        Limiters {
+            by_operation: operations
+                .into_iter()
+                .map(|(name, setting)| (name, Limiter::drawing_from(setting, name, &shared)))
+                .collect(),
+            other: Limiter::new(other),
+            shared: Some(shared),
+        }
+    }
+
+    /// Names the account whose shared buckets the requests draw from from now on (a
+    /// `TargetIdentity`'s kind and scope, see [`shared::account_scope`]); nothing without
+    /// `[limits] shared`.
+    pub fn bind(&self, kind: &str, scope: &str) {
+        if let Some(shared) = &self.shared {
+            shared.bind(&shared::account_scope(kind, scope));
+        }
+    }
+
+    /// What the run must tell about its limiters at the end (Redis lost during the run).
+    pub fn notice(&self) -> Option<String> {
+        self.shared.as_ref().and_then(|s| s.notice())
     }
 
     /// The limiter of `operation`.
@@ -192,6 +232,20 @@ pub struct Limiter {
     sleeps: AtomicU64,
     succeeded: AtomicU64,
     throttled: AtomicU64,
+    /// `[limits] shared`: the operation's bucket in Redis and the local one used without it.
+    shared: Option<SharedBucket>,
+}
+
+/// One operation's bucket in the account-wide quota.
+#[derive(Debug)]
+struct SharedBucket {
+    quota: Arc<SharedQuota>,
+    operation: &'static str,
+    /// One token's worth of time at the shared rate.
+    interval: Duration,
+    burst: u32,
+    /// Used before the account is known and while Redis is lost: `rate / shared_peers`.
+    fallback: Bucket,
 }
 
 /// What the mutex guards: the current bucket and how its rate is chosen.
@@ -243,24 +297,105 @@ impl Limiter {
             sleeps: AtomicU64::new(0),
             succeeded: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
+            shared: None,
         }
     }
 
+    /// A limiter whose tokens come from `operation`'s bucket in the account-wide quota, at
+    /// the setting's rate (a fixed rate, or auto's start rate) and burst; an auto setting
+    /// also keeps its local AIMD bucket.
+    fn drawing_from(
+        setting: RateSetting,
+        operation: &'static str,
+        quota: &Arc<SharedQuota>,
+    ) -> Limiter {
+        let mut limiter = Limiter::new(setting);
+        let (rate, burst) = match setting {
+            RateSetting::Fixed { rate, burst } => (rate, burst),
+            RateSetting::Auto { start, burst } => (start, burst),
+        };
+        let rate = clamp_rate(rate, MIN_FIXED_RATE);
+        let peers = quota.peers().max(1);
+        let fallback_burst = NonZeroU32::new(burst.div_ceil(peers)).unwrap_or(NonZeroU32::MIN);
+        limiter.shared = Some(SharedBucket {
+            quota: Arc::clone(quota),
+            operation,
+            interval: Duration::from_secs_f64(1.0 / rate),
+            burst: burst.max(1),
+            fallback: new_bucket(
+                clamp_rate(rate / f64::from(peers), MIN_FIXED_RATE),
+                fallback_burst,
+                limiter.clock,
+            ),
+        });
+        limiter
+    }
+
     /// Waits until one request may be sent. Waiters are served in the order they came.
+    ///
+    /// With `[limits] shared` the token comes from the operation's bucket in Redis (at a
+    /// fixed rate, the local bucket is not used: the shared one is the limit); with
+    /// `rate = "auto"` the request first takes a token from the local AIMD bucket, then one
+    /// from the shared bucket at the start rate, so each process adapts on its own below
+    /// the account-wide budget. Before the account is known, and while Redis is lost, the
+    /// shared bucket is replaced by a local one at `rate / shared_peers`.
     pub async fn acquire(&self) {
         let _front = self.queue.lock().await;
+        let auto = matches!(self.lock().mode, Mode::Auto(_));
+        match &self.shared {
+            None => self.take_local().await,
+            Some(shared) => {
+                if auto {
+                    self.take_local().await;
+                }
+                self.take_shared(shared).await;
+            }
+        }
+        self.acquired.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Waits for a token of the local bucket (auto mode growing it first).
+    async fn take_local(&self) {
         loop {
             let bucket = self.current_bucket();
-            match bucket.check() {
-                Ok(()) => {
-                    self.acquired.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-                Err(not_until) => {
-                    let wait = not_until.wait_time_from(self.clock.now());
+            if self.try_take(&bucket).await {
+                return;
+            }
+        }
+    }
+
+    /// Waits for a token of the shared bucket, or of the fallback when Redis is not asked.
+    async fn take_shared(&self, shared: &SharedBucket) {
+        loop {
+            match shared
+                .quota
+                .take(shared.operation, shared.interval, shared.burst)
+                .await
+            {
+                Some(Verdict::Go) => return,
+                Some(Verdict::Wait(wait)) => {
                     self.sleeps.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(wait).await;
                 }
+                None => {
+                    if self.try_take(&shared.fallback).await {
+                        shared.quota.note_fallback();
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes a token of `bucket`, or sleeps until it would have one and returns `false`.
+    async fn try_take(&self, bucket: &Bucket) -> bool {
+        match bucket.check() {
+            Ok(()) => true,
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(self.clock.now());
+                self.sleeps.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(wait).await;
+                false
             }
         }
     }
@@ -346,7 +481,6 @@ impl Limiter {
 mod tests {
     use super::aimd::MIN_AUTO_RATE;
     use super::*;
-    use std::time::Duration;
 
     #[tokio::test(start_paused = true)]
     async fn each_operation_has_its_own_bucket() {

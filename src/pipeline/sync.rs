@@ -129,6 +129,9 @@ pub struct SyncResult {
     pub duplicates: u64,
     /// What the run found wrong as a whole, though no record failed; each makes it exit 1.
     pub warnings: Vec<String>,
+    /// What the run must tell about how it went that changes no exit code (Redis lost
+    /// during the run: the limiters fell back to local buckets).
+    pub notices: Vec<String>,
     /// With `[mirror]`: the deletions considered, and the guard's verdict.
     pub mirror: Option<MirrorResult>,
 }
@@ -350,6 +353,7 @@ pub async fn sync(
         unchanged_by_state,
         duplicates: twins.duplicates(),
         warnings,
+        notices: sender.limiters.notice().into_iter().collect(),
         mirror,
     })
 }

@@ -62,6 +62,7 @@ pub(super) fn finish(
         _ => {}
     }
     print_warnings(&result.warnings);
+    print_warnings(&result.notices);
     if let Some(reason) = &result.aborted {
         let then = resume_hint.map_or(String::new(), |hint| format!("; continue with: {hint}"));
         eprintln!(

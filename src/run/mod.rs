@@ -27,7 +27,7 @@ use chrono::Local;
 use crate::config::RefreshSetting;
 use crate::config::{Config, Rate, Target as TargetConfig};
 use crate::ledger::{self, Ledger};
-use crate::limiter::{Limiters, RateSetting};
+use crate::limiter::{Limiters, RateSetting, SharedQuota, shared};
 use crate::logging;
 use crate::pipeline::refresh::Refresh;
 use crate::pipeline::{self, Interrupts, Sender, StateUse, SyncResult};
@@ -460,9 +460,14 @@ pub async fn connect(
         }
     }
     .map_err(Failure::usage)?;
+    // Redis (`[limits] shared`) is reached before the preflight's first request.
+    let limiters = limiters(config).await.map_err(|e| {
+        tracing::info!(error = %e, "shared quota unreachable");
+        Failure::aborted(e.to_string())
+    })?;
     let sender = Sender {
         target,
-        limiters: Arc::new(limiters(config)),
+        limiters: Arc::new(limiters),
         policy: RetryPolicy::new(config.limits.max_attempts),
     };
     let preflight = sender.preflight(config).await;
@@ -489,6 +494,7 @@ async fn connect_and_identify(
 ) -> Result<(Sender, TargetIdentity), Failure> {
     let sender = connect(config, sdk).await?;
     let identity = sender.identity().await.map_err(preflight_failure)?;
+    sender.limiters.bind(identity.kind(), identity.scope());
     tracing::info!(kind = identity.kind(), "target identity known");
     Ok((sender, identity))
 }
@@ -498,19 +504,27 @@ fn preflight_failure(e: PreflightError) -> Failure {
     Failure::new(if e.config { EXIT_USAGE } else { EXIT_ABORTED }, e.message)
 }
 
-/// One limiter per API operation of the target, each at its `[limits]` setting.
-fn limiters(config: &Config) -> Limiters {
+/// One limiter per API operation of the target, each at its `[limits]` setting: the one
+/// place the backend is chosen, local buckets or, with `[limits] shared`, the account-wide
+/// quota in Redis (connected to here, so an unreachable Redis stops the run before any
+/// request).
+async fn limiters(config: &Config) -> Result<Limiters, shared::Unreachable> {
     let setting = |(rate, burst): (Rate, u32)| match rate {
         Rate::PerSecond(rate) => RateSetting::Fixed { rate, burst },
         Rate::Auto { start } => RateSetting::Auto { start, burst },
     };
     let limits = &config.limits;
-    Limiters::new(
-        schema::operations(config.target.kind())
-            .iter()
-            .map(|op| (*op, setting(limits.of(op)))),
-        setting((limits.rate, limits.burst)),
-    )
+    let operations = schema::operations(config.target.kind())
+        .iter()
+        .map(|op| (*op, setting(limits.of(op))));
+    let other = setting((limits.rate, limits.burst));
+    Ok(match &limits.shared {
+        None => Limiters::new(operations, other),
+        Some(url) => {
+            let quota = SharedQuota::connect(url, limits.shared_peers).await?;
+            Limiters::with_shared(operations, other, Arc::new(quota))
+        }
+    })
 }
 
 /// Applies `--rate` and `--concurrency`.

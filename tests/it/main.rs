@@ -14,5 +14,6 @@ mod mirror;
 mod reliability;
 mod report;
 mod secrets;
+mod shared_quota;
 mod state;
 mod support;

@@ -10,7 +10,8 @@
 //!   sync ones ([`TestCommand::output_sync`], [`TestCommand::spawn_sync`]); either way the
 //!   outcome is a [`Run`], which reads as the process's [`Output`].
 //! - [`AwsCli`] runs the AWS CLI against an emulator, table-driven by [`CliCase`]s;
-//!   [`needs_tool`] skips (or, under `CI`, fails) a test whose tool from outside Cargo is missing.
+//!   [`needs_tool`] skips (or, under `CI`, fails) a test whose tool from outside Cargo is missing;
+//!   [`RedisServer`] starts a `redis-server` of the test's own on a [`free_port`].
 //! - Shared readers and assertions: [`read_ledger`], [`by_record`], [`statuses`], [`count`],
 //!   [`wait_for_entries`], [`assert_every_record_once`], [`assert_stopped_before_any_record`].
 //! - The Customer Profiles fixtures most files share: [`customers`], [`seed`], [`config`],
@@ -488,6 +489,77 @@ pub fn needs_tool<T>(found: Option<T>, missing: &str, install: &str) -> Option<T
         "SKIPPED {test}: {missing} ({install}; with CI set this test fails instead of skipping)"
     );
     None
+}
+
+// ---- Redis, for `[limits] shared` ----
+
+/// A loopback port nothing listens on (the OS picked it free an instant ago).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// A `redis-server` of its own on a free loopback port (no snapshot, no append-only file),
+/// killed when dropped or by [`RedisServer::kill`] (to lose it in the middle of a run).
+pub struct RedisServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl RedisServer {
+    /// Starts one, or, when `redis-server` is not installed, `None` as [`needs_tool`] says
+    /// (call it first thing in the test).
+    pub fn start() -> Option<RedisServer> {
+        let program = needs_tool(
+            on_path("redis-server"),
+            "no redis-server on PATH",
+            "apt-get install redis-server",
+        )?;
+        let port = free_port();
+        let child = std::process::Command::new(program)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        let server = RedisServer { child, port };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(server)
+    }
+
+    /// `redis://127.0.0.1:PORT/0`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Kills it (SIGKILL) and waits for its end.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `name` in a directory of `PATH`, if it is there.
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
 }
 
 // ---- The AWS CLI, a client nobody here wrote ----
