@@ -3,10 +3,12 @@
 //! quota, and the two ways Redis fails: unreachable at the start (exit 3, nothing sent) and
 //! killed during a run (the run finishes at `rate / shared_peers` and says so).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use profilesync::emulator::EmulatorHandle;
 use profilesync::limiter::shared::{SharedQuota, Verdict};
+use profilesync::limiter::{Limiters, RateSetting};
 
 use crate::support::{
     APPLY, BY_ID, Dir, RedisServer, assert_every_record_once, command, config, customers,
@@ -164,6 +166,10 @@ async fn three_processes_share_one_redis_quota_within_the_emulators() {
     );
     // The quota-bound minimum: the emulator's bucket of 100 at once, the rest at 100/s.
     let minimum = (total - 100) as f64 / 100.0;
+    eprintln!(
+        "three processes in one Redis quota: {wall:.1} s (minimum {minimum:.1} s), \
+         {throttled} of {answered} requests throttled"
+    );
     assert!(
         wall <= 1.15 * minimum + 4.0,
         "{wall:.1} s for {total} updates (minimum {minimum:.1} s)"
@@ -254,4 +260,78 @@ async fn redis_killed_mid_run_the_run_finishes_at_the_fallback_rate_and_says_so(
         "{rest} updates in {after_kill:.1} s after Redis was lost"
     );
     assert_eq!(emulator.stats().operation("UpdateProfile").status(429), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_rate_stays_local_and_below_the_shared_start_rate() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let auto = RateSetting::Auto {
+        start: 10.0,
+        burst: 2,
+    };
+    let fixed = RateSetting::Fixed {
+        rate: 1000.0,
+        burst: 1,
+    };
+    // Two processes at `rate = "auto"`, start 10/s, sharing the account's bucket.
+    let mut processes = Vec::new();
+    for _ in 0..2 {
+        let quota = SharedQuota::connect(&redis.url(), 4).await.expect("Redis");
+        let limiters = Arc::new(Limiters::with_shared(
+            [("Op", auto)],
+            fixed,
+            Arc::new(quota),
+        ));
+        limiters.bind("customer-profiles", "account=1 region=r");
+        processes.push(limiters);
+    }
+    let start = Instant::now();
+    let run_for = Duration::from_millis(1_500);
+    let tasks: Vec<_> = processes
+        .iter()
+        .map(|limiters| {
+            let limiters = Arc::clone(limiters);
+            tokio::spawn(async move {
+                let mut granted = 0u32;
+                while start.elapsed() < run_for {
+                    limiters.get("Op").acquire().await;
+                    granted += 1;
+                }
+                granted
+            })
+        })
+        .collect();
+    let mut together = 0;
+    for task in tasks {
+        together += task.await.expect("a process");
+    }
+    // Together never above the shared start rate (10/s, burst 2), though each process's
+    // AIMD bucket alone would let 10/s through.
+    assert!(
+        (12..=18).contains(&together),
+        "{together} tokens in 1.5 s for two processes at auto, start 10/s"
+    );
+
+    // A throttle slows one process's own bucket below the shared rate (× 0.7, about 7/s):
+    // after a rest, 8 tokens take its burst of 2 and then 6 at its own rate, not at 10/s.
+    let slowed = processes[0].get("Op");
+    let before = slowed.current_rate();
+    slowed.on_throttle();
+    let rate = slowed.current_rate();
+    assert!(
+        (rate - 0.7 * before).abs() < 1e-9 && rate < 10.0,
+        "{before} → {rate}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let start = Instant::now();
+    for _ in 0..8 {
+        slowed.acquire().await;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    assert!(
+        secs >= 0.9 * 6.0 / rate && secs > 0.7,
+        "8 tokens at {rate:.1}/s took {secs:.2} s (at the shared 10/s: 0.6 s)"
+    );
 }
