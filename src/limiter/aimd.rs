@@ -82,6 +82,8 @@ pub struct AutoRate {
     tick_start: Duration,
     acquired_at_tick: u64,
     successes: SuccessWindow,
+    /// The highest rate it grows to ([`MAX_RATE`], or the shared quota's rate).
+    cap: f64,
 }
 
 impl AutoRate {
@@ -97,7 +99,15 @@ impl AutoRate {
             tick_start: now,
             acquired_at_tick: 0,
             successes: SuccessWindow::new(now),
+            cap: MAX_RATE,
         }
+    }
+
+    /// Never grows above `cap` (with `[limits] shared`: the account-wide rate, so that the
+    /// local rate stays below it).
+    pub fn cap(&mut self, cap: f64) {
+        self.cap = clamp_rate(cap, MIN_FIXED_RATE);
+        self.rate = self.rate.min(self.cap);
     }
 
     /// The current rate, requests per second.
@@ -154,7 +164,7 @@ impl AutoRate {
             Some(limit) => (self.rate * (1.0 + SLOW_START_SHARE * secs)).min(limit),
             None => additive,
         };
-        self.rate = additive.max(slow_start).min(MAX_RATE);
+        self.rate = additive.max(slow_start).min(self.cap);
         true
     }
 
@@ -240,6 +250,21 @@ impl SuccessWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_capped_rate_never_grows_above_its_cap() {
+        let mut auto = AutoRate::new(10.0, Duration::ZERO);
+        auto.cap(10.0);
+        // Slow start, fully used: it would grow by half every second.
+        let mut acquired = 0;
+        for ms in (0..=5_000).step_by(10) {
+            acquired += 1;
+            auto.tick(Duration::from_millis(ms), acquired);
+        }
+        assert_eq!(auto.rate(), 10.0);
+        assert!(auto.on_throttle(Duration::from_secs(6)));
+        assert_eq!(auto.rate(), 7.0);
+    }
 
     #[test]
     fn throttles_within_the_cooldown_count_once() {

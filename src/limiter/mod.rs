@@ -303,7 +303,7 @@ impl Limiter {
 
     /// A limiter whose tokens come from `operation`'s bucket in the account-wide quota, at
     /// the setting's rate (a fixed rate, or auto's start rate) and burst; an auto setting
-    /// also keeps its local AIMD bucket.
+    /// also keeps its local AIMD bucket, which never grows above that rate.
     fn drawing_from(
         setting: RateSetting,
         operation: &'static str,
@@ -315,6 +315,9 @@ impl Limiter {
             RateSetting::Auto { start, burst } => (start, burst),
         };
         let rate = clamp_rate(rate, MIN_FIXED_RATE);
+        if let Mode::Auto(auto) = &mut limiter.lock().mode {
+            auto.cap(rate);
+        }
         let peers = quota.peers().max(1);
         let fallback_burst = NonZeroU32::new(burst.div_ceil(peers)).unwrap_or(NonZeroU32::MIN);
         limiter.shared = Some(SharedBucket {

@@ -321,9 +321,10 @@ async fn auto_rate_stays_local_and_below_the_shared_start_rate() {
     slowed.on_throttle();
     let rate = slowed.current_rate();
     assert!(
-        (rate - 0.7 * before).abs() < 1e-9 && rate < 10.0,
-        "{before} → {rate}"
+        before <= 10.0,
+        "the local rate grew above the shared one: {before}"
     );
+    assert!((rate - 0.7 * before).abs() < 1e-9, "{before} → {rate}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let start = Instant::now();
     for _ in 0..8 {
