@@ -336,3 +336,35 @@ async fn auto_rate_stays_local_and_below_the_shared_start_rate() {
         "8 tokens at {rate:.1}/s took {secs:.2} s (at the shared 10/s: 0.6 s)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_back_during_the_run_the_run_goes_back_to_it() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let n = 120;
+    let emulator = seeded(n).await;
+    let dir = slice(
+        1,
+        n,
+        &format!(
+            "rate = 40\nburst = 4\nconcurrency = 4\nshared = \"{}\"\nshared_peers = 4",
+            redis.url()
+        ),
+    );
+    let child = command(&dir, &emulator, &APPLY).spawn();
+    wait_for_entries(&dir.path("l.jsonl"), 10).await;
+    redis.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    redis.restart();
+    let run = child.wait().await;
+    let err = stderr(&run);
+    run.assert_exit(0);
+    assert_every_record_once(&dir.ledger("l.jsonl"), u64::from(n));
+    assert!(err.contains("lost Redis"), "{err}");
+    assert!(err.contains("Redis is back"), "{err}");
+    assert!(
+        err.contains("it was back by the end of the run"),
+        "the end says so: {err}"
+    );
+}

@@ -502,9 +502,11 @@ pub fn free_port() -> u16 {
 }
 
 /// A `redis-server` of its own on a free loopback port (no snapshot, no append-only file),
-/// killed when dropped or by [`RedisServer::kill`] (to lose it in the middle of a run).
+/// killed when dropped or by [`RedisServer::kill`] (to lose it in the middle of a run), and
+/// started again by [`RedisServer::restart`].
 pub struct RedisServer {
     child: std::process::Child,
+    program: PathBuf,
     port: u16,
 }
 
@@ -518,6 +520,21 @@ impl RedisServer {
             "apt-get install redis-server",
         )?;
         let port = free_port();
+        let child = RedisServer::spawn(&program, port);
+        Some(RedisServer {
+            child,
+            program,
+            port,
+        })
+    }
+
+    /// Starts it again on the same port after [`RedisServer::kill`] (empty: nothing is saved).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = RedisServer::spawn(&self.program, self.port);
+    }
+
+    fn spawn(program: &Path, port: u16) -> std::process::Child {
         let child = std::process::Command::new(program)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
@@ -525,7 +542,6 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("start redis-server");
-        let server = RedisServer { child, port };
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
@@ -534,7 +550,7 @@ impl RedisServer {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Some(server)
+        child
     }
 
     /// `redis://127.0.0.1:PORT/0`.
