@@ -74,7 +74,7 @@ impl Verdict {
 
 /// Redis could not be reached or used at the start of a run.
 #[derive(Debug, thiserror::Error)]
-#[error("Redis at {url} ([limits] shared) is unreachable: {reason}; nothing was sent")]
+#[error("Redis at {url} ([limits] shared) is unreachable: {reason}")]
 pub struct Unreachable {
     /// The URL, password removed.
     pub url: String,
