@@ -190,6 +190,7 @@ fn write_in_order(
             ledger.write_lines(&done.lines)?;
             tally.merge(&done.tally);
             progress.advance(done.tally.total(), &tally, None, done.end);
+            progress.log_if_due();
             next += 1;
         }
     }
