@@ -13,7 +13,7 @@ use super::raw::{RawConfig, RawLimits, RawMatch, RawMirror, RawState, RawTarget}
 use super::{
     Config, ConfigError, ConfigErrors, DEFAULT_MAX_DELETE_PERCENT, DEFAULT_MAX_DELETES, Deletes,
     Duplicates, Limits, Match, MatchBy, Mirror, OperationLimits, Rate, RefreshSetting,
-    SourceSettings, Target, WhenMissing,
+    RemoteSettings, SourceSettings, Target, WhenMissing,
 };
 use crate::mapping::{
     DateFormat, EmptyPolicy, FieldRule, Input, PhoneRegion, RegexRewrite, SearchRule, Transform,
@@ -123,7 +123,8 @@ impl Compiler<'_> {
             matching,
             limits,
             refresh: self.refresh(&raw.state),
-            state: raw.state.path.map(PathBuf::from),
+            state: self.state_path(&raw.state),
+            remote: self.remote(&raw.state),
             mirror: raw.mirror.as_ref().and_then(|m| self.mirror(kind, m)),
             rules,
         }
@@ -189,6 +190,43 @@ impl Compiler<'_> {
             max_deletes,
             max_delete_percent,
         })
+    }
+
+    /// `[state] path`: a directory, or an `s3://BUCKET/PREFIX/` location that parses.
+    fn state_path(&mut self, raw: &RawState) -> Option<PathBuf> {
+        let path = raw.path.as_ref()?;
+        if let Err(why) = crate::state::Location::parse(path.get_ref()) {
+            self.error(Some(path.span()), format!("[state] path: {why}"));
+        }
+        Some(PathBuf::from(path.get_ref()))
+    }
+
+    /// `[state] lease_seconds` (10 s to a day) and the checkpoints' records and minutes.
+    fn remote(&mut self, raw: &RawState) -> RemoteSettings {
+        let mut settings = RemoteSettings::default();
+        if let Some(lease) = &raw.lease_seconds {
+            let n = *lease.get_ref();
+            if (2..=86_400).contains(&n) {
+                settings.lease_seconds = n as u64;
+            } else {
+                self.error(
+                    Some(lease.span()),
+                    "[state] lease_seconds must be between 2 and 86400",
+                );
+            }
+        }
+        if let Some(n) = self.bounded(
+            "[state] checkpoint_records",
+            &raw.checkpoint_records,
+            1_000_000_000,
+        ) {
+            settings.checkpoints.records = n as u64;
+        }
+        if let Some(n) = self.bounded("[state] checkpoint_minutes", &raw.checkpoint_minutes, 1_440)
+        {
+            settings.checkpoints.every = std::time::Duration::from_secs(n as u64 * 60);
+        }
+        settings
     }
 
     fn refresh(&mut self, raw: &RawState) -> RefreshSetting {

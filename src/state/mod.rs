@@ -73,15 +73,43 @@
 //! - `identity.rs`: [`TargetIdentity`], which target a file describes, and its file name;
 //! - `keys.rs`: what the store keys and hashes ([`encode_id`], [`payload_hash`], ...), pure;
 //! - `store.rs`: the redb file itself ([`SyncState`], [`Stored`], [`StateError`]);
-//! - `lock.rs`: the pid file beside a locked local state.
+//! - `lock.rs`: the pid file beside a locked local state;
+//! - `s3.rs`: the S3 requests (path-style, SigV4, conditional PUT);
+//! - `lease.rs`: the lease on a state in S3 (take, renew, take over, release);
+//! - `remote.rs`: a state in S3: the start probe, download, checkpoints and the final upload.
 
 mod identity;
 mod keys;
+pub mod lease;
 mod lock;
+pub mod remote;
+pub mod s3;
 mod store;
 
 pub use identity::TargetIdentity;
 pub use keys::{
     EncodedId, PayloadValue, decode_id, encode_id, found_key, owner_hash, payload_hash,
 };
+pub use s3::S3Location;
 pub use store::{CACHE_BYTES, DiskUsage, StateError, Stored, SyncState, TIDY_MIN_WASTE_BYTES};
+
+/// Where a sync state lives, from `--state` or `[state] path`: the one place the backend is
+/// chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A local directory (one file per target identity, locked while open).
+    Local(std::path::PathBuf),
+    /// `s3://BUCKET/PREFIX/`: downloaded, worked on locally, uploaded under a lease.
+    S3(S3Location),
+}
+
+impl Location {
+    /// `s3://…` is S3, anything else a local directory. Pure.
+    pub fn parse(text: &str) -> Result<Location, String> {
+        if text.starts_with("s3://") {
+            S3Location::parse(text).map(Location::S3)
+        } else {
+            Ok(Location::Local(std::path::PathBuf::from(text)))
+        }
+    }
+}
