@@ -201,11 +201,15 @@ async fn a_stale_holders_upload_is_refused_and_the_newer_state_survives() {
     let Some(moto) = MotoServer::start(BUCKET) else {
         return;
     };
-    let n = 60;
+    let n = 40;
     let emulator = slow_emulator(n, 150).await;
     let limits = "rate = 500\nburst = 50\nconcurrency = 1";
-    let extra = "lease_seconds = 3\ncheckpoint_records = 1";
-    let stale = s3_dir(n, &[], limits, extra);
+    // A state exists: every upload below replaces it with If-Match.
+    let newer = s3_dir(3, &[], limits, "");
+    apply(&newer, &emulator, &moto.endpoint, "l0.jsonl")
+        .await
+        .assert_exit(0);
+    let stale = s3_dir(n, &[], limits, "");
     let holder = command(
         &stale,
         &emulator,
@@ -214,26 +218,45 @@ async fn a_stale_holders_upload_is_refused_and_the_newer_state_survives() {
     .env("AWS_ENDPOINT_URL_S3", &moto.endpoint)
     .spawn();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !moto.keys(BUCKET).iter().any(|k| k.ends_with(".lease")) {
+    let lease = loop {
+        if let Some(key) = moto
+            .keys(BUCKET)
+            .into_iter()
+            .find(|k| k.ends_with(".lease"))
+        {
+            break key;
+        }
         assert!(Instant::now() < deadline, "the holder took no lease");
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // The holder stalls (a paused VM, a long GC) past its lease.
+    };
+    // The holder stalls (a paused VM, a long GC), and someone who took it for dead removes
+    // its lease; another run then stores a newer state.
     holder.signal("-STOP");
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    // Another run takes the expired lease over and stores a newer state.
-    let newer = s3_dir(3, &[], limits, extra);
+    let (body, _) = moto.get(BUCKET, &lease).expect("the lease");
+    let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    let id = body["lease_id"].as_str().expect("an id");
+    stale
+        .command(&["state", "unlock", "--config", "c.toml", id])
+        .aws("AWS_ENDPOINT_URL_S3", &moto.endpoint)
+        .output()
+        .await
+        .assert_exit(0);
     apply(&newer, &emulator, &moto.endpoint, "l.jsonl")
         .await
         .assert_exit(0);
     let key = state_key(&moto);
     let (_, etag) = moto.get(BUCKET, &key).expect("the newer state");
-    // The stale holder wakes up: it must stop, and never overwrite the newer state.
+    // The stale holder wakes up and finishes: its upload is refused (412), it exits 3.
     holder.signal("-CONT");
     let out = holder.wait().await;
     out.assert_exit(3);
+    assert!(
+        out.stderr().contains("changed by another run"),
+        "{}",
+        out.stderr()
+    );
     let (_, after) = moto.get(BUCKET, &key).expect("the state");
-    assert_eq!(after, etag, "the newer state survives: {}", out.stderr());
+    assert_eq!(after, etag, "the newer state survives");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
