@@ -163,10 +163,10 @@ async fn after_a_sigkill_the_lease_blocks_until_it_expires_then_the_next_run_pro
     let Some(moto) = MotoServer::start(BUCKET) else {
         return;
     };
-    let n = 60;
-    let emulator = slow_emulator(n, 200).await;
-    let limits = "rate = 500\nburst = 50\nconcurrency = 1";
-    let dir = s3_dir(n, &[], limits, "lease_seconds = 4");
+    let n = 200;
+    let emulator = slow_emulator(n, 100).await;
+    let limits = "rate = 500\nburst = 50\nconcurrency = 4";
+    let dir = s3_dir(n, &[], limits, "lease_seconds = 4\ncheckpoint_records = 1");
     let holder = command(
         &dir,
         &emulator,
@@ -174,14 +174,19 @@ async fn after_a_sigkill_the_lease_blocks_until_it_expires_then_the_next_run_pro
     )
     .env("AWS_ENDPOINT_URL_S3", &moto.endpoint)
     .spawn();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !moto.keys(BUCKET).iter().any(|k| k.ends_with(".lease")) {
-        assert!(Instant::now() < deadline, "the holder took no lease");
+    // Killed once its first checkpoint (after the writer's first batch) is in S3.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !moto.keys(BUCKET).iter().any(|k| k.ends_with(".redb")) {
+        assert!(
+            Instant::now() < deadline,
+            "the holder uploaded no checkpoint"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     holder.signal("-KILL");
     let _ = holder.wait().await;
     let killed = Instant::now();
+    assert!(moto.keys(BUCKET).iter().any(|k| k.ends_with(".lease")));
 
     let out = apply(&dir, &emulator, &moto.endpoint, "l2.jsonl").await;
     out.assert_exit(2);
@@ -190,10 +195,20 @@ async fn after_a_sigkill_the_lease_blocks_until_it_expires_then_the_next_run_pro
         "{}",
         out.stderr()
     );
-    // Once 4 s have passed by S3's clock, the lease is taken over.
+    // Once 4 s have passed by S3's clock, the lease is taken over, and what the checkpoint
+    // holds is not read again.
     tokio::time::sleep(Duration::from_secs(5).saturating_sub(killed.elapsed())).await;
+    emulator.reset_stats();
     let out = apply(&dir, &emulator, &moto.endpoint, "l3.jsonl").await;
     out.assert_exit(0);
+    let by_state = count(&dir.ledger("l3.jsonl"), "unchanged", Some("state"));
+    assert!(
+        by_state >= 64,
+        "{by_state} records known from the checkpoint"
+    );
+    // The records written after the checkpoint are read again and found equal.
+    let writes = emulator.stats().operation("UpdateProfile").requests;
+    assert!(writes <= n as u64 - by_state as u64, "{writes} writes");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,6 +272,65 @@ async fn a_stale_holders_upload_is_refused_and_the_newer_state_survives() {
     );
     let (_, after) = moto.get(BUCKET, &key).expect("the state");
     assert_eq!(after, etag, "the newer state survives");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_loses_its_lease_stops_sending_and_exits_3() {
+    let Some(moto) = MotoServer::start(BUCKET) else {
+        return;
+    };
+    let n = 80;
+    let emulator = slow_emulator(n, 150).await;
+    let limits = "rate = 500\nburst = 50\nconcurrency = 1";
+    let dir = s3_dir(n, &[], limits, "lease_seconds = 3");
+    let holder = command(
+        &dir,
+        &emulator,
+        &sync_args("apply", "c.toml", "l.jsonl", &[]),
+    )
+    .env("AWS_ENDPOINT_URL_S3", &moto.endpoint)
+    .spawn();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let lease = loop {
+        if let Some(key) = moto
+            .keys(BUCKET)
+            .into_iter()
+            .find(|k| k.ends_with(".lease"))
+        {
+            break key;
+        }
+        assert!(Instant::now() < deadline, "the holder took no lease");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Someone removes the lease: the next renewal (within a second) finds it gone.
+    let (body, _) = moto.get(BUCKET, &lease).expect("the lease");
+    let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    dir.command(&["state", "unlock", "--config", "c.toml"])
+        .arg(body["lease_id"].as_str().expect("an id"))
+        .aws("AWS_ENDPOINT_URL_S3", &moto.endpoint)
+        .output()
+        .await
+        .assert_exit(0);
+    let out = holder.wait().await;
+    out.assert_exit(3);
+    assert!(
+        out.stderr().contains("lease was taken over or removed"),
+        "{}",
+        out.stderr()
+    );
+    let settled = dir.ledger("l.jsonl").len();
+    assert!(
+        settled < n as usize,
+        "it stopped sending: {settled} settled"
+    );
+    assert_eq!(
+        emulator.stats().operation("UpdateProfile").requests,
+        settled as u64
+    );
+    assert!(
+        !moto.keys(BUCKET).iter().any(|k| k.ends_with(".redb")),
+        "a run without its lease uploads nothing"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
