@@ -882,6 +882,37 @@ BirthDate = { from = "dob", transform = [{ date = { from = "%m/%d/%Y", to = "%Y-
 "#;
 
     #[test]
+    fn an_s3_state_compiles_with_its_lease_and_checkpoints_and_bad_ones_name_their_line() {
+        let s3 = format!(
+            "{GOOD}\n[state]\npath = \"s3://my-bucket/crm\"\nlease_seconds = 60\n\
+             checkpoint_records = 500\ncheckpoint_minutes = 2\n"
+        );
+        let config = compile(Path::new("t.toml"), &s3).unwrap();
+        assert_eq!(config.state, Some(PathBuf::from("s3://my-bucket/crm")));
+        assert_eq!(config.remote.lease_seconds, 60);
+        assert_eq!(config.remote.checkpoints.records, 500);
+        assert_eq!(
+            config.remote.checkpoints.every,
+            std::time::Duration::from_secs(120)
+        );
+        let defaults = compile(Path::new("t.toml"), GOOD).unwrap().remote;
+        assert_eq!(defaults, RemoteSettings::default());
+        assert_eq!(defaults.lease_seconds, 300);
+        let bad = format!("{GOOD}\n[state]\npath = \"s3://B_/x\"\nlease_seconds = 0\nlease = 3\n");
+        let unknown = errors(&bad);
+        assert_eq!(unknown.len(), 1, "{unknown:?}");
+        assert!(unknown[0].contains("lease"), "{unknown:?}");
+        let bad = format!("{GOOD}\n[state]\npath = \"s3://B_/x\"\nlease_seconds = 0\n");
+        let errors = errors(&bad);
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors.iter().any(|e| e.contains("bucket name")),
+            "{errors:?}"
+        );
+        assert!(errors.iter().all(|e| e.contains("t.toml:")), "{errors:?}");
+    }
+
+    #[test]
     fn the_contract_example_compiles() {
         let config = compile(Path::new("t.toml"), GOOD).unwrap();
         assert_eq!(config.target.kind(), TargetKind::CustomerProfiles);
