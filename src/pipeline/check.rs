@@ -88,7 +88,7 @@ fn interrupt_flag() -> Arc<AtomicBool> {
         };
         if let Ok(interrupts) = interrupts {
             thread::spawn(move || {
-                runtime.block_on(interrupts.watch(|| set.store(true, Ordering::Relaxed)));
+                runtime.block_on(interrupts.watch(|_| set.store(true, Ordering::Relaxed)));
             });
         }
     }

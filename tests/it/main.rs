@@ -15,4 +15,5 @@ mod reliability;
 mod report;
 mod secrets;
 mod state;
+mod state_s3;
 mod support;
