@@ -57,6 +57,26 @@ enum Command {
     Erase(EraseArgs),
     /// A local stand-in for the three target APIs, for rehearsals and tests.
     Emulator(crate::emulator::EmulatorArgs),
+    /// The sync state kept in S3.
+    #[command(subcommand)]
+    State(StateCommand),
+}
+
+/// `profilesync state …`.
+#[derive(Debug, Subcommand)]
+enum StateCommand {
+    /// Remove a state's lease by its id (after its holder died; the id is in the message of
+    /// the run it stopped).
+    Unlock {
+        /// The config file whose [state] path is the s3:// location.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The s3://BUCKET/PREFIX/ location (overrides the config's [state] path).
+        #[arg(long, value_name = "S3_URL")]
+        state: Option<PathBuf>,
+        /// The lease's id.
+        lease_id: String,
+    },
 }
 
 /// Arguments of `erase`.
@@ -73,7 +93,7 @@ struct EraseArgs {
     /// Where to write the erasure ledger (default: a new file under ./ledgers/).
     #[arg(long)]
     ledger: Option<PathBuf>,
-    /// The directory of the local sync state (overrides [state] path; default ./state).
+    /// The sync state: a local directory or s3://BUCKET/PREFIX/ (overrides [state] path; default ./state).
     #[arg(long, value_name = "PATH")]
     state: Option<PathBuf>,
     /// Erase beyond the guard when the keys are exactly N.
@@ -146,7 +166,7 @@ struct SyncArgs {
     /// are exactly N (the count a reviewed plan showed).
     #[arg(long, value_name = "N")]
     approve_deletes: Option<u64>,
-    /// The directory of the local sync state (overrides [state] path; default ./state).
+    /// The sync state: a local directory or s3://BUCKET/PREFIX/ (overrides [state] path; default ./state).
     #[arg(long, value_name = "PATH")]
     state: Option<PathBuf>,
 }
@@ -195,6 +215,11 @@ pub fn main() -> i32 {
             output,
         } => crate::init::run(&target, &input, output.as_deref()),
         Command::Emulator(args) => crate::emulator::run_cli(args),
+        Command::State(StateCommand::Unlock {
+            config,
+            state,
+            lease_id,
+        }) => run::state::unlock_command(config.as_deref(), state.as_deref(), &lease_id),
     }
 }
 

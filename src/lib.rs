@@ -28,6 +28,7 @@ pub mod report;
 pub mod retry;
 pub mod run;
 pub mod schema;
+pub mod sigv4;
 pub mod source;
 pub mod state;
 pub mod summary;

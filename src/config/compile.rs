@@ -13,7 +13,7 @@ use super::raw::{RawConfig, RawLimits, RawMatch, RawMirror, RawState, RawTarget}
 use super::{
     Config, ConfigError, ConfigErrors, DEFAULT_MAX_DELETE_PERCENT, DEFAULT_MAX_DELETES, Deletes,
     Duplicates, Limits, Match, MatchBy, Mirror, OperationLimits, Rate, RefreshSetting,
-    SourceSettings, Target, WhenMissing,
+    RemoteSettings, SourceSettings, Target, WhenMissing,
 };
 use crate::mapping::{
     DateFormat, EmptyPolicy, FieldRule, Input, PhoneRegion, RegexRewrite, SearchRule, Transform,
@@ -123,7 +123,8 @@ impl Compiler<'_> {
             matching,
             limits,
             refresh: self.refresh(&raw.state),
-            state: raw.state.path.map(PathBuf::from),
+            state: self.state_path(&raw.state),
+            remote: self.remote(&raw.state),
             mirror: raw.mirror.as_ref().and_then(|m| self.mirror(kind, m)),
             rules,
         }
@@ -189,6 +190,43 @@ impl Compiler<'_> {
             max_deletes,
             max_delete_percent,
         })
+    }
+
+    /// `[state] path`: a directory, or an `s3://BUCKET/PREFIX/` location that parses.
+    fn state_path(&mut self, raw: &RawState) -> Option<PathBuf> {
+        let path = raw.path.as_ref()?;
+        if let Err(why) = crate::state::Location::parse(path.get_ref()) {
+            self.error(Some(path.span()), format!("[state] path: {why}"));
+        }
+        Some(PathBuf::from(path.get_ref()))
+    }
+
+    /// `[state] lease_seconds` (10 s to a day) and the checkpoints' records and minutes.
+    fn remote(&mut self, raw: &RawState) -> RemoteSettings {
+        let mut settings = RemoteSettings::default();
+        if let Some(lease) = &raw.lease_seconds {
+            let n = *lease.get_ref();
+            if (2..=86_400).contains(&n) {
+                settings.lease_seconds = n as u64;
+            } else {
+                self.error(
+                    Some(lease.span()),
+                    "[state] lease_seconds must be between 2 and 86400",
+                );
+            }
+        }
+        if let Some(n) = self.bounded(
+            "[state] checkpoint_records",
+            &raw.checkpoint_records,
+            1_000_000_000,
+        ) {
+            settings.checkpoints.records = n as u64;
+        }
+        if let Some(n) = self.bounded("[state] checkpoint_minutes", &raw.checkpoint_minutes, 1_440)
+        {
+            settings.checkpoints.every = std::time::Duration::from_secs(n as u64 * 60);
+        }
+        settings
     }
 
     fn refresh(&mut self, raw: &RawState) -> RefreshSetting {
@@ -866,6 +904,37 @@ BirthDate = { from = "dob", transform = [{ date = { from = "%m/%d/%Y", to = "%Y-
 "Address.City" = "city"
 "Attributes.LoyaltyPoints" = "points"
 "#;
+
+    #[test]
+    fn an_s3_state_compiles_with_its_lease_and_checkpoints_and_bad_ones_name_their_line() {
+        let s3 = format!(
+            "{GOOD}\n[state]\npath = \"s3://my-bucket/crm\"\nlease_seconds = 60\n\
+             checkpoint_records = 500\ncheckpoint_minutes = 2\n"
+        );
+        let config = compile(Path::new("t.toml"), &s3).unwrap();
+        assert_eq!(config.state, Some(PathBuf::from("s3://my-bucket/crm")));
+        assert_eq!(config.remote.lease_seconds, 60);
+        assert_eq!(config.remote.checkpoints.records, 500);
+        assert_eq!(
+            config.remote.checkpoints.every,
+            std::time::Duration::from_secs(120)
+        );
+        let defaults = compile(Path::new("t.toml"), GOOD).unwrap().remote;
+        assert_eq!(defaults, RemoteSettings::default());
+        assert_eq!(defaults.lease_seconds, 300);
+        let bad = format!("{GOOD}\n[state]\npath = \"s3://B_/x\"\nlease_seconds = 0\nlease = 3\n");
+        let unknown = errors(&bad);
+        assert_eq!(unknown.len(), 1, "{unknown:?}");
+        assert!(unknown[0].contains("lease"), "{unknown:?}");
+        let bad = format!("{GOOD}\n[state]\npath = \"s3://B_/x\"\nlease_seconds = 0\n");
+        let errors = errors(&bad);
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors.iter().any(|e| e.contains("bucket name")),
+            "{errors:?}"
+        );
+        assert!(errors.iter().all(|e| e.contains("t.toml:")), "{errors:?}");
+    }
 
     #[test]
     fn the_contract_example_compiles() {

@@ -38,10 +38,31 @@ pub struct Config {
     /// `[state] refresh` and `refresh_days`: when records are written again before the
     /// target expires them.
     pub refresh: RefreshSetting,
+    /// `[state] lease_seconds`, `checkpoint_records`, `checkpoint_minutes`: how a state in
+    /// S3 is held and uploaded.
+    pub remote: RemoteSettings,
     /// `[fields]`, sorted by target field name.
     pub rules: Vec<FieldRule>,
     /// `[mirror]`, when `deletes` is not `off`.
     pub mirror: Option<Mirror>,
+}
+
+/// How a sync state in S3 is held and uploaded (`[state]`; unused by a local state).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteSettings {
+    /// The lease's duration in seconds (default 300).
+    pub lease_seconds: u64,
+    /// When checkpoints are uploaded (default every 10,000 records or 5 minutes).
+    pub checkpoints: crate::state::remote::Checkpoints,
+}
+
+impl Default for RemoteSettings {
+    fn default() -> RemoteSettings {
+        RemoteSettings {
+            lease_seconds: 300,
+            checkpoints: crate::state::remote::Checkpoints::default(),
+        }
+    }
 }
 
 /// `[mirror]`, compiled: which records this sync owns and may delete, and the guard.

@@ -43,8 +43,14 @@ pub struct RawConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawState {
-    /// The directory of the sync state files (default `./state/`).
-    pub path: Option<String>,
+    /// The directory of the sync state files (default `./state/`), or `s3://BUCKET/PREFIX/`.
+    pub path: Option<Spanned<String>>,
+    /// S3 state: the lease's duration in seconds (default 300).
+    pub lease_seconds: Option<Spanned<i64>>,
+    /// S3 state: upload a checkpoint after this many records (default 10,000).
+    pub checkpoint_records: Option<Spanned<i64>>,
+    /// S3 state: or after this many minutes (default 5).
+    pub checkpoint_minutes: Option<Spanned<i64>>,
     /// Write a record again, though unchanged, before the target expires it (default true).
     pub refresh: Option<bool>,
     /// The age, in days, of our last write after which a record is refreshed (default 80%

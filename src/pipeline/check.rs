@@ -88,7 +88,7 @@ fn interrupt_flag() -> Arc<AtomicBool> {
         };
         if let Ok(interrupts) = interrupts {
             thread::spawn(move || {
-                runtime.block_on(interrupts.watch(|| set.store(true, Ordering::Relaxed)));
+                runtime.block_on(interrupts.watch(|_| set.store(true, Ordering::Relaxed)));
             });
         }
     }
@@ -190,6 +190,7 @@ fn write_in_order(
             ledger.write_lines(&done.lines)?;
             tally.merge(&done.tally);
             progress.advance(done.tally.total(), &tally, None, done.end);
+            progress.log_if_due();
             next += 1;
         }
     }

@@ -9,6 +9,7 @@ use super::refresh::Refresh;
 use crate::config::Config;
 use crate::limiter::Limiters;
 use crate::retry::{Halt, RetryPolicy};
+use crate::state::remote::{RemoteError, RemoteState};
 use crate::state::{SyncState, TargetIdentity};
 use crate::targets::{Pace, PreflightError, Target};
 
@@ -21,6 +22,33 @@ pub struct StateUse {
     /// When a record is written again before the target expires it; `None` for a target
     /// whose records do not expire, or with `[state] refresh = false`.
     pub refresh: Option<Refresh>,
+    /// A state kept in S3: the writer uploads its checkpoints; `None` for a local state.
+    pub remote: Option<Arc<RemoteState>>,
+}
+
+impl StateUse {
+    /// After the writer committed `records` changes: a state in S3 uploads a checkpoint when
+    /// one is due (no write transaction is open, so the file is consistent). `Err` with the
+    /// reason the run must stop (another run stored a newer state, or the lease is lost); an
+    /// upload that merely failed is said and tried again at the next checkpoint.
+    pub async fn checkpoint(&self, records: usize) -> Result<(), String> {
+        let Some(remote) = &self.remote else {
+            return Ok(());
+        };
+        if !remote.checkpoint_due(records as u64) {
+            return Ok(());
+        }
+        match remote.upload(self.state.path()).await {
+            Ok(()) => Ok(()),
+            Err(e @ (RemoteError::Newer { .. } | RemoteError::LeaseLost { .. })) => {
+                Err(e.to_string())
+            }
+            Err(e) => {
+                eprintln!("profilesync: warning: a checkpoint of the sync state failed: {e}");
+                Ok(())
+            }
+        }
+    }
 }
 
 /// What sends records: the target, the limiters its requests wait on (one per API

@@ -6,6 +6,9 @@
 //! The handlers are registered when [`Interrupts::register`] returns, not when the waiting
 //! starts, so a signal that comes right after the run begins is not lost to the default
 //! action (which would kill the process without a word).
+//!
+//! A run can add a stop of its own that takes the same path ([`Interrupts::also`]): a sync
+//! state in S3 whose lease could not be renewed stops the run as Ctrl-C does, with its reason.
 
 use std::io;
 
@@ -15,6 +18,8 @@ pub struct Interrupts {
     int: tokio::signal::unix::Signal,
     #[cfg(unix)]
     term: tokio::signal::unix::Signal,
+    /// Another reason to stop, sent once (a lost lease).
+    also: Option<tokio::sync::oneshot::Receiver<String>>,
 }
 
 impl Interrupts {
@@ -26,11 +31,12 @@ impl Interrupts {
             Ok(Interrupts {
                 int: signal(SignalKind::interrupt())?,
                 term: signal(SignalKind::terminate())?,
+                also: None,
             })
         }
         #[cfg(not(unix))]
         {
-            Ok(Interrupts {})
+            Ok(Interrupts { also: None })
         }
     }
 
@@ -49,10 +55,25 @@ impl Interrupts {
         }
     }
 
-    /// The first signal calls `stop`; the second exits the process at once with code 3.
-    pub async fn watch(mut self, stop: impl FnOnce()) {
-        if self.next().await {
-            stop();
+    /// Stops the run also when `reason` comes, as the first signal does, with that reason.
+    pub fn also(mut self, reason: tokio::sync::oneshot::Receiver<String>) -> Interrupts {
+        self.also = Some(reason);
+        self
+    }
+
+    /// The first signal calls `stop` with `interrupted` (or the other reason, when it comes
+    /// first); a second signal exits the process at once with code 3.
+    pub async fn watch(mut self, stop: impl FnOnce(String)) {
+        let reason = match self.also.take() {
+            // A sender dropped without a reason (the run ended) leaves only the signals.
+            Some(mut also) => tokio::select! {
+                got = self.next() => got.then(|| "interrupted".to_owned()),
+                Ok(reason) = &mut also => Some(reason),
+            },
+            None => self.next().await.then(|| "interrupted".to_owned()),
+        };
+        if let Some(reason) = reason {
+            stop(reason);
             if self.next().await {
                 std::process::exit(3);
             }

@@ -219,7 +219,7 @@ pub async fn sync(
     // flight, which a resumed run sends again.
     let signals = {
         let stop = stop.clone();
-        tokio::spawn(interrupts.watch(move || stop.stop("interrupted".to_owned())))
+        tokio::spawn(interrupts.watch(move |reason| stop.stop(reason)))
     };
 
     let every_record = matches!(options.selection, Selection::All);
@@ -907,7 +907,11 @@ impl Writer {
                     }
                 }
                 if learnt.len() >= STATE_BATCH {
+                    let records = learnt.len();
                     learnt.commit(&state.state)?;
+                    if let Err(reason) = state.checkpoint(records).await {
+                        self.stop.stop(reason);
+                    }
                 }
             }
             if entry.basis == Some(Basis::State) {

@@ -120,17 +120,19 @@ fn status_counts(tally: &Tally) -> String {
 /// progress is logged (`-v`, see [`Progress`]). Nothing is spawned: the ticks run beside the
 /// work in the same task and stop with it.
 pub async fn logging_progress<T>(progress: &Progress, work: impl Future<Output = T>) -> T {
-    log_every(progress, PROGRESS_LOG_PERIOD, work, |line| {
-        tracing::info!(
-            settled = line.settled,
-            per_second = line.per_second.round() as u64,
-            recent_per_second = line.recent_per_second.round() as u64,
-            statuses = %line.statuses,
-            limits = line.limits.as_deref().unwrap_or(""),
-            "progress: {line}"
-        );
-    })
-    .await
+    log_every(progress, PROGRESS_LOG_PERIOD, work, log_line).await
+}
+
+/// Logs one progress line, its figures as fields.
+fn log_line(line: &ProgressLine) {
+    tracing::info!(
+        settled = line.settled,
+        per_second = line.per_second.round() as u64,
+        recent_per_second = line.recent_per_second.round() as u64,
+        statuses = %line.statuses,
+        limits = line.limits.as_deref().unwrap_or(""),
+        "progress: {line}"
+    );
 }
 
 /// [`logging_progress`] with the period and the writer given (for the tests).
@@ -260,6 +262,19 @@ impl Progress {
         };
         seen.last = (settled, now);
         Some(line)
+    }
+
+    /// Logs the progress line if [`PROGRESS_LOG_PERIOD`] has passed since the previous one
+    /// (or the start), when the progress is logged: for `check`, whose stages are threads
+    /// with no task to tick beside them, called as its records settle.
+    pub fn log_if_due(&self) {
+        let due = self.log.as_ref().is_some_and(|log| {
+            let seen = log.lock().unwrap_or_else(|e| e.into_inner());
+            seen.last.1.elapsed() >= PROGRESS_LOG_PERIOD
+        });
+        if let Some(line) = due.then(|| self.line()).flatten() {
+            log_line(&line);
+        }
     }
 
     /// The furthest byte offset of a settled record so far (0 when the line is off).

@@ -25,7 +25,7 @@ use crate::config::{
 use crate::ledger::{self, Ledger, Status};
 use crate::pipeline::mirror::{Verdict, guard};
 use crate::retry::Halt;
-use crate::state::{self, SyncState};
+use crate::state::{self, Location, SyncState};
 use crate::targets::{Mode, Outcome, Pace, Target};
 use crate::validate;
 
@@ -106,11 +106,15 @@ async fn run(request: &EraseRequest) -> Result<i32, (i32, String)> {
     let (sender, identity) = connect_and_identify(&config, None)
         .await
         .map_err(|f| (f.code, f.reason))?;
-    let dir = request
-        .state
-        .clone()
-        .or_else(|| config.state.clone())
-        .unwrap_or_else(|| PathBuf::from("state"));
+    let dir = match super::state::location(request.state.as_deref(), &config).map_err(usage)? {
+        Location::Local(dir) => dir,
+        Location::S3(at) => {
+            return Err(usage(format!(
+                "erase works on a local sync state, and {at} is in S3: download the state file \
+                 and give its directory with --state"
+            )));
+        }
+    };
     let state = SyncState::open(&dir, &identity).map_err(|e| usage(e.to_string()))?;
     let pace = sender.pace(Halt::never());
     let resolved = resolve(&config, &state, &sender.target, &keys, &pace)

@@ -16,6 +16,7 @@ pub mod erase;
 mod files;
 mod finish;
 mod input;
+pub mod state;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -24,17 +25,15 @@ use std::time::Instant;
 
 use chrono::Local;
 
-use crate::config::RefreshSetting;
 use crate::config::{Config, Rate, Target as TargetConfig};
 use crate::ledger::{self, Ledger};
 use crate::limiter::{Limiters, RateSetting, SharedQuota, shared};
 use crate::logging;
-use crate::pipeline::refresh::Refresh;
-use crate::pipeline::{self, Interrupts, Sender, StateUse, SyncResult};
+use crate::pipeline::{self, Interrupts, Sender, SyncResult};
 use crate::report::{self, FieldCounts, Progress, ReportPaths, RunInfo};
 use crate::retry::RetryPolicy;
 use crate::schema;
-use crate::state::{SyncState, TargetIdentity};
+use crate::state::TargetIdentity;
 use crate::summary::RunSummary;
 use crate::targets::aws;
 use crate::targets::connect_user::ConnectUser;
@@ -348,26 +347,20 @@ pub async fn run_sync(request: SyncRequest, summary: &mut RunSummary) -> Result<
     })?;
     let region = sender.target.region();
     let expiration = sender.target.expiration_days();
-    let state = open_state(&request, &cx.config, &identity, expiration)
-        .map_err(|m| Failure::usage(format!("profilesync: {m}")))?;
-    // A run of a config file has a run file beside its ledger (what `--resume` checks); the
-    // demo's bundled runs are not resumed, and have none.
-    let run = match &request.config {
-        ConfigFrom::File(path) => Some(
-            files::run_file(
-                request.mode.command(),
-                path,
-                &cx.config,
-                &cx.input,
-                region.as_deref(),
-                request.retry_failed.as_deref(),
-            )
-            .map_err(|m| Failure::usage(format!("profilesync: {m}")))?,
-        ),
-        ConfigFrom::Bundled { .. } => None,
+    let (state, remote) = state::open(&request, &cx.config, &identity, expiration).await?;
+    let (remote, lost) = remote.unzip();
+    if let Some(lost) = lost {
+        interrupts = interrupts.also(lost);
+    }
+    let opened = match open_files(&request, &cx, region.as_deref()) {
+        Ok(opened) => opened,
+        Err(failure) => {
+            if let Some(remote) = remote {
+                remote.abandon().await;
+            }
+            return Err(failure);
+        }
     };
-    let opened = files::open(&request, &cx.config, run.as_ref())
-        .map_err(|m| Failure::usage(format!("profilesync: {m}")))?;
     let mut options = opened.options;
     options.state = Some(state);
     summary.ledger(opened.ledger.path());
@@ -393,6 +386,22 @@ pub async fn run_sync(request: SyncRequest, summary: &mut RunSummary) -> Result<
     );
     let result = report::logging_progress(&progress, run).await;
     progress.finish();
+    // A state in S3: the final upload, then the lease is released. A state that could not
+    // be uploaded stops the run (exit 3): the next run redoes what this one did.
+    let mut result = result;
+    if let Some(remote) = remote
+        && let Err(why) = remote.finish().await
+    {
+        match &mut result {
+            Ok(done) => {
+                done.aborted = Some(match done.aborted.take() {
+                    Some(first) => format!("{first}; also {why}"),
+                    None => why,
+                })
+            }
+            Err(e) => *e = std::io::Error::other(format!("{e}; also {why}")),
+        }
+    }
     let result = result.map(|result| (result, path.clone())).map_err(|e| {
         format!(
             "profilesync: the run stopped: {e}; the ledger {} holds the records settled so far",
@@ -486,6 +495,32 @@ pub async fn connect(
     }
 }
 
+/// The run file (a config file's run) and the ledger with the run's options.
+fn open_files(
+    request: &SyncRequest,
+    cx: &pipeline::Context,
+    region: Option<&str>,
+) -> Result<files::Opened, Failure> {
+    // A run of a config file has a run file beside its ledger (what `--resume` checks); the
+    // demo's bundled runs are not resumed, and have none.
+    let run = match &request.config {
+        ConfigFrom::File(path) => Some(
+            files::run_file(
+                request.mode.command(),
+                path,
+                &cx.config,
+                &cx.input,
+                region,
+                request.retry_failed.as_deref(),
+            )
+            .map_err(|m| Failure::usage(format!("profilesync: {m}")))?,
+        ),
+        ConfigFrom::Bundled { .. } => None,
+    };
+    files::open(request, &cx.config, run.as_ref())
+        .map_err(|m| Failure::usage(format!("profilesync: {m}")))
+}
+
 /// [`connect`], then the identity the target's sync state is kept under, which the target
 /// tells once connected (see `Target::identity`).
 async fn connect_and_identify(
@@ -552,44 +587,6 @@ fn overrides(config: &mut Config, request: &SyncRequest) -> Result<(), String> {
         config.limits.concurrency = usize::from(n);
     }
     Ok(())
-}
-
-/// Opens the sync state of `identity` (in the request's directory, else `[state] path`, else
-/// `./state`), locked for the run, with the rule for refreshing records the target would
-/// expire, and says on standard error which file it is (unless `--quiet`): a rehearsal and a
-/// production run from one directory use two files.
-fn open_state(
-    request: &SyncRequest,
-    config: &Config,
-    identity: &TargetIdentity,
-    expiration_days: Option<u32>,
-) -> Result<StateUse, String> {
-    let dir = request
-        .state
-        .clone()
-        .or_else(|| config.state.clone())
-        .unwrap_or_else(|| PathBuf::from("state"));
-    let state = SyncState::open(&dir, identity).map_err(|e| e.to_string())?;
-    tracing::info!(path = %state.path().display(), kind = identity.kind(), "sync state");
-    if !request.quiet && !crate::logging::json() {
-        eprintln!(
-            "sync state: {} ({} {})",
-            state.path().display(),
-            identity.kind(),
-            identity.scope()
-        );
-    }
-    if expiration_days.is_some() && config.refresh == RefreshSetting::Off {
-        eprintln!(
-            "profilesync: warning: [state] refresh = false: profiles this run leaves unchanged are not written, and the target deletes a profile nobody updates within {} days",
-            expiration_days.unwrap_or_default()
-        );
-    }
-    Ok(StateUse {
-        state,
-        full: request.full,
-        refresh: Refresh::new(config.refresh, expiration_days, now()),
-    })
 }
 
 /// The clock the sync state's write times are kept on: the system clock, moved by

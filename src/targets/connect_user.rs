@@ -31,14 +31,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
-use aws_credential_types::Credentials;
-use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-use aws_sigv4::sign::v4;
-use aws_smithy_runtime_api::client::identity::Identity;
 use aws_types::SdkConfig;
 use reqwest::{Client, Method};
 use serde::{Deserialize, Serialize};
@@ -54,6 +49,7 @@ use crate::retry::{ApiError, ErrorClass};
 use crate::schema::op::{
     DESCRIBE_INSTANCE, DESCRIBE_USER, LIST_USERS, SEARCH_USERS, UPDATE_USER_IDENTITY_INFO,
 };
+use crate::sigv4::Signer;
 use crate::state::TargetIdentity;
 
 /// The service id the AWS configuration knows Connect by (`AWS_ENDPOINT_URL_CONNECT`).
@@ -62,8 +58,6 @@ const SERVICE_ID: &str = "Connect";
 const SIGNING_NAME: &str = "connect";
 /// Users per ListUsers page (the model's maximum).
 const LIST_PAGE: u32 = 1000;
-/// Credentials are renewed this long before they expire.
-const RENEW_BEFORE: Duration = Duration::from_secs(300);
 
 /// The members of `UserIdentityInfo` this target reads and writes.
 pub const MEMBERS: [&str; 5] = ["FirstName", "LastName", "Email", "SecondaryEmail", "Mobile"];
@@ -109,9 +103,7 @@ pub struct Rules {
 pub struct ConnectUser {
     http: Client,
     endpoint: String,
-    region: String,
-    credentials: Option<SharedCredentialsProvider>,
-    cached: Mutex<Option<Credentials>>,
+    signer: Signer,
     instance_id: String,
     allow_email_change: bool,
     /// Set by the preflight.
@@ -178,9 +170,7 @@ impl ConnectUser {
         Ok(ConnectUser {
             http,
             endpoint,
-            region,
-            credentials: sdk.credentials_provider(),
-            cached: Mutex::new(None),
+            signer: Signer::new(SIGNING_NAME, &region, sdk.credentials_provider()),
             instance_id: target.instance_id.clone(),
             allow_email_change: target.allow_email_change,
             management: OnceLock::new(),
@@ -239,7 +229,7 @@ impl ConnectUser {
 
     /// The region the requests are signed for.
     pub fn region(&self) -> &str {
-        &self.region
+        self.signer.region()
     }
 
     /// The sync state's identity: the instance's ARN from the preflight (its account,
@@ -249,7 +239,8 @@ impl ConnectUser {
         let arn = self.instance_arn.get().cloned().unwrap_or_else(|| {
             format!(
                 "arn:aws:connect:{}:unknown-account:instance/{}",
-                self.region, self.instance_id
+                self.signer.region(),
+                self.instance_id
             )
         });
         TargetIdentity::connect_user(&arn, &self.endpoint)
@@ -358,35 +349,22 @@ impl ConnectUser {
         url: &str,
         body: &[u8],
     ) -> Result<Vec<u8>, ApiError> {
-        let credentials = self.credentials().await?;
-        let identity: Identity = credentials.into();
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name(SIGNING_NAME)
-            .time(SystemTime::now())
-            .settings(SigningSettings::default())
-            .build()
-            .map_err(|e| aws::configuration(format!("cannot sign the request: {e}")))?
-            .into();
         let content_type = [("content-type", "application/json")];
         let headers = if body.is_empty() {
             &content_type[..0]
         } else {
             &content_type[..]
         };
-        let signable = SignableRequest::new(
-            method.as_str(),
-            url,
-            headers.iter().copied(),
-            SignableBody::Bytes(body),
-        )
-        .map_err(|e| aws::configuration(format!("cannot sign the request: {e}")))?;
-        let (instructions, _) = sign(signable, &params)
-            .map_err(|e| aws::configuration(format!("cannot sign the request: {e}")))?
-            .into_parts();
+        let signed = self
+            .signer
+            .sign(method.as_str(), url, headers, body)
+            .await
+            .map_err(aws::configuration)?;
         let mut request = self.http.request(method.clone(), url);
-        for (name, value) in headers.iter().copied().chain(instructions.headers()) {
+        for (name, value) in headers.iter().copied() {
+            request = request.header(name, value);
+        }
+        for (name, value) in &signed {
             request = request.header(name, value);
         }
         let response = request
@@ -414,31 +392,6 @@ impl ConnectUser {
                 &bytes,
             ))
         }
-    }
-
-    /// The credentials to sign with, from the AWS chain, kept until shortly before they
-    /// expire. Never logged.
-    async fn credentials(&self) -> Result<Credentials, ApiError> {
-        let fresh = |c: &Credentials| {
-            c.expiry()
-                .is_none_or(|at| at > SystemTime::now() + RENEW_BEFORE)
-        };
-        if let Some(c) = self.lock_cache().as_ref().filter(|c| fresh(c)) {
-            return Ok(c.clone());
-        }
-        let provider = self.credentials.as_ref().ok_or_else(|| {
-            aws::configuration("no AWS credentials: the AWS configuration chain found none")
-        })?;
-        let credentials = provider
-            .provide_credentials()
-            .await
-            .map_err(|e| aws::configuration(format!("no AWS credentials: {}", describe(&e))))?;
-        *self.lock_cache() = Some(credentials.clone());
-        Ok(credentials)
-    }
-
-    fn lock_cache(&self) -> std::sync::MutexGuard<'_, Option<Credentials>> {
-        self.cached.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

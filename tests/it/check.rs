@@ -30,22 +30,22 @@ fn checked(dir: &Dir, input: &str, code: i32) -> (Run, Vec<Value>) {
     (run, ledger)
 }
 
-/// `check` reading standard input (the format comes from the config), into `s.jsonl`.
-fn check_stdin(dir: &Dir) -> SyncChild {
+/// `check` reading standard input (the format comes from the config), into `s.jsonl`, with
+/// `flags` (`--quiet` or logging).
+fn check_stdin(dir: &Dir, flags: &[&str]) -> SyncChild {
     let config =
         profiles_config(FIELDS).replace("key = \"crm_id\"", "key = \"crm_id\"\nformat = \"csv\"");
     dir.write("stdin.toml", config);
-    dir.command(&[
+    let mut args = vec![
         "check",
         "--config",
         "stdin.toml",
         "-",
         "--ledger",
         "s.jsonl",
-        "--quiet",
-    ])
-    .stdin_piped()
-    .spawn_sync()
+    ];
+    args.extend(flags);
+    dir.command(&args).stdin_piped().spawn_sync()
 }
 
 #[test]
@@ -191,7 +191,7 @@ fn gzip_and_stdin_inputs() {
     assert_eq!(statuses(&run.ledger("l.jsonl")), ["valid"]);
 
     // Standard input needs the format from the config.
-    let mut child = check_stdin(&dir);
+    let mut child = check_stdin(&dir, &["--quiet"]);
     child.stdin().write_all(csv.as_bytes()).unwrap();
     child.wait().assert_exit(0);
     assert_eq!(statuses(&dir.ledger("s.jsonl")), ["valid"]);
@@ -462,7 +462,7 @@ fn bad_concurrency_is_a_usage_error() {
 #[test]
 fn ctrl_c_stops_check_with_exit_3_and_keeps_what_was_read() {
     let dir = Dir::new();
-    let mut child = check_stdin(&dir);
+    let mut child = check_stdin(&dir, &["--quiet"]);
     let mut stdin = child.stdin();
     assert!(feed(
         &mut stdin,
@@ -496,4 +496,43 @@ fn ctrl_c_stops_check_with_exit_3_and_keeps_what_was_read() {
     assert!(keys.len() >= 3 && keys.len() < 99, "{keys:?}");
     assert_eq!(keys[..3], ["C1", "C2", "C3"]);
     assert!(statuses(&ledger).iter().all(|s| *s == "valid"));
+}
+
+/// A `check` without a terminal logs its progress at `-v` too, like `plan` and `apply`: here
+/// the input comes slowly, and the records that settle after 10 s bring one line.
+#[test]
+fn without_a_terminal_v_check_logs_its_progress() {
+    let dir = Dir::new();
+    let mut child = check_stdin(&dir, &["-v", "--log-format", "json"]);
+    let mut stdin = child.stdin();
+    assert!(feed(
+        &mut stdin,
+        "crm_id,profile_id,first,email,phone,dob,gender\n"
+    ));
+    for i in 1..=5 {
+        assert!(feed(
+            &mut stdin,
+            &format!("C{i},{},Ana,not-an-email,,,\n", pid(i))
+        ));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(10_500));
+    for i in 6..=10 {
+        assert!(feed(&mut stdin, &format!("C{i},{},Ana,,,,\n", pid(i))));
+    }
+    drop(stdin);
+    let out = child.wait();
+    out.assert_exit(1);
+    let err = out.stderr();
+    let lines: Vec<Value> = err
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("progress: "))
+        })
+        .collect();
+    assert_eq!(lines.len(), 1, "one line after 10 s: {err}");
+    assert_eq!(lines[0]["settled"], 10, "{err}");
+    assert_eq!(lines[0]["statuses"], "5 invalid", "{err}");
 }

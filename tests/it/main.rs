@@ -16,4 +16,5 @@ mod report;
 mod secrets;
 mod shared_quota;
 mod state;
+mod state_s3;
 mod support;

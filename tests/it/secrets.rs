@@ -126,13 +126,29 @@ impl Runs {
 
     /// [`Runs::aws`] against any endpoint.
     async fn aws_at(&mut self, endpoint_var: &str, endpoint: &str, args: &[&str]) -> (i32, String) {
-        let cmd = self.dir.command(args).aws(endpoint_var, endpoint).envs(&[
-            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
-            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
-            ("AWS_SESSION_TOKEN", SESSION_TOKEN),
-            ("GENESYS_UCS_USERNAME", UCS_USER),
-            ("GENESYS_UCS_PASSWORD", UCS_PASSWORD),
-        ]);
+        self.aws_with(endpoint_var, endpoint, &[], args).await
+    }
+
+    /// [`Runs::aws_at`] with more of the environment (`AWS_ENDPOINT_URL_S3`).
+    async fn aws_with(
+        &mut self,
+        endpoint_var: &str,
+        endpoint: &str,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> (i32, String) {
+        let cmd = self
+            .dir
+            .command(args)
+            .aws(endpoint_var, endpoint)
+            .envs(&[
+                ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+                ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+                ("AWS_SESSION_TOKEN", SESSION_TOKEN),
+                ("GENESYS_UCS_USERNAME", UCS_USER),
+                ("GENESYS_UCS_PASSWORD", UCS_PASSWORD),
+            ])
+            .envs(env);
         self.keep(args, cmd).await
     }
 
@@ -399,6 +415,24 @@ async fn no_credential_or_value_leaves_an_aws_run_on_any_path() {
         connect.state()["instances"]["i-1"]["users"]["u1"]["IdentityInfo"]["FirstName"],
         "Vaelith"
     );
+
+    // A sync state in S3 that does not answer: exit 3 naming it, signed requests tried.
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let s3 = format!("http://{down}");
+    let mut args = verbose("apply", "c.toml", "in.csv", "s3.jsonl", "s3.json");
+    args.extend(["--state", "s3://canary-bucket/crm/"]);
+    let (code, log) = runs
+        .aws_with(
+            CP,
+            &emulator.endpoint_url(),
+            &[("AWS_ENDPOINT_URL_S3", s3.as_str())],
+            &args,
+        )
+        .await;
+    assert_eq!(code, 3, "{log}");
+    assert!(log.contains(&s3) && log.contains("PutObject"), "{log}");
 
     runs.assert_nothing_leaked(&[
         "in.csv",

@@ -738,6 +738,158 @@ fn listening_url(line: &str) -> String {
         .to_owned()
 }
 
+// ---- An S3 server: moto's, a server nobody here wrote ----
+
+/// `moto_server` (from PyPI's `moto[server]`) on a free loopback port, killed on drop: a real
+/// S3 server for the sync state in S3. Requests of its own (to make a bucket, read or write
+/// an object) are plain HTTP with a made-up signature, which moto accepts.
+pub struct MotoServer {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+}
+
+impl MotoServer {
+    /// Starts `target/ci-venv/bin/moto_server` (where `.ci/run` installs it), else
+    /// `moto_server` on the `PATH`, with a bucket `bucket`; `None` after [`needs_tool`]'s
+    /// `SKIPPED` line (outside CI) when there is none.
+    pub fn start(bucket: &str) -> Option<MotoServer> {
+        let venv = repo().join("target/ci-venv/bin/moto_server");
+        let program: OsString = if venv.exists() {
+            venv.into()
+        } else {
+            "moto_server".into()
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = std::process::Command::new(&program)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok();
+        let child = needs_tool(
+            child,
+            "no moto_server (an S3 server)",
+            "python3 -m pip install 'moto[server]'",
+        )?;
+        let server = MotoServer {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while server.request("GET", "/", &[], b"").is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "moto_server did not answer on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let (status, _, _) = server
+            .request("PUT", &format!("/{bucket}"), &[], b"")
+            .expect("create the bucket");
+        assert_eq!(status, 200, "create bucket {bucket}");
+        Some(server)
+    }
+
+    /// The object `bucket/key`: its body and ETag, `None` when there is none.
+    pub fn get(&self, bucket: &str, key: &str) -> Option<(Vec<u8>, String)> {
+        let (status, headers, body) = self
+            .request("GET", &format!("/{bucket}/{key}"), &[], b"")
+            .expect("moto answers");
+        (status == 200).then(|| (body, header(&headers, "etag").unwrap_or_default()))
+    }
+
+    /// Stores `body` as `bucket/key`.
+    pub fn put(&self, bucket: &str, key: &str, body: &[u8]) {
+        let (status, _, _) = self
+            .request("PUT", &format!("/{bucket}/{key}"), &[], body)
+            .expect("moto answers");
+        assert_eq!(status, 200, "put {key}");
+    }
+
+    /// The keys in `bucket`.
+    pub fn keys(&self, bucket: &str) -> Vec<String> {
+        let (_, _, body) = self
+            .request("GET", &format!("/{bucket}?list-type=2"), &[], b"")
+            .expect("moto answers");
+        profilesync::state::s3::xml_values(&String::from_utf8_lossy(&body), "Key")
+    }
+
+    /// One HTTP/1.1 request; `None` when nothing answers.
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Option<(u16, String, Vec<u8>)> {
+        use std::io::Read;
+        let host = self.endpoint.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(host).ok()?;
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n",
+            body.len()
+        );
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        // moto refuses an anonymous GetObject; it reads the access key, not the signature.
+        head.push_str(
+            "Authorization: AWS4-HMAC-SHA256 Credential=AKIDTEST/20261207/us-east-1/s3/aws4_request, \
+             SignedHeaders=host, Signature=00\r\n\r\n",
+        );
+        stream.write_all(head.as_bytes()).ok()?;
+        stream.write_all(body).ok()?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).ok()?;
+        let split = answer.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let head = String::from_utf8_lossy(&answer[..split]).into_owned();
+        let status = head.split_whitespace().nth(1)?.parse().ok()?;
+        let mut body = answer[split + 4..].to_vec();
+        if header(&head, "transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+            body = unchunk(&body);
+        }
+        Some((status, head, body))
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A header's value in a response head.
+fn header(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_owned())
+    })
+}
+
+/// A chunked body, joined.
+fn unchunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(end) = body.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&body[..end]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        let start = end + 2;
+        out.extend_from_slice(&body[start..(start + size).min(body.len())]);
+        body = &body[(start + size + 2).min(body.len())..];
+    }
+    out
+}
+
 // ---- Ledgers ----
 
 /// Reads a JSON Lines ledger.

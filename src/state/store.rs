@@ -1,72 +1,6 @@
-//! The local sync state: for each target record, a hash of the last payload the target
-//! accepted, so that the next run can tell an unchanged record without asking the target.
-//!
-//! Pure storage, with no knowledge of the pipeline. One [redb] file per target identity
-//! ([`TargetIdentity`]: the target kind and what tells its records apart from every other
-//! target's: for Customer Profiles the AWS account, region, endpoint and domain; for Connect
-//! users the instance ARN and endpoint; for Genesys the base URL and tenant), named
-//! `<kind>-<16 hex>.redb` under the state directory (default `./state/`), and the identity
-//! written inside the file, checked on every open: a file that belongs to another identity
-//! is refused ([`StateError::WrongIdentity`]), never used, even when the user names it
-//! explicitly. So a rehearsal against an emulator or a staging account and the production
-//! run from the same working directory keep two files, and neither reads the other's.
-//!
-//! # Records
-//!
-//! The key is the target id ([`encode_id`]): a 32-hex ProfileId is stored as its 16 bytes,
-//! a lower-case UUID (a Connect UserId) as its 16 bytes, anything else (a Genesys
-//! `customer_id`) as its text; one tag byte in front keeps the three apart. The value is a
-//! [`Stored`]: the 128-bit [`payload_hash`] of the mapped payload (16 bytes) and, for Connect
-//! users, the user's `LastModifiedTime` then (8 more bytes), and, for a record we wrote, when the
-//! target accepted our last write (4 more bytes, seconds since the epoch), which tells when
-//! a Customer Profiles record is due for a refresh before it expires. A first run leaves redb's
-//! leaves half to two thirds full (71-89 bytes per record); [`SyncState::close`] rewrites
-//! them full and drops the free pages, to about 43 bytes per record (see `bench/state.sh`,
-//! `bench/nightly.sh` and ARCHITECTURE.md).
-//!
-//! Records matched by a search have a second table ([`SyncState::found`]): under the
-//! record's own key ([`found_key`]: the search key, the `[source] key` column and the
-//! record's value of it, which the ledger holds too; never the value searched for), the
-//! target id it was found at, so that the next run finds its [`Stored`] without a search.
-//! It is written after the records' batch ([`SyncState::put_found_many`]): a crash between
-//! the two only makes the next run search again.
-//!
-//! A `[mirror]` run also keeps who settled each record ([`SyncState::put_owned_many`]):
-//! in a third table, target id (encoded as in the records table) → a 64-bit hash of the
-//! `[mirror] owner` and the record's `[source] key` (an id the ledger holds too, never a
-//! field value), which is where its
-//! deletion candidates come from ([`SyncState::owned_by`]). It is a table of its own so that
-//! a state without mirror runs keeps its size (the key's length would otherwise grow every
-//! record's value); a record forgotten is forgotten there too.
-//!
-//! # Durability and order
-//!
-//! [`SyncState::put_many`] writes its whole batch in one redb write transaction committed
-//! with [`Durability::Immediate`]: when it returns, the batch is on disk (fsync), and a crash
-//! before that leaves none of it (redb's copy-on-write commit is atomic). So a caller that
-//! stores a hash only after the target accepted the write, and after the ledger line is
-//! flushed, never marks an unsent record as synced. [`SyncState::remove`] forgets a record
-//! (its write failed, or the target no longer has it) the same way.
-//!
-//! # Sharing
-//!
-//! [`SyncState`] is `Send + Sync`: share it with `Arc` and read from any number of tasks
-//! through `&self` (each read is one redb read transaction, a few microseconds, taking no
-//! lock a writer waits on). Writes from several threads are serialized by redb. Nothing is
-//! loaded into memory but redb's page cache, capped at [`CACHE_BYTES`], so memory stays flat
-//! whatever the number of records.
-//!
-//! # Locking
-//!
-//! redb holds a lock on the open file, so a second process that opens the same state file
-//! gets [`StateError::Locked`], which names the file and, when it can, the pid of the run
-//! that holds it (the holder writes it to `<file>.pid` once it has the lock).
-//!
-//! # Privacy
-//!
-//! The store holds ids and hashes, never values, but a hash of a guessable payload can be
-//! checked against guesses, so the file (and its directory, when created here) is readable
-//! by its owner only (mode 0600 / 0700 on Unix).
+//! The store: one redb file of a target identity's records ([`SyncState`]), what it holds
+//! for each ([`Stored`]), why it can fail ([`StateError`]), and how it tidies its file at
+//! close. Pure storage, with no knowledge of the pipeline or of where the file came from.
 
 use std::fmt;
 use std::fs::OpenOptions;
@@ -77,7 +11,10 @@ use redb::{
     Database, DatabaseError, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata,
     TableDefinition, TableHandle,
 };
-use xxhash_rust::xxh3::{Xxh3Default, xxh3_64};
+
+use super::identity::TargetIdentity;
+use super::keys::{decode_id, encode_id, owner_hash};
+use super::lock::{PidFile, pid_path, read_pid};
 
 /// Target id (encoded by [`encode_id`]) → [`Stored`] (16 to 28 bytes).
 const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
@@ -103,10 +40,6 @@ const FORMAT: &str = "1";
 /// OS's page cache.
 pub const CACHE_BYTES: usize = 4 * 1024 * 1024;
 
-const TAG_TEXT: u8 = 0;
-const TAG_HEX32: u8 = 1;
-const TAG_UUID: u8 = 2;
-
 /// [`SyncState::close`] tidies the file only when at least this much of it is wasted (free
 /// pages and unused room inside the records' pages together), and an eighth of it.
 pub const TIDY_MIN_WASTE_BYTES: u64 = 64 * 1024;
@@ -128,108 +61,10 @@ pub struct DiskUsage {
     pub sparse_bytes: u64,
 }
 
-/// Which target a state file describes: the target kind and, within it, the one place records
-/// live, as `key=value` words (the scope). Built by the target once it knows where its
-/// requests really go (`Target::identity`): the account from STS, the instance's ARN.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TargetIdentity {
-    kind: String,
-    scope: String,
-}
-
-impl TargetIdentity {
-    /// An identity from its parts; `kind` is a target kind such as `customer-profiles`.
-    pub fn new(kind: impl Into<String>, scope: impl Into<String>) -> TargetIdentity {
-        TargetIdentity {
-            kind: kind.into(),
-            scope: scope.into(),
-        }
-    }
-
-    /// A Customer Profiles domain of the AWS `account` in `region`, reached at `endpoint`
-    /// (the URL the client sends to, whether configured or the service's default):
-    /// `account=… region=… endpoint=… domain=…`.
-    pub fn customer_profiles(
-        account: &str,
-        region: &str,
-        endpoint: &str,
-        domain: &str,
-    ) -> TargetIdentity {
-        TargetIdentity::new(
-            "customer-profiles",
-            format!(
-                "account={account} region={region} endpoint={} domain={domain}",
-                endpoint_key(endpoint)
-            ),
-        )
-    }
-
-    /// A Connect instance's users: the instance's ARN (which holds its account and region),
-    /// reached at `endpoint`: `instance_arn=… endpoint=…`.
-    pub fn connect_user(instance_arn: &str, endpoint: &str) -> TargetIdentity {
-        TargetIdentity::new(
-            "connect-user",
-            format!(
-                "instance_arn={instance_arn} endpoint={}",
-                endpoint_key(endpoint)
-            ),
-        )
-    }
-
-    /// A Genesys UCS tenant behind `base_url`: `base_url=…` and, when the config names one,
-    /// `tenant_id=…` (the scope these files have always had).
-    pub fn genesys_ucs(base_url: &str, tenant_id: Option<i64>) -> TargetIdentity {
-        let mut scope = format!("base_url={}", endpoint_key(base_url));
-        if let Some(tenant) = tenant_id {
-            scope.push_str(&format!(" tenant_id={tenant}"));
-        }
-        TargetIdentity::new("genesys-ucs", scope)
-    }
-
-    /// The target kind.
-    pub fn kind(&self) -> &str {
-        &self.kind
-    }
-
-    /// The domain, instance or `base_url#tenant`.
-    pub fn scope(&self) -> &str {
-        &self.scope
-    }
-
-    /// The file name of this identity's state: `<kind>-<xxh3-64 of the scope, 16 hex>.redb`
-    /// (the kind made safe for a file name: anything but ASCII letters, digits and `-`
-    /// becomes `_`).
-    pub fn file_name(&self) -> String {
-        let kind: String = self
-            .kind
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        format!("{kind}-{:016x}.redb", xxh3_64(self.scope.as_bytes()))
-    }
-}
-
-/// An endpoint as the identity holds it: without the trailing `/` that names the same place.
-fn endpoint_key(url: &str) -> &str {
-    url.trim_end_matches('/')
-}
-
-impl fmt::Display for TargetIdentity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {:?}", self.kind, self.scope)
-    }
-}
-
 /// What the state holds for one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stored {
-    /// [`payload_hash`] of the payload the target last accepted (or was found to hold).
+    /// [`payload_hash`](super::payload_hash) of the payload the target last accepted (or was found to hold).
     pub hash: u128,
     /// The record's last-modified time on the target then, in epoch milliseconds (Connect
     /// users' `LastModifiedTime`); `None` for targets that have none.
@@ -363,7 +198,7 @@ pub struct SyncState {
     db: Database,
     path: PathBuf,
     identity: TargetIdentity,
-    pid_file: Option<PathBuf>,
+    pid_file: Option<PidFile>,
 }
 
 impl fmt::Debug for SyncState {
@@ -404,10 +239,7 @@ impl SyncState {
             pid_file: None,
         };
         state.check_identity()?;
-        let pid_file = pid_path(path);
-        if std::fs::write(&pid_file, format!("{}\n", std::process::id())).is_ok() {
-            state.pid_file = Some(pid_file);
-        }
+        state.pid_file = PidFile::write(path);
         Ok(state)
     }
 
@@ -638,7 +470,7 @@ impl SyncState {
         self.remove_many(&[id])
     }
 
-    /// The target id a record matched by a search was found at, under its [`found_key`].
+    /// The target id a record matched by a search was found at, under its [`found_key`](super::found_key).
     pub fn found(&self, key: &str) -> Result<Option<String>, StateError> {
         let txn = self.db.begin_read().map_err(|e| self.error(e))?;
         let table = match txn.open_table(FOUND) {
@@ -803,31 +635,11 @@ impl SyncState {
     }
 }
 
-impl Drop for SyncState {
-    fn drop(&mut self) {
-        if let Some(pid_file) = &self.pid_file
-            && read_pid(pid_file) == Some(std::process::id())
-        {
-            let _ = std::fs::remove_file(pid_file);
-        }
-    }
-}
-
 fn store_error(path: &Path, e: impl Into<redb::Error>) -> StateError {
     StateError::Store {
         path: path.to_path_buf(),
         source: e.into(),
     }
-}
-
-fn pid_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".pid");
-    PathBuf::from(name)
-}
-
-fn read_pid(path: &Path) -> Option<u32> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), StateError> {
@@ -864,187 +676,10 @@ fn create_private_file(path: &Path) -> Result<(), StateError> {
     }
 }
 
-/// A target id as a key: 17 bytes for a 32-hex id or a lower-case UUID, else tag + text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EncodedId(EncodedRepr);
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum EncodedRepr {
-    Raw([u8; 17]),
-    Text(Vec<u8>),
-}
-
-impl EncodedId {
-    /// The key bytes.
-    pub fn as_slice(&self) -> &[u8] {
-        match &self.0 {
-            EncodedRepr::Raw(bytes) => bytes,
-            EncodedRepr::Text(bytes) => bytes,
-        }
-    }
-}
-
-/// Encodes a target id as a key: tag 1 and 16 bytes for 32 lower-case hex digits (a
-/// ProfileId), tag 2 and 16 bytes for a lower-case UUID `8-4-4-4-12` (a Connect UserId), tag
-/// 0 and the UTF-8 text for anything else. Each id has exactly one encoding, and two ids share
-/// one only if they are equal.
-pub fn encode_id(id: &str) -> EncodedId {
-    let bytes = id.as_bytes();
-    if bytes.len() == 32
-        && let Some(raw) = hex16(bytes)
-    {
-        return raw_key(TAG_HEX32, raw);
-    }
-    if bytes.len() == 36
-        && [8, 13, 18, 23].iter().all(|&i| bytes[i] == b'-')
-        && let Some(raw) = hex16(
-            &bytes
-                .iter()
-                .copied()
-                .filter(|b| *b != b'-')
-                .collect::<Vec<u8>>(),
-        )
-    {
-        return raw_key(TAG_UUID, raw);
-    }
-    let mut text = Vec::with_capacity(bytes.len() + 1);
-    text.push(TAG_TEXT);
-    text.extend_from_slice(bytes);
-    EncodedId(EncodedRepr::Text(text))
-}
-
-/// The target id an [`encode_id`] key stands for (its inverse).
-pub fn decode_id(key: &[u8]) -> String {
-    let hex = |raw: &[u8]| raw.iter().map(|b| format!("{b:02x}")).collect::<String>();
-    match key.split_first() {
-        Some((&TAG_HEX32, raw)) if raw.len() == 16 => hex(raw),
-        Some((&TAG_UUID, raw)) if raw.len() == 16 => {
-            let h = hex(raw);
-            format!(
-                "{}-{}-{}-{}-{}",
-                &h[..8],
-                &h[8..12],
-                &h[12..16],
-                &h[16..20],
-                &h[20..]
-            )
-        }
-        Some((_, text)) => String::from_utf8_lossy(text).into_owned(),
-        None => String::new(),
-    }
-}
-
-fn raw_key(tag: u8, raw: [u8; 16]) -> EncodedId {
-    let mut key = [0u8; 17];
-    key[0] = tag;
-    key[1..].copy_from_slice(&raw);
-    EncodedId(EncodedRepr::Raw(key))
-}
-
-/// 32 lower-case hex digits as 16 bytes (upper case is left to the text form, so that the
-/// encoding stays one-to-one).
-fn hex16(digits: &[u8]) -> Option<[u8; 16]> {
-    if digits.len() != 32 {
-        return None;
-    }
-    let nibble = |b: u8| match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        _ => None,
-    };
-    let mut raw = [0u8; 16];
-    for (i, pair) in digits.chunks_exact(2).enumerate() {
-        raw[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
-    }
-    Some(raw)
-}
-
-/// The 64-bit hash the state keeps of a `[mirror] owner` (xxh3-64, seed 0).
-pub fn owner_hash(owner: &str) -> u64 {
-    xxh3_64(owner.as_bytes())
-}
-
-/// The key under which [`SyncState::found`] keeps where a record matched by a search was
-/// found: the search key (`_email`, `Username`), the `[source] key` column and the record's
-/// value of it. The column is part of it so that a config that names another key column
-/// never reads the first one's entries.
-pub fn found_key(search_key: &str, key_column: &str, key: &str) -> String {
-    format!("{search_key}\0{key_column}\0{key}")
-}
-
-/// One field's value in a payload, by kind: the kind is part of the hash, so that a field
-/// set to one value and the same field set to a list of that one value hash apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PayloadValue<'a> {
-    /// The field is cleared (`""` in UpdateProfile).
-    Cleared,
-    /// One value.
-    One(&'a str),
-    /// A list of values (multi-valued Genesys attributes), in order: the first is primary.
-    List(&'a [String]),
-}
-
-/// The hash of a mapped payload: xxh3-128 (seed 0) of a canonical encoding of its
-/// `(field, value)` pairs, so that the same payload always hashes the same, on any machine
-/// and with any Rust version, and two different payloads never share an encoding.
-///
-/// The encoding: the 8 bytes `psync-p2` (the version of this encoding), the number of fields
-/// as a 4-byte little-endian integer, then for each field, in order of field name (bytewise;
-/// fields with the same name keep their given order): the field's length in bytes (4-byte
-/// little-endian), its UTF-8 bytes, then its kind: `0` cleared; `1` one value, then the
-/// value's length and bytes; `2` a list, then the number of values and each value's length
-/// and bytes. The lengths keep `("ab", "c")` apart from `("a", "bc")`; a field that is kept
-/// (absent) is not in the payload at all. Version `psync-p1` (before issue 20) wrote a list
-/// as one pair per value and a cleared field as `""`, with no kinds: a state written with it
-/// never matches a `p2` hash, so each record is read (and compared) once, then stored anew.
-pub fn payload_hash(fields: &[(&str, PayloadValue<'_>)]) -> u128 {
-    let mut hasher = Xxh3Default::new();
-    encode_payload(fields, &mut |bytes: &[u8]| hasher.update(bytes));
-    hasher.digest128()
-}
-
-/// Writes [`payload_hash`]'s encoding of `fields` to `out`, piece by piece.
-fn encode_payload(fields: &[(&str, PayloadValue<'_>)], out: &mut impl FnMut(&[u8])) {
-    let mut order: Vec<&(&str, PayloadValue<'_>)> = fields.iter().collect();
-    order.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    out(PAYLOAD_TAG);
-    out(&len32(fields.len()));
-    for (field, value) in order {
-        put_text(out, field);
-        match value {
-            PayloadValue::Cleared => out(&[0]),
-            PayloadValue::One(value) => {
-                out(&[1]);
-                put_text(out, value);
-            }
-            PayloadValue::List(values) => {
-                out(&[2]);
-                out(&len32(values.len()));
-                for value in *values {
-                    put_text(out, value);
-                }
-            }
-        }
-    }
-}
-
-/// A text as its length (4 little-endian bytes) and its UTF-8 bytes.
-fn put_text(out: &mut impl FnMut(&[u8]), text: &str) {
-    out(&len32(text.len()));
-    out(text.as_bytes());
-}
-
-/// The first bytes of [`payload_hash`]'s encoding.
-const PAYLOAD_TAG: &[u8; 8] = b"psync-p2";
-
-/// A length as 4 little-endian bytes (saturating: no field or value comes near 4 GiB).
-fn len32(len: usize) -> [u8; 4] {
-    u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::found_key;
     use std::io::{BufRead, BufReader, Write};
     use std::process::{Command, Stdio};
 
@@ -1059,18 +694,6 @@ mod tests {
 
     fn stored(hash: u128) -> Stored {
         Stored::hash(hash)
-    }
-
-    #[test]
-    fn decode_id_inverts_encode_id() {
-        for id in [
-            P1,
-            "87654321-2222-1234-1234-111234567891",
-            "00027a52JCGY000M",
-            "ABCDEF0123456789ABCDEF0123456789",
-        ] {
-            assert_eq!(decode_id(encode_id(id).as_slice()), id);
-        }
     }
 
     #[test]
@@ -1192,28 +815,6 @@ mod tests {
     }
 
     #[test]
-    fn ids_encode_compactly_and_one_to_one() {
-        assert_eq!(encode_id(P1).as_slice().len(), 17);
-        assert_eq!(encode_id(P1).as_slice()[0], TAG_HEX32);
-        assert_eq!(&encode_id(P1).as_slice()[1..3], &[0x01, 0x23]);
-        let user = encode_id("87654321-2222-1234-1234-111234567891");
-        assert_eq!(user.as_slice().len(), 17);
-        assert_eq!(user.as_slice()[0], TAG_UUID);
-        // The same 16 bytes as a ProfileId and as a UserId are different keys.
-        assert_ne!(
-            encode_id("87654321222212341234111234567891"),
-            encode_id("87654321-2222-1234-1234-111234567891")
-        );
-        // A 16-character text is not mistaken for 16 raw bytes.
-        assert_eq!(encode_id("00027a52JCGY000M").as_slice()[0], TAG_TEXT);
-        assert_eq!(encode_id("x").as_slice(), b"\0x");
-        assert_eq!(
-            encode_id("87654321-2222-1234-1234-11123456789G").as_slice()[0],
-            0
-        );
-    }
-
-    #[test]
     fn reopen_after_drop_keeps_the_data() {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = SyncState::open(dir.path(), &domain("D")).expect("opens");
@@ -1257,53 +858,6 @@ mod tests {
         // ... and left as it was.
         let a = SyncState::open_file(&a_path, &domain("DomainA")).expect("its own identity");
         assert_eq!(a.get(P1).expect("get"), Some(stored(1)));
-    }
-
-    #[test]
-    fn the_identity_holds_account_region_endpoint_and_domain() {
-        let prod = domain("D");
-        assert_eq!(
-            prod.scope(),
-            "account=123456789012 region=us-east-1 \
-             endpoint=https://profile.us-east-1.amazonaws.com domain=D"
-        );
-        let others = [
-            TargetIdentity::customer_profiles("210987654321", "us-east-1", AWS, "D"),
-            TargetIdentity::customer_profiles("123456789012", "eu-west-2", AWS, "D"),
-            TargetIdentity::customer_profiles(
-                "123456789012",
-                "us-east-1",
-                "http://127.0.0.1:1",
-                "D",
-            ),
-        ];
-        for other in &others {
-            assert_ne!(other.file_name(), prod.file_name(), "{other}");
-        }
-        // A trailing slash names the same endpoint.
-        let slash =
-            TargetIdentity::customer_profiles("123456789012", "us-east-1", &format!("{AWS}/"), "D");
-        assert_eq!(slash, prod);
-        let connect = |arn: &str, url: &str| TargetIdentity::connect_user(arn, url);
-        let arn = "arn:aws:connect:us-east-1:123456789012:instance/i-1";
-        let url = "https://connect.us-east-1.amazonaws.com";
-        assert_eq!(
-            connect(arn, url).scope(),
-            format!("instance_arn={arn} endpoint={url}")
-        );
-        assert_ne!(connect(arn, url), connect(arn, "http://127.0.0.1:9"));
-        assert_ne!(
-            connect(arn, url),
-            connect("arn:aws:connect:us-east-1:210987654321:instance/i-1", url)
-        );
-        assert_eq!(
-            TargetIdentity::genesys_ucs("https://ucs.example.com/", Some(7)).scope(),
-            "base_url=https://ucs.example.com tenant_id=7"
-        );
-        assert_eq!(
-            TargetIdentity::genesys_ucs("https://ucs.example.com", None).scope(),
-            "base_url=https://ucs.example.com"
-        );
     }
 
     #[test]
@@ -1455,7 +1009,7 @@ mod tests {
         Command::new(exe)
             .args([
                 "--exact",
-                "state::tests::child_process",
+                "state::store::tests::child_process",
                 "--ignored",
                 "--nocapture",
                 "--test-threads=1",
@@ -1572,205 +1126,5 @@ mod tests {
         let _first = SyncState::open(dir.path(), &domain("D")).expect("opens");
         let err = SyncState::open(dir.path(), &domain("D")).expect_err("second open");
         assert!(matches!(err, StateError::Locked { .. }), "{err:?}");
-    }
-
-    // ---- payload_hash ----
-
-    use PayloadValue::{Cleared, List, One};
-
-    /// The encoding, written out independently of `payload_hash`, for fields already in
-    /// name order.
-    fn spec_encoding(sorted: &[(&str, PayloadValue<'_>)]) -> Vec<u8> {
-        fn text(bytes: &mut Vec<u8>, text: &str) {
-            bytes.extend_from_slice(&(text.len() as u32).to_le_bytes());
-            bytes.extend_from_slice(text.as_bytes());
-        }
-        let mut bytes = b"psync-p2".to_vec();
-        bytes.extend_from_slice(&(sorted.len() as u32).to_le_bytes());
-        for (field, value) in sorted {
-            text(&mut bytes, field);
-            match value {
-                Cleared => bytes.push(0),
-                One(v) => {
-                    bytes.push(1);
-                    text(&mut bytes, v);
-                }
-                List(values) => {
-                    bytes.push(2);
-                    bytes.extend_from_slice(&(values.len() as u32).to_le_bytes());
-                    for v in *values {
-                        text(&mut bytes, v);
-                    }
-                }
-            }
-        }
-        bytes
-    }
-
-    /// The encoding before issue 20 (`psync-p1`): pairs of texts, a cleared field as `""` and
-    /// a list as one pair per value, so kinds were lost.
-    fn p1_encoding(sorted_pairs: &[(&str, &str)]) -> Vec<u8> {
-        let mut bytes = b"psync-p1".to_vec();
-        bytes.extend_from_slice(&(sorted_pairs.len() as u32).to_le_bytes());
-        for (field, value) in sorted_pairs {
-            bytes.extend_from_slice(&(field.len() as u32).to_le_bytes());
-            bytes.extend_from_slice(field.as_bytes());
-            bytes.extend_from_slice(&(value.len() as u32).to_le_bytes());
-            bytes.extend_from_slice(value.as_bytes());
-        }
-        bytes
-    }
-
-    fn list(values: &[&str]) -> Vec<String> {
-        values.iter().map(|v| (*v).to_owned()).collect()
-    }
-
-    #[test]
-    fn payload_hash_is_xxh3_128_of_the_documented_encoding() {
-        let emails = list(&["a@x.com", "b@x.com"]);
-        let fields = [
-            ("LastName", One("Lee")),
-            ("FirstName", One("Ann")),
-            ("Address.City", Cleared),
-            ("EmailAddress", List(&emails)),
-        ];
-        let sorted = [
-            ("Address.City", Cleared),
-            ("EmailAddress", List(&emails)),
-            ("FirstName", One("Ann")),
-            ("LastName", One("Lee")),
-        ];
-        let encoding = spec_encoding(&sorted);
-        assert_eq!(&encoding[..12], b"psync-p2\x04\0\0\0");
-        assert_eq!(
-            payload_hash(&fields),
-            xxhash_rust::xxh3::xxh3_128(&encoding)
-        );
-        assert_eq!(
-            payload_hash(&[]),
-            xxhash_rust::xxh3::xxh3_128(&spec_encoding(&[]))
-        );
-    }
-
-    #[test]
-    fn a_state_of_the_old_encoding_never_matches_the_new_one() {
-        // Issue 20, item 4: the old encoding hashed `x` and `["x"]` alike. A hash it stored
-        // for the same payload differs from today's, so the record is read and compared once.
-        let one = list(&["new@x.com"]);
-        assert_ne!(
-            payload_hash(&[("EmailAddress", One("new@x.com"))]),
-            payload_hash(&[("EmailAddress", List(&one))])
-        );
-        type Case<'a> = (&'a [(&'a str, PayloadValue<'a>)], &'a [(&'a str, &'a str)]);
-        let cases: [Case<'_>; 3] = [
-            (&[("FirstName", One("Ann"))], &[("FirstName", "Ann")]),
-            (&[("FirstName", Cleared)], &[("FirstName", "")]),
-            (
-                &[("EmailAddress", List(&one))],
-                &[("EmailAddress", "new@x.com")],
-            ),
-        ];
-        for (new, old) in cases {
-            assert_ne!(
-                payload_hash(new),
-                xxhash_rust::xxh3::xxh3_128(&p1_encoding(old)),
-                "{new:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn payload_hash_ignores_field_order_but_not_anything_else() {
-        let base = payload_hash(&[("FirstName", One("Ann")), ("LastName", One("Lee"))]);
-        assert_eq!(
-            base,
-            payload_hash(&[("LastName", One("Lee")), ("FirstName", One("Ann"))])
-        );
-        for other in [
-            payload_hash(&[("FirstName", One("Anne")), ("LastName", One("Lee"))]),
-            payload_hash(&[("FirstName", One("Ann"))]),
-            payload_hash(&[
-                ("FirstName", One("Ann")),
-                ("LastName", One("Lee")),
-                ("EmailAddress", Cleared),
-            ]),
-            payload_hash(&[("FirstName", One("AnnL")), ("astName", One("ee"))]),
-        ] {
-            assert_ne!(base, other);
-        }
-        // A cleared field, an empty value and an empty list are three payloads.
-        let empty: Vec<String> = Vec::new();
-        let kinds = [
-            payload_hash(&[("A", Cleared)]),
-            payload_hash(&[("A", One(""))]),
-            payload_hash(&[("A", List(&empty))]),
-        ];
-        assert!(kinds[0] != kinds[1] && kinds[1] != kinds[2] && kinds[0] != kinds[2]);
-        // A list's order is significant (the first value is primary).
-        let ab = list(&["a@x.com", "b@x.com"]);
-        let ba = list(&["b@x.com", "a@x.com"]);
-        assert_ne!(
-            payload_hash(&[("EmailAddress", List(&ab))]),
-            payload_hash(&[("EmailAddress", List(&ba))])
-        );
-    }
-
-    mod props {
-        use proptest::prelude::*;
-
-        use super::super::{PayloadValue, payload_hash};
-
-        /// A payload as owned data: `(field, kind, values)`, kind 0 cleared, 1 one, 2 list.
-        type Owned = Vec<(String, u8, Vec<String>)>;
-
-        fn payload() -> impl Strategy<Value = Owned> {
-            let text = prop_oneof![Just(String::new()), "[ab,]{0,3}"];
-            let field = prop_oneof![Just("A".to_owned()), Just("B".to_owned()), "[AB.]{0,3}"];
-            prop::collection::vec((field, 0u8..3, prop::collection::vec(text, 0..3)), 0..4)
-        }
-
-        fn view(payload: &Owned) -> Vec<(&str, PayloadValue<'_>)> {
-            payload
-                .iter()
-                .map(|(field, kind, values)| {
-                    let value = match kind {
-                        0 => PayloadValue::Cleared,
-                        1 => PayloadValue::One(values.first().map_or("", String::as_str)),
-                        _ => PayloadValue::List(values),
-                    };
-                    (field.as_str(), value)
-                })
-                .collect()
-        }
-
-        /// What makes two payloads the same: the fields in name order (stable), each with
-        /// its kind and only the values that kind carries.
-        fn canonical(payload: &Owned) -> Vec<(String, u8, Vec<String>)> {
-            let mut fields: Vec<_> = payload
-                .iter()
-                .map(|(field, kind, values)| {
-                    let values = match kind {
-                        0 => Vec::new(),
-                        1 => vec![values.first().cloned().unwrap_or_default()],
-                        _ => values.clone(),
-                    };
-                    (field.clone(), *kind, values)
-                })
-                .collect();
-            fields.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            fields
-        }
-
-        proptest! {
-            #![proptest_config(ProptestConfig::with_cases(2000))]
-
-            /// Two different payloads never hash alike (and the same payload in another field
-            /// order always does).
-            #[test]
-            fn different_payloads_never_hash_alike(a in payload(), b in payload()) {
-                let same = canonical(&a) == canonical(&b);
-                prop_assert_eq!(payload_hash(&view(&a)) == payload_hash(&view(&b)), same);
-            }
-        }
     }
 }
