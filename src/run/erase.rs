@@ -7,7 +7,8 @@
 //! Its state entry is removed after the target confirmed. The erasure ledger holds one line
 //! per key: `{"key","target_id","outcome","time"}`, the evidence. Not subject to the absence
 //! rule, but to the same guard (`[mirror] max_deletes` / `max_delete_percent`, or their
-//! defaults, over the state's records; exit 4, `--approve-deletes N`).
+//! defaults, over the state's records; exit 4, `--approve-deletes N`). A state in S3 is
+//! opened as `apply` opens it (under its lease) and uploaded at the end.
 
 use std::io;
 use std::path::PathBuf;
@@ -23,9 +24,10 @@ use crate::config::{
     self, Config, DEFAULT_MAX_DELETE_PERCENT, DEFAULT_MAX_DELETES, Deletes, MatchBy, Mirror,
 };
 use crate::ledger::{self, Ledger, Status};
+use crate::pipeline::Sender;
 use crate::pipeline::mirror::{Verdict, guard};
 use crate::retry::Halt;
-use crate::state::{self, Location, SyncState};
+use crate::state::{self, SyncState};
 use crate::targets::{Mode, Outcome, Pace, Target};
 use crate::validate;
 
@@ -106,18 +108,42 @@ async fn run(request: &EraseRequest) -> Result<i32, (i32, String)> {
     let (sender, identity) = connect_and_identify(&config, None)
         .await
         .map_err(|f| (f.code, f.reason))?;
-    let dir = match super::state::location(request.state.as_deref(), &config).map_err(usage)? {
-        Location::Local(dir) => dir,
-        Location::S3(at) => {
-            return Err(usage(format!(
-                "erase works on a local sync state, and {at} is in S3: download the state file \
-                 and give its directory with --state"
-            )));
+    let (state, remote) = super::state::open_store(
+        request.state.as_deref(),
+        None,
+        &config,
+        &identity,
+        request.quiet,
+    )
+    .await
+    .map_err(|f| (f.code, f.reason))?;
+    let erased = erase_keys(request, &config, &sender, &state, &keys).await;
+    // What was removed from the state records deletions the target confirmed: it is kept
+    // (and, for a state in S3, uploaded under the lease) whatever stopped the run.
+    let closed = tokio::task::block_in_place(|| state.close());
+    if let Some((remote, _lost)) = remote {
+        if request.dry_run {
+            remote.abandon().await;
+        } else if let Err(why) = remote.finish().await {
+            return Err((EXIT_ABORTED, why));
         }
-    };
-    let state = SyncState::open(&dir, &identity).map_err(|e| usage(e.to_string()))?;
+    }
+    closed.map_err(|e| (EXIT_ABORTED, e.to_string()))?;
+    erased
+}
+
+/// Resolves and erases `keys` (deletes nothing beyond the guard or with `--dry-run`), writes
+/// the erasure ledger, removes what the target confirmed from `state`; the exit code.
+async fn erase_keys(
+    request: &EraseRequest,
+    config: &Config,
+    sender: &Sender,
+    state: &SyncState,
+    keys: &[String],
+) -> Result<i32, (i32, String)> {
+    let usage = |m: String| (EXIT_USAGE, m);
     let pace = sender.pace(Halt::never());
-    let resolved = resolve(&config, &state, &sender.target, &keys, &pace)
+    let resolved = resolve(config, state, &sender.target, keys, &pace)
         .await
         .map_err(|e| (EXIT_ABORTED, e))?;
     let records = state.len().map_err(|e| (EXIT_ABORTED, e.to_string()))?;

@@ -68,8 +68,42 @@ pub async fn open(
     identity: &TargetIdentity,
     expiration_days: Option<u32>,
 ) -> Result<(StateUse, Option<(Remote, oneshot::Receiver<String>)>), Failure> {
-    let location = location(request.state.as_deref(), config)
-        .map_err(|m| Failure::usage(format!("profilesync: {m}")))?;
+    let (state, remote) = open_store(
+        request.state.as_deref(),
+        request.sdk.as_ref(),
+        config,
+        identity,
+        request.quiet,
+    )
+    .await?;
+    if expiration_days.is_some() && config.refresh == RefreshSetting::Off {
+        eprintln!(
+            "profilesync: warning: [state] refresh = false: profiles this run leaves unchanged are not written, and the target deletes a profile nobody updates within {} days",
+            expiration_days.unwrap_or_default()
+        );
+    }
+    let used = StateUse {
+        state,
+        full: request.full,
+        refresh: Refresh::new(config.refresh, expiration_days, now()),
+        remote: remote.as_ref().map(|(r, _)| Arc::clone(&r.state)),
+    };
+    Ok((used, remote))
+}
+
+/// The store alone, where `flag` (`--state`), else `[state] path`, says: a local file
+/// locked for the run, or a local copy of the S3 state under its lease (with the [`Remote`]
+/// and its lost lease's receiver, as [`open`] gives them). For `plan`/`apply` through
+/// [`open`], and for `erase`.
+pub async fn open_store(
+    flag: Option<&Path>,
+    sdk: Option<&aws_types::SdkConfig>,
+    config: &Config,
+    identity: &TargetIdentity,
+    quiet: bool,
+) -> Result<(SyncState, Option<(Remote, oneshot::Receiver<String>)>), Failure> {
+    let location =
+        location(flag, config).map_err(|m| Failure::usage(format!("profilesync: {m}")))?;
     let (state, remote, shown) = match location {
         Location::Local(dir) => {
             let state = SyncState::open(&dir, identity)
@@ -78,7 +112,7 @@ pub async fn open(
             (state, None, shown)
         }
         Location::S3(at) => {
-            let sdk = match &request.sdk {
+            let sdk = match sdk {
                 Some(sdk) => sdk.clone(),
                 None => aws::load().await,
             };
@@ -99,26 +133,14 @@ pub async fn open(
         }
     };
     tracing::info!(kind = identity.kind(), "sync state opened");
-    if !request.quiet && !crate::logging::json() {
+    if !quiet && !crate::logging::json() {
         eprintln!(
             "sync state: {shown} ({} {})",
             identity.kind(),
             identity.scope()
         );
     }
-    if expiration_days.is_some() && config.refresh == RefreshSetting::Off {
-        eprintln!(
-            "profilesync: warning: [state] refresh = false: profiles this run leaves unchanged are not written, and the target deletes a profile nobody updates within {} days",
-            expiration_days.unwrap_or_default()
-        );
-    }
-    let used = StateUse {
-        state,
-        full: request.full,
-        refresh: Refresh::new(config.refresh, expiration_days, now()),
-        remote: remote.as_ref().map(|(r, _)| Arc::clone(&r.state)),
-    };
-    Ok((used, remote))
+    Ok((state, remote))
 }
 
 /// The bucket's client: credentials and region from the AWS chain, the endpoint from

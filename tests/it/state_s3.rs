@@ -365,3 +365,55 @@ async fn an_endpoint_that_ignores_conditional_writes_is_refused_before_anything_
     assert!(err.contains(&endpoint), "{err}");
     assert_eq!(emulator.stats().operation("UpdateProfile").requests, 0);
 }
+
+/// `erase` with the state in S3, from a machine that has never run the sync: it takes the
+/// lease, deletes the record, and the state it uploads has forgotten it, so the next night
+/// (from yet another directory) reads that record again instead of calling it unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erase_with_the_state_in_s3_forgets_the_record_there() {
+    let Some(moto) = MotoServer::start(BUCKET) else {
+        return;
+    };
+    let n = 20;
+    let emulator = seeded(n).await;
+    apply(
+        &s3_dir(n, &[], LIMITS, ""),
+        &emulator,
+        &moto.endpoint,
+        "l.jsonl",
+    )
+    .await
+    .assert_exit(0);
+
+    let eraser = s3_dir(n, &[], LIMITS, "");
+    eraser.write("keys.txt", format!("{}\n", crate::support::pid(3)));
+    let erase = eraser
+        .command(&[
+            "erase", "--config", "c.toml", "keys.txt", "--ledger", "e.jsonl",
+        ])
+        .profiles(&emulator)
+        .env("AWS_ENDPOINT_URL_S3", &moto.endpoint)
+        .output()
+        .await;
+    erase.assert_exit(0);
+    assert_eq!(eraser.ledger("e.jsonl")[0]["outcome"], "deleted");
+    assert_eq!(emulator.stats().operation("DeleteProfile").requests, 1);
+    assert!(
+        moto.get(BUCKET, &format!("{}.lease", state_key(&moto)))
+            .is_none(),
+        "released"
+    );
+
+    let night2 = s3_dir(n, &[], LIMITS, "");
+    apply(&night2, &emulator, &moto.endpoint, "l.jsonl")
+        .await
+        .assert_exit(0);
+    let ledger = night2.ledger("l.jsonl");
+    assert_eq!(
+        count(&ledger, "unchanged", Some("state")),
+        n as usize - 1,
+        "every record but the erased one is known"
+    );
+    let third = ledger.iter().find(|e| e["key"] == "C3").unwrap();
+    assert_ne!(third["basis"], "state", "{third}");
+}
