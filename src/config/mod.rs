@@ -159,6 +159,8 @@ pub struct Limits {
     pub concurrency: usize,
     /// Attempts per request, the first included.
     pub max_attempts: u32,
+    /// Records read ahead of the writes (Customer Profiles by ProfileId: `BatchGetProfile`).
+    pub read_ahead: usize,
 }
 
 impl Limits {
