@@ -445,6 +445,9 @@ impl Compiler<'_> {
                 );
             }
         }
+        if let Some(n) = self.bounded("[limits] read_ahead", &raw.read_ahead, 100_000) {
+            limits.read_ahead = n as usize;
+        }
         let known = schema::operations(kind);
         for (name, own) in raw.operations.iter().flatten() {
             if !known.contains(&name.get_ref().as_str()) {
@@ -808,6 +811,8 @@ fn borrow_transforms(kind: TargetKind, key: &str, value: &mut SearchRule, rules:
 
 /// `[limits] shared_peers` when left out.
 pub const DEFAULT_SHARED_PEERS: u32 = 4;
+/// Records read ahead of the writes by default: ten full `BatchGetProfile` calls.
+const READ_AHEAD: usize = 200;
 
 /// The limits a target gets when `[limits]` leaves them out: under the documented quotas.
 pub fn default_limits(kind: TargetKind) -> Limits {
@@ -818,6 +823,7 @@ pub fn default_limits(kind: TargetKind) -> Limits {
             burst: 10,
             concurrency: 16,
             max_attempts: 8,
+            read_ahead: READ_AHEAD,
             operations: BTreeMap::new(),
             shared: None,
             shared_peers: DEFAULT_SHARED_PEERS,
@@ -828,6 +834,7 @@ pub fn default_limits(kind: TargetKind) -> Limits {
             burst: 5,
             concurrency: 4,
             max_attempts: 8,
+            read_ahead: READ_AHEAD,
             operations: BTreeMap::new(),
             shared: None,
             shared_peers: DEFAULT_SHARED_PEERS,
@@ -838,6 +845,7 @@ pub fn default_limits(kind: TargetKind) -> Limits {
             burst: 10,
             concurrency: 8,
             max_attempts: 8,
+            read_ahead: READ_AHEAD,
             operations: BTreeMap::new(),
             shared: None,
             shared_peers: DEFAULT_SHARED_PEERS,
@@ -1020,6 +1028,22 @@ BirthDate = { from = "dob", transform = [{ date = { from = "%m/%d/%Y", to = "%Y-
         assert!(
             errors.iter().all(|e| e.starts_with("t.toml:")),
             "each with its line: {errors:?}"
+        );
+    }
+
+    #[test]
+    fn read_ahead_defaults_to_ten_batches_and_must_be_positive() {
+        let config = compile(Path::new("t.toml"), GOOD).unwrap();
+        assert_eq!(config.limits.read_ahead, 200);
+        let with = |n: &str| GOOD.replace("max_attempts = 8", &format!("read_ahead = {n}"));
+        let config = compile(Path::new("t.toml"), &with("40")).unwrap();
+        assert_eq!(config.limits.read_ahead, 40);
+        let errors = errors(&with("0"));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("t.toml:16:")
+                && errors[0].contains("[limits] read_ahead must be between 1 and 100000"),
+            "{errors:?}"
         );
     }
 

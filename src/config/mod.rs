@@ -186,6 +186,8 @@ pub struct Limits {
     /// `[limits] shared_peers`: with `shared`, a lost Redis leaves each process at
     /// `rate / shared_peers`.
     pub shared_peers: u32,
+    /// Records read ahead of the writes (Customer Profiles by ProfileId: `BatchGetProfile`).
+    pub read_ahead: usize,
 }
 
 impl Limits {

@@ -26,7 +26,7 @@ pub struct RawConfig {
     /// `[match]`: how a record finds its target record.
     #[serde(rename = "match")]
     pub matching: Option<Spanned<RawMatch>>,
-    /// `[limits]`: rate, burst, concurrency, attempts.
+    /// `[limits]`: rate, burst, concurrency, attempts, read-ahead.
     #[serde(default)]
     pub limits: RawLimits,
     /// `[state]`: where the local sync state lives.
@@ -210,6 +210,8 @@ pub struct RawLimits {
     /// With `shared`: how many processes share the budget, for the rate each falls back to
     /// when Redis is lost.
     pub shared_peers: Option<Spanned<i64>>,
+    /// Records read ahead of the writes, for a target with batched reads.
+    pub read_ahead: Option<Spanned<i64>>,
     /// `[limits.operations.<Operation>]`: one API operation's own rate and burst.
     pub operations: Option<BTreeMap<Spanned<String>, RawOperationLimits>>,
 }

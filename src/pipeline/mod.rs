@@ -11,6 +11,7 @@ pub mod mirror;
 mod parts;
 #[cfg(test)]
 mod props;
+mod read_ahead;
 pub mod refresh;
 mod signals;
 mod sync;

@@ -1,15 +1,20 @@
 //! `plan` and `apply`: the network-bound pipeline, on tokio.
 //!
 //! ```text
-//! reader (blocking thread) ──records──▶ dispatcher ──spawns, one permit each──▶ record tasks
-//!                                                                                   │ settlements
-//!                                     writer task (ledger + diff report) ◀──────────┘
+//! reader (blocking thread) ──jobs──▶ dispatcher ──spawns, one permit each──▶ record tasks
+//!          │                             ▲                                      │ settlements
+//!          └──▶ read-ahead (batched reads)┘  writer task (ledger + diff report) ◀┘
 //! ```
 //!
+//! The reader prepares each record (map and validate, pure) and gives it its turn among its
+//! twins ([`super::twins`]), in input order: rows naming the same target record settle one
+//! after another. For a target that reads records by id in batches (Customer Profiles by
+//! ProfileId), the [`read_ahead`] stage sits between the reader and the dispatcher: it asks
+//! the sync state of each record and reads the others 20 ids a call, so that a record
+//! reaches its task with its read done (see [`Ahead`]).
+//!
 //! The dispatcher takes one of `concurrency` semaphore permits before it starts a record; the
-//! permit travels with the task and is freed when the record settles. It prepares each record
-//! (map and validate, pure) and gives it its turn among its twins ([`super::twins`]): rows
-//! naming the same target record settle one after another, in input order. Every request of a task
+//! permit travels with the task and is freed when the record settles. Every request of a task
 //! goes through the shared limiter and retry policy (see [`crate::targets`]). A stop (Ctrl-C,
 //! `--max-errors`, an error that is not about one record) ends the dispatching; requests on
 //! the wire finish and their records settle, those not yet sent give up, the ledger is
@@ -26,6 +31,7 @@ use tracing::Instrument;
 
 use super::mirror::{self, Completeness, MirrorResult, MirrorRun, Named};
 use super::parts::{Sender, StateUse};
+use super::read_ahead;
 use super::signals::Interrupts;
 use super::twins::{Turn, Twins};
 use super::{Context, new_entry, prepare};
@@ -38,8 +44,8 @@ use crate::report::{DiffReport, FieldCounts, Progress};
 use crate::retry::{ErrorClass, Halt};
 use crate::source::SourceRecord;
 use crate::state::{self, PayloadValue, Stored, SyncState};
-use crate::targets::driver::{Known, Twin};
-use crate::targets::{FieldChange, LastChange, Mode, Outcome, Pace, Target};
+use crate::targets::driver::{self, Known, Twin};
+use crate::targets::{FieldChange, LastChange, Mode, Outcome, Pace, Prefetched, Target};
 
 /// Records in a row that fail to connect after every retry, after which a run stops (exit 3).
 const UNANSWERED_LIMIT: u32 = 20;
@@ -211,7 +217,7 @@ pub async fn sync(
 ) -> io::Result<SyncResult> {
     let stop = Stop::new();
     let concurrency = options.concurrency.max(1);
-    let (record_tx, record_rx) = mpsc::channel::<SourceRecord>(concurrency * 2);
+    let (record_tx, record_rx) = mpsc::channel::<Job>(concurrency * 2);
     let (settled_tx, settled_rx) = mpsc::channel::<Settlement>(concurrency * 2);
 
     // Ctrl-C or SIGTERM: the first stops the run gently, a second one ends the process at
@@ -223,17 +229,39 @@ pub async fn sync(
     };
 
     let every_record = matches!(options.selection, Selection::All);
-    // Stage 1: read, on a blocking thread, leaving out what this run does not send.
+    // Stage 1: read, on a blocking thread, leaving out what this run does not send; prepare
+    // each record and give it its turn among its twins.
+    let twins = Arc::new(Twins::default());
     let reader = {
         let (cx, stop, selection) = (Arc::clone(&cx), stop.clone(), options.selection);
+        let twins = Arc::clone(&twins);
         tokio::task::spawn_blocking(move || {
-            read_records(records, &selection, &cx, &record_tx, &stop)
+            read_records(records, &selection, &cx, &twins, &record_tx, &stop)
         })
     };
 
     // The sync state: record tasks read it, the writer records what the target accepted.
     let state = options.state.map(Arc::new);
     let mirroring = cx.config.mirror.as_ref().filter(|_| state.is_some());
+
+    // Between the reader and the dispatcher, for a target with batched reads by id: read
+    // ahead of the writes.
+    let (jobs, read_ahead) = match read_ahead_batch(&cx, &sender.target) {
+        Some(batch) => {
+            let (tx, rx) = mpsc::channel::<Job>(concurrency * 2);
+            let ahead = Arc::new(Ahead {
+                cx: Arc::clone(&cx),
+                sender: Arc::clone(&sender),
+                state: state.clone(),
+                stop: stop.clone(),
+                batch,
+            });
+            let window = cx.config.limits.read_ahead;
+            let stage = tokio::spawn(read_ahead::run(ahead, record_rx, tx, window));
+            (rx, Some(stage))
+        }
+        None => (record_rx, None),
+    };
 
     // Stage 3: write each entry as it settles.
     let carried = options.carried.total();
@@ -252,19 +280,25 @@ pub async fn sync(
     let writer = tokio::spawn(writer.run(settled_rx));
 
     // Stage 2: dispatch records, one permit each, until the input ends or the run stops.
-    let twins = Arc::new(Twins::default());
     dispatch(
-        &twins,
         &cx,
         &sender,
         state.as_ref(),
-        record_rx,
+        jobs,
         settled_tx,
         options.mode,
         concurrency,
         &stop,
     )
     .await;
+    // A stage that failed has left records unsettled: say so (exit 3), as for a task.
+    if let Some(stage) = read_ahead
+        && let Err(e) = stage.await
+    {
+        stop.stop(format!(
+            "internal error: the read-ahead stage failed ({e}); resume to send the rest"
+        ));
+    }
 
     let Written {
         mut tally,
@@ -361,7 +395,8 @@ pub async fn sync(
 /// How long a stopped run waits for the reader to notice (it checks between records).
 const READER_GRACE: Duration = Duration::from_secs(1);
 
-/// The reader stage. An input that cannot be read to its end (a truncated gzip stream)
+/// The reader stage: each record this run sends is prepared and takes its turn among its
+/// twins here, in input order ([`Job::new`]). An input that cannot be read to its end (a truncated gzip stream)
 /// ends the reading: the records read before the error are still dispatched and settle, and
 /// the run then stops with the error. A resumed ledger from another input stops the run at
 /// once, before anything more is sent.
@@ -369,7 +404,8 @@ fn read_records(
     records: Box<dyn Iterator<Item = io::Result<SourceRecord>> + Send>,
     selection: &Selection,
     cx: &Context,
-    tx: &mpsc::Sender<SourceRecord>,
+    twins: &Arc<Twins>,
+    tx: &mpsc::Sender<Job>,
     stop: &Stop,
 ) -> io::Result<()> {
     for record in records {
@@ -381,24 +417,21 @@ fn read_records(
                 return Err(e);
             }
         };
-        if stop.is_stopped() || (wanted && tx.blocking_send(record).is_err()) {
+        if stop.is_stopped() || (wanted && tx.blocking_send(Job::new(cx, twins, record)).is_err()) {
             break;
         }
     }
     Ok(())
 }
 
-/// The dispatcher: takes a permit, then a record, prepares it (map and validate, pure), and
-/// spawns the record's task with the permit. A valid record takes its turn among its twins
-/// (rows naming the same target record) here, in input order. Ctrl-C (or any stop) ends the
-/// dispatching; the records in flight still settle.
+/// The dispatcher: takes a permit, then a prepared record, and spawns the record's task with
+/// the permit. Ctrl-C (or any stop) ends the dispatching; the records in flight still settle.
 #[allow(clippy::too_many_arguments)]
 async fn dispatch(
-    twins: &Arc<Twins>,
     cx: &Arc<Context>,
     sender: &Arc<Sender>,
     state: Option<&Arc<StateUse>>,
-    mut records: mpsc::Receiver<SourceRecord>,
+    mut records: mpsc::Receiver<Job>,
     settled: mpsc::Sender<Settlement>,
     mode: Mode,
     concurrency: usize,
@@ -417,18 +450,12 @@ async fn dispatch(
             () = stop.stopped() => break,
             record = records.recv() => record,
         };
-        let (Ok(permit), Some(record)) = (permit, record) else {
+        let (Ok(permit), Some(job)) = (permit, record) else {
             break;
         };
         while let Some(done) = tasks.try_join_next() {
             note_panic(done, stop);
         }
-        let prepared = prepare(cx, &record);
-        let turn = prepared
-            .as_ref()
-            .ok()
-            .and_then(twin_key)
-            .map(|key| twins.enter(key, record.record));
         let (cx, sender, settled, stop, state) = (
             Arc::clone(cx),
             Arc::clone(sender),
@@ -436,16 +463,14 @@ async fn dispatch(
             stop.clone(),
             state.cloned(),
         );
-        let span = record_span(&cx, &record);
+        let span = record_span(&cx, &job.record);
         let task = async move {
             let _permit = permit;
             let outcome = settle(
                 &cx,
                 &sender.target,
                 state.as_deref(),
-                &record,
-                prepared,
-                turn,
+                job,
                 mode,
                 &sender.pace(stop.halt()),
             )
@@ -554,24 +579,75 @@ impl Settlement {
     }
 }
 
+/// A record on its way to its task: prepared, with its turn among its twins, and what the
+/// read-ahead stage found out for it.
+struct Job {
+    record: SourceRecord,
+    /// Mapped and valid, or its `invalid` entry.
+    prepared: Result<Mapped, Box<Entry>>,
+    /// Its turn among its twins (a valid record's).
+    turn: Option<Turn>,
+    /// What the read-ahead stage asked of the sync state and read; `None`: its task asks.
+    asked: Option<Asked>,
+}
+
+impl Job {
+    /// Prepares the record (map and validate, pure) and gives it its turn among its twins;
+    /// the reader calls it in input order.
+    fn new(cx: &Context, twins: &Arc<Twins>, record: SourceRecord) -> Job {
+        let prepared = prepare(cx, &record);
+        let turn = prepared
+            .as_ref()
+            .ok()
+            .and_then(twin_key)
+            .map(|key| twins.enter(key, record.record));
+        Job {
+            record,
+            prepared,
+            turn,
+            asked: None,
+        }
+    }
+
+    /// Whether an earlier row of the input named the same target record.
+    fn seen(&self) -> bool {
+        self.turn.as_ref().is_some_and(|turn| turn.seen)
+    }
+}
+
+/// What the read-ahead stage found out for a record before its task.
+struct Asked {
+    /// What the sync state said (or why it could not be read).
+    by_state: Result<ByState, String>,
+    /// The record's read by id, once its batch came back.
+    read: Option<Prefetched>,
+}
+
 /// One record's trip: its turn among its twins, then the sync state, then the target.
-#[allow(clippy::too_many_arguments)]
 async fn settle(
     cx: &Context,
     target: &Target,
     state: Option<&StateUse>,
-    record: &SourceRecord,
-    prepared: Result<Mapped, Box<Entry>>,
-    turn: Option<Turn>,
+    job: Job,
     mode: Mode,
     pace: &Pace<'_>,
 ) -> Result<Settlement, Unsettled> {
+    let Job {
+        record,
+        prepared,
+        turn,
+        asked,
+    } = job;
+    let record = &record;
     let mapped = match prepared {
         Ok(mapped) => mapped,
         Err(invalid) => return Ok(Settlement::invalid(*invalid, record.end)),
     };
     let Some(mut turn) = turn else {
-        return settle_mapped(cx, target, state, record, mapped, None, false, mode, pace).await;
+        return settle_mapped(
+            cx, target, state, record, mapped, None, false, asked, mode, pace,
+        )
+        .await;
     };
     let twin = match turn.earlier().await {
         Ok(twin) => twin,
@@ -589,6 +665,7 @@ async fn settle(
         mapped,
         twin.as_ref(),
         seen,
+        asked,
         mode,
         pace,
     )
@@ -604,7 +681,8 @@ async fn settle(
 
 /// A valid record's trip: the sync state, then the target. `twin` is the earlier row naming
 /// the same target record; `seen` says an earlier row of the input had its key (the state,
-/// written behind the ledger, may not know that row's write yet, so it does not decide).
+/// written behind the ledger, may not know that row's write yet, so it does not decide);
+/// `asked`, what the read-ahead stage found out already.
 #[allow(clippy::too_many_arguments)]
 async fn settle_mapped(
     cx: &Context,
@@ -614,29 +692,35 @@ async fn settle_mapped(
     mapped: Mapped,
     twin: Option<&Twin>,
     seen: bool,
+    asked: Option<Asked>,
     mode: Mode,
     pace: &Pace<'_>,
 ) -> Result<Settlement, Unsettled> {
     let hash = state.map(|_| payload_hash(cx, &mapped));
     let found = state.and_then(|_| found_key(cx, &mapped));
+    let (by_state, read) = match asked {
+        Some(Asked { by_state, read }) => (by_state, read),
+        None => {
+            let found = found.as_deref();
+            let asked = consult(target, state, &mapped, hash, found, seen, record, pace).await;
+            (asked, None)
+        }
+    };
     // What the state holds for the record (under the id it knows it by), and whether it is
     // due for a refresh write.
-    let (mut stored, mut refresh_due) = (None, false);
-    if let (Some(state), Some(hash), false) = (state, hash, seen) {
-        match by_state(target, state, &mapped, hash, found.as_deref(), record, pace)
-            .await
-            .map_err(Unsettled::Stop)?
-        {
-            ByState::Skip(unchanged) => return Ok(*unchanged),
-            ByState::Look { held, due } => (stored, refresh_due) = (held, due),
-        }
-    }
+    let (stored, refresh_due) = match by_state.map_err(Unsettled::Stop)? {
+        ByState::Skip(unchanged) => return Ok(*unchanged),
+        ByState::Look { held, due } => (held, due),
+    };
     let known = Known {
         twin,
         refresh_due,
         synced: stored.is_some(),
     };
-    match target.sync(&cx.config, &mapped, mode, known, pace).await {
+    match target
+        .sync(&cx.config, &mapped, mode, known, pace, read)
+        .await
+    {
         Outcome::Settled(settled) => {
             let written_at = match settled.status {
                 Status::Updated | Status::Created | Status::Refreshed => {
@@ -694,6 +778,124 @@ async fn settle_mapped(
             })
         }
         Outcome::Abort(reason) => Err(Unsettled::Stop(reason)),
+    }
+}
+
+/// What the sync state says of a valid record: nothing without a state, nor of a twin
+/// (`seen`: an earlier row of the input named its target record, and the state, written
+/// behind the ledger, may not know that row's write yet); else see [`by_state`].
+#[allow(clippy::too_many_arguments)]
+async fn consult(
+    target: &Target,
+    state: Option<&StateUse>,
+    mapped: &Mapped,
+    hash: Option<u128>,
+    found: Option<&str>,
+    seen: bool,
+    record: &SourceRecord,
+    pace: &Pace<'_>,
+) -> Result<ByState, String> {
+    match (state, hash, seen) {
+        (Some(state), Some(hash), false) => {
+            by_state(target, state, mapped, hash, found, record, pace).await
+        }
+        _ => Ok(ByState::Look {
+            held: None,
+            due: false,
+        }),
+    }
+}
+
+/// The ids one read-ahead call takes, when the run reads ahead: a target with batched reads
+/// by id, records matched by id.
+fn read_ahead_batch(cx: &Context, target: &Target) -> Option<usize> {
+    match cx.config.matching.by {
+        MatchBy::Id(_) => target.batch_read(),
+        MatchBy::Search { .. } => None,
+    }
+}
+
+/// The read-ahead stage's view of the run ([`read_ahead::Reads`]): a twin waits for its
+/// [`Turn`]; a record the driver reads by id ([`driver::reads_by_id`]) is asked of the sync
+/// state as in its task ([`consult`]: one the state skips is not read, one due for a refresh
+/// is), and the others are read in batches by the target. What it found out travels with
+/// the record ([`Asked`]), so that its task asks nothing twice.
+struct Ahead {
+    cx: Arc<Context>,
+    sender: Arc<Sender>,
+    state: Option<Arc<StateUse>>,
+    stop: Stop,
+    batch: usize,
+}
+
+impl read_ahead::Reads for Ahead {
+    type Item = Job;
+    type Read = Prefetched;
+
+    fn batch(&self) -> usize {
+        self.batch
+    }
+
+    fn waits(job: &Job) -> bool {
+        job.turn.as_ref().is_some_and(Turn::waits)
+    }
+
+    async fn wait(mut job: Job) -> Job {
+        if let Some(turn) = &mut job.turn {
+            // Settled or never will: the record's task asks the turn again and learns which.
+            let _ = turn.earlier().await;
+        }
+        job
+    }
+
+    async fn wants(&self, job: &mut Job) -> Option<String> {
+        let Ok(mapped) = &job.prepared else {
+            return None;
+        };
+        let seen = job.seen();
+        let id = mapped
+            .target_id
+            .clone()
+            .filter(|_| driver::reads_by_id(&self.cx.config, seen))?;
+        let (target, state) = (&self.sender.target, self.state.as_deref());
+        let hash = state.map(|_| payload_hash(&self.cx, mapped));
+        let found = state.and_then(|_| found_key(&self.cx, mapped));
+        let pace = self.sender.pace(self.stop.halt());
+        let record = &job.record;
+        let by_state = consult(
+            target,
+            state,
+            mapped,
+            hash,
+            found.as_deref(),
+            seen,
+            record,
+            &pace,
+        )
+        .await;
+        let wants = matches!(by_state, Ok(ByState::Look { .. }));
+        job.asked = Some(Asked {
+            by_state,
+            read: None,
+        });
+        wants.then_some(id)
+    }
+
+    async fn read(&self, ids: Vec<String>) -> Vec<Prefetched> {
+        let pace = self.sender.pace(self.stop.halt());
+        // The call is for several records at once: its lines carry a span of their own.
+        let span = tracing::debug_span!(target: RECORD, "batch", ids = ids.len());
+        self.sender
+            .target
+            .read_batch(&ids, &pace)
+            .instrument(span)
+            .await
+    }
+
+    fn give(job: &mut Job, read: Prefetched) {
+        if let Some(asked) = &mut job.asked {
+            asked.read = Some(read);
+        }
     }
 }
 

@@ -3,8 +3,9 @@
 //! order, never in parallel, so the last row wins every time; a later row updates the
 //! record an earlier one found or created instead of creating another.
 //!
-//! The dispatcher calls [`Twins::enter`] for each valid record, in input order, before it
-//! spawns the record's task. A row whose key is still in flight gets a [`Turn`] that waits
+//! The reader calls [`Twins::enter`] for each valid record, in input order, before the
+//! record goes on (to the read-ahead stage, which holds a waiting twin back until its turn
+//! came, then to the dispatcher). A row whose key is still in flight gets a [`Turn`] that waits
 //! for the earlier row's settlement; a row whose earlier twin settled already gets what
 //! that twin left behind (the record it created, or in `plan` that it would create one).
 //! When its task ends, [`Turn::finish`] hands its own settlement to the next twin.
@@ -102,6 +103,11 @@ impl Twins {
 }
 
 impl Turn {
+    /// Whether an earlier twin was still in flight when this row entered: it waits for it.
+    pub fn waits(&self) -> bool {
+        self.wait.is_some()
+    }
+
     /// The earlier twin, once it settled; `Err` when it never will (the run stopped before
     /// it settled: this row must not settle either, so that a resumed run sends both in
     /// order).

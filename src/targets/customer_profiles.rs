@@ -3,9 +3,9 @@
 //! This file is the target's own logic only; [`super::driver`] decides what happens to a
 //! record:
 //!
-//! - **read** by ProfileId is batched: the records in flight share one `BatchGetProfile` of
-//!   up to 20 ids (see `Batch`); **search** by a key follows `NextToken` (100 profiles a
-//!   page);
+//! - **read** by ProfileId is one `BatchGetProfile` of up to 20 ids ([`CustomerProfiles::read_many`]);
+//!   the pipeline's read-ahead stage fills it, and an `Errors` entry is that id's own result;
+//!   **search** by a key follows `NextToken` (100 profiles a page);
 //! - **merge** compares the mapped members with the profile's, flattened to the config's
 //!   names (`Address.City`, `Attributes.Tier`), and keeps the ones that differ;
 //! - **write** is one `UpdateProfile` with the differing members only. UpdateProfile is a
@@ -23,10 +23,7 @@
 #![allow(deprecated)]
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::time::Duration;
-
-use tokio::sync::oneshot;
 
 use aws_sdk_customerprofiles::Client;
 use aws_sdk_customerprofiles::config::retry::RetryConfig;
@@ -72,32 +69,18 @@ pub struct CustomerProfiles {
     /// The endpoint configured for Customer Profiles (`None`: the service's own).
     endpoint: Option<String>,
     domain: String,
-    batch: Mutex<Batch>,
     /// The domain's `DefaultExpirationDays`, once the preflight read it.
     expiration: std::sync::OnceLock<u32>,
 }
 
-/// Reads by ProfileId waiting to go out together in one `BatchGetProfile`.
-///
-/// The first record to ask becomes the batch's leader: it waits at most [`BATCH_WAIT`] for
-/// others (or until [`BATCH_MAX`] ids wait), sends the call on its own [`Pace`], and hands
-/// every waiting record its profile. A batch never holds more records than are in flight
-/// (`concurrency`), and no record waits longer than the deadline for it to fill, so a run's
-/// last records are never held back.
-#[derive(Default)]
-struct Batch {
-    waiting: Vec<(String, oneshot::Sender<BatchRead>)>,
-    /// Whether a record is leading a batch now.
-    led: bool,
-}
+/// A profile as read: its members, flattened to the config's names (see `flatten`).
+pub type FlatProfile = BTreeMap<String, String>;
 
-/// What one record gets from a batch: its profile (or `None`), and the batch's requests.
-type BatchRead = (Result<Option<BTreeMap<String, String>>, ApiError>, u32);
+/// One id's result in a batched read: the profile, `None` when there is none.
+pub type ProfileRead = Result<Option<FlatProfile>, ApiError>;
 
 /// Ids per `BatchGetProfile` (the model's maximum).
-const BATCH_MAX: usize = 20;
-/// The longest a read waits for others to join its batch.
-const BATCH_WAIT: Duration = Duration::from_millis(5);
+pub const BATCH_MAX: usize = 20;
 
 impl CustomerProfiles {
     /// A client from the AWS configuration chain, with `[target] region` and
@@ -133,7 +116,6 @@ impl CustomerProfiles {
             sts: aws_sdk_sts::Client::from_conf(sts.build()),
             endpoint,
             domain: target.domain.clone(),
-            batch: Mutex::new(Batch::default()),
             expiration: std::sync::OnceLock::new(),
         })
     }
@@ -234,29 +216,26 @@ impl CustomerProfiles {
         ))
     }
 
-    fn lock_batch(&self) -> std::sync::MutexGuard<'_, Batch> {
-        self.batch.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// One `BatchGetProfile` for the waiting reads; each gets its own result. An entry of
-    /// the answer's `Errors` is that id's own result: a missing profile is `None`, another
-    /// code fails that record only.
-    async fn batch_get(&self, taken: Vec<(String, oneshot::Sender<BatchRead>)>, pace: &Pace<'_>) {
-        let ids: Vec<String> = taken.iter().map(|(id, _)| id.clone()).collect();
+    /// Reads up to [`BATCH_MAX`] profiles in one `BatchGetProfile`: one result per id, in
+    /// order, and the call's requests (every id of the batch counts them as its own). An
+    /// entry of the answer's `Errors` is that id's own result: a missing profile is `None`,
+    /// another code fails that id only.
+    pub async fn read_many(&self, ids: &[String], pace: &Pace<'_>) -> (Vec<ProfileRead>, u32) {
         let (answer, spent) = pace
             .send_shared(BATCH_GET_PROFILE, || {
                 let request = self
                     .client
                     .batch_get_profile()
                     .domain_name(&self.domain)
-                    .set_profile_ids(Some(ids.clone()));
+                    .set_profile_ids(Some(ids.to_vec()));
                 async move { request.send().await.map_err(aws::from_sdk) }
             })
             .await;
-        for (id, tx) in taken {
-            let result = match &answer {
+        let reads = ids
+            .iter()
+            .map(|id| match &answer {
                 Err(e) => Err(e.clone()),
-                Ok(out) => match out.profiles().iter().find(|p| p.profile_id() == Some(&id)) {
+                Ok(out) => match out.profiles().iter().find(|p| p.profile_id() == Some(id)) {
                     Some(profile) => Ok(Some(flatten(profile))),
                     None => match out.errors().iter().find(|e| e.profile_id() == id) {
                         Some(e) if e.code() != NOT_FOUND => Err(ApiError {
@@ -269,10 +248,9 @@ impl CustomerProfiles {
                         _ => Ok(None),
                     },
                 },
-            };
-            // A record whose task is gone (the run stopped) no longer needs its answer.
-            let _ = tx.send((result, spent));
-        }
+            })
+            .collect();
+        (reads, spent)
     }
 }
 
@@ -305,41 +283,18 @@ fn identity_unknown(error: &ApiError, attempts: u32) -> PreflightError {
 impl Remote for CustomerProfiles {
     const NOUN: &'static str = "profile";
     /// The profile's members, flattened to the config's names.
-    type Current = BTreeMap<String, String>;
+    type Current = FlatProfile;
     /// The members to send.
     type Write = Vec<FieldChange>;
     /// The members to create the profile with.
     type Create = Vec<FieldChange>;
 
-    /// The profile with this ProfileId, read in a `BatchGetProfile` with the other records
-    /// in flight (see `Batch`).
+    /// The profile with this ProfileId, alone in a `BatchGetProfile`. The pipeline reads most
+    /// records ahead, 20 a call ([`CustomerProfiles::read_many`]); this is for the others.
     async fn read(&self, id: &str, pace: &Pace<'_>) -> Result<Option<Self::Current>, ApiError> {
-        let (tx, rx) = oneshot::channel();
-        let lead = {
-            let mut batch = self.lock_batch();
-            batch.waiting.push((id.to_owned(), tx));
-            !std::mem::replace(&mut batch.led, true)
-        };
-        if lead {
-            tokio::time::sleep(BATCH_WAIT).await;
-            loop {
-                let taken: Vec<_> = {
-                    let mut batch = self.lock_batch();
-                    if batch.waiting.is_empty() {
-                        batch.led = false;
-                        break;
-                    }
-                    let n = batch.waiting.len().min(BATCH_MAX);
-                    batch.waiting.drain(..n).collect()
-                };
-                self.batch_get(taken, pace).await;
-            }
-        }
-        let (result, spent) = rx
-            .await
-            .map_err(|_| aws::configuration("internal error: a batched read lost its answer"))?;
+        let (mut reads, spent) = self.read_many(&[id.to_owned()], pace).await;
         pace.count(spent);
-        result
+        reads.pop().unwrap_or(Ok(None))
     }
 
     /// Every profile that has `key` = one of `values` (one call carries them all),

@@ -232,7 +232,9 @@ pub struct Twin {
     pub target_id: Option<String>,
 }
 
-/// Syncs one mapped, valid record through `remote`.
+/// Syncs one mapped, valid record through `remote`. `read` is the record's read by id when
+/// it was made ahead, in a batch with others (the pipeline's read-ahead stage); without it,
+/// a record matched by id is read here.
 pub async fn sync<R: Remote>(
     remote: &R,
     config: &Config,
@@ -240,13 +242,22 @@ pub async fn sync<R: Remote>(
     mode: Mode,
     known: Known<'_>,
     pace: &Pace<'_>,
+    read: Option<Result<Option<R::Current>, ApiError>>,
 ) -> Outcome {
-    let outcome = settle(remote, config, mapped, mode, known, pace).await;
+    let outcome = settle(remote, config, mapped, mode, known, pace, read).await;
     if known.synced {
         gone_since_synced(outcome, R::NOUN)
     } else {
         outcome
     }
+}
+
+/// Whether [`sync`] starts with a read of the record by its own id, which the pipeline may
+/// then make ahead, in a batch with others: a record matched by id, unless it is a twin that
+/// `[match] duplicates = "fail"` fails unread.
+pub fn reads_by_id(config: &Config, twin: bool) -> bool {
+    matches!(config.matching.by, MatchBy::Id(_))
+        && !(twin && config.matching.duplicates == Duplicates::Fail)
 }
 
 /// A record the sync state called synced that the target no longer has (`not_found`,
@@ -278,6 +289,7 @@ fn gone_since_synced(outcome: Outcome, noun: &str) -> Outcome {
 }
 
 /// [`sync`] before what the sync state knows is added to the outcome.
+#[allow(clippy::too_many_arguments)]
 async fn settle<R: Remote>(
     remote: &R,
     config: &Config,
@@ -285,6 +297,7 @@ async fn settle<R: Remote>(
     mode: Mode,
     known: Known<'_>,
     pace: &Pace<'_>,
+    read: Option<Result<Option<R::Current>, ApiError>>,
 ) -> Outcome {
     let desired = desired(config, mapped);
     let when = config.matching.when_missing;
@@ -311,7 +324,11 @@ async fn settle<R: Remote>(
                 // Mapping reports an empty id as a problem, so valid records have one.
                 return missing(when, mode, &format!("the record has no {id_name}"), 0);
             };
-            match remote.read(id, pace).await {
+            let read = match read {
+                Some(read) => read,
+                None => remote.read(id, pace).await,
+            };
+            match read {
                 Ok(Some(current)) => (id.to_owned(), current),
                 Ok(None) => {
                     let why = format!("no {noun} has this {id_name}");

@@ -76,6 +76,16 @@ pub struct Settled {
     pub last_modified: Option<i64>,
 }
 
+/// One record read ahead of its write, in a batch with others ([`Target::read_batch`]), for
+/// [`Target::sync`]. Only Customer Profiles reads in batches.
+#[derive(Debug)]
+pub struct Prefetched {
+    /// The profile, `None` when there is none; an error for this id alone or the whole call.
+    profile: customer_profiles::ProfileRead,
+    /// Requests the batch's call made; every record of the batch counts them as its own.
+    attempts: u32,
+}
+
 /// What a target tells of a record's last change without reading the record, for the sync
 /// state ([`driver::Remote::last_change`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,7 +269,8 @@ impl Target {
         }
     }
 
-    /// Syncs one mapped, valid record.
+    /// Syncs one mapped, valid record; `read`, when the record was read ahead
+    /// ([`Target::read_batch`]), stands for the driver's read of it.
     pub async fn sync(
         &self,
         config: &Config,
@@ -267,11 +278,43 @@ impl Target {
         mode: Mode,
         known: driver::Known<'_>,
         pace: &Pace<'_>,
+        read: Option<Prefetched>,
     ) -> Outcome {
+        let read = read.map(|read| {
+            pace.count(read.attempts);
+            read.profile
+        });
         match self {
-            Self::CustomerProfiles(t) => driver::sync(t, config, mapped, mode, known, pace).await,
-            Self::ConnectUser(t) => driver::sync(t, config, mapped, mode, known, pace).await,
-            Self::GenesysUcs(t) => driver::sync(t, config, mapped, mode, known, pace).await,
+            Self::CustomerProfiles(t) => {
+                driver::sync(t, config, mapped, mode, known, pace, read).await
+            }
+            Self::ConnectUser(t) => driver::sync(t, config, mapped, mode, known, pace, None).await,
+            Self::GenesysUcs(t) => driver::sync(t, config, mapped, mode, known, pace, None).await,
+        }
+    }
+
+    /// How many ids one batched read takes, for a target that reads several records by id in
+    /// one call (Customer Profiles' `BatchGetProfile`: 20); `None` for the others.
+    pub fn batch_read(&self) -> Option<usize> {
+        match self {
+            Self::CustomerProfiles(_) => Some(customer_profiles::BATCH_MAX),
+            Self::ConnectUser(_) | Self::GenesysUcs(_) => None,
+        }
+    }
+
+    /// Reads records by id in one batched call (at most [`Target::batch_read`] ids): one
+    /// [`Prefetched`] per id, in order. A target without batched reads reads nothing (an
+    /// empty list), and its records are read by the driver.
+    pub async fn read_batch(&self, ids: &[String], pace: &Pace<'_>) -> Vec<Prefetched> {
+        match self {
+            Self::CustomerProfiles(t) => {
+                let (reads, attempts) = t.read_many(ids, pace).await;
+                reads
+                    .into_iter()
+                    .map(|profile| Prefetched { profile, attempts })
+                    .collect()
+            }
+            Self::ConnectUser(_) | Self::GenesysUcs(_) => Vec::new(),
         }
     }
 

@@ -820,7 +820,9 @@ async fn no_region_or_no_credentials_stops_at_once_without_a_request() {
 async fn the_printed_resume_command_runs_as_printed_and_finds_its_own_ledger() {
     let emulator = seeded(2).await;
     let dir = Dir::new();
-    dir.write("in.csv", customers(8));
+    // Enough records that each run stops before the end: records read ahead fail `not_found`
+    // with no request of their own, so a few more than --max-errors settle before the stop.
+    dir.write("in.csv", customers(40));
     let failing = config("rate = 50", &format!("{BY_ID}\nwhen_missing = \"fail\""));
     dir.write("c.toml", &failing);
     dir.write("other.toml", &failing);

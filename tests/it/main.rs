@@ -11,6 +11,7 @@ mod genesys;
 mod init;
 mod matching;
 mod mirror;
+mod read_ahead;
 mod reliability;
 mod report;
 mod secrets;

@@ -322,11 +322,19 @@ async fn no_credential_or_value_leaves_an_aws_run_on_any_path() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
+    // Reads are made ahead, 20 records a call: their lines carry the batch's span.
     assert!(
         lines.iter().any(|l| l["message"] == "request"
             && l["attempt"] == 1
             && l["spans"][1]["operation"] == "BatchGetProfile"
-            && l["spans"][0]["key"].is_string()),
+            && l["spans"][0]["name"] == "batch"
+            && l["spans"][0]["ids"].is_u64()),
+        "{log}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "settled" && l["spans"][0]["key"].is_string()),
         "{log}"
     );
     assert!(runs.summary("plan.json")["report"].is_string());
