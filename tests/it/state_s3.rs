@@ -8,7 +8,8 @@ use profilesync::emulator::EmulatorHandle;
 use serde_json::json;
 
 use crate::support::{
-    BY_ID, Dir, MotoServer, command, config, count, customers, seeded, slow_emulator, sync_args,
+    BY_ID, Child, Dir, MotoServer, command, config, count, customers, seeded, slow_emulator,
+    sync_args,
 };
 
 const BUCKET: &str = "nightly-state";
@@ -61,6 +62,38 @@ fn state_key(moto: &MotoServer) -> String {
         .into_iter()
         .find(|k| k.ends_with(".redb"))
         .expect("a state object")
+}
+
+/// Starts `apply` of `dir` into `l.jsonl` in the background and waits until it holds its
+/// lease: the running holder and its lease id.
+async fn holding(dir: &Dir, emulator: &EmulatorHandle, moto: &MotoServer) -> (Child, String) {
+    let holder = command(dir, emulator, &sync_args("apply", "c.toml", "l.jsonl", &[]))
+        .env("AWS_ENDPOINT_URL_S3", &moto.endpoint)
+        .spawn();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let lease = loop {
+        if let Some(key) = moto
+            .keys(BUCKET)
+            .into_iter()
+            .find(|k| k.ends_with(".lease"))
+        {
+            break key;
+        }
+        assert!(Instant::now() < deadline, "the holder took no lease");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (body, _) = moto.get(BUCKET, &lease).expect("the lease");
+    let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    let id = body["lease_id"].as_str().expect("an id").to_owned();
+    (holder, id)
+}
+
+/// `profilesync state unlock --config c.toml ID` in `dir`.
+async fn unlock(dir: &Dir, moto: &MotoServer, id: &str) -> crate::support::Run {
+    dir.command(&["state", "unlock", "--config", "c.toml", id])
+        .aws("AWS_ENDPOINT_URL_S3", &moto.endpoint)
+        .output()
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,18 +173,16 @@ async fn a_held_lease_stops_a_second_run_before_it_sends_and_unlock_removes_it()
     assert_eq!(emulator.stats().operation("BatchGetProfile").requests, 0);
 
     // unlock by its id.
-    let unlock = |id: &str| {
-        changed
-            .command(&["state", "unlock", "--config", "c.toml", id])
-            .aws("AWS_ENDPOINT_URL_S3", &moto.endpoint)
-            .output_sync()
-    };
-    unlock("ffffffffffffffff").assert_exit(2);
+    unlock(&changed, &moto, "ffffffffffffffff")
+        .await
+        .assert_exit(2);
     assert!(
         moto.get(BUCKET, &lease).is_some(),
         "another id removes nothing"
     );
-    unlock("0123abcd0123abcd").assert_exit(0);
+    unlock(&changed, &moto, "0123abcd0123abcd")
+        .await
+        .assert_exit(0);
     assert!(moto.get(BUCKET, &lease).is_none());
     apply(&changed, &emulator, &moto.endpoint, "l3.jsonl")
         .await
@@ -226,37 +257,11 @@ async fn a_stale_holders_upload_is_refused_and_the_newer_state_survives() {
         .await
         .assert_exit(0);
     let stale = s3_dir(n, &[], limits, "");
-    let holder = command(
-        &stale,
-        &emulator,
-        &sync_args("apply", "c.toml", "l.jsonl", &[]),
-    )
-    .env("AWS_ENDPOINT_URL_S3", &moto.endpoint)
-    .spawn();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let lease = loop {
-        if let Some(key) = moto
-            .keys(BUCKET)
-            .into_iter()
-            .find(|k| k.ends_with(".lease"))
-        {
-            break key;
-        }
-        assert!(Instant::now() < deadline, "the holder took no lease");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let (holder, id) = holding(&stale, &emulator, &moto).await;
     // The holder stalls (a paused VM, a long GC), and someone who took it for dead removes
     // its lease; another run then stores a newer state.
     holder.signal("-STOP");
-    let (body, _) = moto.get(BUCKET, &lease).expect("the lease");
-    let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
-    let id = body["lease_id"].as_str().expect("an id");
-    stale
-        .command(&["state", "unlock", "--config", "c.toml", id])
-        .aws("AWS_ENDPOINT_URL_S3", &moto.endpoint)
-        .output()
-        .await
-        .assert_exit(0);
+    unlock(&stale, &moto, &id).await.assert_exit(0);
     apply(&newer, &emulator, &moto.endpoint, "l.jsonl")
         .await
         .assert_exit(0);
@@ -284,34 +289,9 @@ async fn a_run_that_loses_its_lease_stops_sending_and_exits_3() {
     let emulator = slow_emulator(n, 150).await;
     let limits = "rate = 500\nburst = 50\nconcurrency = 1";
     let dir = s3_dir(n, &[], limits, "lease_seconds = 3");
-    let holder = command(
-        &dir,
-        &emulator,
-        &sync_args("apply", "c.toml", "l.jsonl", &[]),
-    )
-    .env("AWS_ENDPOINT_URL_S3", &moto.endpoint)
-    .spawn();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let lease = loop {
-        if let Some(key) = moto
-            .keys(BUCKET)
-            .into_iter()
-            .find(|k| k.ends_with(".lease"))
-        {
-            break key;
-        }
-        assert!(Instant::now() < deadline, "the holder took no lease");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let (holder, id) = holding(&dir, &emulator, &moto).await;
     // Someone removes the lease: the next renewal (within a second) finds it gone.
-    let (body, _) = moto.get(BUCKET, &lease).expect("the lease");
-    let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
-    dir.command(&["state", "unlock", "--config", "c.toml"])
-        .arg(body["lease_id"].as_str().expect("an id"))
-        .aws("AWS_ENDPOINT_URL_S3", &moto.endpoint)
-        .output()
-        .await
-        .assert_exit(0);
+    unlock(&dir, &moto, &id).await.assert_exit(0);
     let out = holder.wait().await;
     out.assert_exit(3);
     assert!(
