@@ -66,6 +66,17 @@ pub enum RemoteError {
         /// The probe's key.
         key: String,
     },
+    /// The bucket `[state] path` names does not exist.
+    #[error(
+        "the bucket {bucket} of the sync state ([state] path / --state) does not exist at \
+         {endpoint}: create it, or name another"
+    )]
+    NoBucket {
+        /// The bucket.
+        bucket: String,
+        /// The endpoint.
+        endpoint: String,
+    },
     /// The lease.
     #[error(transparent)]
     Lease(#[from] LeaseError),
@@ -103,15 +114,26 @@ impl RemoteError {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            RemoteError::Unsafe { .. } | RemoteError::Lease(LeaseError::Held { .. })
+            RemoteError::Unsafe { .. }
+                | RemoteError::NoBucket { .. }
+                | RemoteError::Lease(LeaseError::Held { .. })
         )
     }
 }
 
 /// Probes `s3` for conditional writes under `key`: the first `If-None-Match: *` PUT must
-/// be stored, the second refused; the probe object is then removed.
+/// be stored, the second refused; the probe object is then removed. A bucket that does not
+/// exist is said so here, the first request of a run to it.
 pub async fn probe(s3: &S3, key: &str) -> Result<(), RemoteError> {
-    let first = s3.put(key, b"probe".to_vec(), Condition::Absent).await?;
+    let first = match s3.put(key, b"probe".to_vec(), Condition::Absent).await {
+        Err(e) if e.code.as_deref() == Some("NoSuchBucket") => {
+            return Err(RemoteError::NoBucket {
+                bucket: e.bucket,
+                endpoint: e.endpoint,
+            });
+        }
+        first => first?,
+    };
     let second = s3.put(key, b"probe".to_vec(), Condition::Absent).await?;
     let _ = s3.delete(key, None).await;
     match (first, second) {

@@ -76,6 +76,8 @@ pub struct S3Error {
     pub why: String,
     /// The HTTP status, when there was an answer.
     pub status: Option<u16>,
+    /// S3's error code (`NoSuchBucket`, `AccessDenied`, ...), when the answer had one.
+    pub code: Option<String>,
 }
 
 /// What a conditional PUT asks.
@@ -235,6 +237,7 @@ impl S3 {
             key: key.to_owned(),
             why,
             status: None,
+            code: None,
         };
         let signed = self
             .signer
@@ -281,6 +284,7 @@ impl S3 {
                 .trim_end()
                 .to_owned(),
             status: Some(answer.status),
+            code: (!code.is_empty()).then_some(code),
         }
     }
 }

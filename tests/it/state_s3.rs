@@ -397,3 +397,28 @@ async fn erase_with_the_state_in_s3_forgets_the_record_there() {
     let third = ledger.iter().find(|e| e["key"] == "C3").unwrap();
     assert_ne!(third["basis"], "state", "{third}");
 }
+
+/// A bucket that does not exist is a configuration error (exit 2) that says so, before any
+/// record is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bucket_that_does_not_exist_is_a_config_error_naming_it() {
+    let Some(moto) = MotoServer::start(BUCKET) else {
+        return;
+    };
+    let emulator = seeded(5).await;
+    let dir = s3_dir(5, &[], LIMITS, "");
+    dir.write(
+        "c.toml",
+        std::fs::read_to_string(dir.path("c.toml"))
+            .unwrap()
+            .replace(BUCKET, "no-such-bucket"),
+    );
+    let out = apply(&dir, &emulator, &moto.endpoint, "l.jsonl").await;
+    out.assert_exit(2);
+    assert!(
+        out.stderr().contains("the bucket no-such-bucket") && out.stderr().contains("create it"),
+        "{}",
+        out.stderr()
+    );
+    assert_eq!(emulator.stats().operation("BatchGetProfile").requests, 0);
+}
