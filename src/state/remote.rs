@@ -126,7 +126,7 @@ impl RemoteError {
 /// exist is said so here, the first request of a run to it.
 pub async fn probe(s3: &S3, key: &str) -> Result<(), RemoteError> {
     let first = match s3.put(key, b"probe".to_vec(), Condition::Absent).await {
-        Err(e) if e.code.as_deref() == Some("NoSuchBucket") => {
+        Err(e) if e.code() == Some("NoSuchBucket") => {
             return Err(RemoteError::NoBucket {
                 bucket: e.bucket,
                 endpoint: e.endpoint,

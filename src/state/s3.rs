@@ -76,8 +76,15 @@ pub struct S3Error {
     pub why: String,
     /// The HTTP status, when there was an answer.
     pub status: Option<u16>,
-    /// S3's error code (`NoSuchBucket`, `AccessDenied`, ...), when the answer had one.
-    pub code: Option<String>,
+}
+
+impl S3Error {
+    /// S3's error code (`NoSuchBucket`, `AccessDenied`, ...), when the answer had one: the
+    /// word after the status in [`S3Error::why`].
+    pub fn code(&self) -> Option<&str> {
+        self.status?;
+        self.why.split_whitespace().nth(2)
+    }
 }
 
 /// What a conditional PUT asks.
@@ -237,7 +244,6 @@ impl S3 {
             key: key.to_owned(),
             why,
             status: None,
-            code: None,
         };
         let signed = self
             .signer
@@ -284,7 +290,6 @@ impl S3 {
                 .trim_end()
                 .to_owned(),
             status: Some(answer.status),
-            code: (!code.is_empty()).then_some(code),
         }
     }
 }
