@@ -921,15 +921,7 @@ async fn without_a_terminal_v_logs_the_progress_every_ten_seconds() {
     let out = command(&dir, &emulator, &args).output().await;
     out.assert_exit(0);
     let err = out.stderr();
-    let lines: Vec<Value> = err
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|l| {
-            l["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with("progress: "))
-        })
-        .collect();
+    let lines = out.progress_lines();
     assert_eq!(lines.len(), 1, "one line at 10 s: {err}");
     let fields = &lines[0];
     let settled = fields["settled"].as_u64().unwrap();

@@ -523,15 +523,7 @@ fn without_a_terminal_v_check_logs_its_progress() {
     let out = child.wait();
     out.assert_exit(1);
     let err = out.stderr();
-    let lines: Vec<Value> = err
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|l| {
-            l["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with("progress: "))
-        })
-        .collect();
+    let lines = out.progress_lines();
     assert_eq!(lines.len(), 1, "one line after 10 s: {err}");
     assert_eq!(lines[0]["settled"], 10, "{err}");
     assert_eq!(lines[0]["statuses"], "5 invalid", "{err}");

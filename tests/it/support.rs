@@ -450,6 +450,20 @@ impl Run {
             .to_owned()
     }
 
+    /// The progress lines a run logged with `-v --log-format json` (message `progress: …`),
+    /// each with its fields.
+    pub fn progress_lines(&self) -> Vec<Value> {
+        self.stderr()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|l| {
+                l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("progress: "))
+            })
+            .collect()
+    }
+
     /// The ledger entries in the file at `path` (relative to the run's folder).
     pub fn ledger(&self, path: &str) -> Vec<Value> {
         read_ledger(&self.dir.join(path))
