@@ -139,12 +139,11 @@ impl Limiters {
         }
     }
 
-    /// Names the account whose shared buckets the requests draw from from now on (a
-    /// `TargetIdentity`'s kind and scope, see [`shared::account_scope`]); nothing without
-    /// `[limits] shared`.
-    pub fn bind(&self, kind: &str, scope: &str) {
+    /// Names the account whose shared buckets the requests draw from from now on (its
+    /// `TargetIdentity::quota_scope`); nothing without `[limits] shared`.
+    pub fn bind(&self, quota_scope: &str) {
         if let Some(shared) = &self.shared {
-            shared.bind(&shared::account_scope(kind, scope));
+            shared.bind(quota_scope);
         }
     }
 

@@ -4,7 +4,7 @@
 //!
 //! - **The bucket** is a GCRA ([`GCRA`], a Lua script run by Redis on its own clock,
 //!   `redis.call('TIME')`, so the hosts' clocks never matter) over one key per account, region
-//!   and operation ([`gcra_key`], from [`account_scope`]). It keeps one number, the bucket's
+//!   and operation ([`gcra_key`], from `TargetIdentity::quota_scope`). It keeps one number, the bucket's
 //!   theoretical arrival time, which expires once the bucket is full again. It answers "go
 //!   now" or "wait N µs" ([`Verdict`]); the waiter sleeps on tokio time and asks again.
 //! - **Before the account is known** (the preflight's one or two requests, `GetCallerIdentity`
@@ -125,7 +125,7 @@ pub struct SharedQuota {
     peers: u32,
     connection: ConnectionManager,
     script: redis::Script,
-    /// The account scope ([`account_scope`]), once the target told it.
+    /// The account scope (`TargetIdentity::quota_scope`), once the target told it.
     scope: OnceLock<String>,
     health: Mutex<Health>,
     /// Times Redis was lost, and times it came back.
@@ -184,7 +184,7 @@ impl SharedQuota {
         })
     }
 
-    /// From now on requests draw from the buckets of `scope` (see [`account_scope`]). Only
+    /// From now on requests draw from the buckets of `scope` (`TargetIdentity::quota_scope`). Only
     /// the first call counts.
     pub fn bind(&self, scope: &str) {
         let _ = self.scope.set(scope.to_owned());
@@ -299,34 +299,6 @@ impl SharedQuota {
     }
 }
 
-/// The account, region (or tenant) a sync state identity's scope names, for the quota's keys:
-/// the quotas are per account and region, whatever the domain or instance. `kind` and
-/// `scope` are a `TargetIdentity`'s (`account=… region=… endpoint=… domain=…`;
-/// `instance_arn=arn:aws:connect:REGION:ACCOUNT:instance/ID endpoint=…`; `base_url=…
-/// tenant_id=…`); anything else is kept whole.
-pub fn account_scope(kind: &str, scope: &str) -> String {
-    let word = |name: &str| {
-        scope
-            .split(' ')
-            .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
-    };
-    match kind {
-        "customer-profiles" => {
-            if let (Some(account), Some(region)) = (word("account"), word("region")) {
-                return format!("{kind}:{account}:{region}");
-            }
-        }
-        "connect-user" => {
-            let parts: Vec<&str> = word("instance_arn").unwrap_or("").split(':').collect();
-            if let [_, _, _, region, account, ..] = parts[..] {
-                return format!("{kind}:{account}:{region}");
-            }
-        }
-        _ => {}
-    }
-    format!("{kind}:{scope}")
-}
-
 /// The key of one operation's bucket.
 pub fn gcra_key(account_scope: &str, operation: &str) -> String {
     format!("profilesync:gcra:{account_scope}:{operation}")
@@ -373,30 +345,9 @@ mod tests {
     }
 
     #[test]
-    fn one_bucket_per_account_region_and_operation_whatever_the_domain() {
-        let a = account_scope(
-            "customer-profiles",
-            "account=111122223333 region=eu-west-2 endpoint=https://x domain=crm",
-        );
-        let b = account_scope(
-            "customer-profiles",
-            "account=111122223333 region=eu-west-2 endpoint=https://x domain=other",
-        );
-        assert_eq!(a, "customer-profiles:111122223333:eu-west-2");
-        assert_eq!(a, b);
+    fn one_key_per_account_scope_and_operation() {
         assert_eq!(
-            account_scope(
-                "connect-user",
-                "instance_arn=arn:aws:connect:us-east-1:444455556666:instance/abc endpoint=e"
-            ),
-            "connect-user:444455556666:us-east-1"
-        );
-        assert_eq!(
-            account_scope("genesys-ucs", "base_url=https://g tenant_id=7"),
-            "genesys-ucs:base_url=https://g tenant_id=7"
-        );
-        assert_eq!(
-            gcra_key(&a, "UpdateProfile"),
+            gcra_key("customer-profiles:111122223333:eu-west-2", "UpdateProfile"),
             "profilesync:gcra:customer-profiles:111122223333:eu-west-2:UpdateProfile"
         );
     }

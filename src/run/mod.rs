@@ -384,11 +384,10 @@ pub async fn run_sync(request: SyncRequest, summary: &mut RunSummary) -> Result<
         Arc::clone(&progress),
         interrupts,
     );
-    let result = report::logging_progress(&progress, run).await;
+    let mut result = report::logging_progress(&progress, run).await;
     progress.finish();
     // A state in S3: the final upload, then the lease is released. A state that could not
     // be uploaded stops the run (exit 3): the next run redoes what this one did.
-    let mut result = result;
     if let Some(remote) = remote
         && let Err(why) = remote.finish().await
     {
@@ -529,7 +528,7 @@ async fn connect_and_identify(
 ) -> Result<(Sender, TargetIdentity), Failure> {
     let sender = connect(config, sdk).await?;
     let identity = sender.identity().await.map_err(preflight_failure)?;
-    sender.limiters.bind(identity.kind(), identity.scope());
+    sender.limiters.bind(&identity.quota_scope());
     tracing::info!(kind = identity.kind(), "target identity known");
     Ok((sender, identity))
 }

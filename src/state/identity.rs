@@ -73,6 +73,34 @@ impl TargetIdentity {
         &self.scope
     }
 
+    /// The account and region (or, for Genesys, the whole scope) this identity's target
+    /// lives in, for the keys of `[limits] shared`: the quotas are per account and region,
+    /// whatever the domain or instance (`customer-profiles:ACCOUNT:REGION`;
+    /// `connect-user:ACCOUNT:REGION` from the instance ARN; `genesys-ucs:<scope>`).
+    pub fn quota_scope(&self) -> String {
+        let word = |name: &str| {
+            self.scope
+                .split(' ')
+                .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+        };
+        let kind = &self.kind;
+        match kind.as_str() {
+            "customer-profiles" => {
+                if let (Some(account), Some(region)) = (word("account"), word("region")) {
+                    return format!("{kind}:{account}:{region}");
+                }
+            }
+            "connect-user" => {
+                let parts: Vec<&str> = word("instance_arn").unwrap_or("").split(':').collect();
+                if let [_, _, _, region, account, ..] = parts[..] {
+                    return format!("{kind}:{account}:{region}");
+                }
+            }
+            _ => {}
+        }
+        format!("{kind}:{}", self.scope)
+    }
+
     /// The file name of this identity's state: `<kind>-<xxh3-64 of the scope, 16 hex>.redb`
     /// (the kind made safe for a file name: anything but ASCII letters, digits and `-`
     /// becomes `_`).
@@ -106,6 +134,29 @@ impl fmt::Display for TargetIdentity {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_quota_scope_per_account_and_region_whatever_the_domain_or_endpoint() {
+        let a = TargetIdentity::customer_profiles("111122223333", "eu-west-2", "https://x", "crm");
+        let b =
+            TargetIdentity::customer_profiles("111122223333", "eu-west-2", "https://y", "other");
+        assert_eq!(a.quota_scope(), "customer-profiles:111122223333:eu-west-2");
+        assert_eq!(a.quota_scope(), b.quota_scope());
+        assert_eq!(
+            TargetIdentity::connect_user(
+                "arn:aws:connect:us-east-1:444455556666:instance/abc",
+                "https://e"
+            )
+            .quota_scope(),
+            "connect-user:444455556666:us-east-1"
+        );
+        let genesys = TargetIdentity::genesys_ucs("https://g.example", Some(7));
+        assert_eq!(
+            genesys.quota_scope(),
+            format!("genesys-ucs:{}", genesys.scope())
+        );
+        assert!(genesys.quota_scope().ends_with(" tenant_id=7"));
+    }
 
     const AWS: &str = "https://profile.us-east-1.amazonaws.com";
 

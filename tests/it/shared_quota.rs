@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use profilesync::emulator::EmulatorHandle;
 use profilesync::limiter::shared::{SharedQuota, Verdict};
 use profilesync::limiter::{Limiters, RateSetting};
+use profilesync::state::TargetIdentity;
 
 use crate::support::{
     APPLY, BY_ID, Dir, RedisServer, assert_every_record_once, command, config, customers,
@@ -47,7 +48,7 @@ async fn the_gcra_script_lets_a_burst_through_then_paces_on_the_servers_clock() 
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let account = "account=111122223333 region=us-east-1 endpoint=http://e domain=a";
+    let account = TargetIdentity::customer_profiles("111122223333", "us-east-1", "http://e", "a");
     // Two processes of one account, and one of another account.
     let first = SharedQuota::connect(&redis.url(), 4).await.expect("Redis");
     let second = SharedQuota::connect(&redis.url(), 4).await.expect("Redis");
@@ -56,10 +57,7 @@ async fn the_gcra_script_lets_a_burst_through_then_paces_on_the_servers_clock() 
     // Before the account is known, Redis is not asked.
     assert_eq!(first.take("UpdateProfile", interval, 3).await, None);
     first.bind("customer-profiles:111122223333:us-east-1");
-    second.bind(&profilesync::limiter::shared::account_scope(
-        "customer-profiles",
-        account,
-    ));
+    second.bind(&account.quota_scope());
     other.bind("customer-profiles:999988887777:us-east-1");
 
     // A burst of 3 for the account, whichever process asks.
@@ -284,7 +282,7 @@ async fn auto_rate_stays_local_and_below_the_shared_start_rate() {
             fixed,
             Arc::new(quota),
         ));
-        limiters.bind("customer-profiles", "account=1 region=r");
+        limiters.bind("customer-profiles:1:r");
         processes.push(limiters);
     }
     let start = Instant::now();
