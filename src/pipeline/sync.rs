@@ -417,7 +417,23 @@ fn read_records(
                 return Err(e);
             }
         };
-        if stop.is_stopped() || (wanted && tx.blocking_send(Job::new(cx, twins, record)).is_err()) {
+        if stop.is_stopped() {
+            break;
+        }
+        if !wanted {
+            continue;
+        }
+        let job = match Job::new(cx, twins, record) {
+            Ok(job) => job,
+            Err(e) => {
+                stop.stop(format!(
+                    "the run's scratch file of keys failed ({e}), so twins can no longer be \
+                     told apart; resume to send the rest"
+                ));
+                break;
+            }
+        };
+        if tx.blocking_send(job).is_err() {
             break;
         }
     }
@@ -594,19 +610,20 @@ struct Job {
 impl Job {
     /// Prepares the record (map and validate, pure) and gives it its turn among its twins;
     /// the reader calls it in input order.
-    fn new(cx: &Context, twins: &Arc<Twins>, record: SourceRecord) -> Job {
+    fn new(cx: &Context, twins: &Arc<Twins>, record: SourceRecord) -> io::Result<Job> {
         let prepared = prepare(cx, &record);
         let turn = prepared
             .as_ref()
             .ok()
             .and_then(twin_key)
-            .map(|key| twins.enter(key, record.record));
-        Job {
+            .map(|key| twins.enter(key, record.record))
+            .transpose()?;
+        Ok(Job {
             record,
             prepared,
             turn,
             asked: None,
-        }
+        })
     }
 
     /// Whether an earlier row of the input named the same target record.

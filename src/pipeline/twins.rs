@@ -11,36 +11,61 @@
 //! When its task ends, [`Turn::finish`] hands its own settlement to the next twin.
 //!
 //! Memory: every key of the run is remembered as a 64-bit hash with its first record
-//! number (about 20 bytes a record), so that twins far apart in the input are still seen
-//! and counted; the settlements kept are those of creates only.
+//! number, so that twins far apart in the input are still seen and counted, and a create's
+//! settlement (its target id) is kept for the rest of the run. The keys since the last spill
+//! live in memory ([`SPILL_AT`] of them at most, about 3 MB); then they go to a scratch
+//! file, [`Spilled`], so that memory stays flat for an input of millions of rows.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use redb::backends::FileBackend;
+use redb::{Database, ReadOnlyTable, ReadableDatabase, TableDefinition};
 use tokio::sync::watch;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::ledger::Status;
 use crate::targets::driver::Twin;
 
+/// Keys kept in memory before they are written to the scratch file.
+pub const SPILL_AT: usize = 100_000;
+
 /// The run's book of keys.
-#[derive(Default)]
 pub struct Twins {
+    /// The reader's alone ([`Twins::enter`]): which keys the input named, and first where.
+    keys: Mutex<Keys>,
+    /// Shared with the record tasks ([`Turn::finish`]).
     book: Mutex<Book>,
+}
+
+impl Default for Twins {
+    fn default() -> Twins {
+        Twins::spilling_at(SPILL_AT)
+    }
+}
+
+/// Every key seen this run → the record number of its first row.
+struct Keys {
+    /// The keys since the last spill.
+    recent: HashMap<u64, u64>,
+    /// The keys before it, with the creates settled before it.
+    spilled: Option<Spilled>,
+    spill_at: usize,
+    /// A spill failed: every key stays in memory from then on (a warning said so).
+    in_memory: bool,
 }
 
 #[derive(Default)]
 struct Book {
-    /// Every key seen this run → the record number of its first row.
-    first: HashMap<u64, u64>,
-    /// Keys whose earlier row created (or, in `plan`, would create) the target record.
+    /// Keys whose row created (or, in `plan`, would create) the target record, since the
+    /// last spill.
     created: HashMap<u64, Box<Twin>>,
     /// The last row of each key still in flight, and where its settlement will come.
     in_flight: HashMap<u64, (u64, watch::Receiver<Option<Twin>>)>,
     /// Rows whose key an earlier row of the input had.
     duplicates: u64,
 }
-
 /// One row's place among its twins.
 pub struct Turn {
     twins: Arc<Twins>,
@@ -58,29 +83,61 @@ pub struct Turn {
 }
 
 impl Twins {
+    /// A book that writes its keys to a scratch file every `spill_at` new keys.
+    pub fn spilling_at(spill_at: usize) -> Twins {
+        Twins {
+            keys: Mutex::new(Keys {
+                recent: HashMap::new(),
+                spilled: None,
+                spill_at: spill_at.max(1),
+                in_memory: false,
+            }),
+            book: Mutex::default(),
+        }
+    }
+
     /// Takes the next valid row, in input order: its key is its target id or search value.
-    pub fn enter(self: &Arc<Self>, key: &str, record: u64) -> Turn {
+    /// Fails only when the scratch file cannot be read back: the run cannot tell twins then.
+    pub fn enter(self: &Arc<Self>, key: &str, record: u64) -> io::Result<Turn> {
         let key = xxh3_64(key.as_bytes());
-        let (done, rx) = watch::channel(None);
-        let mut book = self.lock();
-        let first = *book.first.entry(key).or_insert(record);
+        let mut keys = lock(&self.keys);
+        let (first, spilled) = match keys.recent.get(&key) {
+            Some(first) => (*first, None),
+            None => match keys.spilled.as_ref().map(|s| s.get(key)).transpose()? {
+                Some(Some(twin)) => (twin.first, Some(twin)),
+                _ => {
+                    keys.recent.insert(key, record);
+                    (record, None)
+                }
+            },
+        };
         let seen = first != record;
+        let (done, rx) = watch::channel(None);
+        let mut book = lock(&self.book);
         if seen {
             book.duplicates += 1;
         }
         let wait = book.in_flight.insert(key, (record, rx)).map(|(_, rx)| rx);
-        let before = match (&wait, seen) {
-            (None, true) => Some(book.created.get(&key).map_or(
-                Twin {
-                    first,
-                    status: Status::Unchanged,
-                    target_id: None,
-                },
-                |t| (**t).clone(),
-            )),
-            _ => None,
-        };
-        Turn {
+        let before = (wait.is_none() && seen).then(|| {
+            let created = book.created.get(&key).map(|twin| (**twin).clone());
+            created.or(spilled).unwrap_or(Twin {
+                first,
+                status: Status::Unchanged,
+                target_id: None,
+            })
+        });
+        if keys.recent.len() >= keys.spill_at && !keys.in_memory {
+            // The record tasks settle on while the keys are written.
+            let created = std::mem::take(&mut book.created);
+            drop(book);
+            if let Err(created) = keys.spill(created) {
+                let mut book = lock(&self.book);
+                for (key, twin) in created {
+                    book.created.entry(key).or_insert(twin);
+                }
+            }
+        }
+        Ok(Turn {
             twins: Arc::clone(self),
             key,
             record,
@@ -89,17 +146,151 @@ impl Twins {
             before,
             seen,
             done,
-        }
+        })
     }
 
     /// Rows whose key an earlier row of the input had.
     pub fn duplicates(&self) -> u64 {
-        self.lock().duplicates
+        lock(&self.book).duplicates
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Keys {
+    /// Writes the recent keys and `created` to the scratch file and forgets them here. On
+    /// failure, warns and keeps every key in memory from then on, handing `created` back.
+    fn spill(&mut self, created: Created) -> Result<(), Created> {
+        let spilled = match self.spilled.take() {
+            Some(spilled) => Ok(spilled),
+            None => Spilled::create(),
+        };
+        match spilled.and_then(|mut spilled| {
+            spilled.write(&self.recent, &created)?;
+            Ok(spilled)
+        }) {
+            Ok(spilled) => {
+                self.spilled = Some(spilled);
+                self.recent.clear();
+                Ok(())
+            }
+            Err(e) => {
+                eprintln!(
+                    "profilesync: warning: writing the run's keys to a scratch file failed \
+                     ({e}); they stay in memory, which now grows with the input"
+                );
+                self.in_memory = true;
+                Err(created)
+            }
+        }
+    }
+}
+
+/// Settled creates by key.
+type Created = HashMap<u64, Box<Twin>>;
+
+/// The keys of the run before the last spill and the creates settled before it: a redb
+/// table in an anonymous scratch file (in `TMPDIR`, readable by its owner only; the system
+/// removes it when the run ends, however it ends). Each value is the first row's record
+/// number, then for a create its status and target id.
+struct Spilled {
+    db: Database,
+    table: ReadOnlyTable<u64, &'static [u8]>,
+}
+
+const KEYS: TableDefinition<u64, &[u8]> = TableDefinition::new("keys");
+/// The scratch file's page cache: lookups of keys not in it read the file.
+const CACHE_BYTES: usize = 4 << 20;
+
+impl Spilled {
+    fn create() -> io::Result<Spilled> {
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create_with_backend(FileBackend::new(tempfile::tempfile()?).map_err(io::Error::other)?)
+            .map_err(io::Error::other)?;
+        let txn = db.begin_write().map_err(io::Error::other)?;
+        txn.open_table(KEYS).map_err(io::Error::other)?;
+        txn.commit().map_err(io::Error::other)?;
+        let table = Spilled::read(&db)?;
+        Ok(Spilled { db, table })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Book> {
-        self.book.lock().unwrap_or_else(|e| e.into_inner())
+    fn read(db: &Database) -> io::Result<ReadOnlyTable<u64, &'static [u8]>> {
+        let txn = db.begin_read().map_err(io::Error::other)?;
+        txn.open_table(KEYS).map_err(io::Error::other)
     }
+
+    /// Adds `recent` keys (in key order, which writes fewer pages) and `created`.
+    fn write(&mut self, recent: &HashMap<u64, u64>, created: &Created) -> io::Result<()> {
+        let mut keys: Vec<(u64, u64)> = recent
+            .iter()
+            .filter(|(key, _)| !created.contains_key(key))
+            .map(|(key, first)| (*key, *first))
+            .collect();
+        keys.sort_unstable();
+        let txn = self.db.begin_write().map_err(io::Error::other)?;
+        {
+            let mut table = txn.open_table(KEYS).map_err(io::Error::other)?;
+            for (key, first) in keys {
+                table
+                    .insert(key, first.to_le_bytes().as_slice())
+                    .map_err(io::Error::other)?;
+            }
+            for (key, twin) in created {
+                table
+                    .insert(*key, encode(twin).as_slice())
+                    .map_err(io::Error::other)?;
+            }
+        }
+        txn.commit().map_err(io::Error::other)?;
+        self.table = Spilled::read(&self.db)?;
+        Ok(())
+    }
+
+    /// What the scratch file holds of `key`: its first row, and what a create left.
+    fn get(&self, key: u64) -> io::Result<Option<Twin>> {
+        let Some(found) = self.table.get(key).map_err(io::Error::other)? else {
+            return Ok(None);
+        };
+        let damaged = || io::Error::new(io::ErrorKind::InvalidData, "a damaged entry");
+        decode(found.value()).map(Some).ok_or_else(damaged)
+    }
+}
+
+/// A settled twin as the scratch file holds it: the first row's record number (8 bytes),
+/// then, for a create, its status (1 created, 2 would create) and its target id.
+fn encode(twin: &Twin) -> Vec<u8> {
+    let mut bytes = twin.first.to_le_bytes().to_vec();
+    bytes.push(match twin.status {
+        Status::WouldCreate => 2,
+        _ => 1,
+    });
+    bytes.extend_from_slice(twin.target_id.as_deref().unwrap_or_default().as_bytes());
+    bytes
+}
+
+fn decode(bytes: &[u8]) -> Option<Twin> {
+    let (first, rest) = bytes.split_first_chunk::<8>()?;
+    let first = u64::from_le_bytes(*first);
+    let Some((status, id)) = rest.split_first() else {
+        return Some(Twin {
+            first,
+            status: Status::Unchanged,
+            target_id: None,
+        });
+    };
+    let id = std::str::from_utf8(id).ok()?;
+    Some(Twin {
+        first,
+        status: if *status == 2 {
+            Status::WouldCreate
+        } else {
+            Status::Created
+        },
+        target_id: (!id.is_empty()).then(|| id.to_string()),
+    })
 }
 
 impl Turn {
@@ -123,7 +314,7 @@ impl Turn {
 
     /// Hands this row's settlement to its next twin (none when it did not settle).
     pub fn finish(self, settled: Option<(Status, Option<String>)>) {
-        let mut book = self.twins.lock();
+        let mut book = lock(&self.twins.book);
         if let Some((status, target_id)) = &settled
             && matches!(status, Status::Created | Status::WouldCreate)
         {
@@ -162,9 +353,9 @@ mod tests {
     #[tokio::test]
     async fn a_twin_waits_for_the_row_before_it_and_gets_what_it_created() {
         let twins = Arc::new(Twins::default());
-        let first = twins.enter("ada@example.com", 1);
-        let mut second = twins.enter("ada@example.com", 2);
-        let mut other = twins.enter("bob@example.com", 3);
+        let first = twins.enter("ada@example.com", 1).unwrap();
+        let mut second = twins.enter("ada@example.com", 2).unwrap();
+        let mut other = twins.enter("bob@example.com", 3).unwrap();
         assert!(!first.seen && second.seen && !other.seen);
         assert_eq!(other.earlier().await, Ok(None));
         let waiting = tokio::spawn(async move { (second.earlier().await, second) });
@@ -176,7 +367,7 @@ mod tests {
         assert_eq!((twin.first, twin.target_id.as_deref()), (1, Some("p1")));
         second.finish(Some((Status::Updated, Some("p1".into()))));
         // A third row, after both settled, still finds the created record.
-        let mut third = twins.enter("ada@example.com", 4);
+        let mut third = twins.enter("ada@example.com", 4).unwrap();
         let twin = third.earlier().await.unwrap().expect("a twin");
         assert_eq!(twin.target_id.as_deref(), Some("p1"));
         assert_eq!(twins.duplicates(), 2);
@@ -185,9 +376,75 @@ mod tests {
     #[tokio::test]
     async fn a_row_that_never_settles_stops_its_twin() {
         let twins = Arc::new(Twins::default());
-        let first = twins.enter("k", 1);
-        let mut second = twins.enter("k", 2);
+        let first = twins.enter("k", 1).unwrap();
+        let mut second = twins.enter("k", 2).unwrap();
         first.finish(None);
         assert_eq!(second.earlier().await, Err(()));
+    }
+
+    #[tokio::test]
+    async fn keys_and_creates_written_to_the_scratch_file_are_still_known() {
+        let twins = Arc::new(Twins::spilling_at(2));
+        let ada = twins.enter("ada@example.com", 1).unwrap();
+        ada.finish(Some((Status::Created, Some("p1".into()))));
+        let bob = twins.enter("bob@example.com", 2).unwrap(); // the second key: a spill
+        assert!(twins.keys.lock().unwrap().recent.is_empty(), "written out");
+        bob.finish(Some((Status::Updated, Some("p2".into()))));
+        let mut ada = twins.enter("ada@example.com", 3).unwrap();
+        let mut bob = twins.enter("bob@example.com", 4).unwrap();
+        assert!(ada.seen && bob.seen);
+        let twin = ada.earlier().await.unwrap().expect("a twin");
+        assert_eq!((twin.first, twin.status), (1, Status::Created));
+        assert_eq!(twin.target_id.as_deref(), Some("p1"));
+        let twin = bob.earlier().await.unwrap().expect("a twin");
+        assert_eq!(
+            (twin.first, twin.status, twin.target_id),
+            (2, Status::Unchanged, None)
+        );
+        assert_eq!(twins.duplicates(), 2);
+    }
+
+    #[tokio::test]
+    async fn memory_holds_at_most_the_keys_since_the_last_spill() {
+        let twins = Arc::new(Twins::spilling_at(100));
+        for round in 0..2u64 {
+            for i in 0..1_000u64 {
+                let turn = twins.enter(&format!("c{i}@example.com"), round * 1_000 + i + 1);
+                let turn = turn.unwrap();
+                assert_eq!(turn.seen, round == 1, "row {i} of round {round}");
+                assert_eq!(turn.first, i + 1);
+                let created = (round == 0 && i % 3 == 0).then(|| format!("p{i}"));
+                let status = if created.is_some() {
+                    Status::WouldCreate
+                } else {
+                    Status::WouldUpdate
+                };
+                turn.finish(Some((status, created)));
+                assert!(twins.keys.lock().unwrap().recent.len() < 100);
+            }
+        }
+        assert_eq!(twins.duplicates(), 1_000);
+        let mut again = twins.enter("c300@example.com", 3_000).unwrap();
+        let twin = again.earlier().await.unwrap().expect("a twin");
+        assert_eq!(twin.status, Status::WouldCreate);
+        assert_eq!(twin.target_id.as_deref(), Some("p300"));
+    }
+
+    #[test]
+    fn a_settled_twin_reads_back_as_written() {
+        for (status, target_id) in [
+            (Status::Created, Some("p1".to_string())),
+            (Status::WouldCreate, None),
+        ] {
+            let twin = Twin {
+                first: 42,
+                status,
+                target_id,
+            };
+            assert_eq!(decode(&encode(&twin)), Some(twin));
+        }
+        let plain = decode(&7u64.to_le_bytes()).expect("a first row");
+        assert_eq!((plain.first, plain.status), (7, Status::Unchanged));
+        assert_eq!(decode(&[1, 2, 3]), None);
     }
 }
