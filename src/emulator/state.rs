@@ -18,6 +18,12 @@
 //! [`DEFAULT_EXPIRATION_DAYS`]) is gone, as the service removes it: the pure functions here
 //! decide that ([`Domain::is_expired`], [`Domain::remove_expired`]) for a [`Moment`] given to
 //! them.
+//!
+//! A domain also holds what is derived from its profiles and not in the seed: SearchProfiles'
+//! index ([`super::search_index`]) and a lower bound of its last updates, with which a sweep
+//! costs nothing while no profile can have expired. Both are made when a domain is read
+//! (`Domain`'s `From<DomainSeed>`) and kept in step by its methods, the only way to change
+//! its profiles.
 
 use std::collections::BTreeMap;
 
