@@ -9,8 +9,10 @@
 //! - SearchProfiles (`POST /domains/{DomainName}/profiles/search?max-results=&next-token=`):
 //!   `_profileId`, `_email` (the three e-mail members), `_phone` (the four phone members),
 //!   `_account` (AccountNumber), `_fullName` (First Middle Last); any other key that does not
-//!   start with `_` is looked up in `Attributes`; other predefined keys find nothing.
-//!   Results come in ProfileId order, 20 per page by default.
+//!   start with `_` is looked up in `Attributes`; other predefined keys find nothing
+//!   ([`key_values`]). Results come in ProfileId order, 20 per page by default. The domain's
+//!   index ([`super::search_index`]) names the candidates, so a search costs its matches,
+//!   not the domain's size.
 //! - BatchGetProfile (`POST /domains/{DomainName}/batch-get-profiles`, body `{"ProfileIds":
 //!   [...]}`): 1–20 ids, each `[a-f0-9]{32}` (else 400 naming `profileIds` or
 //!   `profileIds.N` and the rule). Answers `{"Profiles": [...], "Errors": [...]}`: the found
@@ -25,10 +27,12 @@
 //! `updated`, on the emulator's clock); GetDomain answers the domain's `expiration_days` as
 //! `DefaultExpirationDays`. A profile not updated for longer than that is gone, as the
 //! service removes it: GetDomain and SearchProfiles first remove every expired profile of the
-//! domain, UpdateProfile and BatchGetProfile treat an expired one as absent (and remove it).
+//! domain (which reads the profiles only when the oldest last update may be past the
+//! expiration, [`Domain::remove_expired`]), UpdateProfile and BatchGetProfile treat an
+//! expired one as absent (and remove it).
 
 use crate::schema::{ADDRESS_MEMBERS, ADDRESS_PARTS, GENDER, PARTY_TYPE, PROFILE_TYPE};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -40,6 +44,7 @@ use serde_json::{Map, Value, json};
 
 use super::operation::Operation;
 use super::rules::{self, Violations, camel};
+use super::search_index::key_values;
 use super::server::{App, Shared};
 use super::state::{Domain, Record};
 use super::wire::{self, ApiError};
@@ -69,17 +74,6 @@ const ENUM_MEMBERS: [(&str, &[&str]); 3] = [
     ("PartyType", PARTY_TYPE),
     ("Gender", GENDER),
     ("ProfileType", PROFILE_TYPE),
-];
-const EMAIL_MEMBERS: [&str; 3] = [
-    "EmailAddress",
-    "PersonalEmailAddress",
-    "BusinessEmailAddress",
-];
-const PHONE_MEMBERS: [&str; 4] = [
-    "PhoneNumber",
-    "MobilePhoneNumber",
-    "HomePhoneNumber",
-    "BusinessPhoneNumber",
 ];
 const DEFAULT_PAGE: usize = 20;
 /// The most ids one BatchGetProfile call takes (`BatchGetProfileIdList`).
@@ -227,7 +221,7 @@ fn get_domain(app: &Shared, domain: &str) -> Result<Response, ApiError> {
     let (profiles, expiration_days) = app.with_state(|state| {
         let domain = domain_mut(&mut state.domains, domain)?;
         domain.remove_expired(at);
-        Ok::<_, ApiError>((domain.profiles.len(), domain.expiration_days()))
+        Ok::<_, ApiError>((domain.profiles().len(), domain.expiration_days()))
     })?;
     Ok(wire::json_response(
         StatusCode::OK,
@@ -252,12 +246,13 @@ fn update_profile(app: &Shared, domain: &str, body: &[u8]) -> Result<Response, A
     let at = app.moment();
     app.with_state(|state| {
         let data = domain_mut(&mut state.domains, domain)?;
-        let profile = data
-            .live_profile(&id, at)
-            .ok_or_else(|| not_found(format!("Profile {id} does not exist in domain {domain}")))?;
-        apply_update(profile, &body);
-        data.touch(&id, at);
-        Ok(())
+        if data.update(&id, at, |profile| apply_update(profile, &body)) {
+            Ok(())
+        } else {
+            Err(not_found(format!(
+                "Profile {id} does not exist in domain {domain}"
+            )))
+        }
     })?;
     Ok(wire::json_response(
         StatusCode::OK,
@@ -316,8 +311,7 @@ fn create_profile(app: &Shared, domain: &str, body: &[u8]) -> Result<Response, A
         while domain.live_profile(&id, at).is_some() {
             id = app.new_hex_id();
         }
-        domain.profiles.insert(id.clone(), profile);
-        domain.touch(&id, at);
+        domain.create(&id, profile, at);
         Ok::<_, ApiError>(id)
     })?;
     Ok(wire::json_response(
@@ -449,6 +443,7 @@ fn merge_map(
 }
 
 /// One search key and its values.
+#[derive(Debug)]
 struct SearchKey {
     name: String,
     values: Vec<String>,
@@ -469,14 +464,21 @@ fn search_profiles(
     check(&violations)?;
     let (max, offset) = page.unwrap_or((DEFAULT_PAGE, 0));
     let at = app.moment();
-    let found = app.with_state(|state| {
+    let (items, total) = app.with_state(|state| {
         let domain = domain_mut(&mut state.domains, domain)?;
         domain.remove_expired(at);
-        Ok::<_, ApiError>(find_profiles(domain, &keys, all))
+        let found = find_profiles(domain, &keys, all);
+        let total = found.len();
+        let items: Vec<Value> = found
+            .into_iter()
+            .skip(offset)
+            .take(max)
+            .map(|(id, profile, hits)| profile_item(id, profile, hits))
+            .collect();
+        Ok::<_, ApiError>((items, total))
     })?;
-    let items: Vec<Value> = found.iter().skip(offset).take(max).cloned().collect();
     let mut response = json!({ "Items": items });
-    if offset + max < found.len() {
+    if offset + max < total {
         response["NextToken"] = Value::String(page_token(offset + max));
     }
     Ok(wire::json_response(StatusCode::OK, &response))
@@ -680,25 +682,52 @@ fn check_logical_operator(body: &Map<String, Value>, violations: &mut Violations
     }
 }
 
+/// A profile SearchProfiles found: its id, its record and its `FoundByItems`.
+type Found<'a> = (&'a str, &'a Record, Vec<Value>);
+
 /// Every profile matching the keys (all of them when `all`, else any), in ProfileId order,
-/// as SearchProfiles returns it.
-fn find_profiles(domain: &Domain, keys: &[SearchKey], all: bool) -> Vec<Value> {
-    let mut found = Vec::new();
-    for (id, profile) in &domain.profiles {
-        let hits: Vec<Value> = keys
+/// as SearchProfiles returns it: the domain's index names the candidates, and each is
+/// checked as a scan of the whole domain would check it ([`matches`]).
+fn find_profiles<'a>(domain: &'a Domain, keys: &'a [SearchKey], all: bool) -> Vec<Found<'a>> {
+    candidates(domain, keys, all)
+        .into_iter()
+        .filter_map(|id| {
+            let (id, profile) = domain.profiles().get_key_value(id)?;
+            let hits = matches(id, profile, keys, all)?;
+            Some((id.as_str(), profile, hits))
+        })
+        .collect()
+}
+
+/// The ids of the profiles holding a value of every key (`all`) or of any key, in order:
+/// for `all`, those of the key with the fewest, the others checked by [`matches`].
+fn candidates<'a>(domain: &'a Domain, keys: &'a [SearchKey], all: bool) -> BTreeSet<&'a str> {
+    let per_key = keys.iter().map(|key| {
+        key.values
             .iter()
-            .filter_map(|key| found_by(id, profile, key))
-            .collect();
-        let matched = if all {
-            hits.len() == keys.len()
-        } else {
-            !hits.is_empty()
-        };
-        if matched && !keys.is_empty() {
-            found.push(profile_item(id, profile, hits));
-        }
+            .flat_map(|value| domain.ids_holding(&key.name, value))
+            .collect::<BTreeSet<&str>>()
+    });
+    if all {
+        per_key.min_by_key(BTreeSet::len).unwrap_or_default()
+    } else {
+        per_key.flatten().collect()
     }
-    found
+}
+
+/// The `FoundByItems` of a profile if it matches the keys (all of them when `all`, else
+/// any); none when it does not, or when there are no keys.
+fn matches(id: &str, profile: &Record, keys: &[SearchKey], all: bool) -> Option<Vec<Value>> {
+    let hits: Vec<Value> = keys
+        .iter()
+        .filter_map(|key| found_by(id, profile, key))
+        .collect();
+    let matched = if all {
+        hits.len() == keys.len()
+    } else {
+        !hits.is_empty()
+    };
+    (matched && !keys.is_empty()).then_some(hits)
 }
 
 fn profile_item(id: &str, profile: &Record, hits: Vec<Value>) -> Value {
@@ -726,39 +755,6 @@ fn found_by(id: &str, profile: &Record, key: &SearchKey) -> Option<Value> {
         return None;
     }
     Some(json!({ "KeyName": key.name, "Values": matched }))
-}
-
-/// The values a profile holds under a search key.
-fn key_values(id: &str, profile: &Record, key: &str) -> Vec<String> {
-    let text = |member: &str| {
-        profile
-            .get(member)
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
-    match key {
-        "_profileId" => vec![id.to_string()],
-        "_email" => EMAIL_MEMBERS.iter().filter_map(|m| text(m)).collect(),
-        "_phone" => PHONE_MEMBERS.iter().filter_map(|m| text(m)).collect(),
-        "_account" => text("AccountNumber").into_iter().collect(),
-        "_fullName" => full_name(profile).into_iter().collect(),
-        custom if !custom.starts_with('_') => profile
-            .get("Attributes")
-            .and_then(|attributes| attributes.get(custom))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .into_iter()
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-fn full_name(profile: &Record) -> Option<String> {
-    let parts: Vec<&str> = ["FirstName", "MiddleName", "LastName"]
-        .iter()
-        .filter_map(|m| profile.get(*m).and_then(Value::as_str))
-        .collect();
-    (!parts.is_empty()).then(|| parts.join(" "))
 }
 
 #[cfg(test)]
@@ -821,5 +817,195 @@ mod tests {
     fn page_tokens_round_trip() {
         assert_eq!(parse_page_token(&page_token(40)), Some(40));
         assert_eq!(parse_page_token("nonsense"), None);
+    }
+
+    /// The indexed search checked against a scan of every profile (the search before the
+    /// index), over random creates, updates, deletes, clock moves and expiration changes.
+    mod indexed_search {
+        use super::super::*;
+        use crate::emulator::clock::{DAY, Moment};
+        use proptest::prelude::*;
+
+        /// The search as it was: every profile of the domain checked, none skipped.
+        fn scan<'a>(domain: &'a Domain, keys: &[SearchKey], all: bool) -> Vec<Found<'a>> {
+            domain
+                .profiles()
+                .iter()
+                .filter_map(|(id, profile)| {
+                    matches(id, profile, keys, all).map(|hits| (id.as_str(), profile, hits))
+                })
+                .collect()
+        }
+
+        const MEMBERS: [&str; 9] = [
+            "FirstName",
+            "MiddleName",
+            "LastName",
+            "EmailAddress",
+            "BusinessEmailAddress",
+            "PhoneNumber",
+            "MobilePhoneNumber",
+            "AccountNumber",
+            "Attributes",
+        ];
+        const ATTRIBUTES: [&str; 3] = ["tier", "region", "_hidden"];
+        const VALUES: [&str; 8] = ["", "a", "b", "Ann", "Lee", "a b", "Ann Lee", "Ann a Lee"];
+        const KEYS: [&str; 9] = [
+            "_email",
+            "_phone",
+            "_account",
+            "_fullName",
+            "_profileId",
+            "tier",
+            "region",
+            "_hidden",
+            "_unknown",
+        ];
+
+        fn id(n: usize) -> String {
+            format!("{n:032x}")
+        }
+
+        /// A body of members set (to one of a few values, so that profiles share them) or
+        /// removed (`""`).
+        fn body() -> impl Strategy<Value = Map<String, Value>> {
+            prop::collection::vec(
+                (0..MEMBERS.len(), 0..VALUES.len(), 0..ATTRIBUTES.len()),
+                0..5,
+            )
+            .prop_map(|members| {
+                let mut body = Map::new();
+                for (member, value, attribute) in members {
+                    let text = Value::String(VALUES[value].to_string());
+                    let value = match MEMBERS[member] {
+                        "Attributes" => json!({ (ATTRIBUTES[attribute]): text }),
+                        _ => text,
+                    };
+                    body.insert(MEMBERS[member].to_string(), value);
+                }
+                body
+            })
+        }
+
+        fn search() -> impl Strategy<Value = (Vec<SearchKey>, bool)> {
+            let key = (
+                0..KEYS.len(),
+                prop::collection::vec(0..VALUES.len() + 4, 1..3),
+            )
+                .prop_map(|(key, values)| SearchKey {
+                    name: KEYS[key].to_string(),
+                    // Past the values, some ProfileIds.
+                    values: values
+                        .into_iter()
+                        .map(|v| {
+                            VALUES
+                                .get(v)
+                                .map_or_else(|| id(v - VALUES.len()), |t| t.to_string())
+                        })
+                        .collect(),
+                });
+            (prop::collection::vec(key, 1..4), any::<bool>())
+        }
+
+        #[derive(Debug)]
+        enum Op {
+            Create(Map<String, Value>),
+            /// An update of the n-th profile (or of a missing one).
+            Update(usize, Map<String, Value>),
+            Delete(usize),
+            /// Moves the clock by this many hours (back too).
+            Clock(i64),
+            Expiration(u32),
+            Search(Vec<SearchKey>, bool),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                3 => body().prop_map(Op::Create),
+                3 => (0..8usize, body()).prop_map(|(n, body)| Op::Update(n, body)),
+                1 => (0..8usize).prop_map(Op::Delete),
+                2 => (-48..72i64).prop_map(Op::Clock),
+                1 => (1..4u32).prop_map(Op::Expiration),
+                4 => search().prop_map(|(keys, all)| Op::Search(keys, all)),
+            ]
+        }
+
+        /// A seeded domain: profile 0 holds no time (updated at the start), profile 1 does.
+        fn seeded() -> Domain {
+            serde_json::from_value(json!({
+                "profiles": {
+                    id(0): {"FirstName": "Ann", "LastName": "Lee", "EmailAddress": "a"},
+                    id(1): {"AccountNumber": "a", "Attributes": {"tier": "b"}}
+                },
+                "expiration_days": 2,
+                "updated": {id(1): -DAY}
+            }))
+            .expect("a domain")
+        }
+
+        /// The sweep removes exactly the profiles a scan finds expired.
+        fn sweep(domain: &mut Domain, at: Moment) -> Result<(), TestCaseError> {
+            let expired: Vec<String> = domain
+                .profiles()
+                .keys()
+                .filter(|id| domain.is_expired(id, at))
+                .cloned()
+                .collect();
+            prop_assert_eq!(domain.remove_expired(at), expired.len());
+            prop_assert!(expired.iter().all(|id| !domain.profiles().contains_key(id)));
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(500))]
+
+            #[test]
+            fn the_index_finds_what_a_scan_finds(ops in prop::collection::vec(op(), 1..40)) {
+                let mut domain = seeded();
+                let mut at = Moment { now: 0, started: 0 };
+                let mut next = 2;
+                for op in ops {
+                    let nth = |domain: &Domain, n: usize| {
+                        domain.profiles().keys().nth(n).cloned().unwrap_or_else(|| id(99))
+                    };
+                    match op {
+                        Op::Create(body) => {
+                            let mut profile = Record::new();
+                            apply_update(&mut profile, &body);
+                            domain.create(&id(next), profile, at);
+                            next += 1;
+                        }
+                        Op::Update(n, body) => {
+                            let id = nth(&domain, n);
+                            let live = domain.profiles().contains_key(&id) && !domain.is_expired(&id, at);
+                            prop_assert_eq!(domain.update(&id, at, |p| apply_update(p, &body)), live);
+                        }
+                        Op::Delete(n) => {
+                            let id = nth(&domain, n);
+                            domain.remove(&id);
+                            prop_assert!(!domain.profiles().contains_key(&id));
+                        }
+                        Op::Clock(hours) => at.now += hours * 3600,
+                        Op::Expiration(days) => domain.expiration_days = Some(days),
+                        Op::Search(keys, all) => {
+                            sweep(&mut domain, at)?;
+                            let ids = |found: Vec<Found>| -> Vec<(String, Vec<Value>)> {
+                                found.into_iter().map(|(id, _, hits)| (id.to_string(), hits)).collect()
+                            };
+                            prop_assert_eq!(
+                                ids(find_profiles(&domain, &keys, all)),
+                                ids(scan(&domain, &keys, all))
+                            );
+                        }
+                    }
+                    prop_assert!(domain.index_is_in_step());
+                }
+                sweep(&mut domain, at)?;
+                let read_back: Domain =
+                    serde_json::from_value(serde_json::to_value(&domain).expect("json")).expect("a domain");
+                prop_assert!(read_back.index_is_in_step());
+                prop_assert_eq!(read_back, domain);
+            }
+        }
     }
 }

@@ -78,7 +78,8 @@
 //!
 //! `server` holds the shared state, the gate every request passes and the connection loop;
 //! `customer_profiles`, `connect`, `genesys` and `sts` hold one API each; `state` the seed/state
-//! model; `rules` the constraint checks; `wire` the error shapes and authentication;
+//! model; `search_index` what a profile holds under each SearchProfiles key and the index
+//! over it; `rules` the constraint checks; `wire` the error shapes and authentication;
 //! `operation` the operation names; `quota`, `faults` and `stats` the knobs; `clock` the
 //! emulator's movable clock.
 
@@ -90,6 +91,7 @@ mod genesys;
 mod operation;
 mod quota;
 mod rules;
+mod search_index;
 mod server;
 mod state;
 mod stats;

@@ -18,6 +18,12 @@
 //! [`DEFAULT_EXPIRATION_DAYS`]) is gone, as the service removes it: the pure functions here
 //! decide that ([`Domain::is_expired`], [`Domain::remove_expired`]) for a [`Moment`] given to
 //! them.
+//!
+//! A domain also holds what is derived from its profiles and not in the seed: SearchProfiles'
+//! index ([`super::search_index`]) and a lower bound of its last updates, with which a sweep
+//! costs nothing while no profile can have expired. Both are made when a domain is read
+//! (`Domain`'s `From<DomainSeed>`) and kept in step by its methods, the only way to change
+//! its profiles.
 
 use std::collections::BTreeMap;
 
@@ -26,6 +32,7 @@ use serde_json::Value;
 
 use super::clock::{DAY, Moment};
 use super::rules;
+use super::search_index::SearchIndex;
 
 /// A record: member name to JSON value (a profile, a user, a Genesys profile body).
 pub type Record = BTreeMap<String, Value>;
@@ -61,22 +68,69 @@ pub const DEFAULT_EXPIRATION_DAYS: u32 = 366;
 pub const EXPIRATION_DAYS: std::ops::RangeInclusive<u32> = 1..=1098;
 
 /// One Customer Profiles domain.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+///
+/// Its profiles and their times are private: every change goes through its methods, which
+/// keep the derived data in step (the [`SearchIndex`] and the lower bound of the last
+/// updates, neither of them in the seed; both are made again when a domain is read).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(from = "DomainSeed")]
 pub struct Domain {
     /// Profiles by ProfileId; members as in UpdateProfile (no `ProfileId` member inside).
-    pub profiles: BTreeMap<String, Record>,
+    profiles: BTreeMap<String, Record>,
     /// `DefaultExpirationDays` (default [`DEFAULT_EXPIRATION_DAYS`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expiration_days: Option<u32>,
     /// Last update of profiles by ProfileId, in seconds since the epoch on the emulator's
     /// clock; set by CreateProfile and UpdateProfile. A profile not listed counts as updated
-    /// at the emulator's start.
+    /// at the emulator's start. Its ids are always ids of `profiles`.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub updated: BTreeMap<String, i64>,
+    updated: BTreeMap<String, i64>,
+    /// SearchProfiles' index over `profiles`.
+    #[serde(skip)]
+    index: SearchIndex,
+    /// At most the oldest time in `updated` (none when it is empty): with the start for the
+    /// profiles it does not list, no profile was updated before it, so nothing can have
+    /// expired while `now` is within the expiration of it.
+    #[serde(skip)]
+    oldest: Option<i64>,
+}
+
+/// A domain as the seed holds it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct DomainSeed {
+    profiles: BTreeMap<String, Record>,
+    expiration_days: Option<u32>,
+    updated: BTreeMap<String, i64>,
+}
+
+impl From<DomainSeed> for Domain {
+    fn from(seed: DomainSeed) -> Domain {
+        Domain {
+            index: SearchIndex::build(&seed.profiles),
+            oldest: seed.updated.values().copied().min(),
+            profiles: seed.profiles,
+            expiration_days: seed.expiration_days,
+            updated: seed.updated,
+        }
+    }
+}
+
+/// Domains are equal when their seeds are (the rest is derived).
+impl PartialEq for Domain {
+    fn eq(&self, other: &Domain) -> bool {
+        self.profiles == other.profiles
+            && self.expiration_days == other.expiration_days
+            && self.updated == other.updated
+    }
 }
 
 impl Domain {
+    /// Profiles by ProfileId, expired ones included until they are removed.
+    pub fn profiles(&self) -> &BTreeMap<String, Record> {
+        &self.profiles
+    }
+
     /// `DefaultExpirationDays`.
     pub fn expiration_days(&self) -> u32 {
         self.expiration_days.unwrap_or(DEFAULT_EXPIRATION_DAYS)
@@ -89,24 +143,82 @@ impl Domain {
 
     /// Whether profile `id` has gone without an update for longer than the expiration.
     pub fn is_expired(&self, id: &str, at: Moment) -> bool {
-        at.now - self.last_update(id, at) > i64::from(self.expiration_days()) * DAY
+        self.is_past(self.last_update(id, at), at)
     }
 
-    /// Records that profile `id` was written at `at`.
-    pub fn touch(&mut self, id: &str, at: Moment) {
-        self.updated.insert(id.to_string(), at.now);
+    /// Whether a profile last updated at `updated` has expired at `at`.
+    fn is_past(&self, updated: i64, at: Moment) -> bool {
+        at.now - updated > i64::from(self.expiration_days()) * DAY
     }
 
     /// Profile `id` if it exists and has not expired; an expired one is removed here.
-    pub fn live_profile(&mut self, id: &str, at: Moment) -> Option<&mut Record> {
+    pub fn live_profile(&mut self, id: &str, at: Moment) -> Option<&Record> {
         if self.profiles.contains_key(id) && self.is_expired(id, at) {
             self.remove(id);
         }
-        self.profiles.get_mut(id)
+        self.profiles.get(id)
     }
 
-    /// Removes every expired profile, as the service does; returns how many.
+    /// Stores a new profile `id` (CreateProfile), written at `at`.
+    pub fn create(&mut self, id: &str, profile: Record, at: Moment) {
+        self.remove(id);
+        self.index.insert(id, &profile);
+        self.profiles.insert(id.to_string(), profile);
+        self.touch(id, at);
+    }
+
+    /// Changes profile `id` with `change` if it exists and has not expired (UpdateProfile),
+    /// written at `at`; false when there is no such profile.
+    pub fn update(&mut self, id: &str, at: Moment, change: impl FnOnce(&mut Record)) -> bool {
+        if self.live_profile(id, at).is_none() {
+            return false;
+        }
+        let Some(profile) = self.profiles.get_mut(id) else {
+            return false;
+        };
+        self.index.remove(id, profile);
+        change(profile);
+        self.index.insert(id, profile);
+        self.touch(id, at);
+        true
+    }
+
+    /// Records that profile `id` (which exists) was written at `at`.
+    fn touch(&mut self, id: &str, at: Moment) {
+        self.updated.insert(id.to_string(), at.now);
+        self.oldest = Some(self.oldest.map_or(at.now, |oldest| oldest.min(at.now)));
+    }
+
+    /// The ids of the profiles holding `value` under search key `key`, in ProfileId order
+    /// (expired ones included until they are removed).
+    pub fn ids_holding<'a>(&'a self, key: &'a str, value: &'a str) -> Vec<&'a str> {
+        if key == "_profileId" {
+            return self
+                .profiles
+                .get_key_value(value)
+                .map(|(id, _)| id.as_str())
+                .into_iter()
+                .collect();
+        }
+        self.index.ids(key, value).collect()
+    }
+
+    /// Whether some profile may have expired at `at`: false when even the oldest possible
+    /// last update is within the expiration, so a sweep costs nothing then.
+    fn may_have_expired(&self, at: Moment) -> bool {
+        let unlisted = (self.profiles.len() > self.updated.len()).then_some(at.started);
+        match self.oldest.into_iter().chain(unlisted).min() {
+            Some(oldest) => self.is_past(oldest, at),
+            None => false,
+        }
+    }
+
+    /// Removes every expired profile, as the service does; returns how many. It reads every
+    /// profile only when one may have expired.
     pub fn remove_expired(&mut self, at: Moment) -> usize {
+        if !self.may_have_expired(at) {
+            return 0;
+        }
         let expired: Vec<String> = self
             .profiles
             .keys()
@@ -116,13 +228,22 @@ impl Domain {
         for id in &expired {
             self.remove(id);
         }
+        self.oldest = self.updated.values().copied().min();
         expired.len()
     }
 
-    /// Removes profile `id` (DeleteProfile, or expiry).
+    /// Removes profile `id` (DeleteProfile, or expiry), if it exists.
     pub fn remove(&mut self, id: &str) {
-        self.profiles.remove(id);
+        if let Some(profile) = self.profiles.remove(id) {
+            self.index.remove(id, &profile);
+        }
         self.updated.remove(id);
+    }
+
+    /// The index as it should be: made again from the profiles (for the tests' checks).
+    #[cfg(test)]
+    pub fn index_is_in_step(&self) -> bool {
+        self.index == SearchIndex::build(&self.profiles)
     }
 }
 
@@ -342,14 +463,14 @@ mod tests {
     const Q: &str = "11111111111111111111111111111111";
 
     fn domain(expiration_days: Option<u32>, updated: &[(&str, i64)]) -> Domain {
-        Domain {
+        Domain::from(DomainSeed {
             profiles: [P, Q]
                 .into_iter()
                 .map(|id| (id.to_string(), Record::new()))
                 .collect(),
             expiration_days,
             updated: updated.iter().map(|(id, t)| (id.to_string(), *t)).collect(),
-        }
+        })
     }
 
     fn at(now_days: i64, started_days: i64) -> Moment {
@@ -392,6 +513,49 @@ mod tests {
         assert!(domain.live_profile(P, at(19, 0)).is_some());
         assert!(domain.live_profile(P, at(20, 0)).is_none());
         assert!(!domain.profiles.contains_key(P) && !domain.updated.contains_key(P));
+    }
+
+    #[test]
+    fn the_sweep_reads_the_profiles_only_when_the_oldest_may_have_expired() {
+        // P on day 0, Q never (so at the start, day 5), in a 365-day domain.
+        let mut domain = domain(Some(365), &[(P, 0)]);
+        assert!(!domain.may_have_expired(at(365, 5)));
+        assert!(domain.may_have_expired(Moment {
+            now: 365 * DAY + 1,
+            started: 5 * DAY
+        }));
+        assert_eq!(domain.remove_expired(at(366, 5)), 1);
+        // Q, at the start, is now the oldest.
+        assert!(!domain.may_have_expired(at(370, 5)));
+        assert!(domain.may_have_expired(at(371, 5)));
+        // A shorter expiration counts at once.
+        domain.expiration_days = Some(10);
+        assert!(domain.may_have_expired(at(16, 5)));
+        // Q written on day 20: nothing older is left.
+        domain.touch(Q, at(20, 5));
+        assert_eq!(domain.remove_expired(at(30, 5)), 0);
+        assert!(!domain.may_have_expired(at(30, 5)));
+        // A write with the clock set back lowers the bound.
+        domain.create(P, Record::new(), at(2, 5));
+        assert!(domain.may_have_expired(at(13, 5)));
+        assert_eq!(domain.remove_expired(at(13, 5)), 1);
+        assert_eq!(domain.profiles().keys().collect::<Vec<_>>(), [Q]);
+    }
+
+    #[test]
+    fn an_empty_domain_never_sweeps() {
+        let mut domain = Domain::default();
+        assert!(!domain.may_have_expired(at(10_000, 0)));
+        assert_eq!(domain.remove_expired(at(10_000, 0)), 0);
+    }
+
+    #[test]
+    fn a_seeded_domain_is_indexed() {
+        let seed = json!({"domains": {"D": {"profiles": {P: {"EmailAddress": "a@x.com"}}}}});
+        let state = State::from_seed(seed).expect("valid seed");
+        assert_eq!(state.domains["D"].ids_holding("_email", "a@x.com"), [P]);
+        assert_eq!(state.domains["D"].ids_holding("_profileId", P), [P]);
+        assert!(state.domains["D"].ids_holding("_profileId", Q).is_empty());
     }
 
     #[test]
