@@ -206,9 +206,16 @@ const CACHE_BYTES: usize = 4 << 20;
 
 impl Spilled {
     fn create() -> io::Result<Spilled> {
+        let file = tempfile::tempfile()?;
+        // No name leads to it; its mode says the same, for whoever holds the descriptor.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
         let db = redb::Builder::new()
             .set_cache_size(CACHE_BYTES)
-            .create_with_backend(FileBackend::new(tempfile::tempfile()?).map_err(io::Error::other)?)
+            .create_with_backend(FileBackend::new(file).map_err(io::Error::other)?)
             .map_err(io::Error::other)?;
         let txn = db.begin_write().map_err(io::Error::other)?;
         txn.open_table(KEYS).map_err(io::Error::other)?;
