@@ -11,7 +11,6 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::hash::{Hash, Hasher};
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -653,28 +652,37 @@ impl RecordSet {
 
 /// The `key` of each record of an earlier ledger, hashed, to check that a resumed run reads
 /// the same input: record numbers alone would silently skip the wrong records of a re-export.
+/// Four bytes a record (a 32-bit hash, never 0), in pages of [`KeyIndex::PAGE`] records by
+/// record number: 4 MB for a million records, and one page for a stray record number.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyIndex {
-    hashes: HashMap<u64, u64>,
+    pages: HashMap<u64, Box<[u32]>>,
 }
 
 impl KeyIndex {
-    fn hash(key: &str) -> u64 {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        key.hash(&mut hasher);
-        hasher.finish()
+    /// Records a page holds.
+    const PAGE: u64 = 4096;
+
+    fn hash(key: &str) -> u32 {
+        (xxhash_rust::xxh3::xxh3_64(key.as_bytes()) as u32).max(1)
     }
 
     /// Remembers a record's key.
     pub fn insert(&mut self, record: u64, key: &str) {
-        self.hashes.insert(record, Self::hash(key));
+        let page = self
+            .pages
+            .entry(record / Self::PAGE)
+            .or_insert_with(|| vec![0; Self::PAGE as usize].into_boxed_slice());
+        page[(record % Self::PAGE) as usize] = Self::hash(key);
     }
 
     /// Whether `key` is the key remembered for `record` (true when none is remembered).
     pub fn matches(&self, record: u64, key: &str) -> bool {
-        self.hashes
-            .get(&record)
-            .is_none_or(|&known| known == Self::hash(key))
+        let known = self
+            .pages
+            .get(&(record / Self::PAGE))
+            .map_or(0, |page| page[(record % Self::PAGE) as usize]);
+        known == 0 || known == Self::hash(key)
     }
 }
 
@@ -953,6 +961,10 @@ mod tests {
         assert!(keys.matches(3, "C0003"));
         assert!(!keys.matches(3, "C0004"));
         assert!(keys.matches(4, "anything"), "no key known");
+        keys.insert(MAX_RECORD, "last");
+        assert!(!keys.matches(MAX_RECORD, "other"));
+        assert!(keys.matches(MAX_RECORD - 1, "anything"));
+        assert_eq!(keys.pages.len(), 2, "a page for each stretch of records named");
     }
 
     #[test]
