@@ -964,7 +964,11 @@ mod tests {
         keys.insert(MAX_RECORD, "last");
         assert!(!keys.matches(MAX_RECORD, "other"));
         assert!(keys.matches(MAX_RECORD - 1, "anything"));
-        assert_eq!(keys.pages.len(), 2, "a page for each stretch of records named");
+        assert_eq!(
+            keys.pages.len(),
+            2,
+            "a page for each stretch of records named"
+        );
     }
 
     #[test]
