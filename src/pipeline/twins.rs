@@ -18,6 +18,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use redb::backends::FileBackend;
@@ -40,8 +41,9 @@ pub struct Twins {
 }
 
 impl Default for Twins {
+    /// Spills every [`SPILL_AT`] keys into `TMPDIR`.
     fn default() -> Twins {
-        Twins::spilling_at(SPILL_AT)
+        Twins::new(SPILL_AT, std::env::temp_dir())
     }
 }
 
@@ -52,6 +54,8 @@ struct Keys {
     /// The keys before it, with the creates settled before it.
     spilled: Option<Spilled>,
     spill_at: usize,
+    /// Where the scratch file goes.
+    dir: PathBuf,
     /// A spill failed: every key stays in memory from then on (a warning said so).
     in_memory: bool,
 }
@@ -66,6 +70,7 @@ struct Book {
     /// Rows whose key an earlier row of the input had.
     duplicates: u64,
 }
+
 /// One row's place among its twins.
 pub struct Turn {
     twins: Arc<Twins>,
@@ -83,13 +88,14 @@ pub struct Turn {
 }
 
 impl Twins {
-    /// A book that writes its keys to a scratch file every `spill_at` new keys.
-    pub fn spilling_at(spill_at: usize) -> Twins {
+    /// A book that writes its keys to a scratch file in `dir` every `spill_at` new keys.
+    pub fn new(spill_at: usize, dir: PathBuf) -> Twins {
         Twins {
             keys: Mutex::new(Keys {
                 recent: HashMap::new(),
                 spilled: None,
                 spill_at: spill_at.max(1),
+                dir,
                 in_memory: false,
             }),
             book: Mutex::default(),
@@ -103,9 +109,15 @@ impl Twins {
         let mut keys = lock(&self.keys);
         let (first, spilled) = match keys.recent.get(&key) {
             Some(first) => (*first, None),
-            None => match keys.spilled.as_ref().map(|s| s.get(key)).transpose()? {
-                Some(Some(twin)) => (twin.first, Some(twin)),
-                _ => {
+            None => match keys
+                .spilled
+                .as_ref()
+                .map(|s| s.get(key))
+                .transpose()?
+                .flatten()
+            {
+                Some(twin) => (twin.first, Some(twin)),
+                None => {
                     keys.recent.insert(key, record);
                     (record, None)
                 }
@@ -127,15 +139,7 @@ impl Twins {
             })
         });
         if keys.recent.len() >= keys.spill_at && !keys.in_memory {
-            // The record tasks settle on while the keys are written.
-            let created = std::mem::take(&mut book.created);
-            drop(book);
-            if let Err(created) = keys.spill(created) {
-                let mut book = lock(&self.book);
-                for (key, twin) in created {
-                    book.created.entry(key).or_insert(twin);
-                }
-            }
+            self.spill(&mut keys, book);
         }
         Ok(Turn {
             twins: Arc::clone(self),
@@ -147,6 +151,19 @@ impl Twins {
             seen,
             done,
         })
+    }
+
+    /// Writes the recent keys and the creates settled since the last spill to the scratch
+    /// file. The record tasks settle on meanwhile: `book` is let go while the file is written.
+    fn spill(&self, keys: &mut Keys, mut book: MutexGuard<'_, Book>) {
+        let created = std::mem::take(&mut book.created);
+        drop(book);
+        if let Err(created) = keys.spill(created) {
+            let mut book = lock(&self.book);
+            for (key, twin) in created {
+                book.created.entry(key).or_insert(twin);
+            }
+        }
     }
 
     /// Rows whose key an earlier row of the input had.
@@ -163,19 +180,20 @@ impl Keys {
     /// Writes the recent keys and `created` to the scratch file and forgets them here. On
     /// failure, warns and keeps every key in memory from then on, handing `created` back.
     fn spill(&mut self, created: Created) -> Result<(), Created> {
-        let spilled = match self.spilled.take() {
-            Some(spilled) => Ok(spilled),
-            None => Spilled::create(),
-        };
-        match spilled.and_then(|mut spilled| {
-            spilled.write(&self.recent, &created)?;
-            Ok(spilled)
-        }) {
-            Ok(spilled) => {
+        let written = match self.spilled.as_mut() {
+            Some(spilled) => spilled.write(&self.recent, &created),
+            None => Spilled::create(&self.dir).and_then(|mut spilled| {
+                spilled.write(&self.recent, &created)?;
                 self.spilled = Some(spilled);
+                Ok(())
+            }),
+        };
+        match written {
+            Ok(()) => {
                 self.recent.clear();
                 Ok(())
             }
+            // What the file held already stays there, readable: only this spill is undone.
             Err(e) => {
                 eprintln!(
                     "profilesync: warning: writing the run's keys to a scratch file failed \
@@ -205,8 +223,8 @@ const KEYS: TableDefinition<u64, &[u8]> = TableDefinition::new("keys");
 const CACHE_BYTES: usize = 4 << 20;
 
 impl Spilled {
-    fn create() -> io::Result<Spilled> {
-        let file = tempfile::tempfile()?;
+    fn create(dir: &Path) -> io::Result<Spilled> {
+        let file = tempfile::tempfile_in(dir)?;
         // No name leads to it; its mode says the same, for whoever holds the descriptor.
         #[cfg(unix)]
         {
@@ -391,7 +409,7 @@ mod tests {
 
     #[tokio::test]
     async fn keys_and_creates_written_to_the_scratch_file_are_still_known() {
-        let twins = Arc::new(Twins::spilling_at(2));
+        let twins = Arc::new(Twins::new(2, std::env::temp_dir()));
         let ada = twins.enter("ada@example.com", 1).unwrap();
         ada.finish(Some((Status::Created, Some("p1".into()))));
         let bob = twins.enter("bob@example.com", 2).unwrap(); // the second key: a spill
@@ -413,7 +431,7 @@ mod tests {
 
     #[tokio::test]
     async fn memory_holds_at_most_the_keys_since_the_last_spill() {
-        let twins = Arc::new(Twins::spilling_at(100));
+        let twins = Arc::new(Twins::new(100, std::env::temp_dir()));
         for round in 0..2u64 {
             for i in 0..1_000u64 {
                 let turn = twins.enter(&format!("c{i}@example.com"), round * 1_000 + i + 1);
@@ -453,5 +471,21 @@ mod tests {
         let plain = decode(&7u64.to_le_bytes()).expect("a first row");
         assert_eq!((plain.first, plain.status), (7, Status::Unchanged));
         assert_eq!(decode(&[1, 2, 3]), None);
+    }
+
+    #[tokio::test]
+    async fn a_scratch_file_that_cannot_be_made_leaves_every_key_in_memory() {
+        let nowhere = std::env::temp_dir().join("profilesync-no-such-directory/below");
+        let twins = Arc::new(Twins::new(2, nowhere));
+        for (record, key) in [(1, "a"), (2, "b"), (3, "c"), (4, "a"), (5, "c")] {
+            let turn = twins.enter(key, record).unwrap();
+            assert_eq!(turn.seen, record > 3, "row {record}");
+            turn.finish(Some((Status::Updated, None)));
+        }
+        let keys = twins.keys.lock().unwrap();
+        assert!(keys.in_memory && keys.spilled.is_none());
+        assert_eq!(keys.recent.len(), 3);
+        drop(keys);
+        assert_eq!(twins.duplicates(), 2);
     }
 }
