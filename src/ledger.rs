@@ -652,7 +652,7 @@ impl RecordSet {
 
 /// The `key` of each record of an earlier ledger, hashed, to check that a resumed run reads
 /// the same input: record numbers alone would silently skip the wrong records of a re-export.
-/// Four bytes a record (a 32-bit hash, never 0), in pages of [`KeyIndex::PAGE`] records by
+/// Four bytes a record (a 32-bit hash, never 0), in pages of 4,096 records by
 /// record number: 4 MB for a million records, and one page for a stray record number.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyIndex {
