@@ -11,8 +11,8 @@ fn main() {
 /// RSS against 41.3 MB with two arenas, for a heap of 18 MB either way; `bench/memory.sh`).
 /// Two arenas serve a run's few busy threads. `MALLOC_ARENA_MAX` in the environment still
 /// decides when set.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn few_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
         // SAFETY: called first thing in `main`, before any other thread exists; `mallopt`
         // only sets a tunable of the allocator.
@@ -21,3 +21,7 @@ fn few_malloc_arenas() {
         }
     }
 }
+
+/// Other allocators keep their own counsel.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn few_malloc_arenas() {}

@@ -425,6 +425,7 @@ fn read_records(
         }
         let job = match Job::new(cx, twins, record) {
             Ok(job) => job,
+            // The run ends with this reason (exit 3) once what was sent settles.
             Err(e) => {
                 stop.stop(format!(
                     "the run's scratch file of keys failed ({e}), so twins can no longer be \

@@ -13,8 +13,10 @@
 //! Memory: every key of the run is remembered as a 64-bit hash with its first record
 //! number, so that twins far apart in the input are still seen and counted, and a create's
 //! settlement (its target id) is kept for the rest of the run. The keys since the last spill
-//! live in memory ([`SPILL_AT`] of them at most, about 3 MB); then they go to a scratch
-//! file, [`Spilled`], so that memory stays flat for an input of millions of rows.
+//! live in memory ([`SPILL_AT`] of them at most, about 3 MB, with the creates settled since);
+//! then they go to a scratch file, [`Spilled`], so that memory stays flat for an input of
+//! millions of rows. A scratch file that cannot be made leaves every key in memory (with a
+//! warning); one that fails once made stops the run, which can no longer tell twins apart.
 
 use std::collections::HashMap;
 use std::io;
@@ -22,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use redb::backends::FileBackend;
-use redb::{Database, ReadOnlyTable, ReadableDatabase, TableDefinition};
+use redb::{Database, ReadOnlyTable, ReadableDatabase, StorageBackend, TableDefinition};
 use tokio::sync::watch;
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -139,7 +141,7 @@ impl Twins {
             })
         });
         if keys.recent.len() >= keys.spill_at && !keys.in_memory {
-            self.spill(&mut keys, book);
+            self.spill(&mut keys, book)?;
         }
         Ok(Turn {
             twins: Arc::clone(self),
@@ -155,15 +157,16 @@ impl Twins {
 
     /// Writes the recent keys and the creates settled since the last spill to the scratch
     /// file. The record tasks settle on meanwhile: `book` is let go while the file is written.
-    fn spill(&self, keys: &mut Keys, mut book: MutexGuard<'_, Book>) {
+    fn spill(&self, keys: &mut Keys, mut book: MutexGuard<'_, Book>) -> io::Result<()> {
         let created = std::mem::take(&mut book.created);
         drop(book);
-        if let Err(created) = keys.spill(created) {
+        if !keys.spill(&created)? {
             let mut book = lock(&self.book);
             for (key, twin) in created {
                 book.created.entry(key).or_insert(twin);
             }
         }
+        Ok(())
     }
 
     /// Rows whose key an earlier row of the input had.
@@ -177,32 +180,29 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Keys {
-    /// Writes the recent keys and `created` to the scratch file and forgets them here. On
-    /// failure, warns and keeps every key in memory from then on, handing `created` back.
-    fn spill(&mut self, created: Created) -> Result<(), Created> {
-        let written = match self.spilled.as_mut() {
-            Some(spilled) => spilled.write(&self.recent, &created),
-            None => Spilled::create(&self.dir).and_then(|mut spilled| {
-                spilled.write(&self.recent, &created)?;
-                self.spilled = Some(spilled);
-                Ok(())
-            }),
+    /// Writes the recent keys and `created` to the scratch file and forgets them here: `true`.
+    /// `false` when no scratch file can be made: a warning says so, and every key stays in
+    /// memory from then on. An error when the file fails once made: a redb file whose write
+    /// failed refuses to be read from then on, so the run must stop.
+    fn spill(&mut self, created: &Created) -> io::Result<bool> {
+        let spilled = match self.spilled.take() {
+            Some(spilled) => spilled,
+            None => match Spilled::create(&self.dir) {
+                Ok(spilled) => spilled,
+                Err(e) => {
+                    eprintln!(
+                        "profilesync: warning: no scratch file for the run's keys could be \
+                         made in {} ({e}); they stay in memory, which now grows with the input",
+                        self.dir.display()
+                    );
+                    self.in_memory = true;
+                    return Ok(false);
+                }
+            },
         };
-        match written {
-            Ok(()) => {
-                self.recent.clear();
-                Ok(())
-            }
-            // What the file held already stays there, readable: only this spill is undone.
-            Err(e) => {
-                eprintln!(
-                    "profilesync: warning: writing the run's keys to a scratch file failed \
-                     ({e}); they stay in memory, which now grows with the input"
-                );
-                self.in_memory = true;
-                Err(created)
-            }
-        }
+        self.spilled.insert(spilled).write(&self.recent, created)?;
+        self.recent.clear();
+        Ok(true)
     }
 }
 
@@ -214,8 +214,9 @@ type Created = HashMap<u64, Box<Twin>>;
 /// removes it when the run ends, however it ends). Each value is the first row's record
 /// number, then for a create its status and target id.
 struct Spilled {
-    db: Database,
+    /// Declared first, so dropped before the database.
     table: ReadOnlyTable<u64, &'static [u8]>,
+    db: Database,
 }
 
 const KEYS: TableDefinition<u64, &[u8]> = TableDefinition::new("keys");
@@ -231,15 +232,20 @@ impl Spilled {
             use std::os::unix::fs::PermissionsExt;
             file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         }
+        Spilled::on(FileBackend::new(file).map_err(io::Error::other)?)
+    }
+
+    /// A scratch database on `backend` (a file; a test's backend that fails on demand).
+    fn on(backend: impl StorageBackend) -> io::Result<Spilled> {
         let db = redb::Builder::new()
             .set_cache_size(CACHE_BYTES)
-            .create_with_backend(FileBackend::new(file).map_err(io::Error::other)?)
+            .create_with_backend(backend)
             .map_err(io::Error::other)?;
         let txn = db.begin_write().map_err(io::Error::other)?;
         txn.open_table(KEYS).map_err(io::Error::other)?;
         txn.commit().map_err(io::Error::other)?;
         let table = Spilled::read(&db)?;
-        Ok(Spilled { db, table })
+        Ok(Spilled { table, db })
     }
 
     fn read(db: &Database) -> io::Result<ReadOnlyTable<u64, &'static [u8]>> {
@@ -288,9 +294,11 @@ impl Spilled {
 /// then, for a create, its status (1 created, 2 would create) and its target id.
 fn encode(twin: &Twin) -> Vec<u8> {
     let mut bytes = twin.first.to_le_bytes().to_vec();
-    bytes.push(match twin.status {
-        Status::WouldCreate => 2,
-        _ => 1,
+    debug_assert!(matches!(twin.status, Status::Created | Status::WouldCreate));
+    bytes.push(if twin.status == Status::WouldCreate {
+        2
+    } else {
+        1
     });
     bytes.extend_from_slice(twin.target_id.as_deref().unwrap_or_default().as_bytes());
     bytes
@@ -487,5 +495,62 @@ mod tests {
         assert_eq!(keys.recent.len(), 3);
         drop(keys);
         assert_eq!(twins.duplicates(), 2);
+    }
+
+    /// A scratch file whose writes fail once `fail` is set (a disk that filled up).
+    #[derive(Debug)]
+    struct Failing {
+        inner: redb::backends::InMemoryBackend,
+        fail: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl Failing {
+        fn check(&self) -> io::Result<()> {
+            match self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+                true => Err(io::Error::other("no space left on device")),
+                false => Ok(()),
+            }
+        }
+    }
+
+    impl StorageBackend for Failing {
+        fn len(&self) -> io::Result<u64> {
+            self.inner.len()
+        }
+        fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
+            self.inner.read(offset, out)
+        }
+        fn set_len(&self, len: u64) -> io::Result<()> {
+            self.check()?;
+            self.inner.set_len(len)
+        }
+        fn sync_data(&self) -> io::Result<()> {
+            self.check()?;
+            self.inner.sync_data()
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+            self.check()?;
+            self.inner.write(offset, data)
+        }
+    }
+
+    #[test]
+    fn a_scratch_file_that_fails_a_write_stops_the_run() {
+        let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let twins = Arc::new(Twins::new(2, std::env::temp_dir()));
+        let backend = Failing {
+            inner: redb::backends::InMemoryBackend::new(),
+            fail: Arc::clone(&fail),
+        };
+        twins.keys.lock().unwrap().spilled = Some(Spilled::on(backend).unwrap());
+        twins.enter("a", 1).unwrap().finish(None);
+        twins.enter("b", 2).unwrap().finish(None); // spilled
+        fail.store(true, std::sync::atomic::Ordering::SeqCst);
+        twins.enter("c", 3).unwrap().finish(None);
+        let failed = twins
+            .enter("d", 4)
+            .err()
+            .expect("the spill's failure stops the run");
+        assert!(failed.to_string().contains("no space left"), "{failed}");
     }
 }
