@@ -639,6 +639,10 @@ struct Asked {
     by_state: Result<ByState, String>,
     /// The record's read by id, once its batch came back.
     read: Option<Prefetched>,
+    /// The payload's hash and the found key it was asked with ([`payload_hash`],
+    /// [`found_key`]; with a sync state), which its task records.
+    hash: Option<u128>,
+    found: Option<String>,
 }
 
 /// One record's trip: its turn among its twins, then the sync state, then the target.
@@ -714,14 +718,19 @@ async fn settle_mapped(
     mode: Mode,
     pace: &Pace<'_>,
 ) -> Result<Settlement, Unsettled> {
-    let hash = state.map(|_| payload_hash(cx, &mapped));
-    let found = state.and_then(|_| found_key(cx, &mapped));
-    let (by_state, read) = match asked {
-        Some(Asked { by_state, read }) => (by_state, read),
+    let (by_state, read, hash, found) = match asked {
+        Some(Asked {
+            by_state,
+            read,
+            hash,
+            found,
+        }) => (by_state, read, hash, found),
         None => {
-            let found = found.as_deref();
-            let asked = consult(target, state, &mapped, hash, found, seen, record, pace).await;
-            (asked, None)
+            let hash = state.map(|_| payload_hash(cx, &mapped));
+            let found = state.and_then(|_| found_key(cx, &mapped));
+            let key = found.as_deref();
+            let asked = consult(target, state, &mapped, hash, key, seen, record, pace).await;
+            (asked, None, hash, found)
         }
     };
     // What the state holds for the record (under the id it knows it by), and whether it is
@@ -827,10 +836,9 @@ async fn consult(
 /// The ids one read-ahead call takes, when the run reads ahead: a target with batched reads
 /// by id, records matched by id.
 fn read_ahead_batch(cx: &Context, target: &Target) -> Option<usize> {
-    match cx.config.matching.by {
-        MatchBy::Id(_) => target.batch_read(),
-        MatchBy::Search { .. } => None,
-    }
+    target
+        .batch_read()
+        .filter(|_| driver::reads_by_id(&cx.config, false))
 }
 
 /// The read-ahead stage's view of the run ([`read_ahead::Reads`]): a twin waits for its
@@ -895,6 +903,8 @@ impl read_ahead::Reads for Ahead {
         job.asked = Some(Asked {
             by_state,
             read: None,
+            hash,
+            found,
         });
         wants.then_some(id)
     }
