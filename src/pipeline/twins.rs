@@ -105,7 +105,8 @@ impl Twins {
     }
 
     /// Takes the next valid row, in input order: its key is its target id or search value.
-    /// Fails only when the scratch file cannot be read back: the run cannot tell twins then.
+    /// Fails only when the scratch file fails (a read, or a spill's write): the run cannot
+    /// tell twins apart then.
     pub fn enter(self: &Arc<Self>, key: &str, record: u64) -> io::Result<Turn> {
         let key = xxh3_64(key.as_bytes());
         let mut keys = lock(&self.keys);
