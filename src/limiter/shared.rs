@@ -128,9 +128,8 @@ pub struct SharedQuota {
     /// The account scope (`TargetIdentity::quota_scope`), once the target told it.
     scope: OnceLock<String>,
     health: Mutex<Health>,
-    /// Times Redis was lost, and times it came back.
+    /// Times Redis was lost.
     losses: AtomicU64,
-    returns: AtomicU64,
     /// Requests let through by a local fallback bucket after a loss.
     by_fallback: AtomicU64,
 }
@@ -166,10 +165,12 @@ impl SharedQuota {
             script.load_async(&mut connection).await?;
             Ok::<_, redis::RedisError>(connection)
         };
-        let connection = match tokio::time::timeout(2 * TIMEOUT + TIMEOUT, ready).await {
+        // Connecting, PING and the script's load: a timeout each.
+        let limit = 3 * TIMEOUT;
+        let connection = match tokio::time::timeout(limit, ready).await {
             Ok(Ok(connection)) => connection,
             Ok(Err(e)) => return Err(unreachable(e.to_string())),
-            Err(_) => return Err(unreachable(format!("no answer in {:?}", 3 * TIMEOUT))),
+            Err(_) => return Err(unreachable(format!("no answer in {limit:?}"))),
         };
         Ok(SharedQuota {
             url: redacted(url),
@@ -179,7 +180,6 @@ impl SharedQuota {
             scope: OnceLock::new(),
             health: Mutex::new(Health::Up),
             losses: AtomicU64::new(0),
-            returns: AtomicU64::new(0),
             by_fallback: AtomicU64::new(0),
         })
     }
@@ -256,16 +256,10 @@ impl SharedQuota {
         ))
     }
 
-    /// Whether Redis was lost at some point of the run.
-    pub fn was_lost(&self) -> bool {
-        self.losses.load(Ordering::Relaxed) > 0
-    }
-
     fn on_answer(&self) {
         let mut health = self.lock();
         if let Health::Lost { since, .. } = *health {
             *health = Health::Up;
-            self.returns.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 url = %self.url,
                 lost_for_ms = since.elapsed().as_millis() as u64,

@@ -13,7 +13,7 @@ use profilesync::state::TargetIdentity;
 
 use crate::support::{
     APPLY, BY_ID, Dir, RedisServer, assert_every_record_once, command, config, customers,
-    free_port, seeded, stderr, wait_for_entries,
+    customers_dir, free_port, seeded, stderr, wait_for_entries,
 };
 
 /// A scratch folder whose `in.csv` holds `customers` `from..=to` (one slice of the seed) and
@@ -30,6 +30,14 @@ fn slice(from: u32, to: u32, limits: &str) -> Dir {
     dir.write("in.csv", csv);
     dir.write("c.toml", config(limits, BY_ID));
     dir
+}
+
+/// 40/s shared; with Redis lost, 40 / 4 peers = 10/s on each operation's local bucket.
+fn fallback_limits(redis: &RedisServer) -> String {
+    format!(
+        "rate = 40\nburst = 4\nconcurrency = 4\nshared = \"{}\"\nshared_peers = 4",
+        redis.url()
+    )
 }
 
 /// Requests the emulator answered, and of them throttled (429), over every operation.
@@ -184,8 +192,7 @@ async fn three_processes_share_one_redis_quota_within_the_emulators() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_unreachable_at_start_exits_3_naming_it_and_sends_nothing() {
     let emulator = seeded(5).await;
-    let dir = slice(
-        1,
+    let dir = customers_dir(
         5,
         &format!(
             "rate = 100\nshared = \"redis://:canary-secret@127.0.0.1:{}/0\"",
@@ -215,15 +222,7 @@ async fn redis_killed_mid_run_the_run_finishes_at_the_fallback_rate_and_says_so(
     };
     let n = 100;
     let emulator = seeded(n).await;
-    // 40/s shared; with Redis gone, 40 / 4 peers = 10/s on a local bucket.
-    let dir = slice(
-        1,
-        n,
-        &format!(
-            "rate = 40\nburst = 4\nconcurrency = 4\nshared = \"{}\"\nshared_peers = 4",
-            redis.url()
-        ),
-    );
+    let dir = customers_dir(n, &fallback_limits(&redis));
     let child = command(&dir, &emulator, &APPLY).spawn();
     wait_for_entries(&dir.path("l.jsonl"), 20).await;
     redis.kill();
@@ -342,14 +341,7 @@ async fn redis_back_during_the_run_the_run_goes_back_to_it() {
     };
     let n = 120;
     let emulator = seeded(n).await;
-    let dir = slice(
-        1,
-        n,
-        &format!(
-            "rate = 40\nburst = 4\nconcurrency = 4\nshared = \"{}\"\nshared_peers = 4",
-            redis.url()
-        ),
-    );
+    let dir = customers_dir(n, &fallback_limits(&redis));
     let child = command(&dir, &emulator, &APPLY).spawn();
     wait_for_entries(&dir.path("l.jsonl"), 10).await;
     redis.kill();
